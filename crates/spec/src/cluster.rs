@@ -1,0 +1,157 @@
+//! Cluster configuration: what KubeVirt keeps in its CR under `spec.configuration.network`
+//! plus the feature gates that change network validation.
+//!
+//! Accepted shapes (YAML or JSON), `--cluster-config FILE`:
+//! - netbind's own: `{network: {...}, featureGates: [...]}`;
+//! - a whole `kind: KubeVirt` CR: `spec.configuration.network` and
+//!   `spec.configuration.developerConfiguration.featureGates` are read from it.
+//!
+//! Defaults without a file are KubeVirt's own: `defaultNetworkInterface: bridge`,
+//! `permitBridgeInterfaceOnPodNetwork: true`, no binding plugins; feature gates
+//! `PasstBinding` and `PortRangesSpec` on (netbind implements both).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::read::{self, ReadError};
+
+pub const GATE_PASST_BINDING: &str = "PasstBinding";
+pub const GATE_PORT_RANGES: &str = "PortRangesSpec";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default = "default_gates")]
+    pub feature_gates: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { network: NetworkConfig::default(), feature_gates: default_gates() }
+    }
+}
+
+fn default_gates() -> Vec<String> {
+    vec![GATE_PASST_BINDING.into(), GATE_PORT_RANGES.into()]
+}
+
+/// KubeVirt's `spec.configuration.network`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfig {
+    /// Binding given to the automatically added pod interface: `bridge`, `masquerade`
+    /// or `passtBinding` (or the name of a registered binding plugin).
+    #[serde(default = "default_interface")]
+    pub default_network_interface: String,
+    #[serde(default = "yes")]
+    pub permit_bridge_interface_on_pod_network: bool,
+    /// Registered network binding plugins, by name.
+    #[serde(default)]
+    pub binding: BTreeMap<String, BindingPlugin>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            default_network_interface: default_interface(),
+            permit_bridge_interface_on_pod_network: true,
+            binding: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_interface() -> String {
+    "bridge".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A network binding plugin, as registered in KubeVirt's CR.
+///
+/// How netbind connects an interface using it: `domainAttachmentType: tap` → the plugin's
+/// CNI made a tap or macvtap device named like the pod link, and the guest uses it
+/// directly; `managedTap` → netbind builds bridge and tap, without DHCP; no
+/// `domainAttachmentType` (sidecar plugins such as passt and slirp) → netbind's own
+/// user-mode engine serves the interface in place of the sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingPlugin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_attachment_definition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_attachment_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downward_api: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_resource_overhead: Option<Value>,
+}
+
+impl ClusterConfig {
+    pub fn gate(&self, name: &str) -> bool {
+        self.feature_gates.iter().any(|g| g == name)
+    }
+
+    /// Reads a cluster configuration file (netbind's shape or a KubeVirt CR).
+    pub fn parse(bytes: &[u8]) -> Result<ClusterConfig, ClusterConfigError> {
+        let value = read::parse_single_value(bytes).map_err(ClusterConfigError::Read)?;
+        let value = if value.get("kind").and_then(Value::as_str) == Some("KubeVirt") {
+            let conf = value.pointer("/spec/configuration").cloned().unwrap_or(Value::Null);
+            let mut out = serde_json::Map::new();
+            if let Some(n) = conf.get("network") {
+                out.insert("network".into(), n.clone());
+            }
+            if let Some(g) = conf.pointer("/developerConfiguration/featureGates") {
+                out.insert("featureGates".into(), g.clone());
+            }
+            Value::Object(out)
+        } else {
+            value
+        };
+        serde_path_to_error::deserialize(value).map_err(|e| ClusterConfigError::Field {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterConfigError {
+    #[error(transparent)]
+    Read(ReadError),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kubevirts() {
+        let c = ClusterConfig::parse(b"{}").unwrap();
+        assert_eq!(c.network.default_network_interface, "bridge");
+        assert!(c.network.permit_bridge_interface_on_pod_network);
+        assert!(c.gate(GATE_PASST_BINDING));
+    }
+
+    #[test]
+    fn kubevirt_cr_is_understood() {
+        let c = ClusterConfig::parse(
+            b"kind: KubeVirt\nspec:\n  configuration:\n    developerConfiguration:\n      featureGates: [Foo]\n    network:\n      binding:\n        slirp:\n          sidecarImage: quay.io/x\n",
+        )
+        .unwrap();
+        assert!(c.gate("Foo"));
+        assert!(!c.gate(GATE_PASST_BINDING));
+        assert!(c.network.binding.contains_key("slirp"));
+    }
+}

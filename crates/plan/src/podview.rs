@@ -108,3 +108,12 @@ impl PodView {
         self.links.iter().flat_map(|l| l.addresses.iter().copied()).collect()
     }
 }
+
+impl PodView {
+    /// The view assumed when none is given: a pod as a typical CNI (bridge + host-local)
+    /// leaves it. (Skeleton: the planner fills it in.)
+    pub fn typical(obj: &netbind_spec::VmObject) -> PodView {
+        let _ = obj;
+        PodView { source: "default".into(), ..PodView::default() }
+    }
+}

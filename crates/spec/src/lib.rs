@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod defaults;
 pub mod model;
+pub mod multus;
 pub mod naming;
 pub mod read;
 pub mod validate;

@@ -1,5 +1,5 @@
-//! netbind-dhcp: the address services a guest NIC needs — DHCPv4 (and, later, DHCPv6 and
-//! router advertisements) — as pure request → reply cores.
+//! netbind-dhcp: the address services a guest NIC needs — DHCPv4, DHCPv6 and router
+//! advertisements — as pure request → reply cores.
 //!
 //! Each core is built from the plan's configuration for one interface and answers only
 //! that interface's guest MAC. A core takes the UDP payload of one request and returns
@@ -8,4 +8,6 @@
 //! and netbind's user-mode engine, and a fuzzer can drive it directly.
 #![forbid(unsafe_code)]
 
+pub mod ra;
 pub mod v4;
+pub mod v6;

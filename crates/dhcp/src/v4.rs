@@ -307,7 +307,7 @@ fn encode(m: &Message) -> Vec<u8> {
     }
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split([':', '-']);
     for byte in &mut out {

@@ -1,1 +1,142 @@
-fn main() {}
+//! `netbind`: the command line over the pipeline (`manifest → spec → plan`).
+//!
+//! How it works: clap parses the arguments into [`Command`]; each subcommand reads its
+//! inputs through [`input`] (bounded reads, located parse errors), runs the pure stages
+//! of `netbind-spec` and `netbind-plan`, and prints through [`output`]. Only this file
+//! and the command modules decide exit codes:
+//! - 0: every object valid (and planned), or nothing to do;
+//! - 1: a manifest is invalid, or planning refused it;
+//! - 2: an input could not be read or parsed (manifest, cluster configuration, pod view,
+//!   namespace) — and clap's own usage errors.
+//!
+//! What holds: user input never causes a panic or a backtrace; errors reach the user as
+//! one message naming the file (and line, column or field path) and what to do. Same input
+//! gives byte-identical output: everything printed comes from ordered data.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod input;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Wires a VM's network interfaces into its Kubernetes pod, from KubeVirt manifests.
+#[derive(Debug, Parser)]
+#[command(name = "netbind", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check VirtualMachine/VirtualMachineInstance manifests the way KubeVirt's admission
+    /// does, and more. Exit 0: all valid; 1: any invalid; 2: input unreadable.
+    Validate(ValidateArgs),
+    /// Show what netbind would build for every interface of every VM in FILE.
+    Plan(PlanArgs),
+    /// Print the launcher pod annotations (Multus networks, default network, mesh) per VM.
+    Annotations(AnnotationsArgs),
+    /// List the validation rule ids with their descriptions.
+    Rules,
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// Manifest files (YAML or JSON, several documents each); `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Cluster configuration (netbind's shape or a `kind: KubeVirt` CR).
+    #[arg(long, value_name = "F")]
+    cluster_config: Option<String>,
+    /// Pod view (YAML/JSON); its addresses are checked against the VM networks.
+    #[arg(long, value_name = "F")]
+    pod_view: Option<String>,
+    #[arg(long, value_enum, default_value_t = ValidateOutput::Human)]
+    output: ValidateOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ValidateOutput {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// Manifest file (YAML or JSON, several documents); `-` reads stdin.
+    #[arg(value_name = "FILE")]
+    file: String,
+    #[arg(long, value_name = "F")]
+    cluster_config: Option<String>,
+    /// Pod view from a YAML/JSON file.
+    #[arg(long, value_name = "F", conflicts_with = "netns")]
+    pod_view: Option<String>,
+    /// Read the pod view live (read-only) from a network namespace: a name under
+    /// /run/netns or an absolute path. Needs root.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// The pod's `k8s.v1.cni.cncf.io/network-status` annotation value, from a file
+    /// (finds SR-IOV VFs); replaces the pod view's.
+    #[arg(long, value_name = "F")]
+    network_status: Option<String>,
+    /// `table` for people; `json`/`yaml` (always a list of plans) for machines.
+    #[arg(long, value_enum, default_value_t = PlanOutput::Table)]
+    output: PlanOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, clap::Args)]
+struct AnnotationsArgs {
+    /// Manifest file; `-` reads stdin.
+    #[arg(value_name = "FILE")]
+    file: String,
+    #[arg(long, value_name = "F")]
+    cluster_config: Option<String>,
+    /// Always a list of `{object, annotations}`.
+    #[arg(long, value_enum, default_value_t = MachineOutput::Json)]
+    output: MachineOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MachineOutput {
+    Json,
+    Yaml,
+}
+
+/// The process outcome, apart from input errors (which are exit 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Ok = 0,
+    Invalid = 1,
+    Unreadable = 2,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate(&args),
+        Command::Plan(args) => commands::plan(&args),
+        Command::Annotations(args) => commands::annotations(&args),
+        Command::Rules => commands::rules(),
+    };
+    match result {
+        Ok(outcome) => ExitCode::from(outcome as u8),
+        Err(err) => {
+            if let Some(input) = err.downcast_ref::<input::InputError>() {
+                eprintln!("{input}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(Outcome::Unreadable as u8)
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! - INFORM → ACK with configuration but no address and no lease;
 //! - RELEASE, DECLINE → no reply, counted (a DECLINE means the address is in use on the
 //!   link: a planning error worth seeing in the counters).
+//!
 //! Every reply carries the planned options: 1, 3, 6, 12, 15, 26, 42, 51, 54, 66, 67,
 //! 119, 121 and 224–254. When routes go in option 121 the router is sent in option 3 as
 //! well, for clients that do not know 121 (RFC 3442 clients ignore 3 then).

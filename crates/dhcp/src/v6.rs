@@ -11,6 +11,7 @@
 //!   NotOnLink otherwise (the guest moved: it must start over);
 //! - RELEASE, DECLINE → REPLY Success (counted);
 //! - INFORMATION-REQUEST → REPLY with DNS servers and search list only.
+//!
 //! Every reply echoes the client's DUID, carries the server DUID and the DNS options
 //! (23, 24). The server's DUID is DUID-LL of the masquerade bridge MAC
 //! 02:00:00:00:00:00, the same in every pod, as a DUID must only be unique per link.

@@ -1,1 +1,264 @@
+//! netbind-netns: the pod's network namespace, seen and (later) changed through netlink.
+//!
+//! Today this crate only *reads*: [`read_pod_view`] turns a live namespace into the
+//! [`PodView`] that planning consumes (`netbind plan --netns NAME`).
+//!
+//! How it works: the namespace file (`/run/netns/<name>` or an absolute path) is opened
+//! on the calling thread, then a dedicated thread is spawned which `setns(2)`s into it —
+//! `setns` changes only the calling thread, so the caller's own namespace never moves —
+//! and only *then* opens its netlink socket, so the socket belongs to the pod's namespace.
+//! On that thread a single-threaded tokio runtime dumps links, addresses and routes of
+//! both families; the thread ends with the runtime and takes the namespace with it.
+//! The dumps are turned into the view by pure functions ([`convert`]), which unit tests
+//! drive with hand-built netlink messages.
+//!
+//! What holds: nothing is ever written — only `RTM_GET*` dump requests are sent. The
+//! loopback link, IPv6 link-local addresses (fe80::/10) and routes outside the main
+//! table are left out. DNS comes from `/etc/netns/<name>/resolv.conf` (where
+//! `ip netns exec` would bind-mount it) when that file exists, otherwise the view has none.
 #![forbid(unsafe_code)]
+
+pub mod convert;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use netbind_plan::PodView;
+use netbind_plan::podview::Dns;
+use nix::sched::CloneFlags;
+use rtnetlink::RouteMessageBuilder;
+
+/// Where `ip netns add NAME` puts its namespace files.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+/// Where `ip netns exec` finds per-namespace configuration files.
+pub const NETNS_ETC_DIR: &str = "/etc/netns";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error(
+        "network namespace name {name:?} is not valid; give a name under {NETNS_RUN_DIR} or an absolute path"
+    )]
+    InvalidName { name: String },
+    #[error("cannot open network namespace {path}; does it exist (`ip netns list`)?")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot enter network namespace {path}; reading a namespace needs CAP_SYS_ADMIN (run as root)"
+    )]
+    Enter {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot start the namespace reader thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the namespace reader thread stopped unexpectedly")]
+    ThreadPanicked,
+    #[error("cannot open a netlink socket in network namespace {path}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot dump {what} of network namespace {path}")]
+    Dump {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot read {path}")]
+    ResolvConf {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads the pod view of a live network namespace, without changing anything in it.
+///
+/// `netns` is a name as `ip netns` knows it (the file `/run/netns/<name>`) or an
+/// absolute path to a namespace file (`/proc/<pid>/ns/net`). Needs root.
+pub fn read_pod_view(netns: &str) -> Result<PodView, NetnsError> {
+    let (path, name) = resolve(netns)?;
+    let file = File::open(&path).map_err(|source| NetnsError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let thread_path = path.clone();
+    let dumps = std::thread::Builder::new()
+        .name("netbind-netns".into())
+        .spawn(move || dump_inside(file, &thread_path))
+        .map_err(NetnsError::Thread)?
+        .join()
+        .map_err(|_| NetnsError::ThreadPanicked)??;
+    let dns = match name {
+        Some(name) => read_dns(&Path::new(NETNS_ETC_DIR).join(name).join("resolv.conf"))?,
+        None => Dns::default(),
+    };
+    let mut view = convert::pod_view(&dumps);
+    view.source = format!("netns:{netns}");
+    view.dns = dns;
+    Ok(view)
+}
+
+/// The namespace file, and the `ip netns` name when there is one.
+fn resolve(netns: &str) -> Result<(PathBuf, Option<String>), NetnsError> {
+    let invalid = || NetnsError::InvalidName {
+        name: netns.to_string(),
+    };
+    if netns.starts_with('/') {
+        let path = PathBuf::from(netns);
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = if parent == Path::new(NETNS_RUN_DIR) || parent == Path::new("/var/run/netns") {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+        } else {
+            None
+        };
+        return Ok((path, name));
+    }
+    if netns.is_empty()
+        || netns == "."
+        || netns == ".."
+        || netns.contains('/')
+        || netns.contains('\0')
+    {
+        return Err(invalid());
+    }
+    Ok((
+        Path::new(NETNS_RUN_DIR).join(netns),
+        Some(netns.to_string()),
+    ))
+}
+
+fn read_dns(path: &Path) -> Result<Dns, NetnsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Dns::from_resolv_conf(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Dns::default()),
+        Err(source) => Err(NetnsError::ResolvConf {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Runs on the dedicated thread: enter, then open the socket, then dump.
+fn dump_inside(file: File, path: &Path) -> Result<convert::Dumps, NetnsError> {
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| NetnsError::Socket {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    runtime.block_on(dump(path))
+}
+
+async fn dump(path: &Path) -> Result<convert::Dumps, NetnsError> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|source| NetnsError::Socket {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let connection = tokio::spawn(connection);
+    let failed = |what: &'static str| {
+        move |source| NetnsError::Dump {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let links = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(failed("links"))?;
+    let addresses = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(failed("addresses"))?;
+    let mut routes: Vec<_> = handle
+        .route()
+        .get(RouteMessageBuilder::<std::net::Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(failed("IPv4 routes"))?;
+    let routes6: Vec<_> = handle
+        .route()
+        .get(RouteMessageBuilder::<std::net::Ipv6Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(failed("IPv6 routes"))?;
+    routes.extend(routes6);
+    connection.abort();
+    Ok(convert::Dumps {
+        links,
+        addresses,
+        routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_name_lives_under_run_netns() {
+        let (path, name) = resolve("pod-a").unwrap();
+        assert_eq!(path, Path::new("/run/netns/pod-a"));
+        assert_eq!(name.as_deref(), Some("pod-a"));
+    }
+
+    #[test]
+    fn an_absolute_path_outside_run_netns_has_no_etc_name() {
+        let (path, name) = resolve("/proc/1/ns/net").unwrap();
+        assert_eq!(path, Path::new("/proc/1/ns/net"));
+        assert_eq!(name, None);
+    }
+
+    #[test]
+    fn names_that_escape_the_directory_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../etc"] {
+            assert!(
+                matches!(resolve(bad), Err(NetnsError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_namespace_is_an_open_error_naming_the_path() {
+        let err = read_pod_view("netbind-no-such-namespace-4711").unwrap_err();
+        assert!(matches!(err, NetnsError::Open { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/run/netns/netbind-no-such-namespace-4711"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_resolv_conf_means_no_dns() {
+        assert_eq!(
+            read_dns(Path::new("/nonexistent/netbind/resolv.conf")).unwrap(),
+            Dns::default()
+        );
+    }
+}

@@ -3,40 +3,49 @@
 //! Second stage of the pipeline, and pure: every decision — link names, addresses,
 //! sysctls, nftables rules, DHCP/RA options, user-mode engine settings, the guest device —
 //! is made here as data. `apply` (crate `netbind-netns`) only carries it out.
+//!
+//! Where things are:
+//! - [`model`]: the plan's types ([`NetworkPlan`], [`InterfacePlan`], [`LinkStep`]…);
+//! - [`bindings`]: the planner ([`plan`]) and one module per method — `bridge` (also
+//!   managedTap), `masquerade` (links and the NAT rules), `sriov`, `usernet`, `tap`;
+//! - [`dhcp`]: DHCPv4/DHCPv6/RA settings; [`nftables`]: rulesets, as `nft` text and JSON;
+//! - [`podview`]: the pod as found, and the typical pod assumed without one;
+//! - [`render`]: libvirt XML, QEMU arguments, the table; [`mac`]: MAC addresses.
 #![forbid(unsafe_code)]
 
+pub mod bindings;
+pub mod dhcp;
+pub mod error;
+pub mod mac;
+pub mod model;
+pub mod nftables;
 pub mod podview;
+pub mod render;
 
+pub use bindings::plan;
+pub use error::PlanError;
+pub use model::*;
+pub use nftables::NftRuleset;
 pub use podview::PodView;
-
-use netbind_spec::{ClusterConfig, VmObject};
-use serde::{Deserialize, Serialize};
-
-/// What netbind will build for one VM. (Skeleton: filled in by the planner.)
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkPlan {
-    /// `Kind/namespace/name` of the planned object.
-    pub object: String,
-    /// Where the pod view came from (`default`, `file:…`, `netns:…`).
-    pub pod_view: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("{path}: {message}")]
-    Interface { path: String, message: String },
-}
-
-/// Plans a defaulted, validated object against a pod view.
-pub fn plan(obj: &VmObject, cluster: &ClusterConfig, pod: &PodView) -> Result<NetworkPlan, PlanError> {
-    let _ = cluster;
-    Ok(NetworkPlan { object: obj.display_name(), pod_view: pod.source.clone() })
-}
 
 impl NetworkPlan {
     /// A readable table per interface.
     pub fn to_table(&self) -> String {
-        format!("{}\n", self.object)
+        render::table::render(self)
+    }
+
+    /// Every guest device's libvirt XML, in interface order.
+    pub fn libvirt_xml(&self) -> String {
+        self.interfaces.iter().map(|i| i.guest.libvirt_xml.as_str()).collect()
+    }
+
+    /// Every guest device's QEMU arguments, in interface order.
+    pub fn qemu_args(&self) -> Vec<String> {
+        self.interfaces.iter().flat_map(|i| i.guest.qemu_args.iter().cloned()).collect()
+    }
+
+    /// All NAT rules of the plan as one `nft -f` script.
+    pub fn nft_text(&self) -> String {
+        self.interfaces.iter().filter_map(|i| i.nftables.as_ref()).map(NftRuleset::to_nft_text).collect()
     }
 }

@@ -1,0 +1,137 @@
+//! Usernet: `passtBinding`, and binding plugins without a `domainAttachmentType` (sidecar
+//! plugins such as passt and slirp), served by netbind's user-mode engine instead of a
+//! sidecar. The guest's traffic enters and leaves the pod as sockets of one process: no
+//! links, no NAT rules.
+//!
+//! The engine listens on a unix stream socket, `/run/netbind/<namespace>/<vm>/<iface>.sock`
+//! (when that passes the 107 bytes a socket path may have, `/run/netbind/s/<16 hex of
+//! sha256(namespace/vm/iface)>.sock`); QEMU connects with `-netdev stream`. The guest gets
+//! the pod link's own global addresses and the pod's default gateways, DNS and search
+//! list, MTU 65520 (passt's default; the guest NIC carries it, not the pod link's).
+//!
+//! Inbound ports, as KubeVirt hands them to passt: `ports[]` by protocol; no ports at all
+//! → every TCP and UDP port; with Istio the Envoy ports are excluded from TCP (and, as in
+//! KubeVirt, when only exclusions remain UDP is not forwarded).
+//!
+//! Sysctls, as KubeVirt sets them for passtBinding: `net.ipv4.ping_group_range=107 107`
+//! (ICMP echo through ping sockets as the qemu group) and
+//! `net.ipv4.ip_unprivileged_port_start=0` (listening on low ports without privileges).
+//! Both are namespaced and change nothing a mesh or policy looks at.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use super::masquerade::{ISTIO_ENVOY_PORTS, port_number};
+use super::{BindingPlan, Ctx, QEMU_UID, is_global_unicast};
+use crate::error::PlanError;
+use crate::model::{PortForward, Sysctl, UsernetConfig};
+
+pub const DEFAULT_MTU: u32 = 65520;
+pub const SOCKET_DIR: &str = "/run/netbind";
+/// `sizeof(sockaddr_un.sun_path)` less the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
+    let link = ctx.require_link()?;
+    let mut bp = BindingPlan::default();
+    let guest_addresses: Vec<IpNet> =
+        link.addresses.iter().copied().filter(|a| is_global_unicast(a.addr())).collect();
+    let gateway = |v6: bool| {
+        ctx.pod
+            .routes
+            .iter()
+            .filter(|r| r.dev == link.name && r.destination.prefix_len() == 0)
+            .filter_map(|r| r.gateway)
+            .find(|g| g.is_ipv6() == v6)
+    };
+    let gateway4 = match gateway(false) {
+        Some(IpAddr::V4(g)) => Some(g),
+        _ => None,
+    };
+    let gateway6 = match gateway(true) {
+        Some(IpAddr::V6(g)) => Some(g),
+        _ => None,
+    };
+    let (tcp, udp) = port_forwards(ctx)?;
+    let socket = socket_path(&ctx.obj.namespace, &ctx.obj.name, &ctx.iface.name);
+    if !socket.starts_with(&format!("{SOCKET_DIR}/{}/", ctx.obj.namespace)) {
+        bp.notes.push(format!("socket path shortened to {socket} (a unix socket path has at most 107 bytes)"));
+    }
+    if !ctx.network.is_pod() && !ctx.network.is_multus_default() {
+        bp.notes.push(format!(
+            "usernet on a secondary network: the engine uses the namespace's routing, not {} specifically",
+            link.name
+        ));
+    }
+    bp.usernet = Some(UsernetConfig {
+        socket,
+        guest_mac: ctx.client_mac(),
+        guest_addresses,
+        gateway4,
+        gateway6,
+        map_gateway_to_loopback: true,
+        mtu: DEFAULT_MTU,
+        dns: ctx.pod.dns.nameservers.clone(),
+        search: ctx.search.clone(),
+        hostname: ctx.hostname.clone(),
+        tcp,
+        udp,
+    });
+    bp.sysctls = vec![
+        Sysctl::new("net.ipv4.ping_group_range", format!("{QEMU_UID} {QEMU_UID}")),
+        Sysctl::new("net.ipv4.ip_unprivileged_port_start", "0"),
+    ];
+    bp.guest_mtu = Some(Some(DEFAULT_MTU));
+    Ok(bp)
+}
+
+/// The engine's socket for one interface.
+pub fn socket_path(namespace: &str, vm: &str, iface: &str) -> String {
+    let path = format!("{SOCKET_DIR}/{namespace}/{vm}/{iface}.sock");
+    if path.len() <= MAX_SOCKET_PATH {
+        return path;
+    }
+    let digest = Sha256::digest(format!("{namespace}/{vm}/{iface}").as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{SOCKET_DIR}/s/{hex}.sock")
+}
+
+fn port_forwards(ctx: &Ctx<'_>) -> Result<(PortForward, PortForward), PlanError> {
+    let mut tcp = Vec::new();
+    let mut udp = Vec::new();
+    for p in &ctx.iface.ports {
+        let port = port_number(&ctx.iface.name, "ports[].port", p.port)?;
+        match p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase().as_str() {
+            "" | "tcp" => tcp.push(port),
+            "udp" => udp.push(port),
+            _ => {}
+        }
+    }
+    let exclude: Vec<u16> = if ctx.istio { ISTIO_ENVOY_PORTS.to_vec() } else { Vec::new() };
+    let fwd = |ports: Vec<u16>| if ports.is_empty() { PortForward::None } else { PortForward::Ports { ports } };
+    Ok(match (tcp.is_empty(), udp.is_empty(), exclude.is_empty()) {
+        (true, true, true) => (PortForward::All { exclude: vec![] }, PortForward::All { exclude: vec![] }),
+        (true, true, false) => (PortForward::All { exclude }, PortForward::None),
+        _ => (fwd(tcp), fwd(udp)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_is_per_namespace_vm_and_interface() {
+        assert_eq!(socket_path("ns", "vm", "default"), "/run/netbind/ns/vm/default.sock");
+    }
+
+    #[test]
+    fn overlong_socket_path_is_hashed() {
+        let long = "n".repeat(63);
+        let p = socket_path(&long, &long, "default");
+        assert!(p.starts_with("/run/netbind/s/"), "{p}");
+        assert_eq!(p.len(), "/run/netbind/s/".len() + 16 + ".sock".len());
+    }
+}

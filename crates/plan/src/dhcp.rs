@@ -41,7 +41,9 @@ pub fn dhcp4(
     let mtu = ctx.mtu();
     let mtu16 = u16::try_from(mtu).unwrap_or(u16::MAX);
     if u32::from(mtu16) != mtu {
-        notes.push(format!("DHCP option 26: MTU {mtu} does not fit, 65535 sent"));
+        notes.push(format!(
+            "DHCP option 26: MTU {mtu} does not fit, 65535 sent"
+        ));
     }
     let mut cfg = Dhcp4Config {
         interface: interface.into(),
@@ -73,8 +75,14 @@ pub fn dhcp4(
         cfg.boot_file = opts.boot_file_name.clone().filter(|s| !s.is_empty());
         for p in &opts.private_options {
             match u8::try_from(p.option) {
-                Ok(code @ 224..=254) => cfg.private_options.push(PrivateOption { code, value: p.value.clone() }),
-                _ => notes.push(format!("dhcpOptions.privateOptions: option {} is outside 224-254, skipped", p.option)),
+                Ok(code @ 224..=254) => cfg.private_options.push(PrivateOption {
+                    code,
+                    value: p.value.clone(),
+                }),
+                _ => notes.push(format!(
+                    "dhcpOptions.privateOptions: option {} is outside 224-254, skipped",
+                    p.option
+                )),
             }
         }
     }
@@ -82,7 +90,12 @@ pub fn dhcp4(
 }
 
 /// A stateful DHCPv6 server handing the guest one address.
-pub fn dhcp6(ctx: &Ctx<'_>, interface: &str, address: Ipv6Addr, notes: &mut Vec<String>) -> Dhcp6Config {
+pub fn dhcp6(
+    ctx: &Ctx<'_>,
+    interface: &str,
+    address: Ipv6Addr,
+    notes: &mut Vec<String>,
+) -> Dhcp6Config {
     Dhcp6Config {
         interface: interface.into(),
         client_mac: ctx.client_mac(),
@@ -113,7 +126,9 @@ pub fn ra(ctx: &Ctx<'_>, interface: &str, prefix: Ipv6Net, notes: &mut Vec<Strin
 impl RaConfig {
     fn with_note_if_no_dns(self, notes: &mut Vec<String>) -> RaConfig {
         if self.rdnss.is_empty() {
-            notes.push("router advertisements: the pod has no IPv6 DNS server, so no RDNSS option".into());
+            notes.push(
+                "router advertisements: the pod has no IPv6 DNS server, so no RDNSS option".into(),
+            );
         }
         self
     }
@@ -126,12 +141,20 @@ fn valid_search(search: &[String], notes: &mut Vec<String>) -> Vec<String> {
     let mut encoded = 0usize;
     for d in search {
         if !is_valid_search_domain(d) {
-            note_once(notes, format!("search domain {d:?} is not a valid DNS name, not handed to the guest"));
+            note_once(
+                notes,
+                format!("search domain {d:?} is not a valid DNS name, not handed to the guest"),
+            );
             continue;
         }
         let len = d.split('.').map(|l| l.len() + 1).sum::<usize>() + 1;
         if encoded + len > 255 {
-            note_once(notes, format!("search domain {d:?} and later ones pass option 119's 255 bytes, not handed out"));
+            note_once(
+                notes,
+                format!(
+                    "search domain {d:?} and later ones pass option 119's 255 bytes, not handed out"
+                ),
+            );
             break;
         }
         encoded += len;
@@ -156,7 +179,9 @@ fn is_valid_search_domain(d: &str) -> bool {
     labels.iter().enumerate().all(|(i, l)| {
         let last = i + 1 == labels.len();
         let bytes = l.as_bytes();
-        let ok_chars = bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || (!last && *b == b'_'));
+        let ok_chars = bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || (!last && *b == b'_')
+        });
         !l.is_empty()
             && l.len() <= 63
             && ok_chars

@@ -36,16 +36,26 @@ impl NetworkPlan {
 
     /// Every guest device's libvirt XML, in interface order.
     pub fn libvirt_xml(&self) -> String {
-        self.interfaces.iter().map(|i| i.guest.libvirt_xml.as_str()).collect()
+        self.interfaces
+            .iter()
+            .map(|i| i.guest.libvirt_xml.as_str())
+            .collect()
     }
 
     /// Every guest device's QEMU arguments, in interface order.
     pub fn qemu_args(&self) -> Vec<String> {
-        self.interfaces.iter().flat_map(|i| i.guest.qemu_args.iter().cloned()).collect()
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.guest.qemu_args.iter().cloned())
+            .collect()
     }
 
     /// All NAT rules of the plan as one `nft -f` script.
     pub fn nft_text(&self) -> String {
-        self.interfaces.iter().filter_map(|i| i.nftables.as_ref()).map(NftRuleset::to_nft_text).collect()
+        self.interfaces
+            .iter()
+            .filter_map(|i| i.nftables.as_ref())
+            .map(NftRuleset::to_nft_text)
+            .collect()
     }
 }

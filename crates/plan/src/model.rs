@@ -139,25 +139,64 @@ pub struct PodLinkInfo {
 pub enum LinkStep {
     /// A Linux bridge. `mac: None` leaves the kernel's choice.
     #[serde(rename_all = "camelCase")]
-    CreateBridge { name: String, mac: Option<String>, mtu: u32 },
+    CreateBridge {
+        name: String,
+        mac: Option<String>,
+        mtu: u32,
+    },
     /// A tap device for the hypervisor, owned by `uid`/`gid`. `queues > 1` means
     /// `IFF_MULTI_QUEUE` with that many queues.
     #[serde(rename_all = "camelCase")]
-    CreateTap { name: String, mtu: u32, queues: u32, uid: u32, gid: u32 },
+    CreateTap {
+        name: String,
+        mtu: u32,
+        queues: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// A dummy link (kept down) holding the pod link's identity: name, MAC, MTU, addresses.
     #[serde(rename_all = "camelCase")]
-    CreateDummy { name: String, mac: Option<String>, mtu: u32, addresses: Vec<IpNet> },
-    SetDown { link: String },
-    RenameLink { from: String, to: String },
-    SetMac { link: String, mac: String },
-    SetMtu { link: String, mtu: u32 },
+    CreateDummy {
+        name: String,
+        mac: Option<String>,
+        mtu: u32,
+        addresses: Vec<IpNet>,
+    },
+    SetDown {
+        link: String,
+    },
+    RenameLink {
+        from: String,
+        to: String,
+    },
+    SetMac {
+        link: String,
+        mac: String,
+    },
+    SetMtu {
+        link: String,
+        mtu: u32,
+    },
     /// Removes every address of the link, link-local ones included.
-    FlushAddresses { link: String },
-    AddAddress { link: String, address: IpNet },
-    SetMaster { link: String, master: String },
+    FlushAddresses {
+        link: String,
+    },
+    AddAddress {
+        link: String,
+        address: IpNet,
+    },
+    SetMaster {
+        link: String,
+        master: String,
+    },
     /// Bridge port MAC learning.
-    SetLearning { link: String, learning: bool },
-    SetUp { link: String },
+    SetLearning {
+        link: String,
+        learning: bool,
+    },
+    SetUp {
+        link: String,
+    },
 }
 
 /// A namespace sysctl, by its dotted name (`net.ipv4.ip_forward`).
@@ -169,7 +208,10 @@ pub struct Sysctl {
 
 impl Sysctl {
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Sysctl {
-        Sysctl { key: key.into(), value: value.into() }
+        Sysctl {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 
     /// Path under `/proc/sys`.
@@ -321,12 +363,16 @@ impl PortForward {
         match self {
             PortForward::None => "none".into(),
             PortForward::All { exclude } if exclude.is_empty() => "all".into(),
-            PortForward::All { exclude } => {
-                exclude.iter().map(|p| format!("~{p}")).collect::<Vec<_>>().join(",")
-            }
-            PortForward::Ports { ports } => {
-                ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
-            }
+            PortForward::All { exclude } => exclude
+                .iter()
+                .map(|p| format!("~{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            PortForward::Ports { ports } => ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }

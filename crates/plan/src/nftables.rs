@@ -147,7 +147,11 @@ impl NftRuleset {
             }
             for chain in &table.chains {
                 for rule in &chain.rules {
-                    out.push_str(&format!("add rule {fam} {t} {} {}\n", chain.name, rule.text(table.family)));
+                    out.push_str(&format!(
+                        "add rule {fam} {t} {} {}\n",
+                        chain.name,
+                        rule.text(table.family)
+                    ));
                 }
             }
         }
@@ -202,7 +206,11 @@ impl NftRuleset {
 
 impl NftRule {
     pub fn new(matches: Vec<NftMatch>, action: NftAction) -> NftRule {
-        NftRule { matches, counter: true, action }
+        NftRule {
+            matches,
+            counter: true,
+            action,
+        }
     }
 
     /// The rule body as nft syntax, e.g. `ip saddr 10.0.2.2 counter masquerade`.
@@ -232,7 +240,9 @@ impl NftMatch {
             NftMatch::Oifname { name } => format!("oifname {}", quote(name)),
             NftMatch::Saddr { addrs } => format!("{} saddr {}", family.as_str(), addrs.text()),
             NftMatch::Daddr { addrs } => format!("{} daddr {}", family.as_str(), addrs.text()),
-            NftMatch::Dport { protocol, ports } => format!("{} dport {}", protocol.as_str(), ports.text()),
+            NftMatch::Dport { protocol, ports } => {
+                format!("{} dport {}", protocol.as_str(), ports.text())
+            }
         }
     }
 
@@ -240,15 +250,18 @@ impl NftMatch {
         let (left, right) = match self {
             NftMatch::Iifname { name } => (json!({"meta": {"key": "iifname"}}), json!(name)),
             NftMatch::Oifname { name } => (json!({"meta": {"key": "oifname"}}), json!(name)),
-            NftMatch::Saddr { addrs } => {
-                (json!({"payload": {"protocol": family.as_str(), "field": "saddr"}}), addrs.json())
-            }
-            NftMatch::Daddr { addrs } => {
-                (json!({"payload": {"protocol": family.as_str(), "field": "daddr"}}), addrs.json())
-            }
-            NftMatch::Dport { protocol, ports } => {
-                (json!({"payload": {"protocol": protocol.as_str(), "field": "dport"}}), ports.json())
-            }
+            NftMatch::Saddr { addrs } => (
+                json!({"payload": {"protocol": family.as_str(), "field": "saddr"}}),
+                addrs.json(),
+            ),
+            NftMatch::Daddr { addrs } => (
+                json!({"payload": {"protocol": family.as_str(), "field": "daddr"}}),
+                addrs.json(),
+            ),
+            NftMatch::Dport { protocol, ports } => (
+                json!({"payload": {"protocol": protocol.as_str(), "field": "dport"}}),
+                ports.json(),
+            ),
         };
         json!({"match": {"op": "==", "left": left, "right": right}})
     }
@@ -259,7 +272,13 @@ impl AddrSet {
         match self {
             AddrSet::One(a) => a.to_string(),
             AddrSet::Set(v) => {
-                format!("{{ {} }}", v.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{{ {} }}",
+                    v.iter()
+                        .map(IpAddr::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         }
     }
@@ -277,7 +296,10 @@ impl PortSet {
         match self {
             PortSet::One(p) => p.to_string(),
             PortSet::Set(v) => {
-                format!("{{ {} }}", v.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{{ {} }}",
+                    v.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                )
             }
             PortSet::Range(a, b) => format!("{a}-{b}"),
         }
@@ -317,7 +339,10 @@ impl NftAction {
 /// An interface name as an nft string literal. Names are at most 15 bytes of printable
 /// ASCII without `/`; a `"` or `\` (impossible in a kernel link name) is dropped.
 fn quote(name: &str) -> String {
-    let clean: String = name.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+    let clean: String = name
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect();
     format!("\"{clean}\"")
 }
 
@@ -333,13 +358,23 @@ mod tests {
                 chains: vec![
                     NftChain {
                         name: "postrouting".into(),
-                        base: Some(BaseChain { kind: "nat".into(), hook: "postrouting".into(), priority: 100 }),
+                        base: Some(BaseChain {
+                            kind: "nat".into(),
+                            hook: "postrouting".into(),
+                            priority: 100,
+                        }),
                         rules: vec![NftRule::new(
-                            vec![NftMatch::Saddr { addrs: AddrSet::One("10.0.2.2".parse().unwrap()) }],
+                            vec![NftMatch::Saddr {
+                                addrs: AddrSet::One("10.0.2.2".parse().unwrap()),
+                            }],
                             NftAction::Masquerade,
                         )],
                     },
-                    NftChain { name: "KUBEVIRT_PREINBOUND".into(), base: None, rules: vec![] },
+                    NftChain {
+                        name: "KUBEVIRT_PREINBOUND".into(),
+                        base: None,
+                        rules: vec![],
+                    },
                 ],
             }],
         }
@@ -375,27 +410,48 @@ mod tests {
     #[test]
     fn port_sets_and_ranges_render_in_both_forms() {
         let rule = NftRule::new(
-            vec![NftMatch::Dport { protocol: L4Proto::Udp, ports: PortSet::Range(1000, 2000) }],
-            NftAction::Dnat { to: "fd10:0:2::2".parse().unwrap() },
+            vec![NftMatch::Dport {
+                protocol: L4Proto::Udp,
+                ports: PortSet::Range(1000, 2000),
+            }],
+            NftAction::Dnat {
+                to: "fd10:0:2::2".parse().unwrap(),
+            },
         );
-        assert_eq!(rule.text(NftFamily::Ip6), "udp dport 1000-2000 counter dnat to fd10:0:2::2");
+        assert_eq!(
+            rule.text(NftFamily::Ip6),
+            "udp dport 1000-2000 counter dnat to fd10:0:2::2"
+        );
         assert_eq!(
             rule.json(NftFamily::Ip6)[0],
             json!({"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": {"range": [1000, 2000]}}})
         );
         let set = NftRule::new(
-            vec![NftMatch::Dport { protocol: L4Proto::Tcp, ports: PortSet::Set(vec![22, 80]) }],
+            vec![NftMatch::Dport {
+                protocol: L4Proto::Tcp,
+                ports: PortSet::Set(vec![22, 80]),
+            }],
             NftAction::Return,
         );
-        assert_eq!(set.text(NftFamily::Ip), "tcp dport { 22, 80 } counter return");
+        assert_eq!(
+            set.text(NftFamily::Ip),
+            "tcp dport { 22, 80 } counter return"
+        );
     }
 
     #[test]
     fn interface_names_are_quoted() {
         let rule = NftRule::new(
-            vec![NftMatch::Iifname { name: "eth0".into() }],
-            NftAction::Jump { chain: "KUBEVIRT_PREINBOUND".into() },
+            vec![NftMatch::Iifname {
+                name: "eth0".into(),
+            }],
+            NftAction::Jump {
+                chain: "KUBEVIRT_PREINBOUND".into(),
+            },
         );
-        assert_eq!(rule.text(NftFamily::Ip), "iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND");
+        assert_eq!(
+            rule.text(NftFamily::Ip),
+            "iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND"
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! - per secondary Multus network (not the Multus default, which *is* `eth0`) a link named
 //!   by the hashed scheme (`pod<11 hex>`), MTU 1500, no addresses, MAC
 //!   `0a:` + 5 bytes of sha256("pod-link/<network>"), kind `macvtap` when a binding plugin
-//!   with `domainAttachmentType: tap` uses it, else `veth`. SR-IOV networks get no link:
+//!   whose name contains `macvtap` uses it, else `veth`. SR-IOV networks get no link:
 //!   a VF bound to vfio-pci has no netdev in the pod;
 //! - `network-status`: the cluster network (`kindnet`, default, eth0, both IPs, MAC), then
 //!   each secondary network as `<namespace>/<name>` with its interface and MAC; an SR-IOV
@@ -103,7 +103,8 @@ impl Dns {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("nameserver") => {
-                    if let Some(addr) = words.next().and_then(|w| w.split('%').next()?.parse().ok()) {
+                    if let Some(addr) = words.next().and_then(|w| w.split('%').next()?.parse().ok())
+                    {
                         dns.nameservers.push(addr);
                     }
                 }
@@ -124,7 +125,10 @@ impl PodView {
 
     /// Every address on every link.
     pub fn addresses(&self) -> Vec<IpNet> {
-        self.links.iter().flat_map(|l| l.addresses.iter().copied()).collect()
+        self.links
+            .iter()
+            .flat_map(|l| l.addresses.iter().copied())
+            .collect()
     }
 }
 
@@ -132,8 +136,12 @@ impl PodView {
     /// The view assumed when none is given: a pod as a typical CNI (bridge + host-local)
     /// leaves it (see the module documentation for exactly what it holds).
     pub fn typical(obj: &VmObject) -> PodView {
-        let eth0_v4: IpNet = "10.244.0.5/24".parse().unwrap_or_else(|_| unreachable_net());
-        let eth0_v6: IpNet = "fd00:10:244::5/64".parse().unwrap_or_else(|_| unreachable_net());
+        let eth0_v4: IpNet = "10.244.0.5/24"
+            .parse()
+            .unwrap_or_else(|_| unreachable_net());
+        let eth0_v6: IpNet = "fd00:10:244::5/64"
+            .parse()
+            .unwrap_or_else(|_| unreachable_net());
         let mut links = vec![PodLink {
             name: naming::PRIMARY_POD_LINK.into(),
             mac: Some(TYPICAL_ETH0_MAC.into()),
@@ -155,9 +163,18 @@ impl PodView {
         let ns = &obj.namespace;
         let dns = Dns {
             nameservers: vec![IpAddr::from([10, 96, 0, 10])],
-            search: vec![format!("{ns}.svc.cluster.local"), "svc.cluster.local".into(), "cluster.local".into()],
+            search: vec![
+                format!("{ns}.svc.cluster.local"),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
         };
-        let hostname = obj.spec.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| obj.name.clone());
+        let hostname = obj
+            .spec
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| obj.name.clone());
 
         let mut status = vec![serde_json::json!({
             "name": "kindnet",
@@ -169,7 +186,9 @@ impl PodView {
         })];
         let mut sriov_count = 0u32;
         for network in obj.networks() {
-            let Some(multus) = network.multus.as_ref().filter(|m| !m.default) else { continue };
+            let Some(multus) = network.multus.as_ref().filter(|m| !m.default) else {
+                continue;
+            };
             let iface = obj.interfaces().iter().find(|i| i.name == network.name);
             let link_name = naming::secondary_pod_link(&network.name);
             let (nad_ns, nad_name) = multus::nad_namespaced_name(ns, &multus.network_name);
@@ -187,7 +206,7 @@ impl PodView {
             }
             let tap_plugin = iface
                 .and_then(|i| i.binding.as_ref())
-                .is_some_and(|b| b.name == "macvtap" || b.name.contains("tap"));
+                .is_some_and(|b| b.name.contains("macvtap"));
             let mac = mac::derived_with_first(&format!("pod-link/{}", network.name), 0x0a);
             status.push(serde_json::json!({
                 "name": status_name,
@@ -236,12 +255,27 @@ mod tests {
 
     #[test]
     fn typical_pod_has_dual_stack_eth0_and_cluster_dns() {
-        let view = PodView::typical(&object("kind: VirtualMachineInstance\nmetadata: {name: vm1, namespace: ns1}\nspec: {}\n"));
+        let view = PodView::typical(&object(
+            "kind: VirtualMachineInstance\nmetadata: {name: vm1, namespace: ns1}\nspec: {}\n",
+        ));
         assert_eq!(view.source, "default");
         let eth0 = view.link("eth0").unwrap();
         assert_eq!(eth0.mac.as_deref(), Some("0a:58:0a:f4:00:05"));
-        assert_eq!(eth0.addresses, vec!["10.244.0.5/24".parse::<IpNet>().unwrap(), "fd00:10:244::5/64".parse().unwrap()]);
-        assert_eq!(view.dns.search, vec!["ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(
+            eth0.addresses,
+            vec![
+                "10.244.0.5/24".parse::<IpNet>().unwrap(),
+                "fd00:10:244::5/64".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            view.dns.search,
+            vec![
+                "ns1.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
         assert_eq!(view.hostname.as_deref(), Some("vm1"));
     }
 

@@ -38,7 +38,12 @@ fn tap_device_xml_carries_mac_target_model_mtu_boot_acpi_address_and_link_state(
             "virtio-net-pci,netdev=hostua-default,id=ua-default,mac=de:ad:00:00:be:af,host_mtu=1500,bootindex=1,acpi-index=5,addr=0x3.0x0",
         ]
     );
-    assert!(p.interfaces[0].notes.iter().any(|n| n.contains("set_link ua-default off")));
+    assert!(
+        p.interfaces[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("set_link ua-default off"))
+    );
 }
 
 #[test]
@@ -52,7 +57,10 @@ fn non_virtio_model_has_no_host_mtu() {
 
 #[test]
 fn sriov_device_is_a_vfio_host_device() {
-    let p = plan(&vmi("[{name: vf, sriov: {}, bootOrder: 2}]", "[{name: vf, multus: {networkName: sriov/vf-net}}]"));
+    let p = plan(&vmi(
+        "[{name: vf, sriov: {}, bootOrder: 2}]",
+        "[{name: vf, multus: {networkName: sriov/vf-net}}]",
+    ));
     let g = &p.interfaces[0].guest;
     assert_eq!(
         g.libvirt_xml,
@@ -64,12 +72,21 @@ fn sriov_device_is_a_vfio_host_device() {
          \x20 <alias name='ua-sriov-vf'/>\n\
          </hostdev>\n"
     );
-    assert_eq!(g.qemu_args, vec!["-device", "vfio-pci,host=0000:65:00.1,id=ua-sriov-vf,bootindex=2"]);
+    assert_eq!(
+        g.qemu_args,
+        vec![
+            "-device",
+            "vfio-pci,host=0000:65:00.1,id=ua-sriov-vf,bootindex=2"
+        ]
+    );
 }
 
 #[test]
 fn usernet_device_attaches_to_the_engine_socket() {
-    let p = plan(&vmi("[{name: default, passtBinding: {}, macAddress: \"02:aa:bb:cc:dd:ee\"}]", POD));
+    let p = plan(&vmi(
+        "[{name: default, passtBinding: {}, macAddress: \"02:aa:bb:cc:dd:ee\"}]",
+        POD,
+    ));
     let g = &p.interfaces[0].guest;
     assert_eq!(
         g.qemu_args,
@@ -109,11 +126,17 @@ fn absent_interface_is_left_out_with_a_note() {
 
 #[test]
 fn missing_pod_link_names_interface_network_and_link() {
-    let err = plan_with(&vmi("[{name: blue, bridge: {}}]", "[{name: blue, multus: {networkName: blue}}]"), |obj| {
-        let mut v = PodView::typical(obj);
-        v.links.truncate(1);
-        v
-    })
+    let err = plan_with(
+        &vmi(
+            "[{name: blue, bridge: {}}]",
+            "[{name: blue, multus: {networkName: blue}}]",
+        ),
+        |obj| {
+            let mut v = PodView::typical(obj);
+            v.links.truncate(1);
+            v
+        },
+    )
     .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -123,44 +146,106 @@ fn missing_pod_link_names_interface_network_and_link() {
 
 #[test]
 fn unregistered_binding_plugin_is_an_error() {
-    let err = plan_with(&vmi("[{name: default, binding: {name: nope}}]", POD), PodView::typical).unwrap_err();
-    assert_eq!(err, PlanError::UnknownPlugin { interface: "default".into(), plugin: "nope".into() });
+    let err = plan_with(
+        &vmi("[{name: default, binding: {name: nope}}]", POD),
+        PodView::typical,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::UnknownPlugin {
+            interface: "default".into(),
+            plugin: "nope".into()
+        }
+    );
 }
 
 #[test]
 fn discontinued_binding_is_an_error() {
     let err = plan_with(&vmi("[{name: default, slirp: {}}]", POD), PodView::typical).unwrap_err();
-    assert_eq!(err.to_string(), "interface default: binding slirp is discontinued; use passtBinding or a binding plugin");
+    assert_eq!(
+        err.to_string(),
+        "interface default: binding slirp is discontinued; use passtBinding or a binding plugin"
+    );
 }
 
 #[test]
 fn interface_without_network_is_an_error() {
     let err = plan_with(&vmi("[{name: x, bridge: {}}]", POD), PodView::typical).unwrap_err();
-    assert_eq!(err, PlanError::NoNetwork { interface: "x".into() });
+    assert_eq!(
+        err,
+        PlanError::NoNetwork {
+            interface: "x".into()
+        }
+    );
 }
 
 #[test]
 fn two_bindings_are_an_error() {
-    let err = plan_with(&vmi("[{name: default, bridge: {}, masquerade: {}}]", POD), PodView::typical).unwrap_err();
-    assert_eq!(err, PlanError::Binding { interface: "default".into(), found: 2 });
+    let err = plan_with(
+        &vmi("[{name: default, bridge: {}, masquerade: {}}]", POD),
+        PodView::typical,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::Binding {
+            interface: "default".into(),
+            found: 2
+        }
+    );
 }
 
 #[test]
 fn malformed_mac_is_an_error() {
-    let err = plan_with(&vmi("[{name: default, bridge: {}, macAddress: \"zz:00\"}]", POD), PodView::typical).unwrap_err();
-    assert_eq!(err, PlanError::BadMac { interface: "default".into(), mac: "zz:00".into() });
+    let err = plan_with(
+        &vmi("[{name: default, bridge: {}, macAddress: \"zz:00\"}]", POD),
+        PodView::typical,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::BadMac {
+            interface: "default".into(),
+            mac: "zz:00".into()
+        }
+    );
 }
 
 #[test]
 fn table_names_every_section_of_an_interface() {
     let t = plan(&vmi("[{name: default, masquerade: {}}]", POD)).to_table();
-    let labels: Vec<&str> = t.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(t.lines().next(), Some("VirtualMachineInstance/ns1/vm1  (pod view: default)"));
-    for label in ["interface", "network", "source", "method", "pod", "in-pod", "sysctls", "addresses", "services", "nftables", "guest"] {
+    let labels: Vec<&str> = t
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        t.lines().next(),
+        Some("VirtualMachineInstance/ns1/vm1  (pod view: default)")
+    );
+    for label in [
+        "interface",
+        "network",
+        "source",
+        "method",
+        "pod",
+        "in-pod",
+        "sysctls",
+        "addresses",
+        "services",
+        "nftables",
+        "guest",
+    ] {
         assert!(labels.contains(&label), "{label} missing in\n{t}");
     }
-    assert!(t.contains("\nnftables    ip nat: 8 rules, ip6 nat: 8 rules\n"), "{t}");
-    assert!(t.contains("\nmethod      masquerade (binding masquerade)\n"), "{t}");
+    assert!(
+        t.contains("\nnftables    ip nat: 8 rules, ip6 nat: 8 rules\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nmethod      masquerade (binding masquerade)\n"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -176,8 +261,14 @@ fn plan_round_trips_through_json() {
 
 #[test]
 fn same_input_gives_byte_identical_output() {
-    let y = vmi("[{name: default, masquerade: {}, ports: [{port: 22}]}, {name: blue, bridge: {}}]", "[{name: default, pod: {}}, {name: blue, multus: {networkName: blue}}]");
+    let y = vmi(
+        "[{name: default, masquerade: {}, ports: [{port: 22}]}, {name: blue, bridge: {}}]",
+        "[{name: default, pod: {}}, {name: blue, multus: {networkName: blue}}]",
+    );
     let (a, b) = (plan(&y), plan(&y));
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
     assert_eq!(a.to_table(), b.to_table());
 }

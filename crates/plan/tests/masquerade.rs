@@ -8,11 +8,17 @@ use support::{plan, vmi};
 const POD: &str = "[{name: default, pod: {}}]";
 
 fn masq(extra: &str) -> String {
-    vmi(&format!("[{{name: default, masquerade: {{}}{extra}}}]"), POD)
+    vmi(
+        &format!("[{{name: default, masquerade: {{}}{extra}}}]"),
+        POD,
+    )
 }
 
 fn istio(yaml: String) -> String {
-    yaml.replace("namespace: ns1}", "namespace: ns1, annotations: {sidecar.istio.io/inject: \"true\"}}")
+    yaml.replace(
+        "namespace: ns1}",
+        "namespace: ns1, annotations: {sidecar.istio.io/inject: \"true\"}}",
+    )
 }
 
 /// The rules of one table (`ip` or `ip6`) as `chain: rule` lines, from the nft text.
@@ -20,7 +26,10 @@ fn rules(yaml: &str, family: &str) -> Vec<String> {
     let p = plan(yaml);
     let text = p.interfaces[0].nftables.as_ref().unwrap().to_nft_text();
     let prefix = format!("add rule {family} nat ");
-    text.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -30,13 +39,36 @@ fn bridge_with_gateway_addresses_and_tap() {
     assert_eq!(
         i.links,
         vec![
-            LinkStep::CreateBridge { name: "k6t-eth0".into(), mac: Some("02:00:00:00:00:00".into()), mtu: 1500 },
-            LinkStep::AddAddress { link: "k6t-eth0".into(), address: "10.0.2.1/24".parse().unwrap() },
-            LinkStep::AddAddress { link: "k6t-eth0".into(), address: "fd10:0:2::1/120".parse().unwrap() },
-            LinkStep::SetUp { link: "k6t-eth0".into() },
-            LinkStep::CreateTap { name: "tap0".into(), mtu: 1500, queues: 1, uid: 107, gid: 107 },
-            LinkStep::SetMaster { link: "tap0".into(), master: "k6t-eth0".into() },
-            LinkStep::SetUp { link: "tap0".into() },
+            LinkStep::CreateBridge {
+                name: "k6t-eth0".into(),
+                mac: Some("02:00:00:00:00:00".into()),
+                mtu: 1500
+            },
+            LinkStep::AddAddress {
+                link: "k6t-eth0".into(),
+                address: "10.0.2.1/24".parse().unwrap()
+            },
+            LinkStep::AddAddress {
+                link: "k6t-eth0".into(),
+                address: "fd10:0:2::1/120".parse().unwrap()
+            },
+            LinkStep::SetUp {
+                link: "k6t-eth0".into()
+            },
+            LinkStep::CreateTap {
+                name: "tap0".into(),
+                mtu: 1500,
+                queues: 1,
+                uid: 107,
+                gid: 107
+            },
+            LinkStep::SetMaster {
+                link: "tap0".into(),
+                master: "k6t-eth0".into()
+            },
+            LinkStep::SetUp {
+                link: "tap0".into()
+            },
         ]
     );
     assert_eq!(
@@ -51,8 +83,16 @@ fn bridge_with_gateway_addresses_and_tap() {
 
 #[test]
 fn no_ports_dnats_everything_and_keeps_migration_ports() {
-    let text = plan(&masq("")).interfaces[0].nftables.as_ref().unwrap().to_nft_text();
-    let ipv4: String = text.lines().take_while(|l| !l.contains("ip6")).map(|l| format!("{l}\n")).collect();
+    let text = plan(&masq("")).interfaces[0]
+        .nftables
+        .as_ref()
+        .unwrap()
+        .to_nft_text();
+    let ipv4: String = text
+        .lines()
+        .take_while(|l| !l.contains("ip6"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(
         ipv4,
         "add table ip nat\n\
@@ -93,7 +133,10 @@ fn ipv6_table_mirrors_ipv4_with_ipv6_addresses() {
 #[test]
 fn ports_dnat_only_the_listed_ports_per_protocol() {
     assert_eq!(
-        rules(&masq(", ports: [{port: 80}, {port: 53, protocol: UDP}]"), "ip"),
+        rules(
+            &masq(", ports: [{port: 80}, {port: 53, protocol: UDP}]"),
+            "ip"
+        ),
         vec![
             "prerouting iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND",
             "output tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return",
@@ -112,11 +155,22 @@ fn ports_dnat_only_the_listed_ports_per_protocol() {
 
 #[test]
 fn port_ranges_dnat_the_ranges() {
-    let r = rules(&masq(", portRanges: [{start: 1000, end: 2000, protocol: TCP}]"), "ip");
-    assert!(r.contains(&"KUBEVIRT_PREINBOUND tcp dport 1000-2000 counter dnat to 10.0.2.2".to_string()), "{r:?}");
+    let r = rules(
+        &masq(", portRanges: [{start: 1000, end: 2000, protocol: TCP}]"),
+        "ip",
+    );
+    assert!(
+        r.contains(&"KUBEVIRT_PREINBOUND tcp dport 1000-2000 counter dnat to 10.0.2.2".to_string()),
+        "{r:?}"
+    );
     assert!(r.contains(&"KUBEVIRT_POSTINBOUND tcp dport 1000-2000 ip saddr { 127.0.0.1 } counter snat to 10.0.2.1".to_string()));
-    assert!(r.contains(&"output ip daddr { 127.0.0.1 } tcp dport 1000-2000 counter dnat to 10.0.2.2".to_string()));
-    assert!(!r.iter().any(|l| l == "KUBEVIRT_PREINBOUND counter dnat to 10.0.2.2"));
+    assert!(r.contains(
+        &"output ip daddr { 127.0.0.1 } tcp dport 1000-2000 counter dnat to 10.0.2.2".to_string()
+    ));
+    assert!(
+        !r.iter()
+            .any(|l| l == "KUBEVIRT_PREINBOUND counter dnat to 10.0.2.2")
+    );
 }
 
 #[test]
@@ -141,9 +195,20 @@ fn istio_without_ports_excludes_envoy_ports_and_dnats_only_ssh() {
 #[test]
 fn istio_with_ports_dnats_only_ssh_from_outside() {
     let r = rules(&istio(masq(", ports: [{port: 22}, {port: 80}]")), "ip");
-    let pre: Vec<&String> = r.iter().filter(|l| l.starts_with("KUBEVIRT_PREINBOUND")).collect();
-    assert_eq!(pre, vec!["KUBEVIRT_PREINBOUND tcp dport { 22 } counter dnat to 10.0.2.2"]);
-    assert!(r.contains(&"output ip daddr { 127.0.0.1, 10.244.0.5 } tcp dport 80 counter dnat to 10.0.2.2".to_string()));
+    let pre: Vec<&String> = r
+        .iter()
+        .filter(|l| l.starts_with("KUBEVIRT_PREINBOUND"))
+        .collect();
+    assert_eq!(
+        pre,
+        vec!["KUBEVIRT_PREINBOUND tcp dport { 22 } counter dnat to 10.0.2.2"]
+    );
+    assert!(
+        r.contains(
+            &"output ip daddr { 127.0.0.1, 10.244.0.5 } tcp dport 80 counter dnat to 10.0.2.2"
+                .to_string()
+        )
+    );
     assert!(r.contains(&"KUBEVIRT_POSTINBOUND tcp dport 80 ip saddr { 127.0.0.1, 127.0.0.6 } counter snat to 10.0.2.1".to_string()));
 }
 
@@ -154,7 +219,10 @@ fn json_rendering_carries_the_same_rules() {
     let cmds = json["nftables"].as_array().unwrap();
     // 2 tables, 12 chains, 16 rules.
     assert_eq!(cmds.len(), 2 + 12 + 16);
-    assert_eq!(cmds[0], serde_json::json!({"add": {"table": {"family": "ip", "name": "nat"}}}));
+    assert_eq!(
+        cmds[0],
+        serde_json::json!({"add": {"table": {"family": "ip", "name": "nat"}}})
+    );
     let masquerade = cmds
         .iter()
         .find(|c| c["add"]["rule"]["chain"] == "postrouting" && c["add"]["rule"]["family"] == "ip")
@@ -171,10 +239,19 @@ fn json_rendering_carries_the_same_rules() {
 
 #[test]
 fn vm_network_cidr_moves_gateway_and_guest() {
-    let y = vmi("[{name: default, masquerade: {}}]", "[{name: default, pod: {vmNetworkCIDR: 192.168.7.0/24}}]");
+    let y = vmi(
+        "[{name: default, masquerade: {}}]",
+        "[{name: default, pod: {vmNetworkCIDR: 192.168.7.0/24}}]",
+    );
     let p = plan(&y);
     let i = &p.interfaces[0];
-    assert_eq!(i.links[1], LinkStep::AddAddress { link: "k6t-eth0".into(), address: "192.168.7.1/24".parse().unwrap() });
+    assert_eq!(
+        i.links[1],
+        LinkStep::AddAddress {
+            link: "k6t-eth0".into(),
+            address: "192.168.7.1/24".parse().unwrap()
+        }
+    );
     let d = i.dhcp4.as_ref().unwrap();
     assert_eq!(d.address.to_string(), "192.168.7.2/24");
     assert_eq!(d.server_address.to_string(), "192.168.7.1");
@@ -189,7 +266,14 @@ fn dhcp4_hands_out_the_second_host_with_pod_dns() {
     assert_eq!(d.address.to_string(), "10.0.2.2/24");
     assert_eq!(d.router.unwrap().to_string(), "10.0.2.1");
     assert_eq!(d.dns, vec![std::net::Ipv4Addr::new(10, 96, 0, 10)]);
-    assert_eq!(d.search, vec!["ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+    assert_eq!(
+        d.search,
+        vec![
+            "ns1.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local"
+        ]
+    );
     assert_eq!(d.domain_name.as_deref(), Some("ns1.svc.cluster.local"));
     assert_eq!(d.hostname, "vm1");
     assert_eq!(d.mtu, 1500);
@@ -206,7 +290,10 @@ fn ipv6_gets_dhcpv6_and_router_advertisements() {
     let ra = i.ra.as_ref().unwrap();
     assert_eq!(ra.interface, "k6t-eth0");
     assert_eq!(ra.prefix.to_string(), "fd10:0:2::/120");
-    assert_eq!((ra.managed, ra.other_config, ra.autonomous), (true, true, false));
+    assert_eq!(
+        (ra.managed, ra.other_config, ra.autonomous),
+        (true, true, false)
+    );
     assert_eq!(ra.mtu, 1500);
     assert!(ra.rdnss.is_empty());
 }

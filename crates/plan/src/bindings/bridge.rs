@@ -47,25 +47,58 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
     let v4 = first_global_v4(&link.addresses);
     let mut bp = BindingPlan::default();
 
-    bp.links.push(LinkStep::CreateBridge { name: bridge.clone(), mac: Some(bridge_mac.clone()), mtu });
-    let fake = if v4.is_some() && !managed_tap { Some(fake_bridge_address(ctx)?) } else { None };
+    bp.links.push(LinkStep::CreateBridge {
+        name: bridge.clone(),
+        mac: Some(bridge_mac.clone()),
+        mtu,
+    });
+    let fake = if v4.is_some() && !managed_tap {
+        Some(fake_bridge_address(ctx)?)
+    } else {
+        None
+    };
     if let Some(addr) = fake {
         bp.links.push(LinkStep::AddAddress {
             link: bridge.clone(),
             address: IpNet::V4(Ipv4Net::new(addr, 32).unwrap_or_default()),
         });
     }
-    bp.links.push(LinkStep::SetUp { link: bridge.clone() });
+    bp.links.push(LinkStep::SetUp {
+        link: bridge.clone(),
+    });
     bp.links.extend([
-        LinkStep::SetDown { link: pod_link.clone() },
-        LinkStep::RenameLink { from: pod_link.clone(), to: nic.clone() },
-        LinkStep::SetMac { link: nic.clone(), mac: bridge_mac },
+        LinkStep::SetDown {
+            link: pod_link.clone(),
+        },
+        LinkStep::RenameLink {
+            from: pod_link.clone(),
+            to: nic.clone(),
+        },
+        LinkStep::SetMac {
+            link: nic.clone(),
+            mac: bridge_mac,
+        },
         LinkStep::FlushAddresses { link: nic.clone() },
-        LinkStep::SetMaster { link: nic.clone(), master: bridge.clone() },
-        LinkStep::SetLearning { link: nic.clone(), learning: false },
+        LinkStep::SetMaster {
+            link: nic.clone(),
+            master: bridge.clone(),
+        },
+        LinkStep::SetLearning {
+            link: nic.clone(),
+            learning: false,
+        },
         LinkStep::SetUp { link: nic },
-        LinkStep::CreateTap { name: tap.clone(), mtu, queues: 1, uid: QEMU_UID, gid: QEMU_UID },
-        LinkStep::SetMaster { link: tap.clone(), master: bridge.clone() },
+        LinkStep::CreateTap {
+            name: tap.clone(),
+            mtu,
+            queues: 1,
+            uid: QEMU_UID,
+            gid: QEMU_UID,
+        },
+        LinkStep::SetMaster {
+            link: tap.clone(),
+            master: bridge.clone(),
+        },
         LinkStep::SetUp { link: tap },
         LinkStep::CreateDummy {
             name: pod_link.clone(),
@@ -75,24 +108,33 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
         },
     ]);
     if v4.is_some() {
-        bp.sysctls.push(Sysctl::new("net.ipv4.conf.all.arp_ignore", "1"));
+        bp.sysctls
+            .push(Sysctl::new("net.ipv4.conf.all.arp_ignore", "1"));
     }
 
     match (v4, fake) {
         (Some(address), Some(server)) => {
             let (router, routes) = routes_for(ctx, &pod_link, address);
             if router.is_none() {
-                bp.notes.push(format!("no IPv4 default route on {pod_link}: DHCP offers no router"));
+                bp.notes.push(format!(
+                    "no IPv4 default route on {pod_link}: DHCP offers no router"
+                ));
             }
             let cfg = dhcp::dhcp4(ctx, &bridge, server, address, router, routes, &mut bp.notes)?;
             bp.dhcp4 = Some(cfg);
         }
         (None, _) if !managed_tap => {
-            bp.notes.push(format!("no IPv4 address on {pod_link}: plain L2, no DHCP"));
+            bp.notes
+                .push(format!("no IPv4 address on {pod_link}: plain L2, no DHCP"));
         }
         _ => {}
     }
-    if !managed_tap && link.addresses.iter().any(|a| matches!(a, IpNet::V6(n) if super::is_global_unicast(IpAddr::V6(n.addr())))) {
+    if !managed_tap
+        && link
+            .addresses
+            .iter()
+            .any(|a| matches!(a, IpNet::V6(n) if super::is_global_unicast(IpAddr::V6(n.addr()))))
+    {
         bp.notes.push(format!(
             "IPv6 addresses of {pod_link} stay on the dummy; the guest gets none by DHCP (as in KubeVirt)"
         ));
@@ -118,18 +160,29 @@ pub fn fake_address_for(index: usize) -> Option<Ipv4Addr> {
             let k = index - 56;
             let third = 76 + k / 254;
             let fourth = 1 + k % 254;
-            Some(Ipv4Addr::new(169, 254, u8::try_from(third).ok()?, fourth as u8))
+            Some(Ipv4Addr::new(
+                169,
+                254,
+                u8::try_from(third).ok()?,
+                fourth as u8,
+            ))
         }
     }
 }
 
 /// The IPv4 router and classless routes for a bridged guest: the pod's IPv4 routes on
 /// the pod link, minus the connected one, default route last.
-fn routes_for(ctx: &Ctx<'_>, pod_link: &str, address: Ipv4Net) -> (Option<Ipv4Addr>, Vec<ClasslessRoute>) {
+fn routes_for(
+    ctx: &Ctx<'_>,
+    pod_link: &str,
+    address: Ipv4Net,
+) -> (Option<Ipv4Addr>, Vec<ClasslessRoute>) {
     let mut others = Vec::new();
     let mut defaults = Vec::new();
     for r in ctx.pod.routes.iter().filter(|r| r.dev == pod_link) {
-        let IpNet::V4(dst) = r.destination else { continue };
+        let IpNet::V4(dst) = r.destination else {
+            continue;
+        };
         let gateway = match r.gateway {
             None => Ipv4Addr::UNSPECIFIED,
             Some(IpAddr::V4(g)) => g,
@@ -137,9 +190,15 @@ fn routes_for(ctx: &Ctx<'_>, pod_link: &str, address: Ipv4Net) -> (Option<Ipv4Ad
         };
         let dst = dst.trunc();
         if dst.prefix_len() == 0 {
-            defaults.push(ClasslessRoute { destination: dst, gateway });
+            defaults.push(ClasslessRoute {
+                destination: dst,
+                gateway,
+            });
         } else if dst != address.trunc() {
-            others.push(ClasslessRoute { destination: dst, gateway });
+            others.push(ClasslessRoute {
+                destination: dst,
+                gateway,
+            });
         }
     }
     let router = defaults
@@ -162,7 +221,10 @@ mod tests {
         assert_eq!(fake_address_for(10), Some(Ipv4Addr::new(169, 254, 75, 110)));
         assert_eq!(fake_address_for(55), Some(Ipv4Addr::new(169, 254, 75, 155)));
         assert_eq!(fake_address_for(56), Some(Ipv4Addr::new(169, 254, 76, 1)));
-        assert_eq!(fake_address_for(56 + 254), Some(Ipv4Addr::new(169, 254, 77, 1)));
+        assert_eq!(
+            fake_address_for(56 + 254),
+            Some(Ipv4Addr::new(169, 254, 77, 1))
+        );
         assert_eq!(fake_address_for(56 + 254 * 180), None);
     }
 }

@@ -44,14 +44,17 @@ use crate::dhcp;
 use crate::error::PlanError;
 use crate::model::{LinkStep, Sysctl};
 use crate::nftables::{
-    AddrSet, BaseChain, L4Proto, NftAction, NftChain, NftFamily, NftMatch, NftRule, NftRuleset, NftTable, PortSet,
+    AddrSet, BaseChain, L4Proto, NftAction, NftChain, NftFamily, NftMatch, NftRule, NftRuleset,
+    NftTable, PortSet,
 };
 
 pub const BRIDGE_MAC: &str = "02:00:00:00:00:00";
 pub const DEFAULT_VM_CIDR: &str = "10.0.2.0/24";
 pub const DEFAULT_VM_IPV6_CIDR: &str = "fd10:0:2::/120";
 pub const MIGRATION_PORTS: [u16; 2] = [49152, 49153];
-pub const ISTIO_ENVOY_PORTS: [u16; 10] = [15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090];
+pub const ISTIO_ENVOY_PORTS: [u16; 10] = [
+    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
+];
 /// Ports Istio does not proxy, DNATed to the guest even with the sidecar.
 pub const ISTIO_NON_PROXIED_PORTS: [u16; 1] = [22];
 /// Where Envoy connects to local workloads from.
@@ -103,43 +106,81 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     let pod_net = ctx.network.pod.as_ref();
     let v4 = match pod_v4 {
         Some(_) => {
-            let written = pod_net.and_then(|p| p.vm_network_cidr.clone()).filter(|c| !c.is_empty());
-            Some(vm_net(&ctx.network.name, "vmNetworkCIDR", written.as_deref().unwrap_or(DEFAULT_VM_CIDR), false)?)
+            let written = pod_net
+                .and_then(|p| p.vm_network_cidr.clone())
+                .filter(|c| !c.is_empty());
+            Some(vm_net(
+                &ctx.network.name,
+                "vmNetworkCIDR",
+                written.as_deref().unwrap_or(DEFAULT_VM_CIDR),
+                false,
+            )?)
         }
         None => None,
     };
     let v6 = match pod_v6 {
         Some(_) => {
-            let written = pod_net.and_then(|p| p.vm_ipv6_network_cidr.clone()).filter(|c| !c.is_empty());
-            Some(vm_net(&ctx.network.name, "vmIPv6NetworkCIDR", written.as_deref().unwrap_or(DEFAULT_VM_IPV6_CIDR), true)?)
+            let written = pod_net
+                .and_then(|p| p.vm_ipv6_network_cidr.clone())
+                .filter(|c| !c.is_empty());
+            Some(vm_net(
+                &ctx.network.name,
+                "vmIPv6NetworkCIDR",
+                written.as_deref().unwrap_or(DEFAULT_VM_IPV6_CIDR),
+                true,
+            )?)
         }
         None => None,
     };
 
-    bp.links.push(LinkStep::CreateBridge { name: bridge.clone(), mac: Some(BRIDGE_MAC.into()), mtu });
+    bp.links.push(LinkStep::CreateBridge {
+        name: bridge.clone(),
+        mac: Some(BRIDGE_MAC.into()),
+        mtu,
+    });
     for f in [v4, v6].into_iter().flatten() {
         if let Ok(net) = IpNet::new(f.gateway, f.prefix_len) {
-            bp.links.push(LinkStep::AddAddress { link: bridge.clone(), address: net });
+            bp.links.push(LinkStep::AddAddress {
+                link: bridge.clone(),
+                address: net,
+            });
         }
     }
     bp.links.extend([
-        LinkStep::SetUp { link: bridge.clone() },
-        LinkStep::CreateTap { name: tap.clone(), mtu, queues: 1, uid: QEMU_UID, gid: QEMU_UID },
-        LinkStep::SetMaster { link: tap.clone(), master: bridge.clone() },
+        LinkStep::SetUp {
+            link: bridge.clone(),
+        },
+        LinkStep::CreateTap {
+            name: tap.clone(),
+            mtu,
+            queues: 1,
+            uid: QEMU_UID,
+            gid: QEMU_UID,
+        },
+        LinkStep::SetMaster {
+            link: tap.clone(),
+            master: bridge.clone(),
+        },
         LinkStep::SetUp { link: tap },
     ]);
     if v4.is_some() {
         bp.sysctls.push(Sysctl::new("net.ipv4.ip_forward", "1"));
-        bp.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{bridge}.route_localnet"), "1"));
+        bp.sysctls.push(Sysctl::new(
+            format!("net.ipv4.conf.{bridge}.route_localnet"),
+            "1",
+        ));
     }
     if v6.is_some() {
-        bp.sysctls.push(Sysctl::new("net.ipv6.conf.all.forwarding", "1"));
+        bp.sysctls
+            .push(Sysctl::new("net.ipv6.conf.all.forwarding", "1"));
         bp.notes.push(format!(
             "IPv6 forwarding makes the pod ignore router advertisements on {pod_link}; its IPv6 default route must be static (CNI-made routes are)"
         ));
     }
     if v4.is_none() && v6.is_none() {
-        bp.notes.push(format!("no global address on {pod_link}: nothing to masquerade, no NAT and no DHCP"));
+        bp.notes.push(format!(
+            "no global address on {pod_link}: nothing to masquerade, no NAT and no DHCP"
+        ));
         return Ok(bp);
     }
 
@@ -155,11 +196,29 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     };
     bp.nftables = Some(nat_ruleset(&nat));
 
-    if let Some(FamilyNet { gateway: IpAddr::V4(gw), guest: IpAddr::V4(vm), prefix_len }) = v4 {
+    if let Some(FamilyNet {
+        gateway: IpAddr::V4(gw),
+        guest: IpAddr::V4(vm),
+        prefix_len,
+    }) = v4
+    {
         let address = Ipv4Net::new(vm, prefix_len).unwrap_or_default();
-        bp.dhcp4 = Some(dhcp::dhcp4(ctx, &bridge, gw, address, Some(gw), Vec::new(), &mut bp.notes)?);
+        bp.dhcp4 = Some(dhcp::dhcp4(
+            ctx,
+            &bridge,
+            gw,
+            address,
+            Some(gw),
+            Vec::new(),
+            &mut bp.notes,
+        )?);
     }
-    if let Some(FamilyNet { guest: IpAddr::V6(vm), prefix_len, .. }) = v6 {
+    if let Some(FamilyNet {
+        guest: IpAddr::V6(vm),
+        prefix_len,
+        ..
+    }) = v6
+    {
         bp.dhcp6 = Some(dhcp::dhcp6(ctx, &bridge, vm, &mut bp.notes));
         let prefix = Ipv6Net::new(vm, prefix_len).unwrap_or_default().trunc();
         bp.ra = Some(dhcp::ra(ctx, &bridge, prefix, &mut bp.notes));
@@ -168,13 +227,27 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
 }
 
 /// Gateway (first host) and guest (second host) of a VM network CIDR.
-pub fn vm_net(network: &str, field: &'static str, cidr: &str, v6: bool) -> Result<FamilyNet, PlanError> {
-    let err = |reason| PlanError::BadCidr { network: network.into(), field, cidr: cidr.into(), reason };
-    let net: IpNet = cidr.parse().map_err(|_| err("is not a network like 10.0.2.0/24"))?;
+pub fn vm_net(
+    network: &str,
+    field: &'static str,
+    cidr: &str,
+    v6: bool,
+) -> Result<FamilyNet, PlanError> {
+    let err = |reason| PlanError::BadCidr {
+        network: network.into(),
+        field,
+        cidr: cidr.into(),
+        reason,
+    };
+    let net: IpNet = cidr
+        .parse()
+        .map_err(|_| err("is not a network like 10.0.2.0/24"))?;
     match (net, v6) {
         (IpNet::V4(n), false) => {
             if n.prefix_len() > 30 {
-                return Err(err("is too small: the gateway and the VM need two host addresses"));
+                return Err(err(
+                    "is too small: the gateway and the VM need two host addresses",
+                ));
             }
             let base = u32::from(n.trunc().addr());
             Ok(FamilyNet {
@@ -185,7 +258,9 @@ pub fn vm_net(network: &str, field: &'static str, cidr: &str, v6: bool) -> Resul
         }
         (IpNet::V6(n), true) => {
             if n.prefix_len() > 126 {
-                return Err(err("is too small: the gateway and the VM need two host addresses"));
+                return Err(err(
+                    "is too small: the gateway and the VM need two host addresses",
+                ));
             }
             let base = u128::from(n.trunc().addr());
             Ok(FamilyNet {
@@ -204,22 +279,40 @@ fn forwards(ctx: &Ctx<'_>, notes: &mut Vec<String>) -> Result<Vec<Forward>, Plan
     let iface = ctx.iface;
     let mut out = Vec::new();
     for p in &iface.ports {
-        let Some(protocol) = protocol(p.protocol.as_deref(), notes) else { continue };
+        let Some(protocol) = protocol(p.protocol.as_deref(), notes) else {
+            continue;
+        };
         let port = port_number(&iface.name, "ports[].port", p.port)?;
-        out.push(Forward { protocol, start: port, end: port, is_range: false });
+        out.push(Forward {
+            protocol,
+            start: port,
+            end: port,
+            is_range: false,
+        });
     }
     if !iface.port_ranges.is_empty() && !ctx.cluster.gate(GATE_PORT_RANGES) {
         notes.push("portRanges ignored: the PortRangesSpec feature gate is off".into());
         return Ok(out);
     }
     for r in &iface.port_ranges {
-        let Some(protocol) = protocol(r.protocol.as_deref(), notes) else { continue };
+        let Some(protocol) = protocol(r.protocol.as_deref(), notes) else {
+            continue;
+        };
         let start = port_number(&iface.name, "portRanges[].start", r.start)?;
         let end = port_number(&iface.name, "portRanges[].end", r.end)?;
         if end < start {
-            return Err(PlanError::OutOfRange { interface: iface.name.clone(), field: "portRanges[].end", value: r.end });
+            return Err(PlanError::OutOfRange {
+                interface: iface.name.clone(),
+                field: "portRanges[].end",
+                value: r.end,
+            });
         }
-        out.push(Forward { protocol, start, end, is_range: true });
+        out.push(Forward {
+            protocol,
+            start,
+            end,
+            is_range: true,
+        });
     }
     Ok(out)
 }
@@ -229,7 +322,9 @@ fn protocol(written: Option<&str>, notes: &mut Vec<String>) -> Option<L4Proto> {
         "" | "tcp" => Some(L4Proto::Tcp),
         "udp" => Some(L4Proto::Udp),
         other => {
-            notes.push(format!("protocol {other} is not forwarded (TCP and UDP only)"));
+            notes.push(format!(
+                "protocol {other} is not forwarded (TCP and UDP only)"
+            ));
             None
         }
     }
@@ -239,7 +334,11 @@ pub fn port_number(interface: &str, field: &'static str, value: i64) -> Result<u
     u16::try_from(value)
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| PlanError::OutOfRange { interface: interface.into(), field, value })
+        .ok_or_else(|| PlanError::OutOfRange {
+            interface: interface.into(),
+            field,
+            value,
+        })
 }
 
 /// The NAT tables, one per family the pod has an address in.
@@ -255,7 +354,11 @@ pub fn nat_ruleset(input: &NatInput) -> NftRuleset {
 }
 
 fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
-    let base = |hook: &str, priority: i32| BaseChain { kind: "nat".into(), hook: hook.into(), priority };
+    let base = |hook: &str, priority: i32| BaseChain {
+        kind: "nat".into(),
+        hook: hook.into(),
+        priority,
+    };
     let mut prerouting = Vec::new();
     let mut output = Vec::new();
     let mut postrouting = Vec::new();
@@ -271,21 +374,39 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
     let dnat = || NftAction::Dnat { to: guest };
     let snat = || NftAction::Snat { to: gateway };
 
-    postrouting.push(NftRule::new(vec![NftMatch::Saddr { addrs: AddrSet::One(guest) }], NftAction::Masquerade));
+    postrouting.push(NftRule::new(
+        vec![NftMatch::Saddr {
+            addrs: AddrSet::One(guest),
+        }],
+        NftAction::Masquerade,
+    ));
     prerouting.push(NftRule::new(
-        vec![NftMatch::Iifname { name: input.pod_link.clone() }],
-        NftAction::Jump { chain: PREINBOUND.into() },
+        vec![NftMatch::Iifname {
+            name: input.pod_link.clone(),
+        }],
+        NftAction::Jump {
+            chain: PREINBOUND.into(),
+        },
     ));
     postrouting.push(NftRule::new(
-        vec![NftMatch::Oifname { name: input.bridge.clone() }],
-        NftAction::Jump { chain: POSTINBOUND.into() },
+        vec![NftMatch::Oifname {
+            name: input.bridge.clone(),
+        }],
+        NftAction::Jump {
+            chain: POSTINBOUND.into(),
+        },
     ));
 
     let skip = |ports: &[u16]| {
         NftRule::new(
             vec![
-                NftMatch::Dport { protocol: L4Proto::Tcp, ports: PortSet::Set(ports.to_vec()) },
-                NftMatch::Saddr { addrs: AddrSet::One(loopback) },
+                NftMatch::Dport {
+                    protocol: L4Proto::Tcp,
+                    ports: PortSet::Set(ports.to_vec()),
+                },
+                NftMatch::Saddr {
+                    addrs: AddrSet::One(loopback),
+                },
             ],
             NftAction::Return,
         )
@@ -303,31 +424,61 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
     }
 
     for fwd in &input.ports {
-        let ports = if fwd.is_range { PortSet::Range(fwd.start, fwd.end) } else { PortSet::One(fwd.start) };
+        let ports = if fwd.is_range {
+            PortSet::Range(fwd.start, fwd.end)
+        } else {
+            PortSet::One(fwd.start)
+        };
         if input.istio {
-            let kept: Vec<u16> =
-                ISTIO_NON_PROXIED_PORTS.iter().copied().filter(|p| (fwd.start..=fwd.end).contains(p)).collect();
+            let kept: Vec<u16> = ISTIO_NON_PROXIED_PORTS
+                .iter()
+                .copied()
+                .filter(|p| (fwd.start..=fwd.end).contains(p))
+                .collect();
             if !kept.is_empty() {
                 pre_in.push(NftRule::new(
-                    vec![NftMatch::Dport { protocol: L4Proto::Tcp, ports: PortSet::Set(kept) }],
+                    vec![NftMatch::Dport {
+                        protocol: L4Proto::Tcp,
+                        ports: PortSet::Set(kept),
+                    }],
                     dnat(),
                 ));
             }
         } else {
-            let pre_ports = if fwd.is_range { ports.clone() } else { PortSet::Set(vec![fwd.start]) };
-            pre_in.push(NftRule::new(vec![NftMatch::Dport { protocol: fwd.protocol, ports: pre_ports }], dnat()));
+            let pre_ports = if fwd.is_range {
+                ports.clone()
+            } else {
+                PortSet::Set(vec![fwd.start])
+            };
+            pre_in.push(NftRule::new(
+                vec![NftMatch::Dport {
+                    protocol: fwd.protocol,
+                    ports: pre_ports,
+                }],
+                dnat(),
+            ));
         }
         post_in.push(NftRule::new(
             vec![
-                NftMatch::Dport { protocol: fwd.protocol, ports: ports.clone() },
-                NftMatch::Saddr { addrs: AddrSet::Set(snat_addrs.clone()) },
+                NftMatch::Dport {
+                    protocol: fwd.protocol,
+                    ports: ports.clone(),
+                },
+                NftMatch::Saddr {
+                    addrs: AddrSet::Set(snat_addrs.clone()),
+                },
             ],
             snat(),
         ));
         output.push(NftRule::new(
             vec![
-                NftMatch::Daddr { addrs: AddrSet::Set(dnat_addrs.clone()) },
-                NftMatch::Dport { protocol: fwd.protocol, ports },
+                NftMatch::Daddr {
+                    addrs: AddrSet::Set(dnat_addrs.clone()),
+                },
+                NftMatch::Dport {
+                    protocol: fwd.protocol,
+                    ports,
+                },
             ],
             dnat(),
         ));
@@ -338,26 +489,63 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
             output.push(skip(&ISTIO_ENVOY_PORTS));
             post_in.push(skip(&ISTIO_ENVOY_PORTS));
             pre_in.push(NftRule::new(
-                vec![NftMatch::Dport { protocol: L4Proto::Tcp, ports: PortSet::Set(ISTIO_NON_PROXIED_PORTS.to_vec()) }],
+                vec![NftMatch::Dport {
+                    protocol: L4Proto::Tcp,
+                    ports: PortSet::Set(ISTIO_NON_PROXIED_PORTS.to_vec()),
+                }],
                 dnat(),
             ));
         } else {
             pre_in.push(NftRule::new(vec![], dnat()));
         }
-        post_in.push(NftRule::new(vec![NftMatch::Saddr { addrs: AddrSet::Set(snat_addrs.clone()) }], snat()));
-        output.push(NftRule::new(vec![NftMatch::Daddr { addrs: AddrSet::Set(dnat_addrs.clone()) }], dnat()));
+        post_in.push(NftRule::new(
+            vec![NftMatch::Saddr {
+                addrs: AddrSet::Set(snat_addrs.clone()),
+            }],
+            snat(),
+        ));
+        output.push(NftRule::new(
+            vec![NftMatch::Daddr {
+                addrs: AddrSet::Set(dnat_addrs.clone()),
+            }],
+            dnat(),
+        ));
     }
 
     NftTable {
         family,
         name: "nat".into(),
         chains: vec![
-            NftChain { name: "prerouting".into(), base: Some(base("prerouting", -100)), rules: prerouting },
-            NftChain { name: "input".into(), base: Some(base("input", 100)), rules: vec![] },
-            NftChain { name: "output".into(), base: Some(base("output", -100)), rules: output },
-            NftChain { name: "postrouting".into(), base: Some(base("postrouting", 100)), rules: postrouting },
-            NftChain { name: PREINBOUND.into(), base: None, rules: pre_in },
-            NftChain { name: POSTINBOUND.into(), base: None, rules: post_in },
+            NftChain {
+                name: "prerouting".into(),
+                base: Some(base("prerouting", -100)),
+                rules: prerouting,
+            },
+            NftChain {
+                name: "input".into(),
+                base: Some(base("input", 100)),
+                rules: vec![],
+            },
+            NftChain {
+                name: "output".into(),
+                base: Some(base("output", -100)),
+                rules: output,
+            },
+            NftChain {
+                name: "postrouting".into(),
+                base: Some(base("postrouting", 100)),
+                rules: postrouting,
+            },
+            NftChain {
+                name: PREINBOUND.into(),
+                base: None,
+                rules: pre_in,
+            },
+            NftChain {
+                name: POSTINBOUND.into(),
+                base: None,
+                rules: post_in,
+            },
         ],
     }
 }
@@ -369,9 +557,15 @@ mod tests {
     #[test]
     fn default_cidrs_give_gateway_one_and_guest_two() {
         let v4 = vm_net("default", "vmNetworkCIDR", DEFAULT_VM_CIDR, false).unwrap();
-        assert_eq!((v4.gateway.to_string(), v4.guest.to_string(), v4.prefix_len), ("10.0.2.1".into(), "10.0.2.2".into(), 24));
+        assert_eq!(
+            (v4.gateway.to_string(), v4.guest.to_string(), v4.prefix_len),
+            ("10.0.2.1".into(), "10.0.2.2".into(), 24)
+        );
         let v6 = vm_net("default", "vmIPv6NetworkCIDR", DEFAULT_VM_IPV6_CIDR, true).unwrap();
-        assert_eq!((v6.gateway.to_string(), v6.guest.to_string(), v6.prefix_len), ("fd10:0:2::1".into(), "fd10:0:2::2".into(), 120));
+        assert_eq!(
+            (v6.gateway.to_string(), v6.guest.to_string(), v6.prefix_len),
+            ("fd10:0:2::1".into(), "fd10:0:2::2".into(), 120)
+        );
     }
 
     #[test]
@@ -392,6 +586,9 @@ mod tests {
     #[test]
     fn an_ipv6_cidr_in_the_ipv4_field_is_refused() {
         let e = vm_net("default", "vmNetworkCIDR", "fd00::/64", false).unwrap_err();
-        assert_eq!(e.to_string(), "network default: vmNetworkCIDR fd00::/64 is not an IPv4 network");
+        assert_eq!(
+            e.to_string(),
+            "network default: vmNetworkCIDR fd00::/64 is not an IPv4 network"
+        );
     }
 }

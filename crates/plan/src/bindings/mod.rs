@@ -30,8 +30,8 @@ use netbind_spec::{ClusterConfig, VmObject, naming};
 use crate::error::PlanError;
 use crate::mac;
 use crate::model::{
-    Dhcp4Config, Dhcp6Config, GuestBackend, GuestDevice, InterfacePlan, LinkState, LinkStep, Method, NetworkPlan,
-    PodLinkInfo, RaConfig, Source, Sysctl, UsernetConfig,
+    Dhcp4Config, Dhcp6Config, GuestBackend, GuestDevice, InterfacePlan, LinkState, LinkStep,
+    Method, NetworkPlan, PodLinkInfo, RaConfig, Source, Sysctl, UsernetConfig,
 };
 use crate::nftables::NftRuleset;
 use crate::podview::{PodLink, PodView};
@@ -100,11 +100,33 @@ impl Ctx<'_> {
 
     /// Pod nameservers of one family.
     pub fn dns4(&self) -> Vec<Ipv4Addr> {
-        self.pod.dns.nameservers.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }).collect()
+        self.pod
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|a| {
+                if let IpAddr::V4(v) = a {
+                    Some(*v)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn dns6(&self) -> Vec<Ipv6Addr> {
-        self.pod.dns.nameservers.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }).collect()
+        self.pod
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|a| {
+                if let IpAddr::V6(v) = a {
+                    Some(*v)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// The tap the guest uses: `tap0` for the primary link, `tap` + the link name after
@@ -114,7 +136,10 @@ impl Ctx<'_> {
     }
 
     pub fn seed(&self, what: &str) -> String {
-        format!("{}/{}/{}{what}", self.obj.namespace, self.obj.name, self.iface.name)
+        format!(
+            "{}/{}/{}{what}",
+            self.obj.namespace, self.obj.name, self.iface.name
+        )
     }
 }
 
@@ -129,10 +154,19 @@ pub fn tap_name(pod_link: &str) -> String {
 }
 
 /// Plans a defaulted (and normally validated) object against a pod view.
-pub fn plan(obj: &VmObject, cluster: &ClusterConfig, pod: &PodView) -> Result<NetworkPlan, PlanError> {
-    let mut plan = NetworkPlan { object: obj.display_name(), pod_view: pod.source.clone(), ..NetworkPlan::default() };
+pub fn plan(
+    obj: &VmObject,
+    cluster: &ClusterConfig,
+    pod: &PodView,
+) -> Result<NetworkPlan, PlanError> {
+    let mut plan = NetworkPlan {
+        object: obj.display_name(),
+        pod_view: pod.source.clone(),
+        ..NetworkPlan::default()
+    };
     if pod.source == "default" {
-        plan.notes.push("pod view: typical CNI pod assumed (no --pod-view/--netns)".into());
+        plan.notes
+            .push("pod view: typical CNI pod assumed (no --pod-view/--netns)".into());
     }
     let hostname = pod
         .hostname
@@ -150,25 +184,48 @@ pub fn plan(obj: &VmObject, cluster: &ClusterConfig, pod: &PodView) -> Result<Ne
             "up" => LinkState::Up,
             "down" => LinkState::Down,
             "absent" => {
-                plan.notes.push(format!("interface {}: state absent, left out of the plan", iface.name));
+                plan.notes.push(format!(
+                    "interface {}: state absent, left out of the plan",
+                    iface.name
+                ));
                 continue;
             }
-            other => return Err(PlanError::BadState { interface: iface.name.clone(), state: other.into() }),
+            other => {
+                return Err(PlanError::BadState {
+                    interface: iface.name.clone(),
+                    state: other.into(),
+                });
+            }
         };
         let network = obj
             .networks()
             .iter()
             .find(|n| n.name == iface.name)
-            .ok_or_else(|| PlanError::NoNetwork { interface: iface.name.clone() })?;
+            .ok_or_else(|| PlanError::NoNetwork {
+                interface: iface.name.clone(),
+            })?;
         let source = match (&network.pod, &network.multus) {
             (Some(_), None) => Source::Pod,
-            (None, Some(m)) => Source::Multus { network_name: m.network_name.clone(), default: m.default },
-            _ => return Err(PlanError::NoSource { network: network.name.clone() }),
+            (None, Some(m)) => Source::Multus {
+                network_name: m.network_name.clone(),
+                default: m.default,
+            },
+            _ => {
+                return Err(PlanError::NoSource {
+                    network: network.name.clone(),
+                });
+            }
         };
         let (method, binding) = method_of(iface, cluster)?;
         let pod_link_name = pod_link_name(obj, network, pod, legacy);
         let pod_link = pod.link(&pod_link_name);
-        let guest_mac = guest_mac(iface, method, pod_link, &format!("{}/{}/{}", obj.namespace, obj.name, iface.name), &vfs)?;
+        let guest_mac = guest_mac(
+            iface,
+            method,
+            pod_link,
+            &format!("{}/{}/{}", obj.namespace, obj.name, iface.name),
+            &vfs,
+        )?;
         let ctx = Ctx {
             obj,
             cluster,
@@ -226,7 +283,10 @@ pub fn plan(obj: &VmObject, cluster: &ClusterConfig, pod: &PodView) -> Result<Ne
 fn method_of(iface: &Interface, cluster: &ClusterConfig) -> Result<(Method, String), PlanError> {
     let bindings = iface.bindings();
     let [kind] = bindings.as_slice() else {
-        return Err(PlanError::Binding { interface: iface.name.clone(), found: bindings.len() });
+        return Err(PlanError::Binding {
+            interface: iface.name.clone(),
+            found: bindings.len(),
+        });
     };
     Ok(match kind {
         BindingKind::Bridge => (Method::Bridge, "bridge".into()),
@@ -234,12 +294,20 @@ fn method_of(iface: &Interface, cluster: &ClusterConfig) -> Result<(Method, Stri
         BindingKind::Sriov => (Method::Sriov, "sriov".into()),
         BindingKind::PasstBinding => (Method::Usernet, "passtBinding".into()),
         BindingKind::Plugin => {
-            let name = iface.binding.as_ref().map(|b| b.name.clone()).unwrap_or_default();
-            let plugin = cluster
-                .network
+            let name = iface
                 .binding
-                .get(&name)
-                .ok_or_else(|| PlanError::UnknownPlugin { interface: iface.name.clone(), plugin: name.clone() })?;
+                .as_ref()
+                .map(|b| b.name.clone())
+                .unwrap_or_default();
+            let plugin =
+                cluster
+                    .network
+                    .binding
+                    .get(&name)
+                    .ok_or_else(|| PlanError::UnknownPlugin {
+                        interface: iface.name.clone(),
+                        plugin: name.clone(),
+                    })?;
             let method = match plugin.domain_attachment_type.as_deref() {
                 None | Some("") => Method::Usernet,
                 Some("tap") => Method::Tap,
@@ -255,14 +323,18 @@ fn method_of(iface: &Interface, cluster: &ClusterConfig) -> Result<(Method, Stri
             (method, format!("binding:{name}"))
         }
         k @ (BindingKind::Slirp | BindingKind::Macvtap | BindingKind::Passt) => {
-            return Err(PlanError::Discontinued { interface: iface.name.clone(), binding: k.field().into() });
+            return Err(PlanError::Discontinued {
+                interface: iface.name.clone(),
+                binding: k.field().into(),
+            });
         }
     })
 }
 
 /// `net` followed by digits only: KubeVirt's legacy ordinal pod link names.
 fn is_ordinal_name(name: &str) -> bool {
-    name.strip_prefix("net").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("net")
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn pod_link_name(obj: &VmObject, network: &Network, pod: &PodView, legacy: bool) -> String {
@@ -295,12 +367,17 @@ fn guest_mac(
     if let Some(written) = iface.mac_address.as_deref().filter(|m| !m.is_empty()) {
         return mac::normalize(written)
             .map(Some)
-            .ok_or_else(|| PlanError::BadMac { interface: iface.name.clone(), mac: written.into() });
+            .ok_or_else(|| PlanError::BadMac {
+                interface: iface.name.clone(),
+                mac: written.into(),
+            });
     }
     Ok(match method {
-        Method::Bridge | Method::ManagedTap | Method::Tap => {
-            Some(link.and_then(|l| l.mac.as_deref()).and_then(mac::normalize).unwrap_or_else(|| mac::derived(seed)))
-        }
+        Method::Bridge | Method::ManagedTap | Method::Tap => Some(
+            link.and_then(|l| l.mac.as_deref())
+                .and_then(mac::normalize)
+                .unwrap_or_else(|| mac::derived(seed)),
+        ),
         Method::Masquerade | Method::Usernet => Some(mac::derived(seed)),
         Method::Sriov => vfs.get(&iface.name).and_then(|v| v.mac.clone()),
     })
@@ -309,7 +386,10 @@ fn guest_mac(
 fn search_domains(pod_search: &[String], subdomain: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = pod_search.to_vec();
     if let Some(sub) = subdomain.filter(|s| !s.is_empty()) {
-        let service = pod_search.iter().filter(|d| d.contains(".svc.")).max_by_key(|d| d.len());
+        let service = pod_search
+            .iter()
+            .filter(|d| d.contains(".svc."))
+            .max_by_key(|d| d.len());
         if let Some(domain) = service
             && !domain.starts_with(&format!("{sub}."))
         {
@@ -321,11 +401,13 @@ fn search_domains(pod_search: &[String], subdomain: Option<&str>) -> Vec<String>
 
 /// The longest search domain: DHCP option 15 (KubeVirt: Windows asks for it).
 pub fn domain_name(search: &[String]) -> Option<String> {
-    search.iter().fold(None::<&String>, |best, d| match best {
-        Some(b) if b.len() >= d.len() => Some(b),
-        _ => Some(d),
-    })
-    .cloned()
+    search
+        .iter()
+        .fold(None::<&String>, |best, d| match best {
+            Some(b) if b.len() >= d.len() => Some(b),
+            _ => Some(d),
+        })
+        .cloned()
 }
 
 /// Whether an address is global unicast in Go's sense (KubeVirt's test): not
@@ -333,7 +415,11 @@ pub fn domain_name(search: &[String]) -> Option<String> {
 pub fn is_global_unicast(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {
-            !(a.is_unspecified() || a.is_loopback() || a.is_link_local() || a.is_multicast() || a.is_broadcast())
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast())
         }
         IpAddr::V6(a) => {
             let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
@@ -365,16 +451,21 @@ fn guest_device(
 ) -> Result<(GuestDevice, Vec<String>), PlanError> {
     let iface = ctx.iface;
     let mut notes = Vec::new();
-    let model = iface.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "virtio".into());
+    let model = iface
+        .model
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "virtio".into());
     let boot_order = positive(iface.boot_order, &iface.name, "bootOrder", u32::MAX as i64)?;
     let acpi_index = positive(iface.acpi_index, &iface.name, "acpiIndex", 16383)?;
     let pci_address = match iface.pci_address.as_deref().filter(|a| !a.is_empty()) {
         None => None,
-        Some(a) => Some(
-            render::parse_pci(a)
-                .map(|p| p.to_string())
-                .ok_or_else(|| PlanError::BadPciAddress { interface: iface.name.clone(), address: a.into() })?,
-        ),
+        Some(a) => Some(render::parse_pci(a).map(|p| p.to_string()).ok_or_else(|| {
+            PlanError::BadPciAddress {
+                interface: iface.name.clone(),
+                address: a.into(),
+            }
+        })?),
     };
     let multiqueue = ctx.obj.spec.domain.devices.network_interface_multiqueue == Some(true);
     if multiqueue && method != Method::Sriov && model == "virtio" {
@@ -385,23 +476,49 @@ fn guest_device(
     }
     let (alias, model, qemu_driver, backend, mtu) = match method {
         Method::Sriov => {
-            let vf = ctx.vfs.get(&iface.name).map(|v| v.pci_address.clone()).unwrap_or_default();
-            (format!("ua-sriov-{}", iface.name), String::new(), "vfio-pci".to_string(), GuestBackend::Hostdev { pci_address: vf }, None)
+            let vf = ctx
+                .vfs
+                .get(&iface.name)
+                .map(|v| v.pci_address.clone())
+                .unwrap_or_default();
+            (
+                format!("ua-sriov-{}", iface.name),
+                String::new(),
+                "vfio-pci".to_string(),
+                GuestBackend::Hostdev { pci_address: vf },
+                None,
+            )
         }
         _ => {
             let backend = match method {
                 Method::Usernet => GuestBackend::Stream {
-                    socket: bp.usernet.as_ref().map(|u| u.socket.clone()).unwrap_or_default(),
+                    socket: bp
+                        .usernet
+                        .as_ref()
+                        .map(|u| u.socket.clone())
+                        .unwrap_or_default(),
                 },
-                Method::Tap => GuestBackend::Tap { device: tap::target(ctx) },
-                _ => GuestBackend::Tap { device: ctx.tap_name() },
+                Method::Tap => GuestBackend::Tap {
+                    device: tap::target(ctx),
+                },
+                _ => GuestBackend::Tap {
+                    device: ctx.tap_name(),
+                },
             };
             let mtu = bp.guest_mtu.unwrap_or(Some(ctx.mtu()));
-            (format!("ua-{}", iface.name), model.clone(), qemu_driver(&model), backend, mtu)
+            (
+                format!("ua-{}", iface.name),
+                model.clone(),
+                qemu_driver(&model),
+                backend,
+                mtu,
+            )
         }
     };
     if method == Method::Sriov && acpi_index.is_some() {
-        notes.push("acpiIndex: not set on the SR-IOV host device (KubeVirt sets none either)".into());
+        notes.push(
+            "acpiIndex: not set on the SR-IOV host device (KubeVirt sets none either)".into(),
+        );
     }
     let mut device = GuestDevice {
         alias,
@@ -412,7 +529,11 @@ fn guest_device(
         queues: 1,
         pci_address,
         boot_order,
-        acpi_index: if method == Method::Sriov { None } else { acpi_index },
+        acpi_index: if method == Method::Sriov {
+            None
+        } else {
+            acpi_index
+        },
         link_down: state == LinkState::Down,
         backend,
         libvirt_xml: String::new(),
@@ -424,11 +545,20 @@ fn guest_device(
     Ok((device, notes))
 }
 
-fn positive(value: Option<i64>, interface: &str, field: &'static str, max: i64) -> Result<Option<u32>, PlanError> {
+fn positive(
+    value: Option<i64>,
+    interface: &str,
+    field: &'static str,
+    max: i64,
+) -> Result<Option<u32>, PlanError> {
     match value {
         None => Ok(None),
         Some(v) if (1..=max).contains(&v) => Ok(u32::try_from(v).ok()),
-        Some(v) => Err(PlanError::OutOfRange { interface: interface.into(), field, value: v }),
+        Some(v) => Err(PlanError::OutOfRange {
+            interface: interface.into(),
+            field,
+            value: v,
+        }),
     }
 }
 
@@ -460,14 +590,25 @@ mod tests {
 
     #[test]
     fn subdomain_adds_its_service_domain_first() {
-        let pod = vec!["ns.svc.cluster.local".to_string(), "svc.cluster.local".into(), "cluster.local".into()];
-        assert_eq!(search_domains(&pod, Some("sub"))[0], "sub.ns.svc.cluster.local");
+        let pod = vec![
+            "ns.svc.cluster.local".to_string(),
+            "svc.cluster.local".into(),
+            "cluster.local".into(),
+        ];
+        assert_eq!(
+            search_domains(&pod, Some("sub"))[0],
+            "sub.ns.svc.cluster.local"
+        );
         assert_eq!(search_domains(&pod, None), pod);
     }
 
     #[test]
     fn domain_name_is_the_longest_search_domain() {
-        let s = vec!["svc.cluster.local".to_string(), "ns.svc.cluster.local".into(), "cluster.local".into()];
+        let s = vec![
+            "svc.cluster.local".to_string(),
+            "ns.svc.cluster.local".into(),
+            "cluster.local".into(),
+        ];
         assert_eq!(domain_name(&s).as_deref(), Some("ns.svc.cluster.local"));
     }
 

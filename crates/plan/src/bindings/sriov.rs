@@ -20,8 +20,8 @@
 
 use std::collections::BTreeMap;
 
-use netbind_spec::multus;
 use netbind_spec::VmObject;
+use netbind_spec::multus;
 
 use super::{BindingPlan, Ctx};
 use crate::error::PlanError;
@@ -40,7 +40,9 @@ pub struct Vf {
 pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     let mut bp = BindingPlan::default();
     match ctx.vfs.get(&ctx.iface.name) {
-        Some(vf) => bp.notes.push(format!("VF {} from {}", vf.pci_address, vf.found_in)),
+        Some(vf) => bp
+            .notes
+            .push(format!("VF {} from {}", vf.pci_address, vf.found_in)),
         None => {
             return Err(PlanError::MissingVf {
                 interface: ctx.iface.name.clone(),
@@ -53,26 +55,44 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
 }
 
 /// Chooses a VF for every SR-IOV interface that is not absent.
-pub fn assign_vfs(obj: &VmObject, pod: &PodView, legacy: bool) -> Result<BTreeMap<String, Vf>, PlanError> {
+pub fn assign_vfs(
+    obj: &VmObject,
+    pod: &PodView,
+    legacy: bool,
+) -> Result<BTreeMap<String, Vf>, PlanError> {
     let sriov: Vec<_> = obj
         .interfaces()
         .iter()
         .filter(|i| i.sriov.is_some() && i.state() != "absent" && i.bindings().len() == 1)
-        .filter_map(|i| obj.networks().iter().find(|n| n.name == i.name).map(|n| (i, n)))
+        .filter_map(|i| {
+            obj.networks()
+                .iter()
+                .find(|n| n.name == i.name)
+                .map(|n| (i, n))
+        })
         .collect();
     let mut out = BTreeMap::new();
     if sriov.is_empty() {
         return Ok(out);
     }
-    let statuses = match pod.network_status.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(text) => multus::parse_network_status(text)
-            .map_err(|e| PlanError::NetworkStatus { reason: e.to_string() })?,
+    let statuses = match pod
+        .network_status
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(text) => multus::parse_network_status(text).map_err(|e| PlanError::NetworkStatus {
+            reason: e.to_string(),
+        })?,
         None => Vec::new(),
     };
 
     let mut pending = Vec::new();
     for (iface, network) in &sriov {
-        let network_name = network.multus.as_ref().map(|m| m.network_name.as_str()).unwrap_or("");
+        let network_name = network
+            .multus
+            .as_ref()
+            .map(|m| m.network_name.as_str())
+            .unwrap_or("");
         let link = super::pod_link_name(obj, network, pod, legacy);
         let found = multus::find_status(&statuses, &obj.namespace, network_name, &link)
             .and_then(|s| Some((s.pci_address().and_then(parse_pci)?, s.mac.clone())));
@@ -81,7 +101,11 @@ pub fn assign_vfs(obj: &VmObject, pod: &PodView, legacy: bool) -> Result<BTreeMa
                 let (ns, name) = multus::nad_namespaced_name(&obj.namespace, network_name);
                 out.insert(
                     iface.name.clone(),
-                    Vf { pci_address: pci.to_string(), mac, found_in: format!("network-status entry {ns}/{name}") },
+                    Vf {
+                        pci_address: pci.to_string(),
+                        mac,
+                        found_in: format!("network-status entry {ns}/{name}"),
+                    },
                 );
             }
             None => pending.push((iface, network, link)),
@@ -102,15 +126,25 @@ pub fn assign_vfs(obj: &VmObject, pod: &PodView, legacy: bool) -> Result<BTreeMa
     }
     let mut pool = pool.into_iter();
     for (iface, network, link) in pending {
-        let network_name = network.multus.as_ref().map(|m| m.network_name.as_str()).unwrap_or("");
+        let network_name = network
+            .multus
+            .as_ref()
+            .map(|m| m.network_name.as_str())
+            .unwrap_or("");
         let Some((pci, var)) = pool.next() else {
             let (ns, name) = multus::nad_namespaced_name(&obj.namespace, network_name);
             let status_note = if pod.network_status.is_some() {
-                format!("network-status (no entry for {ns}/{name} or interface {link} with a PCI address)")
+                format!(
+                    "network-status (no entry for {ns}/{name} or interface {link} with a PCI address)"
+                )
             } else {
                 "network-status (the pod view has none)".to_string()
             };
-            let env_count = pod.env.keys().filter(|k| k.starts_with("PCIDEVICE_")).count();
+            let env_count = pod
+                .env
+                .keys()
+                .filter(|k| k.starts_with("PCIDEVICE_"))
+                .count();
             return Err(PlanError::MissingVf {
                 interface: iface.name.clone(),
                 network: network.name.clone(),
@@ -119,7 +153,14 @@ pub fn assign_vfs(obj: &VmObject, pod: &PodView, legacy: bool) -> Result<BTreeMa
                 ),
             });
         };
-        out.insert(iface.name.clone(), Vf { pci_address: pci, mac: None, found_in: format!("environment {var}") });
+        out.insert(
+            iface.name.clone(),
+            Vf {
+                pci_address: pci,
+                mac: None,
+                found_in: format!("environment {var}"),
+            },
+        );
     }
     Ok(out)
 }

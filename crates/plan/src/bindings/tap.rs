@@ -29,5 +29,9 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
 /// The device the guest NIC opens.
 pub fn target(ctx: &Ctx<'_>) -> String {
     let tap = ctx.tap_name();
-    if ctx.pod.link(&tap).is_some() { tap } else { ctx.pod_link_name.clone() }
+    if ctx.pod.link(&tap).is_some() {
+        tap
+    } else {
+        ctx.pod_link_name.clone()
+    }
 }

@@ -36,8 +36,12 @@ const MAX_SOCKET_PATH: usize = 107;
 pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     let link = ctx.require_link()?;
     let mut bp = BindingPlan::default();
-    let guest_addresses: Vec<IpNet> =
-        link.addresses.iter().copied().filter(|a| is_global_unicast(a.addr())).collect();
+    let guest_addresses: Vec<IpNet> = link
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| is_global_unicast(a.addr()))
+        .collect();
     let gateway = |v6: bool| {
         ctx.pod
             .routes
@@ -57,7 +61,9 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     let (tcp, udp) = port_forwards(ctx)?;
     let socket = socket_path(&ctx.obj.namespace, &ctx.obj.name, &ctx.iface.name);
     if !socket.starts_with(&format!("{SOCKET_DIR}/{}/", ctx.obj.namespace)) {
-        bp.notes.push(format!("socket path shortened to {socket} (a unix socket path has at most 107 bytes)"));
+        bp.notes.push(format!(
+            "socket path shortened to {socket} (a unix socket path has at most 107 bytes)"
+        ));
     }
     if !ctx.network.is_pod() && !ctx.network.is_multus_default() {
         bp.notes.push(format!(
@@ -80,7 +86,10 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
         udp,
     });
     bp.sysctls = vec![
-        Sysctl::new("net.ipv4.ping_group_range", format!("{QEMU_UID} {QEMU_UID}")),
+        Sysctl::new(
+            "net.ipv4.ping_group_range",
+            format!("{QEMU_UID} {QEMU_UID}"),
+        ),
         Sysctl::new("net.ipv4.ip_unprivileged_port_start", "0"),
     ];
     bp.guest_mtu = Some(Some(DEFAULT_MTU));
@@ -103,16 +112,35 @@ fn port_forwards(ctx: &Ctx<'_>) -> Result<(PortForward, PortForward), PlanError>
     let mut udp = Vec::new();
     for p in &ctx.iface.ports {
         let port = port_number(&ctx.iface.name, "ports[].port", p.port)?;
-        match p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase().as_str() {
+        match p
+            .protocol
+            .as_deref()
+            .unwrap_or("TCP")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "" | "tcp" => tcp.push(port),
             "udp" => udp.push(port),
             _ => {}
         }
     }
-    let exclude: Vec<u16> = if ctx.istio { ISTIO_ENVOY_PORTS.to_vec() } else { Vec::new() };
-    let fwd = |ports: Vec<u16>| if ports.is_empty() { PortForward::None } else { PortForward::Ports { ports } };
+    let exclude: Vec<u16> = if ctx.istio {
+        ISTIO_ENVOY_PORTS.to_vec()
+    } else {
+        Vec::new()
+    };
+    let fwd = |ports: Vec<u16>| {
+        if ports.is_empty() {
+            PortForward::None
+        } else {
+            PortForward::Ports { ports }
+        }
+    };
     Ok(match (tcp.is_empty(), udp.is_empty(), exclude.is_empty()) {
-        (true, true, true) => (PortForward::All { exclude: vec![] }, PortForward::All { exclude: vec![] }),
+        (true, true, true) => (
+            PortForward::All { exclude: vec![] },
+            PortForward::All { exclude: vec![] },
+        ),
         (true, true, false) => (PortForward::All { exclude }, PortForward::None),
         _ => (fwd(tcp), fwd(udp)),
     })
@@ -124,7 +152,10 @@ mod tests {
 
     #[test]
     fn socket_path_is_per_namespace_vm_and_interface() {
-        assert_eq!(socket_path("ns", "vm", "default"), "/run/netbind/ns/vm/default.sock");
+        assert_eq!(
+            socket_path("ns", "vm", "default"),
+            "/run/netbind/ns/vm/default.sock"
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ fn interface_xml(dev: &GuestDevice, tap: &str) -> String {
     out.push_str(&format!("  <target dev='{}' managed='no'/>\n", esc(tap)));
     out.push_str(&format!("  <model type='{}'/>\n", esc(&dev.model)));
     if dev.queues > 1 {
-        out.push_str(&format!("  <driver name='vhost' queues='{}'/>\n", dev.queues));
+        out.push_str(&format!(
+            "  <driver name='vhost' queues='{}'/>\n",
+            dev.queues
+        ));
     }
     if let Some(mtu) = dev.mtu {
         out.push_str(&format!("  <mtu size='{mtu}'/>\n"));

@@ -19,7 +19,11 @@ pub struct PciAddr {
 
 impl fmt::Display for PciAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.slot, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.slot, self.function
+        )
     }
 }
 
@@ -29,7 +33,9 @@ pub fn parse_pci(text: &str) -> Option<PciAddr> {
     let (bus, rest) = rest.split_once(':')?;
     let (slot, function) = rest.split_once('.')?;
     let hex = |s: &str, len: usize| {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u32::from_str_radix(s, 16).ok()).flatten()
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
     };
     let addr = PciAddr {
         domain: u16::try_from(hex(domain, 4)?).ok()?,
@@ -63,7 +69,10 @@ mod tests {
 
     #[test]
     fn pci_address_round_trips_in_lower_case() {
-        assert_eq!(parse_pci("0000:81:1F.7").unwrap().to_string(), "0000:81:1f.7");
+        assert_eq!(
+            parse_pci("0000:81:1F.7").unwrap().to_string(),
+            "0000:81:1f.7"
+        );
     }
 
     #[test]

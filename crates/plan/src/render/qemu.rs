@@ -21,7 +21,11 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
     let mut args = Vec::new();
     let mut device = match &dev.backend {
         GuestBackend::Tap { device } => {
-            let mut netdev = format!("tap,id={},ifname={},script=no,downscript=no", q(&netdev_id), q(device));
+            let mut netdev = format!(
+                "tap,id={},ifname={},script=no,downscript=no",
+                q(&netdev_id),
+                q(device)
+            );
             if dev.queues > 1 {
                 netdev.push_str(&format!(",queues={}", dev.queues));
             }
@@ -31,7 +35,11 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
         }
         GuestBackend::Stream { socket } => {
             args.push("-netdev".to_string());
-            args.push(format!("stream,id={},server=off,addr.type=unix,addr.path={}", q(&netdev_id), q(socket)));
+            args.push(format!(
+                "stream,id={},server=off,addr.type=unix,addr.path={}",
+                q(&netdev_id),
+                q(socket)
+            ));
             nic(dev, &netdev_id)
         }
         GuestBackend::Hostdev { pci_address } => {
@@ -53,7 +61,12 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
 }
 
 fn nic(dev: &GuestDevice, netdev_id: &str) -> String {
-    let mut s = format!("{},netdev={},id={}", q(&dev.qemu_driver), q(netdev_id), q(&dev.alias));
+    let mut s = format!(
+        "{},netdev={},id={}",
+        q(&dev.qemu_driver),
+        q(netdev_id),
+        q(&dev.alias)
+    );
     if let Some(mac) = &dev.mac {
         s.push_str(&format!(",mac={}", q(mac)));
     }
@@ -71,7 +84,10 @@ fn nic(dev: &GuestDevice, netdev_id: &str) -> String {
 pub fn caveats(dev: &GuestDevice) -> Vec<String> {
     let mut notes = Vec::new();
     if dev.link_down {
-        notes.push(format!("QEMU: start with the link down by QMP `set_link {} off` (no command-line option)", dev.alias));
+        notes.push(format!(
+            "QEMU: start with the link down by QMP `set_link {} off` (no command-line option)",
+            dev.alias
+        ));
     }
     if let Some(a) = dev.pci_address.as_deref().and_then(parse_pci)
         && (a.domain != 0 || a.bus != 0)

@@ -36,7 +36,10 @@ fn interface(out: &mut String, i: &InterfacePlan) {
     row(out, "network", std::slice::from_ref(&i.network));
     let source = match &i.source {
         Source::Pod => "pod".to_string(),
-        Source::Multus { network_name, default: true } => format!("multus {network_name} (default)"),
+        Source::Multus {
+            network_name,
+            default: true,
+        } => format!("multus {network_name} (default)"),
         Source::Multus { network_name, .. } => format!("multus {network_name}"),
     };
     row(out, "source", &[source]);
@@ -44,7 +47,15 @@ fn interface(out: &mut String, i: &InterfacePlan) {
         crate::model::LinkState::Up => "",
         crate::model::LinkState::Down => ", link down",
     };
-    row(out, "method", &[format!("{} (binding {}{state})", i.method.as_str(), i.binding)]);
+    row(
+        out,
+        "method",
+        &[format!(
+            "{} (binding {}{state})",
+            i.method.as_str(),
+            i.binding
+        )],
+    );
     let pl = &i.pod_link;
     let mut link = pl.name.clone();
     if !pl.present {
@@ -65,18 +76,29 @@ fn interface(out: &mut String, i: &InterfacePlan) {
     }
     row(out, "in-pod", &steps);
     if !i.sysctls.is_empty() {
-        let s: Vec<String> = i.sysctls.iter().map(|s| format!("{}={}", s.key, s.value)).collect();
+        let s: Vec<String> = i
+            .sysctls
+            .iter()
+            .map(|s| format!("{}={}", s.key, s.value))
+            .collect();
         row(out, "sysctls", &s);
     }
     row(out, "addresses", &[guest_addresses(i)]);
     let mut services = Vec::new();
     if let Some(d) = &i.dhcp4 {
-        let mut s = format!("dhcp4 on {} from {}: {}", d.interface, d.server_address, d.address);
+        let mut s = format!(
+            "dhcp4 on {} from {}: {}",
+            d.interface, d.server_address, d.address
+        );
         if let Some(r) = d.router {
             let _ = write!(s, " router {r}");
         }
         if !d.classless_routes.is_empty() {
-            let routes: Vec<String> = d.classless_routes.iter().map(|r| format!("{} via {}", r.destination, r.gateway)).collect();
+            let routes: Vec<String> = d
+                .classless_routes
+                .iter()
+                .map(|r| format!("{} via {}", r.destination, r.gateway))
+                .collect();
             let _ = write!(s, " routes [{}]", routes.join(", "));
         }
         if !d.dns.is_empty() {
@@ -96,7 +118,10 @@ fn interface(out: &mut String, i: &InterfacePlan) {
             .map(|(_, f)| *f)
             .collect::<Vec<_>>()
             .join("");
-        services.push(format!("ra on {}: prefix {} flags {flags} mtu {}", r.interface, r.prefix, r.mtu));
+        services.push(format!(
+            "ra on {}: prefix {} flags {flags} mtu {}",
+            r.interface, r.prefix, r.mtu
+        ));
     }
     if let Some(u) = &i.usernet {
         services.push(format!(
@@ -163,7 +188,11 @@ fn guest_addresses(i: &InterfacePlan) -> String {
     if let Some(u) = &i.usernet {
         v.extend(u.guest_addresses.iter().map(|a| a.to_string()));
     }
-    if v.is_empty() { "none assigned by netbind".into() } else { v.join(" ") }
+    if v.is_empty() {
+        "none assigned by netbind".into()
+    } else {
+        v.join(" ")
+    }
 }
 
 /// One link step in words.
@@ -173,10 +202,21 @@ pub fn describe(step: &LinkStep) -> String {
             Some(m) => format!("create bridge {name} mac {m} mtu {mtu}"),
             None => format!("create bridge {name} mtu {mtu}"),
         },
-        LinkStep::CreateTap { name, mtu, queues, uid, gid } => {
+        LinkStep::CreateTap {
+            name,
+            mtu,
+            queues,
+            uid,
+            gid,
+        } => {
             format!("create tap {name} mtu {mtu} queues {queues} owner {uid}:{gid}")
         }
-        LinkStep::CreateDummy { name, mac, mtu, addresses } => {
+        LinkStep::CreateDummy {
+            name,
+            mac,
+            mtu,
+            addresses,
+        } => {
             let mut s = format!("create dummy {name}");
             if let Some(m) = mac {
                 let _ = write!(s, " mac {m}");
@@ -195,7 +235,10 @@ pub fn describe(step: &LinkStep) -> String {
         LinkStep::AddAddress { link, address } => format!("add {address} to {link}"),
         LinkStep::SetMaster { link, master } => format!("enslave {link} to {master}"),
         LinkStep::SetLearning { link, learning } => {
-            format!("set {link} learning {}", if *learning { "on" } else { "off" })
+            format!(
+                "set {link} learning {}",
+                if *learning { "on" } else { "off" }
+            )
         }
         LinkStep::SetUp { link } => format!("set {link} up"),
     }

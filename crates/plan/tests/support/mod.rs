@@ -14,13 +14,19 @@ pub fn cluster() -> ClusterConfig {
 }
 
 pub fn object(yaml: &str) -> VmObject {
-    match parse_documents(yaml.as_bytes()).expect("manifest parses").remove(0) {
+    match parse_documents(yaml.as_bytes())
+        .expect("manifest parses")
+        .remove(0)
+    {
         Document::Vm(v) => defaults::apply(&v, &cluster()),
         _ => panic!("not a VM"),
     }
 }
 
-pub fn plan_with(yaml: &str, pod: impl FnOnce(&VmObject) -> PodView) -> Result<NetworkPlan, PlanError> {
+pub fn plan_with(
+    yaml: &str,
+    pod: impl FnOnce(&VmObject) -> PodView,
+) -> Result<NetworkPlan, PlanError> {
     let obj = object(yaml);
     let view = pod(&obj);
     netbind_plan::plan(&obj, &cluster(), &view)

@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod ra;
+pub mod runner;
 pub mod v4;
 pub mod v6;

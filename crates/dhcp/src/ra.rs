@@ -118,6 +118,7 @@ mod tests {
     fn config() -> RaConfig {
         RaConfig {
             interface: "k6t-eth0".into(),
+            router_mac: "02:00:00:00:00:00".into(),
             prefix: "fd10:0:2::/120".parse().unwrap(),
             autonomous: false,
             managed: true,

@@ -302,6 +302,8 @@ pub struct RaConfig {
     /// Link the advertisements go out on; sent from its link-local address, which the
     /// guest then uses as its default router.
     pub interface: String,
+    /// MAC of that link, sent as the source link-layer address option.
+    pub router_mac: String,
     /// The on-link prefix (flag L set).
     pub prefix: Ipv6Net,
     /// Flag A: SLAAC needs a /64; with longer prefixes the address comes from DHCPv6.

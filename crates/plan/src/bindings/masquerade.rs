@@ -221,7 +221,7 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     {
         bp.dhcp6 = Some(dhcp::dhcp6(ctx, &bridge, vm, &mut bp.notes));
         let prefix = Ipv6Net::new(vm, prefix_len).unwrap_or_default().trunc();
-        bp.ra = Some(dhcp::ra(ctx, &bridge, prefix, &mut bp.notes));
+        bp.ra = Some(dhcp::ra(ctx, &bridge, BRIDGE_MAC, prefix, &mut bp.notes));
     }
     Ok(bp)
 }

@@ -1,0 +1,207 @@
+//! Socket runner: serves the cores on the pod's links.
+//!
+//! How it works: [`open`] creates, for one planned interface, the sockets its services
+//! need — on whatever network namespace the calling thread is in, so callers open them on
+//! a thread that entered the pod's namespace; a socket stays in the namespace it was made
+//! in. [`Service::run`] then loops on one socket until told to stop:
+//! - DHCPv4: UDP 0.0.0.0:67 bound to the link (`SO_BINDTODEVICE`, `SO_REUSEADDR`, so one
+//!   server per link can share the port). Replies always go to 255.255.255.255:68 on that
+//!   link: with the bridge binding the guest's address also sits on a dummy in the pod, so
+//!   a unicast reply would be delivered locally instead of to the guest.
+//! - DHCPv6: UDP [::]:547 bound to the link, member of ff02::1:2 there; replies go back
+//!   to the client's link-local source.
+//! - Router advertisements: a raw ICMPv6 socket bound to the link, hop limit 255 (RFC 4861
+//!   drops anything else), member of ff02::2 for solicitations. An RA goes to ff02::1 at
+//!   start, after each solicitation (at most one per 3 s) and every 60 s. The kernel fills
+//!   in the ICMPv6 checksum of raw ICMPv6 sockets.
+//!
+//! Capabilities: opening needs CAP_NET_BIND_SERVICE (ports 67, 547) and CAP_NET_RAW
+//! (`SO_BINDTODEVICE`, the raw ICMPv6 socket); serving needs none, so a caller can drop
+//! every capability after [`open`].
+//!
+//! Raw and UDP sockets are both driven through `std::net::UdpSocket` (a socket2 socket
+//! converts into one; `recv_from`/`send_to` are the same system calls for both), which
+//! keeps this module free of `unsafe`.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use netbind_plan::model::{Dhcp4Config, Dhcp6Config, RaConfig};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::ra;
+use crate::v4::{self, Server4};
+use crate::v6::Server6;
+
+/// How often a blocked receive wakes up to look at the stop flag.
+const POLL: Duration = Duration::from_millis(250);
+const RA_INTERVAL: Duration = Duration::from_secs(60);
+const RA_MIN_GAP: Duration = Duration::from_secs(3);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+const ALL_DHCP_AGENTS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("link {link} not found in this namespace")]
+    NoLink { link: String },
+    #[error("{service} on {link}: cannot {step} (needs CAP_NET_BIND_SERVICE and CAP_NET_RAW)")]
+    Socket {
+        service: &'static str,
+        link: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("DHCPv4 on {link}: {source}")]
+    Config {
+        link: String,
+        #[source]
+        source: v4::ConfigError,
+    },
+    #[error("router advertisements on {link}: router MAC {mac:?} is not six hex bytes")]
+    RouterMac { link: String, mac: String },
+}
+
+/// Totals a service reports when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub received: u64,
+    pub answered: u64,
+    pub dropped: u64,
+}
+
+/// One service with its socket, ready to run.
+pub enum Service {
+    Dhcp4 { link: String, server: Server4, socket: UdpSocket },
+    Dhcp6 { link: String, server: Server6, socket: UdpSocket },
+    Ra { link: String, message: Vec<u8>, socket: UdpSocket, ifindex: u32 },
+}
+
+impl Service {
+    pub fn name(&self) -> String {
+        match self {
+            Service::Dhcp4 { link, .. } => format!("dhcp4 on {link}"),
+            Service::Dhcp6 { link, .. } => format!("dhcp6 on {link}"),
+            Service::Ra { link, .. } => format!("ra on {link}"),
+        }
+    }
+
+    /// Serves until `stop` is set.
+    pub fn run(self, stop: Arc<AtomicBool>) -> Totals {
+        let mut totals = Totals::default();
+        let mut buf = vec![0u8; 65536];
+        match self {
+            Service::Dhcp4 { mut server, socket, .. } => {
+                let to = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
+                    totals.received += 1;
+                    match server.handle(&buf[..n]) {
+                        Ok(reply) if socket.send_to(&reply.payload, to).is_ok() => totals.answered += 1,
+                        _ => totals.dropped += 1,
+                    }
+                }
+            }
+            Service::Dhcp6 { mut server, socket, .. } => {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                    totals.received += 1;
+                    match server.handle(None, &buf[..n]) {
+                        Ok(reply) if socket.send_to(&reply.payload, from).is_ok() => totals.answered += 1,
+                        _ => totals.dropped += 1,
+                    }
+                }
+            }
+            Service::Ra { message, socket, ifindex, .. } => {
+                let to = SocketAddr::V6(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
+                let mut last: Option<Instant> = None;
+                let mut solicited = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = last.is_none_or(|t| t.elapsed() >= RA_INTERVAL)
+                        || (solicited && last.is_some_and(|t| t.elapsed() >= RA_MIN_GAP));
+                    if due {
+                        if socket.send_to(&message, to).is_ok() {
+                            totals.answered += 1;
+                        }
+                        last = Some(Instant::now());
+                        solicited = false;
+                    }
+                    if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                        totals.received += 1;
+                        if ra::is_router_solicitation(&buf[..n]) {
+                            solicited = true;
+                        } else {
+                            totals.dropped += 1;
+                        }
+                    }
+                }
+            }
+        }
+        totals
+    }
+}
+
+fn ifindex(link: &str) -> Result<u32, RunnerError> {
+    nix::net::if_::if_nametoindex(link).map_err(|_| RunnerError::NoLink { link: link.into() })
+}
+
+fn socket_err(service: &'static str, link: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> RunnerError {
+    let link = link.to_string();
+    move |source| RunnerError::Socket { service, link, step, source }
+}
+
+fn bound_udp(service: &'static str, link: &str, domain: Domain, addr: SocketAddr) -> Result<Socket, RunnerError> {
+    let err = |step| socket_err(service, link, step);
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err("create a UDP socket"))?;
+    s.set_reuse_address(true).map_err(err("set SO_REUSEADDR"))?;
+    s.bind_device(Some(link.as_bytes())).map_err(err("bind to the link"))?;
+    if domain == Domain::IPV6 {
+        s.set_only_v6(true).map_err(err("set IPV6_V6ONLY"))?;
+    }
+    s.bind(&addr.into()).map_err(err("bind the server port"))?;
+    s.set_read_timeout(Some(POLL)).map_err(err("set a receive timeout"))?;
+    Ok(s)
+}
+
+/// Opens the DHCPv4 server of one link.
+pub fn open_dhcp4(config: &Dhcp4Config) -> Result<Service, RunnerError> {
+    let link = config.interface.clone();
+    ifindex(&link)?;
+    let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67));
+    let s = bound_udp("dhcp4", &link, Domain::IPV4, any)?;
+    s.set_broadcast(true).map_err(socket_err("dhcp4", &link, "set SO_BROADCAST"))?;
+    let server = Server4::new(config.clone()).map_err(|source| RunnerError::Config { link: link.clone(), source })?;
+    Ok(Service::Dhcp4 { link, server, socket: s.into() })
+}
+
+/// Opens the DHCPv6 server of one link.
+pub fn open_dhcp6(config: &Dhcp6Config) -> Result<Service, RunnerError> {
+    let link = config.interface.clone();
+    let index = ifindex(&link)?;
+    let any = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 547, 0, 0));
+    let s = bound_udp("dhcp6", &link, Domain::IPV6, any)?;
+    s.join_multicast_v6(&ALL_DHCP_AGENTS, index)
+        .map_err(socket_err("dhcp6", &link, "join ff02::1:2"))?;
+    Ok(Service::Dhcp6 { link, server: Server6::new(config.clone()), socket: s.into() })
+}
+
+/// Opens the router-advertisement sender of one link.
+pub fn open_ra(config: &RaConfig) -> Result<Service, RunnerError> {
+    let link = config.interface.clone();
+    let index = ifindex(&link)?;
+    let mac = v4::parse_mac(&config.router_mac)
+        .ok_or_else(|| RunnerError::RouterMac { link: link.clone(), mac: config.router_mac.clone() })?;
+    let err = |step| socket_err("ra", &link, step);
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).map_err(err("create a raw ICMPv6 socket"))?;
+    s.bind_device(Some(link.as_bytes())).map_err(err("bind to the link"))?;
+    s.set_multicast_hops_v6(255).map_err(err("set the multicast hop limit"))?;
+    s.set_unicast_hops_v6(255).map_err(err("set the unicast hop limit"))?;
+    s.set_multicast_if_v6(index).map_err(err("select the multicast link"))?;
+    s.set_multicast_loop_v6(false).map_err(err("turn off multicast loop"))?;
+    s.join_multicast_v6(&ALL_ROUTERS, index).map_err(err("join ff02::2"))?;
+    s.set_read_timeout(Some(POLL)).map_err(err("set a receive timeout"))?;
+    Ok(Service::Ra { message: ra::advertisement(config, mac), link, socket: s.into(), ifindex: index })
+}

@@ -37,6 +37,23 @@ fn big_manifest(interfaces: usize) -> String {
     )
 }
 
+/// The same manifest as JSON (netbind reads JSON with serde_json, no YAML parser).
+fn big_manifest_json(interfaces: usize) -> String {
+    let mut ifaces = vec![serde_json::json!({"name": "default", "masquerade": {}})];
+    let mut nets = vec![serde_json::json!({"name": "default", "pod": {}})];
+    for i in 1..interfaces {
+        ifaces.push(serde_json::json!({"name": format!("net{i:04}"), "bridge": {}}));
+        nets.push(serde_json::json!({"name": format!("net{i:04}"), "multus": {"networkName": format!("nad{i:04}")}}));
+    }
+    serde_json::json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "wide", "namespace": "bench"},
+        "spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets},
+    })
+    .to_string()
+}
+
 fn small_manifest(i: usize) -> String {
     format!(
         "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm{i:05}, namespace: bench}}\nspec: {{domain: {{devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}, networks: [{{name: default, pod: {{}}}}]}}\n"
@@ -63,6 +80,40 @@ fn pipeline(bytes: &[u8], cluster: &ClusterConfig) -> (usize, usize) {
         planned += plan.interfaces.len();
     }
     (objects, planned)
+}
+
+/// The same pipeline, timed per stage (medians): parse, defaults, validate, plan.
+fn stages(bytes: &[u8], cluster: &ClusterConfig, reps: usize) -> [Duration; 4] {
+    let mut samples: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..=reps {
+        let t = Instant::now();
+        let docs = read::parse_documents(bytes).expect("benchmark input parses");
+        samples[0].push(t.elapsed());
+        let objs: Vec<_> = docs
+            .into_iter()
+            .filter_map(|d| match d {
+                Document::Vm(obj) => Some(obj),
+                Document::Unsupported { .. } => None,
+            })
+            .collect();
+        let t = Instant::now();
+        let objs: Vec<_> = objs.iter().map(|o| defaults::apply(o, cluster)).collect();
+        samples[1].push(t.elapsed());
+        let t = Instant::now();
+        for o in &objs {
+            std::hint::black_box(validate::validate(o, cluster, None));
+        }
+        samples[2].push(t.elapsed());
+        let t = Instant::now();
+        for o in &objs {
+            let _ = std::hint::black_box(netbind_plan::plan(o, cluster, &PodView::typical(o)));
+        }
+        samples[3].push(t.elapsed());
+    }
+    samples.map(|mut s| {
+        s.remove(0);
+        median(s)
+    })
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -134,6 +185,7 @@ fn main() {
 
     let wide = big_manifest(1_000);
     let wide_file = write(dir.path(), "wide.yaml", &wide);
+    let wide_json = big_manifest_json(1_000);
     let smalls: Vec<String> = (0..10_000).map(small_manifest).collect();
     let many = smalls
         .iter()
@@ -161,6 +213,14 @@ fn main() {
             }),
         },
         Row {
+            case: "1,000-interface manifest as JSON: read+default+validate+plan (in process)"
+                .into(),
+            objects: 1_000,
+            median: time(REPS, || {
+                pipeline(wide_json.as_bytes(), &cluster);
+            }),
+        },
+        Row {
             case: "10,000 small manifests, one file of 10,000 documents (in process)".into(),
             objects: 10_000,
             median: time(REPS, || {
@@ -177,6 +237,19 @@ fn main() {
             }),
         },
     ];
+    let names = ["parse", "defaults", "validate", "plan"];
+    for (input, label, objects) in [
+        (&wide, "1,000-interface manifest", 1_000),
+        (&many, "10,000-document file", 10_000),
+    ] {
+        for (name, median) in names.iter().zip(stages(input.as_bytes(), &cluster, REPS)) {
+            rows.push(Row {
+                case: format!("{label}: {name} only (in process)"),
+                objects,
+                median,
+            });
+        }
+    }
     rows.push(Row {
         case: "`netbind validate` process, 1,000-interface manifest".into(),
         objects: 1_000,

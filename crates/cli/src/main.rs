@@ -69,6 +69,7 @@ struct PlanArgs {
     /// Manifest file (YAML or JSON, several documents); `-` reads stdin.
     #[arg(value_name = "FILE")]
     file: String,
+    /// Cluster configuration (netbind's shape or a `kind: KubeVirt` CR).
     #[arg(long, value_name = "F")]
     cluster_config: Option<String>,
     /// Pod view from a YAML/JSON file.
@@ -99,6 +100,7 @@ struct AnnotationsArgs {
     /// Manifest file; `-` reads stdin.
     #[arg(value_name = "FILE")]
     file: String,
+    /// Cluster configuration (netbind's shape or a `kind: KubeVirt` CR).
     #[arg(long, value_name = "F")]
     cluster_config: Option<String>,
     /// Always a list of `{object, annotations}`.

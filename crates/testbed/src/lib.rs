@@ -1,0 +1,136 @@
+//! netbind's test bed (dev-only): network namespaces, Debian's real CNI plugins and QEMU
+//! guests, for privileged and end-to-end tests.
+//!
+//! # Theory of operation
+//!
+//! - **Namespaces** ([`Netns`]): every namespace is created by `ip netns add` under a name
+//!   unique to this process (`nb-<tag>-<pid>-<n>`) and deleted by its guard's `Drop`, which
+//!   first kills every process still inside it (only our tests put processes there) so the
+//!   namespace really goes away. Commands run inside with `ip netns exec`.
+//! - **CNI** ([`Cni`]): plugins from `/usr/lib/cni` are called exactly as kubelet and Multus
+//!   call them (`CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`, `CNI_PATH`, the
+//!   network configuration on stdin, the result JSON on stdout), but the plugin process
+//!   itself runs inside a test-owned *node* namespace. So the cluster bridge, its gateway
+//!   address, host-side veths, macvlan masters and forwarding sysctls all live in that node
+//!   namespace, never in the machine's own. Each [`CniAttachment`] calls `DEL` on drop.
+//! - **Pods** ([`PodFixture`]): a node namespace, a pod namespace whose `eth0` comes from
+//!   `bridge` + `host-local` (dual stack, gateway on the node bridge), a peer namespace on
+//!   the same bridge, and Multus-style secondary networks (`bridge`, optionally with a VLAN,
+//!   or `macvlan`) attached under KubeVirt's hashed pod link names, each with its own peer.
+//!   Fixtures never see each other: every fixture has its own node namespace and its own
+//!   host-local data directory, so their (deterministic) subnets may repeat freely and tests
+//!   run in parallel threads. Drop order is attachments (CNI DEL), then namespaces.
+//! - **Guests** ([`Guest`]): Debian's kernel (fetched, not installed, by
+//!   `scripts/fetch-guest-kernel.sh`) with an initramfs written here in memory as a `newc`
+//!   cpio archive: static busybox and its applet links, the virtio-net module chain,
+//!   `/init` and a udhcpc hook. Each boot appends a second small archive holding `/test.sh`
+//!   (the kernel unpacks concatenated archives in order). `/init` loads the modules, prints
+//!   `NETBIND-GUEST-UP`, runs the script, prints `DONE` and powers off. QEMU runs with TCG
+//!   (nested KVM hangs) inside the given namespace; the serial console goes to a file that
+//!   [`Guest::wait_for`] polls. Scripts report with lines `RESULT <key> <value>`.
+//!
+//! What holds: nothing this crate creates outlives its guard (namespaces, CNI attachments,
+//! processes, temp dirs), even when a test panics; nothing touches the machine's own links,
+//! routes or rulesets; a test that cannot run (not root, a tool missing) gets an error
+//! naming what to install, never a silent skip.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod cni;
+mod cpio;
+mod guest;
+mod netns;
+mod pod;
+
+use std::path::PathBuf;
+
+pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResult, CniRoute};
+pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, parse_results};
+pub use netns::{Netns, Process, Snapshot};
+pub use pod::{PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet};
+
+/// Everything that can fail in the test bed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the privileged test bed needs root (effective uid is {euid}); run the tests as root"
+    )]
+    NotRoot { euid: u32 },
+    #[error("{tool} is missing; {hint}")]
+    ToolMissing { tool: String, hint: String },
+    #[error("could not start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("could not {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "CNI {command} of plugin `{plugin}` for {ifname} in {netns} failed (code {code}): {msg} {details}"
+    )]
+    Cni {
+        command: String,
+        plugin: String,
+        ifname: String,
+        netns: String,
+        code: i64,
+        msg: String,
+        details: String,
+    },
+    #[error("CNI plugin `{plugin}` printed something that is not a CNI result: {stdout}")]
+    CniResult {
+        plugin: String,
+        stdout: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the guest kernel is not available: {detail}; run scripts/fetch-guest-kernel.sh as root (needs apt and network)"
+    )]
+    GuestKernel { detail: String },
+    #[error("the guest did not print {marker:?} within {waited:?}; console so far:\n{console}")]
+    GuestTimeout {
+        marker: String,
+        waited: std::time::Duration,
+        console: String,
+    },
+    #[error(
+        "the guest exited ({status}) before printing {marker:?}; qemu said: {stderr}\nconsole:\n{console}"
+    )]
+    GuestExited {
+        marker: String,
+        status: String,
+        stderr: String,
+        console: String,
+    },
+    #[error("{0}")]
+    Fixture(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Fails unless the process runs as root and every tool in `tools` is on `PATH` (or is
+/// an absolute path that exists). Privileged tests call this first so that they fail loudly.
+pub fn require_privileges(tools: &[&str]) -> Result<()> {
+    let euid = cmd::effective_uid();
+    if euid != 0 {
+        return Err(Error::NotRoot { euid });
+    }
+    for tool in tools {
+        cmd::require_tool(tool)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! A pod as kubelet and Multus would leave it, built by the real CNI plugins.
+//!
+//! Layout of one fixture (every name carries the fixture id `<pid hex>x<n hex>`):
+//!
+//! ```text
+//!  node netns (nb-node-…)                    pod netns (nb-pod-…)
+//!   nbc<id> bridge 10.88.0.1/24, fd00:88::1/64 ── veth ── eth0 10.88.0.2/24, fd00:88::2/64
+//!           (isGateway, forwarding on)       └─ veth ── peer netns eth0 10.88.0.3, fd00:88::3
+//!   nbs<k><id> bridge [vlan N] ─────────────────── veth ── pod<hash>  (k-th secondary, bridge)
+//!                                             └─ veth ── peer_k netns net1
+//!   nbm<k><id> dummy ── macvlan (bridge mode) ─────────── pod<hash>  (k-th secondary, macvlan)
+//!                    └─ macvlan ───────────────────────── peer_k netns net1
+//! ```
+//!
+//! Subnets are fixed (cluster 10.88.0.0/24 + fd00:88::/64, the k-th secondary 10.88.k.0/24 +
+//! fd00:88:k::/64) because every fixture has its own node namespace and its own host-local
+//! `dataDir`: fixtures never share a link, a lease or a route, so parallel tests cannot
+//! collide. Read the real addresses from the CNI results anyway.
+//! Fields are declared in drop order: CNI DEL of every attachment runs before any
+//! namespace is deleted, the IPAM directory goes last.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::cni::{Cni, CniAttachment, CniResult};
+use crate::netns::{Netns, unique_suffix};
+use crate::{Error, Result};
+
+/// The cluster network's name in configs and `network-status`.
+pub const CLUSTER_NETWORK: &str = "nb-cluster";
+
+/// How a secondary (Multus) network reaches the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondaryKind {
+    /// The `bridge` plugin on a bridge of its own in the node namespace; with `vlan`, the
+    /// bridge filters VLANs and the pod's port is an untagged member of that VLAN.
+    Bridge { vlan: Option<u16> },
+    /// The `macvlan` plugin (mode bridge) on a dummy master in the node namespace.
+    Macvlan,
+}
+
+/// What to attach: a Multus network as the VM spec names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondary {
+    /// `spec.networks[].name` of the VM: the pod link is `pod` + its hash.
+    pub network: String,
+    /// `namespace/name` of the NetworkAttachmentDefinition (`default/<network>` unless set).
+    pub nad: String,
+    pub kind: SecondaryKind,
+    /// Whether the plugin gets `host-local` IPAM (dual stack); without it, plain L2.
+    pub ipam: bool,
+    pub mtu: u32,
+    /// Whether to attach a peer namespace to the same network.
+    pub peer: bool,
+}
+
+impl Secondary {
+    /// A `bridge`-plugin network with IPAM, MTU 1500 and a peer.
+    pub fn bridge(network: &str) -> Secondary {
+        Secondary {
+            network: network.to_string(),
+            nad: format!("default/{network}"),
+            kind: SecondaryKind::Bridge { vlan: None },
+            ipam: true,
+            mtu: 1500,
+            peer: true,
+        }
+    }
+
+    /// A `macvlan`-plugin network with IPAM, MTU 1500 and a peer.
+    pub fn macvlan(network: &str) -> Secondary {
+        Secondary {
+            kind: SecondaryKind::Macvlan,
+            ..Secondary::bridge(network)
+        }
+    }
+
+    /// Puts the pod (and peer) port on VLAN `id` (bridge networks only).
+    pub fn vlan(mut self, id: u16) -> Secondary {
+        self.kind = SecondaryKind::Bridge { vlan: Some(id) };
+        self
+    }
+
+    pub fn without_ipam(mut self) -> Secondary {
+        self.ipam = false;
+        self
+    }
+
+    pub fn mtu(mut self, mtu: u32) -> Secondary {
+        self.mtu = mtu;
+        self
+    }
+
+    pub fn nad(mut self, namespaced_name: &str) -> Secondary {
+        self.nad = namespaced_name.to_string();
+        self
+    }
+
+    pub fn without_peer(mut self) -> Secondary {
+        self.peer = false;
+        self
+    }
+}
+
+/// An attached secondary network.
+#[derive(Debug)]
+pub struct SecondaryNet {
+    pub spec: Secondary,
+    /// The pod link: `netbind_spec::naming::secondary_pod_link(network)`.
+    pub pod_link: String,
+    /// The node-side device: the bridge, or the macvlan master.
+    pub node_device: String,
+    /// The configuration passed to the plugin.
+    pub config: Value,
+    /// ADD result for the pod.
+    pub pod_attachment: CniAttachment,
+    /// ADD result for the peer (`net1` in the peer namespace).
+    pub peer_attachment: Option<CniAttachment>,
+    pub peer: Option<Netns>,
+}
+
+impl SecondaryNet {
+    pub fn result(&self) -> &CniResult {
+        &self.pod_attachment.result
+    }
+
+    /// The peer's namespace; errors when the network was attached `without_peer`.
+    pub fn peer(&self) -> Result<&Netns> {
+        self.peer.as_ref().ok_or_else(|| {
+            Error::Fixture(format!(
+                "secondary network {} has no peer",
+                self.spec.network
+            ))
+        })
+    }
+
+    pub fn peer_result(&self) -> Option<&CniResult> {
+        self.peer_attachment.as_ref().map(|a| &a.result)
+    }
+}
+
+/// Options for [`PodFixture`].
+#[derive(Debug, Clone)]
+pub struct PodFixtureBuilder {
+    mtu: u32,
+    secondaries: Vec<Secondary>,
+}
+
+impl PodFixtureBuilder {
+    /// MTU of the cluster network (bridge, veths, pod `eth0`); default 1500.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    pub fn secondary(mut self, s: Secondary) -> Self {
+        self.secondaries.push(s);
+        self
+    }
+
+    pub fn build(self) -> Result<PodFixture> {
+        let mut f = PodFixture::cluster_only(self.mtu)?;
+        for s in self.secondaries {
+            f.add_secondary(s)?;
+        }
+        Ok(f)
+    }
+}
+
+/// A pod namespace wired like kubelet + Multus would, plus peers (see the module docs).
+#[derive(Debug)]
+pub struct PodFixture {
+    pub secondaries: Vec<SecondaryNet>,
+    pub pod_attachment: CniAttachment,
+    pub peer_attachment: CniAttachment,
+    pub peer: Netns,
+    pub pod: Netns,
+    pub node: Netns,
+    /// `<pid hex>x<n hex>`, part of every link name the fixture creates.
+    pub id: String,
+    /// The cluster bridge in the node namespace.
+    pub bridge: String,
+    pub mtu: u32,
+    /// The cluster network's configuration.
+    pub cluster_config: Value,
+    ipam_dir: tempfile::TempDir,
+}
+
+impl PodFixture {
+    pub fn builder() -> PodFixtureBuilder {
+        PodFixtureBuilder {
+            mtu: 1500,
+            secondaries: Vec::new(),
+        }
+    }
+
+    /// The cluster network only (MTU 1500).
+    pub fn new() -> Result<PodFixture> {
+        Self::builder().build()
+    }
+
+    fn cluster_only(mtu: u32) -> Result<PodFixture> {
+        crate::require_privileges(&["ip", "/usr/lib/cni/bridge", "/usr/lib/cni/host-local"])?;
+        let suffix = unique_suffix();
+        let (pid, n) = suffix.split_once('-').unwrap_or((&suffix, "0"));
+        let id = format!(
+            "{:x}x{:x}",
+            pid.parse::<u32>().unwrap_or(0) & 0xfffff,
+            n.parse::<u32>().unwrap_or(0)
+        );
+        let ipam_dir = tempfile::Builder::new()
+            .prefix("nb-ipam-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                what: "create a temp dir for host-local IPAM",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let node = Netns::new("node")?;
+        let pod = Netns::new("pod")?;
+        let peer = Netns::new("peer")?;
+        let bridge = format!("nbc{id}");
+        let cluster_config = json!({
+            "cniVersion": "1.0.0",
+            "name": CLUSTER_NETWORK,
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": true,
+            "ipMasq": false,
+            "mtu": mtu,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": ipam_dir.path(),
+                "ranges": [
+                    [{"subnet": "10.88.0.0/24", "gateway": "10.88.0.1"}],
+                    [{"subnet": "fd00:88::/64", "gateway": "fd00:88::1"}]
+                ],
+                "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+            },
+            "dns": {
+                "nameservers": ["10.88.0.10"],
+                "search": ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            }
+        });
+        let pod_attachment = Cni::add(&node, &pod, "eth0", &cluster_config)?;
+        let peer_attachment = Cni::add(&node, &peer, "eth0", &cluster_config)?;
+        Ok(PodFixture {
+            secondaries: Vec::new(),
+            pod_attachment,
+            peer_attachment,
+            peer,
+            pod,
+            node,
+            id,
+            bridge,
+            mtu,
+            cluster_config,
+            ipam_dir,
+        })
+    }
+
+    /// The pod's `eth0` CNI result.
+    pub fn result(&self) -> &CniResult {
+        &self.pod_attachment.result
+    }
+
+    pub fn peer_result(&self) -> &CniResult {
+        &self.peer_attachment.result
+    }
+
+    /// The pod's address of one family (without prefix).
+    pub fn pod_ip(&self, v6: bool) -> Result<IpAddr> {
+        address(self.result(), v6, "pod eth0")
+    }
+
+    /// The cluster peer's address of one family (without prefix).
+    pub fn peer_ip(&self, v6: bool) -> Result<IpAddr> {
+        address(self.peer_result(), v6, "peer eth0")
+    }
+
+    /// Attaches a Multus network to the pod (and a peer, unless `without_peer`).
+    pub fn add_secondary(&mut self, spec: Secondary) -> Result<&SecondaryNet> {
+        let k = self.secondaries.len() + 1;
+        if k > 15 {
+            return Err(Error::Fixture(
+                "a PodFixture holds at most 15 secondary networks".into(),
+            ));
+        }
+        let pod_link = netbind_spec::naming::secondary_pod_link(&spec.network);
+        let cni_name = spec.nad.rsplit('/').next().unwrap_or(&spec.nad).to_string();
+        let ipam = if spec.ipam {
+            json!({
+                "type": "host-local",
+                "dataDir": self.ipam_dir.path(),
+                "ranges": [
+                    [{"subnet": format!("10.88.{k}.0/24")}],
+                    [{"subnet": format!("fd00:88:{k:x}::/64")}]
+                ]
+            })
+        } else {
+            json!({})
+        };
+        let (node_device, config) = match spec.kind {
+            SecondaryKind::Bridge { vlan } => {
+                let bridge = format!("nbs{k:x}{}", self.id);
+                let mut c = json!({
+                    "cniVersion": "1.0.0",
+                    "name": cni_name,
+                    "type": "bridge",
+                    "bridge": bridge,
+                    "isGateway": false,
+                    "ipMasq": false,
+                    "mtu": spec.mtu,
+                    "ipam": ipam
+                });
+                if let Some(v) = vlan {
+                    c["vlan"] = json!(v);
+                }
+                (bridge, c)
+            }
+            SecondaryKind::Macvlan => {
+                let master = format!("nbm{k:x}{}", self.id);
+                let mtu = spec.mtu.to_string();
+                self.node.exec(&["ip", "link", "add", &master, "mtu", &mtu, "type", "dummy"])?;
+                self.node.exec(&["ip", "link", "set", &master, "up"])?;
+                let c = json!({
+                    "cniVersion": "1.0.0",
+                    "name": cni_name,
+                    "type": "macvlan",
+                    "master": master,
+                    "mode": "bridge",
+                    "mtu": spec.mtu,
+                    "ipam": ipam
+                });
+                (master, c)
+            }
+        };
+        let pod_attachment = Cni::add(&self.node, &self.pod, &pod_link, &config)?;
+        let (peer, peer_attachment) = if spec.peer {
+            let peer = Netns::new("peer")?;
+            let a = Cni::add(&self.node, &peer, "net1", &config)?;
+            (Some(peer), Some(a))
+        } else {
+            (None, None)
+        };
+        self.secondaries.push(SecondaryNet {
+            spec,
+            pod_link,
+            node_device,
+            config,
+            pod_attachment,
+            peer_attachment,
+            peer,
+        });
+        Ok(self.secondaries.last().expect("just pushed"))
+    }
+
+    /// The attached secondary network of a VM network name.
+    pub fn secondary(&self, network: &str) -> Result<&SecondaryNet> {
+        self.secondaries
+            .iter()
+            .find(|s| s.spec.network == network)
+            .ok_or_else(|| Error::Fixture(format!("no secondary network named {network}")))
+    }
+
+    /// Multus' `k8s.v1.cni.cncf.io/network-status` for this pod: the cluster network
+    /// (`default: true`, interface `eth0`) then every secondary network in order.
+    pub fn network_status_json(&self) -> String {
+        let mut list = vec![status_entry(
+            CLUSTER_NETWORK,
+            "eth0",
+            self.result(),
+            true,
+        )];
+        for s in &self.secondaries {
+            list.push(status_entry(&s.spec.nad, &s.pod_link, s.result(), false));
+        }
+        serde_json::to_string_pretty(&list).expect("JSON values serialise")
+    }
+
+    /// Writes [`PodFixture::network_status_json`] to `path`.
+    pub fn write_network_status(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.network_status_json()).map_err(|source| Error::Io {
+            what: "write the network-status file",
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Names of every namespace this fixture owns (node, pod, peers).
+    pub fn namespace_names(&self) -> Vec<String> {
+        let mut v = vec![
+            self.node.name().to_string(),
+            self.pod.name().to_string(),
+            self.peer.name().to_string(),
+        ];
+        v.extend(
+            self.secondaries
+                .iter()
+                .filter_map(|s| s.peer.as_ref().map(|p| p.name().to_string())),
+        );
+        v
+    }
+}
+
+fn address(r: &CniResult, v6: bool, what: &str) -> Result<IpAddr> {
+    let a = if v6 { r.ipv6() } else { r.ipv4() };
+    a.map(|a| a.addr()).ok_or_else(|| {
+        Error::Fixture(format!(
+            "{what} has no IPv{} address in its CNI result",
+            if v6 { 6 } else { 4 }
+        ))
+    })
+}
+
+fn status_entry(name: &str, interface: &str, r: &CniResult, default: bool) -> Value {
+    let mut v = json!({
+        "name": name,
+        "interface": interface,
+        "ips": r.ips.iter().map(|i| i.address.addr().to_string()).collect::<Vec<_>>(),
+        "mac": r.mac().unwrap_or_default(),
+        "default": default,
+        "dns": {}
+    });
+    if !r.dns.nameservers.is_empty() {
+        v["dns"] = json!({
+            "nameservers": r.dns.nameservers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "search": r.dns.search,
+        });
+    }
+    v
+}

@@ -4,7 +4,7 @@
 //! network's link is `pod` + the first 11 hex digits of sha256(network name), so it stays
 //! the same whatever the order of networks; older pods used `net1`, `net2`… in order.
 //! From a pod link name come the in-pod bridge `k6t-<name without "pod">`, the renamed pod
-//! link `<stem>-nic` and the tap `tap<name without "pod">` (`tap0` for `eth0`).
+//! link `<stem>-nic` and the tap `tap<name[3..]>` (`tap0` for `eth0`).
 
 use sha2::{Digest, Sha256};
 
@@ -33,9 +33,16 @@ pub fn bridge_name(pod_link: &str) -> String {
     format!("k6t-{}", stem(pod_link))
 }
 
-/// Tap the guest NIC uses: `tap0` for the primary link, `tap<stem>` otherwise.
+/// Tap the guest NIC uses: `tap0` for the primary link, otherwise `tap` + the link name
+/// after its first three characters (`pod1a2b…` → `tap1a2b…`, legacy `net1` → `tap1`).
 pub fn tap_name(pod_link: &str) -> String {
-    if pod_link == PRIMARY_POD_LINK { "tap0".into() } else { format!("tap{}", stem(pod_link)) }
+    if pod_link == PRIMARY_POD_LINK {
+        return "tap0".into();
+    }
+    match pod_link.get(3..) {
+        Some(rest) if !rest.is_empty() => format!("tap{rest}"),
+        _ => format!("tap{pod_link}"),
+    }
 }
 
 /// The pod link after a bridge binding renamed it: `<stem>-nic` (`eth0-nic`, `1a2b…-nic`).
@@ -59,6 +66,12 @@ mod tests {
         for name in [bridge_name(&link), tap_name(&link), renamed_pod_link(&link)] {
             assert!(name.len() <= 15, "{name}");
         }
+    }
+
+    #[test]
+    fn legacy_secondary_tap_drops_the_net_prefix() {
+        assert_eq!(tap_name("net1"), "tap1");
+        assert_eq!(tap_name("pod16477688c0e"), "tap16477688c0e");
     }
 
     #[test]

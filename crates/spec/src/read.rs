@@ -140,10 +140,42 @@ fn yaml_values(text: &str) -> Result<Vec<Value>, ReadError> {
                 .location()
                 .map(|l| (l.line() as usize, l.column() as usize))
                 .unwrap_or((0, 0));
-            let message = first_line(&e.without_snippet().to_string());
+            let message = match innermost(&e) {
+                serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+                _ => first_line(&e.without_snippet().to_string()),
+            };
             ReadError::Syntax { line, column, snippet: snippet(text, line, column), message }
         })?;
     Ok(values.into_iter().flatten().filter(|v| !v.is_null()).collect())
+}
+
+/// The error under serde-saphyr's snippet and alias-location wrappers.
+#[allow(deprecated)] // `AliasError::msg` is deprecated; we only look through the variant.
+fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    e
+}
+
+/// Says in plain words which YAML limit a document broke.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { .. } => format!("YAML nests deeper than {MAX_DEPTH} levels; no manifest needs that"),
+        B::Aliases { .. }
+        | B::Anchors { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. } => {
+            "YAML uses too many aliases or anchors (an alias bomb?); refused".into()
+        }
+        B::Documents { .. } => "too many YAML documents in one file".into(),
+        B::Nodes { .. } | B::Events { .. } | B::ScalarBytes { .. } => {
+            "YAML expands to too many nodes (an alias bomb or a huge file?); refused".into()
+        }
+        other => format!("YAML exceeds a parsing limit ({other:?}); refused"),
+    }
 }
 
 fn first_line(s: &str) -> String {

@@ -132,7 +132,7 @@ impl Ctx<'_> {
     /// The tap the guest uses: `tap0` for the primary link, `tap` + the link name after
     /// its first three characters otherwise (`pod1a2b…` → `tap1a2b…`, `net1` → `tap1`).
     pub fn tap_name(&self) -> String {
-        tap_name(&self.pod_link_name)
+        naming::tap_name(&self.pod_link_name)
     }
 
     pub fn seed(&self, what: &str) -> String {
@@ -140,16 +140,6 @@ impl Ctx<'_> {
             "{}/{}/{}{what}",
             self.obj.namespace, self.obj.name, self.iface.name
         )
-    }
-}
-
-pub fn tap_name(pod_link: &str) -> String {
-    if pod_link == naming::PRIMARY_POD_LINK {
-        return "tap0".into();
-    }
-    match pod_link.get(3..) {
-        Some(rest) if !rest.is_empty() => format!("tap{rest}"),
-        _ => format!("tap{pod_link}"),
     }
 }
 
@@ -580,13 +570,6 @@ fn qemu_driver(model: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tap_names_follow_kubevirt() {
-        assert_eq!(tap_name("eth0"), "tap0");
-        assert_eq!(tap_name("pod16477688c0e"), "tap16477688c0e");
-        assert_eq!(tap_name("net1"), "tap1");
-    }
 
     #[test]
     fn subdomain_adds_its_service_domain_first() {

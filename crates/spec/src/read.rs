@@ -216,12 +216,6 @@ fn depth(value: &Value) -> usize {
     max
 }
 
-#[derive(Deserialize)]
-struct Header {
-    #[serde(default)]
-    kind: Option<String>,
-}
-
 #[derive(Deserialize, Default)]
 struct VmiDoc {
     #[serde(default)]
@@ -253,10 +247,7 @@ struct Template {
 }
 
 fn collect_document(doc: usize, value: Value, out: &mut Vec<Document>) -> Result<(), ReadError> {
-    let kind = match serde_json::from_value::<Header>(value.clone()) {
-        Ok(h) => h.kind.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -284,8 +275,10 @@ fn collect_document(doc: usize, value: Value, out: &mut Vec<Document>) -> Result
             })));
         }
         "List" => {
-            if let Some(Value::Array(items)) = value.get("items") {
-                for item in items.clone() {
+            if let Value::Object(mut map) = value
+                && let Some(Value::Array(items)) = map.remove("items")
+            {
+                for item in items {
                     collect_document(doc, item, out)?;
                 }
             }

@@ -5,11 +5,12 @@
 # - iproute2, nftables: to create the tests' namespaces and to inspect rulesets;
 # - qemu-system-x86, busybox-static, cpio, xz-utils, zstd: the testbed's QEMU guests (TCG) boot
 #   Debian's kernel with an initramfs built from busybox (modules may come compressed);
-# - iperf3, passt, slirp4netns: peers for the user-mode engine's tests and benchmarks.
+# - iperf3, passt, slirp4netns: peers for the user-mode engine's tests and benchmarks;
+# - isc-dhcp-client: a real DHCPv6 client (dhclient -6) for the DHCPv6 server's tests.
 # Then fetches the guest kernel (scripts/fetch-guest-kernel.sh: download, not install).
 set -euo pipefail
 packages=(containernetworking-plugins iproute2 nftables qemu-system-x86 busybox-static cpio
-  xz-utils zstd iperf3 passt slirp4netns)
+  xz-utils zstd iperf3 passt slirp4netns isc-dhcp-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

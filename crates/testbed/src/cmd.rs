@@ -55,7 +55,9 @@ fn install_hint(tool: &str) -> &'static str {
     match base {
         "ip" => "apt-get install -y iproute2 (or run scripts/install-deps.sh)",
         "nft" => "apt-get install -y nftables (or run scripts/install-deps.sh)",
-        "qemu-system-x86_64" => "apt-get install -y qemu-system-x86 (or run scripts/install-deps.sh)",
+        "qemu-system-x86_64" => {
+            "apt-get install -y qemu-system-x86 (or run scripts/install-deps.sh)"
+        }
         "busybox" => "apt-get install -y busybox-static (or run scripts/install-deps.sh)",
         "bridge" | "host-local" | "macvlan" | "vlan" | "ptp" => {
             "apt-get install -y containernetworking-plugins (or run scripts/install-deps.sh)"

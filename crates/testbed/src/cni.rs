@@ -88,12 +88,18 @@ impl CniResult {
 
     /// The first IPv4 address with its prefix.
     pub fn ipv4(&self) -> Option<IpNet> {
-        self.ips.iter().map(|i| i.address).find(|a| a.addr().is_ipv4())
+        self.ips
+            .iter()
+            .map(|i| i.address)
+            .find(|a| a.addr().is_ipv4())
     }
 
     /// The first IPv6 address with its prefix.
     pub fn ipv6(&self) -> Option<IpNet> {
-        self.ips.iter().map(|i| i.address).find(|a| a.addr().is_ipv6())
+        self.ips
+            .iter()
+            .map(|i| i.address)
+            .find(|a| a.addr().is_ipv6())
     }
 
     /// The gateway of the first address of the family of `v6`.
@@ -143,12 +149,11 @@ impl Cni {
                 return Err(e);
             }
         };
-        attachment.result =
-            serde_json::from_str(&stdout).map_err(|source| Error::CniResult {
-                plugin: attachment.plugin.clone(),
-                stdout: stdout.clone(),
-                source,
-            })?;
+        attachment.result = serde_json::from_str(&stdout).map_err(|source| Error::CniResult {
+            plugin: attachment.plugin.clone(),
+            stdout: stdout.clone(),
+            source,
+        })?;
         Ok(attachment)
     }
 }
@@ -249,7 +254,7 @@ impl CniAttachment {
             ),
             details: String::new(),
         });
-        Err(Error::Cni {
+        Err(Error::Cni(Box::new(crate::CniFailure {
             command: command.to_string(),
             plugin: self.plugin.clone(),
             ifname: self.ifname.clone(),
@@ -257,7 +262,7 @@ impl CniAttachment {
             code: err.code,
             msg: err.msg,
             details: err.details,
-        })
+        })))
     }
 }
 

@@ -46,16 +46,17 @@ mod pod;
 use std::path::PathBuf;
 
 pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResult, CniRoute};
-pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, parse_results};
+pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, GuestOptions, parse_results};
 pub use netns::{Netns, Process, Snapshot};
-pub use pod::{PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet};
+pub use pod::{
+    CLUSTER_NETWORK, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet,
+    kernel_supports_bridge_vlans,
+};
 
 /// Everything that can fail in the test bed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "the privileged test bed needs root (effective uid is {euid}); run the tests as root"
-    )]
+    #[error("the privileged test bed needs root (effective uid is {euid}); run the tests as root")]
     NotRoot { euid: u32 },
     #[error("{tool} is missing; {hint}")]
     ToolMissing { tool: String, hint: String },
@@ -78,18 +79,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "CNI {command} of plugin `{plugin}` for {ifname} in {netns} failed (code {code}): {msg} {details}"
-    )]
-    Cni {
-        command: String,
-        plugin: String,
-        ifname: String,
-        netns: String,
-        code: i64,
-        msg: String,
-        details: String,
-    },
+    #[error("{0}")]
+    Cni(Box<CniFailure>),
     #[error("CNI plugin `{plugin}` printed something that is not a CNI result: {stdout}")]
     CniResult {
         plugin: String,
@@ -116,8 +107,29 @@ pub enum Error {
         stderr: String,
         console: String,
     },
+    #[error("{what} is not supported by this machine's kernel ({kernel}); {hint}")]
+    KernelUnsupported {
+        what: String,
+        kernel: String,
+        hint: String,
+    },
     #[error("{0}")]
     Fixture(String),
+}
+
+/// A CNI plugin's error answer (boxed in [`Error::Cni`]: it is large).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "CNI {command} of plugin `{plugin}` for {ifname} in {netns} failed (code {code}): {msg} {details}"
+)]
+pub struct CniFailure {
+    pub command: String,
+    pub plugin: String,
+    pub ifname: String,
+    pub netns: String,
+    pub code: i64,
+    pub msg: String,
+    pub details: String,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

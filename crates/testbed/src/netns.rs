@@ -22,7 +22,11 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A unique per-process suffix: `<pid>-<n>`.
 pub(crate) fn unique_suffix() -> String {
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A network namespace owned by a test; deleted (with everything in it) on drop.

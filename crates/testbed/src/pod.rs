@@ -8,7 +8,7 @@
 //!           (isGateway, forwarding on)       └─ veth ── peer netns eth0 10.88.0.3, fd00:88::3
 //!   nbs<k><id> bridge [vlan N] ─────────────────── veth ── pod<hash>  (k-th secondary, bridge)
 //!                                             └─ veth ── peer_k netns net1
-//!   nbm<k><id> dummy ── macvlan (bridge mode) ─────────── pod<hash>  (k-th secondary, macvlan)
+//!   nbm<k><id> veth ── macvlan (bridge mode) ──────────── pod<hash>  (k-th secondary, macvlan)
 //!                    └─ macvlan ───────────────────────── peer_k netns net1
 //! ```
 //!
@@ -21,6 +21,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
@@ -37,7 +38,8 @@ pub enum SecondaryKind {
     /// The `bridge` plugin on a bridge of its own in the node namespace; with `vlan`, the
     /// bridge filters VLANs and the pod's port is an untagged member of that VLAN.
     Bridge { vlan: Option<u16> },
-    /// The `macvlan` plugin (mode bridge) on a dummy master in the node namespace.
+    /// The `macvlan` plugin (mode bridge) on a master in the node namespace (one end of a
+    /// veth pair: this machine kind's kernel has no `dummy` driver).
     Macvlan,
 }
 
@@ -304,6 +306,16 @@ impl PodFixture {
         };
         let (node_device, config) = match spec.kind {
             SecondaryKind::Bridge { vlan } => {
+                if vlan.is_some() && !kernel_supports_bridge_vlans() {
+                    return Err(Error::KernelUnsupported {
+                        what: format!(
+                            "a VLAN on bridge network {} (bridge vlan_filtering)",
+                            spec.network
+                        ),
+                        kernel: kernel_release(),
+                        hint: "it needs CONFIG_BRIDGE_VLAN_FILTERING; run VLAN tests on a kernel that has it".into(),
+                    });
+                }
                 let bridge = format!("nbs{k:x}{}", self.id);
                 let mut c = json!({
                     "cniVersion": "1.0.0",
@@ -323,7 +335,13 @@ impl PodFixture {
             SecondaryKind::Macvlan => {
                 let master = format!("nbm{k:x}{}", self.id);
                 let mtu = spec.mtu.to_string();
-                self.node.exec(&["ip", "link", "add", &master, "mtu", &mtu, "type", "dummy"])?;
+                // A veth end, not a dummy: some test kernels lack the dummy driver.
+                let other = format!("nbn{k:x}{}", self.id);
+                self.node.exec(&[
+                    "ip", "link", "add", &master, "mtu", &mtu, "type", "veth", "peer", "name",
+                    &other, "mtu", &mtu,
+                ])?;
+                self.node.exec(&["ip", "link", "set", &other, "up"])?;
                 self.node.exec(&["ip", "link", "set", &master, "up"])?;
                 let c = json!({
                     "cniVersion": "1.0.0",
@@ -368,12 +386,7 @@ impl PodFixture {
     /// Multus' `k8s.v1.cni.cncf.io/network-status` for this pod: the cluster network
     /// (`default: true`, interface `eth0`) then every secondary network in order.
     pub fn network_status_json(&self) -> String {
-        let mut list = vec![status_entry(
-            CLUSTER_NETWORK,
-            "eth0",
-            self.result(),
-            true,
-        )];
+        let mut list = vec![status_entry(CLUSTER_NETWORK, "eth0", self.result(), true)];
         for s in &self.secondaries {
             list.push(status_entry(&s.spec.nad, &s.pod_link, s.result(), false));
         }
@@ -403,6 +416,34 @@ impl PodFixture {
         );
         v
     }
+}
+
+/// Whether bridges here can filter VLANs (`CONFIG_BRIDGE_VLAN_FILTERING`), which the
+/// `bridge` plugin's `vlan` needs. Probed once per process in a scratch namespace.
+pub fn kernel_supports_bridge_vlans() -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        Netns::new("probe")
+            .and_then(|ns| {
+                ns.exec(&[
+                    "ip",
+                    "link",
+                    "add",
+                    "nbprobe",
+                    "type",
+                    "bridge",
+                    "vlan_filtering",
+                    "1",
+                ])
+            })
+            .is_ok()
+    })
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn address(r: &CniResult, v6: bool, what: &str) -> Result<IpAddr> {

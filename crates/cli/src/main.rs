@@ -7,7 +7,8 @@
 //! - 0: every object valid (and planned), or nothing to do;
 //! - 1: a manifest is invalid, or planning refused it;
 //! - 2: an input could not be read or parsed (manifest, cluster configuration, pod view,
-//!   namespace) — and clap's own usage errors.
+//!   namespace) — and clap's own usage errors;
+//! - 3: `up`/`down` could not change the namespace (see [`dataplane`]).
 //!
 //! What holds: user input never causes a panic or a backtrace; errors reach the user as
 //! one message naming the file (and line, column or field path) and what to do. Same input
@@ -15,8 +16,10 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod dataplane;
 mod input;
 mod output;
+mod usernet;
 
 use std::process::ExitCode;
 
@@ -41,6 +44,52 @@ enum Command {
     Annotations(AnnotationsArgs),
     /// List the validation rule ids with their descriptions.
     Rules,
+    /// Build the VM's interfaces in the pod's network namespace, then serve DHCP/RA until
+    /// SIGTERM. Running it again is a no-op; `down` undoes it. Needs root.
+    Up(UpArgs),
+    /// Remove exactly what `up` built in the pod's namespace. Needs root.
+    Down(DownArgs),
+    /// Run the user-mode network engine for one guest NIC: its frames become sockets of
+    /// this namespace. Counters on SIGUSR1 and at exit.
+    Usernet(usernet::UsernetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Manifest file with one VirtualMachine or VirtualMachineInstance; `-` reads stdin.
+    #[arg(value_name = "FILE")]
+    file: String,
+    /// The pod's network namespace: a name under /run/netns or an absolute path.
+    #[arg(long, value_name = "NS")]
+    netns: String,
+    /// Cluster configuration (netbind's shape or a `kind: KubeVirt` CR).
+    #[arg(long, value_name = "F")]
+    cluster_config: Option<String>,
+    /// Where `up` records what it changed [default: /run/netbind/<namespace>/<vm>].
+    #[arg(long, value_name = "D")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Write the guest devices here as JSON: {"object", "qemuArgs": [...], "libvirtXml"}.
+    #[arg(long, value_name = "FILE")]
+    domain_out: Option<std::path::PathBuf>,
+    /// The pod's `k8s.v1.cni.cncf.io/network-status` annotation value, from a file.
+    #[arg(long, value_name = "F")]
+    network_status: Option<String>,
+    /// Return after building (and writing --domain-out); serve nothing.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DownArgs {
+    /// The manifest `up` was given (names the VM and so the default state dir).
+    #[arg(value_name = "FILE")]
+    file: String,
+    /// The pod's network namespace: a name under /run/netns or an absolute path.
+    #[arg(long, value_name = "NS")]
+    netns: String,
+    /// The state dir `up` used [default: /run/netbind/<namespace>/<vm>].
+    #[arg(long, value_name = "D")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +169,7 @@ enum Outcome {
     Ok = 0,
     Invalid = 1,
     Unreadable = 2,
+    Failed = 3,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +179,9 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan(&args),
         Command::Annotations(args) => commands::annotations(&args),
         Command::Rules => commands::rules(),
+        Command::Up(args) => dataplane::up(&args),
+        Command::Down(args) => dataplane::down(&args),
+        Command::Usernet(args) => usernet::usernet(&args),
     };
     match result {
         Ok(outcome) => ExitCode::from(outcome as u8),

@@ -1,0 +1,262 @@
+//! `netbind up` and `netbind down`: the pod's data plane, built, served and removed.
+//!
+//! How `up` works, phase by phase, with the capabilities each needs:
+//! 1. **read** (CAP_SYS_ADMIN for `setns`): parse FILE (exactly one VM/VMI), find the
+//!    state dir (`--state-dir`, default `/run/netbind/<namespace>/<vm>`). The pod view
+//!    comes from the state dir when an earlier `up` saved one — later runs must plan from
+//!    the namespace as CNI left it, not as netbind changed it — otherwise it is read live
+//!    from `--netns` and saved there before anything changes.
+//! 2. **plan** (none): validate against the pod's addresses and plan; pure.
+//! 3. **apply** (CAP_SYS_ADMIN + CAP_NET_ADMIN): `netbind_netns::apply_with`, journaled in
+//!    the state dir, so running `up` again is a no-op and a killed `up` converges when run
+//!    again. `NETBIND_FAIL_AFTER_STEP=N` / `NETBIND_KILL_AFTER_STEP=N` are test hooks.
+//! 4. **render** (none): `--domain-out FILE` gets JSON
+//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "..."}` — the guest devices as QEMU
+//!    arguments (one array element per argument) and as libvirt `<interface>`/`<hostdev>`
+//!    XML, written atomically.
+//! 5. **serve** (opening: CAP_NET_BIND_SERVICE + CAP_NET_RAW; serving: none): the DHCPv4,
+//!    DHCPv6 and RA services the plan asks for are opened on a thread inside the pod's
+//!    namespace; then every capability is dropped (bounding, ambient, inheritable,
+//!    effective, permitted) on the main thread *before* one thread per service is spawned
+//!    (threads inherit the empty sets). `up` stays in the foreground until SIGTERM or
+//!    SIGINT, then prints each service's counters and exits 0. `--no-serve` stops after 4.
+//!
+//! `down` (CAP_SYS_ADMIN + CAP_NET_ADMIN) undoes the state dir's journal, newest first,
+//! and removes the state dir: exactly what `up` changed, nothing else.
+//!
+//! Exit codes: 0 done; 1 invalid manifest or refused plan; 2 unreadable input;
+//! 3 the namespace could not be changed (apply or teardown failed — the message names
+//! the step, the link and the reason).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use netbind_netns::journal::StateDir;
+use netbind_netns::{ApplyOptions, apply_with, teardown};
+use netbind_plan::NetworkPlan;
+use netbind_spec::{ClusterConfig, Document, VmObject, defaults};
+
+use crate::input::{self, display_name};
+use crate::{DownArgs, Outcome, UpArgs, output};
+
+/// Where state lives unless `--state-dir` says otherwise.
+pub const STATE_ROOT: &str = "/run/netbind";
+
+/// The one VM of FILE, defaulted (not yet validated).
+fn the_object(path: &str, cluster: &ClusterConfig) -> anyhow::Result<VmObject> {
+    let file = display_name(path);
+    let objects: Vec<VmObject> = input::manifests(path)?
+        .into_iter()
+        .filter_map(|d| match d {
+            Document::Vm(o) => Some(defaults::apply(&o, cluster)),
+            Document::Unsupported { .. } => None,
+        })
+        .collect();
+    match objects.len() {
+        1 => Ok(objects.into_iter().next().unwrap_or_else(|| unreachable!())),
+        0 => bail!("{file}: no VirtualMachine or VirtualMachineInstance found"),
+        n => bail!("{file}: {n} VMs found; `up`/`down` work on one VM per pod: split the file"),
+    }
+}
+
+fn state_dir(given: Option<&PathBuf>, obj: &VmObject) -> PathBuf {
+    match given {
+        Some(d) => d.clone(),
+        None => {
+            let ns = if obj.namespace.is_empty() { "default" } else { &obj.namespace };
+            PathBuf::from(STATE_ROOT).join(ns).join(&obj.name)
+        }
+    }
+}
+
+/// The guest devices, for `--domain-out`.
+pub fn domain_json(plan: &NetworkPlan) -> serde_json::Value {
+    serde_json::json!({
+        "object": plan.object,
+        "qemuArgs": plan.qemu_args(),
+        "libvirtXml": plan.libvirt_xml(),
+    })
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("netbind-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
+    let file = display_name(&args.file);
+    let cluster = input::cluster_config(args.cluster_config.as_deref())?;
+    let obj = the_object(&args.file, &cluster)?;
+    let dir = state_dir(args.state_dir.as_ref(), &obj);
+    let state = StateDir::new(&dir);
+    let view = match state.pod_view().context("reading the saved pod view")? {
+        Some(v) => v,
+        None => {
+            let mut v = netbind_netns::read_pod_view(&args.netns)
+                .with_context(|| format!("--netns {}: cannot read the pod view", args.netns))?;
+            if let Some(path) = &args.network_status {
+                v.network_status = Some(input::network_status_file(path)?);
+            }
+            state
+                .save_pod_view(&v)
+                .context("saving the pod view to the state dir")?;
+            v
+        }
+    };
+    let report = netbind_spec::validate::validate(&obj, &cluster, Some(&view.addresses()));
+    output::stderr(&output::warnings(&report));
+    if !report.is_valid() {
+        output::stderr(&output::human_violations(
+            &file,
+            &obj.display_name(),
+            &report.violations,
+        ));
+        return Ok(Outcome::Invalid);
+    }
+    let plan = match netbind_plan::plan(&obj, &cluster, &view) {
+        Ok(p) => p,
+        Err(e) => {
+            output::stderr(&format!("{file}: {}: {e}\n", obj.display_name()));
+            return Ok(Outcome::Invalid);
+        }
+    };
+
+    let applied = match apply_with(&plan, &args.netns, &dir, &ApplyOptions::from_env()) {
+        Ok(r) => r,
+        Err(e) => {
+            output::stderr(&format!("error: {}: {:#}\n", obj.display_name(), anyhow::Error::new(e)));
+            return Ok(Outcome::Failed);
+        }
+    };
+    for note in &applied.notes {
+        output::stderr(&format!("note: {note}\n"));
+    }
+    output::stderr(&format!(
+        "netbind up: {} in {}: {} steps, {} changed, {:.1} ms (state: {})\n",
+        plan.object,
+        args.netns,
+        applied.steps,
+        applied.changed,
+        applied.elapsed.as_secs_f64() * 1e3,
+        dir.display()
+    ));
+
+    if let Some(out) = &args.domain_out {
+        let text = serde_json::to_string_pretty(&domain_json(&plan))? + "\n";
+        write_atomically(out, &text)
+            .with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
+    }
+    if args.no_serve {
+        return Ok(Outcome::Ok);
+    }
+    serve(&plan, &args.netns)
+}
+
+/// Opens the plan's services inside the namespace, drops every capability, serves until
+/// SIGTERM/SIGINT.
+fn serve(plan: &NetworkPlan, netns: &str) -> anyhow::Result<Outcome> {
+    use netbind_dhcp::runner;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the SIGTERM/SIGINT handler")?;
+    }
+    let services = netbind_netns::run_in_netns(netns, || {
+        let mut out = Vec::new();
+        for iface in &plan.interfaces {
+            if let Some(c) = &iface.dhcp4 {
+                out.push(runner::open_dhcp4(c)?);
+            }
+            if let Some(c) = &iface.dhcp6 {
+                out.push(runner::open_dhcp6(c)?);
+            }
+            if let Some(c) = &iface.ra {
+                out.push(runner::open_ra(c)?);
+            }
+        }
+        Ok::<_, runner::RunnerError>(out)
+    })
+    .with_context(|| format!("--netns {netns}: cannot enter to open the DHCP/RA sockets"))?
+    .context("cannot open the DHCP/RA sockets")?;
+    drop_all_capabilities().context("cannot drop capabilities after opening the sockets")?;
+
+    let names: Vec<String> = services.iter().map(runner::Service::name).collect();
+    let threads: Vec<_> = services
+        .into_iter()
+        .map(|s| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || s.run(stop))
+        })
+        .collect();
+    if names.is_empty() {
+        output::stderr("netbind up: nothing to serve; waiting for SIGTERM\n");
+    } else {
+        output::stderr(&format!(
+            "netbind up: serving {} (no capabilities); SIGTERM to stop\n",
+            names.join(", ")
+        ));
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (name, t) in names.iter().zip(threads) {
+        match t.join() {
+            Ok(totals) => output::stderr(&format!(
+                "{name}: received {}, answered {}, dropped {}\n",
+                totals.received, totals.answered, totals.dropped
+            )),
+            Err(_) => output::stderr(&format!("{name}: stopped unexpectedly\n")),
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Empties every capability set of the calling thread (and so of threads it spawns
+/// later). The bounding set goes first: changing it needs CAP_SETPCAP, which the
+/// clearing of the effective set then takes away.
+fn drop_all_capabilities() -> Result<(), caps::errors::CapsError> {
+    use caps::CapSet;
+    for cap in caps::all() {
+        // Without CAP_SETPCAP (already unprivileged) the bounding set cannot change; the
+        // empty effective/permitted sets below still hold.
+        let _ = caps::drop(None, CapSet::Bounding, cap);
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::clear(None, CapSet::Effective)?;
+    caps::clear(None, CapSet::Permitted)?;
+    Ok(())
+}
+
+pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
+    let cluster = ClusterConfig::default();
+    let obj = the_object(&args.file, &cluster)?;
+    let dir = state_dir(args.state_dir.as_ref(), &obj);
+    match teardown(&args.netns, &dir) {
+        Ok(r) if !r.found => {
+            output::stderr(&format!(
+                "netbind down: nothing recorded in {}; nothing to undo\n",
+                dir.display()
+            ));
+            Ok(Outcome::Ok)
+        }
+        Ok(r) => {
+            output::stderr(&format!(
+                "netbind down: {} in {}: undid {} change(s), {:.1} ms\n",
+                obj.display_name(),
+                args.netns,
+                r.undone,
+                r.elapsed.as_secs_f64() * 1e3
+            ));
+            Ok(Outcome::Ok)
+        }
+        Err(e) => {
+            output::stderr(&format!("error: {}: {:#}\n", obj.display_name(), anyhow::Error::new(e)));
+            Ok(Outcome::Failed)
+        }
+    }
+}

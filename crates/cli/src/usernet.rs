@@ -1,0 +1,212 @@
+//! `netbind usernet`: runs the user-mode engine for one guest NIC until SIGINT/SIGTERM.
+//!
+//! How it works: the engine's addresses come from `--plan FILE` (a `NetworkPlan` whose
+//! interface carries a `usernet` config) or from the namespace the process runs in: the
+//! link with the default route gives the guest's addresses and gateways, `/etc/resolv.conf`
+//! the resolvers (which stay the upstream the guest's DNS queries go to). Flags override
+//! ports, MTU, gateway mapping and the flow cap. The guest attaches by `--socket`
+//! (QEMU `-netdev stream`), `--netns` (a tap made in that namespace, configured like the
+//! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use netbind_usernet::config::{EngineConfig, MAX_MTU};
+use netbind_usernet::run::{Attach, RunOptions};
+use netbind_usernet::{PortSet, attach, run};
+
+use crate::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct UsernetArgs {
+    /// Listen on this unix socket for QEMU (`-netdev stream,addr.type=unix,addr.path=…`).
+    #[arg(long, value_name = "PATH", group = "guest")]
+    socket: Option<PathBuf>,
+    /// Create a tap in this network namespace (name under /run/netns or a path) and give
+    /// it the guest's addresses and routes, like pasta --config-net.
+    #[arg(long, value_name = "NS", group = "guest")]
+    netns: Option<String>,
+    /// Use an inherited descriptor: a connected stream socket or a tap.
+    #[arg(long, value_name = "N", group = "guest")]
+    fd: Option<i32>,
+    /// Name of the tap made with --netns.
+    #[arg(long, value_name = "NAME", default_value = "tap0")]
+    tap_name: String,
+    /// Inbound TCP ports: `none`, `all`, `22,8000-8080`, `~9000` (all but).
+    #[arg(short = 't', long = "tcp-ports", value_name = "SPEC")]
+    tcp: Option<String>,
+    /// Inbound UDP ports, same syntax.
+    #[arg(short = 'u', long = "udp-ports", value_name = "SPEC")]
+    udp: Option<String>,
+    /// Do not map the gateway address to the namespace's loopback.
+    #[arg(long)]
+    no_map_gw: bool,
+    /// Capture the guest side to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Most flows at once; new ones beyond are refused (RST / ICMP unreachable).
+    #[arg(long, value_name = "N", default_value_t = netbind_usernet::config::DEFAULT_MAX_FLOWS)]
+    max_flows: usize,
+    /// Guest MTU.
+    #[arg(long, value_name = "N")]
+    mtu: Option<u16>,
+    /// Take the configuration from a plan (JSON, `netbind plan --output json`).
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// With --plan: the interface (by name) whose usernet config to use; default the first.
+    #[arg(long, value_name = "NAME", requires = "plan")]
+    interface: Option<String>,
+}
+
+pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
+    let mut cfg = match &args.plan {
+        Some(path) => from_plan(path, args.interface.as_deref())?,
+        None => from_namespace()?,
+    };
+    if let Some(spec) = &args.tcp {
+        cfg.tcp_ports = PortSet::parse(spec)?;
+    }
+    if let Some(spec) = &args.udp {
+        cfg.udp_ports = PortSet::parse(spec)?;
+    }
+    if args.no_map_gw {
+        cfg.map_gateway = false;
+    }
+    if let Some(mtu) = args.mtu {
+        if !(1280..=MAX_MTU).contains(&mtu) {
+            bail!("--mtu {mtu}: must be within 1280..={MAX_MTU}");
+        }
+        cfg.mtu = mtu;
+    }
+    cfg.max_flows = args.max_flows.max(1);
+    let attach = match (&args.socket, &args.netns, args.fd) {
+        (Some(path), None, None) => Attach::Socket(path.clone()),
+        (None, Some(ns), None) => Attach::Tap(attach::tap::create_in_netns(ns, &args.tap_name, &cfg)?),
+        (None, None, Some(n)) => Attach::Fd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?),
+        (None, None, None) => match &args.plan {
+            Some(_) => Attach::Socket(PathBuf::from(&socket_from_plan(args)?)),
+            None => bail!("say where the guest is: --socket PATH, --netns NS or --fd N"),
+        },
+        _ => bail!("give only one of --socket, --netns, --fd"),
+    };
+    eprintln!(
+        "netbind usernet: guest {} {} gateway {} {} mtu {} dns {:?} → {:?}",
+        show(cfg.guest4.map(IpNet::V4)),
+        show(cfg.guest6.map(IpNet::V6)),
+        show(cfg.gateway4.map(IpAddr::V4)),
+        show(cfg.gateway6.map(IpAddr::V6)),
+        cfg.mtu,
+        cfg.dns,
+        cfg.dns_upstream,
+    );
+    let opts = RunOptions { pcap: args.pcap.clone(), signals: true, stop: Arc::new(AtomicBool::new(false)) };
+    let counters = run::run(cfg, attach, opts)?;
+    eprintln!("netbind usernet: {counters}");
+    Ok(Outcome::Ok)
+}
+
+fn show<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn read_plan(path: &PathBuf) -> Result<netbind_plan::model::NetworkPlan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // `netbind plan --output json` prints a list of plans; a single plan is fine too.
+    if let Ok(mut list) = serde_json::from_str::<Vec<netbind_plan::model::NetworkPlan>>(&text) {
+        if list.is_empty() {
+            bail!("{}: no plan in the list", path.display());
+        }
+        return Ok(list.swap_remove(0));
+    }
+    serde_json::from_str(&text).with_context(|| format!("{}: not a NetworkPlan", path.display()))
+}
+
+fn usernet_config(args_plan: &PathBuf, interface: Option<&str>) -> Result<netbind_plan::model::UsernetConfig> {
+    let plan = read_plan(args_plan)?;
+    plan.interfaces
+        .iter()
+        .filter(|i| interface.is_none_or(|n| i.name == n))
+        .find_map(|i| i.usernet.clone())
+        .with_context(|| format!("{}: no interface with a usernet config", args_plan.display()))
+}
+
+fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
+    let path = args.plan.as_ref().context("no plan")?;
+    Ok(usernet_config(path, args.interface.as_deref())?.socket)
+}
+
+fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<EngineConfig> {
+    let u = usernet_config(path, interface)?;
+    let mut cfg = EngineConfig::from_usernet(&u)?;
+    // The plan's resolvers are the pod's; when the engine runs in the pod, its own
+    // resolv.conf says the same and is where queries go.
+    if let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") {
+        let dns = netbind_plan::podview::Dns::from_resolv_conf(&text);
+        if !dns.nameservers.is_empty() {
+            cfg.dns_upstream = dns.nameservers.iter().map(|a| std::net::SocketAddr::new(*a, 53)).collect();
+        }
+    }
+    Ok(cfg)
+}
+
+/// The guest takes the namespace's own addresses, gateways and resolvers.
+fn from_namespace() -> Result<EngineConfig> {
+    let view = netbind_netns::read_pod_view("/proc/self/ns/net").context("cannot read this namespace's addresses and routes")?;
+    let default_dev = view
+        .routes
+        .iter()
+        .find(|r| r.destination.prefix_len() == 0 && r.gateway.is_some())
+        .map(|r| r.dev.clone());
+    let link = view
+        .links
+        .iter()
+        .filter(|l| l.name != "lo")
+        .find(|l| Some(&l.name) == default_dev.as_ref())
+        .or_else(|| view.links.iter().find(|l| l.name != "lo" && !l.addresses.is_empty()))
+        .context("this namespace has no link with an address to give the guest")?;
+    let global = |a: &IpNet| match a.addr() {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
+    };
+    let gateway = |v6: bool| {
+        view.routes
+            .iter()
+            .filter(|r| r.destination.prefix_len() == 0 && r.dev == link.name)
+            .filter_map(|r| r.gateway)
+            .find(|g| g.is_ipv6() == v6)
+    };
+    let mut cfg = EngineConfig {
+        guest4: link.addresses.iter().filter(|a| global(a)).find_map(|a| match a {
+            IpNet::V4(n) => Some(*n),
+            IpNet::V6(_) => None,
+        }),
+        guest6: link.addresses.iter().filter(|a| global(a)).find_map(|a| match a {
+            IpNet::V6(n) => Some(*n),
+            IpNet::V4(_) => None,
+        }),
+        gateway4: match gateway(false) {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        },
+        gateway6: match gateway(true) {
+            Some(IpAddr::V6(g)) => Some(g),
+            _ => None,
+        },
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        ..EngineConfig::default()
+    };
+    if cfg.guest4.is_none() && cfg.guest6.is_none() {
+        bail!("link {} has no global address to give the guest", link.name);
+    }
+    cfg.fill_gateways();
+    let dns = std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| netbind_plan::podview::Dns::from_resolv_conf(&t))
+        .unwrap_or_default();
+    cfg.search = dns.search.clone();
+    cfg.set_resolvers(&dns.nameservers);
+    Ok(cfg)
+}

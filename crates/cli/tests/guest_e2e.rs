@@ -1,0 +1,600 @@
+//! End to end with a real guest (issue 3's data plane): `netbind up` builds a VM's
+//! interfaces in a pod wired by Debian's real CNI plugins, a QEMU guest (TCG, Debian's
+//! kernel, busybox initramfs) boots on the devices of `--domain-out` and configures
+//! itself only by DHCP (busybox `udhcpc`), DHCPv6 (ISC `dhclient -6`) and router
+//! advertisements, then talks to peers on the pod's networks. After each scenario `up` gets
+//! SIGTERM, `netbind down` runs, and the pod namespace must be exactly as CNI left it.
+//!
+//! One guest boot per scenario; several checks per boot. Peers run a python3 agent that
+//! reports the source address of what reaches it (TCP, UDP as a one-block TFTP read for
+//! busybox `tftp`, ICMP); the guest serves TCP with busybox `nc -ll -e` and waits for the
+//! test's `done` line once it printed `LISTENING`.
+//!
+//! Needs root, containernetworking-plugins, nftables, qemu-system-x86, busybox-static,
+//! isc-dhcp-client, python3 and the guest kernel (scripts/fetch-guest-kernel.sh); fails,
+//! never skips, when any is missing.
+
+mod e2e;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use e2e::{AGENT_TCP, DataPlane, PeerAgent, Timer, connect, pings};
+use netbind_testbed::{Guest, GuestNic, Netns, PodFixture, Secondary, require_privileges};
+
+/// The pod network's MTU in these tests: not 1500, so that a guest MTU of 1400 can only
+/// come from the plan (DHCP option 26, RA MTU, the device's host_mtu).
+const POD_MTU: u32 = 1400;
+const DNS4: &str = "10.88.0.10";
+const DNS6: &str = "fd00:88::a";
+const RESOLV_CONF: &str = "nameserver 10.88.0.10\nnameserver fd00:88::a\n\
+                           search default.svc.cluster.local svc.cluster.local cluster.local\n";
+
+const MAC_POD: &str = "02:00:00:e2:e0:01";
+const MAC_BLUE: &str = "02:00:00:e2:e0:02";
+const MAC_GREEN: &str = "02:00:00:e2:e0:03";
+
+/// Shell helpers prepended to every guest script (the testbed's helpers come first).
+const GUEST_LIB: &str = r#"
+# serve_tcp PORT: answer "guest:PORT got LINE" to every connection, log it; "done" ends.
+serve_tcp() {
+  cat > /tmp/reply$1.sh <<EOF
+#!/bin/sh
+read line
+echo "guest:$1 got \$line"
+echo "$1:\$line" >> /tmp/inbound.log
+[ "\$line" = done ] && touch /tmp/done
+exit 0
+EOF
+  chmod +x /tmp/reply$1.sh
+  nc -ll -p $1 -e /tmp/reply$1.sh &
+}
+# await_peer: tell the test the listeners are up, wait (60 s at most) for its "done".
+await_peer() {
+  usleep 300000
+  echo LISTENING
+  i=0
+  while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
+  result inbound "$(tr '\n' ' ' < /tmp/inbound.log 2>/dev/null)"
+}
+# outbound KEY PEER: TCP, UDP and ICMP to the peer agent; each reply says our source.
+outbound() {
+  result tcp-$1 "$(echo hi | timeout 10 nc -w 5 $2 7000)"
+  rm -f /tmp/u
+  timeout 10 tftp -g -r src -l /tmp/u $2 7001 > /dev/null 2>&1
+  result udp-$1 "$(cat /tmp/u 2>/dev/null)"
+  if ping -c 2 -W 3 $2 > /dev/null 2>&1; then result icmp-$1 ok; else result icmp-$1 fail; fi
+}
+# lease4 KEY IFACE: DHCPv4 on IFACE, then what it got.
+lease4() {
+  dhcp4 $2
+  . /run/dhcp-$2.env
+  result $1-address "$ip/$mask"
+  result $1-router "$router"
+  result $1-mtu "$mtu"
+  result $1-dns "$dns"
+  result $1-search "$search"
+  result $1-routes "$staticroutes"
+  result $1-link-mtu "$(cat /sys/class/net/$2/mtu)"
+}
+"#;
+
+fn script(body: &str, vars: &[(&str, String)]) -> String {
+    let mut s = format!("{GUEST_LIB}\n{body}");
+    for (k, v) in vars {
+        s = s.replace(&format!("@{k}@"), v);
+    }
+    assert!(!s.contains("@PEER") && !s.contains("@MAC"), "unfilled template: {s}");
+    s
+}
+
+/// A guest booted in the pod's namespace on `up`'s QEMU arguments.
+fn boot(pod: &PodFixture, dp: &DataPlane, script: &str) -> Guest {
+    Guest::boot(&pod.pod, &[GuestNic::Args(dp.qemu_args())], script).unwrap_or_else(|e| {
+        panic!("guest did not start: {e}\nqemuArgs: {:?}", dp.qemu_args())
+    })
+}
+
+/// Waits for `LISTENING` (the guest serves TCP), with the console and `up`'s log on failure.
+fn wait_listening(guest: &mut Guest, dp: &DataPlane) {
+    if let Err(e) = guest.wait_for("LISTENING", Duration::from_secs(150)) {
+        panic!("{e}\n`netbind up` said:\n{}", dp.log());
+    }
+}
+
+/// Sends the final `done` (through `from` to `addr:port`) and collects the results.
+fn finish_guest(
+    guest: &mut Guest,
+    dp: &DataPlane,
+    from: &Netns,
+    addr: IpAddr,
+    port: u16,
+) -> (BTreeMap<String, String>, String) {
+    let done = connect(from, addr, port, "done");
+    let results = guest.wait_done(Duration::from_secs(90));
+    let console = guest.console();
+    if std::env::var_os("NETBIND_E2E_CONSOLE").is_some() {
+        eprintln!("guest console:\n{console}");
+    }
+    let results = results.unwrap_or_else(|e| panic!("{e}\n`netbind up` said:\n{}", dp.log()));
+    assert!(done.is_ok(), "the final `done` did not reach the guest: {done:?}\n{console}");
+    (results, console)
+}
+
+fn pod_fixture(secondaries: &[Secondary]) -> PodFixture {
+    require_privileges(&[
+        "ip",
+        "nft",
+        "qemu-system-x86_64",
+        "busybox",
+        "python3",
+        "/usr/sbin/dhclient",
+    ])
+    .unwrap();
+    let mut b = PodFixture::builder().mtu(POD_MTU);
+    for s in secondaries {
+        b = b.secondary(s.clone());
+    }
+    let pod = b.build().expect("CNI pod");
+    pod.pod.set_resolv_conf(RESOLV_CONF).expect("pod resolv.conf");
+    pod
+}
+
+fn ip(a: IpAddr) -> String {
+    a.to_string()
+}
+
+/// `r[key]`, or a panic that shows the whole console.
+fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str {
+    r.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("the guest reported no {key:?}; console:\n{console}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. masquerade on the pod network, dual stack
+// ---------------------------------------------------------------------------------------
+
+fn masquerade_manifest(ports: &str) -> String {
+    format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces:
+      - {{name: default, masquerade: {{}}, macAddress: '{MAC_POD}'{ports}}}
+  networks: [{{name: default, pod: {{}}}}]
+"
+    )
+}
+
+const MASQUERADE_GUEST: &str = r#"
+eth=$(nic_by_mac @MAC@)
+result nic $eth
+lease4 v4 $eth
+if dhcp6 $eth; then . /run/dhcp6-$eth.env; fi
+result v6-address "$ip6"
+result v6-dns "$dns6"
+i=0
+while [ $i -lt 100 ] && ! ip -6 route | grep -q '^default'; do usleep 100000; i=$((i + 1)); done
+result v6-default "$(ip -6 route | grep '^default')"
+result v6-mtu "$(cat /proc/sys/net/ipv6/conf/$eth/mtu)"
+outbound v4 @PEER4@
+outbound v6 @PEER6@
+serve_tcp 8080
+serve_tcp 9090
+await_peer
+"#;
+
+/// What the peer saw of one masquerade guest, checked the same way with and without `ports`.
+fn check_masquerade_guest(
+    pod: &PodFixture,
+    agent: &PeerAgent,
+    r: &BTreeMap<String, String>,
+    console: &str,
+) {
+    let pod4 = ip(pod.pod_ip(false).unwrap());
+    let pod6 = ip(pod.pod_ip(true).unwrap());
+    // DHCPv4: the planned address, gateway, the pod's MTU and DNS.
+    assert_eq!(get(r, "v4-address", console), "10.0.2.2/24", "{console}");
+    assert_eq!(get(r, "v4-router", console), "10.0.2.1", "{console}");
+    assert_eq!(get(r, "v4-mtu", console), POD_MTU.to_string(), "{console}");
+    assert_eq!(get(r, "v4-link-mtu", console), POD_MTU.to_string(), "{console}");
+    assert_eq!(get(r, "v4-dns", console), DNS4, "{console}");
+    assert!(
+        get(r, "v4-search", console).contains("default.svc.cluster.local"),
+        "{console}"
+    );
+    // IPv6 without any guest configuration: address by DHCPv6, route and MTU by RA.
+    assert_eq!(get(r, "v6-address", console), "fd10:0:2::2", "{console}");
+    assert_eq!(get(r, "v6-dns", console), DNS6, "{console}");
+    let default6 = get(r, "v6-default", console);
+    assert!(
+        default6.starts_with("default via fe80::"),
+        "no IPv6 default route from netbind's RA: {default6:?}\n{console}"
+    );
+    assert_eq!(get(r, "v6-mtu", console), POD_MTU.to_string(), "RA MTU\n{console}");
+    // Guest → peer: TCP, UDP and ICMP leave the pod from the pod's address.
+    for (fam, addr) in [("v4", &pod4), ("v6", &pod6)] {
+        let src = format!("src={addr}");
+        assert_eq!(get(r, &format!("tcp-{fam}"), console), src, "TCP {fam}\n{console}");
+        assert_eq!(get(r, &format!("udp-{fam}"), console), src, "UDP {fam}\n{console}");
+        assert_eq!(get(r, &format!("icmp-{fam}"), console), "ok", "ICMP {fam}\n{console}");
+    }
+    for kind in ["tcp", "udp", "icmp"] {
+        let mut seen = agent.sources(kind);
+        seen.sort();
+        seen.dedup();
+        let mut want = vec![pod4.clone(), pod6.clone()];
+        want.sort();
+        assert_eq!(seen, want, "{kind} sources at the peer\n{console}");
+    }
+}
+
+#[test]
+fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
+    let mut t = Timer::start("masquerade, all ports");
+    let pod = pod_fixture(&[]);
+    let agent = PeerAgent::start(&pod.peer);
+    t.lap("pod fixture + peer agent");
+    let dp = DataPlane::up(&pod, &masquerade_manifest(""));
+    t.lap("netbind up");
+    let s = script(
+        MASQUERADE_GUEST,
+        &[
+            ("MAC", MAC_POD.into()),
+            ("PEER4", ip(pod.peer_ip(false).unwrap())),
+            ("PEER6", ip(pod.peer_ip(true).unwrap())),
+        ],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP, DHCPv6, RA, outbound checks");
+
+    // Peer → pod address:port reaches the guest, on any port, in both families.
+    let pod4 = pod.pod_ip(false).unwrap();
+    let pod6 = pod.pod_ip(true).unwrap();
+    let mut inbound = Vec::new();
+    for addr in [pod4, pod6] {
+        for port in [8080, 9090] {
+            let line = format!("from-peer-{port}-{}", if addr.is_ipv6() { 6 } else { 4 });
+            inbound.push((addr, port, connect(&pod.peer, addr, port, &line), line));
+        }
+    }
+    let (r, console) = finish_guest(&mut guest, &dp, &pod.peer, pod4, 8080);
+    t.lap("inbound checks");
+
+    check_masquerade_guest(&pod, &agent, &r, &console);
+    for (addr, port, got, line) in &inbound {
+        assert_eq!(
+            got.as_deref(),
+            Ok(format!("guest:{port} got {line}").as_str()),
+            "peer → {addr} port {port}\n{console}"
+        );
+    }
+    let log = get(&r, "inbound", &console);
+    for (_, port, _, line) in &inbound {
+        assert!(log.contains(&format!("{port}:{line}")), "{log}");
+    }
+    drop(guest);
+    let served = dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+    eprintln!("netbind up said:\n{served}");
+}
+
+#[test]
+fn masquerade_with_ports_forwards_only_the_listed_ports() {
+    let mut t = Timer::start("masquerade, ports [8080]");
+    let pod = pod_fixture(&[]);
+    let agent = PeerAgent::start(&pod.peer);
+    t.lap("pod fixture + peer agent");
+    let dp = DataPlane::up(&pod, &masquerade_manifest(", ports: [{port: 8080}]"));
+    t.lap("netbind up");
+    let s = script(
+        MASQUERADE_GUEST,
+        &[
+            ("MAC", MAC_POD.into()),
+            ("PEER4", ip(pod.peer_ip(false).unwrap())),
+            ("PEER6", ip(pod.peer_ip(true).unwrap())),
+        ],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP, DHCPv6, RA, outbound checks");
+
+    let pod4 = pod.pod_ip(false).unwrap();
+    let pod6 = pod.pod_ip(true).unwrap();
+    let mut listed = Vec::new();
+    let mut unlisted = Vec::new();
+    for addr in [pod4, pod6] {
+        listed.push((addr, connect(&pod.peer, addr, 8080, "listed")));
+        unlisted.push((addr, connect(&pod.peer, addr, 9090, "unlisted")));
+    }
+    let (r, console) = finish_guest(&mut guest, &dp, &pod.peer, pod4, 8080);
+    t.lap("inbound checks");
+
+    // Outbound NAT, DHCP and RA are unaffected by `ports`.
+    check_masquerade_guest(&pod, &agent, &r, &console);
+    for (addr, got) in &listed {
+        assert_eq!(
+            got.as_deref(),
+            Ok("guest:8080 got listed"),
+            "peer → {addr}:8080 (listed)\n{console}"
+        );
+    }
+    for (addr, got) in &unlisted {
+        assert!(got.is_err(), "peer → {addr}:9090 (not listed) reached something: {got:?}");
+    }
+    let log = get(&r, "inbound", &console);
+    assert!(!log.contains("9090:"), "an unlisted port reached the guest: {log}");
+    drop(guest);
+    dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. bridge on a Multus network; 3. bridge on the pod network
+// ---------------------------------------------------------------------------------------
+
+const BRIDGE_GUEST: &str = r#"
+eth=$(nic_by_mac @MAC@)
+result nic $eth
+lease4 net $eth
+result tcp-net "$(echo hi | timeout 10 nc -w 5 @PEER4@ 7000)"
+serve_tcp 8080
+await_peer
+"#;
+
+#[test]
+fn bridge_on_a_multus_network_gives_the_guest_the_pod_links_address() {
+    let mut t = Timer::start("bridge, Multus");
+    let pod = pod_fixture(&[Secondary::bridge("blue").mtu(1450)]);
+    let blue = pod.secondary("blue").unwrap();
+    let peer = blue.peer().unwrap();
+    let _agent = PeerAgent::start(peer);
+    let want = blue.result().ipv4().expect("blue has an IPv4 address");
+    let guest_ip = want.addr();
+    let peer_ip = blue.peer_result().unwrap().ipv4().unwrap().addr();
+    t.lap("pod fixture + peer agent");
+    let manifest = format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces: [{{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}'}}]
+  networks: [{{name: blue, multus: {{networkName: blue}}}}]
+"
+    );
+    let dp = DataPlane::up(&pod, &manifest);
+    t.lap("netbind up");
+    let s = script(BRIDGE_GUEST, &[("MAC", MAC_BLUE.into()), ("PEER4", ip(peer_ip))]);
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP, outbound");
+
+    // The peer on the Multus network reaches the guest directly at the pod link's address.
+    let ping = pings(peer, guest_ip);
+    let tcp = connect(peer, guest_ip, 8080, "direct");
+    let (r, console) = finish_guest(&mut guest, &dp, peer, guest_ip, 8080);
+    t.lap("inbound checks");
+
+    assert_eq!(get(&r, "net-address", &console), want.to_string(), "{console}");
+    assert_eq!(get(&r, "net-mtu", &console), "1450", "{console}");
+    assert_eq!(get(&r, "net-link-mtu", &console), "1450", "{console}");
+    assert_eq!(get(&r, "tcp-net", &console), format!("src={guest_ip}"), "{console}");
+    assert!(ping, "the Multus peer cannot ping the guest at {guest_ip}\n{console}");
+    assert_eq!(tcp.as_deref(), Ok("guest:8080 got direct"), "{console}");
+    drop(guest);
+    dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+}
+
+#[test]
+fn bridge_on_the_pod_network_gives_the_guest_the_pod_address() {
+    let mut t = Timer::start("bridge, pod network");
+    let pod = pod_fixture(&[]);
+    let _agent = PeerAgent::start(&pod.peer);
+    let want = pod.result().ipv4().expect("eth0 has an IPv4 address");
+    let guest_ip = want.addr();
+    t.lap("pod fixture + peer agent");
+    let manifest = format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces: [{{name: default, bridge: {{}}, macAddress: '{MAC_POD}'}}]
+  networks: [{{name: default, pod: {{}}}}]
+"
+    );
+    let dp = DataPlane::up(&pod, &manifest);
+    t.lap("netbind up");
+    let s = script(
+        BRIDGE_GUEST,
+        &[("MAC", MAC_POD.into()), ("PEER4", ip(pod.peer_ip(false).unwrap()))],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP, outbound");
+
+    let ping = pings(&pod.peer, guest_ip);
+    let tcp = connect(&pod.peer, guest_ip, 8080, "direct");
+    let (r, console) = finish_guest(&mut guest, &dp, &pod.peer, guest_ip, 8080);
+    t.lap("inbound checks");
+
+    // eth0's CNI address, its gateway as the default route, the pod's MTU and DNS.
+    assert_eq!(get(&r, "net-address", &console), want.to_string(), "{console}");
+    let gateway = "10.88.0.1";
+    let routes = get(&r, "net-routes", &console);
+    assert!(
+        get(&r, "net-router", &console) == gateway || routes.contains(gateway),
+        "no route via the CNI gateway {gateway}\n{console}"
+    );
+    assert_eq!(get(&r, "net-mtu", &console), POD_MTU.to_string(), "{console}");
+    assert_eq!(get(&r, "net-dns", &console), DNS4, "{console}");
+    assert_eq!(get(&r, "tcp-net", &console), format!("src={guest_ip}"), "{console}");
+    assert!(ping, "the peer cannot ping the guest at {guest_ip}\n{console}");
+    assert_eq!(tcp.as_deref(), Ok("guest:8080 got direct"), "{console}");
+    drop(guest);
+    dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. three interfaces on one VM
+// ---------------------------------------------------------------------------------------
+
+const THREE_GUEST: &str = r#"
+# Answer ARP only for addresses of the receiving NIC: otherwise Linux's weak host model
+# would answer for every NIC's address on every NIC and hide (or fake) a leak in the pod.
+sysctl -qw net.ipv4.conf.all.arp_ignore=1
+pod=$(nic_by_mac @MACPOD@)
+blue=$(nic_by_mac @MACBLUE@)
+green=$(nic_by_mac @MACGREEN@)
+result nics "$pod $blue $green"
+lease4 pod $pod
+lease4 blue $blue
+lease4 green $green
+result tcp-pod "$(echo hi | timeout 10 nc -w 5 @PEER@ 7000)"
+result tcp-blue "$(echo hi | timeout 10 nc -w 5 @PEERBLUE@ 7000)"
+result tcp-green "$(echo hi | timeout 10 nc -w 5 @PEERGREEN@ 7000)"
+result route-blue "$(ip route get @PEERBLUE@)"
+result route-green "$(ip route get @PEERGREEN@)"
+serve_tcp 8080
+await_peer
+"#;
+
+#[test]
+fn three_interfaces_on_one_vm_each_work_and_none_leaks_into_another() {
+    let mut t = Timer::start("three interfaces");
+    // The issue asks for the second Multus network bridged *with a VLAN*. This machine's
+    // kernel has no 802.1Q and no bridge vlan_filtering (`kernel_supports_bridge_vlans()`
+    // is false), so neither the CNI `bridge` plugin nor netbind can build one here; the
+    // second network is a second plain bridged network instead. Isolation between two L2
+    // networks on one VM is what this test pins either way.
+    let pod = pod_fixture(&[Secondary::bridge("blue"), Secondary::bridge("green")]);
+    let blue = pod.secondary("blue").unwrap();
+    let green = pod.secondary("green").unwrap();
+    let (blue_peer, green_peer) = (blue.peer().unwrap(), green.peer().unwrap());
+    let _agents = [
+        PeerAgent::start(&pod.peer),
+        PeerAgent::start(blue_peer),
+        PeerAgent::start(green_peer),
+    ];
+    let blue_want = blue.result().ipv4().unwrap();
+    let green_want = green.result().ipv4().unwrap();
+    let blue_peer_ip = blue.peer_result().unwrap().ipv4().unwrap().addr();
+    let green_peer_ip = green.peer_result().unwrap().ipv4().unwrap().addr();
+    t.lap("pod fixture (3 networks) + peer agents");
+    let manifest = format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces:
+      - {{name: default, masquerade: {{}}, macAddress: '{MAC_POD}'}}
+      - {{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}'}}
+      - {{name: green, bridge: {{}}, macAddress: '{MAC_GREEN}'}}
+  networks:
+  - {{name: default, pod: {{}}}}
+  - {{name: blue, multus: {{networkName: blue}}}}
+  - {{name: green, multus: {{networkName: green}}}}
+"
+    );
+    let dp = DataPlane::up(&pod, &manifest);
+    t.lap("netbind up");
+    let s = script(
+        THREE_GUEST,
+        &[
+            ("MACPOD", MAC_POD.into()),
+            ("MACBLUE", MAC_BLUE.into()),
+            ("MACGREEN", MAC_GREEN.into()),
+            ("PEERBLUE", ip(blue_peer_ip)),
+            ("PEERGREEN", ip(green_peer_ip)),
+            ("PEER", ip(pod.peer_ip(false).unwrap())),
+        ],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, 3× DHCP, outbound");
+
+    let pod4 = pod.pod_ip(false).unwrap();
+    let (gblue, ggreen) = (blue_want.addr(), green_want.addr());
+    // Each network's peer reaches the guest on that network.
+    let pod_tcp = connect(&pod.peer, pod4, 8080, "via-pod");
+    let blue_ping = pings(blue_peer, gblue);
+    let blue_tcp = connect(blue_peer, gblue, 8080, "via-blue");
+    let green_ping = pings(green_peer, ggreen);
+    let green_tcp = connect(green_peer, ggreen, 8080, "via-green");
+    // No network reaches the guest's address on another one, even when a peer sends
+    // straight onto its own L2 segment (on-link routes) — nor the other network's peer.
+    blue_peer
+        .sh(&format!(
+            "ip route add {} dev net1 && ip route add 10.0.2.0/24 dev net1",
+            green_want.trunc()
+        ))
+        .unwrap();
+    green_peer
+        .sh(&format!("ip route add {} dev net1", blue_want.trunc()))
+        .unwrap();
+    let leaks = [
+        ("blue peer → guest's green address", pings(blue_peer, ggreen)),
+        ("blue peer → green peer", pings(blue_peer, green_peer_ip)),
+        ("blue peer → guest's masquerade address 10.0.2.2", pings(blue_peer, "10.0.2.2".parse().unwrap())),
+        ("green peer → guest's blue address", pings(green_peer, gblue)),
+        ("green peer → blue peer", pings(green_peer, blue_peer_ip)),
+        ("cluster peer → guest's blue address", pings(&pod.peer, gblue)),
+    ];
+    let blue_to_green_tcp = connect(blue_peer, ggreen, 8080, "leak");
+    let (r, console) = finish_guest(&mut guest, &dp, green_peer, ggreen, 8080);
+    t.lap("inbound and isolation checks");
+
+    assert_eq!(get(&r, "pod-address", &console), "10.0.2.2/24", "{console}");
+    assert_eq!(get(&r, "pod-router", &console), "10.0.2.1", "{console}");
+    assert_eq!(get(&r, "blue-address", &console), blue_want.to_string(), "{console}");
+    assert_eq!(get(&r, "green-address", &console), green_want.to_string(), "{console}");
+    assert_eq!(get(&r, "tcp-pod", &console), format!("src={pod4}"), "{console}");
+    assert_eq!(get(&r, "tcp-blue", &console), format!("src={gblue}"), "{console}");
+    assert_eq!(get(&r, "tcp-green", &console), format!("src={ggreen}"), "{console}");
+    let nics: Vec<&str> = get(&r, "nics", &console).split(' ').collect();
+    assert!(
+        get(&r, "route-blue", &console).contains(&format!("dev {}", nics[1])),
+        "{console}"
+    );
+    assert!(
+        get(&r, "route-green", &console).contains(&format!("dev {}", nics[2])),
+        "{console}"
+    );
+    assert_eq!(pod_tcp.as_deref(), Ok("guest:8080 got via-pod"), "{console}");
+    assert!(blue_ping, "blue peer cannot ping the guest at {gblue}\n{console}");
+    assert_eq!(blue_tcp.as_deref(), Ok("guest:8080 got via-blue"), "{console}");
+    assert!(green_ping, "green peer cannot ping the guest at {ggreen}\n{console}");
+    assert_eq!(green_tcp.as_deref(), Ok("guest:8080 got via-green"), "{console}");
+    for (what, reached) in leaks {
+        assert!(!reached, "leak: {what}\n{console}");
+    }
+    assert!(blue_to_green_tcp.is_err(), "leak: blue peer → guest's green address over TCP");
+    assert!(!get(&r, "inbound", &console).contains("leak"), "{console}");
+    drop(guest);
+    dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+}
+
+#[test]
+fn the_guest_image_carries_a_dhcpv6_client() {
+    // Without it the IPv6 checks above would fail for a reason outside netbind.
+    require_privileges(&["busybox", "qemu-system-x86_64", "/usr/sbin/dhclient"]).unwrap();
+    let _ = AGENT_TCP;
+    let ns = Netns::new("dh6").unwrap();
+    let mut guest = Guest::boot(&ns, &[], "result dhclient $(/sbin/dhclient --version 2>&1)").unwrap();
+    let r = guest.wait_done(Duration::from_secs(60)).unwrap();
+    assert!(
+        r.get("dhclient").is_some_and(|v| v.contains("isc-dhclient")),
+        "{}",
+        guest.console()
+    );
+}

@@ -1,0 +1,301 @@
+//! Privileged end to end: `netbind up` / `netbind down` as processes, against pods wired
+//! by the real CNI `bridge` plugin — idempotency, SIGKILL after every step, `down` after
+//! every partial `up`, `--domain-out`, and DHCP served to a busybox `udhcpc` client.
+//! Needs root, containernetworking-plugins, nftables and busybox; fails (never skips).
+
+mod common;
+#[path = "../../netns/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use support::{CniPod, MTU, snapshot};
+
+const MASQUERADE_AND_BLUE: &str = "\
+kind: VirtualMachineInstance
+metadata: {name: vm, namespace: ns}
+spec:
+  domain: {devices: {interfaces: [{name: default, masquerade: {}}, {name: blue, bridge: {}}]}}
+  networks: [{name: default, pod: {}}, {name: blue, multus: {networkName: blue}}]
+";
+
+const BRIDGE: &str = "\
+kind: VirtualMachineInstance
+metadata: {name: vm, namespace: ns}
+spec:
+  domain: {devices: {interfaces: [{name: default, bridge: {}, macAddress: '02:00:00:aa:bb:cc'}]}}
+  networks: [{name: default, pod: {}}]
+";
+
+struct Setup {
+    pod: CniPod,
+    dir: tempfile::TempDir,
+    manifest: String,
+    state: String,
+}
+
+fn setup(manifest: &str, blue: bool) -> Setup {
+    let mut pod = CniPod::create(Some("nameserver 10.96.0.10\n"));
+    if blue {
+        pod.add_secondary(&netbind_spec_name("blue"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(dir.path(), "vm.yaml", manifest);
+    let state = dir.path().join("state").display().to_string();
+    Setup { pod, dir, manifest, state }
+}
+
+/// KubeVirt's pod link name of a secondary network (`pod` + 11 hex digits of sha256).
+fn netbind_spec_name(network: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("printf %s '{network}' | sha256sum")])
+        .output()
+        .unwrap();
+    format!("pod{}", &String::from_utf8_lossy(&out.stdout)[..11])
+}
+
+impl Setup {
+    fn up(&self, env: &[(&str, String)]) -> Output {
+        let mut cmd = Command::new(NETBIND);
+        cmd.args(["up", &self.manifest, "--netns", &self.pod.netns, "--state-dir", &self.state, "--no-serve"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run netbind up")
+    }
+
+    fn down(&self) -> Output {
+        Command::new(NETBIND)
+            .args(["down", &self.manifest, "--netns", &self.pod.netns, "--state-dir", &self.state])
+            .output()
+            .expect("run netbind down")
+    }
+}
+
+/// The snapshot with tap MACs masked: the kernel picks a tap's MAC at random and the plan
+/// does not name one, so two `up`s differ there and nowhere else.
+fn snapshot_of_up(netns: &str) -> String {
+    let mut out = String::new();
+    let mut tap = false;
+    for line in snapshot(netns).lines() {
+        if tap && line.starts_with("link/ether ") {
+            out.push_str("link/ether <tap mac>\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+        tap = line.starts_with("tap");
+    }
+    out
+}
+
+fn steps_of(out: &Output) -> usize {
+    let text = stderr(out);
+    let at = text.find(" steps,").unwrap_or_else(|| panic!("no step count in: {text}"));
+    text[..at]
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step count in: {text}"))
+}
+
+#[test]
+fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let cni = snapshot(&s.pod.netns);
+    let domain = s.dir.path().join("domain.json");
+    let first = Command::new(NETBIND)
+        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state, "--no-serve"])
+        .args(["--domain-out", &domain.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let built = snapshot_of_up(&s.pod.netns);
+    let second = s.up(&[]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    assert!(stderr(&second).contains(" 0 changed"), "{}", stderr(&second));
+    assert_eq!(snapshot_of_up(&s.pod.netns), built);
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&domain).unwrap()).unwrap();
+    assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
+    let args: Vec<&str> = doc["qemuArgs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.iter().any(|a| a.contains("ifname=tap0")), "{args:?}");
+    assert!(doc["libvirtXml"].as_str().unwrap().contains("<target dev='tap0'"), "{doc}");
+
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert_eq!(snapshot(&s.pod.netns), cni);
+    assert!(!std::path::Path::new(&s.state).exists(), "down removes the state dir");
+    let again = s.down();
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(stderr(&again).contains("nothing to undo"));
+}
+
+#[test]
+fn up_killed_after_any_step_converges_and_down_after_it_restores_cni() {
+    killed_after_every_step(MASQUERADE_AND_BLUE, true);
+}
+
+#[test]
+fn bridge_on_the_pod_network_survives_a_kill_after_any_step() {
+    killed_after_every_step(BRIDGE, false);
+}
+
+fn killed_after_every_step(manifest: &str, blue: bool) {
+    let s = setup(manifest, blue);
+    let cni = snapshot(&s.pod.netns);
+    let clean = s.up(&[]);
+    assert_eq!(code(&clean), 0, "{}", stderr(&clean));
+    let total = steps_of(&clean);
+    let built = snapshot_of_up(&s.pod.netns);
+    assert_eq!(code(&s.down()), 0);
+    assert_eq!(snapshot(&s.pod.netns), cni);
+
+    for n in 1..=total {
+        let kill = [("NETBIND_KILL_AFTER_STEP", n.to_string())];
+        // Killed, then run again: the same namespace as a clean `up`.
+        let killed = s.up(&kill);
+        assert_eq!(killed.status.signal(), Some(9), "step {n}: {}", stderr(&killed));
+        let again = s.up(&[]);
+        assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
+        assert_eq!(snapshot_of_up(&s.pod.netns), built, "up killed after step {n}, then up");
+        assert_eq!(code(&s.down()), 0);
+        assert_eq!(snapshot(&s.pod.netns), cni, "down after a full up (step {n} round)");
+
+        // Killed, then `down`: the namespace CNI made.
+        let killed = s.up(&kill);
+        assert_eq!(killed.status.signal(), Some(9), "step {n}");
+        let down = s.down();
+        assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
+        assert_eq!(snapshot(&s.pod.netns), cni, "down after up killed after step {n}");
+    }
+}
+
+#[test]
+fn a_failing_step_exits_3_naming_the_step_and_rolls_back() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let cni = snapshot(&s.pod.netns);
+    let out = s.up(&[("NETBIND_FAIL_AFTER_STEP", "7".into())]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("step 8/") || text.contains("step 7/"), "{text}");
+    assert!(text.contains("rolled back the 7 change(s) of this run") || text.contains("rolled back"), "{text}");
+    assert_eq!(snapshot(&s.pod.netns), cni);
+}
+
+/// Kills the child when dropped, so a failing assertion never leaves `up` running.
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A namespace standing for the guest, removed on drop.
+struct GuestNs(String);
+impl Drop for GuestNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
+    assert!(std::path::Path::new("/bin/busybox").exists(), "apt-get install busybox-static");
+    let s = setup(BRIDGE, false);
+    let cni = snapshot(&s.pod.netns);
+    let (address, gateway) = s
+        .pod
+        .eth0_ips()
+        .into_iter()
+        .find(|(a, _)| !a.contains(':'))
+        .expect("an IPv4 address");
+
+    let mut child = Command::new(NETBIND)
+        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let mut up = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("up never said it serves: {seen:?}"));
+        let serving = line.contains("serving dhcp4 on k6t-eth0");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+
+    // The guest: a veth on the pod's bridge (in place of the tap) with the VM's MAC.
+    let guest = GuestNs(format!("{}-guest", s.pod.netns));
+    sh(&["netns", "add", &guest.0]);
+    sh(&["-n", &s.pod.netns, "link", "add", "gst0", "type", "veth", "peer", "name", "gst1", "netns", &guest.0]);
+    sh(&["-n", &s.pod.netns, "link", "set", "gst0", "master", "k6t-eth0", "up"]);
+    sh(&["-n", &guest.0, "link", "set", "gst1", "address", "02:00:00:aa:bb:cc", "up"]);
+    let script = s.dir.path().join("udhcpc.sh");
+    let result = s.dir.path().join("lease.env");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip subnet=$subnet router=$router mtu=$mtu dns=$dns\" > {}\nexit 0\n",
+            result.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").args(["+x", &script.display().to_string()]).status().unwrap();
+    let dhcp = Command::new("ip")
+        .args(["netns", "exec", &guest.0, "busybox", "udhcpc", "-i", "gst1", "-n", "-q", "-t", "5", "-T", "1", "-s"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let lease = std::fs::read_to_string(&result).unwrap_or_else(|_| {
+        panic!("no lease: {}{}", String::from_utf8_lossy(&dhcp.stdout), String::from_utf8_lossy(&dhcp.stderr))
+    });
+    let (ip, prefix) = address.split_once('/').unwrap();
+    assert!(lease.contains(&format!("ip={ip} ")), "{lease}");
+    assert_eq!(prefix, "24");
+    assert!(lease.contains("subnet=255.255.255.0"), "{lease}");
+    assert!(lease.contains(&format!("router={gateway}")), "{lease}");
+    assert!(lease.contains(&format!("mtu={MTU}")), "{lease}");
+    assert!(lease.contains("dns=10.96.0.10"), "{lease}");
+
+    // SIGTERM: counters, exit 0.
+    nix_kill(up.0.id());
+    let status = up.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.starts_with("dhcp4 on k6t-eth0: received")), "{rest:?}");
+
+    sh(&["-n", &s.pod.netns, "link", "del", "gst0"]);
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert_eq!(snapshot(&s.pod.netns), cni);
+}
+
+fn nix_kill(pid: u32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGTERM).unwrap();
+}

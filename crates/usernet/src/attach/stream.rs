@@ -1,0 +1,180 @@
+//! QEMU `-netdev stream` / passt framing over a unix stream socket.
+//!
+//! How it works: [`StreamTx`] is one fixed buffer; a frame is reserved right after room
+//! for its 4-byte length, built in place, committed (length written), and the buffer is
+//! written to the socket in as few `write()`s as the socket takes. When the socket is full
+//! the buffer holds the rest; when the buffer is full too, `reserve` says no and the
+//! engine waits for the socket's writability. [`StreamRx`] reads into a fixed buffer and
+//! cuts it into frames; a length above [`MAX_FRAME`] means a broken peer: the connection
+//! is dropped.
+
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+
+use super::Read;
+
+/// Largest frame accepted or sent (an MTU-65520 frame plus the Ethernet header).
+pub const MAX_FRAME: usize = 65536;
+const TX_BUF: usize = 8 << 20;
+const RX_BUF: usize = 4 << 20;
+
+pub struct StreamTx {
+    conn: Option<UnixStream>,
+    buf: Box<[u8]>,
+    head: usize,
+    tail: usize,
+}
+
+impl Default for StreamTx {
+    fn default() -> Self {
+        StreamTx::new()
+    }
+}
+
+impl StreamTx {
+    pub fn new() -> StreamTx {
+        StreamTx { conn: None, buf: vec![0; TX_BUF].into_boxed_slice(), head: 0, tail: 0 }
+    }
+
+    pub fn set_conn(&mut self, conn: Option<UnixStream>) {
+        self.conn = conn;
+        self.head = 0;
+        self.tail = 0;
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.tail - self.head
+    }
+
+    pub fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.conn.is_none() || len > MAX_FRAME {
+            return None;
+        }
+        if self.buf.len() - self.tail < 4 + len {
+            self.flush();
+            if self.head > 0 {
+                self.buf.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+            }
+            if self.buf.len() - self.tail < 4 + len {
+                return None;
+            }
+        }
+        Some(&mut self.buf[self.tail + 4..self.tail + 4 + len])
+    }
+
+    pub fn commit(&mut self, len: usize) {
+        self.buf[self.tail..self.tail + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        self.tail += 4 + len;
+    }
+
+    /// Writes what the socket takes; false when the connection broke.
+    pub fn flush(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else { return false };
+        while self.head < self.tail {
+            match conn.write(&self.buf[self.head..self.tail]) {
+                Ok(0) => return false,
+                Ok(n) => self.head += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.head = 0;
+        self.tail = 0;
+        true
+    }
+}
+
+pub struct StreamRx {
+    conn: Option<UnixStream>,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for StreamRx {
+    fn default() -> Self {
+        StreamRx::new()
+    }
+}
+
+impl StreamRx {
+    pub fn new() -> StreamRx {
+        StreamRx { conn: None, buf: vec![0; RX_BUF].into_boxed_slice(), start: 0, end: 0 }
+    }
+
+    pub fn set_conn(&mut self, conn: Option<UnixStream>) {
+        self.conn = conn;
+        self.start = 0;
+        self.end = 0;
+    }
+
+    pub fn next_frame(&mut self) -> Read<'_> {
+        loop {
+            let avail = self.end - self.start;
+            if avail >= 4 {
+                let mut l = [0u8; 4];
+                l.copy_from_slice(&self.buf[self.start..self.start + 4]);
+                let len = u32::from_be_bytes(l) as usize;
+                if len > MAX_FRAME {
+                    return Read::Closed;
+                }
+                if avail >= 4 + len {
+                    let frame = self.start + 4..self.start + 4 + len;
+                    self.start += 4 + len;
+                    return Read::Frame(&self.buf[frame]);
+                }
+            }
+            if self.start > 0 && self.buf.len() - self.end < MAX_FRAME + 4 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let Some(conn) = self.conn.as_mut() else { return Read::Closed };
+            match conn.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Read::Closed,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Empty,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Read::Closed,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cross_a_socket_pair_with_length_prefixes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut tx = StreamTx::new();
+        tx.set_conn(Some(a));
+        for payload in [&b"hello"[..], &[7u8; 1500][..]] {
+            let buf = tx.reserve(payload.len()).unwrap();
+            buf.copy_from_slice(payload);
+            tx.commit(payload.len());
+        }
+        assert!(tx.flush());
+        let mut rx = StreamRx::new();
+        rx.set_conn(Some(b));
+        assert!(matches!(rx.next_frame(), Read::Frame(f) if f == b"hello"));
+        assert!(matches!(rx.next_frame(), Read::Frame(f) if f.len() == 1500));
+        assert!(matches!(rx.next_frame(), Read::Empty));
+    }
+
+    #[test]
+    fn an_absurd_length_drops_the_connection() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        a.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        let mut rx = StreamRx::new();
+        rx.set_conn(Some(b));
+        assert!(matches!(rx.next_frame(), Read::Closed));
+    }
+}

@@ -1,0 +1,49 @@
+//! DHCPv4 and DHCPv6 for the guest, served by the `netbind-dhcp` cores.
+//!
+//! How it works: UDP to port 67 (IPv4) or 547 (IPv6) never becomes a flow; its payload
+//! goes to [`Server4::handle`] / [`Server6::handle`] and the reply is framed here: DHCPv4
+//! from the gateway address (the server identifier) to the address the core chose
+//! (broadcast or the client's), DHCPv6 from the engine's link-local address to the
+//! client's. The DHCPv4 server is made on the first request when the guest's MAC was not
+//! configured: it answers the MAC that asked first.
+//!
+//! Replies are built in the core with dhcproto and allocated there: this is control
+//! traffic, a handful of messages per boot, not the data path.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use netbind_dhcp::v4::Server4;
+
+use crate::config::{ENGINE_LINK_LOCAL, format_mac};
+use crate::engine::Engine;
+use crate::frame::{GuestTx, IpPacket};
+
+impl<G: GuestTx> Engine<G> {
+    pub(crate) fn dhcp4_from_guest(&mut self, pkt: &IpPacket<'_>, payload: &[u8]) {
+        if self.dhcp4.is_none() {
+            let Some(mut cfg) = self.cfg.dhcp4() else { return };
+            if self.cfg.guest_mac.is_none() {
+                cfg.client_mac = format_mac(pkt.src_mac);
+            }
+            self.dhcp4 = Server4::new(cfg).ok();
+        }
+        let Some(server) = self.dhcp4.as_mut() else { return };
+        let Ok(reply) = server.handle(payload) else { return };
+        let from = SocketAddr::new(IpAddr::V4(server.config().server_address), 67);
+        let to = SocketAddr::new(IpAddr::V4(reply.destination), 68);
+        let mac = if reply.destination == Ipv4Addr::BROADCAST { [0xff; 6] } else { pkt.src_mac };
+        if self.emit_udp(from, to, &reply.payload, Some(mac)) {
+            self.counters.dhcp_replies += 1;
+        }
+    }
+
+    pub(crate) fn dhcp6_from_guest(&mut self, pkt: &IpPacket<'_>, sport: u16, payload: &[u8]) {
+        let Some(server) = self.dhcp6.as_mut() else { return };
+        let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else { return };
+        let from = SocketAddr::new(IpAddr::V6(ENGINE_LINK_LOCAL), 547);
+        let to = SocketAddr::new(pkt.src, sport);
+        if self.emit_udp(from, to, &reply.payload, Some(pkt.src_mac)) {
+            self.counters.dhcp_replies += 1;
+        }
+    }
+}

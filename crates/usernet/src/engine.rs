@@ -1,0 +1,459 @@
+//! The engine: one guest NIC joined to the socket layer of the namespace it runs in.
+//!
+//! How it works: [`Engine::guest_frame`] takes one Ethernet frame from the guest, checks
+//! it with smoltcp's bounds-checked views, and hands it by protocol to `arp`, `ndp`
+//! (inside `icmp` for ICMPv6), `dhcp`, `icmp`, `udp` or `tcp`. Those either answer at
+//! once (ARP, NDP, DHCP) or find or open a *flow* — a socket of the namespace standing
+//! for the guest's conversation — and write to it. [`Engine::handle_event`] takes socket
+//! readiness from the event loop (`mio`, edge-triggered) and turns what the sockets have
+//! into frames for the guest; [`Engine::timers`] runs retransmissions and idle timeouts;
+//! [`Engine::flush`] sends the ACKs owed at the end of a batch of guest frames.
+//!
+//! Addresses: the guest has the pod's own addresses and sees remote hosts as they are.
+//! Traffic to a gateway address goes to the namespace's loopback (`map_gateway`), and
+//! DNS to an advertised resolver goes to the upstream resolvers; inbound connections from
+//! the loopback appear to come from the gateway (see [`Engine::map_outbound`],
+//! [`Engine::map_inbound`]).
+//!
+//! Tokens: the event loop owns tokens below [`FIRST_TOKEN`]; above, even tokens are flow
+//! slots and odd tokens are inbound listeners.
+//!
+//! What holds: no input from the guest panics (fuzz entry: `guest_frame`); nothing is
+//! allocated per packet (buffers are made in `new`; flows and their hash slots are made
+//! per flow, up to the cap).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token};
+use netbind_dhcp::v4::Server4;
+use netbind_dhcp::v6::Server6;
+use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet};
+
+use crate::config::{ENGINE_LINK_LOCAL, ENGINE_MAC, EngineConfig};
+use crate::flow::{Flow, FlowTable};
+use crate::forward::Listener;
+use crate::frame::{
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GuestTx, IpPacket, Out, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP, TxCounters,
+};
+use crate::pcap::Pcap;
+
+/// Tokens below this one belong to the event loop (guest side, signals, listener).
+pub const FIRST_TOKEN: usize = 16;
+/// Size of the receive scratch buffer (one datagram).
+const SCRATCH: usize = 65536;
+/// Size of the buffer bytes already sent are peeked into on kernels without
+/// `SO_PEEK_OFF` for TCP (caps the bytes in flight to the guest there).
+pub(crate) const DISCARD: usize = 1 << 20;
+const RA_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot listen on {proto} port {port} ({addr})")]
+    Listen {
+        proto: &'static str,
+        port: u16,
+        addr: IpAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot register a socket with the event loop")]
+    Register(#[source] std::io::Error),
+}
+
+/// What happened, for `SIGUSR1` and the exit report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_malformed: u64,
+    pub rx_unsupported: u64,
+    pub rx_fragments: u64,
+    pub tx: TxCounters,
+    pub tcp_opened: u64,
+    pub tcp_accepted: u64,
+    pub udp_opened: u64,
+    pub ping_opened: u64,
+    pub ping_denied: u64,
+    pub refused_full: u64,
+    pub rst_sent: u64,
+    pub unreachable_sent: u64,
+    pub retransmits: u64,
+    pub tcp_bytes_from_guest: u64,
+    pub tcp_bytes_to_guest: u64,
+    pub udp_bytes_from_guest: u64,
+    pub udp_bytes_to_guest: u64,
+    pub arp_replies: u64,
+    pub ndp_replies: u64,
+    pub dhcp_replies: u64,
+    pub flows_now: u64,
+    pub flows_cap: u64,
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
+             guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {}); \
+             guest tx {} frames {} bytes (dropped, guest side full {}); \
+             tcp bytes from/to guest {}/{}, retransmits {}, rst {}; udp bytes from/to guest {}/{}; \
+             icmp unreachable {}, ping denied {}; arp {}, ndp {}, dhcp {}",
+            self.flows_now,
+            self.flows_cap,
+            self.tcp_opened,
+            self.tcp_accepted,
+            self.udp_opened,
+            self.ping_opened,
+            self.refused_full,
+            self.rx_frames,
+            self.rx_bytes,
+            self.rx_malformed,
+            self.rx_unsupported,
+            self.rx_fragments,
+            self.tx.frames,
+            self.tx.bytes,
+            self.tx.dropped_full,
+            self.tcp_bytes_from_guest,
+            self.tcp_bytes_to_guest,
+            self.retransmits,
+            self.rst_sent,
+            self.udp_bytes_from_guest,
+            self.udp_bytes_to_guest,
+            self.unreachable_sent,
+            self.ping_denied,
+            self.arp_replies,
+            self.ndp_replies,
+            self.dhcp_replies,
+        )
+    }
+}
+
+pub struct Engine<G> {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) out: Out<G>,
+    pub(crate) registry: Registry,
+    pub(crate) flows: FlowTable,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) dhcp4: Option<Server4>,
+    pub(crate) dhcp6: Option<Server6>,
+    pub(crate) ra: Option<Vec<u8>>,
+    pub(crate) counters: Counters,
+    pub(crate) scratch: Box<[u8]>,
+    pub(crate) discard: Box<[u8]>,
+    pub(crate) rng: u64,
+    pub(crate) now: Instant,
+    pub(crate) ack_pending: Vec<usize>,
+    pub(crate) next_ra: Option<Instant>,
+}
+
+impl<G: GuestTx> Engine<G> {
+    /// An engine writing to `guest`, registering its sockets with `registry` (a clone of
+    /// the event loop's). Opens the inbound listeners at once.
+    pub fn new(cfg: EngineConfig, guest: G, registry: Registry) -> Result<Engine<G>, EngineError> {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x6e65_7462_696e_6400);
+            h.finish() | 1
+        };
+        let ra = cfg.ra().map(|r| netbind_dhcp::ra::advertisement(&r, ENGINE_MAC));
+        let dhcp6 = cfg.dhcp6().map(Server6::new);
+        let mut engine = Engine {
+            flows: FlowTable::new(cfg.max_flows),
+            out: Out { guest, pcap: None, guest_mac: cfg.guest_mac.unwrap_or([0; 6]), counters: TxCounters::default() },
+            registry,
+            listeners: Vec::new(),
+            dhcp4: None,
+            dhcp6,
+            ra,
+            counters: Counters::default(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            discard: Vec::new().into_boxed_slice(),
+            rng: seed,
+            now: Instant::now(),
+            ack_pending: Vec::with_capacity(1024),
+            next_ra: None,
+            cfg,
+        };
+        engine.open_listeners()?;
+        Ok(engine)
+    }
+
+    pub fn set_pcap(&mut self, pcap: Option<Pcap>) {
+        self.out.pcap = pcap;
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn guest(&self) -> &G {
+        &self.out.guest
+    }
+
+    pub fn guest_mut(&mut self) -> &mut G {
+        &mut self.out.guest
+    }
+
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.tx = self.out.counters;
+        c.flows_now = self.flows.len() as u64;
+        c.flows_cap = self.flows.cap() as u64;
+        c
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.
+    pub fn guest_connected(&mut self) {
+        for slot in self.flows.slots().collect::<Vec<_>>() {
+            self.abort_flow(slot);
+        }
+        self.out.guest_mac = self.cfg.guest_mac.unwrap_or([0; 6]);
+        self.send_ra(None);
+        self.next_ra = Some(self.now + RA_INTERVAL);
+    }
+
+    pub(crate) fn next_random(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 16) as u32
+    }
+
+    /// One Ethernet frame from the guest.
+    pub fn guest_frame(&mut self, frame: &[u8]) {
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += frame.len() as u64;
+        if let Some(p) = self.out.pcap.as_mut() {
+            p.record(frame);
+        }
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let src_mac = eth.src_addr().0;
+        if src_mac[0] & 1 == 0 && src_mac != ENGINE_MAC && src_mac != [0; 6] {
+            self.out.guest_mac = src_mac;
+        }
+        let payload = &frame[14..];
+        match u16::from(eth.ethertype()) {
+            ETHERTYPE_ARP => self.arp_from_guest(payload),
+            ETHERTYPE_IPV4 => self.ipv4_from_guest(payload, src_mac),
+            ETHERTYPE_IPV6 => self.ipv6_from_guest(payload, src_mac),
+            _ => self.counters.rx_unsupported += 1,
+        }
+    }
+
+    fn ipv4_from_guest(&mut self, bytes: &[u8], src_mac: [u8; 6]) {
+        let Ok(ip) = Ipv4Packet::new_checked(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let hl = usize::from(ip.header_len());
+        let total = usize::from(ip.total_len());
+        if ip.version() != 4 || hl < 20 || total < hl || total > bytes.len() {
+            self.counters.rx_malformed += 1;
+            return;
+        }
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            self.counters.rx_fragments += 1;
+            return;
+        }
+        let pkt = IpPacket {
+            src_mac,
+            src: IpAddr::V4(ip.src_addr()),
+            dst: IpAddr::V4(ip.dst_addr()),
+            proto: u8::from(ip.next_header()),
+            hop: ip.hop_limit(),
+            payload: &bytes[hl..total],
+            packet: &bytes[..total],
+        };
+        self.ip_from_guest(&pkt);
+    }
+
+    fn ipv6_from_guest(&mut self, bytes: &[u8], src_mac: [u8; 6]) {
+        let Ok(ip) = Ipv6Packet::new_checked(bytes) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let total = 40 + usize::from(ip.payload_len());
+        if ip.version() != 6 || total > bytes.len() {
+            self.counters.rx_malformed += 1;
+            return;
+        }
+        let pkt = IpPacket {
+            src_mac,
+            src: IpAddr::V6(ip.src_addr()),
+            dst: IpAddr::V6(ip.dst_addr()),
+            proto: u8::from(ip.next_header()),
+            hop: ip.hop_limit(),
+            payload: &bytes[40..total],
+            packet: &bytes[..total],
+        };
+        self.ip_from_guest(&pkt);
+    }
+
+    fn ip_from_guest(&mut self, pkt: &IpPacket<'_>) {
+        match (pkt.proto, pkt.is_v6()) {
+            (PROTO_TCP, _) => self.tcp_from_guest(pkt),
+            (PROTO_UDP, _) => self.udp_from_guest(pkt),
+            (PROTO_ICMP, false) => self.icmp4_from_guest(pkt),
+            (PROTO_ICMPV6, true) => self.icmp6_from_guest(pkt),
+            _ => self.counters.rx_unsupported += 1,
+        }
+    }
+
+    /// Whether the guest may open a flow to `dst`: a unicast address, not its own link.
+    pub(crate) fn flow_destination_ok(&self, dst: IpAddr) -> bool {
+        match dst {
+            IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        }
+    }
+
+    /// Where a guest flow to `dst:port` really goes.
+    pub(crate) fn map_outbound(&self, dst: IpAddr, port: u16, dns_capable: bool) -> SocketAddr {
+        if dns_capable && port == 53 && self.cfg.dns.contains(&dst) {
+            let upstream = self
+                .cfg
+                .dns_upstream
+                .iter()
+                .find(|u| u.is_ipv4() == dst.is_ipv4())
+                .or(self.cfg.dns_upstream.first());
+            if let Some(u) = upstream {
+                return *u;
+            }
+        }
+        if self.cfg.map_gateway {
+            match dst {
+                IpAddr::V4(a) if Some(a) == self.cfg.gateway4 => {
+                    return SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+                }
+                IpAddr::V6(a) if Some(a) == self.cfg.gateway6 || a == ENGINE_LINK_LOCAL => {
+                    return SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+                }
+                _ => {}
+            }
+        }
+        SocketAddr::new(dst, port)
+    }
+
+    /// How a peer of an inbound connection appears to the guest.
+    pub(crate) fn map_inbound(&self, peer: IpAddr) -> Option<IpAddr> {
+        let peer = peer.to_canonical();
+        if peer.is_loopback() || self.cfg.is_guest_addr(peer) {
+            return match peer {
+                IpAddr::V4(_) => self.cfg.gateway4.map(IpAddr::V4),
+                IpAddr::V6(_) => self.cfg.gateway6.map(IpAddr::V6),
+            };
+        }
+        Some(peer)
+    }
+
+    pub(crate) fn guest_addr(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.cfg.guest6.map(|n| IpAddr::V6(n.addr()))
+        } else {
+            self.cfg.guest4.map(|n| IpAddr::V4(n.addr()))
+        }
+    }
+
+    pub(crate) fn flow_token(slot: usize) -> Token {
+        Token(FIRST_TOKEN + (slot << 1))
+    }
+
+    pub(crate) fn listener_token(index: usize) -> Token {
+        Token(FIRST_TOKEN + ((index << 1) | 1))
+    }
+
+    pub(crate) fn register_fd(&self, fd: std::os::fd::RawFd, token: Token, interest: Interest) -> std::io::Result<()> {
+        self.registry.register(&mut mio::unix::SourceFd(&fd), token, interest)
+    }
+
+    /// Removes a flow and closes its socket (a TCP socket closes gracefully).
+    pub(crate) fn remove_flow(&mut self, slot: usize) {
+        if let Some(flow) = self.flows.remove(slot) {
+            let fd = match &flow {
+                Flow::Tcp(c) => Some(std::os::fd::AsRawFd::as_raw_fd(&c.sock)),
+                Flow::Udp(u) => u.sock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                Flow::Ping(p) => Some(std::os::fd::AsRawFd::as_raw_fd(&p.sock)),
+            };
+            if let Some(fd) = fd {
+                let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+            }
+        }
+    }
+
+    /// Removes a flow; a TCP socket is closed with RST toward its peer.
+    pub(crate) fn abort_flow(&mut self, slot: usize) {
+        if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) {
+            let _ = c.sock.set_linger(Some(Duration::ZERO));
+        }
+        self.remove_flow(slot);
+    }
+
+    /// Socket readiness from the event loop.
+    pub fn handle_event(&mut self, event: &mio::event::Event) {
+        self.socket_ready(event.token(), event.is_readable(), event.is_writable(), event.is_error() || event.is_read_closed());
+    }
+
+    pub fn socket_ready(&mut self, token: Token, readable: bool, writable: bool, error: bool) {
+        let Some(n) = token.0.checked_sub(FIRST_TOKEN) else { return };
+        if n & 1 == 1 {
+            self.listener_ready(n >> 1);
+            return;
+        }
+        let slot = n >> 1;
+        match self.flows.get_mut(slot) {
+            Some(Flow::Tcp(_)) => self.tcp_ready(slot, readable, writable, error),
+            Some(Flow::Udp(_)) => self.udp_ready(slot),
+            Some(Flow::Ping(_)) => self.ping_ready(slot),
+            None => {}
+        }
+    }
+
+    /// The end of a batch of guest frames: send the ACKs owed.
+    pub fn flush(&mut self) {
+        self.tcp_flush_acks();
+    }
+
+    /// The guest side has room again: resume flows that stopped for it.
+    pub fn guest_writable(&mut self) {
+        self.tcp_resume_blocked();
+    }
+
+    /// Retransmissions, window probes, idle timeouts, periodic RAs. Call often (every
+    /// few tens of milliseconds).
+    pub fn timers(&mut self, now: Instant) {
+        self.now = now;
+        if self.next_ra.is_some_and(|t| now >= t) {
+            self.send_ra(None);
+            self.next_ra = Some(now + RA_INTERVAL);
+        }
+        for slot in 0..self.flows.slot_count() {
+            match self.flows.get_mut(slot) {
+                Some(Flow::Tcp(_)) => self.tcp_timer(slot),
+                Some(Flow::Udp(u)) if now.saturating_duration_since(u.last) > self.cfg.udp_idle => {
+                    self.remove_flow(slot);
+                }
+                Some(Flow::Ping(p)) if now.saturating_duration_since(p.last) > self.cfg.icmp_idle => {
+                    self.remove_flow(slot);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sets the engine's clock without running timers (tests drive time).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+}

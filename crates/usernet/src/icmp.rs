@@ -1,0 +1,258 @@
+//! ICMP and ICMPv6: echo through unprivileged ping sockets; errors to the guest.
+//!
+//! How it works: an echo request from the guest finds or opens a *ping flow* keyed by
+//! (guest address, echo identifier, destination): a `SOCK_DGRAM/IPPROTO_ICMP(V6)` socket
+//! connected to the destination (the loopback for a gateway address). The kernel puts
+//! its own identifier in what we send and checksums it; a reply read from the socket gets
+//! the guest's identifier back and a fresh checksum, and is framed from the destination to
+//! the guest. Ping flows close after `icmp_idle` without requests. Ping sockets need the
+//! process's group in `net.ipv4.ping_group_range` (KubeVirt sets it for passtBinding);
+//! when they are refused, requests are dropped and counted (`ping denied`).
+//!
+//! Socket errors of other flows become ICMP destination unreachable messages quoting the
+//! guest's packet (or a header synthesized from the flow when the packet is gone):
+//! [`Engine::send_unreachable`].
+//!
+//! ICMPv6 is dispatched here too: NDP goes to `ndp`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use mio::Interest;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::engine::Engine;
+use crate::flow::{Flow, FlowKey};
+use crate::frame::{
+    ETH_HLEN, GuestTx, IpPacket, PROTO_ICMP, PROTO_ICMPV6, fill_l4_checksum, ip_hlen, write_ip,
+};
+use crate::ndp::{ICMPV6_NS, ICMPV6_RS};
+
+const ECHO_REQUEST4: u8 = 8;
+const ECHO_REPLY4: u8 = 0;
+const ECHO_REQUEST6: u8 = 128;
+const ECHO_REPLY6: u8 = 129;
+
+pub struct PingFlow {
+    pub sock: Socket,
+    pub guest: IpAddr,
+    pub guest_id: u16,
+    pub remote: IpAddr,
+    pub last: Instant,
+}
+
+/// Why a destination is unreachable, in both families' codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    Net,
+    Host,
+    Port,
+    /// Refused by policy: the flow table is full.
+    Prohibited,
+}
+
+impl Unreachable {
+    fn codes(self, v6: bool) -> (u8, u8) {
+        match (self, v6) {
+            (Unreachable::Net, false) => (3, 0),
+            (Unreachable::Host, false) => (3, 1),
+            (Unreachable::Port, false) => (3, 3),
+            (Unreachable::Prohibited, false) => (3, 13),
+            (Unreachable::Net, true) => (1, 0),
+            (Unreachable::Host, true) => (1, 3),
+            (Unreachable::Port, true) => (1, 4),
+            (Unreachable::Prohibited, true) => (1, 1),
+        }
+    }
+
+    /// The unreachable kind for a socket error, if it is one.
+    pub fn from_io(e: &std::io::Error) -> Option<Unreachable> {
+        match e.raw_os_error() {
+            Some(nix::libc::ENETUNREACH) => Some(Unreachable::Net),
+            Some(nix::libc::EHOSTUNREACH) | Some(nix::libc::EADDRNOTAVAIL) => Some(Unreachable::Host),
+            Some(nix::libc::ECONNREFUSED) => Some(Unreachable::Port),
+            Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => Some(Unreachable::Prohibited),
+            _ => None,
+        }
+    }
+}
+
+impl<G: GuestTx> Engine<G> {
+    pub(crate) fn icmp4_from_guest(&mut self, pkt: &IpPacket<'_>) {
+        match pkt.payload.first() {
+            Some(&ECHO_REQUEST4) => self.ping_from_guest(pkt),
+            Some(_) => {}
+            None => self.counters.rx_malformed += 1,
+        }
+    }
+
+    pub(crate) fn icmp6_from_guest(&mut self, pkt: &IpPacket<'_>) {
+        match pkt.payload.first() {
+            Some(&ECHO_REQUEST6) => self.ping_from_guest(pkt),
+            Some(&ICMPV6_NS) => self.ns_from_guest(pkt),
+            Some(&ICMPV6_RS) => self.rs_from_guest(pkt),
+            Some(_) => {}
+            None => self.counters.rx_malformed += 1,
+        }
+    }
+
+    fn ping_from_guest(&mut self, pkt: &IpPacket<'_>) {
+        let body = pkt.payload;
+        if body.len() < 8 || body[1] != 0 {
+            self.counters.rx_malformed += 1;
+            return;
+        }
+        if !self.flow_destination_ok(pkt.dst) {
+            return;
+        }
+        let id = u16::from_be_bytes([body[4], body[5]]);
+        let proto = if pkt.is_v6() { PROTO_ICMPV6 } else { PROTO_ICMP };
+        let key = FlowKey { proto, guest: SocketAddr::new(pkt.src, id), remote: SocketAddr::new(pkt.dst, 0) };
+        let slot = match self.flows.lookup(&key) {
+            Some(slot) => slot,
+            None => match self.open_ping(key, pkt) {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        let now = self.now;
+        if let Some(Flow::Ping(p)) = self.flows.get_mut(slot) {
+            p.last = now;
+            let _ = p.sock.send(body);
+        }
+    }
+
+    fn open_ping(&mut self, key: FlowKey, pkt: &IpPacket<'_>) -> Option<usize> {
+        let Some(slot) = self.flows.next_slot() else {
+            self.counters.refused_full += 1;
+            self.send_unreachable(Unreachable::Prohibited, pkt.dst, pkt.src, pkt.packet);
+            return None;
+        };
+        let target = self.map_outbound(pkt.dst, 0, false);
+        let (domain, protocol) = match target {
+            SocketAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
+            SocketAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let sock = match Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(protocol)) {
+            Ok(s) => s,
+            Err(_) => {
+                self.counters.ping_denied += 1;
+                return None;
+            }
+        };
+        if let Err(e) = sock.connect(&SockAddr::from(target)) {
+            if let Some(kind) = Unreachable::from_io(&e) {
+                self.send_unreachable(kind, pkt.dst, pkt.src, pkt.packet);
+            }
+            return None;
+        }
+        let fd = sock.as_raw_fd();
+        let id = key.guest.port();
+        let flow = PingFlow { sock, guest: pkt.src, guest_id: id, remote: pkt.dst, last: self.now };
+        let slot_got = self.flows.insert(key, Flow::Ping(flow)).ok()?;
+        debug_assert_eq!(slot, slot_got);
+        if self.register_fd(fd, Self::flow_token(slot_got), Interest::READABLE).is_err() {
+            self.remove_flow(slot_got);
+            return None;
+        }
+        self.counters.ping_opened += 1;
+        Some(slot_got)
+    }
+
+    pub(crate) fn ping_ready(&mut self, slot: usize) {
+        loop {
+            let Engine { flows, scratch, out, .. } = self;
+            let Some(Flow::Ping(p)) = flows.get_mut(slot) else { return };
+            let n = match recv_into(&p.sock, scratch) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            let v6 = p.guest.is_ipv6();
+            let reply_type = if v6 { ECHO_REPLY6 } else { ECHO_REPLY4 };
+            if n < 8 || scratch[0] != reply_type {
+                continue;
+            }
+            let (src, dst, id) = (p.remote, p.guest, p.guest_id);
+            let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
+            let hdr = ETH_HLEN + ip_hlen(v6);
+            let body = &scratch[..n];
+            out.emit(hdr + n, |buf, mac| {
+                let l4 = write_ip(buf, mac, src, dst, proto, n, 64);
+                buf[l4..l4 + n].copy_from_slice(body);
+                buf[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
+                if v6 {
+                    fill_l4_checksum(buf, l4, 2, src, dst, proto);
+                } else {
+                    buf[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
+                    let sum = !smoltcp::wire::checksum::data(&buf[l4..l4 + n]);
+                    buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+                }
+                l4 + n
+            });
+        }
+    }
+
+    /// An ICMP(v6) destination unreachable from `from` to the guest address `to`,
+    /// quoting `quote` (the offending IP packet, cut to fit).
+    pub(crate) fn send_unreachable(&mut self, kind: Unreachable, from: IpAddr, to: IpAddr, quote: &[u8]) {
+        let v6 = to.is_ipv6();
+        if from.is_ipv6() != v6 {
+            return;
+        }
+        let (ty, code) = kind.codes(v6);
+        let max_quote = if v6 { 1280 - 48 } else { 576 - 28 };
+        let q = &quote[..quote.len().min(max_quote)];
+        let l4_len = 8 + q.len();
+        let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
+        let sent = self.out.emit(ETH_HLEN + ip_hlen(v6) + l4_len, |buf, mac| {
+            let l4 = write_ip(buf, mac, from, to, proto, l4_len, 64);
+            buf[l4..l4 + 8].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
+            buf[l4 + 8..l4 + l4_len].copy_from_slice(q);
+            if v6 {
+                fill_l4_checksum(buf, l4, 2, from, to, proto);
+            } else {
+                let sum = !smoltcp::wire::checksum::data(&buf[l4..l4 + l4_len]);
+                buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+            }
+            l4 + l4_len
+        });
+        if sent {
+            self.counters.unreachable_sent += 1;
+        }
+    }
+
+    /// Like [`Engine::send_unreachable`] for a flow whose packet is gone: quotes an IP
+    /// header `guest → remote` and the first 8 bytes of its L4 header.
+    pub(crate) fn send_unreachable_for(&mut self, kind: Unreachable, proto: u8, guest: SocketAddr, remote: SocketAddr, l4_first8: [u8; 8]) {
+        let mut q = [0u8; 14 + 40 + 8];
+        let l4 = write_ip(&mut q, [0; 6], guest.ip(), remote.ip(), proto, 8, 64);
+        q[l4..l4 + 8].copy_from_slice(&l4_first8);
+        self.send_unreachable(kind, remote.ip(), guest.ip(), &q[ETH_HLEN..l4 + 8]);
+    }
+}
+
+/// `recv` into an initialised buffer.
+pub(crate) fn recv_into(sock: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut s: &Socket = sock;
+    s.read(buf)
+}
+
+/// `recv_from` into an initialised buffer.
+pub(crate) fn recv_from_into(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(usize, Option<SocketAddr>)> {
+    let fd = std::os::fd::AsFd::as_fd(sock);
+    match nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd(), buf) {
+        Ok((n, addr)) => {
+            let addr = addr.and_then(|a| {
+                if let Some(v4) = a.as_sockaddr_in() {
+                    Some(SocketAddr::V4((*v4).into()))
+                } else {
+                    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+                }
+            });
+            Ok((n, addr))
+        }
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+}

@@ -1,0 +1,51 @@
+//! netbind's user-mode network engine (`usernet`): one guest NIC joined to the socket
+//! layer of the network namespace the engine runs in, so that the VM's traffic enters
+//! and leaves the pod as ordinary TCP, UDP and ICMP sockets of one process.
+//!
+//! Where a frame from the guest goes (one file per step):
+//!
+//! ```text
+//! attach/{stream,tap}.rs   frames in (QEMU -netdev stream, a tap, an inherited fd)
+//!   └─ engine.rs           checked Ethernet/IP parse, dispatch by protocol
+//!        ├─ arp.rs         ARP: the engine answers for every address but the guest's
+//!        ├─ icmp.rs        echo → ping sockets; ICMPv6 → ndp.rs (NS/NA, RS/RA)
+//!        ├─ udp.rs         flows with connected sockets; 67/547 → dhcp.rs (dhcp crate)
+//!        └─ tcp/           relay onto connected sockets (no TCP stack, passt's way)
+//!   flow.rs                the flow table (capped), one socket per flow
+//!   forward.rs             inbound ports: listeners delivering to the guest
+//!   frame.rs               frames out: built in place in the guest side's buffer
+//!   run.rs                 the event loop (mio, edge-triggered), signals, counters
+//!   pcap.rs                capture of the guest side
+//! ```
+//!
+//! Addresses are the pod's: the guest gets the namespace's own address and gateway, so
+//! to everyone else it *is* the pod. The gateway address leads to the namespace's
+//! loopback (switchable); DNS sent to an advertised resolver goes to the namespace's
+//! resolvers. See `config.rs`.
+//!
+//! What holds for any input from the guest: no panic (every parser is bounds-checked;
+//! `Engine::guest_frame` is the fuzz entry), no allocation per packet on the data path,
+//! at most `max_flows` flows (refused beyond with RST or ICMP unreachable).
+//! `unsafe` lives only in `sys.rs`.
+
+pub mod arp;
+pub mod attach;
+pub mod config;
+pub mod dhcp;
+pub mod engine;
+pub mod flow;
+pub mod forward;
+pub mod frame;
+pub mod icmp;
+pub mod ndp;
+pub mod pcap;
+pub mod ports;
+pub mod run;
+pub mod sys;
+pub mod tcp;
+pub mod udp;
+
+pub use config::EngineConfig;
+pub use engine::{Counters, Engine};
+pub use frame::{GuestTx, MemTx};
+pub use ports::PortSet;

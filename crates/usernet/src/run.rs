@@ -1,0 +1,256 @@
+//! The event loop of `netbind usernet`: one thread, one `mio::Poll` (epoll,
+//! edge-triggered), tokens below `engine::FIRST_TOKEN` for the guest side, the unix
+//! socket listener and the signal descriptor.
+//!
+//! Each round: wait (at most [`TICK`]), read every frame the guest has into the engine,
+//! hand socket readiness to the engine, send the owed ACKs, write the guest side out, run
+//! timers. `SIGUSR1` prints the counters; `SIGINT`/`SIGTERM` (or the `stop` flag) end
+//! the loop, which returns the counters. A stream guest that disconnects is replaced by
+//! the next connection on the socket; a tap or inherited descriptor that closes ends the
+//! loop.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::attach::stream::{StreamRx, StreamTx};
+use crate::attach::tap::{TapRx, TapTx};
+use crate::attach::{AttachError, GuestReader, GuestSide, Read};
+use crate::config::EngineConfig;
+use crate::engine::{Counters, Engine, EngineError};
+use crate::pcap::{Pcap, PcapError};
+
+pub const TICK: Duration = Duration::from_millis(20);
+const GUEST: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const LISTENER: Token = Token(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot set up the event loop")]
+    Poll(#[source] io::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
+    Pcap(#[from] PcapError),
+    #[error("cannot take over signals")]
+    Signals(#[source] nix::Error),
+}
+
+/// How the guest is attached.
+pub enum Attach {
+    /// Listen on a unix socket for QEMU (`-netdev stream,addr.type=unix`).
+    Socket(PathBuf),
+    /// A tap device's descriptor.
+    Tap(OwnedFd),
+    /// An inherited descriptor: a connected stream socket, or a tap.
+    Fd(OwnedFd),
+}
+
+pub struct RunOptions {
+    pub pcap: Option<PathBuf>,
+    /// Take over SIGUSR1/SIGINT/SIGTERM (the CLI); tests leave signals alone.
+    pub signals: bool,
+    /// Ends the loop when set.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Binds the unix socket (removing a stale one, creating the directory).
+pub fn listen_unix(path: &Path) -> Result<UnixListener, AttachError> {
+    let err = |source| AttachError::Listen { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    Ok(l)
+}
+
+fn is_socket(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK).unwrap_or(false)
+}
+
+/// Runs the engine until stopped; returns the final counters.
+pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counters, RunError> {
+    let mut poll = Poll::new().map_err(RunError::Poll)?;
+    let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
+    let mut listener: Option<UnixListener> = None;
+    let (side, mut reader, mut guest_fd): (GuestSide, GuestReader, Option<i32>) = match attach {
+        Attach::Socket(path) => {
+            let l = listen_unix(&path)?;
+            registry.register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE).map_err(RunError::Poll)?;
+            listener = Some(l);
+            (GuestSide::Stream(StreamTx::new()), GuestReader::Stream(StreamRx::new()), None)
+        }
+        Attach::Fd(fd) if is_socket(&fd) => {
+            let stream = UnixStream::from(fd);
+            stream.set_nonblocking(true).map_err(RunError::Poll)?;
+            let raw = stream.as_raw_fd();
+            let mut tx = StreamTx::new();
+            let mut rx = StreamRx::new();
+            rx.set_conn(Some(stream.try_clone().map_err(RunError::Poll)?));
+            tx.set_conn(Some(stream));
+            (GuestSide::Stream(tx), GuestReader::Stream(rx), Some(raw))
+        }
+        Attach::Tap(fd) | Attach::Fd(fd) => {
+            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_RDWR))
+                .map_err(|e| RunError::Poll(e.into()))?;
+            let raw = fd.as_raw_fd();
+            let dup = fd.try_clone().map_err(RunError::Poll)?;
+            (GuestSide::Tap(TapTx::new(fd)), GuestReader::Tap(TapRx::new(dup)), Some(raw))
+        }
+    };
+    if let Some(raw) = guest_fd {
+        registry.register(&mut SourceFd(&raw), GUEST, Interest::READABLE | Interest::WRITABLE).map_err(RunError::Poll)?;
+    }
+    let pcap = opts.pcap.as_deref().map(Pcap::create).transpose()?;
+    let mut engine = Engine::new(cfg, side, registry)?;
+    engine.set_pcap(pcap);
+    if guest_fd.is_some() {
+        engine.guest_connected();
+    }
+
+    let signals = if opts.signals {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGUSR1);
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.thread_block().map_err(RunError::Signals)?;
+        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(RunError::Signals)?;
+        poll.registry()
+            .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
+            .map_err(RunError::Poll)?;
+        Some(sfd)
+    } else {
+        None
+    };
+
+    let mut events = Events::with_capacity(1024);
+    let mut last_timers = Instant::now();
+    'outer: while !opts.stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(TICK))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(RunError::Poll(e));
+        }
+        engine.set_now(Instant::now());
+        for event in events.iter() {
+            match event.token() {
+                GUEST => {
+                    if event.is_writable() {
+                        if !engine.guest_mut().flush() {
+                            if disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+                                break 'outer;
+                            }
+                            continue;
+                        }
+                        engine.guest_writable();
+                    }
+                    if event.is_readable() || event.is_read_closed() {
+                        let mut closed = false;
+                        loop {
+                            match reader.next_frame() {
+                                Read::Frame(f) => engine.guest_frame(f),
+                                Read::Empty => break,
+                                Read::Closed => {
+                                    closed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        engine.flush();
+                        if closed && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+                            break 'outer;
+                        }
+                    }
+                }
+                LISTENER => {
+                    let Some(l) = listener.as_ref() else { continue };
+                    while let Ok((conn, _)) = l.accept() {
+                        if conn.set_nonblocking(true).is_err() {
+                            continue;
+                        }
+                        if let Some(old) = guest_fd.take() {
+                            let _ = engine_registry_deregister(&poll, old);
+                        }
+                        let Ok(rx_conn) = conn.try_clone() else { continue };
+                        let raw = conn.as_raw_fd();
+                        if let GuestReader::Stream(rx) = &mut reader {
+                            rx.set_conn(Some(rx_conn));
+                        }
+                        if let GuestSide::Stream(tx) = engine.guest_mut() {
+                            tx.set_conn(Some(conn));
+                        }
+                        if poll.registry().register(&mut SourceFd(&raw), GUEST, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                            guest_fd = Some(raw);
+                            engine.guest_connected();
+                        }
+                    }
+                }
+                SIGNALS => {
+                    if let Some(sfd) = signals.as_ref() {
+                        while let Ok(Some(info)) = sfd.read_signal() {
+                            if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                                eprintln!("netbind usernet: {}", engine.counters());
+                            } else {
+                                break 'outer;
+                            }
+                        }
+                    }
+                }
+                _ => engine.handle_event(event),
+            }
+        }
+        engine.flush();
+        let now = Instant::now();
+        if now.duration_since(last_timers) >= TICK {
+            engine.timers(now);
+            last_timers = now;
+        }
+        if guest_fd.is_some() && !engine.guest_mut().flush() && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+            break;
+        }
+    }
+    engine.set_pcap(None); // flushes the capture
+    Ok(engine.counters())
+}
+
+fn engine_registry_deregister(poll: &Poll, fd: i32) -> io::Result<()> {
+    poll.registry().deregister(&mut SourceFd(&fd))
+}
+
+/// The guest went away. Returns true when the loop should end (no listener to wait on).
+fn disconnect(engine: &mut Engine<GuestSide>, reader: &mut GuestReader, guest_fd: &mut Option<i32>, can_wait: bool) -> bool {
+    if !can_wait {
+        return true;
+    }
+    if let GuestReader::Stream(rx) = reader {
+        rx.set_conn(None);
+    }
+    if let GuestSide::Stream(tx) = engine.guest_mut() {
+        tx.set_conn(None); // closing the descriptor removes it from epoll
+    }
+    *guest_fd = None;
+    false
+}
+
+/// Takes ownership of an inherited descriptor number (`--fd N`).
+pub fn inherited_fd(n: i32) -> io::Result<OwnedFd> {
+    crate::sys::take_inherited_fd(n)
+}

@@ -1,0 +1,499 @@
+//! One TCP connection between the guest and a kernel socket: the state machine.
+//!
+//! Sequence spaces (see `tcp/mod.rs` for why there is no buffer here):
+//!
+//! ```text
+//! guest → socket:  rcv_nxt = next byte expected from the guest = bytes accepted by send()
+//! socket → guest:  snd_una ≤ snd_nxt;  [snd_una, snd_nxt) = bytes sent to the guest, not yet
+//!                  acknowledged = the head of the socket's receive queue, still there because
+//!                  we only peeked; SO_PEEK_OFF == snd_nxt - snd_una (less a FIN's one)
+//! ```
+//!
+//! What holds: `snd_nxt - snd_una` never exceeds the guest's window; an acknowledgement
+//! for `n` data bytes removes exactly `n` bytes from the socket; the guest is acknowledged
+//! only what the socket accepted, so nothing is acknowledged that could be lost here.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment};
+use crate::frame::{GuestTx, Out};
+use crate::sys;
+
+pub const RTO_INIT: Duration = Duration::from_millis(200);
+pub const RTO_MAX: Duration = Duration::from_secs(10);
+pub const MAX_RETRIES: u8 = 10;
+/// Window scale the engine offers (windows up to 2^30 bytes).
+pub const OUR_WSCALE: u8 = 7;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Guest sent SYN; our `connect()` is in progress.
+    Connecting,
+    /// Socket connected; SYN-ACK sent to the guest, waiting for its ACK.
+    SynAckSent,
+    /// Inbound: connection accepted; SYN sent to the guest, waiting for its SYN-ACK.
+    SynSent,
+    Established,
+}
+
+/// Flag bits.
+pub mod flags {
+    /// FIN sent to the guest (socket reached end of stream).
+    pub const FIN_SENT: u16 = 1 << 0;
+    /// The guest acknowledged our FIN.
+    pub const FIN_ACKED: u16 = 1 << 1;
+    /// The guest's FIN arrived; the socket was shut down for writing.
+    pub const GUEST_FIN: u16 = 1 << 2;
+    /// An ACK is owed to the guest (sent at the end of the batch).
+    pub const ACK_PENDING: u16 = 1 << 3;
+    /// Queued in the engine's pending-ACK list.
+    pub const ACK_QUEUED: u16 = 1 << 4;
+    /// The guest side was full: resume sending when it has room.
+    pub const WANT_TX: u16 = 1 << 5;
+    /// The socket refused guest data: when it drains, tell the guest (and make it resend).
+    pub const WND_UPDATE: u16 = 1 << 6;
+    /// The kernel lacks TCP `SO_PEEK_OFF`: peek from the head, skipping what was sent.
+    pub const PEEK_FALLBACK: u16 = 1 << 7;
+}
+use flags::*;
+
+/// What the engine must do with the connection after an event.
+#[derive(Debug)]
+pub enum Action {
+    Keep,
+    /// Both sides closed: remove quietly.
+    Close,
+    /// Send RST to the guest and abort the socket.
+    Reset,
+    /// The guest reset: abort the socket (RST to the peer), nothing to the guest.
+    Abort,
+    /// `connect()` failed with this error.
+    Refused(std::io::Error),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub from_guest: u64,
+    pub to_guest: u64,
+    pub retransmits: u64,
+}
+
+pub struct TcpConn {
+    pub sock: Socket,
+    pub guest: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: State,
+    pub rcv_nxt: u32,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub snd_wnd: u32,
+    pub guest_ws: u8,
+    pub our_ws: u8,
+    /// Largest payload of a segment to the guest.
+    pub mss: u16,
+    /// MSS we announce to the guest.
+    pub our_mss: u16,
+    pub dup_acks: u8,
+    pub retries: u8,
+    pub rto: Duration,
+    pub deadline: Option<Instant>,
+    pub flags: u16,
+    pub stats: Stats,
+}
+
+impl TcpConn {
+    pub fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    fn header(&self, seq: u32, flags: u8) -> Header {
+        Header { from: self.remote, to: self.guest, seq, ack: self.rcv_nxt, flags, window: self.window_field(flags) }
+    }
+
+    /// Room in the socket's send buffer: what the guest may send next.
+    fn space(&self) -> u32 {
+        let sndbuf = self.sock.send_buffer_size().unwrap_or(0) as u32;
+        let queued = sys::outq(self.sock.as_fd()).unwrap_or(0);
+        // Never close the window entirely on an estimate: a window of a few segments
+        // keeps the guest sending until send() itself says no, which arms the
+        // writability wakeup that reopens the window.
+        let floor = (u32::from(self.our_mss) * 4).min(256 * 1024);
+        sndbuf.saturating_sub(queued).max(floor)
+    }
+
+    fn window_field(&self, flags: u8) -> u16 {
+        let space = if self.has(WND_UPDATE) { 0 } else { self.space() };
+        if flags & SYN != 0 {
+            space.min(65535) as u16
+        } else {
+            (space >> self.our_ws).min(65535) as u16
+        }
+    }
+
+    /// Sends a segment without payload.
+    pub fn send_flags<G: GuestTx>(&mut self, out: &mut Out<G>, seq: u32, flags: u8, opts: &[u8]) -> bool {
+        let h = self.header(seq, flags);
+        let v6 = self.guest.is_ipv6();
+        let sent = out.emit(segment::payload_offset(v6, opts.len()), |buf, mac| segment::write(buf, mac, &h, opts, 0));
+        if sent && flags & ACK != 0 {
+            self.flags &= !ACK_PENDING;
+        }
+        sent
+    }
+
+    pub fn send_ack<G: GuestTx>(&mut self, out: &mut Out<G>) -> bool {
+        self.send_flags(out, self.snd_nxt, ACK, &[])
+    }
+
+    pub fn send_syn<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
+        let (opts, n) = segment::syn_options(self.our_mss, Some(OUR_WSCALE));
+        self.send_flags(out, self.snd_una, SYN, &opts[..n]);
+        self.snd_nxt = self.snd_una.wrapping_add(1);
+        self.deadline = Some(now + self.rto);
+    }
+
+    pub fn send_synack<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
+        let ws = (self.our_ws > 0).then_some(self.our_ws);
+        let (opts, n) = segment::syn_options(self.our_mss, ws);
+        self.send_flags(out, self.snd_una, SYN | ACK, &opts[..n]);
+        self.snd_nxt = self.snd_una.wrapping_add(1);
+        self.deadline = Some(now + self.rto);
+    }
+
+    /// Sends RST (the engine removes the flow after).
+    pub fn send_rst<G: GuestTx>(&mut self, out: &mut Out<G>) {
+        self.send_flags(out, self.snd_nxt, RST | ACK, &[]);
+    }
+
+    /// The socket connected (or failed to).
+    pub fn on_connected<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) -> Action {
+        match self.sock.take_error() {
+            Ok(Some(e)) | Err(e) => return Action::Refused(e),
+            Ok(None) => {}
+        }
+        if self.sock.peer_addr().is_err() {
+            return Action::Keep; // not yet: a spurious wakeup
+        }
+        if sys::set_peek_off(self.sock.as_fd(), 0).is_err() {
+            self.flags |= PEEK_FALLBACK;
+        }
+        self.state = State::SynAckSent;
+        self.send_synack(out, now);
+        Action::Keep
+    }
+
+    /// A segment from the guest for this connection.
+    pub fn on_segment<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        if s.flags & RST != 0 {
+            return Action::Abort;
+        }
+        match self.state {
+            State::Connecting => return Action::Keep,
+            State::SynSent => {
+                if s.flags & (SYN | ACK) != SYN | ACK || s.ack != self.snd_nxt {
+                    return Action::Keep;
+                }
+                self.rcv_nxt = s.seq.wrapping_add(1);
+                self.snd_una = s.ack;
+                match s.wscale {
+                    Some(ws) => self.guest_ws = ws.min(14),
+                    None => {
+                        self.guest_ws = 0;
+                        self.our_ws = 0;
+                    }
+                }
+                self.mss = self.mss.min(s.mss.unwrap_or(536).max(64));
+                self.snd_wnd = u32::from(s.window);
+                self.established();
+                self.send_ack(out);
+                return self.data_from_sock(out, now, discard);
+            }
+            State::SynAckSent => {
+                if s.flags & SYN != 0 && s.flags & ACK == 0 {
+                    self.send_synack(out, now); // our SYN-ACK was lost
+                    return Action::Keep;
+                }
+                if s.flags & ACK == 0 || s.ack != self.snd_nxt {
+                    return Action::Keep;
+                }
+                self.snd_una = s.ack;
+                self.established();
+            }
+            State::Established => {}
+        }
+        if s.flags & SYN != 0 {
+            return Action::Keep;
+        }
+        if s.flags & ACK != 0 {
+            let wnd = u32::from(s.window) << self.guest_ws;
+            let acked = s.ack.wrapping_sub(self.snd_una);
+            let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
+            if acked > 0 && acked <= inflight {
+                let mut data = acked;
+                if self.has(FIN_SENT) && s.ack == self.snd_nxt {
+                    data -= 1;
+                    self.flags |= FIN_ACKED;
+                }
+                if data > 0 && !self.discard(data as usize) {
+                    return Action::Reset;
+                }
+                self.snd_una = s.ack;
+                self.dup_acks = 0;
+                self.retries = 0;
+                self.rto = RTO_INIT;
+                self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.rto);
+            } else if acked == 0 && s.payload.is_empty() && s.flags & FIN == 0 && inflight > 0 && wnd == self.snd_wnd {
+                self.dup_acks = self.dup_acks.saturating_add(1);
+                if self.dup_acks == 3 {
+                    self.rewind();
+                    self.stats.retransmits += 1;
+                }
+            }
+            self.snd_wnd = wnd;
+        }
+        if !s.payload.is_empty() {
+            let already = self.rcv_nxt.wrapping_sub(s.seq);
+            if (already as i32) < 0 {
+                // A hole before this segment: say what we expect (a duplicate ACK).
+                self.send_ack(out);
+            } else if already as usize >= s.payload.len() || self.has(GUEST_FIN) {
+                self.flags |= ACK_PENDING;
+            } else {
+                let data = &s.payload[already as usize..];
+                match self.sock.send(data) {
+                    Ok(n) => {
+                        self.rcv_nxt = self.rcv_nxt.wrapping_add(n as u32);
+                        self.stats.from_guest += n as u64;
+                        if n < data.len() {
+                            self.flags |= WND_UPDATE;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.flags |= WND_UPDATE,
+                    Err(_) => return Action::Reset,
+                }
+                self.flags |= ACK_PENDING;
+            }
+        }
+        if s.flags & FIN != 0 {
+            let fin_seq = s.seq.wrapping_add(s.payload.len() as u32);
+            if !self.has(GUEST_FIN) && fin_seq == self.rcv_nxt {
+                self.flags |= GUEST_FIN;
+                self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+                let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                self.send_ack(out);
+            } else if self.has(GUEST_FIN) {
+                self.send_ack(out);
+            }
+        }
+        if self.has(GUEST_FIN) && self.has(FIN_ACKED) {
+            if self.has(ACK_PENDING) {
+                self.send_ack(out);
+            }
+            return Action::Close;
+        }
+        self.data_from_sock(out, now, discard)
+    }
+
+    fn established(&mut self) {
+        self.state = State::Established;
+        self.retries = 0;
+        self.rto = RTO_INIT;
+        self.deadline = None;
+    }
+
+    /// Drops `n` acknowledged bytes from the socket's receive queue.
+    fn discard(&mut self, n: usize) -> bool {
+        let mut left = n;
+        while left > 0 {
+            match sys::recv_discard(self.sock.as_fd(), left) {
+                Ok(0) => return false,
+                Ok(k) => left -= k.min(left),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Goes back to the first unacknowledged byte (retransmission).
+    fn rewind(&mut self) {
+        self.snd_nxt = self.snd_una;
+        self.flags &= !FIN_SENT;
+        if !self.has(PEEK_FALLBACK) {
+            let _ = sys::set_peek_off(self.sock.as_fd(), 0);
+        }
+    }
+
+    /// Sends what the socket has, as far as the guest's window and the guest side allow.
+    pub fn data_from_sock<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        if self.state != State::Established || self.has(FIN_SENT) {
+            return Action::Keep;
+        }
+        let v6 = self.guest.is_ipv6();
+        let off = segment::payload_offset(v6, 0);
+        loop {
+            let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
+            let mut room = self.snd_wnd.saturating_sub(inflight);
+            if self.has(PEEK_FALLBACK) {
+                room = room.min((discard.len() as u32).saturating_sub(inflight));
+            }
+            let want = room.min(u32::from(self.mss)) as usize;
+            if want == 0 {
+                if inflight == 0 && self.deadline.is_none() {
+                    self.deadline = Some(now + self.rto); // zero window: probe later
+                }
+                return Action::Keep;
+            }
+            let mut h = self.header(self.snd_nxt, ACK);
+            let fallback = self.has(PEEK_FALLBACK);
+            let fd = self.sock.as_fd();
+            let mut result: Option<std::io::Result<usize>> = None;
+            out.emit(off + want, |buf, mac| {
+                let skip = fallback.then(|| &mut discard[..inflight as usize]);
+                let r = peek(fd, &mut buf[off..off + want], skip);
+                let len = match r {
+                    Ok(n) if n > 0 => {
+                        if n < want {
+                            h.flags |= PSH;
+                        }
+                        segment::write(buf, mac, &h, &[], n)
+                    }
+                    _ => 0,
+                };
+                result = Some(r);
+                len
+            });
+            match result {
+                None => {
+                    self.flags |= WANT_TX;
+                    return Action::Keep;
+                }
+                Some(Ok(0)) => {
+                    if self.has(PEEK_FALLBACK) && inflight > 0 {
+                        return Action::Keep; // EOF is seen once everything is acknowledged
+                    }
+                    self.send_flags(out, self.snd_nxt, FIN | ACK, &[]);
+                    self.snd_nxt = self.snd_nxt.wrapping_add(1);
+                    self.flags |= FIN_SENT;
+                    if self.deadline.is_none() {
+                        self.deadline = Some(now + self.rto);
+                    }
+                    return Action::Keep;
+                }
+                Some(Ok(n)) => {
+                    self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
+                    self.stats.to_guest += n as u64;
+                    self.flags &= !ACK_PENDING;
+                    if self.deadline.is_none() {
+                        self.deadline = Some(now + self.rto);
+                    }
+                    // Even after a short read, peek again: end of stream (0) or
+                    // EAGAIN tells what the edge-triggered wakeup will not repeat.
+                }
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Action::Keep,
+                Some(Err(_)) => return Action::Reset,
+            }
+        }
+    }
+
+    /// Socket readiness.
+    pub fn on_ready<G: GuestTx>(&mut self, readable: bool, writable: bool, error: bool, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        match self.state {
+            State::Connecting => {
+                if writable || error {
+                    return self.on_connected(out, now);
+                }
+                Action::Keep
+            }
+            State::SynAckSent | State::SynSent => Action::Keep,
+            State::Established => {
+                if writable && self.has(WND_UPDATE) {
+                    self.flags &= !WND_UPDATE;
+                    // A window update, then three duplicates: the guest resends at once
+                    // what the socket refused instead of waiting for its timer.
+                    for _ in 0..4 {
+                        self.send_ack(out);
+                    }
+                }
+                if readable || error {
+                    return self.data_from_sock(out, now, discard);
+                }
+                Action::Keep
+            }
+        }
+    }
+
+    /// Retransmission and probe timer.
+    pub fn on_timer<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        let Some(deadline) = self.deadline else { return Action::Keep };
+        if now < deadline {
+            return Action::Keep;
+        }
+        self.retries += 1;
+        if self.retries > MAX_RETRIES {
+            return Action::Reset;
+        }
+        self.rto = (self.rto * 2).min(RTO_MAX);
+        match self.state {
+            State::Connecting => {
+                self.deadline = None;
+                Action::Keep
+            }
+            State::SynSent => {
+                self.send_syn(out, now);
+                Action::Keep
+            }
+            State::SynAckSent => {
+                self.send_synack(out, now);
+                Action::Keep
+            }
+            State::Established => {
+                let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
+                self.deadline = None;
+                if inflight == 0 {
+                    if self.snd_wnd == 0 {
+                        // Zero window: an old sequence number makes the guest answer with
+                        // its current window.
+                        self.send_flags(out, self.snd_una.wrapping_sub(1), ACK, &[]);
+                        self.deadline = Some(now + self.rto);
+                        return Action::Keep;
+                    }
+                    self.retries = 0;
+                } else {
+                    self.rewind();
+                    self.stats.retransmits += 1;
+                }
+                let action = self.data_from_sock(out, now, discard);
+                if self.deadline.is_none() && self.snd_nxt != self.snd_una {
+                    self.deadline = Some(now + self.rto);
+                }
+                action
+            }
+        }
+    }
+}
+
+/// Peeks at the socket's receive queue: at `SO_PEEK_OFF`, or after `skip` bytes on
+/// kernels without it (those bytes land in `skip` and are thrown away).
+fn peek(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], skip: Option<&mut [u8]>) -> std::io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, recv, recvmsg};
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match skip {
+        None => recv(fd.as_raw_fd(), buf, flags).map_err(std::io::Error::from),
+        Some(skip) => {
+            let skipped = skip.len();
+            let mut iov = [std::io::IoSliceMut::new(skip), std::io::IoSliceMut::new(buf)];
+            let total = recvmsg::<()>(fd.as_raw_fd(), &mut iov, None, flags).map_err(std::io::Error::from)?.bytes;
+            if total == 0 {
+                Ok(0)
+            } else if total <= skipped {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(total - skipped)
+            }
+        }
+    }
+}

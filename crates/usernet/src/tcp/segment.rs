@@ -1,0 +1,127 @@
+//! TCP segments: the checked view of what the guest sends, and the writer of what the
+//! engine sends.
+//!
+//! Parsing uses smoltcp's `TcpPacket` (bounds-checked header length, option walker);
+//! writing is direct into the frame buffer, because the payload is already there (peeked
+//! from the socket) and only the 20-byte header, a few options and the checksum remain.
+
+use std::net::SocketAddr;
+
+use smoltcp::wire::TcpPacket;
+
+use crate::frame::{ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, write_ip};
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("TCP header cut short or with a bad data offset")]
+    Malformed,
+}
+
+/// One segment from the guest.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Segment<'a> {
+    pub fn parse(l4: &'a [u8]) -> Result<Segment<'a>, SegmentError> {
+        let packet = TcpPacket::new_checked(l4).map_err(|_| SegmentError::Malformed)?;
+        let hl = usize::from(packet.header_len());
+        if hl < TCP_HLEN || hl > l4.len() {
+            return Err(SegmentError::Malformed);
+        }
+        let (mss, wscale) = match packet.options_summary() {
+            Ok(o) => (o.max_segment_size, o.window_scale),
+            Err(_) => (None, None),
+        };
+        Ok(Segment {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            seq: packet.seq_number().0 as u32,
+            ack: packet.ack_number().0 as u32,
+            flags: l4[13] & 0x3f,
+            window: packet.window_len(),
+            mss,
+            wscale,
+            payload: &l4[hl..],
+        })
+    }
+
+    /// Sequence space the segment takes (payload, SYN, FIN).
+    pub fn seq_len(&self) -> u32 {
+        self.payload.len() as u32 + u32::from(self.flags & SYN != 0) + u32::from(self.flags & FIN != 0)
+    }
+}
+
+/// Where the payload of a segment with `opt_len` bytes of options starts in the frame.
+pub fn payload_offset(v6: bool, opt_len: usize) -> usize {
+    ETH_HLEN + ip_hlen(v6) + TCP_HLEN + opt_len
+}
+
+/// Fields of a segment to the guest.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+}
+
+/// Writes a segment whose `payload_len` bytes are already in place at
+/// `payload_offset(.., opts.len())`; returns the frame length.
+pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> usize {
+    let tcp_len = TCP_HLEN + opts.len() + payload_len;
+    let l4 = write_ip(buf, mac, h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len, 64);
+    let t = &mut buf[l4..l4 + TCP_HLEN + opts.len()];
+    t[0..2].copy_from_slice(&h.from.port().to_be_bytes());
+    t[2..4].copy_from_slice(&h.to.port().to_be_bytes());
+    t[4..8].copy_from_slice(&h.seq.to_be_bytes());
+    t[8..12].copy_from_slice(&h.ack.to_be_bytes());
+    t[12] = (((TCP_HLEN + opts.len()) / 4) as u8) << 4;
+    t[13] = h.flags;
+    t[14..16].copy_from_slice(&h.window.to_be_bytes());
+    t[16..20].copy_from_slice(&[0, 0, 0, 0]);
+    t[TCP_HLEN..].copy_from_slice(opts);
+    fill_l4_checksum(&mut buf[..l4 + tcp_len], l4, 16, h.from.ip(), h.to.ip(), PROTO_TCP);
+    l4 + tcp_len
+}
+
+/// SYN options: MSS, and window scale when `wscale` is given.
+pub fn syn_options(mss: u16, wscale: Option<u8>) -> ([u8; 8], usize) {
+    let m = mss.to_be_bytes();
+    match wscale {
+        Some(ws) => ([2, 4, m[0], m[1], 1, 3, 3, ws], 8),
+        None => ([2, 4, m[0], m[1], 0, 0, 0, 0], 4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_or_lying_headers_are_refused() {
+        assert!(Segment::parse(&[0; 19]).is_err());
+        let mut h = [0u8; 20];
+        h[12] = 0xf0; // 60-byte header in a 20-byte segment
+        assert!(Segment::parse(&h).is_err());
+        h[12] = 0x40; // 16 bytes: shorter than a header
+        assert!(Segment::parse(&h).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! ARP, NDP and DHCP: answered by the engine itself, no sockets.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use common::*;
+use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
+
+fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend(GUEST_MAC);
+    f.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend(GUEST_MAC);
+    f.extend(sender.octets());
+    f.extend([0; 6]);
+    f.extend(target.octets());
+    f
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered_with_the_engine_mac() {
+    let mut h = Harness::new(config());
+    h.send(&arp_request(GW4, GUEST4));
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    let r = &got[0].raw;
+    assert_eq!(&r[0..6], &GUEST_MAC);
+    assert_eq!(u16::from_be_bytes([r[20], r[21]]), 2, "a reply");
+    assert_eq!(&r[22..28], &ENGINE_MAC);
+    assert_eq!(&r[28..32], &GW4.octets());
+    assert_eq!(&r[38..42], &GUEST4.octets());
+}
+
+#[test]
+fn arp_for_any_other_address_is_answered_too_but_not_for_the_guests_own() {
+    let mut h = Harness::new(config());
+    h.send(&arp_request(Ipv4Addr::new(10, 0, 2, 77), GUEST4));
+    assert_eq!(h.take().len(), 1);
+    h.send(&arp_request(GUEST4, GUEST4));
+    h.send(&arp_request(GUEST4, Ipv4Addr::UNSPECIFIED));
+    assert!(h.take().is_empty());
+}
+
+fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, body: &[u8]) -> Vec<u8> {
+    ip_frame(IpAddr::V6(src), IpAddr::V6(dst), 58, body, 255)
+}
+
+#[test]
+fn neighbour_solicitation_for_the_router_gets_an_advertisement() {
+    let mut h = Harness::new(config());
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(ENGINE_LINK_LOCAL.octets());
+    ns.extend([1, 1]);
+    ns.extend(GUEST_MAC);
+    h.send(&icmp6(GUEST6, "ff02::1:ff00:1".parse().unwrap(), &ns));
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    let na = &got[0];
+    assert_eq!((na.l4[0], na.hop), (136, 255));
+    assert_eq!(na.src, IpAddr::V6(ENGINE_LINK_LOCAL));
+    assert_eq!(&na.l4[8..24], &ENGINE_LINK_LOCAL.octets());
+    assert_eq!(&na.l4[26..32], &ENGINE_MAC);
+}
+
+#[test]
+fn duplicate_address_detection_gets_no_answer() {
+    let mut h = Harness::new(config());
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(GUEST6.octets());
+    h.send(&icmp6(Ipv6Addr::UNSPECIFIED, "ff02::1:ff00:15".parse().unwrap(), &ns));
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn router_solicitation_gets_an_ra_with_prefix_and_mtu() {
+    let mut h = Harness::new(config());
+    h.send(&icmp6("fe80::15".parse().unwrap(), "ff02::2".parse().unwrap(), &[133, 0, 0, 0, 0, 0, 0, 0]));
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    let ra = &got[0].l4;
+    assert_eq!(ra[0], 134);
+    assert_eq!(ra[5] & 0x80, 0x80, "managed: addresses by DHCPv6");
+    let mtu_opt = ra.windows(4).position(|w| w == [5, 1, 0, 0]).expect("MTU option");
+    assert_eq!(&ra[mtu_opt + 4..mtu_opt + 8], &65520u32.to_be_bytes());
+    assert!(ra.windows(8).any(|w| w == [0xfd, 0, 0, 0, 0, 0, 0, 0]), "fd00::/64 prefix");
+}
+
+#[test]
+fn an_ra_greets_a_newly_connected_guest() {
+    let mut h = Harness::new(config());
+    h.engine.guest_connected();
+    let got = h.take();
+    assert!(got.iter().any(|g| g.l4.first() == Some(&134) && g.dst == IpAddr::V6("ff02::1".parse().unwrap())));
+}
+
+#[test]
+fn dhcp_discover_gets_an_offer_of_the_pods_address() {
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
+    let mut h = Harness::new(config());
+    let mut msg = v4::Message::default();
+    msg.set_chaddr(&GUEST_MAC).set_flags(v4::Flags::default().set_broadcast());
+    msg.opts_mut().insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    h.send(&udp_frame(
+        "0.0.0.0:68".parse().unwrap(),
+        "255.255.255.255:67".parse().unwrap(),
+        &payload,
+    ));
+    let got = h.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
+    assert_eq!(offer.yiaddr(), GUEST4);
+    assert_eq!(got[0].src, IpAddr::V4(GW4));
+    assert!(matches!(offer.opts().get(v4::OptionCode::MessageType), Some(v4::DhcpOption::MessageType(v4::MessageType::Offer))));
+}
+
+#[test]
+fn dhcpv6_solicit_gets_an_advertise_with_the_pods_address() {
+    use dhcproto::{Encodable, Encoder, v6};
+    let mut h = Harness::new(config());
+    let mut msg = v6::Message::new(v6::MessageType::Solicit);
+    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15]));
+    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA { id: 1, t1: 0, t2: 0, opts: v6::DhcpOptions::new() }));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    h.send(&udp_frame("[fe80::15]:546".parse().unwrap(), "[ff02::1:2]:547".parse().unwrap(), &payload));
+    let got = h.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].src, IpAddr::V6(ENGINE_LINK_LOCAL));
+    assert!(got[0].udp_payload().windows(16).any(|w| w == GUEST6.octets()), "IA_NA with the pod address");
+}
+
+#[test]
+fn hostile_frames_do_not_panic_or_open_flows() {
+    let mut h = Harness::new(config());
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds = [
+        tcp_frame(guest4(1), gw4(2), 1, 0, SYN, 100, &[2, 4, 0, 0], &[]),
+        udp_frame(guest4(1), gw4(67), &[1, 2, 3]),
+        arp_request(GW4, GUEST4),
+        icmp6(GUEST6, ENGINE_LINK_LOCAL, &[135, 0, 0, 0]),
+    ];
+    for _ in 0..20000 {
+        let seed = &seeds[(next() % seeds.len() as u64) as usize];
+        let mut f = seed.clone();
+        let cut = (next() as usize) % (f.len() + 1);
+        f.truncate(cut.max(14));
+        for _ in 0..(next() % 4) {
+            if f.is_empty() {
+                break;
+            }
+            let i = (next() as usize) % f.len();
+            f[i] = next() as u8;
+        }
+        h.engine.guest_frame(&f);
+    }
+    let c = h.engine.counters();
+    assert!(c.rx_malformed > 0);
+}

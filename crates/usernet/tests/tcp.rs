@@ -1,0 +1,302 @@
+//! TCP through the engine to real sockets on the loopback (the gateway address maps to
+//! it): handshake, data both ways, close, reset, retransmission, windows, MSS, inbound.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use netbind_usernet::frame::PROTO_TCP;
+
+fn server() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+fn from_server(h: &mut Harness, what: &str, f: impl Fn(&Tcp) -> bool) -> Tcp {
+    h.expect(what, |g| g.proto == PROTO_TCP && f(&g.tcp())).tcp()
+}
+
+#[test]
+fn handshake_announces_mss_from_the_mtu_and_reaches_the_server() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    h.send(&tcp_frame(guest4(40000), gw4(port), 7, 0, SYN, 65535, &[2, 4, 0x05, 0xb4], &[]));
+    let t = from_server(&mut h, "SYN-ACK", |t| t.flags == SYN | ACK);
+    assert_eq!(t.ack, 8);
+    assert_eq!(t.mss(), Some(65520 - 40));
+    l.set_nonblocking(false).unwrap();
+    let (_s, peer) = l.accept().unwrap();
+    assert!(peer.ip().is_loopback());
+}
+
+#[test]
+fn data_flows_both_ways_with_sequence_numbers_that_add_up() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40001), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+
+    let seg = c.seg(ACK | PSH, b"hello from the guest");
+    h.send(&seg);
+    let ack = from_server(&mut h, "ACK of guest data", |t| t.ack == c.snd_nxt);
+    assert!(ack.payload.is_empty());
+    let mut buf = [0u8; 20];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello from the guest");
+
+    s.write_all(b"hello from the server").unwrap();
+    let d = from_server(&mut h, "server data", |t| !t.payload.is_empty());
+    assert_eq!(d.seq, c.rcv_nxt);
+    assert_eq!(d.payload, b"hello from the server");
+    c.rcv_nxt = c.rcv_nxt.wrapping_add(d.payload.len() as u32);
+    h.send(&c.seg(ACK, &[]));
+
+    s.write_all(b"more").unwrap();
+    let d = from_server(&mut h, "more server data", |t| !t.payload.is_empty());
+    assert_eq!(d.seq, c.rcv_nxt, "acknowledged bytes are not sent again");
+    assert_eq!(d.payload, b"more");
+}
+
+#[test]
+fn close_from_both_sides_ends_the_flow() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40002), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    h.send(&c.seg(FIN | ACK, &[]));
+    from_server(&mut h, "ACK of FIN", |t| t.ack == c.snd_nxt);
+    let mut buf = [0u8; 1];
+    assert_eq!(s.read(&mut buf).unwrap(), 0, "the server sees end of stream");
+    s.shutdown(Shutdown::Write).unwrap();
+    let fin = from_server(&mut h, "FIN", |t| t.flags & FIN != 0);
+    c.rcv_nxt = fin.seq.wrapping_add(1);
+    h.send(&c.seg(ACK, &[]));
+    assert_eq!(h.engine.flow_count(), 0);
+}
+
+#[test]
+fn server_closing_first_sends_its_data_then_fin() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40003), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(b"bye").unwrap();
+    drop(s);
+    let d = from_server(&mut h, "data", |t| !t.payload.is_empty());
+    assert_eq!(d.payload, b"bye");
+    let fin = from_server(&mut h, "FIN", |t| t.flags & FIN != 0);
+    assert_eq!(fin.seq, c.rcv_nxt + 3);
+    c.rcv_nxt = fin.seq + 1;
+    h.send(&c.seg(ACK, &[]));
+    h.send(&c.seg(FIN | ACK, &[]));
+    assert_eq!(h.engine.flow_count(), 0);
+}
+
+#[test]
+fn guest_reset_resets_the_server_side() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40004), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    h.send(&c.seg(RST, &[]));
+    assert_eq!(h.engine.flow_count(), 0);
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 1];
+    let r = s.read(&mut buf);
+    assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{r:?}");
+}
+
+#[test]
+fn server_reset_becomes_rst_to_the_guest() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let _c = connect(&mut h, guest4(40005), gw4(port), 1460, None);
+    let (s, _) = l.accept().unwrap();
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    from_server(&mut h, "RST", |t| t.flags & RST != 0);
+    assert_eq!(h.engine.flow_count(), 0);
+}
+
+#[test]
+fn refused_connection_is_rst_to_the_guest() {
+    let (l, port) = server();
+    drop(l);
+    let mut h = Harness::new(config());
+    h.send(&tcp_frame(guest4(40006), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
+    assert_eq!(t.ack, 8);
+    assert_eq!(h.engine.flow_count(), 0);
+}
+
+#[test]
+fn segment_for_no_connection_is_answered_with_rst() {
+    let mut h = Harness::new(config());
+    h.send(&tcp_frame(guest4(40007), gw4(9), 7, 1234, ACK, 65535, &[], b"x"));
+    let t = h.take().pop().expect("RST").tcp();
+    assert_eq!((t.flags, t.seq), (RST, 1234));
+}
+
+#[test]
+fn unacknowledged_data_is_sent_again_after_the_timeout() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let c = connect(&mut h, guest4(40008), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(b"lost once").unwrap();
+    let first = from_server(&mut h, "data", |t| !t.payload.is_empty());
+    h.timers_at(Duration::from_millis(250));
+    let again = from_server(&mut h, "retransmission", |t| !t.payload.is_empty());
+    assert_eq!((again.seq, again.payload), (first.seq, first.payload));
+    assert_eq!(again.seq, c.rcv_nxt);
+    assert_eq!(h.engine.counters().retransmits, 1);
+}
+
+#[test]
+fn three_duplicate_acks_resend_at_once() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40009), gw4(port), 1000, None);
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(&[1u8; 3000]).unwrap();
+    let mut segs = Vec::new();
+    while segs.iter().map(|t: &Tcp| t.payload.len()).sum::<usize>() < 3000 {
+        segs.push(from_server(&mut h, "data", |t| !t.payload.is_empty()));
+    }
+    for _ in 0..3 {
+        h.send(&c.seg(ACK, &[])); // acknowledges nothing new
+    }
+    let again = from_server(&mut h, "fast retransmission", |t| t.seq == segs[0].seq && !t.payload.is_empty());
+    assert_eq!(again.payload.len(), 1000);
+}
+
+#[test]
+fn zero_window_stops_data_and_a_window_update_resumes_it() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40010), gw4(port), 1460, None);
+    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, ACK, 0, &[], &[]));
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(b"wait for it").unwrap();
+    h.expect_none("data into a zero window", Duration::from_millis(100), |g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty());
+    h.timers_at(Duration::from_millis(250));
+    let probe = from_server(&mut h, "window probe", |t| t.payload.is_empty() && t.seq == c.rcv_nxt.wrapping_sub(1));
+    assert_eq!(probe.flags, ACK);
+    h.send(&c.seg(ACK, &[]));
+    let d = from_server(&mut h, "data after the update", |t| !t.payload.is_empty());
+    assert_eq!(d.payload, b"wait for it");
+}
+
+#[test]
+fn tiny_mss_cuts_data_into_tiny_segments() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let _c = connect(&mut h, guest4(40011), gw4(port), 64, None);
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(&[9u8; 1000]).unwrap();
+    let mut total = 0;
+    while total < 1000 {
+        let t = from_server(&mut h, "data", |t| !t.payload.is_empty());
+        assert!(t.payload.len() <= 64);
+        total += t.payload.len();
+    }
+}
+
+#[test]
+fn out_of_order_data_is_not_acknowledged() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let c = connect(&mut h, guest4(40012), gw4(port), 1460, None);
+    let _s = l.accept().unwrap();
+    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt + 100, c.rcv_nxt, ACK, 65535, &[], b"later"));
+    let dup = from_server(&mut h, "duplicate ACK", |t| t.flags == ACK);
+    assert_eq!(dup.ack, c.snd_nxt);
+}
+
+#[test]
+fn ipv6_gateway_reaches_the_ipv6_loopback() {
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest6(40013), gw6(port), 1440, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    h.send(&c.seg(ACK | PSH, b"v6"));
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"v6");
+}
+
+#[test]
+fn full_flow_table_refuses_new_connections_with_rst() {
+    let (l, port) = server();
+    let mut cfg = config();
+    cfg.max_flows = 1;
+    let mut h = Harness::new(cfg);
+    let _c = connect(&mut h, guest4(40014), gw4(port), 1460, None);
+    h.send(&tcp_frame(guest4(40015), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
+    assert_eq!(t.dst_port, 40015);
+    assert_eq!(h.engine.counters().refused_full, 1);
+    drop(l);
+}
+
+#[test]
+fn inbound_connection_on_a_forwarded_port_reaches_the_guest() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config();
+    cfg.guest6 = None;
+    cfg.tcp_ports = netbind_usernet::PortSet::parse(&port.to_string()).unwrap();
+    let mut h = Harness::new(cfg);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let syn = from_server(&mut h, "SYN to the guest", |t| t.flags == SYN);
+    assert_eq!(syn.dst_port, port);
+    let mut c = GuestConn { me: guest4(port), peer: gw4(syn.src_port), snd_nxt: 5000, rcv_nxt: syn.seq + 1 };
+    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, SYN | ACK, 65535, &[2, 4, 5, 0xb4], &[]));
+    c.snd_nxt += 1;
+    from_server(&mut h, "ACK of SYN-ACK", |t| t.flags == ACK && t.ack == c.snd_nxt);
+    client.write_all(b"ping").unwrap();
+    let d = from_server(&mut h, "client data", |t| !t.payload.is_empty());
+    assert_eq!(d.payload, b"ping");
+    c.rcv_nxt += 4;
+    h.send(&c.seg(ACK | PSH, b"pong"));
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+}
+
+#[test]
+fn bulk_transfer_both_ways_keeps_every_byte_in_order() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40016), gw4(port), 65480, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    s.set_nonblocking(true).unwrap();
+    // server → guest, 4 MiB, acknowledging everything in order
+    let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut written = 0;
+    let mut received = Vec::with_capacity(data.len());
+    while received.len() < data.len() {
+        if written < data.len()
+            && let Ok(n) = s.write(&data[written..])
+        {
+            written += n;
+        }
+        h.pump(Duration::from_millis(1));
+        for g in h.take() {
+            let t = g.tcp();
+            if !t.payload.is_empty() && t.seq == c.rcv_nxt {
+                received.extend_from_slice(&t.payload);
+                c.rcv_nxt = c.rcv_nxt.wrapping_add(t.payload.len() as u32);
+            }
+        }
+        h.send(&c.seg(ACK, &[]));
+    }
+    assert!(received == data, "bytes differ");
+}

@@ -66,7 +66,11 @@ fn state_dir(given: Option<&PathBuf>, obj: &VmObject) -> PathBuf {
     match given {
         Some(d) => d.clone(),
         None => {
-            let ns = if obj.namespace.is_empty() { "default" } else { &obj.namespace };
+            let ns = if obj.namespace.is_empty() {
+                "default"
+            } else {
+                &obj.namespace
+            };
             PathBuf::from(STATE_ROOT).join(ns).join(&obj.name)
         }
     }
@@ -128,7 +132,11 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let applied = match apply_with(&plan, &args.netns, &dir, &ApplyOptions::from_env()) {
         Ok(r) => r,
         Err(e) => {
-            output::stderr(&format!("error: {}: {:#}\n", obj.display_name(), anyhow::Error::new(e)));
+            output::stderr(&format!(
+                "error: {}: {:#}\n",
+                obj.display_name(),
+                anyhow::Error::new(e)
+            ));
             return Ok(Outcome::Failed);
         }
     };
@@ -255,7 +263,11 @@ pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Err(e) => {
-            output::stderr(&format!("error: {}: {:#}\n", obj.display_name(), anyhow::Error::new(e)));
+            output::stderr(&format!(
+                "error: {}: {:#}\n",
+                obj.display_name(),
+                anyhow::Error::new(e)
+            ));
             Ok(Outcome::Failed)
         }
     }

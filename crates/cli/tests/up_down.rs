@@ -46,7 +46,12 @@ fn setup(manifest: &str, blue: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write(dir.path(), "vm.yaml", manifest);
     let state = dir.path().join("state").display().to_string();
-    Setup { pod, dir, manifest, state }
+    Setup {
+        pod,
+        dir,
+        manifest,
+        state,
+    }
 }
 
 /// KubeVirt's pod link name of a secondary network (`pod` + 11 hex digits of sha256).
@@ -61,7 +66,15 @@ fn netbind_spec_name(network: &str) -> String {
 impl Setup {
     fn up(&self, env: &[(&str, String)]) -> Output {
         let mut cmd = Command::new(NETBIND);
-        cmd.args(["up", &self.manifest, "--netns", &self.pod.netns, "--state-dir", &self.state, "--no-serve"]);
+        cmd.args([
+            "up",
+            &self.manifest,
+            "--netns",
+            &self.pod.netns,
+            "--state-dir",
+            &self.state,
+            "--no-serve",
+        ]);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -70,7 +83,14 @@ impl Setup {
 
     fn down(&self) -> Output {
         Command::new(NETBIND)
-            .args(["down", &self.manifest, "--netns", &self.pod.netns, "--state-dir", &self.state])
+            .args([
+                "down",
+                &self.manifest,
+                "--netns",
+                &self.pod.netns,
+                "--state-dir",
+                &self.state,
+            ])
             .output()
             .expect("run netbind down")
     }
@@ -95,7 +115,9 @@ fn snapshot_of_up(netns: &str) -> String {
 
 fn steps_of(out: &Output) -> usize {
     let text = stderr(out);
-    let at = text.find(" steps,").unwrap_or_else(|| panic!("no step count in: {text}"));
+    let at = text
+        .find(" steps,")
+        .unwrap_or_else(|| panic!("no step count in: {text}"));
     text[..at]
         .rsplit(' ')
         .next()
@@ -109,7 +131,15 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
     let cni = snapshot(&s.pod.netns);
     let domain = s.dir.path().join("domain.json");
     let first = Command::new(NETBIND)
-        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state, "--no-serve"])
+        .args([
+            "up",
+            &s.manifest,
+            "--netns",
+            &s.pod.netns,
+            "--state-dir",
+            &s.state,
+            "--no-serve",
+        ])
         .args(["--domain-out", &domain.display().to_string()])
         .output()
         .unwrap();
@@ -117,19 +147,37 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
     let built = snapshot_of_up(&s.pod.netns);
     let second = s.up(&[]);
     assert_eq!(code(&second), 0, "{}", stderr(&second));
-    assert!(stderr(&second).contains(" 0 changed"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(" 0 changed"),
+        "{}",
+        stderr(&second)
+    );
     assert_eq!(snapshot_of_up(&s.pod.netns), built);
 
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&domain).unwrap()).unwrap();
     assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
-    let args: Vec<&str> = doc["qemuArgs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = doc["qemuArgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert!(args.iter().any(|a| a.contains("ifname=tap0")), "{args:?}");
-    assert!(doc["libvirtXml"].as_str().unwrap().contains("<target dev='tap0'"), "{doc}");
+    assert!(
+        doc["libvirtXml"]
+            .as_str()
+            .unwrap()
+            .contains("<target dev='tap0'"),
+        "{doc}"
+    );
 
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
     assert_eq!(snapshot(&s.pod.netns), cni);
-    assert!(!std::path::Path::new(&s.state).exists(), "down removes the state dir");
+    assert!(
+        !std::path::Path::new(&s.state).exists(),
+        "down removes the state dir"
+    );
     let again = s.down();
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert!(stderr(&again).contains("nothing to undo"));
@@ -159,19 +207,36 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
         let kill = [("NETBIND_KILL_AFTER_STEP", n.to_string())];
         // Killed, then run again: the same namespace as a clean `up`.
         let killed = s.up(&kill);
-        assert_eq!(killed.status.signal(), Some(9), "step {n}: {}", stderr(&killed));
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "step {n}: {}",
+            stderr(&killed)
+        );
         let again = s.up(&[]);
         assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
-        assert_eq!(snapshot_of_up(&s.pod.netns), built, "up killed after step {n}, then up");
+        assert_eq!(
+            snapshot_of_up(&s.pod.netns),
+            built,
+            "up killed after step {n}, then up"
+        );
         assert_eq!(code(&s.down()), 0);
-        assert_eq!(snapshot(&s.pod.netns), cni, "down after a full up (step {n} round)");
+        assert_eq!(
+            snapshot(&s.pod.netns),
+            cni,
+            "down after a full up (step {n} round)"
+        );
 
         // Killed, then `down`: the namespace CNI made.
         let killed = s.up(&kill);
         assert_eq!(killed.status.signal(), Some(9), "step {n}");
         let down = s.down();
         assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
-        assert_eq!(snapshot(&s.pod.netns), cni, "down after up killed after step {n}");
+        assert_eq!(
+            snapshot(&s.pod.netns),
+            cni,
+            "down after up killed after step {n}"
+        );
     }
 }
 
@@ -182,8 +247,14 @@ fn a_failing_step_exits_3_naming_the_step_and_rolls_back() {
     let out = s.up(&[("NETBIND_FAIL_AFTER_STEP", "7".into())]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let text = stderr(&out);
-    assert!(text.contains("step 8/") || text.contains("step 7/"), "{text}");
-    assert!(text.contains("rolled back the 7 change(s) of this run") || text.contains("rolled back"), "{text}");
+    assert!(
+        text.contains("step 8/") || text.contains("step 7/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rolled back the 7 change(s) of this run") || text.contains("rolled back"),
+        "{text}"
+    );
     assert_eq!(snapshot(&s.pod.netns), cni);
 }
 
@@ -206,12 +277,20 @@ impl Drop for GuestNs {
 
 fn sh(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
-    assert!(std::path::Path::new("/bin/busybox").exists(), "apt-get install busybox-static");
+    assert!(
+        std::path::Path::new("/bin/busybox").exists(),
+        "apt-get install busybox-static"
+    );
     let s = setup(BRIDGE, false);
     let cni = snapshot(&s.pod.netns);
     let (address, gateway) = s
@@ -222,7 +301,14 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         .expect("an IPv4 address");
 
     let mut child = Command::new(NETBIND)
-        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state])
+        .args([
+            "up",
+            &s.manifest,
+            "--netns",
+            &s.pod.netns,
+            "--state-dir",
+            &s.state,
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -250,9 +336,40 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
     // The guest: a veth on the pod's bridge (in place of the tap) with the VM's MAC.
     let guest = GuestNs(format!("{}-guest", s.pod.netns));
     sh(&["netns", "add", &guest.0]);
-    sh(&["-n", &s.pod.netns, "link", "add", "gst0", "type", "veth", "peer", "name", "gst1", "netns", &guest.0]);
-    sh(&["-n", &s.pod.netns, "link", "set", "gst0", "master", "k6t-eth0", "up"]);
-    sh(&["-n", &guest.0, "link", "set", "gst1", "address", "02:00:00:aa:bb:cc", "up"]);
+    sh(&[
+        "-n",
+        &s.pod.netns,
+        "link",
+        "add",
+        "gst0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "gst1",
+        "netns",
+        &guest.0,
+    ]);
+    sh(&[
+        "-n",
+        &s.pod.netns,
+        "link",
+        "set",
+        "gst0",
+        "master",
+        "k6t-eth0",
+        "up",
+    ]);
+    sh(&[
+        "-n",
+        &guest.0,
+        "link",
+        "set",
+        "gst1",
+        "address",
+        "02:00:00:aa:bb:cc",
+        "up",
+    ]);
     let script = s.dir.path().join("udhcpc.sh");
     let result = s.dir.path().join("lease.env");
     std::fs::write(
@@ -263,14 +380,24 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         ),
     )
     .unwrap();
-    Command::new("chmod").args(["+x", &script.display().to_string()]).status().unwrap();
+    Command::new("chmod")
+        .args(["+x", &script.display().to_string()])
+        .status()
+        .unwrap();
     let dhcp = Command::new("ip")
-        .args(["netns", "exec", &guest.0, "busybox", "udhcpc", "-i", "gst1", "-n", "-q", "-t", "5", "-T", "1", "-s"])
+        .args([
+            "netns", "exec", &guest.0, "busybox", "udhcpc", "-i", "gst1", "-n", "-q", "-t", "5",
+            "-T", "1", "-s",
+        ])
         .arg(&script)
         .output()
         .unwrap();
     let lease = std::fs::read_to_string(&result).unwrap_or_else(|_| {
-        panic!("no lease: {}{}", String::from_utf8_lossy(&dhcp.stdout), String::from_utf8_lossy(&dhcp.stderr))
+        panic!(
+            "no lease: {}{}",
+            String::from_utf8_lossy(&dhcp.stdout),
+            String::from_utf8_lossy(&dhcp.stderr)
+        )
     });
     let (ip, prefix) = address.split_once('/').unwrap();
     assert!(lease.contains(&format!("ip={ip} ")), "{lease}");
@@ -288,7 +415,11 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
         rest.push(line);
     }
-    assert!(rest.iter().any(|l| l.starts_with("dhcp4 on k6t-eth0: received")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("dhcp4 on k6t-eth0: received")),
+        "{rest:?}"
+    );
 
     sh(&["-n", &s.pod.netns, "link", "del", "gst0"]);
     let down = s.down();
@@ -297,5 +428,9 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
 }
 
 fn nix_kill(pid: u32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
 }

@@ -1,8 +1,11 @@
-//! netbind-netns: the pod's network namespace, seen and (later) changed through netlink.
+//! netbind-netns: the pod's network namespace, seen and changed through netlink.
 //!
-//! Today this crate only *reads*: [`read_pod_view`] turns a live namespace into the
-//! [`PodView`] that planning consumes (`netbind plan --netns NAME`).
+//! [`read_pod_view`] turns a live namespace into the [`PodView`] that planning consumes
+//! (`netbind plan --netns NAME`); [`apply()`] carries a plan out there and [`teardown`]
+//! undoes it, recording what changed in a state directory ([`journal`]); [`run_in_netns`]
+//! runs any closure on a thread inside a namespace (the CLI opens DHCP sockets with it).
 //!
+//! Reading:
 //! How it works: the namespace file (`/run/netns/<name>` or an absolute path) is opened
 //! on the calling thread, then a dedicated thread is spawned which `setns(2)`s into it —
 //! `setns` changes only the calling thread, so the caller's own namespace never moves —
@@ -12,13 +15,24 @@
 //! The dumps are turned into the view by pure functions ([`convert`]), which unit tests
 //! drive with hand-built netlink messages.
 //!
-//! What holds: nothing is ever written — only `RTM_GET*` dump requests are sent. The
+//! What holds for reading: nothing is ever written — only `RTM_GET*` dump requests are sent. The
 //! loopback link, IPv6 link-local addresses (fe80::/10) and routes outside the main
 //! table are left out. DNS comes from `/etc/netns/<name>/resolv.conf` (where
 //! `ip netns exec` would bind-mount it) when that file exists, otherwise the view has none.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod apply;
 pub mod convert;
+pub mod journal;
+pub mod link;
+pub mod nft;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod sysctl;
+
+pub use apply::{
+    ApplyError, ApplyOptions, ApplyReport, TeardownReport, apply, apply_with, teardown,
+};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -104,6 +118,88 @@ pub fn read_pod_view(netns: &str) -> Result<PodView, NetnsError> {
     view.source = format!("netns:{netns}");
     view.dns = dns;
     Ok(view)
+}
+
+/// A thread inside a namespace with a netlink socket opened there.
+pub(crate) struct Ns {
+    rt: tokio::runtime::Runtime,
+    pub(crate) links: link::Links,
+}
+
+impl Ns {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+fn open_netns(netns: &str) -> Result<(File, PathBuf), NetnsError> {
+    let (path, _) = resolve(netns)?;
+    let file = File::open(&path).map_err(|source| NetnsError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((file, path))
+}
+
+fn enter(file: &File, path: &Path) -> Result<(), NetnsError> {
+    nix::sched::setns(file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs `f` on a fresh thread that entered the namespace `netns` (a name under
+/// /run/netns or an absolute path); the caller's thread never moves. Sockets `f` opens
+/// belong to that namespace; processes it spawns start in it. Needs CAP_SYS_ADMIN.
+pub fn run_in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+    let (file, path) = open_netns(netns)?;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("netbind-netns".into())
+            .spawn_scoped(scope, || {
+                enter(&file, &path)?;
+                Ok(f())
+            })
+            .map_err(NetnsError::Thread)?
+            .join()
+            .map_err(|_| NetnsError::ThreadPanicked)?
+    })
+}
+
+/// Like [`run_in_netns`], with a netlink connection opened inside.
+pub(crate) fn in_netns<T: Send>(
+    netns: &str,
+    f: impl FnOnce(&Ns) -> T + Send,
+) -> Result<T, NetnsError> {
+    let (file, path) = open_netns(netns)?;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("netbind-netns".into())
+            .spawn_scoped(scope, || {
+                enter(&file, &path)?;
+                let socket_err = |source| NetnsError::Socket {
+                    path: path.clone(),
+                    source,
+                };
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(socket_err)?;
+                let (connection, handle, _) = {
+                    let _inside = rt.enter();
+                    rtnetlink::new_connection().map_err(socket_err)?
+                };
+                rt.spawn(connection);
+                let ns = Ns {
+                    rt,
+                    links: link::Links::new(handle),
+                };
+                Ok(f(&ns))
+            })
+            .map_err(NetnsError::Thread)?
+            .join()
+            .map_err(|_| NetnsError::ThreadPanicked)?
+    })
 }
 
 /// The namespace file, and the `ip netns` name when there is one.

@@ -136,6 +136,7 @@ impl DataPlane {
         let mut child = self.child.take().expect("up is running");
         let status = terminate(&mut child);
         let log = self.log();
+        eprintln!("`netbind up` said:\n{log}");
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(0),
@@ -150,7 +151,13 @@ impl DataPlane {
         );
         let after = pod.pod.snapshot().expect("snapshot after down");
         if let Some(diff) = self.before.diff(&after) {
-            panic!("`down` did not restore the namespace CNI made:\n{diff}");
+            let mut full = String::new();
+            for ((cmd, a), (_, b)) in self.before.sections.iter().zip(&after.sections) {
+                if a != b {
+                    full.push_str(&format!("## {cmd} before up:\n{a}## after down:\n{b}"));
+                }
+            }
+            panic!("`down` did not restore the namespace CNI made:\n{diff}\n{full}");
         }
         log
     }
@@ -338,12 +345,16 @@ pub fn connect(ns: &Netns, addr: IpAddr, port: u16, line: &str) -> Result<String
     }
 }
 
-/// Whether `addr` answers a ping from `ns` (busybox ping: two echo requests, 3 s at most).
+/// Whether `addr` answers a ping from `ns` (busybox ping: two echo requests 0.3 s apart,
+/// then 2 s for a reply; busybox ignores `-w` until that wait is over).
 pub fn pings(ns: &Netns, addr: IpAddr) -> bool {
-    ns.try_exec(&["busybox", "ping", "-c", "2", "-w", "3", "-i", "0.3", &addr.to_string()])
+    let t = Instant::now();
+    let r = ns.try_exec(&["busybox", "ping", "-c", "2", "-i", "0.3", "-W", "2", &addr.to_string()])
         .expect("run ping")
         .status
-        .success()
+        .success();
+    eprintln!("ping {addr} from {}: {r} in {:.2?}", ns.name(), t.elapsed());
+    r
 }
 
 /// Prints how long a phase took (collected in the test output).

@@ -62,6 +62,8 @@ pub struct CniPod {
     data_dir: tempfile::TempDir,
     etc_dir: PathBuf,
     added: bool,
+    /// Secondary (Multus) networks: (node bridge, CNI config, ifname in the pod).
+    secondaries: Vec<(String, String, String)>,
 }
 
 fn ip(args: &[&str]) -> std::process::Output {
@@ -100,6 +102,7 @@ impl CniPod {
             data_dir: tempfile::tempdir().expect("temp dir"),
             etc_dir: PathBuf::new(),
             added: false,
+            secondaries: Vec::new(),
         };
         pod.etc_dir = Path::new("/etc/netns").join(&pod.netns);
         // From here on, Drop cleans up whatever exists.
@@ -138,12 +141,41 @@ impl CniPod {
     }
 
     fn cni(&self, command: &str) -> std::process::Output {
+        self.cni_with(command, &self.config, "eth0")
+    }
+
+    /// Adds a Multus-style secondary network as Multus would: the CNI `bridge` plugin
+    /// (on its own bridge in the node namespace, no IPAM: plain L2) wires a link named
+    /// `ifname` (KubeVirt: `pod<hash>`) into the pod.
+    pub fn add_secondary(&mut self, ifname: &str) {
+        let k = self.secondaries.len();
+        let bridge = format!("{}s{k}", &self.bridge[..self.bridge.len().min(10)]);
+        let config = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("netbind-test-sec{k}"),
+            "type": "bridge",
+            "bridge": bridge,
+            "mtu": MTU,
+            "ipam": {}
+        })
+        .to_string();
+        let out = self.cni_with("ADD", &config, ifname);
+        self.secondaries.push((bridge, config, ifname.to_string()));
+        assert!(
+            out.status.success(),
+            "CNI ADD of secondary {ifname} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn cni_with(&self, command: &str, config: &str, ifname: &str) -> std::process::Output {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.node, &format!("{CNI_PATH}/bridge")])
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", &self.container_id)
             .env("CNI_NETNS", format!("/run/netns/{}", self.netns))
-            .env("CNI_IFNAME", "eth0")
+            .env("CNI_IFNAME", ifname)
             .env("CNI_PATH", CNI_PATH)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -154,7 +186,7 @@ impl CniPod {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(self.config.as_bytes())
+            .write_all(config.as_bytes())
             .expect("write CNI config");
         child.wait_with_output().expect("wait for the CNI plugin")
     }
@@ -195,8 +227,84 @@ impl CniPod {
     }
 }
 
+/// Everything `down` must leave as CNI made it, as text with nothing in it that changes
+/// by itself: `ip -d link` (without ifindexes and bridge timers), `ip addr`, `ip route`,
+/// `ip -6 route`, `nft list ruleset` (counters zeroed) and the sysctls netbind may write.
+/// The word `tentative` is dropped: DAD runs on its own clock. Route lines are sorted:
+/// among routes with the same prefix (`fe80::/64 dev …`) the kernel lists them in the
+/// order their links came up, which is history, not configuration.
+pub fn snapshot(netns: &str) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mut text = String::new();
+    text += &run(&["-n", netns, "-d", "link", "show"]);
+    text += &run(&["-n", netns, "addr", "show"]);
+    let sorted = |t: String| {
+        let mut lines: Vec<&str> = t.lines().collect();
+        lines.sort();
+        lines.join("\n") + "\n"
+    };
+    text += &sorted(run(&["-n", netns, "route", "show"]));
+    text += &sorted(run(&["-n", netns, "-6", "route", "show"]));
+    text += &run(&["netns", "exec", netns, "nft", "list", "ruleset"]);
+    text += &run(&[
+        "netns",
+        "exec",
+        netns,
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/net/ipv4/conf/all/arp_ignore",
+        "/proc/sys/net/ipv6/conf/all/forwarding",
+    ]);
+    normalise(&text)
+}
+
+fn normalise(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut words: Vec<String> = Vec::new();
+        let mut it = line.split_whitespace().peekable();
+        let mut first = true;
+        while let Some(w) = it.next() {
+            if first && w.ends_with(':') && w[..w.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+                first = false;
+                continue; // ifindex
+            }
+            first = false;
+            if w == "tentative" {
+                continue;
+            }
+            let w = match w.find("@if") {
+                Some(i) => format!("{}@if", &w[..i]),
+                None => w.to_string(),
+            };
+            words.push(w.clone());
+            if (w.ends_with("_timer") || w == "packets" || w == "bytes" || w == "link-netnsid")
+                && it.next().is_some()
+            {
+                words.push("*".into());
+            }
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
 impl Drop for CniPod {
     fn drop(&mut self) {
+        for (bridge, config, ifname) in self.secondaries.clone() {
+            let _ = self.cni_with("DEL", &config, &ifname);
+            let _ = ip(&["-n", &self.node, "link", "del", &bridge]);
+        }
         if self.added {
             let _ = self.cni("DEL");
         }

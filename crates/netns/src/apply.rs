@@ -1,0 +1,1066 @@
+//! `apply` and `teardown`: the plan's steps, carried out in the pod's namespace, undone
+//! exactly.
+//!
+//! How it works: [`steps`] flattens a plan into numbered steps — per interface, in plan
+//! order, its [`LinkStep`]s, then its sysctls, then its nftables ruleset (one step). On a
+//! thread that entered the namespace (see [`crate::in_netns`]), each step is *checked*
+//! first: it reads the state the step would change and either finds the step's result
+//! already there (nothing to do) or returns the [`Undo`] that would put back what it found.
+//! Only then, if something is to change, the undo goes into the journal (atomically, see
+//! [`crate::journal`]) and the step *acts*. So:
+//! - running `apply` again changes nothing and writes nothing (every check finds its
+//!   result);
+//! - after a SIGKILL anywhere, the journal names everything changed so far; the next run
+//!   keeps the recorded undo of a step it finds in the journal (the state it would read
+//!   now is already changed) and converges, because each act is itself check-then-act;
+//! - a step that fails makes `apply` undo, newest first, what *this run* recorded, and
+//!   report which step failed, on which link and why;
+//! - [`teardown`] first deletes every link netbind created in one kernel call (one RCU
+//!   grace period instead of one per link), then undoes the other journal entries newest
+//!   first, marking each undone in the journal as it goes (so an interrupted `down` can be
+//!   run again), then removes the state dir.
+//!
+//! Apply never decides: names, addresses, MACs and rules all come from the plan. The one
+//! adaptation is mechanical: on a kernel without the `dummy` driver the placeholder link
+//! is an `ifb` (reported in [`ApplyReport::notes`]).
+//!
+//! Capabilities: CAP_SYS_ADMIN (to `setns`) and CAP_NET_ADMIN (links, sysctls, nftables).
+//!
+//! Test hooks ([`ApplyOptions`], read by the CLI from `NETBIND_FAIL_AFTER_STEP` /
+//! `NETBIND_KILL_AFTER_STEP`): after step N, fail (and roll back) or SIGKILL the process.
+
+use std::time::{Duration, Instant};
+
+use netbind_plan::NetworkPlan;
+use netbind_plan::model::{LinkStep, Sysctl};
+use netbind_plan::nftables::NftRuleset;
+use sha2::{Digest, Sha256};
+
+use crate::journal::{Entry, Journal, JournalError, Record, StateDir, Undo, VERSION};
+use crate::link::{LinkError, LinkState};
+use crate::nft::{Nft, NftError};
+use crate::sys::TapError;
+use crate::sysctl::{self, SysctlError};
+use crate::{NetnsError, Ns};
+
+/// Environment variable: fail (and roll back) right after step N.
+pub const FAIL_AFTER_STEP: &str = "NETBIND_FAIL_AFTER_STEP";
+/// Environment variable: SIGKILL the process right after step N.
+pub const KILL_AFTER_STEP: &str = "NETBIND_KILL_AFTER_STEP";
+
+/// What went wrong in one step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(
+        "link {link} already exists ({kind}) and netbind did not create it; remove it or pick another pod"
+    )]
+    Exists { link: String, kind: String },
+    #[error("link {link} is not a bridge port (set its master first)")]
+    NotAPort { link: String },
+    #[error("failure injected after step {after} ({FAIL_AFTER_STEP})")]
+    Injected { after: usize },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    State(#[from] JournalError),
+    #[error(
+        "{dir} holds the state of a different plan (manifest or pod changed since `up`); run `netbind down` with this state dir first"
+    )]
+    PlanChanged { dir: String },
+    #[error(
+        "step {number}/{total} of interface {interface} ({what}) failed{}; rolled back the {rolled_back} change(s) of this run",
+        on_link(link)
+    )]
+    Step {
+        number: usize,
+        total: usize,
+        interface: String,
+        what: String,
+        link: Option<String>,
+        rolled_back: usize,
+        #[source]
+        source: Box<StepError>,
+    },
+    #[error(
+        "step {number} ({what}) failed: {cause}; rolling back then failed at \"{undo}\" — the journal still lists what is left: run `netbind down`"
+    )]
+    Rollback {
+        number: usize,
+        what: String,
+        cause: String,
+        undo: String,
+        #[source]
+        source: Box<StepError>,
+    },
+    #[error(
+        "undoing \"{what}\" (step {step}) failed; the journal keeps it and everything before it: fix the cause and run `netbind down` again"
+    )]
+    Undo {
+        step: usize,
+        what: String,
+        #[source]
+        source: Box<StepError>,
+    },
+}
+
+fn on_link(link: &Option<String>) -> String {
+    link.as_ref()
+        .map(|l| format!(" on link {l}"))
+        .unwrap_or_default()
+}
+
+/// Test hooks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    pub fail_after_step: Option<usize>,
+    pub kill_after_step: Option<usize>,
+}
+
+impl ApplyOptions {
+    /// From [`FAIL_AFTER_STEP`] and [`KILL_AFTER_STEP`]; unset or unparsable means off.
+    pub fn from_env() -> ApplyOptions {
+        let get = |k| std::env::var(k).ok().and_then(|v| v.trim().parse().ok());
+        ApplyOptions {
+            fail_after_step: get(FAIL_AFTER_STEP),
+            kill_after_step: get(KILL_AFTER_STEP),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub steps: usize,
+    /// Steps that changed something in this run.
+    pub changed: usize,
+    /// Links this run created.
+    pub created: Vec<String>,
+    pub notes: Vec<String>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeardownReport {
+    /// Journal entries undone.
+    pub undone: usize,
+    /// Whether there was a journal at all.
+    pub found: bool,
+    pub elapsed: Duration,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, Copy)]
+pub enum StepKind<'a> {
+    Link(&'a LinkStep),
+    Sysctl(&'a Sysctl),
+    Nft(&'a NftRuleset),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// 1-based.
+    pub number: usize,
+    pub interface: &'a str,
+    pub kind: StepKind<'a>,
+}
+
+/// The plan's steps in the order `apply` runs them.
+pub fn steps(plan: &NetworkPlan) -> Vec<Step<'_>> {
+    let mut out = Vec::new();
+    for iface in &plan.interfaces {
+        let mut push = |kind| {
+            out.push(Step {
+                number: out.len() + 1,
+                interface: &iface.name,
+                kind,
+            })
+        };
+        for l in &iface.links {
+            push(StepKind::Link(l));
+        }
+        for s in &iface.sysctls {
+            push(StepKind::Sysctl(s));
+        }
+        if let Some(n) = iface.nftables.as_ref().filter(|n| !n.is_empty()) {
+            push(StepKind::Nft(n));
+        }
+    }
+    out
+}
+
+impl Step<'_> {
+    /// The step in words: `create bridge k6t-eth0`, `set eth0 down`…
+    pub fn describe(&self) -> String {
+        match self.kind {
+            StepKind::Link(l) => match l {
+                LinkStep::CreateBridge { name, .. } => format!("create bridge {name}"),
+                LinkStep::CreateTap { name, .. } => format!("create tap {name}"),
+                LinkStep::CreateDummy { name, .. } => format!("create dummy {name}"),
+                LinkStep::SetDown { link } => format!("set {link} down"),
+                LinkStep::RenameLink { from, to } => format!("rename {from} to {to}"),
+                LinkStep::SetMac { link, mac } => format!("set MAC of {link} to {mac}"),
+                LinkStep::SetMtu { link, mtu } => format!("set MTU of {link} to {mtu}"),
+                LinkStep::FlushAddresses { link } => format!("flush addresses of {link}"),
+                LinkStep::AddAddress { link, address } => format!("add {address} to {link}"),
+                LinkStep::SetMaster { link, master } => format!("enslave {link} to {master}"),
+                LinkStep::SetLearning { link, learning } => format!(
+                    "turn learning {} on {link}",
+                    if *learning { "on" } else { "off" }
+                ),
+                LinkStep::SetUp { link } => format!("set {link} up"),
+            },
+            StepKind::Sysctl(s) => format!("sysctl {}={}", s.key, s.value),
+            StepKind::Nft(n) => format!("load nftables ({})", n.summary()),
+        }
+    }
+
+    /// The link the step works on, if any.
+    pub fn link(&self) -> Option<&str> {
+        match self.kind {
+            StepKind::Link(l) => Some(match l {
+                LinkStep::CreateBridge { name, .. }
+                | LinkStep::CreateTap { name, .. }
+                | LinkStep::CreateDummy { name, .. } => name,
+                LinkStep::RenameLink { from, .. } => from,
+                LinkStep::SetDown { link }
+                | LinkStep::SetMac { link, .. }
+                | LinkStep::SetMtu { link, .. }
+                | LinkStep::FlushAddresses { link }
+                | LinkStep::AddAddress { link, .. }
+                | LinkStep::SetMaster { link, .. }
+                | LinkStep::SetLearning { link, .. }
+                | LinkStep::SetUp { link } => link,
+            }),
+            StepKind::Sysctl(_) | StepKind::Nft(_) => None,
+        }
+    }
+}
+
+/// sha256 of the plan's JSON: ties a journal to the plan that wrote it.
+pub fn fingerprint(plan: &NetworkPlan) -> String {
+    let bytes = serde_json::to_vec(plan).unwrap_or_default();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Applies `plan` in the namespace `netns`, recording in `state_dir`.
+pub fn apply(
+    plan: &NetworkPlan,
+    netns: &str,
+    state_dir: &std::path::Path,
+) -> Result<ApplyReport, ApplyError> {
+    apply_with(plan, netns, state_dir, &ApplyOptions::default())
+}
+
+pub fn apply_with(
+    plan: &NetworkPlan,
+    netns: &str,
+    state_dir: &std::path::Path,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let started = Instant::now();
+    let state = StateDir::new(state_dir);
+    state.create()?;
+    let print = fingerprint(plan);
+    let journal = match state.journal()? {
+        Some(j) if j.plan != print => {
+            return Err(ApplyError::PlanChanged {
+                dir: state_dir.display().to_string(),
+            });
+        }
+        Some(j) => j,
+        None => Journal {
+            version: VERSION,
+            plan: print,
+            object: plan.object.clone(),
+            netns: netns.to_string(),
+            complete: false,
+            entries: Vec::new(),
+        },
+    };
+    // Compact (or create) the file; from here on records are appended.
+    state.compact(&journal)?;
+    let mut report = crate::in_netns(netns, |ns| {
+        let mut run = Run {
+            ns,
+            state: &state,
+            journal,
+            report: ApplyReport::default(),
+            new_entries: Vec::new(),
+        };
+        run.all(plan, options)?;
+        Ok::<_, ApplyError>(run.report)
+    })??;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Undoes everything the journal in `state_dir` lists, newest first, then removes the
+/// state dir. No journal: nothing to do.
+pub fn teardown(netns: &str, state_dir: &std::path::Path) -> Result<TeardownReport, ApplyError> {
+    let started = Instant::now();
+    let state = StateDir::new(state_dir);
+    let Some(mut journal) = state.journal()? else {
+        state.remove()?;
+        return Ok(TeardownReport {
+            elapsed: started.elapsed(),
+            ..TeardownReport::default()
+        });
+    };
+    let undone = crate::in_netns(netns, |ns| {
+        // Phase 1: every link netbind created goes at once (see `Links::delete_many`).
+        // Whatever else the journal says about those links becomes moot: undoing it finds
+        // no link and does nothing. Names are safe here: plans never rename a link they
+        // create, and the pod links netbind renamed are not in this list.
+        let created: Vec<(usize, String, String)> = journal
+            .entries
+            .iter()
+            .filter_map(|e| match &e.undo {
+                Undo::DeleteLink { link, kind } => Some((e.step, link.clone(), kind.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut ours = Vec::new();
+        for (_, link, kind) in &created {
+            if let Some(s) = ns
+                .block_on(ns.links.state(link))
+                .map_err(|e| undo_failed(&journal, link, e.into()))?
+            {
+                let found = s.kind.as_deref().unwrap_or_default();
+                if found == kind || (kind == "dummy" && found == "ifb") {
+                    ours.push(link.clone());
+                }
+            }
+        }
+        ns.block_on(ns.links.delete_many(&ours))
+            .map_err(|e| undo_failed(&journal, "created links", e.into()))?;
+        let mut n = 0;
+        for (step, _, _) in &created {
+            journal.entries.retain(|e| e.step != *step);
+            state.append(&Record::Undone(*step))?;
+            n += 1;
+        }
+        // Phase 2: the rest, newest first.
+        while let Some(entry) = journal.entries.last().cloned() {
+            undo(ns, &entry.undo).map_err(|source| ApplyError::Undo {
+                step: entry.step,
+                what: entry.what.clone(),
+                source: Box::new(source),
+            })?;
+            journal.entries.pop();
+            state.append(&Record::Undone(entry.step))?;
+            n += 1;
+        }
+        Ok::<_, ApplyError>(n)
+    })??;
+    state.remove()?;
+    Ok(TeardownReport {
+        undone,
+        found: true,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn undo_failed(journal: &Journal, what: &str, source: StepError) -> ApplyError {
+    ApplyError::Undo {
+        step: journal.entries.last().map(|e| e.step).unwrap_or(0),
+        what: format!("delete {what}"),
+        source: Box::new(source),
+    }
+}
+
+/// What a check found.
+enum Check {
+    /// The step's result is already there.
+    Done,
+    /// Something to do; the undo of what is there now.
+    Act(Undo),
+}
+
+struct Run<'a> {
+    ns: &'a Ns,
+    state: &'a StateDir,
+    journal: Journal,
+    report: ApplyReport,
+    /// Indices (in `journal.entries`) of entries this run added, oldest first.
+    new_entries: Vec<usize>,
+}
+
+impl Run<'_> {
+    fn all(&mut self, plan: &NetworkPlan, options: &ApplyOptions) -> Result<(), ApplyError> {
+        let steps = steps(plan);
+        let total = steps.len();
+        self.report.steps = total;
+        for step in &steps {
+            let result = self.one(step, &steps).and_then(|()| {
+                if options.fail_after_step == Some(step.number) {
+                    Err(StepError::Injected { after: step.number })
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(source) = result {
+                return Err(self.roll_back(step, total, source));
+            }
+            if options.kill_after_step == Some(step.number) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+            }
+        }
+        if !self.journal.complete {
+            self.journal.complete = true;
+            self.state.append(&Record::Complete)?;
+        }
+        Ok(())
+    }
+
+    fn roll_back(&mut self, step: &Step<'_>, total: usize, source: StepError) -> ApplyError {
+        let mut rolled_back = 0;
+        while let Some(i) = self.new_entries.pop() {
+            let entry = self.journal.entries[i].clone();
+            if let Err(e) = undo(self.ns, &entry.undo) {
+                return ApplyError::Rollback {
+                    number: step.number,
+                    what: step.describe(),
+                    cause: source.to_string(),
+                    undo: entry.what,
+                    source: Box::new(e),
+                };
+            }
+            self.journal.entries.remove(i);
+            rolled_back += 1;
+            if let Err(e) = self.store_after_rollback(entry.step) {
+                return e;
+            }
+        }
+        ApplyError::Step {
+            number: step.number,
+            total,
+            interface: step.interface.to_string(),
+            what: step.describe(),
+            link: step.link().map(str::to_string),
+            rolled_back,
+            source: Box::new(source),
+        }
+    }
+
+    fn store_after_rollback(&mut self, step: usize) -> Result<(), ApplyError> {
+        if self.journal.entries.is_empty() {
+            self.state.remove()?;
+            Ok(())
+        } else {
+            Ok(self.state.append(&Record::Undone(step))?)
+        }
+    }
+
+    /// Check, record, act.
+    fn one(&mut self, step: &Step<'_>, all: &[Step<'_>]) -> Result<(), StepError> {
+        let recorded = self
+            .journal
+            .entries
+            .iter()
+            .position(|e| e.step == step.number);
+        let check = match self.check(step, recorded.is_some()) {
+            // The link is gone because a later step of the plan already renamed it: this
+            // step ran before that rename did (a re-run after a kill in between).
+            Err(StepError::Link(LinkError::NotFound { link })) => {
+                match renamed_later(all, step.number, &link) {
+                    Some(to) if self.link(to)?.is_some() => Check::Done,
+                    _ => return Err(StepError::Link(LinkError::NotFound { link })),
+                }
+            }
+            other => other?,
+        };
+        match check {
+            Check::Done => return Ok(()),
+            Check::Act(undo) if recorded.is_none() => {
+                let entry = Entry {
+                    step: step.number,
+                    interface: step.interface.to_string(),
+                    what: step.describe(),
+                    undo,
+                };
+                self.state.append(&Record::Entry(entry.clone()))?;
+                self.journal.entries.push(entry);
+                self.new_entries.push(self.journal.entries.len() - 1);
+                self.journal.complete = false;
+            }
+            Check::Act(_) => {}
+        }
+        self.report.changed += 1;
+        self.act(step)
+    }
+
+    fn link(&self, name: &str) -> Result<Option<LinkState>, StepError> {
+        Ok(self.ns.block_on(self.ns.links.state(name))?)
+    }
+
+    fn require(&self, name: &str) -> Result<LinkState, StepError> {
+        Ok(self.ns.block_on(self.ns.links.require(name))?)
+    }
+
+    /// For a link-creating step: `Act(DeleteLink)` when absent, `Done` when ours and
+    /// right, an error when someone else's.
+    fn check_create(
+        &self,
+        name: &str,
+        kinds: &[&str],
+        ours: bool,
+        mac: Option<&str>,
+        mtu: u32,
+    ) -> Result<Check, StepError> {
+        match self.link(name)? {
+            None => Ok(Check::Act(Undo::DeleteLink {
+                link: name.to_string(),
+                kind: kinds[0].to_string(),
+            })),
+            Some(s) => {
+                let kind = s.kind.clone().unwrap_or_default();
+                if !ours || !kinds.contains(&kind.as_str()) {
+                    return Err(StepError::Exists {
+                        link: name.to_string(),
+                        kind,
+                    });
+                }
+                let mac_ok =
+                    mac.is_none_or(|m| s.mac.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)));
+                // Ours and already made: finishing touches only (no new undo needed).
+                if mac_ok && s.mtu == mtu {
+                    Ok(Check::Done)
+                } else {
+                    Ok(Check::Act(Undo::DeleteLink {
+                        link: name.to_string(),
+                        kind,
+                    }))
+                }
+            }
+        }
+    }
+
+    fn check(&self, step: &Step<'_>, ours: bool) -> Result<Check, StepError> {
+        let links = &self.ns.links;
+        let ns = self.ns;
+        match step.kind {
+            StepKind::Link(l) => match l {
+                LinkStep::CreateBridge { name, mac, mtu } => {
+                    self.check_create(name, &["bridge"], ours, mac.as_deref(), *mtu)
+                }
+                LinkStep::CreateTap { name, mtu, .. } => {
+                    crate::link::check_name(name)?;
+                    self.check_create(name, &["tun"], ours, None, *mtu)
+                }
+                LinkStep::CreateDummy {
+                    name,
+                    mac,
+                    mtu,
+                    addresses,
+                } => {
+                    let c =
+                        self.check_create(name, &["dummy", "ifb"], ours, mac.as_deref(), *mtu)?;
+                    if let Check::Done = c {
+                        let s = self.require(name)?;
+                        let have = ns.block_on(links.addresses(&s))?;
+                        if addresses.iter().any(|a| !have.contains(a)) {
+                            return Ok(Check::Act(Undo::DeleteLink {
+                                link: name.clone(),
+                                kind: "dummy".into(),
+                            }));
+                        }
+                    }
+                    Ok(c)
+                }
+                LinkStep::SetDown { link } => {
+                    let s = self.require(link)?;
+                    if !s.up {
+                        return Ok(Check::Done);
+                    }
+                    let config = ns.block_on(links.config(&s))?;
+                    Ok(Check::Act(Undo::SetUpAndRestore {
+                        link: link.clone(),
+                        config,
+                    }))
+                }
+                LinkStep::SetUp { link } => {
+                    let s = self.require(link)?;
+                    Ok(if s.up {
+                        Check::Done
+                    } else {
+                        Check::Act(Undo::SetDown { link: link.clone() })
+                    })
+                }
+                LinkStep::RenameLink { from, to } => {
+                    if self.link(to)?.is_some() {
+                        return Ok(Check::Done);
+                    }
+                    self.require(from)?;
+                    Ok(Check::Act(Undo::Rename {
+                        now: to.clone(),
+                        back: from.clone(),
+                    }))
+                }
+                LinkStep::SetMac { link, mac } => {
+                    let s = self.require(link)?;
+                    match &s.mac {
+                        Some(m) if m.eq_ignore_ascii_case(mac) => Ok(Check::Done),
+                        Some(m) => Ok(Check::Act(Undo::SetMac {
+                            link: link.clone(),
+                            mac: m.clone(),
+                        })),
+                        None => Err(StepError::Link(LinkError::Invalid {
+                            what: "link without a MAC address",
+                            value: link.clone(),
+                            link: link.clone(),
+                        })),
+                    }
+                }
+                LinkStep::SetMtu { link, mtu } => {
+                    let s = self.require(link)?;
+                    Ok(if s.mtu == *mtu {
+                        Check::Done
+                    } else {
+                        Check::Act(Undo::SetMtu {
+                            link: link.clone(),
+                            mtu: s.mtu,
+                        })
+                    })
+                }
+                LinkStep::FlushAddresses { link } => {
+                    let s = self.require(link)?;
+                    let have = ns.block_on(links.addresses(&s))?;
+                    // A link that is up again gets its IPv6 link-local address back from
+                    // the kernel; that is the flushed state as far as the plan goes.
+                    let left = have
+                        .iter()
+                        .filter(|a| !(s.up && matches!(a, ipnet::IpNet::V6(n) if (n.addr().segments()[0] & 0xffc0) == 0xfe80)))
+                        .count();
+                    if left == 0 {
+                        return Ok(Check::Done);
+                    }
+                    let config = ns.block_on(links.config(&s))?;
+                    Ok(Check::Act(Undo::Restore {
+                        link: link.clone(),
+                        config,
+                    }))
+                }
+                LinkStep::AddAddress { link, address } => {
+                    let s = self.require(link)?;
+                    let have = ns.block_on(links.addresses(&s))?;
+                    Ok(if have.contains(address) {
+                        Check::Done
+                    } else {
+                        Check::Act(Undo::DeleteAddress {
+                            link: link.clone(),
+                            address: *address,
+                        })
+                    })
+                }
+                LinkStep::SetMaster { link, master } => {
+                    let s = self.require(link)?;
+                    let m = self.require(master)?;
+                    if s.controller == Some(m.index) {
+                        return Ok(Check::Done);
+                    }
+                    let old = match s.controller {
+                        Some(i) => ns.block_on(links.name_of(i))?,
+                        None => None,
+                    };
+                    Ok(Check::Act(Undo::SetMaster {
+                        link: link.clone(),
+                        master: old,
+                    }))
+                }
+                LinkStep::SetLearning { link, learning } => {
+                    let s = self.require(link)?;
+                    match s.learning {
+                        None => Err(StepError::NotAPort { link: link.clone() }),
+                        Some(l) if l == *learning => Ok(Check::Done),
+                        Some(l) => Ok(Check::Act(Undo::SetLearning {
+                            link: link.clone(),
+                            learning: l,
+                        })),
+                    }
+                }
+            },
+            StepKind::Sysctl(s) => {
+                let now = sysctl::read(&s.key)?;
+                Ok(if now == s.value.trim() {
+                    Check::Done
+                } else {
+                    Check::Act(Undo::Sysctl {
+                        key: s.key.clone(),
+                        value: now,
+                    })
+                })
+            }
+            StepKind::Nft(n) => {
+                let json = n.to_json();
+                let recorded = self.journal.entries.iter().find(|e| e.step == step.number);
+                if let Some(Entry {
+                    undo: Undo::Nft { tables },
+                    ..
+                }) = recorded
+                {
+                    return Ok(if Nft::is_loaded(tables)? {
+                        Check::Done
+                    } else {
+                        Check::Act(Undo::Nft {
+                            tables: tables.clone(),
+                        })
+                    });
+                }
+                Ok(Check::Act(Undo::Nft {
+                    tables: Nft::snapshot(&json)?,
+                }))
+            }
+        }
+    }
+
+    fn act(&mut self, step: &Step<'_>) -> Result<(), StepError> {
+        let links = &self.ns.links;
+        let ns = self.ns;
+        match step.kind {
+            StepKind::Link(l) => match l {
+                LinkStep::CreateBridge { name, mac, mtu } => {
+                    match self.link(name)? {
+                        None => {
+                            ns.block_on(links.create_bridge(name, mac.as_deref(), *mtu))?;
+                            self.report.created.push(name.clone());
+                        }
+                        Some(s) => {
+                            if let Some(mac) = mac {
+                                ns.block_on(links.set_mac(&s, mac))?;
+                            }
+                            ns.block_on(links.set_mtu(&s, *mtu))?;
+                        }
+                    }
+                    Ok(())
+                }
+                LinkStep::CreateTap {
+                    name,
+                    mtu,
+                    queues,
+                    uid,
+                    gid,
+                } => {
+                    if self.link(name)?.is_none() {
+                        crate::sys::create_persistent_tap(name, *queues > 1, *uid, *gid)?;
+                        self.report.created.push(name.clone());
+                    }
+                    let s = self.require(name)?;
+                    if s.mtu != *mtu {
+                        ns.block_on(links.set_mtu(&s, *mtu))?;
+                    }
+                    Ok(())
+                }
+                LinkStep::CreateDummy {
+                    name,
+                    mac,
+                    mtu,
+                    addresses,
+                } => {
+                    if self.link(name)?.is_none() {
+                        let kind =
+                            ns.block_on(links.create_placeholder(name, mac.as_deref(), *mtu))?;
+                        if kind != "dummy" {
+                            self.report.notes.push(format!(
+                                "this kernel has no dummy driver: {name} was made as an {kind} link"
+                            ));
+                        }
+                        self.report.created.push(name.clone());
+                    }
+                    let s = self.require(name)?;
+                    if let Some(mac) = mac
+                        && !s
+                            .mac
+                            .as_deref()
+                            .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+                    {
+                        ns.block_on(links.set_mac(&s, mac))?;
+                    }
+                    if s.mtu != *mtu {
+                        ns.block_on(links.set_mtu(&s, *mtu))?;
+                    }
+                    for a in addresses {
+                        ns.block_on(links.add_address(&s, *a))?;
+                    }
+                    Ok(())
+                }
+                LinkStep::SetDown { link } => {
+                    let s = self.require(link)?;
+                    Ok(ns.block_on(links.set_up(&s, false))?)
+                }
+                LinkStep::SetUp { link } => {
+                    let s = self.require(link)?;
+                    Ok(ns.block_on(links.set_up(&s, true))?)
+                }
+                LinkStep::RenameLink { from, to } => {
+                    if self.link(to)?.is_some() {
+                        return Ok(());
+                    }
+                    let s = self.require(from)?;
+                    Ok(ns.block_on(links.rename(&s, to))?)
+                }
+                LinkStep::SetMac { link, mac } => {
+                    let s = self.require(link)?;
+                    Ok(ns.block_on(links.set_mac(&s, mac))?)
+                }
+                LinkStep::SetMtu { link, mtu } => {
+                    let s = self.require(link)?;
+                    Ok(ns.block_on(links.set_mtu(&s, *mtu))?)
+                }
+                LinkStep::FlushAddresses { link } => {
+                    let s = self.require(link)?;
+                    ns.block_on(links.delete_addresses(&s, None))?;
+                    Ok(())
+                }
+                LinkStep::AddAddress { link, address } => {
+                    let s = self.require(link)?;
+                    ns.block_on(links.add_address(&s, *address))?;
+                    Ok(())
+                }
+                LinkStep::SetMaster { link, master } => {
+                    let s = self.require(link)?;
+                    let m = self.require(master)?;
+                    Ok(ns.block_on(links.set_controller(&s, Some(m.index)))?)
+                }
+                LinkStep::SetLearning { link, learning } => {
+                    let s = self.require(link)?;
+                    Ok(ns.block_on(links.set_learning(&s, *learning))?)
+                }
+            },
+            StepKind::Sysctl(s) => Ok(sysctl::write(&s.key, &s.value)?),
+            StepKind::Nft(n) => Ok(Nft::load(&n.to_json())?),
+        }
+    }
+}
+
+/// The name a later `RenameLink` of the plan gives `link`, if any.
+fn renamed_later<'a>(all: &[Step<'a>], after: usize, link: &str) -> Option<&'a str> {
+    all.iter()
+        .filter(|s| s.number > after)
+        .find_map(|s| match s.kind {
+            StepKind::Link(LinkStep::RenameLink { from, to }) if from == link => Some(to.as_str()),
+            _ => None,
+        })
+}
+
+/// Puts back what one step changed; safe to repeat.
+fn undo(ns: &Ns, undo: &Undo) -> Result<(), StepError> {
+    let links = &ns.links;
+    let state = |name: &str| ns.block_on(links.state(name));
+    match undo {
+        Undo::DeleteLink { link, kind } => {
+            if let Some(s) = state(link)? {
+                let found = s.kind.as_deref().unwrap_or_default();
+                let same = found == kind || (kind == "dummy" && found == "ifb");
+                if same {
+                    ns.block_on(links.delete(link))?;
+                }
+            }
+        }
+        Undo::SetUpAndRestore { link, config } => {
+            let s = ns.block_on(links.require(link))?;
+            if !s.up {
+                ns.block_on(links.set_up(&s, true))?;
+            }
+            ns.block_on(links.restore(&s, config))?;
+        }
+        Undo::SetDown { link } => {
+            if let Some(s) = state(link)?.filter(|s| s.up) {
+                ns.block_on(links.set_up(&s, false))?;
+            }
+        }
+        Undo::Rename { now, back } => {
+            if state(back)?.is_none() {
+                let s = ns.block_on(links.require(now))?;
+                ns.block_on(links.rename(&s, back))?;
+            }
+        }
+        Undo::SetMac { link, mac } => {
+            if let Some(s) = state(link)?
+                && !s
+                    .mac
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+            {
+                ns.block_on(links.set_mac(&s, mac))?;
+            }
+        }
+        Undo::SetMtu { link, mtu } => {
+            if let Some(s) = state(link)?.filter(|s| s.mtu != *mtu) {
+                ns.block_on(links.set_mtu(&s, *mtu))?;
+            }
+        }
+        Undo::Restore { link, config } => {
+            if let Some(s) = state(link)? {
+                ns.block_on(links.restore(&s, config))?;
+            }
+        }
+        Undo::DeleteAddress { link, address } => {
+            if let Some(s) = state(link)? {
+                ns.block_on(links.delete_addresses(&s, Some(*address)))?;
+            }
+        }
+        Undo::SetMaster { link, master } => {
+            if let Some(s) = state(link)? {
+                let want = match master {
+                    Some(m) => state(m)?.map(|m| m.index),
+                    None => None,
+                };
+                if s.controller != want {
+                    ns.block_on(links.set_controller(&s, want))?;
+                }
+            }
+        }
+        Undo::SetLearning { link, learning } => {
+            if let Some(s) = state(link)?.filter(|s| s.learning.is_some_and(|l| l != *learning)) {
+                ns.block_on(links.set_learning(&s, *learning))?;
+            }
+        }
+        Undo::Sysctl { key, value } => match sysctl::read(key) {
+            Ok(now) if now != *value => sysctl::write(key, value)?,
+            Ok(_) => {}
+            // The device the key belongs to is gone (deleted with its link): nothing to put back.
+            Err(SysctlError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        },
+        Undo::Nft { tables } => Nft::unload(tables)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netbind_plan::model::*;
+
+    fn iface(name: &str, links: Vec<LinkStep>, sysctls: Vec<Sysctl>) -> InterfacePlan {
+        InterfacePlan {
+            name: name.into(),
+            network: name.into(),
+            source: Source::Pod,
+            method: Method::Bridge,
+            binding: "bridge".into(),
+            state: netbind_plan::model::LinkState::Up,
+            pod_link: PodLinkInfo {
+                name: "eth0".into(),
+                present: true,
+                mac: None,
+                mtu: 1500,
+                addresses: vec![],
+            },
+            links,
+            sysctls,
+            nftables: None,
+            dhcp4: None,
+            dhcp6: None,
+            ra: None,
+            usernet: None,
+            guest: GuestDevice {
+                alias: "ua-x".into(),
+                model: "virtio".into(),
+                qemu_driver: "virtio-net-pci".into(),
+                mac: None,
+                mtu: None,
+                queues: 1,
+                pci_address: None,
+                boot_order: None,
+                acpi_index: None,
+                link_down: false,
+                backend: GuestBackend::Tap {
+                    device: "tap0".into(),
+                },
+                libvirt_xml: String::new(),
+                qemu_args: vec![],
+            },
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn steps_run_links_then_sysctls_per_interface_numbered_from_one() {
+        let plan = NetworkPlan {
+            interfaces: vec![
+                iface(
+                    "a",
+                    vec![
+                        LinkStep::SetUp { link: "x".into() },
+                        LinkStep::SetDown { link: "y".into() },
+                    ],
+                    vec![Sysctl::new("net.ipv4.ip_forward", "1")],
+                ),
+                iface(
+                    "b",
+                    vec![LinkStep::RenameLink {
+                        from: "p".into(),
+                        to: "q".into(),
+                    }],
+                    vec![],
+                ),
+            ],
+            ..NetworkPlan::default()
+        };
+        let s = steps(&plan);
+        let words: Vec<_> = s
+            .iter()
+            .map(|s| (s.number, s.interface, s.describe()))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                (1, "a", "set x up".to_string()),
+                (2, "a", "set y down".to_string()),
+                (3, "a", "sysctl net.ipv4.ip_forward=1".to_string()),
+                (4, "b", "rename p to q".to_string()),
+            ]
+        );
+        assert_eq!(s[3].link(), Some("p"));
+        assert_eq!(s[2].link(), None);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_plan() {
+        let a = NetworkPlan {
+            object: "a".into(),
+            ..NetworkPlan::default()
+        };
+        let b = NetworkPlan {
+            object: "b".into(),
+            ..NetworkPlan::default()
+        };
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn a_step_error_names_step_interface_link_and_rollback() {
+        let e = ApplyError::Step {
+            number: 12,
+            total: 15,
+            interface: "default".into(),
+            what: "create tap tap-way-too-long0".into(),
+            link: Some("tap-way-too-long0".into()),
+            rolled_back: 11,
+            source: Box::new(StepError::NotAPort { link: "x".into() }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "step 12/15 of interface default (create tap tap-way-too-long0) failed on link tap-way-too-long0; rolled back the 11 change(s) of this run"
+        );
+    }
+}

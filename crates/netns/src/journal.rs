@@ -1,0 +1,450 @@
+//! The state directory: what `up` changed, so that `down` can undo exactly that.
+//!
+//! Files:
+//! - `journal.json`: JSON lines. The first line is the [`Header`] (the fingerprint of the
+//!   plan it belongs to); each further line is a [`Record`]: an [`Entry`] for a step that
+//!   is about to change something, with the [`Undo`] that puts back what the step found;
+//!   `undone` when an entry has been undone (rollback, `down`); `complete` when every
+//!   step ran. An entry is appended — one `write(2)` of one line — *before* its step
+//!   acts, so whatever a SIGKILL interrupts is already recorded; a last line cut short
+//!   can only be a record whose step never acted, and is ignored. Appending keeps every
+//!   step O(1) (rewriting the whole journal per step made 32 interfaces quadratic).
+//!   When a journal is opened again it is compacted: header and live entries written to
+//!   `journal.json.tmp`, then renamed over it, so readers never see a torn file.
+//! - `podview.json`: the pod view as CNI left it, saved by `netbind up` before the first
+//!   change (temp file, rename); later runs plan from it, not from the namespace they
+//!   already changed.
+//!
+//! No fsync: the journal describes kernel state (links, addresses, rules) that does not
+//! survive a crash of the machine, while the page cache does survive the death of the
+//! process — which is the failure the journal is for. The default state dir,
+//! `/run/netbind`, is a tmpfs on a node anyway.
+//!
+//! What holds: the journal only ever names things netbind changed; anything it does not
+//! name is left alone by `down`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use netbind_plan::PodView;
+use serde::{Deserialize, Serialize};
+
+use crate::link::LinkConfig;
+use crate::nft::TableBefore;
+
+pub const JOURNAL: &str = "journal.json";
+pub const POD_VIEW: &str = "podview.json";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create state directory {path} (give a writable --state-dir)")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path} (is the state directory writable and not full?)")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is damaged or from another netbind version; inspect it, undo by hand, then remove it"
+    )]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The first line of `journal.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    pub version: u32,
+    pub plan: String,
+    pub object: String,
+    pub netns: String,
+}
+
+/// Every other line of `journal.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Record {
+    Entry(Entry),
+    /// The entry of this step was undone.
+    Undone(usize),
+    Complete,
+}
+
+/// The journal as read: the header with the live entries folded from the records.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    pub version: u32,
+    /// sha256 of the plan's JSON.
+    pub plan: String,
+    pub object: String,
+    pub netns: String,
+    /// Every step ran to the end at least once.
+    pub complete: bool,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// 1-based step number in the plan (see [`crate::apply::steps`]).
+    pub step: usize,
+    pub interface: String,
+    /// The step, in words.
+    pub what: String,
+    pub undo: Undo,
+}
+
+/// What puts back the state a step found.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Undo {
+    /// The step created this link; `kind` guards against deleting a stranger's link.
+    DeleteLink {
+        link: String,
+        kind: String,
+    },
+    /// The step set the link down: set it up, then put back its addresses and routes.
+    SetUpAndRestore {
+        link: String,
+        config: LinkConfig,
+    },
+    SetDown {
+        link: String,
+    },
+    /// The step renamed `back` to `now`.
+    Rename {
+        now: String,
+        back: String,
+    },
+    SetMac {
+        link: String,
+        mac: String,
+    },
+    SetMtu {
+        link: String,
+        mtu: u32,
+    },
+    /// The step removed these addresses (and with them routes).
+    Restore {
+        link: String,
+        config: LinkConfig,
+    },
+    DeleteAddress {
+        link: String,
+        address: IpNet,
+    },
+    /// `None`: the link had no master.
+    SetMaster {
+        link: String,
+        master: Option<String>,
+    },
+    SetLearning {
+        link: String,
+        learning: bool,
+    },
+    Sysctl {
+        key: String,
+        value: String,
+    },
+    Nft {
+        tables: Vec<TableBefore>,
+    },
+}
+
+/// The state directory of one VM in one namespace.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub dir: PathBuf,
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let failed = |source| JournalError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut f = File::create(&tmp).map_err(failed)?;
+    f.write_all(bytes).map_err(failed)?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(failed)
+}
+
+fn line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+impl Journal {
+    pub fn header(&self) -> Header {
+        Header {
+            version: self.version,
+            plan: self.plan.clone(),
+            object: self.object.clone(),
+            netns: self.netns.clone(),
+        }
+    }
+
+    /// The journal as its compacted file: header, live entries, `complete`.
+    pub fn to_lines(&self) -> Vec<u8> {
+        let mut out = line(&self.header());
+        for e in &self.entries {
+            out.extend(line(&Record::Entry(e.clone())));
+        }
+        if self.complete {
+            out.extend(line(&Record::Complete));
+        }
+        out
+    }
+
+    /// Reads the file's lines; a last line that does not parse was cut short by a kill.
+    pub fn from_lines(path: &Path, text: &str) -> Result<Journal, JournalError> {
+        let parse = |source| JournalError::Parse {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
+        let first = lines.next().unwrap_or_default();
+        let h: Header = serde_json::from_str(first).map_err(parse)?;
+        let mut j = Journal {
+            version: h.version,
+            plan: h.plan,
+            object: h.object,
+            netns: h.netns,
+            complete: false,
+            entries: Vec::new(),
+        };
+        while let Some(l) = lines.next() {
+            let record: Record = match serde_json::from_str(l) {
+                Ok(r) => r,
+                Err(_) if lines.peek().is_none() && !text.ends_with('\n') => break,
+                Err(source) => return Err(parse(source)),
+            };
+            match record {
+                Record::Entry(e) => {
+                    j.entries.retain(|x| x.step != e.step);
+                    j.entries.push(e);
+                    j.complete = false;
+                }
+                Record::Undone(step) => {
+                    j.entries.retain(|x| x.step != step);
+                    j.complete = false;
+                }
+                Record::Complete => j.complete = true,
+            }
+        }
+        Ok(j)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, JournalError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| JournalError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(JournalError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+impl StateDir {
+    pub fn new(dir: impl Into<PathBuf>) -> StateDir {
+        StateDir { dir: dir.into() }
+    }
+
+    pub fn create(&self) -> Result<(), JournalError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| JournalError::CreateDir {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    pub fn journal(&self) -> Result<Option<Journal>, JournalError> {
+        let path = self.dir.join(JOURNAL);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Journal::from_lines(&path, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(JournalError::Read { path, source }),
+        }
+    }
+
+    /// Replaces the journal file with the compacted `journal` (temp file, rename).
+    pub fn store(&self, journal: &Journal) -> Result<(), JournalError> {
+        write_atomically(&self.dir, JOURNAL, &journal.to_lines())
+    }
+
+    /// Writes the compacted journal unless the file already holds exactly that.
+    pub fn compact(&self, journal: &Journal) -> Result<(), JournalError> {
+        let bytes = journal.to_lines();
+        if std::fs::read(self.dir.join(JOURNAL)).is_ok_and(|now| now == bytes) {
+            return Ok(());
+        }
+        write_atomically(&self.dir, JOURNAL, &bytes)
+    }
+
+    /// Appends one record with a single write.
+    pub fn append(&self, record: &Record) -> Result<(), JournalError> {
+        let path = self.dir.join(JOURNAL);
+        let failed = |source| JournalError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(failed)?;
+        f.write_all(&line(record)).map_err(failed)
+    }
+
+    pub fn pod_view(&self) -> Result<Option<PodView>, JournalError> {
+        read_json(&self.dir.join(POD_VIEW))
+    }
+
+    pub fn save_pod_view(&self, view: &PodView) -> Result<(), JournalError> {
+        self.create()?;
+        let bytes = serde_json::to_vec_pretty(view).unwrap_or_default();
+        write_atomically(&self.dir, POD_VIEW, &bytes)
+    }
+
+    /// Removes netbind's files and the directory itself (when empty), then empty parents
+    /// up to two levels (`/run/netbind/<namespace>/<vm>`).
+    pub fn remove(&self) -> Result<(), JournalError> {
+        for name in [JOURNAL, POD_VIEW] {
+            for n in [name.to_string(), format!("{name}.tmp")] {
+                let path = self.dir.join(n);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(JournalError::Write { path, source }),
+                }
+            }
+        }
+        let mut dir = Some(self.dir.as_path());
+        for _ in 0..3 {
+            let Some(d) = dir else { break };
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_journal_reads_back_and_leaves_no_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path().join("ns/vm"));
+        state.create().unwrap();
+        assert_eq!(state.journal().unwrap(), None);
+        let j = Journal {
+            version: VERSION,
+            plan: "abc".into(),
+            object: "VirtualMachineInstance/ns/vm".into(),
+            netns: "pod".into(),
+            complete: false,
+            entries: vec![Entry {
+                step: 1,
+                interface: "default".into(),
+                what: "create bridge k6t-eth0".into(),
+                undo: Undo::DeleteLink {
+                    link: "k6t-eth0".into(),
+                    kind: "bridge".into(),
+                },
+            }],
+        };
+        state.store(&j).unwrap();
+        assert_eq!(state.journal().unwrap(), Some(j));
+        assert!(!state.dir.join("journal.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path());
+        std::fs::write(tmp.path().join(JOURNAL), b"{not json").unwrap();
+        let err = state.journal().unwrap_err();
+        assert!(err.to_string().contains("journal.json"), "{err}");
+    }
+
+    #[test]
+    fn appended_records_fold_into_live_entries_and_a_cut_last_line_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path());
+        let mut j = Journal {
+            version: VERSION,
+            plan: "p".into(),
+            object: "o".into(),
+            netns: "n".into(),
+            complete: false,
+            entries: vec![],
+        };
+        state.store(&j).unwrap();
+        let entry = |step| Entry {
+            step,
+            interface: "i".into(),
+            what: format!("step {step}"),
+            undo: Undo::SetDown { link: "x".into() },
+        };
+        for step in 1..=3 {
+            state.append(&Record::Entry(entry(step))).unwrap();
+        }
+        state.append(&Record::Undone(3)).unwrap();
+        state.append(&Record::Complete).unwrap();
+        j.entries = vec![entry(1), entry(2)];
+        j.complete = true;
+        assert_eq!(state.journal().unwrap(), Some(j.clone()));
+
+        let path = tmp.path().join(JOURNAL);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"entry\": {\"step\": 4, \"inter");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            state.journal().unwrap(),
+            Some(j),
+            "the cut record never acted"
+        );
+    }
+
+    #[test]
+    fn remove_takes_the_directory_and_its_empty_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path().join("netbind/ns/vm"));
+        state.save_pod_view(&PodView::default()).unwrap();
+        state.remove().unwrap();
+        assert!(!tmp.path().join("netbind/ns").exists());
+        assert!(tmp.path().exists());
+    }
+}

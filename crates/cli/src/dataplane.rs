@@ -14,7 +14,11 @@
 //!    `{"object": …, "qemuArgs": [...], "libvirtXml": "..."}` — the guest devices as QEMU
 //!    arguments (one array element per argument) and as libvirt `<interface>`/`<hostdev>`
 //!    XML, written atomically.
-//! 5. **serve** (opening: CAP_NET_BIND_SERVICE + CAP_NET_RAW; serving: none): the DHCPv4,
+//! 5. **serve** (opening: CAP_NET_BIND_SERVICE + CAP_NET_RAW; serving: none): every
+//!    proxied interface (`passtBinding`, sidecar binding plugins) gets its own user-mode
+//!    engine, `netbind usernet --plan <state dir>/plan.json --interface NAME`, started
+//!    from a thread inside the pod's namespace (a child forked there lives there), which
+//!    drops its own privileges; SIGTERM to `up` is passed on to the engines. The DHCPv4,
 //!    DHCPv6 and RA services the plan asks for are opened on a thread inside the pod's
 //!    namespace; then every capability is dropped (bounding, ambient, inheritable,
 //!    effective, permitted) on the main thread *before* one thread per service is spawned
@@ -161,18 +165,19 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     if args.no_serve {
         return Ok(Outcome::Ok);
     }
-    serve(&plan, &args.netns)
+    serve(&plan, &args.netns, &dir)
 }
 
 /// Opens the plan's services inside the namespace, drops every capability, serves until
 /// SIGTERM/SIGINT.
-fn serve(plan: &NetworkPlan, netns: &str) -> anyhow::Result<Outcome> {
+fn serve(plan: &NetworkPlan, netns: &str, dir: &std::path::Path) -> anyhow::Result<Outcome> {
     use netbind_dhcp::runner;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the SIGTERM/SIGINT handler")?;
     }
+    let mut engines = start_engines(plan, netns, dir)?;
     let services = netbind_netns::run_in_netns(netns, || {
         let mut out = Vec::new();
         for iface in &plan.interfaces {
@@ -210,7 +215,14 @@ fn serve(plan: &NetworkPlan, netns: &str) -> anyhow::Result<Outcome> {
     }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        for (name, child) in &mut engines {
+            if let Ok(Some(status)) = child.try_wait() {
+                output::stderr(&format!("netbind up: engine of {name} exited ({status}); stopping\n"));
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
     }
+    stop_engines(&mut engines);
     for (name, t) in names.iter().zip(threads) {
         match t.join() {
             Ok(totals) => output::stderr(&format!(
@@ -221,6 +233,81 @@ fn serve(plan: &NetworkPlan, netns: &str) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// Starts `netbind usernet` for every interface the plan gives a user-mode engine, inside
+/// the pod's namespace. The plan goes to the state dir for the engines to read.
+fn start_engines(
+    plan: &NetworkPlan,
+    netns: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+    let proxied: Vec<_> = plan.interfaces.iter().filter(|i| i.usernet.is_some()).collect();
+    if proxied.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan_path = dir.join("plan.json");
+    write_atomically(&plan_path, &serde_json::to_string(plan)?)
+        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+    for iface in &proxied {
+        if let Some(parent) = iface.usernet.as_ref().and_then(|u| std::path::Path::new(&u.socket).parent()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {} for the engine's socket", parent.display()))?;
+        }
+    }
+    let exe = std::env::current_exe().context("cannot find the netbind binary to start engines")?;
+    let started = netbind_netns::run_in_netns(netns, || {
+        let mut children = Vec::new();
+        for iface in &proxied {
+            let child = std::process::Command::new(&exe)
+                .arg("usernet")
+                .arg("--plan")
+                .arg(&plan_path)
+                .arg("--interface")
+                .arg(&iface.name)
+                .stdin(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => children.push((iface.name.clone(), c)),
+                Err(e) => return Err((iface.name.clone(), e, children)),
+            }
+        }
+        Ok(children)
+    })
+    .with_context(|| format!("--netns {netns}: cannot enter to start the user-mode engines"))?;
+    match started {
+        Ok(children) => {
+            for (name, child) in &children {
+                output::stderr(&format!("netbind up: user-mode engine for {name}: pid {}\n", child.id()));
+            }
+            Ok(children)
+        }
+        Err((name, e, mut children)) => {
+            stop_engines(&mut children);
+            Err(anyhow::Error::new(e).context(format!("cannot start the user-mode engine for {name}")))
+        }
+    }
+}
+
+/// SIGTERM to every engine (they print their counters), SIGKILL after 5 s.
+fn stop_engines(engines: &mut [(String, std::process::Child)]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for (_, child) in engines.iter() {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for (_, child) in engines.iter_mut() {
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
 }
 
 /// Empties every capability set of the calling thread (and so of threads it spawns

@@ -434,3 +434,73 @@ fn nix_kill(pid: u32) {
     )
     .unwrap();
 }
+
+#[test]
+fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
+    let vm = format!("passt{}", std::process::id());
+    let manifest = format!(
+        "kind: VirtualMachineInstance\nmetadata: {{name: {vm}, namespace: ns}}\nspec:\n  domain: {{devices: {{interfaces: [{{name: default, passtBinding: {{}}, ports: [{{port: 8080}}]}}]}}}}\n  networks: [{{name: default, pod: {{}}}}]\n"
+    );
+    let s = setup(&manifest, false);
+    let domain = s.dir.path().join("domain.json");
+    let mut child = Command::new(NETBIND)
+        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state, "--domain-out"])
+        .arg(&domain)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let mut up = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut engine_pid = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while engine_pid.is_none() {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("up never started an engine: {seen:?}"));
+        engine_pid = line
+            .strip_prefix("netbind up: user-mode engine for default: pid ")
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        seen.push(line);
+    }
+    let engine_pid = engine_pid.unwrap();
+
+    // The engine lives in the pod's namespace and listens where QEMU is told to connect.
+    let own_ns = std::fs::read_link(format!("/proc/{engine_pid}/ns/net")).unwrap();
+    let pod_ns = std::fs::metadata(format!("/run/netns/{}", s.pod.netns)).unwrap();
+    assert!(
+        own_ns.display().to_string().contains(&std::os::unix::fs::MetadataExt::ino(&pod_ns).to_string()),
+        "engine runs in {own_ns:?}, not the pod's namespace"
+    );
+    let args: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&domain).unwrap()).unwrap();
+    let socket = args["qemuArgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.split("addr.path=").nth(1))
+        .map(|p| p.split(',').next().unwrap().to_string())
+        .next()
+        .expect("a -netdev stream argument with addr.path");
+    let connected = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    assert!(connected, "nothing listens on {socket}");
+
+    nix_kill(up.0.id());
+    assert_eq!(up.0.wait().unwrap().code(), Some(0));
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !std::path::Path::new(&format!("/proc/{engine_pid}")).exists()
+    });
+    assert!(gone, "the engine outlived `up`");
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    let _ = std::fs::remove_dir_all(std::path::Path::new(&socket).parent().unwrap());
+}

@@ -41,7 +41,7 @@ struct Setup {
 fn setup(manifest: &str, blue: bool) -> Setup {
     let mut pod = CniPod::create(Some("nameserver 10.96.0.10\n"));
     if blue {
-        pod.add_secondary(&netbind_spec_name("blue"));
+        pod.add_secondary(&netbind_spec::naming::secondary_pod_link("blue"));
     }
     let dir = tempfile::tempdir().unwrap();
     let manifest = write(dir.path(), "vm.yaml", manifest);
@@ -52,15 +52,6 @@ fn setup(manifest: &str, blue: bool) -> Setup {
         manifest,
         state,
     }
-}
-
-/// KubeVirt's pod link name of a secondary network (`pod` + 11 hex digits of sha256).
-fn netbind_spec_name(network: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("printf %s '{network}' | sha256sum")])
-        .output()
-        .unwrap();
-    format!("pod{}", &String::from_utf8_lossy(&out.stdout)[..11])
 }
 
 impl Setup {

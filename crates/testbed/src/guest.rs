@@ -27,8 +27,16 @@
 //!   (`ip mask router dns domain search mtu staticroutes serverid lease`) and prints
 //!   `DHCP IFACE bound …` on the console;
 //! - `wait_ipv6 IFACE [SECONDS]` waits for a non-tentative global IPv6 address (SLAAC by
-//!   router advertisements; busybox has no DHCPv6 client);
-//! - `wait_link IFACE [SECONDS]` waits for the carrier.
+//!   router advertisements);
+//! - `wait_link IFACE [SECONDS]` waits for the carrier;
+//! - `dhcp6 IFACE` runs ISC `dhclient -6 -1` once (busybox has no DHCPv6 client, so the
+//!   image carries the host's `/usr/sbin/dhclient` with the shared libraries `ldd` names,
+//!   when the host has it: Debian `isc-dhcp-client`). It waits for the link-local address
+//!   to leave DAD first; its hook `/usr/share/dhclient/hook` adds
+//!   `$new_ip6_address/$new_ip6_prefixlen`, waits for DAD, writes the DNS servers to
+//!   `/etc/resolv.conf` (appending), saves `ip6 prefixlen6 dns6 search6` to
+//!   `/run/dhcp6-IFACE.env` and prints `DHCP6 IFACE <reason> ip6=…`. Without dhclient in
+//!   the image it prints why and fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +95,24 @@ wait_ipv6() {
   done
   return 1
 }
+dhcp6() {
+  if [ ! -x /sbin/dhclient ]; then
+    echo "DHCP6 $1 no-client: the guest image has no dhclient (apt-get install isc-dhcp-client on the host)"
+    return 1
+  fi
+  ip link set "$1" up
+  i=0
+  while [ $i -lt 100 ]; do
+    ip -6 addr show dev "$1" scope link | grep -q inet6 \
+      && ! ip -6 addr show dev "$1" scope link | grep -q tentative && break
+    usleep 100000; i=$((i + 1))
+  done
+  timeout 30 /sbin/dhclient -6 -1 -cf /etc/dhclient6.conf -lf "/run/dhclient6-$1.leases" \
+    -pf "/run/dhclient6-$1.pid" -sf /usr/share/dhclient/hook "$1" 2>/run/dhclient6-$1.log
+  s=$?
+  [ $s = 0 ] || { echo "DHCP6 $1 failed ($s)"; sed 's/^/dhclient: /' /run/dhclient6-$1.log; }
+  return $s
+}
 wait_link() {
   i=0
   while [ $i -lt $((${2:-10} * 10)) ]; do
@@ -139,6 +165,70 @@ leasefail|nak)
 esac
 exit 0
 "#;
+
+const DHCLIENT_HOOK: &str = r#"#!/bin/sh
+# dhclient -6 hook: $reason is PREINIT6, BOUND6, RENEW6, REBIND6, REBOOT6, EXPIRE6, …
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+case "$reason" in
+BOUND6|RENEW6|REBIND6|REBOOT6)
+  ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" dev "$interface"
+  i=0
+  while [ $i -lt 50 ] && ip -6 addr show dev "$interface" | grep -q tentative; do
+    usleep 100000; i=$((i + 1))
+  done
+  for d in $new_dhcp6_name_servers; do echo "nameserver $d" >> /etc/resolv.conf; done
+  {
+    echo "ip6='$new_ip6_address'"
+    echo "prefixlen6='$new_ip6_prefixlen'"
+    echo "dns6='$new_dhcp6_name_servers'"
+    echo "search6='$new_dhcp6_domain_search'"
+  } > "/run/dhcp6-$interface.env"
+  echo "DHCP6 $interface $reason ip6=$new_ip6_address/$new_ip6_prefixlen dns=$new_dhcp6_name_servers"
+  ;;
+esac
+exit 0
+"#;
+
+/// Files for the image: `(path inside it, bytes)`.
+type ImageFiles = Vec<(String, Vec<u8>)>;
+
+/// The host's ISC dhclient and the files it needs (itself, its shared libraries and the
+/// dynamic loader, as `ldd` names them), as `(path in the image, bytes)`. `None` when
+/// the host has no dhclient.
+fn dhclient_files() -> Result<Option<ImageFiles>> {
+    let Some(bin) = ["/usr/sbin/dhclient", "/sbin/dhclient"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        return Ok(None);
+    };
+    let ldd = cmd::checked(Command::new("ldd").arg(&bin))?;
+    let mut files = vec![("sbin/dhclient".to_string(), bin.clone())];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push((p.trim_start_matches('/').to_string(), PathBuf::from(p)));
+        }
+    }
+    files
+        .into_iter()
+        .map(|(name, path)| {
+            std::fs::read(&path)
+                .map(|b| (name, b))
+                .map_err(|source| Error::Io {
+                    what: "read",
+                    path,
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
 
 /// The kernel and the base initramfs, built once per process.
 #[derive(Debug)]
@@ -261,6 +351,30 @@ impl GuestImage {
         );
         c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
         c.file("etc/group", 0o644, b"root:x:0:\n");
+        if let Some(files) = dhclient_files()? {
+            let mut dirs = std::collections::BTreeSet::new();
+            for (name, _) in &files {
+                let mut d = Path::new(name).parent();
+                while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+                    dirs.insert(p.to_path_buf());
+                    d = p.parent();
+                }
+            }
+            // Parents sort before children; the base directories exist already.
+            for d in dirs.iter().map(|d| d.display().to_string()) {
+                if !["sbin", "lib", "usr", "usr/sbin", "usr/bin", "bin"].contains(&d.as_str()) {
+                    c.dir(&d);
+                }
+            }
+            for (name, bytes) in &files {
+                c.file(name, 0o755, bytes);
+            }
+            c.dir("usr/share/dhclient");
+            c.dir("var/lib");
+            c.dir("var/lib/dhcp");
+            c.file("usr/share/dhclient/hook", 0o755, DHCLIENT_HOOK.as_bytes());
+            c.file("etc/dhclient6.conf", 0o644, b"");
+        }
         Ok(GuestImage {
             kernel,
             modules_dir,

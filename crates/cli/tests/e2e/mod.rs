@@ -50,11 +50,15 @@ pub struct DataPlane {
 impl DataPlane {
     /// Runs `netbind up` for `manifest` in the fixture's pod namespace (see the module docs).
     pub fn up(pod: &PodFixture, manifest: &str) -> DataPlane {
-        let dir = tempfile::Builder::new().prefix("nb-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("nb-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let path = dir.path().join("vm.yaml");
         std::fs::write(&path, manifest).expect("write the manifest");
         let status = dir.path().join("network-status.json");
-        pod.write_network_status(&status).expect("write network-status");
+        pod.write_network_status(&status)
+            .expect("write network-status");
         let state = dir.path().join("state");
         let domain = dir.path().join("domain.json");
         let log = dir.path().join("up.log");
@@ -89,11 +93,11 @@ impl DataPlane {
         };
         let deadline = started + Duration::from_secs(30);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&domain) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    dp.domain = v;
-                    break;
-                }
+            if let Ok(text) = std::fs::read_to_string(&domain)
+                && let Ok(v) = serde_json::from_str(&text)
+            {
+                dp.domain = v;
+                break;
             }
             let exited = dp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
@@ -130,26 +134,35 @@ impl DataPlane {
     }
 
     /// SIGTERM, `up` exits 0; `down` exits 0; the pod namespace equals its snapshot from
-    /// before `up`. Returns `up`'s output (its service counters).
+    /// before `up`. Prints and returns `up`'s output (notes, service counters).
     pub fn finish(mut self, pod: &PodFixture) -> String {
         assert_eq!(pod.pod.name(), self.netns, "the fixture `up` ran in");
         let mut child = self.child.take().expect("up is running");
         let status = terminate(&mut child);
         let log = self.log();
         eprintln!("`netbind up` said:\n{log}");
+        // `down` first: a failed assertion below must not leave the namespace built.
+        let down = self.down();
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(0),
             "`netbind up` did not exit 0 on SIGTERM ({status:?}):\n{log}"
         );
-        let down = self.down();
         assert!(
             down.status.success(),
             "`netbind down` failed ({}):\n{}",
             down.status,
             String::from_utf8_lossy(&down.stderr)
         );
-        let after = pod.pod.snapshot().expect("snapshot after down");
+        // The kernel re-creates a link's IPv6 link-local address (and its fe80::/64 route)
+        // only once the carrier is back, asynchronously after `down` brought the link up:
+        // allow it a moment to settle, nothing else.
+        let settle = Instant::now() + Duration::from_secs(3);
+        let mut after = pod.pod.snapshot().expect("snapshot after down");
+        while after != self.before && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(100));
+            after = pod.pod.snapshot().expect("snapshot after down");
+        }
         if let Some(diff) = self.before.diff(&after) {
             let mut full = String::new();
             for ((cmd, a), (_, b)) in self.before.sections.iter().zip(&after.sections) {
@@ -179,13 +192,13 @@ impl Drop for DataPlane {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child);
-            if let Ok(out) = std::panic::catch_unwind(|| self.down()) {
-                if !out.status.success() {
-                    eprintln!(
-                        "cleanup: `netbind down` failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
+            if let Ok(out) = std::panic::catch_unwind(|| self.down())
+                && !out.status.success()
+            {
+                eprintln!(
+                    "cleanup: `netbind down` failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
     }
@@ -268,7 +281,10 @@ pub struct PeerAgent {
 
 impl PeerAgent {
     pub fn start(peer: &Netns) -> PeerAgent {
-        let dir = tempfile::Builder::new().prefix("nb-agent-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("nb-agent-")
+            .tempdir()
+            .expect("temp dir");
         let log = dir.path().join("events.log");
         let process = peer
             .spawn(&[
@@ -333,7 +349,14 @@ except Exception as e:
 /// `Ok(reply)` or `Err(what went wrong)`.
 pub fn connect(ns: &Netns, addr: IpAddr, port: u16, line: &str) -> Result<String, String> {
     let out = ns
-        .try_exec(&["python3", "-c", CLIENT, &addr.to_string(), &port.to_string(), line])
+        .try_exec(&[
+            "python3",
+            "-c",
+            CLIENT,
+            &addr.to_string(),
+            &port.to_string(),
+            line,
+        ])
         .expect("run the peer client");
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     match text.strip_prefix("ok ") {
@@ -349,7 +372,18 @@ pub fn connect(ns: &Netns, addr: IpAddr, port: u16, line: &str) -> Result<String
 /// then 2 s for a reply; busybox ignores `-w` until that wait is over).
 pub fn pings(ns: &Netns, addr: IpAddr) -> bool {
     let t = Instant::now();
-    let r = ns.try_exec(&["busybox", "ping", "-c", "2", "-i", "0.3", "-W", "2", &addr.to_string()])
+    let r = ns
+        .try_exec(&[
+            "busybox",
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.3",
+            "-W",
+            "2",
+            &addr.to_string(),
+        ])
         .expect("run ping")
         .status
         .success();

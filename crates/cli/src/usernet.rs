@@ -45,6 +45,9 @@ pub struct UsernetArgs {
     /// Do not map the gateway address to the namespace's loopback.
     #[arg(long)]
     no_map_gw: bool,
+    /// Keep the counters in this file (`name value` lines), rewritten every second.
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
     /// Capture the guest side to this pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -103,7 +106,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         cfg.dns,
         cfg.dns_upstream,
     );
-    let opts = RunOptions { pcap: args.pcap.clone(), signals: true, stop: Arc::new(AtomicBool::new(false)) };
+    let opts = RunOptions { pcap: args.pcap.clone(), signals: true, stop: Arc::new(AtomicBool::new(false)), stats: args.stats.clone() };
     let counters = run::run(cfg, attach, opts)?;
     eprintln!("netbind usernet: {counters}");
     Ok(Outcome::Ok)

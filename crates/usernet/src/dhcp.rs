@@ -4,8 +4,8 @@
 //! goes to [`Server4::handle`] / [`Server6::handle`] and the reply is framed here: DHCPv4
 //! from the gateway address (the server identifier) to the address the core chose
 //! (broadcast or the client's), DHCPv6 from the engine's link-local address to the
-//! client's. The DHCPv4 server is made on the first request when the guest's MAC was not
-//! configured: it answers the MAC that asked first.
+//! client's. When the guest's MAC was not configured, each server is (re)made on the
+//! first request: it answers the MAC that asked first.
 //!
 //! Replies are built in the core with dhcproto and allocated there: this is control
 //! traffic, a handful of messages per boot, not the data path.
@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use netbind_dhcp::v4::Server4;
+use netbind_dhcp::v6::Server6;
 
 use crate::config::{ENGINE_LINK_LOCAL, format_mac};
 use crate::engine::Engine;
@@ -38,6 +39,14 @@ impl<G: GuestTx> Engine<G> {
     }
 
     pub(crate) fn dhcp6_from_guest(&mut self, pkt: &IpPacket<'_>, sport: u16, payload: &[u8]) {
+        if self.dhcp6.is_none() || (self.cfg.guest_mac.is_none() && !self.dhcp6_mac_learned) {
+            let Some(mut cfg) = self.cfg.dhcp6() else { return };
+            if self.cfg.guest_mac.is_none() {
+                cfg.client_mac = format_mac(pkt.src_mac);
+                self.dhcp6_mac_learned = true;
+            }
+            self.dhcp6 = Some(Server6::new(cfg));
+        }
         let Some(server) = self.dhcp6.as_mut() else { return };
         let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else { return };
         let from = SocketAddr::new(IpAddr::V6(ENGINE_LINK_LOCAL), 547);

@@ -80,6 +80,8 @@ pub struct Counters {
     pub rst_sent: u64,
     pub unreachable_sent: u64,
     pub retransmits: u64,
+    /// Guest TCP segments the socket took only in part (the window was too optimistic).
+    pub tcp_send_refused: u64,
     pub tcp_bytes_from_guest: u64,
     pub tcp_bytes_to_guest: u64,
     pub udp_bytes_from_guest: u64,
@@ -91,6 +93,42 @@ pub struct Counters {
     pub flows_cap: u64,
 }
 
+impl Counters {
+    /// One `name value` line per counter, for `--stats FILE` and scripts.
+    pub fn lines(&self) -> String {
+        let fields: [(&str, u64); 27] = [
+            ("flows_now", self.flows_now),
+            ("flows_cap", self.flows_cap),
+            ("tcp_opened", self.tcp_opened),
+            ("tcp_accepted", self.tcp_accepted),
+            ("udp_opened", self.udp_opened),
+            ("ping_opened", self.ping_opened),
+            ("ping_denied", self.ping_denied),
+            ("refused_full", self.refused_full),
+            ("rst_sent", self.rst_sent),
+            ("unreachable_sent", self.unreachable_sent),
+            ("retransmits", self.retransmits),
+            ("tcp_send_refused", self.tcp_send_refused),
+            ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
+            ("tcp_bytes_to_guest", self.tcp_bytes_to_guest),
+            ("udp_bytes_from_guest", self.udp_bytes_from_guest),
+            ("udp_bytes_to_guest", self.udp_bytes_to_guest),
+            ("rx_frames", self.rx_frames),
+            ("rx_bytes", self.rx_bytes),
+            ("rx_malformed", self.rx_malformed),
+            ("rx_unsupported", self.rx_unsupported),
+            ("rx_fragments", self.rx_fragments),
+            ("arp_replies", self.arp_replies),
+            ("ndp_replies", self.ndp_replies),
+            ("dhcp_replies", self.dhcp_replies),
+            ("tx_frames", self.tx.frames),
+            ("tx_bytes", self.tx.bytes),
+            ("tx_dropped_full", self.tx.dropped_full),
+        ];
+        fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+    }
+}
+
 impl std::fmt::Display for Counters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -98,7 +136,7 @@ impl std::fmt::Display for Counters {
             "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
              guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {}); \
              guest tx {} frames {} bytes (dropped, guest side full {}); \
-             tcp bytes from/to guest {}/{}, retransmits {}, rst {}; udp bytes from/to guest {}/{}; \
+             tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, rst {}; udp bytes from/to guest {}/{}; \
              icmp unreachable {}, ping denied {}; arp {}, ndp {}, dhcp {}",
             self.flows_now,
             self.flows_cap,
@@ -118,6 +156,7 @@ impl std::fmt::Display for Counters {
             self.tcp_bytes_from_guest,
             self.tcp_bytes_to_guest,
             self.retransmits,
+            self.tcp_send_refused,
             self.rst_sent,
             self.udp_bytes_from_guest,
             self.udp_bytes_to_guest,
@@ -138,6 +177,8 @@ pub struct Engine<G> {
     pub(crate) listeners: Vec<Listener>,
     pub(crate) dhcp4: Option<Server4>,
     pub(crate) dhcp6: Option<Server6>,
+    /// The DHCPv6 server was remade for the MAC of the first guest that asked.
+    pub(crate) dhcp6_mac_learned: bool,
     pub(crate) ra: Option<Vec<u8>>,
     pub(crate) counters: Counters,
     pub(crate) scratch: Box<[u8]>,
@@ -167,6 +208,7 @@ impl<G: GuestTx> Engine<G> {
             listeners: Vec::new(),
             dhcp4: None,
             dhcp6,
+            dhcp6_mac_learned: false,
             ra,
             counters: Counters::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),

@@ -41,15 +41,54 @@ pub trait GuestTx {
     fn reserve(&mut self, len: usize) -> Option<&mut [u8]>;
     /// The first `len` bytes of the last reserved room are a frame: send it.
     fn commit(&mut self, len: usize);
+    /// Whether frames may leave unfinished ([`TxMeta`]): with a partial checksum, and as
+    /// TCP segments larger than the MTU that the receiver takes whole or cuts (a tap with
+    /// a virtio-net header).
+    fn offloads(&self) -> bool {
+        false
+    }
+    /// As `commit`, for a frame that `meta` says how to finish (only when `offloads()`).
+    fn commit_meta(&mut self, len: usize, meta: TxMeta) {
+        let _ = meta;
+        self.commit(len);
+    }
+}
+
+/// How the receiver finishes a frame the engine left unfinished on purpose: the
+/// virtio-net header's fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxMeta {
+    /// Where the L4 header starts, when its checksum field holds only the pseudo-header
+    /// sum (0: the checksum is complete).
+    pub csum_start: u16,
+    /// Where the checksum field is within the L4 header.
+    pub csum_offset: u16,
+    /// Segment size to cut a TCP super-segment into (0: an ordinary frame).
+    pub gso_size: u16,
+    /// The segment is IPv6 (for the segmentation type).
+    pub gso_v6: bool,
+    /// Length of the headers (Ethernet to TCP) before the payload.
+    pub hdr_len: u16,
 }
 
 /// Frames kept in memory, for tests and fuzzing.
 #[derive(Debug, Default)]
 pub struct MemTx {
     pub frames: Vec<Vec<u8>>,
+    /// What each frame said about finishing it (default for ordinary frames).
+    pub metas: Vec<TxMeta>,
     scratch: Vec<u8>,
     /// When set, at most this many frames are accepted (to test backpressure).
     pub limit: Option<usize>,
+    /// Pretend to be a tap with offloads.
+    pub offload: bool,
+}
+
+impl MemTx {
+    /// A guest side that takes unfinished frames ([`TxMeta`]), as a tap with offloads.
+    pub fn with_offloads() -> MemTx {
+        MemTx { offload: true, ..MemTx::default() }
+    }
 }
 
 impl GuestTx for MemTx {
@@ -64,7 +103,16 @@ impl GuestTx for MemTx {
     }
 
     fn commit(&mut self, len: usize) {
+        self.commit_meta(len, TxMeta::default());
+    }
+
+    fn offloads(&self) -> bool {
+        self.offload
+    }
+
+    fn commit_meta(&mut self, len: usize, meta: TxMeta) {
         self.frames.push(self.scratch[..len].to_vec());
+        self.metas.push(meta);
     }
 }
 
@@ -88,19 +136,26 @@ impl<G: GuestTx> Out<G> {
     /// Builds one frame of at most `max_len` bytes with `build` (which gets the room and
     /// the guest's MAC and returns the frame length, 0 to send nothing) and sends it.
     pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8], [u8; 6]) -> usize) -> bool {
+        self.emit_meta(max_len, |buf, mac| (build(buf, mac), TxMeta::default()))
+    }
+
+    /// As `emit`, for a frame the guest side finishes as `build` says (see [`TxMeta`];
+    /// only when `guest.offloads()`). The pcap shows it unfinished, as tcpdump would.
+    pub fn emit_meta(&mut self, max_len: usize, build: impl FnOnce(&mut [u8], [u8; 6]) -> (usize, TxMeta)) -> bool {
         let mac = self.guest_mac;
         let Some(buf) = self.guest.reserve(max_len) else {
             self.counters.dropped_full += 1;
             return false;
         };
-        let len = build(buf, mac).min(buf.len());
+        let (len, meta) = build(buf, mac);
+        let len = len.min(buf.len());
         if len == 0 {
             return false;
         }
         if let Some(p) = self.pcap.as_mut() {
             p.record(&buf[..len]);
         }
-        self.guest.commit(len);
+        self.guest.commit_meta(len, meta);
         self.counters.frames += 1;
         self.counters.bytes += len as u64;
         true
@@ -170,6 +225,15 @@ pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
         _ => checksum::pseudo_header_v6(&to_v6(src), &to_v6(dst), IpProtocol::from(proto), l4.len() as u32),
     };
     !checksum::combine(&[pseudo, checksum::data(l4)])
+}
+
+/// The pseudo-header sum alone (not complemented): what an L4 checksum field holds when
+/// the receiver completes the checksum (a partial checksum, [`TxMeta::csum_start`]).
+pub fn pseudo_sum(src: IpAddr, dst: IpAddr, proto: u8, l4_len: usize) -> u16 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4_len as u32),
+        _ => checksum::pseudo_header_v6(&to_v6(src), &to_v6(dst), IpProtocol::from(proto), l4_len as u32),
+    }
 }
 
 /// Writes the checksum of the L4 segment starting at `buf[l4..]` at `l4 + field`.

@@ -4,7 +4,8 @@
 //!
 //! Each round: wait (at most [`TICK`]), read every frame the guest has into the engine,
 //! hand socket readiness to the engine, send the owed ACKs, write the guest side out, run
-//! timers. `SIGUSR1` prints the counters; `SIGINT`/`SIGTERM` (or the `stop` flag) end
+//! timers. `SIGUSR1` prints the counters (and rewrites the `stats` file, kept every
+//! second too); `SIGINT`/`SIGTERM` (or the `stop` flag) end
 //! the loop, which returns the counters. A stream guest that disconnects is replaced by
 //! the next connection on the socket; a tap or inherited descriptor that closes ends the
 //! loop.
@@ -64,6 +65,17 @@ pub struct RunOptions {
     pub signals: bool,
     /// Ends the loop when set.
     pub stop: Arc<AtomicBool>,
+    /// Where to keep the counters (`name value` lines), rewritten every second, on
+    /// `SIGUSR1` and at exit.
+    pub stats: Option<PathBuf>,
+}
+
+/// Rewrites the stats file (atomically: readers never see half of it).
+fn write_stats(path: &Path, counters: &Counters) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, counters.lines()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
 
 /// Binds the unix socket (removing a stale one, creating the directory).
@@ -113,7 +125,8 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                 .map_err(|e| RunError::Poll(e.into()))?;
             let raw = fd.as_raw_fd();
             let dup = fd.try_clone().map_err(RunError::Poll)?;
-            (GuestSide::Tap(TapTx::new(fd)), GuestReader::Tap(TapRx::new(dup)), Some(raw))
+            let vnet = crate::sys::tun_has_vnet_hdr(std::os::fd::AsFd::as_fd(&fd));
+            (GuestSide::Tap(TapTx::new(fd, vnet)), GuestReader::Tap(TapRx::new(dup, vnet)), Some(raw))
         }
     };
     if let Some(raw) = guest_fd {
@@ -143,6 +156,10 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
 
     let mut events = Events::with_capacity(1024);
     let mut last_timers = Instant::now();
+    let mut last_stats = Instant::now();
+    if let Some(p) = opts.stats.as_deref() {
+        write_stats(p, &engine.counters());
+    }
     'outer: while !opts.stop.load(Ordering::Relaxed) {
         if let Err(e) = poll.poll(&mut events, Some(TICK))
             && e.kind() != io::ErrorKind::Interrupted
@@ -208,6 +225,9 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                         while let Ok(Some(info)) = sfd.read_signal() {
                             if info.ssi_signo == Signal::SIGUSR1 as u32 {
                                 eprintln!("netbind usernet: {}", engine.counters());
+                                if let Some(p) = opts.stats.as_deref() {
+                                    write_stats(p, &engine.counters());
+                                }
                             } else {
                                 break 'outer;
                             }
@@ -223,11 +243,20 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
             engine.timers(now);
             last_timers = now;
         }
+        if let Some(p) = opts.stats.as_deref()
+            && now.duration_since(last_stats) >= Duration::from_secs(1)
+        {
+            write_stats(p, &engine.counters());
+            last_stats = now;
+        }
         if guest_fd.is_some() && !engine.guest_mut().flush() && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
             break;
         }
     }
     engine.set_pcap(None); // flushes the capture
+    if let Some(p) = opts.stats.as_deref() {
+        write_stats(p, &engine.counters());
+    }
     Ok(engine.counters())
 }
 

@@ -5,8 +5,13 @@
 //!   lowers it by what it consumed. The TCP relay keeps it equal to the bytes sent to the
 //!   guest but not yet acknowledged.
 //! - `recv(MSG_TRUNC)` on TCP drops bytes from the receive queue without copying them.
-//! - `SIOCOUTQ`: bytes in a socket's send queue (sent but unacknowledged, plus unsent).
-//! - `TUNSETIFF`: turns an open `/dev/net/tun` into a named tap device.
+//! - `SO_MEMINFO`: a socket's send buffer size and the memory its send queue holds, in
+//!   the kernel's own accounting (what decides whether `send()` accepts more).
+//! - `poll(POLLOUT)` with no timeout: asks the kernel whether a TCP socket is writable; a
+//!   "no" also arms the socket's write-space wakeup (`SOCK_NOSPACE`), which an
+//!   edge-triggered epoll otherwise never gets for a socket that never filled up.
+//! - `TUNSETIFF`/`TUNGETIFF`/`TUNSETOFFLOAD`: turn an open `/dev/net/tun` into a named
+//!   tap device, with a virtio-net header and offloads (see `attach/tap.rs`).
 //!
 //! What holds: every pointer handed to the kernel points into a live Rust object of the
 //! stated length for the duration of the call; nothing here keeps a pointer.
@@ -46,16 +51,33 @@ pub fn recv_discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc as usize) }
 }
 
-/// Bytes waiting in a socket's send queue.
-pub fn outq(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    let mut value: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one int through the pointer, which points to `value`.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &raw mut value) };
-    if rc == 0 { Ok(value.max(0) as u32) } else { Err(io::Error::last_os_error()) }
+/// A socket's send buffer and the memory queued in it (`SO_MEMINFO`): `(sndbuf, queued)`.
+pub fn send_memory(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut info = [0u32; 9];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is that long, and
+    // stores the length it wrote into `len`.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &raw mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((info[libc::SK_MEMINFO_SNDBUF as usize], info[libc::SK_MEMINFO_WMEM_QUEUED as usize]))
 }
 
-/// Makes `fd` (an open `/dev/net/tun`) the tap device `name`, without packet information.
-pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+/// Whether `fd` is writable right now; when it is not, the kernel will wake the event
+/// loop (`EPOLLOUT`) once it is.
+pub fn writable_or_arm(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one pollfd, valid for the call; a zero timeout never blocks.
+    let rc = unsafe { libc::poll(&raw mut p, 1, 0) };
+    rc > 0 && p.revents & libc::POLLOUT != 0
+}
+
+/// Makes `fd` (an open `/dev/net/tun`) the tap device `name`, without packet information,
+/// and with a virtio-net header before each frame when `vnet_hdr` is set.
+pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str, vnet_hdr: bool) -> io::Result<()> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
     }
@@ -64,9 +86,33 @@ pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads (and may write back the name into) one ifreq, which `req` is.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &raw mut req) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Whether an open tun/tap descriptor carries a virtio-net header (`IFF_VNET_HDR`);
+/// false for anything that is not a tun/tap.
+pub fn tun_has_vnet_hdr(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes one ifreq into `req`; on other descriptors it fails.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &raw mut req) };
+    // SAFETY: after TUNGETIFF the flags member of the union is the one written.
+    rc == 0 && i32::from(unsafe { req.ifr_ifru.ifru_flags }) & libc::IFF_VNET_HDR != 0
+}
+
+/// Tells a tap with a virtio-net header which offloads its reader handles
+/// (`TUN_F_CSUM`, `TUN_F_TSO4`, …): the kernel then hands over partial checksums and
+/// TCP segments of up to 64 KiB.
+pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int), no pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 

@@ -137,7 +137,7 @@ fn start_engine(tb: &mut Testbed) {
     let stop = tb.stop.clone();
     tb.threads.push(std::thread::spawn(move || {
         enter(&a);
-        let counters = run(cfg, Attach::Tap(fd), RunOptions { pcap: None, signals: false, stop }).expect("engine");
+        let counters = run(cfg, Attach::Tap(fd), RunOptions { pcap: None, signals: false, stop, stats: None }).expect("engine");
         eprintln!("engine: {counters}");
     }));
     let a = tb.a.clone();
@@ -224,9 +224,11 @@ fn namespace_clients_reach_the_pod_through_the_engine() {
     let up = iperf_gbits(&tb, "10.77.0.1", false);
     let down = iperf_gbits(&tb, "10.77.0.1", true);
     eprintln!("iperf3 through netbind usernet: guest→pod {up:.2} Gbit/s, pod→guest {down:.2} Gbit/s");
-    assert!(up > 0.05 && down > 0.05, "throughput too low: {up} / {down}");
+    // Far below what this reaches on an idle machine (6–15 Gbit/s), far above what a
+    // window the socket refuses costs (0.05: a loss recovery per send buffer).
+    assert!(up > 1.0 && down > 1.0, "throughput too low: {up} / {down}");
     let up6 = iperf_gbits(&tb, "fd77::1", false);
-    assert!(up6 > 0.05, "IPv6 throughput too low: {up6}");
+    assert!(up6 > 1.0, "IPv6 throughput too low: {up6}");
     let _ = std::fs::remove_dir_all(&www);
 }
 

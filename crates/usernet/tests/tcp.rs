@@ -300,3 +300,84 @@ fn bulk_transfer_both_ways_keeps_every_byte_in_order() {
     }
     assert!(received == data, "bytes differ");
 }
+
+/// The window offered to the guest is what the socket will take: a guest that fills it
+/// while nobody reads on the other side loses nothing (a refused byte would cost it a
+/// loss recovery), and when the reader drains the socket the guest hears at once that
+/// the window reopened, without sending anything.
+#[test]
+fn a_guest_filling_the_offered_window_loses_nothing_and_hears_when_it_reopens() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40017), gw4(port), 65480, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let chunk = vec![5u8; 16384];
+    let mut sent: u64 = 0;
+    let mut window_closed = false;
+    let mut n = 1;
+    for _ in 0..2000 {
+        for _ in 0..n {
+            let seg = c.seg(ACK, &chunk);
+            h.engine.guest_frame(&seg);
+            sent += chunk.len() as u64;
+        }
+        h.engine.flush();
+        // The window the engine offers now, from its latest ACK.
+        let acks: Vec<Tcp> = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).collect();
+        let last = acks.last().expect("an ACK for the segments");
+        assert_eq!(last.ack, c.snd_nxt, "everything sent was acknowledged");
+        let window = u32::from(last.window) << 7;
+        if window < chunk.len() as u32 {
+            window_closed = true;
+            break;
+        }
+        n = (window as usize / chunk.len()).min(32);
+    }
+    assert!(window_closed, "the window never closed although nobody reads");
+    let counters = h.engine.counters();
+    assert_eq!(counters.tcp_send_refused, 0, "the socket refused data inside the window");
+    assert_eq!(counters.tcp_bytes_from_guest, sent);
+    // The reader drains the socket: a window update comes by itself.
+    s.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read: u64 = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let mut update = None;
+    while update.is_none() && std::time::Instant::now() < end {
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+        }
+        h.pump(Duration::from_millis(5));
+        update = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).find(|t| u32::from(t.window) << 7 >= 65536);
+    }
+    assert!(update.is_some(), "no window update after the reader drained {read} of {sent} bytes");
+}
+
+/// With a guest side that offloads (a tap with a virtio-net header), data leaves in
+/// segments larger than the guest's MSS, marked to be cut at the MSS, with only the
+/// pseudo-header sum in the checksum field.
+#[test]
+fn with_offloads_data_leaves_as_super_segments_with_partial_checksums() {
+    let (l, port) = server();
+    let mut h = Harness::with_guest(config(), netbind_usernet::MemTx::with_offloads());
+    let c = connect(&mut h, guest4(40018), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    s.write_all(&[3u8; 200_000]).unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    let mut data = Vec::new();
+    while data.is_empty() && std::time::Instant::now() < end {
+        h.pump(Duration::from_millis(5));
+        data = h.take_raw().into_iter().filter(|(f, _)| f.len() > 14 + 20 + 20).collect();
+    }
+    let (frame, meta) = data.first().expect("data toward the guest");
+    let payload = frame.len() - 54;
+    assert!(payload > 1460, "a super-segment, not {payload} bytes");
+    assert_eq!((meta.gso_size, meta.gso_v6, meta.hdr_len), (1460, false, 54));
+    assert_eq!((meta.csum_start, meta.csum_offset), (34, 16));
+    let field = u16::from_be_bytes([frame[34 + 16], frame[34 + 17]]);
+    let pseudo = netbind_usernet::frame::pseudo_sum(c.peer.ip(), c.me.ip(), PROTO_TCP, frame.len() - 34);
+    assert_eq!(field, pseudo, "the checksum field holds the pseudo-header sum");
+}

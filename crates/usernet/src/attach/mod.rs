@@ -3,7 +3,8 @@
 //! - `stream`: QEMU's `-netdev stream` (and passt's protocol): a unix stream socket,
 //!   each frame preceded by its length as a 4-byte big-endian integer. netbind listens;
 //!   QEMU connects; when the connection ends, the next one is accepted (guest restart).
-//! - `tap`: a tap device (`IFF_TAP | IFF_NO_PI`), one frame per read/write; made in
+//! - `tap`: a tap device (`IFF_TAP | IFF_NO_PI`, with a virtio-net header and TCP
+//!   offloads when made here), one frame per read/write; made in
 //!   another namespace and configured like the pod (`--netns`), or inherited.
 //!
 //! Both sides are non-blocking and buffered without allocation per frame: the stream's
@@ -59,6 +60,20 @@ impl GuestTx for GuestSide {
         match self {
             GuestSide::Stream(s) => s.commit(len),
             GuestSide::Tap(t) => t.commit(len),
+        }
+    }
+
+    fn offloads(&self) -> bool {
+        match self {
+            GuestSide::Stream(_) => false,
+            GuestSide::Tap(t) => t.offloads(),
+        }
+    }
+
+    fn commit_meta(&mut self, len: usize, meta: crate::frame::TxMeta) {
+        match self {
+            GuestSide::Stream(s) => s.commit(len),
+            GuestSide::Tap(t) => t.commit_meta(len, meta),
         }
     }
 }

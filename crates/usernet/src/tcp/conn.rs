@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment};
-use crate::frame::{GuestTx, Out};
+use crate::frame::{ETH_HLEN, GuestTx, Out, TxMeta, ip_hlen};
 use crate::sys;
 
 pub const RTO_INIT: Duration = Duration::from_millis(200);
@@ -28,6 +28,9 @@ pub const RTO_MAX: Duration = Duration::from_secs(10);
 pub const MAX_RETRIES: u8 = 10;
 /// Window scale the engine offers (windows up to 2^30 bytes).
 pub const OUR_WSCALE: u8 = 7;
+/// Largest payload of one segment to a guest side with offloads: the IP length field's
+/// limit less IPv6 and TCP headers.
+pub const MAX_SUPER_SEGMENT: u32 = 65535 - 40 - 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -58,6 +61,14 @@ pub mod flags {
     pub const WND_UPDATE: u16 = 1 << 6;
     /// The kernel lacks TCP `SO_PEEK_OFF`: peek from the head, skipping what was sent.
     pub const PEEK_FALLBACK: u16 = 1 << 7;
+    /// The window offered was small and the socket's write-space wakeup is armed: when
+    /// it comes, send the guest a window update.
+    pub const WND_WAIT: u16 = 1 << 8;
+    /// Sending stopped with data left (the guest's window was full): an ACK or a window
+    /// change from the guest resumes it.
+    pub const TX_STALLED: u16 = 1 << 9;
+    /// Resume sending after this segment (set from `TX_STALLED`, hence the next bit).
+    pub const TX_KICK: u16 = 1 << 10;
 }
 use flags::*;
 
@@ -80,6 +91,8 @@ pub struct Stats {
     pub from_guest: u64,
     pub to_guest: u64,
     pub retransmits: u64,
+    /// Guest segments `send()` took only part of, or none.
+    pub refused: u64,
 }
 
 pub struct TcpConn {
@@ -102,6 +115,8 @@ pub struct TcpConn {
     pub rto: Duration,
     pub deadline: Option<Instant>,
     pub flags: u16,
+    /// The window last computed for the guest (bytes, before scaling).
+    pub adv_wnd: u32,
     pub stats: Stats,
 }
 
@@ -114,28 +129,43 @@ impl TcpConn {
         Header { from: self.remote, to: self.guest, seq, ack: self.rcv_nxt, flags, window: self.window_field(flags) }
     }
 
-    /// Room in the socket's send buffer: what the guest may send next.
-    fn space(&self) -> u32 {
-        let sndbuf = self.sock.send_buffer_size().unwrap_or(0) as u32;
-        let queued = sys::outq(self.sock.as_fd()).unwrap_or(0);
-        // Never close the window entirely on an estimate: a window of a few segments
-        // keeps the guest sending until send() itself says no, which arms the
-        // writability wakeup that reopens the window.
-        let floor = (u32::from(self.our_mss) * 4).min(256 * 1024);
-        sndbuf.saturating_sub(queued).max(floor)
+    /// Recomputes the window offered to the guest: what `send()` will certainly accept.
+    ///
+    /// The kernel accepts data while the memory queued on the socket is below its send
+    /// buffer (`SO_MEMINFO`, which counts packet overhead too, and the last packet may
+    /// overshoot). Seven eighths of the free memory leaves room for that overhead, so
+    /// in-window data is accepted whole and nothing the guest sends in good faith is
+    /// dropped (a drop costs the guest a loss recovery, often a 200 ms timeout, as no
+    /// out-of-order data is kept here). When the socket is not writable by the kernel's
+    /// measure (free < a third of the buffer), its write-space wakeup is armed and the
+    /// wakeup sends the window update — the guest may be waiting for it.
+    fn refresh_window(&mut self) {
+        if self.has(WND_UPDATE) {
+            self.adv_wnd = 0;
+            return;
+        }
+        let Ok((sndbuf, queued)) = sys::send_memory(self.sock.as_fd()) else {
+            self.adv_wnd = 0;
+            return;
+        };
+        let free = sndbuf.saturating_sub(queued);
+        self.adv_wnd = free - free / 8;
+        if free < sndbuf / 2 && !self.has(WND_WAIT) && !sys::writable_or_arm(self.sock.as_fd()) {
+            self.flags |= WND_WAIT;
+        }
     }
 
     fn window_field(&self, flags: u8) -> u16 {
-        let space = if self.has(WND_UPDATE) { 0 } else { self.space() };
         if flags & SYN != 0 {
-            space.min(65535) as u16
+            self.adv_wnd.min(65535) as u16
         } else {
-            (space >> self.our_ws).min(65535) as u16
+            (self.adv_wnd >> self.our_ws).min(65535) as u16
         }
     }
 
     /// Sends a segment without payload.
     pub fn send_flags<G: GuestTx>(&mut self, out: &mut Out<G>, seq: u32, flags: u8, opts: &[u8]) -> bool {
+        self.refresh_window();
         let h = self.header(seq, flags);
         let v6 = self.guest.is_ipv6();
         let sent = out.emit(segment::payload_offset(v6, opts.len()), |buf, mac| segment::write(buf, mac, &h, opts, 0));
@@ -222,6 +252,7 @@ impl TcpConn {
                 }
                 self.snd_una = s.ack;
                 self.established();
+                self.flags |= TX_STALLED; // the socket may hold data already
             }
             State::Established => {}
         }
@@ -242,6 +273,7 @@ impl TcpConn {
                     return Action::Reset;
                 }
                 self.snd_una = s.ack;
+                self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
                 self.dup_acks = 0;
                 self.retries = 0;
                 self.rto = RTO_INIT;
@@ -251,7 +283,11 @@ impl TcpConn {
                 if self.dup_acks == 3 {
                     self.rewind();
                     self.stats.retransmits += 1;
+                    self.flags |= TX_KICK;
                 }
+            }
+            if wnd != self.snd_wnd {
+                self.flags |= (self.flags & TX_STALLED) << 1;
             }
             self.snd_wnd = wnd;
         }
@@ -270,9 +306,13 @@ impl TcpConn {
                         self.stats.from_guest += n as u64;
                         if n < data.len() {
                             self.flags |= WND_UPDATE;
+                            self.stats.refused += 1;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.flags |= WND_UPDATE,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.flags |= WND_UPDATE;
+                        self.stats.refused += 1;
+                    }
                     Err(_) => return Action::Reset,
                 }
                 self.flags |= ACK_PENDING;
@@ -295,7 +335,13 @@ impl TcpConn {
             }
             return Action::Close;
         }
-        self.data_from_sock(out, now, discard)
+        // Only when this segment may have let more data go: peeking a socket that has
+        // nothing costs a system call per guest segment.
+        if self.has(TX_KICK) {
+            self.data_from_sock(out, now, discard)
+        } else {
+            Action::Keep
+        }
     }
 
     fn established(&mut self) {
@@ -329,19 +375,27 @@ impl TcpConn {
 
     /// Sends what the socket has, as far as the guest's window and the guest side allow.
     pub fn data_from_sock<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        self.flags &= !(TX_STALLED | TX_KICK);
         if self.state != State::Established || self.has(FIN_SENT) {
             return Action::Keep;
         }
         let v6 = self.guest.is_ipv6();
         let off = segment::payload_offset(v6, 0);
+        // With offloads the guest side takes segments of up to 64 KiB and cuts them to
+        // the guest's MSS itself (or, on a local stack, takes them whole).
+        let offload = out.guest.offloads();
+        let max_seg = if offload { MAX_SUPER_SEGMENT } else { u32::from(self.mss) };
+        let mss = self.mss;
+        self.refresh_window();
         loop {
             let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
             let mut room = self.snd_wnd.saturating_sub(inflight);
             if self.has(PEEK_FALLBACK) {
                 room = room.min((discard.len() as u32).saturating_sub(inflight));
             }
-            let want = room.min(u32::from(self.mss)) as usize;
+            let want = room.min(max_seg) as usize;
             if want == 0 {
+                self.flags |= TX_STALLED;
                 if inflight == 0 && self.deadline.is_none() {
                     self.deadline = Some(now + self.rto); // zero window: probe later
                 }
@@ -351,20 +405,32 @@ impl TcpConn {
             let fallback = self.has(PEEK_FALLBACK);
             let fd = self.sock.as_fd();
             let mut result: Option<std::io::Result<usize>> = None;
-            out.emit(off + want, |buf, mac| {
+            out.emit_meta(off + want, |buf, mac| {
                 let skip = fallback.then(|| &mut discard[..inflight as usize]);
                 let r = peek(fd, &mut buf[off..off + want], skip);
+                let mut meta = TxMeta::default();
                 let len = match r {
                     Ok(n) if n > 0 => {
                         if n < want {
                             h.flags |= PSH;
                         }
-                        segment::write(buf, mac, &h, &[], n)
+                        if offload {
+                            meta.csum_start = (ETH_HLEN + ip_hlen(v6)) as u16;
+                            meta.csum_offset = 16;
+                            if n > usize::from(mss) {
+                                meta.gso_size = mss;
+                                meta.gso_v6 = v6;
+                                meta.hdr_len = off as u16;
+                            }
+                            segment::write_partial(buf, mac, &h, n)
+                        } else {
+                            segment::write(buf, mac, &h, &[], n)
+                        }
                     }
                     _ => 0,
                 };
                 result = Some(r);
-                len
+                (len, meta)
             });
             match result {
                 None => {
@@ -373,6 +439,7 @@ impl TcpConn {
                 }
                 Some(Ok(0)) => {
                     if self.has(PEEK_FALLBACK) && inflight > 0 {
+                        self.flags |= TX_STALLED;
                         return Action::Keep; // EOF is seen once everything is acknowledged
                     }
                     self.send_flags(out, self.snd_nxt, FIN | ACK, &[]);
@@ -411,12 +478,15 @@ impl TcpConn {
             State::SynAckSent | State::SynSent => Action::Keep,
             State::Established => {
                 if writable && self.has(WND_UPDATE) {
-                    self.flags &= !WND_UPDATE;
+                    self.flags &= !(WND_UPDATE | WND_WAIT);
                     // A window update, then three duplicates: the guest resends at once
                     // what the socket refused instead of waiting for its timer.
                     for _ in 0..4 {
                         self.send_ack(out);
                     }
+                } else if writable && self.has(WND_WAIT) {
+                    self.flags &= !WND_WAIT;
+                    self.send_ack(out); // the window reopened
                 }
                 if readable || error {
                     return self.data_from_sock(out, now, discard);

@@ -6,10 +6,16 @@
 //! - **guest → socket**: an in-order segment is written to the socket with `send()`; what
 //!   the kernel accepted is acknowledged to the guest, what it did not is not (the guest
 //!   resends it). Out-of-order segments are dropped with a duplicate ACK: the guest is
-//!   one hop away, reordering is rare, and keeping them would need a buffer. The window
-//!   offered to the guest is the room in the socket's send buffer (`SO_SNDBUF` less
-//!   `SIOCOUTQ`); when `send()` refuses data, the socket's writability wakes the relay,
-//!   which sends a window update and duplicate ACKs so the guest resends at once.
+//!   one hop away, reordering is rare, and keeping them would need a buffer. Because a
+//!   dropped segment costs the guest a loss recovery (often a 200 ms timeout), the window
+//!   offered is what `send()` will certainly take: seven eighths of the free memory of the
+//!   socket's send buffer in the kernel's own accounting (`SO_MEMINFO`). When that gets
+//!   low, the socket's write-space wakeup is armed and brings a window update (the guest
+//!   may be waiting for one). Should `send()` refuse data all the same (tiny segments
+//!   cost more memory than they carry), the window drops to zero, and the socket's
+//!   writability sends a window update plus duplicate ACKs so the guest resends at once.
+//!   Each ACK is sent once per batch of guest frames, and the socket is peeked for data
+//!   toward the guest only when an ACK may have let more go.
 //! - **socket → guest**: data is *peeked* (`MSG_PEEK` with `SO_PEEK_OFF`) straight into
 //!   frames in the guest side's buffer, never consumed until the guest acknowledges it;
 //!   then `recv(MSG_TRUNC)` drops exactly the acknowledged bytes. The socket's receive
@@ -28,7 +34,9 @@
 //! guest only when the socket connected, so a refused connection is an RST and an
 //! unreachable one an ICMP error, as if the guest had tried itself. Inbound, an accepted
 //! connection sends a SYN to the guest. MSS: the guest's MSS bounds our segments; ours is
-//! the MTU less headers. Window scaling is used when the guest offers it (our shift 7).
+//! the MTU less headers. A guest side with offloads (a tap with a virtio-net header)
+//! takes segments of up to 64 KiB with a partial checksum, cut at the MSS by the kernel
+//! or taken whole by a local stack; it hands over such segments too. Window scaling is used when the guest offers it (our shift 7).
 //! Timers: RTO from 200 ms doubling to 10 s, ten tries, then RST both ways; a zero
 //! window is probed with an old sequence number.
 //!
@@ -128,6 +136,7 @@ impl<G: GuestTx> Engine<G> {
             rto: conn::RTO_INIT,
             deadline: None,
             flags: 0,
+            adv_wnd: 0,
             stats: conn::Stats::default(),
         };
         self.tcp_insert(key, conn);
@@ -169,6 +178,7 @@ impl<G: GuestTx> Engine<G> {
         self.counters.tcp_bytes_from_guest += st.from_guest;
         self.counters.tcp_bytes_to_guest += st.to_guest;
         self.counters.retransmits += st.retransmits;
+        self.counters.tcp_send_refused += st.refused;
         if c.has(flags::ACK_PENDING) && !c.has(flags::ACK_QUEUED) {
             c.flags |= flags::ACK_QUEUED;
             self.ack_pending.push(slot);
@@ -302,6 +312,7 @@ impl<G: GuestTx> Engine<G> {
                 rto: conn::RTO_INIT,
                 deadline: None,
                 flags: 0,
+                adv_wnd: 0,
                 stats: conn::Stats::default(),
             };
             if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {

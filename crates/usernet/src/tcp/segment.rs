@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use smoltcp::wire::TcpPacket;
 
-use crate::frame::{ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, write_ip};
+use crate::frame::{ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum, write_ip};
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -86,6 +86,21 @@ pub struct Header {
 /// Writes a segment whose `payload_len` bytes are already in place at
 /// `payload_offset(.., opts.len())`; returns the frame length.
 pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> usize {
+    let (l4, tcp_len) = write_headers(buf, mac, h, opts, payload_len);
+    fill_l4_checksum(&mut buf[..l4 + tcp_len], l4, 16, h.from.ip(), h.to.ip(), PROTO_TCP);
+    l4 + tcp_len
+}
+
+/// As [`write`] without options, leaving the checksum to the receiver: the field holds
+/// the pseudo-header sum (for a guest side with offloads, see `frame::TxMeta`).
+pub fn write_partial(buf: &mut [u8], mac: [u8; 6], h: &Header, payload_len: usize) -> usize {
+    let (l4, tcp_len) = write_headers(buf, mac, h, &[], payload_len);
+    let sum = pseudo_sum(h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len);
+    buf[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+    l4 + tcp_len
+}
+
+fn write_headers(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> (usize, usize) {
     let tcp_len = TCP_HLEN + opts.len() + payload_len;
     let l4 = write_ip(buf, mac, h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len, 64);
     let t = &mut buf[l4..l4 + TCP_HLEN + opts.len()];
@@ -98,8 +113,7 @@ pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len:
     t[14..16].copy_from_slice(&h.window.to_be_bytes());
     t[16..20].copy_from_slice(&[0, 0, 0, 0]);
     t[TCP_HLEN..].copy_from_slice(opts);
-    fill_l4_checksum(&mut buf[..l4 + tcp_len], l4, 16, h.from.ip(), h.to.ip(), PROTO_TCP);
-    l4 + tcp_len
+    (l4, tcp_len)
 }
 
 /// SYN options: MSS, and window scale when `wscale` is given.

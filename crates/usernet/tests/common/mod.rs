@@ -208,9 +208,22 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(cfg: EngineConfig) -> Harness {
+        Harness::with_guest(cfg, MemTx::default())
+    }
+
+    pub fn with_guest(cfg: EngineConfig, guest: MemTx) -> Harness {
         let poll = Poll::new().unwrap();
-        let engine = Engine::new(cfg, MemTx::default(), poll.registry().try_clone().unwrap()).unwrap();
+        let engine = Engine::new(cfg, guest, poll.registry().try_clone().unwrap()).unwrap();
         Harness { poll, events: Events::with_capacity(256), engine, seen: Vec::new() }
+    }
+
+    /// Everything sent since the last call, unparsed, with what each frame said about
+    /// finishing it (offloads).
+    pub fn take_raw(&mut self) -> Vec<(Vec<u8>, netbind_usernet::frame::TxMeta)> {
+        let g = self.engine.guest_mut();
+        let frames = std::mem::take(&mut g.frames);
+        let metas = std::mem::take(&mut g.metas);
+        frames.into_iter().zip(metas).collect()
     }
 
     pub fn send(&mut self, frame: &[u8]) {
@@ -238,7 +251,9 @@ impl Harness {
 
     /// Everything sent since the last call.
     pub fn take(&mut self) -> Vec<Got> {
-        let frames = std::mem::take(&mut self.engine.guest_mut().frames);
+        let g = self.engine.guest_mut();
+        g.metas.clear();
+        let frames = std::mem::take(&mut g.frames);
         frames.into_iter().map(Got::parse).collect()
     }
 

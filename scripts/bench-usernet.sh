@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Benchmark of netbind's user-mode engine against Debian's pasta and slirp4netns, with the
+# kernel's veth path as the ceiling. Not a test: prints a markdown table.
+#
+# Layout for every contender: namespace HOST stands for the pod/host (a link with an
+# address and a default route, its own loopback where the servers listen), namespace NS
+# is the "guest" (a process-like namespace with a tap, or a veth for the ceiling).
+# Traffic NS→host and host→NS goes to the host's loopback through the gateway address
+# the engine maps there (netbind, pasta: 10.99.0.1; slirp4netns: 10.0.2.2); the veth
+# ceiling goes straight to the HOST end of the veth.
+#
+# Measured per contender: iperf3 single TCP stream, 5 s, NS→host (client in NS) and
+# host→NS (`-R`), at MTU 65520 and 1500; TCP request/response latency (1-byte ping-pong,
+# mean of 2,000 round trips) and connections per second (connect, 1-byte exchange,
+# close, for 3 s), both at MTU 65520; resident memory (VmRSS) of the engine process at
+# the end of its runs.
+#
+# Usage: sudo scripts/bench-usernet.sh [SECONDS]   (needs iperf3, passt, slirp4netns,
+# python3; builds target/release/netbind when missing)
+set -euo pipefail
+
+SECS=${1:-5}
+LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NETBIND=${NETBIND:-$ROOT/target/release/netbind}
+TAG=nbb$$
+H=${TAG}h
+N=${TAG}n
+WORK=$(mktemp -d /tmp/bench-usernet.XXXXXX)
+PIDS=()
+
+die() { echo "bench-usernet: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (namespaces, taps)"
+for t in iperf3 pasta slirp4netns python3 ip; do command -v $t >/dev/null || die "missing $t"; done
+if [ ! -x "$NETBIND" ]; then (cd "$ROOT" && cargo build --release -p netbind-cli >&2); fi
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  ip netns del $H 2>/dev/null || true
+  ip netns del $N 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cat > "$WORK/echo.py" <<'EOF'
+import socket, sys, threading
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 5300)); l.listen(512)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+cat > "$WORK/rr.py" <<'EOF'
+import socket, sys, time
+host, mode = sys.argv[1], sys.argv[2]
+if mode == "latency":
+    s = socket.create_connection((host, 5300)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(100): s.sendall(b"x"); s.recv(1)
+    n = 2000; t = time.perf_counter()
+    for _ in range(n): s.sendall(b"x"); s.recv(1)
+    print("%.1f" % ((time.perf_counter() - t) / n * 1e6))
+else:
+    n = 0; end = time.perf_counter() + float(sys.argv[3])
+    t = time.perf_counter()
+    while time.perf_counter() < end:
+        s = socket.create_connection((host, 5300)); s.sendall(b"x"); s.recv(1); s.close(); n += 1
+    print("%.0f" % (n / (time.perf_counter() - t)))
+EOF
+
+gbits() { python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
+iperf() { # iperf DST [-R]
+  ip netns exec $N iperf3 -c "$1" -p 5201 -t "$SECS" -J ${2:-} 2>/dev/null | gbits || echo "fail"
+}
+rss_of() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
+
+# A fresh HOST/NS pair; HOST gets servers on all addresses.
+setup() {
+  ip netns del $H 2>/dev/null || true; ip netns del $N 2>/dev/null || true
+  ip netns add $H; ip netns add $N
+  ip -n $H link set lo up; ip -n $N link set lo up
+  ip netns exec $H iperf3 -s -p 5201 -D --pidfile "$WORK/iperf.pid"
+  ip netns exec $H python3 "$WORK/echo.py" & PIDS+=($!)
+  sleep 0.3
+}
+host_link() { # the pod's link: an address and a default route (for the engines to copy)
+  ip -n $H link add eth0 mtu "$1" type veth peer name peer0
+  ip -n $H addr add 10.99.0.2/24 dev eth0
+  ip -n $H link set eth0 up; ip -n $H link set peer0 up
+  ip -n $H route add default via 10.99.0.1
+  ip netns exec $H sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+}
+teardown() {
+  [ -f "$WORK/iperf.pid" ] && kill "$(cat "$WORK/iperf.pid")" 2>/dev/null || true
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  PIDS=(); sleep 0.5
+}
+
+declare -A R
+# start_CONTENDER MTU: sets DST (where NS reaches the host's loopback) and EPID.
+start_veth() {
+  ip -n $H link add v0 mtu "$1" type veth peer name v1 netns $N
+  ip -n $N link set v1 mtu "$1"
+  ip -n $H addr add 10.99.9.1/24 dev v0; ip -n $N addr add 10.99.9.2/24 dev v1
+  ip -n $H link set v0 up; ip -n $N link set v1 up
+  DST=10.99.9.1; EPID=""
+}
+start_netbind() {
+  host_link "$1"
+  ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none 2>"$WORK/netbind.log" & EPID=$!
+  PIDS+=($EPID); DST=10.99.0.1
+}
+start_pasta() {
+  host_link "$1"
+  ip netns exec $H pasta --netns $N --runas 0:0 --config-net -f -t none -u none -T none -U none --mtu "$1" \
+    >"$WORK/pasta.log" 2>&1 & EPID=$!
+  PIDS+=($EPID); DST=10.99.0.1
+}
+start_slirp4netns() {
+  host_link "$1"
+  ip netns exec $N sleep 100000 & local holder=$!; PIDS+=($holder)
+  ip netns exec $H slirp4netns --configure --mtu="$1" $holder tap0 >"$WORK/slirp.log" 2>&1 & EPID=$!
+  PIDS+=($EPID); DST=10.0.2.2
+}
+
+CONTENDERS=(veth netbind pasta slirp4netns)
+for c in "${CONTENDERS[@]}"; do
+  for mtu in 65520 1500; do
+    setup
+    "start_$c" $mtu
+    sleep 2
+    R[$c,$mtu,up]=$(iperf $DST)
+    R[$c,$mtu,down]=$(iperf $DST -R)
+    if [ $mtu = 65520 ]; then
+      R[$c,lat]=$(ip netns exec $N python3 "$WORK/rr.py" $DST latency 2>/dev/null || echo fail)
+      R[$c,cps]=$(ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)
+      R[$c,rss]=$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")
+    fi
+    echo "bench-usernet: $c mtu $mtu: ${R[$c,$mtu,up]} / ${R[$c,$mtu,down]} Gbit/s" >&2
+    teardown
+  done
+done
+
+ratio() { python3 -c "import sys
+a, b = sys.argv[1], sys.argv[2]
+try: print('%.0f%%' % (float(a) / float(b) * 100))
+except Exception: print('-')" "$1" "$2"; }
+best() { python3 -c "import sys
+v = [float(x) for x in sys.argv[2:] if x not in ('fail', '-', 'n/a')]
+print(('%g' % (min(v) if sys.argv[1] == 'min' else max(v))) if v else '-')" "$@"; }
+
+echo
+echo "### usernet benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $(nproc) cores, kernel $(uname -r)"
+echo "CPU: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); load average at start: $LOAD0"
+echo
+echo "| metric | veth (ceiling) | netbind | pasta | slirp4netns | netbind / veth | netbind / best peer |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+row() { # label key better(max|min) unit
+  local v=${R[veth,$2]} n=${R[netbind,$2]} p=${R[pasta,$2]} s=${R[slirp4netns,$2]}
+  local b; b=$(best "$3" "$p" "$s")
+  local rv rb
+  if [ "$3" = max ]; then rv=$(ratio "$n" "$v"); rb=$(ratio "$n" "$b"); else rv=$(ratio "$v" "$n"); rb=$(ratio "$b" "$n"); fi
+  echo "| $1 | $v | $n | $p | $s | $rv | $rb |"
+}
+row "TCP NS→host, MTU 65520 (Gbit/s)" 65520,up max
+row "TCP host→NS, MTU 65520 (Gbit/s)" 65520,down max
+row "TCP NS→host, MTU 1500 (Gbit/s)" 1500,up max
+row "TCP host→NS, MTU 1500 (Gbit/s)" 1500,down max
+row "TCP request/response latency (µs, lower is better)" lat min
+row "TCP connections per second" cps max
+echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") |"
+echo
+echo "Ratios: for throughput netbind/other; for latency and memory other/netbind (above 100% = netbind better)."

@@ -10,7 +10,8 @@
 //! 3. **apply** (CAP_SYS_ADMIN + CAP_NET_ADMIN): `netbind_netns::apply_with`, journaled in
 //!    the state dir, so running `up` again is a no-op and a killed `up` converges when run
 //!    again. `NETBIND_FAIL_AFTER_STEP=N` / `NETBIND_KILL_AFTER_STEP=N` are test hooks.
-//! 4. **render** (none): `--domain-out FILE` gets JSON
+//! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
+//!    (with serving: after the services are open and every engine listens)
 //!    `{"object": …, "qemuArgs": [...], "libvirtXml": "..."}` — the guest devices as QEMU
 //!    arguments (one array element per argument) and as libvirt `<interface>`/`<hostdev>`
 //!    XML, written atomically.
@@ -157,20 +158,30 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
         dir.display()
     ));
 
-    if let Some(out) = &args.domain_out {
-        let text = serde_json::to_string_pretty(&domain_json(&plan))? + "\n";
-        write_atomically(out, &text)
-            .with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
-    }
     if args.no_serve {
+        write_domain(&plan, args.domain_out.as_deref())?;
         return Ok(Outcome::Ok);
     }
-    serve(&plan, &args.netns, &dir)
+    serve(&plan, &args.netns, &dir, args.domain_out.as_deref())
+}
+
+/// `--domain-out`, written once the guest can be started: everything it connects to exists.
+fn write_domain(plan: &NetworkPlan, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        let text = serde_json::to_string_pretty(&domain_json(plan))? + "\n";
+        write_atomically(out, &text).with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
+    }
+    Ok(())
 }
 
 /// Opens the plan's services inside the namespace, drops every capability, serves until
 /// SIGTERM/SIGINT.
-fn serve(plan: &NetworkPlan, netns: &str, dir: &std::path::Path) -> anyhow::Result<Outcome> {
+fn serve(
+    plan: &NetworkPlan,
+    netns: &str,
+    dir: &std::path::Path,
+    domain_out: Option<&std::path::Path>,
+) -> anyhow::Result<Outcome> {
     use netbind_dhcp::runner;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -196,6 +207,10 @@ fn serve(plan: &NetworkPlan, netns: &str, dir: &std::path::Path) -> anyhow::Resu
     .with_context(|| format!("--netns {netns}: cannot enter to open the DHCP/RA sockets"))?
     .context("cannot open the DHCP/RA sockets")?;
     drop_all_capabilities().context("cannot drop capabilities after opening the sockets")?;
+    if let Err(e) = wait_for_engines(plan, &mut engines).and_then(|()| write_domain(plan, domain_out)) {
+        stop_engines(&mut engines);
+        return Err(e);
+    }
 
     let names: Vec<String> = services.iter().map(runner::Service::name).collect();
     let threads: Vec<_> = services
@@ -287,6 +302,27 @@ fn start_engines(
             Err(anyhow::Error::new(e).context(format!("cannot start the user-mode engine for {name}")))
         }
     }
+}
+
+/// Waits until every engine accepts connections on its socket (QEMU does not retry a
+/// stream socket that is not there yet), at most 10 s.
+fn wait_for_engines(plan: &NetworkPlan, engines: &mut [(String, std::process::Child)]) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for (name, child) in engines.iter_mut() {
+        let Some(socket) = plan.interfaces.iter().find(|i| i.name == *name).and_then(|i| i.usernet.as_ref()) else {
+            continue;
+        };
+        while std::os::unix::net::UnixStream::connect(&socket.socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("the user-mode engine for {name} exited ({status}) before listening on {}", socket.socket);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the user-mode engine for {name} does not listen on {} after 10 s", socket.socket);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
 }
 
 /// SIGTERM to every engine (they print their counters), SIGKILL after 5 s.

@@ -4,8 +4,6 @@
 //! Needs root, containernetworking-plugins, nftables and busybox; fails (never skips).
 
 mod common;
-#[path = "../../netns/tests/support/mod.rs"]
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -13,7 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use support::{CniPod, MTU, snapshot};
+use netbind_testbed::{Netns, PodFixture, Secondary, Snapshot};
+
+/// Not the usual 1500, so that a test sees where an MTU comes from.
+const MTU: u32 = 1400;
 
 const MASQUERADE_AND_BLUE: &str = "\
 kind: VirtualMachineInstance
@@ -32,17 +33,26 @@ spec:
 ";
 
 struct Setup {
-    pod: CniPod,
+    pod: PodFixture,
     dir: tempfile::TempDir,
     manifest: String,
     state: String,
 }
 
 fn setup(manifest: &str, blue: bool) -> Setup {
-    let mut pod = CniPod::create(Some("nameserver 10.96.0.10\n"));
+    let mut builder = PodFixture::builder()
+        .mtu(MTU)
+        .resolv_conf("nameserver 10.96.0.10\n");
     if blue {
-        pod.add_secondary(&netbind_spec::naming::secondary_pod_link("blue"));
+        // Plain L2, as the `bridge` plugin without IPAM leaves it.
+        builder = builder.secondary(
+            Secondary::bridge("blue")
+                .without_ipam()
+                .without_peer()
+                .mtu(MTU),
+        );
     }
+    let pod = builder.build().expect("CNI pod");
     let dir = tempfile::tempdir().unwrap();
     let manifest = write(dir.path(), "vm.yaml", manifest);
     let state = dir.path().join("state").display().to_string();
@@ -55,17 +65,23 @@ fn setup(manifest: &str, blue: bool) -> Setup {
 }
 
 impl Setup {
-    fn up(&self, env: &[(&str, String)]) -> Output {
+    /// `netbind up MANIFEST --netns POD --state-dir STATE`, for more arguments.
+    fn up_command(&self) -> Command {
         let mut cmd = Command::new(NETBIND);
         cmd.args([
             "up",
             &self.manifest,
             "--netns",
-            &self.pod.netns,
+            self.pod.pod.name(),
             "--state-dir",
             &self.state,
-            "--no-serve",
         ]);
+        cmd
+    }
+
+    fn up(&self, env: &[(&str, String)]) -> Output {
+        let mut cmd = self.up_command();
+        cmd.arg("--no-serve");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -78,30 +94,23 @@ impl Setup {
                 "down",
                 &self.manifest,
                 "--netns",
-                &self.pod.netns,
+                self.pod.pod.name(),
                 "--state-dir",
                 &self.state,
             ])
             .output()
             .expect("run netbind down")
     }
-}
 
-/// The snapshot with tap MACs masked: the kernel picks a tap's MAC at random and the plan
-/// does not name one, so two `up`s differ there and nowhere else.
-fn snapshot_of_up(netns: &str) -> String {
-    let mut out = String::new();
-    let mut tap = false;
-    for line in snapshot(netns).lines() {
-        if tap && line.starts_with("link/ether ") {
-            out.push_str("link/ether <tap mac>\n");
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-        tap = line.starts_with("tap");
+    fn snapshot(&self) -> Snapshot {
+        self.pod.pod.snapshot().expect("snapshot the pod namespace")
     }
-    out
+
+    /// The snapshot with tap MACs masked: the kernel picks a tap's MAC at random and the
+    /// plan does not name one, so two `up`s differ there and nowhere else.
+    fn snapshot_of_up(&self) -> Snapshot {
+        self.snapshot().with_tap_macs_masked()
+    }
 }
 
 fn steps_of(out: &Output) -> usize {
@@ -119,23 +128,16 @@ fn steps_of(out: &Output) -> usize {
 #[test]
 fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
     let s = setup(MASQUERADE_AND_BLUE, true);
-    let cni = snapshot(&s.pod.netns);
+    let cni = s.snapshot();
     let domain = s.dir.path().join("domain.json");
-    let first = Command::new(NETBIND)
-        .args([
-            "up",
-            &s.manifest,
-            "--netns",
-            &s.pod.netns,
-            "--state-dir",
-            &s.state,
-            "--no-serve",
-        ])
+    let first = s
+        .up_command()
+        .arg("--no-serve")
         .args(["--domain-out", &domain.display().to_string()])
         .output()
         .unwrap();
     assert_eq!(code(&first), 0, "{}", stderr(&first));
-    let built = snapshot_of_up(&s.pod.netns);
+    let built = s.snapshot_of_up();
     let second = s.up(&[]);
     assert_eq!(code(&second), 0, "{}", stderr(&second));
     assert!(
@@ -143,7 +145,7 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
         "{}",
         stderr(&second)
     );
-    assert_eq!(snapshot_of_up(&s.pod.netns), built);
+    assert_eq!(s.snapshot_of_up(), built);
 
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&domain).unwrap()).unwrap();
     assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
@@ -164,7 +166,7 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
 
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
-    assert_eq!(snapshot(&s.pod.netns), cni);
+    assert_eq!(s.snapshot(), cni);
     assert!(
         !std::path::Path::new(&s.state).exists(),
         "down removes the state dir"
@@ -186,13 +188,13 @@ fn bridge_on_the_pod_network_survives_a_kill_after_any_step() {
 
 fn killed_after_every_step(manifest: &str, blue: bool) {
     let s = setup(manifest, blue);
-    let cni = snapshot(&s.pod.netns);
+    let cni = s.snapshot();
     let clean = s.up(&[]);
     assert_eq!(code(&clean), 0, "{}", stderr(&clean));
     let total = steps_of(&clean);
-    let built = snapshot_of_up(&s.pod.netns);
+    let built = s.snapshot_of_up();
     assert_eq!(code(&s.down()), 0);
-    assert_eq!(snapshot(&s.pod.netns), cni);
+    assert_eq!(s.snapshot(), cni);
 
     for n in 1..=total {
         let kill = [("NETBIND_KILL_AFTER_STEP", n.to_string())];
@@ -207,34 +209,26 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
         let again = s.up(&[]);
         assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
         assert_eq!(
-            snapshot_of_up(&s.pod.netns),
+            s.snapshot_of_up(),
             built,
             "up killed after step {n}, then up"
         );
         assert_eq!(code(&s.down()), 0);
-        assert_eq!(
-            snapshot(&s.pod.netns),
-            cni,
-            "down after a full up (step {n} round)"
-        );
+        assert_eq!(s.snapshot(), cni, "down after a full up (step {n} round)");
 
         // Killed, then `down`: the namespace CNI made.
         let killed = s.up(&kill);
         assert_eq!(killed.status.signal(), Some(9), "step {n}");
         let down = s.down();
         assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
-        assert_eq!(
-            snapshot(&s.pod.netns),
-            cni,
-            "down after up killed after step {n}"
-        );
+        assert_eq!(s.snapshot(), cni, "down after up killed after step {n}");
     }
 }
 
 #[test]
 fn a_failing_step_exits_3_naming_the_step_and_rolls_back() {
     let s = setup(MASQUERADE_AND_BLUE, true);
-    let cni = snapshot(&s.pod.netns);
+    let cni = s.snapshot();
     let out = s.up(&[("NETBIND_FAIL_AFTER_STEP", "7".into())]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let text = stderr(&out);
@@ -246,7 +240,7 @@ fn a_failing_step_exits_3_naming_the_step_and_rolls_back() {
         text.contains("rolled back the 7 change(s) of this run") || text.contains("rolled back"),
         "{text}"
     );
-    assert_eq!(snapshot(&s.pod.netns), cni);
+    assert_eq!(s.snapshot(), cni);
 }
 
 /// Kills the child when dropped, so a failing assertion never leaves `up` running.
@@ -258,51 +252,21 @@ impl Drop for Running {
     }
 }
 
-/// A namespace standing for the guest, removed on drop.
-struct GuestNs(String);
-impl Drop for GuestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
-    assert!(
-        std::path::Path::new("/bin/busybox").exists(),
-        "apt-get install busybox-static"
-    );
+    netbind_testbed::require_privileges(&["busybox"]).unwrap_or_else(|e| panic!("{e}"));
     let s = setup(BRIDGE, false);
-    let cni = snapshot(&s.pod.netns);
-    let (address, gateway) = s
+    let cni = s.snapshot();
+    let v4 = s
         .pod
-        .eth0_ips()
+        .result()
+        .sandbox_ips()
         .into_iter()
-        .find(|(a, _)| !a.contains(':'))
+        .find(|ip| ip.address.addr().is_ipv4())
         .expect("an IPv4 address");
+    let (address, gateway) = (v4.address, v4.gateway.expect("gateway"));
 
-    let mut child = Command::new(NETBIND)
-        .args([
-            "up",
-            &s.manifest,
-            "--netns",
-            &s.pod.netns,
-            "--state-dir",
-            &s.state,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = s.up_command().stderr(Stdio::piped()).spawn().unwrap();
     let lines = BufReader::new(child.stderr.take().unwrap());
     let mut up = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -325,42 +289,37 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
     }
 
     // The guest: a veth on the pod's bridge (in place of the tap) with the VM's MAC.
-    let guest = GuestNs(format!("{}-guest", s.pod.netns));
-    sh(&["netns", "add", &guest.0]);
-    sh(&[
-        "-n",
-        &s.pod.netns,
-        "link",
-        "add",
-        "gst0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "gst1",
-        "netns",
-        &guest.0,
-    ]);
-    sh(&[
-        "-n",
-        &s.pod.netns,
-        "link",
-        "set",
-        "gst0",
-        "master",
-        "k6t-eth0",
-        "up",
-    ]);
-    sh(&[
-        "-n",
-        &guest.0,
-        "link",
-        "set",
-        "gst1",
-        "address",
-        "02:00:00:aa:bb:cc",
-        "up",
-    ]);
+    let guest = Netns::new("guest").expect("guest namespace");
+    let pod_ns = &s.pod.pod;
+    pod_ns
+        .exec(&[
+            "ip",
+            "link",
+            "add",
+            "gst0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "gst1",
+            "netns",
+            guest.name(),
+        ])
+        .expect("veth into the guest namespace");
+    pod_ns
+        .exec(&["ip", "link", "set", "gst0", "master", "k6t-eth0", "up"])
+        .expect("gst0 on the pod bridge");
+    guest
+        .exec(&[
+            "ip",
+            "link",
+            "set",
+            "gst1",
+            "address",
+            "02:00:00:aa:bb:cc",
+            "up",
+        ])
+        .expect("gst1 with the VM's MAC");
     let script = s.dir.path().join("udhcpc.sh");
     let result = s.dir.path().join("lease.env");
     std::fs::write(
@@ -375,13 +334,21 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         .args(["+x", &script.display().to_string()])
         .status()
         .unwrap();
-    let dhcp = Command::new("ip")
-        .args([
-            "netns", "exec", &guest.0, "busybox", "udhcpc", "-i", "gst1", "-n", "-q", "-t", "5",
-            "-T", "1", "-s",
+    let dhcp = guest
+        .try_exec(&[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "gst1",
+            "-n",
+            "-q",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+            &script.display().to_string(),
         ])
-        .arg(&script)
-        .output()
         .unwrap();
     let lease = std::fs::read_to_string(&result).unwrap_or_else(|_| {
         panic!(
@@ -390,9 +357,11 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
             String::from_utf8_lossy(&dhcp.stderr)
         )
     });
-    let (ip, prefix) = address.split_once('/').unwrap();
-    assert!(lease.contains(&format!("ip={ip} ")), "{lease}");
-    assert_eq!(prefix, "24");
+    assert!(
+        lease.contains(&format!("ip={} ", address.addr())),
+        "{lease}"
+    );
+    assert_eq!(address.prefix_len(), 24);
     assert!(lease.contains("subnet=255.255.255.0"), "{lease}");
     assert!(lease.contains(&format!("router={gateway}")), "{lease}");
     assert!(lease.contains(&format!("mtu={MTU}")), "{lease}");
@@ -412,10 +381,12 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         "{rest:?}"
     );
 
-    sh(&["-n", &s.pod.netns, "link", "del", "gst0"]);
+    pod_ns
+        .exec(&["ip", "link", "del", "gst0"])
+        .expect("delete gst0");
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
-    assert_eq!(snapshot(&s.pod.netns), cni);
+    assert_eq!(s.snapshot(), cni);
 }
 
 fn nix_kill(pid: u32) {
@@ -434,8 +405,9 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
     );
     let s = setup(&manifest, false);
     let domain = s.dir.path().join("domain.json");
-    let mut child = Command::new(NETBIND)
-        .args(["up", &s.manifest, "--netns", &s.pod.netns, "--state-dir", &s.state, "--domain-out"])
+    let mut child = s
+        .up_command()
+        .arg("--domain-out")
         .arg(&domain)
         .stderr(Stdio::piped())
         .spawn()
@@ -464,12 +436,16 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
 
     // The engine lives in the pod's namespace and listens where QEMU is told to connect.
     let own_ns = std::fs::read_link(format!("/proc/{engine_pid}/ns/net")).unwrap();
-    let pod_ns = std::fs::metadata(format!("/run/netns/{}", s.pod.netns)).unwrap();
+    let pod_ns = std::fs::metadata(s.pod.pod.path()).unwrap();
     assert!(
-        own_ns.display().to_string().contains(&std::os::unix::fs::MetadataExt::ino(&pod_ns).to_string()),
+        own_ns
+            .display()
+            .to_string()
+            .contains(&std::os::unix::fs::MetadataExt::ino(&pod_ns).to_string()),
         "engine runs in {own_ns:?}, not the pod's namespace"
     );
-    let args: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&domain).unwrap()).unwrap();
+    let args: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&domain).unwrap()).unwrap();
     let socket = args["qemuArgs"]
         .as_array()
         .unwrap()

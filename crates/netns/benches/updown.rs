@@ -10,17 +10,14 @@
 //! Prints a markdown table with the median times. Needs root; run with
 //! `cargo bench -p netbind-netns --bench updown`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netbind_plan::NetworkPlan;
 use netbind_plan::model::LinkStep;
-use netbind_spec::{ClusterConfig, Document, defaults, naming};
-use support::{CniPod, snapshot};
+use netbind_spec::{ClusterConfig, Document, defaults};
+use netbind_testbed::{PodFixture, Secondary};
 
 const ROUNDS: usize = 5;
 
@@ -38,8 +35,8 @@ fn manifest(n: usize) -> String {
     )
 }
 
-fn plan_for(pod: &CniPod, text: &str) -> NetworkPlan {
-    let view = netbind_netns::read_pod_view(&pod.netns).expect("pod view");
+fn plan_for(pod: &PodFixture, text: &str) -> NetworkPlan {
+    let view = netbind_netns::read_pod_view(pod.pod.name()).expect("pod view");
     let cluster = ClusterConfig::default();
     let Some(Document::Vm(obj)) = netbind_spec::parse_documents(text.as_bytes())
         .expect("manifest")
@@ -167,13 +164,21 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let mut rows = Vec::new();
     for n in [1usize, 8, 32] {
-        let mut pod = CniPod::create(None);
+        let mut builder = PodFixture::builder().mtu(1400);
         for i in 1..n {
-            pod.add_secondary(&naming::secondary_pod_link(&format!("net{i}")));
+            builder = builder.secondary(
+                Secondary::bridge(&format!("net{i}"))
+                    .without_ipam()
+                    .without_peer()
+                    .mtu(1400),
+            );
         }
+        let pod = builder.build().expect("CNI pod");
+        let netns = pod.pod.name();
+        let snapshot = || pod.pod.snapshot().expect("snapshot the pod namespace");
         let plan = plan_for(&pod, &manifest(n));
         let steps = netbind_netns::apply::steps(&plan).len();
-        let cni = snapshot(&pod.netns);
+        let cni = snapshot();
         let work = tempfile::tempdir().unwrap();
         let (up, down) = scripts(&plan, work.path());
         let up_file = work.path().join("up.sh");
@@ -188,16 +193,16 @@ fn main() {
         let mut theirs_up = Vec::new();
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            netbind_netns::apply(&plan, &pod.netns, state.path()).expect("apply");
+            netbind_netns::apply(&plan, netns, state.path()).expect("apply");
             ours_up.push(t.elapsed());
-            netbind_netns::teardown(&pod.netns, state.path()).expect("teardown");
+            netbind_netns::teardown(netns, state.path()).expect("teardown");
             ours.push(t.elapsed());
-            assert_eq!(snapshot(&pod.netns), cni, "netbind round left changes");
+            assert_eq!(snapshot(), cni, "netbind round left changes");
 
             let t = Instant::now();
             for (k, file) in [&up_file, &down_file].into_iter().enumerate() {
                 let out = Command::new("ip")
-                    .args(["netns", "exec", &pod.netns, "sh", "-e"])
+                    .args(["netns", "exec", netns, "sh", "-e"])
                     .arg(file)
                     .output()
                     .unwrap();

@@ -3,8 +3,6 @@
 //! `nft`, and checks that `teardown` gives back exactly the namespace CNI made. Needs root
 //! and containernetworking-plugins; fails (never skips) without them.
 
-mod support;
-
 use std::process::Command;
 
 use netbind_netns::apply::{ApplyError, ApplyOptions, StepError, steps};
@@ -12,7 +10,10 @@ use netbind_netns::{apply, apply_with, read_pod_view, teardown};
 use netbind_plan::NetworkPlan;
 use netbind_plan::model::LinkStep;
 use netbind_spec::{ClusterConfig, Document, defaults, naming};
-use support::{CniPod, MTU, snapshot};
+use netbind_testbed::{PodFixture, Secondary, Snapshot};
+
+/// Not the usual 1500, so that a test sees where an MTU comes from.
+const MTU: u32 = 1400;
 
 const MASQUERADE: &str = "\
 kind: VirtualMachineInstance
@@ -38,8 +39,27 @@ spec:
   networks: [{name: default, pod: {}}, {name: blue, multus: {networkName: blue}}]
 ";
 
-fn plan_for(pod: &CniPod, manifest: &str) -> NetworkPlan {
-    let view = read_pod_view(&pod.netns).expect("read the pod view");
+/// A pod wired by the CNI `bridge` plugin, plus a plain-L2 Multus network (the `bridge`
+/// plugin without IPAM) for every name in `multus`.
+fn pod(multus: &[&str]) -> PodFixture {
+    let mut builder = PodFixture::builder().mtu(MTU);
+    for network in multus {
+        builder = builder.secondary(
+            Secondary::bridge(network)
+                .without_ipam()
+                .without_peer()
+                .mtu(MTU),
+        );
+    }
+    builder.build().expect("CNI pod")
+}
+
+fn snapshot(pod: &PodFixture) -> Snapshot {
+    pod.pod.snapshot().expect("snapshot the pod namespace")
+}
+
+fn plan_for(pod: &PodFixture, manifest: &str) -> NetworkPlan {
+    let view = read_pod_view(pod.pod.name()).expect("read the pod view");
     let cluster = ClusterConfig::default();
     let docs = netbind_spec::parse_documents(manifest.as_bytes()).expect("manifest parses");
     let Some(Document::Vm(obj)) = docs.into_iter().next() else {
@@ -125,39 +145,39 @@ fn rule_places(doc: &serde_json::Value, key: &str) -> Vec<(String, String, Strin
 
 #[test]
 fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_cni() {
-    let pod = CniPod::create(None);
-    let before = snapshot(&pod.netns);
+    let pod = pod(&[]);
+    let before = snapshot(&pod);
     let plan = plan_for(&pod, MASQUERADE);
     let state = tempfile::tempdir().unwrap();
 
-    let report = apply(&plan, &pod.netns, state.path()).expect("apply");
+    let report = apply(&plan, pod.pod.name(), state.path()).expect("apply");
     assert!(report.changed >= report.steps - 2, "{report:?}");
 
-    let bridge = link_json(&pod.netns, "k6t-eth0");
+    let bridge = link_json(pod.pod.name(), "k6t-eth0");
     assert_eq!(bridge["address"], "02:00:00:00:00:00");
     assert_eq!(bridge["mtu"], MTU);
     assert_eq!(bridge["linkinfo"]["info_kind"], "bridge");
     assert_eq!(
-        addrs(&pod.netns, "k6t-eth0"),
+        addrs(pod.pod.name(), "k6t-eth0"),
         ["10.0.2.1/24", "fd10:0:2::1/120"]
     );
-    let tap = link_json(&pod.netns, "tap0");
+    let tap = link_json(pod.pod.name(), "tap0");
     assert_eq!(tap["master"], "k6t-eth0");
     assert_eq!(tap["mtu"], MTU);
     assert_eq!(tap["linkinfo"]["info_kind"], "tun");
     assert_eq!(tap["linkinfo"]["info_data"]["type"], "tap");
     assert_eq!(tap["linkinfo"]["info_data"]["user"], 107, "{tap}");
     assert_eq!(tap["linkinfo"]["info_data"]["persist"], true);
-    assert_eq!(sysctl(&pod.netns, "/proc/sys/net/ipv4/ip_forward"), "1");
+    assert_eq!(sysctl(pod.pod.name(), "/proc/sys/net/ipv4/ip_forward"), "1");
     assert_eq!(
         sysctl(
-            &pod.netns,
+            pod.pod.name(),
             "/proc/sys/net/ipv4/conf/k6t-eth0/route_localnet"
         ),
         "1"
     );
     assert_eq!(
-        sysctl(&pod.netns, "/proc/sys/net/ipv6/conf/all/forwarding"),
+        sysctl(pod.pod.name(), "/proc/sys/net/ipv6/conf/all/forwarding"),
         "1"
     );
 
@@ -166,7 +186,7 @@ fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_c
         .as_ref()
         .expect("a NAT ruleset")
         .to_json();
-    let loaded = nft_json(&pod.netns);
+    let loaded = nft_json(pod.pod.name());
     assert_eq!(
         rule_places(&loaded, ""),
         rule_places(&planned, "add"),
@@ -174,7 +194,7 @@ fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_c
     );
     let text = String::from_utf8_lossy(
         &Command::new("ip")
-            .args(["netns", "exec", &pod.netns, "nft", "list", "ruleset"])
+            .args(["netns", "exec", pod.pod.name(), "nft", "list", "ruleset"])
             .output()
             .unwrap()
             .stdout,
@@ -185,10 +205,10 @@ fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_c
         "{text}"
     );
 
-    let down = teardown(&pod.netns, state.path()).expect("teardown");
+    let down = teardown(pod.pod.name(), state.path()).expect("teardown");
     assert_eq!(down.undone, report.changed);
     assert_eq!(
-        snapshot(&pod.netns),
+        snapshot(&pod),
         before,
         "down gives back the namespace CNI made"
     );
@@ -197,16 +217,16 @@ fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_c
 
 #[test]
 fn bridge_on_the_pod_network_moves_the_pod_link_onto_the_bridge() {
-    let pod = CniPod::create(None);
-    let before = snapshot(&pod.netns);
-    let mut cni_addrs: Vec<String> = pod.eth0_ips().into_iter().map(|(a, _)| a).collect();
+    let pod = pod(&[]);
+    let before = snapshot(&pod);
+    let mut cni_addrs: Vec<String> = pod.pod_addresses().iter().map(|a| a.to_string()).collect();
     cni_addrs.sort();
     let plan = plan_for(&pod, BRIDGE);
     let state = tempfile::tempdir().unwrap();
-    apply(&plan, &pod.netns, state.path()).expect("apply");
+    apply(&plan, pod.pod.name(), state.path()).expect("apply");
 
-    let nic = link_json(&pod.netns, "eth0-nic");
-    let bridge = link_json(&pod.netns, "k6t-eth0");
+    let nic = link_json(pod.pod.name(), "eth0-nic");
+    let bridge = link_json(pod.pod.name(), "k6t-eth0");
     assert_eq!(nic["master"], "k6t-eth0");
     assert_eq!(
         nic["address"], bridge["address"],
@@ -217,15 +237,15 @@ fn bridge_on_the_pod_network_moves_the_pod_link_onto_the_bridge() {
         "{nic}"
     );
     assert!(
-        addrs(&pod.netns, "eth0-nic").is_empty(),
+        addrs(pod.pod.name(), "eth0-nic").is_empty(),
         "addresses flushed"
     );
-    assert_eq!(addrs(&pod.netns, "k6t-eth0"), ["169.254.75.10/32"]);
-    assert_eq!(link_json(&pod.netns, "tap0")["master"], "k6t-eth0");
-    let placeholder = link_json(&pod.netns, "eth0");
+    assert_eq!(addrs(pod.pod.name(), "k6t-eth0"), ["169.254.75.10/32"]);
+    assert_eq!(link_json(pod.pod.name(), "tap0")["master"], "k6t-eth0");
+    let placeholder = link_json(pod.pod.name(), "eth0");
     assert_eq!(
         placeholder["address"],
-        pod.eth0_mac().as_str(),
+        pod.pod_mac().expect("eth0 mac").as_str(),
         "the dummy keeps the pod MAC"
     );
     assert!(
@@ -233,80 +253,78 @@ fn bridge_on_the_pod_network_moves_the_pod_link_onto_the_bridge() {
         "{placeholder}"
     );
     assert_eq!(
-        addrs(&pod.netns, "eth0"),
+        addrs(pod.pod.name(), "eth0"),
         cni_addrs,
         "the dummy keeps the pod addresses"
     );
     assert_eq!(
-        sysctl(&pod.netns, "/proc/sys/net/ipv4/conf/all/arp_ignore"),
+        sysctl(pod.pod.name(), "/proc/sys/net/ipv4/conf/all/arp_ignore"),
         "1"
     );
-    let during = snapshot(&pod.netns);
+    let during = snapshot(&pod);
     assert_ne!(during, before, "the snapshot sees the change");
     if std::env::var_os("NETBIND_SHOW_SNAPSHOTS").is_some() {
         eprintln!("--- CNI ---\n{before}--- up ---\n{during}");
     }
 
-    teardown(&pod.netns, state.path()).expect("teardown");
-    assert_eq!(snapshot(&pod.netns), before);
+    teardown(pod.pod.name(), state.path()).expect("teardown");
+    assert_eq!(snapshot(&pod), before);
 }
 
 #[test]
 fn bridge_on_a_multus_network_next_to_masquerade() {
-    let mut pod = CniPod::create(None);
+    let pod = pod(&["blue"]);
     let blue = naming::secondary_pod_link("blue");
-    pod.add_secondary(&blue);
-    let before = snapshot(&pod.netns);
+    let before = snapshot(&pod);
     let plan = plan_for(&pod, MASQUERADE_AND_MULTUS_BRIDGE);
     let state = tempfile::tempdir().unwrap();
-    apply(&plan, &pod.netns, state.path()).expect("apply");
+    apply(&plan, pod.pod.name(), state.path()).expect("apply");
 
     let stem = blue.strip_prefix("pod").unwrap();
-    let nic = link_json(&pod.netns, &format!("{stem}-nic"));
+    let nic = link_json(pod.pod.name(), &format!("{stem}-nic"));
     assert_eq!(nic["master"], format!("k6t-{stem}"));
     assert_eq!(nic["linkinfo"]["info_slave_data"]["learning"], false);
     assert_eq!(
-        link_json(&pod.netns, &format!("tap{stem}"))["master"],
+        link_json(pod.pod.name(), &format!("tap{stem}"))["master"],
         format!("k6t-{stem}")
     );
     assert!(
-        addrs(&pod.netns, &format!("k6t-{stem}")).is_empty(),
+        addrs(pod.pod.name(), &format!("k6t-{stem}")).is_empty(),
         "no IP on the network: plain L2"
     );
     assert_eq!(
-        link_json(&pod.netns, "tap0")["master"],
+        link_json(pod.pod.name(), "tap0")["master"],
         "k6t-eth0",
         "masquerade next to it"
     );
 
-    teardown(&pod.netns, state.path()).expect("teardown");
-    assert_eq!(snapshot(&pod.netns), before);
+    teardown(pod.pod.name(), state.path()).expect("teardown");
+    assert_eq!(snapshot(&pod), before);
 }
 
 #[test]
 fn applying_twice_changes_nothing_the_second_time() {
-    let mut pod = CniPod::create(None);
-    pod.add_secondary(&naming::secondary_pod_link("blue"));
+    let pod = pod(&["blue"]);
     let plan = plan_for(&pod, MASQUERADE_AND_MULTUS_BRIDGE);
     let state = tempfile::tempdir().unwrap();
-    apply(&plan, &pod.netns, state.path()).expect("first apply");
-    let after_first = snapshot(&pod.netns);
+    apply(&plan, pod.pod.name(), state.path()).expect("first apply");
+    let after_first = snapshot(&pod);
     let journal = std::fs::read(state.path().join("journal.json")).unwrap();
 
-    let second = apply(&plan, &pod.netns, state.path()).expect("second apply");
+    let second = apply(&plan, pod.pod.name(), state.path()).expect("second apply");
     assert_eq!(second.changed, 0, "{second:?}");
-    assert_eq!(snapshot(&pod.netns), after_first);
+    assert_eq!(snapshot(&pod), after_first);
     assert_eq!(
         std::fs::read(state.path().join("journal.json")).unwrap(),
         journal
     );
-    teardown(&pod.netns, state.path()).expect("teardown");
+    teardown(pod.pod.name(), state.path()).expect("teardown");
 }
 
 #[test]
 fn a_step_that_cannot_succeed_is_named_and_rolled_back() {
-    let pod = CniPod::create(None);
-    let before = snapshot(&pod.netns);
+    let pod = pod(&[]);
+    let before = snapshot(&pod);
     let mut plan = plan_for(&pod, BRIDGE);
     for step in &mut plan.interfaces[0].links {
         if let LinkStep::CreateTap { name, .. }
@@ -318,7 +336,7 @@ fn a_step_that_cannot_succeed_is_named_and_rolled_back() {
         }
     }
     let state = tempfile::tempdir().unwrap();
-    let err = apply(&plan, &pod.netns, state.path()).unwrap_err();
+    let err = apply(&plan, pod.pod.name(), state.path()).unwrap_err();
     let ApplyError::Step {
         what,
         link,
@@ -338,11 +356,7 @@ fn a_step_that_cannot_succeed_is_named_and_rolled_back() {
         message.contains("create tap tap-name-too-long") && message.contains("rolled back"),
         "{message}"
     );
-    assert_eq!(
-        snapshot(&pod.netns),
-        before,
-        "the namespace is as CNI left it"
-    );
+    assert_eq!(snapshot(&pod), before, "the namespace is as CNI left it");
     assert!(
         !state.path().join("journal.json").exists(),
         "nothing left to undo"
@@ -351,9 +365,8 @@ fn a_step_that_cannot_succeed_is_named_and_rolled_back() {
 
 #[test]
 fn a_failure_after_any_step_rolls_back_to_the_cni_namespace() {
-    let mut pod = CniPod::create(None);
-    pod.add_secondary(&naming::secondary_pod_link("blue"));
-    let before = snapshot(&pod.netns);
+    let pod = pod(&["blue"]);
+    let before = snapshot(&pod);
     let plan = plan_for(&pod, MASQUERADE_AND_MULTUS_BRIDGE);
     let total = steps(&plan).len();
     assert!(total > 15, "{total}");
@@ -363,13 +376,13 @@ fn a_failure_after_any_step_rolls_back_to_the_cni_namespace() {
             fail_after_step: Some(n),
             kill_after_step: None,
         };
-        let err = apply_with(&plan, &pod.netns, state.path(), &options).unwrap_err();
+        let err = apply_with(&plan, pod.pod.name(), state.path(), &options).unwrap_err();
         assert!(
             matches!(&err, ApplyError::Step { source, .. } if matches!(**source, StepError::Injected { .. })),
             "{err}"
         );
         assert_eq!(
-            snapshot(&pod.netns),
+            snapshot(&pod),
             before,
             "after a failure injected after step {n}"
         );

@@ -2,37 +2,40 @@
 //! compares it with what the plugin reported. Needs root and containernetworking-plugins;
 //! fails (never skips) without them.
 
-mod support;
-
 use ipnet::IpNet;
 use netbind_netns::read_pod_view;
-use support::{CniPod, MTU};
+use netbind_testbed::PodFixture;
+
+/// Not the usual 1500, so that a test sees where an MTU comes from.
+const MTU: u32 = 1400;
 
 #[test]
 fn live_view_matches_the_cni_result() {
-    let pod = CniPod::create(Some(
-        "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\n",
-    ));
-    let view = read_pod_view(&pod.netns).expect("read the pod view");
+    let pod = PodFixture::builder()
+        .mtu(MTU)
+        .resolv_conf("nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\n")
+        .build()
+        .expect("CNI pod");
+    let netns = pod.pod.name();
+    let view = read_pod_view(netns).expect("read the pod view");
 
-    assert_eq!(view.source, format!("netns:{}", pod.netns));
+    assert_eq!(view.source, format!("netns:{netns}"));
     let names: Vec<_> = view.links.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["eth0"], "only eth0, no loopback");
     let eth0 = &view.links[0];
-    assert_eq!(eth0.mac.as_deref(), Some(pod.eth0_mac().as_str()));
+    assert_eq!(
+        eth0.mac.as_deref(),
+        Some(pod.pod_mac().expect("eth0 mac").as_str())
+    );
     assert_eq!(eth0.mtu, MTU);
     assert_eq!(eth0.kind.as_deref(), Some("veth"));
 
-    let expected: Vec<IpNet> = pod
-        .eth0_ips()
-        .iter()
-        .map(|(a, _)| a.parse().unwrap())
-        .collect();
+    let expected: Vec<IpNet> = pod.pod_addresses();
     assert_eq!(
         expected.len(),
         2,
-        "the plugin gave one IPv4 and one IPv6 address: {}",
-        pod.result
+        "the plugin gave one IPv4 and one IPv6 address: {:?}",
+        pod.result()
     );
     let mut got = eth0.addresses.clone();
     got.sort();
@@ -40,8 +43,9 @@ fn live_view_matches_the_cni_result() {
     want.sort();
     assert_eq!(got, want, "addresses without link-local");
 
-    for (address, gateway) in pod.eth0_ips() {
-        let default: IpNet = if address.contains(':') {
+    for ip in pod.result().sandbox_ips() {
+        let gateway = ip.gateway.expect("gateway");
+        let default: IpNet = if ip.address.addr().is_ipv6() {
             "::/0"
         } else {
             "0.0.0.0/0"
@@ -53,7 +57,7 @@ fn live_view_matches_the_cni_result() {
             .iter()
             .find(|r| r.destination == default)
             .unwrap_or_else(|| panic!("no default route {default} in {:?}", view.routes));
-        assert_eq!(route.gateway, Some(gateway.parse().unwrap()));
+        assert_eq!(route.gateway, Some(gateway));
         assert_eq!(route.dev, "eth0");
     }
 
@@ -69,17 +73,18 @@ fn live_view_matches_the_cni_result() {
 
 #[test]
 fn reading_changes_nothing_in_the_namespace() {
-    let pod = CniPod::create(None);
+    let pod = PodFixture::builder().mtu(MTU).build().expect("CNI pod");
+    // Raw `ip` output, compared as is.
     let snapshot = || {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &pod.netns, "-d", "addr", "show"])
-            .output()
+        let out = pod
+            .pod
+            .exec(&["ip", "-d", "addr", "show"])
             .expect("ip addr");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let before = snapshot();
-    let first = read_pod_view(&pod.netns).expect("first read");
-    let second = read_pod_view(&pod.netns).expect("second read");
+    let first = read_pod_view(pod.pod.name()).expect("first read");
+    let second = read_pod_view(pod.pod.name()).expect("second read");
     assert_eq!(first, second, "two reads give the same view");
     assert_eq!(before, snapshot());
     assert!(
@@ -90,9 +95,9 @@ fn reading_changes_nothing_in_the_namespace() {
 
 #[test]
 fn the_callers_namespace_does_not_move() {
-    let pod = CniPod::create(None);
+    let pod = PodFixture::builder().mtu(MTU).build().expect("CNI pod");
     let own = std::fs::read_link("/proc/thread-self/ns/net").expect("own netns");
-    read_pod_view(&pod.netns).expect("read");
+    read_pod_view(pod.pod.name()).expect("read");
     assert_eq!(
         std::fs::read_link("/proc/thread-self/ns/net").expect("own netns"),
         own

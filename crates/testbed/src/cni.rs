@@ -86,6 +86,15 @@ impl CniResult {
         self.sandbox_interface().map(|i| i.mac.as_str())
     }
 
+    /// Every IP the result gives the interface inside the sandbox, in result order.
+    pub fn sandbox_ips(&self) -> Vec<&CniIp> {
+        let sandbox = self.interfaces.iter().position(|i| i.sandbox.is_some());
+        self.ips
+            .iter()
+            .filter(|ip| sandbox.is_some() && ip.interface == sandbox)
+            .collect()
+    }
+
     /// The first IPv4 address with its prefix.
     pub fn ipv4(&self) -> Option<IpNet> {
         self.ips
@@ -290,5 +299,11 @@ mod tests {
         assert_eq!(r.gateway(false).unwrap().to_string(), "10.88.0.1");
         assert_eq!(r.routes[1].gw.unwrap().to_string(), "fd00:88::1");
         assert_eq!(r.dns.nameservers.len(), 1);
+        let sandbox: Vec<String> = r
+            .sandbox_ips()
+            .iter()
+            .map(|i| i.address.to_string())
+            .collect();
+        assert_eq!(sandbox, ["10.88.0.2/24", "fd00:88::2/64"]);
     }
 }

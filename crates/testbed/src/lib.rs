@@ -7,6 +7,12 @@
 //!   unique to this process (`nb-<tag>-<pid>-<n>`) and deleted by its guard's `Drop`, which
 //!   first kills every process still inside it (only our tests put processes there) so the
 //!   namespace really goes away. Commands run inside with `ip netns exec`.
+//! - **Snapshots** ([`Snapshot`]): [`Netns::snapshot`] records a namespace's links,
+//!   addresses, routes, nftables ruleset and the sysctls netbind may write as text with
+//!   everything that changes by itself or records history (timers, lifetimes, counters,
+//!   `tentative`, ifindexes, route order) masked, so that "`down` restored what CNI made"
+//!   is plain equality; [`Snapshot::with_tap_macs_masked`] also masks the random MACs of
+//!   taps, for comparing two builds of one plan.
 //! - **CNI** ([`Cni`]): plugins from `/usr/lib/cni` are called exactly as kubelet and Multus
 //!   call them (`CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`, `CNI_PATH`, the
 //!   network configuration on stdin, the result JSON on stdout), but the plugin process
@@ -47,14 +53,15 @@ use std::path::PathBuf;
 
 pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResult, CniRoute};
 pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, GuestOptions, parse_results};
-pub use netns::{Netns, Process, Snapshot};
+pub use netns::{Netns, Process, SYSCTLS, Snapshot};
 pub use pod::{
     CLUSTER_NETWORK, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet,
     kernel_supports_bridge_vlans,
 };
 
-/// Everything that can fail in the test bed.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can fail in the test bed. Its `Debug` is the message and its causes, so
+/// that a test's `unwrap`/`expect` says what to fix (run as root, what to install).
+#[derive(thiserror::Error)]
 pub enum Error {
     #[error("the privileged test bed needs root (effective uid is {euid}); run the tests as root")]
     NotRoot { euid: u32 },
@@ -115,6 +122,18 @@ pub enum Error {
     },
     #[error("{0}")]
     Fixture(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// A CNI plugin's error answer (boxed in [`Error::Cni`]: it is large).

@@ -142,28 +142,57 @@ impl Netns {
     }
 
     /// The namespace's network state as text — `ip -d link`, `ip addr`, `ip route`,
-    /// `ip -6 route`, `nft list ruleset` — with volatile fields (bridge timers, address and
-    /// route lifetimes, DAD `tentative` flags, nftables counters) normalised away, so that
-    /// two snapshots are equal exactly when the configuration is.
+    /// `ip -6 route`, `nft list ruleset` and the sysctls netbind may write ([`SYSCTLS`]) —
+    /// normalised so that two snapshots are equal exactly when the configuration is:
+    /// volatile fields (bridge timers, address and route lifetimes, DAD `tentative` flags,
+    /// nftables counters) and history (ifindexes, peer ifindexes, link netnsids) are masked,
+    /// and route lines are sorted (among routes with the same prefix, such as
+    /// `fe80::/64 dev …`, the kernel lists them in the order their links came up).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let commands: [&[&str]; 5] = [
-            &["ip", "-d", "link", "show"],
-            &["ip", "addr", "show"],
-            &["ip", "route", "show"],
-            &["ip", "-6", "route", "show"],
-            &["nft", "list", "ruleset"],
+        crate::require_privileges(&["ip", "nft"])?;
+        // (command, whether the order of its lines is history rather than configuration)
+        let commands = [
+            (LINK_SECTION, false),
+            (ADDR_SECTION, false),
+            ("ip route show", true),
+            ("ip -6 route show", true),
+            ("nft list ruleset", false),
         ];
         let mut sections = Vec::new();
-        for argv in commands {
-            let out = self.exec(argv)?;
-            sections.push((
-                argv.join(" "),
-                normalise(&String::from_utf8_lossy(&out.stdout)),
-            ));
+        for (command, sort) in commands {
+            let argv: Vec<&str> = command.split(' ').collect();
+            let out = self.exec(&argv)?;
+            let mut text = normalise(&String::from_utf8_lossy(&out.stdout));
+            if sort {
+                text = sorted_lines(&text);
+            }
+            sections.push((command.to_string(), text));
         }
+        let mut cat = vec!["cat".to_string()];
+        cat.extend(
+            SYSCTLS
+                .iter()
+                .map(|key| format!("/proc/sys/{}", key.replace('.', "/"))),
+        );
+        let out = self.exec(&cat)?;
+        let values = String::from_utf8_lossy(&out.stdout);
+        let mut values = values.lines();
+        let mut sysctls = String::new();
+        for key in SYSCTLS {
+            let value = values.next().unwrap_or("(missing)").trim();
+            sysctls.push_str(&format!("{key} = {value}\n"));
+        }
+        sections.push(("sysctl".to_string(), sysctls));
         Ok(Snapshot { sections })
     }
 }
+
+/// The namespace-wide sysctls netbind may write, recorded by [`Netns::snapshot`].
+pub const SYSCTLS: &[&str] = &[
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.arp_ignore",
+    "net.ipv6.conf.all.forwarding",
+];
 
 impl Drop for Netns {
     fn drop(&mut self) {
@@ -289,6 +318,74 @@ impl Snapshot {
         }
         (!out.is_empty()).then_some(out)
     }
+
+    /// A copy with the MAC of every tap link (`tun type tap` in `ip -d link`) masked as
+    /// `link/ether <tap mac>` in the link and address sections. The kernel gives a tap a
+    /// random MAC unless told one, so two builds of a plan that names none differ there and
+    /// nowhere else; everything else about the taps is still compared.
+    pub fn with_tap_macs_masked(&self) -> Snapshot {
+        let taps: BTreeSet<String> = self
+            .sections
+            .iter()
+            .filter(|(cmd, _)| cmd == LINK_SECTION)
+            .flat_map(|(_, text)| link_blocks(text))
+            .filter(|(_, block)| {
+                block
+                    .iter()
+                    .any(|l| l.trim_start().starts_with("tun type tap "))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        let sections = self
+            .sections
+            .iter()
+            .map(|(cmd, text)| {
+                if cmd != LINK_SECTION && cmd != ADDR_SECTION {
+                    return (cmd.clone(), text.clone());
+                }
+                let mut out = String::new();
+                for (name, block) in link_blocks(text) {
+                    for line in block {
+                        let body = line.trim_start();
+                        match body.strip_prefix("link/ether ") {
+                            Some(rest) if taps.contains(&name) => {
+                                let mut words = vec!["link/ether", "<tap mac>"];
+                                words.extend(rest.split_whitespace().skip(1));
+                                out.push_str(&line[..line.len() - body.len()]);
+                                out.push_str(&words.join(" "));
+                            }
+                            _ => out.push_str(line),
+                        }
+                        out.push('\n');
+                    }
+                }
+                (cmd.clone(), out)
+            })
+            .collect();
+        Snapshot { sections }
+    }
+}
+
+const LINK_SECTION: &str = "ip -d link show";
+const ADDR_SECTION: &str = "ip addr show";
+
+/// Splits `ip link`/`ip addr` text into `(link name, its lines)`: a link starts at an
+/// unindented line `name[@peer]: …` (ifindexes are already masked).
+fn link_blocks(text: &str) -> Vec<(String, Vec<&str>)> {
+    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in text.lines() {
+        let starts_link = !line.is_empty() && !line.starts_with(char::is_whitespace);
+        match blocks.last_mut() {
+            Some((_, lines)) if !starts_link => lines.push(line),
+            _ => {
+                let first = line.split_whitespace().next().unwrap_or("");
+                let name = first.trim_end_matches(':');
+                let name = name.split('@').next().unwrap_or(name);
+                blocks.push((name.to_string(), vec![line]));
+            }
+        }
+    }
+    blocks
 }
 
 impl fmt::Display for Snapshot {
@@ -301,47 +398,67 @@ impl fmt::Display for Snapshot {
     }
 }
 
-/// Tokens whose following token is volatile.
+/// Tokens whose following token is volatile (any `…_timer` too) or history.
 const VOLATILE_NEXT: &[&str] = &[
-    "hello_timer",
-    "tcn_timer",
-    "topology_change_timer",
-    "gc_timer",
-    "hold_timer",
-    "message_age_timer",
-    "forward_delay_timer",
     "valid_lft",
     "preferred_lft",
     "expires",
     "packets",
     "bytes",
+    "link-netnsid",
 ];
 
 /// Collapses runs of spaces, keeps indentation, drops `tentative`, replaces volatile values
-/// by `*` (lifetimes keep `forever`, which is configuration).
+/// by `*` (lifetimes keep `forever`, which is configuration), and masks history: the
+/// ifindex that starts a link's first line (`7: eth0…` → `eth0…`) and a veth's peer
+/// ifindex (`eth0@if12:` → `eth0@if*:`).
 pub(crate) fn normalise(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let indent = line.len() - line.trim_start().len();
         out.push_str(&line[..indent]);
-        let mut words = Vec::new();
+        let mut words: Vec<String> = Vec::new();
         let mut mask_next = false;
-        for w in line.split_whitespace() {
+        for (i, w) in line.split_whitespace().enumerate() {
             if mask_next {
                 mask_next = false;
-                words.push(if w == "forever" { w } else { "*" });
+                words.push(if w == "forever" { w } else { "*" }.to_string());
                 continue;
             }
-            if w == "tentative" {
+            if w == "tentative" || (i == 0 && indent == 0 && is_ifindex(w)) {
                 continue;
             }
-            mask_next = VOLATILE_NEXT.contains(&w);
-            words.push(w);
+            mask_next = VOLATILE_NEXT.contains(&w) || w.ends_with("_timer");
+            words.push(mask_peer_ifindex(w));
         }
         out.push_str(&words.join(" "));
         out.push('\n');
     }
     out
+}
+
+/// `12:`
+fn is_ifindex(word: &str) -> bool {
+    word.strip_suffix(':')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `eth0@if12:` → `eth0@if*:`; anything else unchanged.
+fn mask_peer_ifindex(word: &str) -> String {
+    if let Some((name, rest)) = word.split_once("@if") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            return format!("{name}@if*{}", &rest[digits..]);
+        }
+    }
+    word.to_string()
+}
+
+/// The lines of `text` in sorted order.
+fn sorted_lines(text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 #[cfg(test)]
@@ -354,6 +471,120 @@ mod tests {
         assert_eq!(
             normalise(a),
             "    bridge hello_timer * gc_timer * x 1\n    inet6 fe80::1/64 scope link\n       valid_lft * preferred_lft forever\n  counter packets * bytes * accept\n"
+        );
+    }
+
+    #[test]
+    fn ifindexes_peer_ifindexes_and_netnsids_are_masked() {
+        let a = "7: eth0@if12: <BROADCAST,UP> mtu 1400\n    link/ether 0a:58:0a:58:00:02 brd ff:ff:ff:ff:ff:ff link-netnsid 0\n    inet 10.88.0.2/24 brd 10.88.0.255 scope global eth0\n";
+        assert_eq!(
+            normalise(a),
+            "eth0@if*: <BROADCAST,UP> mtu 1400\n    link/ether 0a:58:0a:58:00:02 brd ff:ff:ff:ff:ff:ff link-netnsid *\n    inet 10.88.0.2/24 brd 10.88.0.255 scope global eth0\n"
+        );
+        // Not an ifindex: an indented first word, and a name that merely contains `@if`.
+        assert_eq!(
+            normalise("    12: x\nbr@ifx: y\n"),
+            "    12: x\nbr@ifx: y\n"
+        );
+    }
+
+    #[test]
+    fn route_lines_are_sorted() {
+        assert_eq!(
+            sorted_lines("fe80::/64 dev pod1 proto kernel\nfe80::/64 dev eth0 proto kernel\n"),
+            "fe80::/64 dev eth0 proto kernel\nfe80::/64 dev pod1 proto kernel\n"
+        );
+        assert_eq!(sorted_lines(""), "");
+    }
+
+    #[test]
+    fn only_tap_macs_are_masked_and_only_when_asked() {
+        let link = "lo: <LOOPBACK,UP> mtu 65536\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\ntap0: <BROADCAST> mtu 1400 master k6t-eth0\n    link/ether 92:e1:b7:6b:ea:a4 brd ff:ff:ff:ff:ff:ff promiscuity 1\n    tun type tap pi off vnet_hdr on persist on user 107\nk6t-eth0: <BROADCAST> mtu 1400\n    link/ether 02:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff promiscuity 0\n    bridge forward_delay 1500\n";
+        let addr = "tap0: <BROADCAST> mtu 1400\n    link/ether 92:e1:b7:6b:ea:a4 brd ff:ff:ff:ff:ff:ff\nk6t-eth0: <BROADCAST> mtu 1400\n    link/ether 02:00:00:00:00:00 brd ff:ff:ff:ff:ff:ff\n";
+        let route = "default via 10.88.0.1 dev tap0\n";
+        let s = Snapshot {
+            sections: vec![
+                (LINK_SECTION.into(), link.into()),
+                (ADDR_SECTION.into(), addr.into()),
+                ("ip route show".into(), route.into()),
+            ],
+        };
+        let masked = s.with_tap_macs_masked();
+        assert_eq!(
+            masked.sections[0].1,
+            link.replace(
+                "link/ether 92:e1:b7:6b:ea:a4 brd",
+                "link/ether <tap mac> brd"
+            )
+        );
+        assert_eq!(
+            masked.sections[1].1,
+            addr.replace(
+                "link/ether 92:e1:b7:6b:ea:a4 brd",
+                "link/ether <tap mac> brd"
+            )
+        );
+        assert_eq!(masked.sections[2].1, route);
+        assert_eq!(s.sections[0].1, link, "the snapshot itself is unchanged");
+        let other_mac = Snapshot {
+            sections: s
+                .sections
+                .iter()
+                .map(|(c, t)| {
+                    (
+                        c.clone(),
+                        t.replace("92:e1:b7:6b:ea:a4", "5e:00:00:00:00:01"),
+                    )
+                })
+                .collect(),
+        };
+        assert_ne!(other_mac, s);
+        assert_eq!(other_mac.with_tap_macs_masked(), masked);
+    }
+
+    /// Privileged: a namespace-wide sysctl shows in the snapshot; a real tap's MAC is
+    /// masked on request, its other settings are not.
+    #[test]
+    fn sysctls_and_real_taps_show_in_the_snapshot() {
+        crate::require_privileges(&["ip", "nft"]).unwrap();
+        let ns = Netns::new("snap").unwrap();
+        let before = ns.snapshot().unwrap();
+        assert!(
+            before
+                .to_string()
+                .contains("## sysctl\nnet.ipv4.ip_forward = 0\n"),
+            "{before}"
+        );
+        ns.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+            .unwrap();
+        let diff = before.diff(&ns.snapshot().unwrap()).expect("a change");
+        assert_eq!(
+            diff,
+            "## sysctl\n- net.ipv4.ip_forward = 0\n+ net.ipv4.ip_forward = 1\n"
+        );
+
+        let tap = |user: &str| {
+            ns.exec(&[
+                "ip", "tuntap", "add", "dev", "tap0", "mode", "tap", "user", user,
+            ])
+            .unwrap();
+            let s = ns.snapshot().unwrap();
+            ns.exec(&["ip", "link", "del", "tap0"]).unwrap();
+            s
+        };
+        let (first, second, other_user) = (tap("107"), tap("107"), tap("108"));
+        assert_ne!(first, second, "the kernel picks a new MAC per tap");
+        assert_eq!(first.with_tap_macs_masked(), second.with_tap_macs_masked());
+        assert!(
+            first
+                .with_tap_macs_masked()
+                .to_string()
+                .contains("link/ether <tap mac> brd"),
+            "{first}"
+        );
+        assert_ne!(
+            first.with_tap_macs_masked(),
+            other_user.with_tap_macs_masked()
         );
     }
 

@@ -13,9 +13,12 @@
 //! ```
 //!
 //! Subnets are fixed (cluster 10.88.0.0/24 + fd00:88::/64, the k-th secondary 10.88.k.0/24 +
-//! fd00:88:k::/64) because every fixture has its own node namespace and its own host-local
-//! `dataDir`: fixtures never share a link, a lease or a route, so parallel tests cannot
-//! collide. Read the real addresses from the CNI results anyway.
+//! fd00:88:k::/64, k = 1..=255, `<k>` in link names in hex) because every fixture has its
+//! own node namespace and its own host-local `dataDir`: fixtures never share a link, a
+//! lease or a route, so parallel tests cannot collide. Read the real addresses from the CNI
+//! results anyway. A secondary without IPAM is plain L2 (the plugin gets `"ipam": {}`).
+//! The pod namespace has a resolv.conf of its own only when the builder is given one
+//! (`/etc/netns/<pod>/resolv.conf`, removed with the namespace).
 //! Fields are declared in drop order: CNI DEL of every attachment runs before any
 //! namespace is deleted, the IPAM directory goes last.
 
@@ -23,6 +26,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use crate::cni::{Cni, CniAttachment, CniResult};
@@ -148,6 +152,7 @@ impl SecondaryNet {
 pub struct PodFixtureBuilder {
     mtu: u32,
     secondaries: Vec<Secondary>,
+    resolv_conf: Option<String>,
 }
 
 impl PodFixtureBuilder {
@@ -162,8 +167,18 @@ impl PodFixtureBuilder {
         self
     }
 
+    /// The pod's `/etc/resolv.conf` as `ip netns exec` shows it (see
+    /// [`Netns::set_resolv_conf`]); without it the pod namespace has none of its own.
+    pub fn resolv_conf(mut self, text: &str) -> Self {
+        self.resolv_conf = Some(text.to_string());
+        self
+    }
+
     pub fn build(self) -> Result<PodFixture> {
         let mut f = PodFixture::cluster_only(self.mtu)?;
+        if let Some(text) = &self.resolv_conf {
+            f.pod.set_resolv_conf(text)?;
+        }
         for s in self.secondaries {
             f.add_secondary(s)?;
         }
@@ -195,6 +210,7 @@ impl PodFixture {
         PodFixtureBuilder {
             mtu: 1500,
             secondaries: Vec::new(),
+            resolv_conf: None,
         }
     }
 
@@ -277,6 +293,24 @@ impl PodFixture {
         address(self.result(), v6, "pod eth0")
     }
 
+    /// Every address (with its prefix) the CNI result gives the pod's `eth0`.
+    pub fn pod_addresses(&self) -> Vec<IpNet> {
+        self.result()
+            .sandbox_ips()
+            .iter()
+            .map(|ip| ip.address)
+            .collect()
+    }
+
+    /// The pod's `eth0` MAC as the plugin reported it, in lower case.
+    pub fn pod_mac(&self) -> Result<String> {
+        self.result()
+            .mac()
+            .filter(|m| !m.is_empty())
+            .map(|m| m.to_ascii_lowercase())
+            .ok_or_else(|| Error::Fixture("the pod's CNI result has no eth0 MAC".into()))
+    }
+
     /// The cluster peer's address of one family (without prefix).
     pub fn peer_ip(&self, v6: bool) -> Result<IpAddr> {
         address(self.peer_result(), v6, "peer eth0")
@@ -285,9 +319,9 @@ impl PodFixture {
     /// Attaches a Multus network to the pod (and a peer, unless `without_peer`).
     pub fn add_secondary(&mut self, spec: Secondary) -> Result<&SecondaryNet> {
         let k = self.secondaries.len() + 1;
-        if k > 15 {
+        if k > 255 {
             return Err(Error::Fixture(
-                "a PodFixture holds at most 15 secondary networks".into(),
+                "a PodFixture holds at most 255 secondary networks".into(),
             ));
         }
         let pod_link = netbind_spec::naming::secondary_pod_link(&spec.network);
@@ -316,7 +350,7 @@ impl PodFixture {
                         hint: "it needs CONFIG_BRIDGE_VLAN_FILTERING; run VLAN tests on a kernel that has it".into(),
                     });
                 }
-                let bridge = format!("nbs{k:x}{}", self.id);
+                let bridge = node_link_name("nbs", k, &self.id)?;
                 let mut c = json!({
                     "cniVersion": "1.0.0",
                     "name": cni_name,
@@ -333,10 +367,10 @@ impl PodFixture {
                 (bridge, c)
             }
             SecondaryKind::Macvlan => {
-                let master = format!("nbm{k:x}{}", self.id);
+                let master = node_link_name("nbm", k, &self.id)?;
                 let mtu = spec.mtu.to_string();
                 // A veth end, not a dummy: some test kernels lack the dummy driver.
-                let other = format!("nbn{k:x}{}", self.id);
+                let other = node_link_name("nbn", k, &self.id)?;
                 self.node.exec(&[
                     "ip", "link", "add", &master, "mtu", &mtu, "type", "veth", "peer", "name",
                     &other, "mtu", &mtu,
@@ -438,6 +472,17 @@ pub fn kernel_supports_bridge_vlans() -> bool {
             })
             .is_ok()
     })
+}
+
+/// `<prefix><k hex><fixture id>`, which must fit a link name (15 bytes).
+fn node_link_name(prefix: &str, k: usize, id: &str) -> Result<String> {
+    let name = format!("{prefix}{k:x}{id}");
+    if name.len() > 15 {
+        return Err(Error::Fixture(format!(
+            "node link name {name} is longer than 15 bytes"
+        )));
+    }
+    Ok(name)
 }
 
 fn kernel_release() -> String {

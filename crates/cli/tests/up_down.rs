@@ -444,8 +444,14 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
             .contains(&std::os::unix::fs::MetadataExt::ino(&pod_ns).to_string()),
         "engine runs in {own_ns:?}, not the pod's namespace"
     );
-    let args: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&domain).unwrap()).unwrap();
+    // --domain-out appears only once the guest can start: the engine already listens.
+    let text = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(&domain).ok()
+        })
+        .expect("up wrote no --domain-out");
+    let args: serde_json::Value = serde_json::from_str(&text).unwrap();
     let socket = args["qemuArgs"]
         .as_array()
         .unwrap()
@@ -454,11 +460,10 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         .map(|p| p.split(',').next().unwrap().to_string())
         .next()
         .expect("a -netdev stream argument with addr.path");
-    let connected = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
-    assert!(connected, "nothing listens on {socket}");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "nothing listens on {socket} although --domain-out was written"
+    );
 
     nix_kill(up.0.id());
     assert_eq!(up.0.wait().unwrap().code(), Some(0));

@@ -1,4 +1,4 @@
-//! End to end with a real guest (issue 3's data plane): `netbind up` builds a VM's
+//! End to end with a real guest (issue 3's data plane, and issue 4's engine started by `up`): `netbind up` builds a VM's
 //! interfaces in a pod wired by Debian's real CNI plugins, a QEMU guest (TCG, Debian's
 //! kernel, busybox initramfs) boots on the devices of `--domain-out` and configures
 //! itself only by DHCP (busybox `udhcpc`), DHCPv6 (ISC `dhclient -6`) and router
@@ -756,6 +756,94 @@ spec:
     assert!(!get(&r, "inbound", &console).contains("leak"), "{console}");
     drop(guest);
     dp.finish(&pod);
+    t.lap("SIGTERM, down, snapshot");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. the seed's "both in parallel": proxied on the pod network, L2 on a Multus network
+// ---------------------------------------------------------------------------------------
+
+const BOTH_GUEST: &str = r#"
+sysctl -qw net.ipv4.conf.all.arp_ignore=1
+pod=$(nic_by_mac @MACPOD@)
+blue=$(nic_by_mac @MACBLUE@)
+lease4 pod $pod
+lease4 blue $blue
+result tcp-pod "$(echo hi | timeout 10 nc -w 5 @PEER@ @TCP@)"
+result tcp-blue "$(echo hi | timeout 10 nc -w 5 @PEERBLUE@ @TCP@)"
+serve_tcp 8080
+await_peer
+"#;
+
+#[test]
+fn proxied_pod_network_and_bridged_multus_network_work_on_one_vm() {
+    let mut t = Timer::start("passtBinding + bridge");
+    let pod = pod_fixture(&[Secondary::bridge("blue")]);
+    let blue = pod.secondary("blue").unwrap();
+    let blue_peer = blue.peer().unwrap();
+    let _agents = [PeerAgent::start(&pod.peer), PeerAgent::start(blue_peer)];
+    let blue_want = blue.result().ipv4().unwrap();
+    let blue_peer_ip = blue.peer_result().unwrap().ipv4().unwrap().addr();
+    let pod4 = pod.pod_ip(false).unwrap();
+    t.lap("pod fixture + peer agents");
+    // A VM name of its own: the engine's socket lives under /run/netbind/<ns>/<vm>/.
+    let manifest = format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: both{pid}, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces:
+      - {{name: default, passtBinding: {{}}, macAddress: '{MAC_POD}', ports: [{{port: 8080}}]}}
+      - {{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}'}}
+  networks:
+  - {{name: default, pod: {{}}}}
+  - {{name: blue, multus: {{networkName: blue}}}}
+",
+        pid = std::process::id()
+    );
+    let dp = DataPlane::up(&pod, &manifest);
+    t.lap("netbind up (bridge built, engine listening)");
+    let s = script(
+        BOTH_GUEST,
+        &[
+            ("MACPOD", MAC_POD.into()),
+            ("MACBLUE", MAC_BLUE.into()),
+            ("PEER", ip(pod.peer_ip(false).unwrap())),
+            ("PEERBLUE", ip(blue_peer_ip)),
+        ],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, 2× DHCP, outbound");
+
+    // Through the engine, the pod's own address is the guest's: the cluster peer reaches
+    // the forwarded port there; the Multus peer reaches the guest directly on L2.
+    let pod_tcp = connect(&pod.peer, pod4, 8080, "via-engine");
+    let blue_tcp = connect(blue_peer, blue_want.addr(), 8080, "via-blue");
+    let (r, console) = finish_guest(&mut guest, &dp, blue_peer, blue_want.addr(), 8080);
+    t.lap("inbound checks");
+
+    // The engine hands the guest the pod's own address (the VM *is* the pod) and gateway.
+    let pod_cidr = pod.result().ipv4().unwrap();
+    assert_eq!(get(&r, "pod-address", &console), pod_cidr.to_string(), "{console}");
+    assert_eq!(
+        get(&r, "pod-router", &console),
+        pod.result().gateway(false).unwrap().to_string(),
+        "{console}"
+    );
+    assert_eq!(get(&r, "blue-address", &console), blue_want.to_string(), "{console}");
+    assert_eq!(get(&r, "tcp-pod", &console), format!("src={pod4}"), "{console}");
+    assert_eq!(
+        get(&r, "tcp-blue", &console),
+        format!("src={}", blue_want.addr()),
+        "{console}"
+    );
+    assert_eq!(pod_tcp.as_deref(), Ok("guest:8080 got via-engine"), "{console}");
+    assert_eq!(blue_tcp.as_deref(), Ok("guest:8080 got via-blue"), "{console}");
+    drop(guest);
+    let log = dp.finish(&pod);
+    assert!(log.contains("user-mode engine for default: pid"), "{log}");
     t.lap("SIGTERM, down, snapshot");
 }
 

@@ -205,23 +205,7 @@ impl Step<'_> {
     /// The step in words: `create bridge k6t-eth0`, `set eth0 down`…
     pub fn describe(&self) -> String {
         match self.kind {
-            StepKind::Link(l) => match l {
-                LinkStep::CreateBridge { name, .. } => format!("create bridge {name}"),
-                LinkStep::CreateTap { name, .. } => format!("create tap {name}"),
-                LinkStep::CreateDummy { name, .. } => format!("create dummy {name}"),
-                LinkStep::SetDown { link } => format!("set {link} down"),
-                LinkStep::RenameLink { from, to } => format!("rename {from} to {to}"),
-                LinkStep::SetMac { link, mac } => format!("set MAC of {link} to {mac}"),
-                LinkStep::SetMtu { link, mtu } => format!("set MTU of {link} to {mtu}"),
-                LinkStep::FlushAddresses { link } => format!("flush addresses of {link}"),
-                LinkStep::AddAddress { link, address } => format!("add {address} to {link}"),
-                LinkStep::SetMaster { link, master } => format!("enslave {link} to {master}"),
-                LinkStep::SetLearning { link, learning } => format!(
-                    "turn learning {} on {link}",
-                    if *learning { "on" } else { "off" }
-                ),
-                LinkStep::SetUp { link } => format!("set {link} up"),
-            },
+            StepKind::Link(l) => l.to_string(),
             StepKind::Sysctl(s) => format!("sysctl {}={}", s.key, s.value),
             StepKind::Nft(n) => format!("load nftables ({})", n.summary()),
         }
@@ -230,20 +214,7 @@ impl Step<'_> {
     /// The link the step works on, if any.
     pub fn link(&self) -> Option<&str> {
         match self.kind {
-            StepKind::Link(l) => Some(match l {
-                LinkStep::CreateBridge { name, .. }
-                | LinkStep::CreateTap { name, .. }
-                | LinkStep::CreateDummy { name, .. } => name,
-                LinkStep::RenameLink { from, .. } => from,
-                LinkStep::SetDown { link }
-                | LinkStep::SetMac { link, .. }
-                | LinkStep::SetMtu { link, .. }
-                | LinkStep::FlushAddresses { link }
-                | LinkStep::AddAddress { link, .. }
-                | LinkStep::SetMaster { link, .. }
-                | LinkStep::SetLearning { link, .. }
-                | LinkStep::SetUp { link } => link,
-            }),
+            StepKind::Link(l) => Some(l.link()),
             StepKind::Sysctl(_) | StepKind::Nft(_) => None,
         }
     }

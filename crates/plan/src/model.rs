@@ -206,6 +206,79 @@ pub struct Sysctl {
     pub value: String,
 }
 
+impl std::fmt::Display for LinkStep {
+    /// The step in words, as `netbind plan` shows it and errors name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let text = match self {
+            LinkStep::CreateBridge { name, mac, mtu } => match mac {
+                Some(m) => format!("create bridge {name} mac {m} mtu {mtu}"),
+                None => format!("create bridge {name} mtu {mtu}"),
+            },
+            LinkStep::CreateTap {
+                name,
+                mtu,
+                queues,
+                uid,
+                gid,
+            } => {
+                format!("create tap {name} mtu {mtu} queues {queues} owner {uid}:{gid}")
+            }
+            LinkStep::CreateDummy {
+                name,
+                mac,
+                mtu,
+                addresses,
+            } => {
+                let mut s = format!("create dummy {name}");
+                if let Some(m) = mac {
+                    let _ = write!(s, " mac {m}");
+                }
+                let _ = write!(s, " mtu {mtu}");
+                for a in addresses {
+                    let _ = write!(s, " {a}");
+                }
+                s
+            }
+            LinkStep::SetDown { link } => format!("set {link} down"),
+            LinkStep::RenameLink { from, to } => format!("rename {from} to {to}"),
+            LinkStep::SetMac { link, mac } => format!("set {link} mac {mac}"),
+            LinkStep::SetMtu { link, mtu } => format!("set {link} mtu {mtu}"),
+            LinkStep::FlushAddresses { link } => format!("flush addresses of {link}"),
+            LinkStep::AddAddress { link, address } => format!("add {address} to {link}"),
+            LinkStep::SetMaster { link, master } => format!("enslave {link} to {master}"),
+            LinkStep::SetLearning { link, learning } => {
+                format!(
+                    "set {link} learning {}",
+                    if *learning { "on" } else { "off" }
+                )
+            }
+            LinkStep::SetUp { link } => format!("set {link} up"),
+        };
+        f.write_str(&text)
+    }
+}
+
+impl LinkStep {
+    /// The link the step works on (the old name for a rename).
+    pub fn link(&self) -> &str {
+        match self {
+            LinkStep::CreateBridge { name, .. }
+            | LinkStep::CreateTap { name, .. }
+            | LinkStep::CreateDummy { name, .. } => name,
+            LinkStep::RenameLink { from, .. } => from,
+            LinkStep::SetDown { link }
+            | LinkStep::SetMac { link, .. }
+            | LinkStep::SetMtu { link, .. }
+            | LinkStep::FlushAddresses { link }
+            | LinkStep::AddAddress { link, .. }
+            | LinkStep::SetMaster { link, .. }
+            | LinkStep::SetLearning { link, .. }
+            | LinkStep::SetUp { link } => link,
+        }
+    }
+}
+
 impl Sysctl {
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Sysctl {
         Sysctl {

@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 use netbind_spec::naming;
 
-use super::{BindingPlan, Ctx, QEMU_UID, first_global_v4};
+use super::{BindingPlan, Ctx, first_global_v4, guest_tap};
 use crate::dhcp;
 use crate::error::PlanError;
 use crate::mac;
@@ -88,18 +88,9 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
             learning: false,
         },
         LinkStep::SetUp { link: nic },
-        LinkStep::CreateTap {
-            name: tap.clone(),
-            mtu,
-            queues: 1,
-            uid: QEMU_UID,
-            gid: QEMU_UID,
-        },
-        LinkStep::SetMaster {
-            link: tap.clone(),
-            master: bridge.clone(),
-        },
-        LinkStep::SetUp { link: tap },
+    ]);
+    bp.links.extend(guest_tap(&tap, &bridge, mtu));
+    bp.links.extend([
         LinkStep::CreateDummy {
             name: pod_link.clone(),
             mac: link.mac.clone(),

@@ -39,7 +39,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netbind_spec::cluster::GATE_PORT_RANGES;
 use netbind_spec::naming;
 
-use super::{BindingPlan, Ctx, QEMU_UID, first_global_v4, first_global_v6};
+use super::{BindingPlan, Ctx, first_global_v4, first_global_v6, guest_tap};
 use crate::dhcp;
 use crate::error::PlanError;
 use crate::model::{LinkStep, Sysctl};
@@ -146,23 +146,10 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
             });
         }
     }
-    bp.links.extend([
-        LinkStep::SetUp {
-            link: bridge.clone(),
-        },
-        LinkStep::CreateTap {
-            name: tap.clone(),
-            mtu,
-            queues: 1,
-            uid: QEMU_UID,
-            gid: QEMU_UID,
-        },
-        LinkStep::SetMaster {
-            link: tap.clone(),
-            master: bridge.clone(),
-        },
-        LinkStep::SetUp { link: tap },
-    ]);
+    bp.links.push(LinkStep::SetUp {
+        link: bridge.clone(),
+    });
+    bp.links.extend(guest_tap(&tap, &bridge, mtu));
     if v4.is_some() {
         bp.sysctls.push(Sysctl::new("net.ipv4.ip_forward", "1"));
         bp.sysctls.push(Sysctl::new(

@@ -40,6 +40,24 @@ use crate::render;
 /// The uid and gid QEMU runs as in KubeVirt's launcher (user `qemu`); taps are owned by it.
 pub const QEMU_UID: u32 = 107;
 
+/// The guest's tap on an in-pod bridge: created for QEMU's user, enslaved, up.
+pub fn guest_tap(tap: &str, bridge: &str, mtu: u32) -> [LinkStep; 3] {
+    [
+        LinkStep::CreateTap {
+            name: tap.into(),
+            mtu,
+            queues: 1,
+            uid: QEMU_UID,
+            gid: QEMU_UID,
+        },
+        LinkStep::SetMaster {
+            link: tap.into(),
+            master: bridge.into(),
+        },
+        LinkStep::SetUp { link: tap.into() },
+    ]
+}
+
 /// What a method module decides for one interface.
 #[derive(Debug, Default)]
 pub struct BindingPlan {

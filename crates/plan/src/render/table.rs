@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{GuestBackend, InterfacePlan, LinkStep, NetworkPlan, PortForward, Source};
+use crate::model::{GuestBackend, InterfacePlan, NetworkPlan, PortForward, Source};
 
 const LABEL: usize = 12;
 
@@ -70,7 +70,7 @@ fn interface(out: &mut String, i: &InterfacePlan) {
         }
     }
     row(out, "pod link", &[link]);
-    let mut steps: Vec<String> = i.links.iter().map(describe).collect();
+    let mut steps: Vec<String> = i.links.iter().map(ToString::to_string).collect();
     if steps.is_empty() {
         steps.push("no changes".into());
     }
@@ -195,51 +195,3 @@ fn guest_addresses(i: &InterfacePlan) -> String {
     }
 }
 
-/// One link step in words.
-pub fn describe(step: &LinkStep) -> String {
-    match step {
-        LinkStep::CreateBridge { name, mac, mtu } => match mac {
-            Some(m) => format!("create bridge {name} mac {m} mtu {mtu}"),
-            None => format!("create bridge {name} mtu {mtu}"),
-        },
-        LinkStep::CreateTap {
-            name,
-            mtu,
-            queues,
-            uid,
-            gid,
-        } => {
-            format!("create tap {name} mtu {mtu} queues {queues} owner {uid}:{gid}")
-        }
-        LinkStep::CreateDummy {
-            name,
-            mac,
-            mtu,
-            addresses,
-        } => {
-            let mut s = format!("create dummy {name}");
-            if let Some(m) = mac {
-                let _ = write!(s, " mac {m}");
-            }
-            let _ = write!(s, " mtu {mtu}");
-            for a in addresses {
-                let _ = write!(s, " {a}");
-            }
-            s
-        }
-        LinkStep::SetDown { link } => format!("set {link} down"),
-        LinkStep::RenameLink { from, to } => format!("rename {from} to {to}"),
-        LinkStep::SetMac { link, mac } => format!("set {link} mac {mac}"),
-        LinkStep::SetMtu { link, mtu } => format!("set {link} mtu {mtu}"),
-        LinkStep::FlushAddresses { link } => format!("flush addresses of {link}"),
-        LinkStep::AddAddress { link, address } => format!("add {address} to {link}"),
-        LinkStep::SetMaster { link, master } => format!("enslave {link} to {master}"),
-        LinkStep::SetLearning { link, learning } => {
-            format!(
-                "set {link} learning {}",
-                if *learning { "on" } else { "off" }
-            )
-        }
-        LinkStep::SetUp { link } => format!("set {link} up"),
-    }
-}

@@ -3,10 +3,11 @@
 //! plus N−1 bridged Multus networks, each wired by the real CNI `bridge` plugin).
 //!
 //! Both sides do the same work on the same pod, alternately, several rounds each: netbind
-//! in process (journal in a state dir, one netlink socket, `nft` spawned for the NAT
-//! ruleset), the script as one `ip netns exec NS sh -e` per direction, built from the very
-//! same plan (its `down` restores names, MACs and sysctls, deletes the created links and
-//! the NAT tables). The script does no checks and keeps no journal, which favours it.
+//! in process (journal in a state dir, an rtnetlink socket for links, one nf_tables
+//! netlink batch for the NAT ruleset — no `nft` process), the script as one
+//! `ip netns exec NS sh -e` per direction, built from the very same plan (its `down`
+//! restores names, MACs and sysctls, deletes the created links and the NAT tables). The
+//! script does no checks and keeps no journal, which favours it.
 //! Prints a markdown table with the median times. Needs root; run with
 //! `cargo bench -p netbind-netns --bench updown`.
 

@@ -678,7 +678,6 @@ impl Run<'_> {
                 })
             }
             StepKind::Nft(n) => {
-                let json = n.to_json();
                 let recorded = self.journal.entries.iter().find(|e| e.step == step.number);
                 if let Some(Entry {
                     undo: Undo::Nft { tables },
@@ -694,7 +693,7 @@ impl Run<'_> {
                     });
                 }
                 Ok(Check::Act(Undo::Nft {
-                    tables: Nft::snapshot(&json)?,
+                    tables: Nft::snapshot(n)?,
                 }))
             }
         }
@@ -814,7 +813,7 @@ impl Run<'_> {
                 }
             },
             StepKind::Sysctl(s) => Ok(sysctl::write(&s.key, &s.value)?),
-            StepKind::Nft(n) => Ok(Nft::load(&n.to_json())?),
+            StepKind::Nft(n) => Ok(Nft::load(n)?),
         }
     }
 }

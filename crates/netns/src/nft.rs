@@ -1,32 +1,52 @@
-//! nftables through the `nft` binary, run from the namespace thread.
+//! nftables through nf_tables netlink, from the namespace thread (no `nft` process).
 //!
-//! How it works: a child process forked from a thread inherits that thread's network
-//! namespace, so [`Nft`] spawns `nft` on the thread that entered the pod's namespace.
-//! A ruleset goes in as libnftables JSON on stdin (`nft -j -f -`): one batch, one kernel
-//! transaction — all of it is loaded or none.
+//! How it works: every call opens a NETLINK_NETFILTER socket on the calling thread; on the
+//! thread that entered the pod's namespace that socket belongs to the pod's namespace
+//! ([`sock`]). A ruleset is compiled into one batch — `NFNL_MSG_BATCH_BEGIN`, a message
+//! per table, chain, anonymous set and rule, `NFNL_MSG_BATCH_END` ([`wire`]) — which the
+//! kernel applies as one transaction: all of it or none. Each message asks for an
+//! acknowledgement, so a refusal names the table, chain or rule it concerns (with the
+//! rule's nft text) and the kernel's reason.
 //!
 //! Ownership without markers: before loading, [`Nft::snapshot`] records for every table
-//! the ruleset touches whether it existed and the highest object handle in it. Handles in
-//! a table only grow, so after the load "ours" is exactly: the whole table when it did
-//! not exist, otherwise every chain and rule with a handle above the recorded one.
-//! [`Nft::is_loaded`] and [`Nft::unload`] use that record, so re-running after a crash
-//! can tell whether the transaction happened, and `down` removes only what `up` added —
-//! a pod that already had a `nat` table (Istio's init container makes one) keeps it.
+//! the ruleset touches whether it existed and the highest object handle in it (from
+//! `NFT_MSG_GETTABLE`/`GETCHAIN`/`GETRULE` dumps). Handles in a table only grow, so after
+//! the load "ours" is exactly: the whole table when it did not exist, otherwise every
+//! chain and rule with a handle above the recorded one. [`Nft::is_loaded`] and
+//! [`Nft::unload`] use that record, so re-running after a crash can tell whether the
+//! transaction happened, and `down` removes only what `up` added — a pod that already had
+//! a `nat` table (Istio's init container makes one) keeps it. Anonymous sets belong to
+//! their rule and go with it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod sock;
+mod wire;
 
+use netbind_plan::nftables::NftRuleset;
+use netlink_packet_core::NLM_F_CREATE;
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, ChainMessage, NfTablesMessage, RuleAttribute, RuleMessage, TableAttribute,
+    TableMessage,
+};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
+use sock::{NfSocket, SockError};
+use wire::Batch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("cannot run `nft` (apt-get install nftables)")]
-    Spawn(#[source] std::io::Error),
-    #[error("`nft {args}` failed: {stderr}")]
-    Failed { args: String, stderr: String },
-    #[error("`nft -j list ruleset` printed JSON netbind does not understand: {0}")]
+    #[error("cannot talk to nf_tables over netlink (is the nf_tables module available?)")]
+    Socket(#[source] std::io::Error),
+    #[error("nf_tables refused {what}: {reason}; nothing of the transaction was applied")]
+    Rejected {
+        what: String,
+        errno: i32,
+        reason: String,
+    },
+    #[error("nf_tables answered with something netbind does not understand: {0}")]
     Output(String),
+    #[error("the ruleset cannot be loaded: {0}")]
+    Invalid(String),
 }
 
 /// One table of a ruleset, as it was before netbind loaded into it.
@@ -51,88 +71,129 @@ struct Listing {
 
 pub struct Nft;
 
-fn run(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(NftError::Spawn)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).map_err(NftError::Spawn)?;
+/// Batches start far above the sequence numbers of dumps on the same socket.
+const BATCH_SEQ: u32 = 1 << 20;
+
+fn open() -> Result<NfSocket, NftError> {
+    NfSocket::open().map_err(|e| sock_error(e, None))
+}
+
+fn sock_error(e: SockError, batch: Option<&Batch>) -> NftError {
+    match e {
+        SockError::Io(e) => NftError::Socket(e),
+        SockError::Decode(s) => NftError::Output(s),
+        SockError::Nack { seq, error } => NftError::Rejected {
+            what: batch
+                .and_then(|b| b.what(seq))
+                .unwrap_or("the batch")
+                .to_string(),
+            errno: error.raw_os_error().unwrap_or(0),
+            reason: error.to_string(),
+        },
     }
-    let out = child.wait_with_output().map_err(NftError::Spawn)?;
-    if !out.status.success() {
-        return Err(NftError::Failed {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-fn s(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+fn transact(sock: &mut NfSocket, batch: &mut Batch) -> Result<(), NftError> {
+    sock.transact(batch).map_err(|e| sock_error(e, Some(batch)))
 }
 
-fn listing() -> Result<Listing, NftError> {
-    parse_listing(&run(&["-j", "-a", "list", "ruleset"], None)?)
-}
-
-/// Only the tables (a much shorter answer than the whole ruleset).
-fn tables() -> Result<Vec<(String, String)>, NftError> {
-    Ok(parse_listing(&run(&["-j", "list", "tables"], None)?)?.tables)
-}
-
-fn parse_listing(text: &str) -> Result<Listing, NftError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| NftError::Output(e.to_string()))?;
-    let mut out = Listing::default();
-    let Some(items) = doc.get("nftables").and_then(Value::as_array) else {
-        return Err(NftError::Output("no \"nftables\" array".into()));
-    };
-    for item in items {
-        if let Some(t) = item.get("table") {
-            out.tables.push((s(t, "family"), s(t, "name")));
-        } else if let Some(c) = item.get("chain") {
-            let h = c.get("handle").and_then(Value::as_u64).unwrap_or(0);
-            out.chains
-                .push((s(c, "family"), s(c, "table"), s(c, "name"), h));
-        } else if let Some(r) = item.get("rule") {
-            let h = r.get("handle").and_then(Value::as_u64).unwrap_or(0);
-            out.rules
-                .push((s(r, "family"), s(r, "table"), s(r, "chain"), h));
+/// (family, table) of every table.
+fn tables(sock: &mut NfSocket) -> Result<Vec<(String, String)>, NftError> {
+    let msgs = sock
+        .dump(NfTablesMessage::GetTable(TableMessage {
+            attributes: vec![],
+        }))
+        .map_err(|e| sock_error(e, None))?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let fam = wire::family_name(m.header.family.into());
+        if let NetfilterMessageInner::NfTables(NfTablesMessage::NewTable(t)) = m.inner {
+            for a in t.attributes {
+                if let TableAttribute::Name(n) = a {
+                    out.push((fam.clone(), n));
+                }
+            }
         }
     }
     Ok(out)
 }
 
+fn listing(sock: &mut NfSocket) -> Result<Listing, NftError> {
+    let mut out = Listing {
+        tables: tables(sock)?,
+        ..Listing::default()
+    };
+    let chains = sock
+        .dump(NfTablesMessage::GetChain(ChainMessage {
+            attributes: vec![],
+        }))
+        .map_err(|e| sock_error(e, None))?;
+    for m in chains {
+        let fam = wire::family_name(m.header.family.into());
+        if let NetfilterMessageInner::NfTables(NfTablesMessage::NewChain(c)) = m.inner {
+            let (mut t, mut n, mut h) = (String::new(), String::new(), 0);
+            for a in c.attributes {
+                match a {
+                    ChainAttribute::Table(s) => t = s,
+                    ChainAttribute::Name(s) => n = s,
+                    ChainAttribute::Handle(v) => h = v,
+                    _ => {}
+                }
+            }
+            out.chains.push((fam, t, n, h));
+        }
+    }
+    let rules = sock
+        .dump(NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }))
+        .map_err(|e| sock_error(e, None))?;
+    for m in rules {
+        out.rules.extend(rule_place(m));
+    }
+    Ok(out)
+}
+
+fn rule_place(m: NetfilterMessage) -> Option<(String, String, String, u64)> {
+    let fam = wire::family_name(m.header.family.into());
+    let NetfilterMessageInner::NfTables(NfTablesMessage::NewRule(r)) = m.inner else {
+        return None;
+    };
+    let (mut t, mut c, mut h) = (String::new(), String::new(), 0);
+    for a in r.attributes {
+        match a {
+            RuleAttribute::Table(s) => t = s,
+            RuleAttribute::Chain(s) => c = s,
+            RuleAttribute::Handle(v) => h = v,
+            _ => {}
+        }
+    }
+    Some((fam, t, c, h))
+}
+
+fn family_number(name: &str) -> Result<u8, NftError> {
+    wire::family_from_name(name)
+        .ok_or_else(|| NftError::Invalid(format!("unknown nftables family {name:?}")))
+}
+
+fn table_msg(name: &str) -> TableMessage {
+    TableMessage {
+        attributes: vec![TableAttribute::Name(name.to_string())],
+    }
+}
+
 impl Nft {
-    /// What the tables named in `ruleset` (libnftables JSON) look like now.
-    pub fn snapshot(ruleset: &Value) -> Result<Vec<TableBefore>, NftError> {
-        let present = tables()?;
+    /// What the tables named in `ruleset` look like now.
+    pub fn snapshot(ruleset: &NftRuleset) -> Result<Vec<TableBefore>, NftError> {
+        let mut sock = open()?;
+        let present = tables(&mut sock)?;
         let wanted = |family: &str, name: &str| {
             ruleset
-                .get("nftables")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c.get("add")
-                        .and_then(|a| a.get("table"))
-                        .is_some_and(|t| s(t, "family") == family && s(t, "name") == name)
-                })
+                .tables
+                .iter()
+                .any(|t| t.family.as_str() == family && t.name == name)
         };
         // Handles are needed only when a table we add to is already there.
         let now = if present.iter().any(|(f, n)| wanted(f, n)) {
-            listing()?
+            listing(&mut sock)?
         } else {
             Listing {
                 tables: present,
@@ -140,16 +201,8 @@ impl Nft {
             }
         };
         let mut out: Vec<TableBefore> = Vec::new();
-        for cmd in ruleset
-            .get("nftables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(t) = cmd.get("add").and_then(|a| a.get("table")) else {
-                continue;
-            };
-            let (family, name) = (s(t, "family"), s(t, "name"));
+        for t in &ruleset.tables {
+            let (family, name) = (t.family.as_str().to_string(), t.name.clone());
             if out.iter().any(|b| b.family == family && b.name == name) {
                 continue;
             }
@@ -174,7 +227,15 @@ impl Nft {
 
     /// Whether the load recorded by `before` has happened.
     pub fn is_loaded(before: &[TableBefore]) -> Result<bool, NftError> {
-        let now = listing()?;
+        let mut sock = open()?;
+        let now = if before.iter().all(|b| !b.existed) {
+            Listing {
+                tables: tables(&mut sock)?,
+                ..Listing::default()
+            }
+        } else {
+            listing(&mut sock)?
+        };
         Ok(before.iter().any(|b| {
             if !b.existed {
                 return now
@@ -190,30 +251,47 @@ impl Nft {
     }
 
     /// Loads a ruleset in one transaction.
-    pub fn load(ruleset: &Value) -> Result<(), NftError> {
-        run(&["-j", "-f", "-"], Some(&ruleset.to_string())).map(drop)
+    pub fn load(ruleset: &NftRuleset) -> Result<(), NftError> {
+        let mut batch = Batch::new(BATCH_SEQ);
+        wire::ruleset(&mut batch, ruleset).map_err(|e| NftError::Invalid(e.to_string()))?;
+        if batch.len() == 0 {
+            return Ok(());
+        }
+        let mut sock = open()?;
+        transact(&mut sock, &mut batch)
     }
 
     /// Removes what the load recorded by `before` added; nothing when it is not there.
     pub fn unload(before: &[TableBefore]) -> Result<(), NftError> {
+        let mut sock = open()?;
+        let mut batch = Batch::new(BATCH_SEQ);
         if before.iter().all(|b| !b.existed) {
-            // Tables that are wholly ours: `add` (a no-op when present) then `delete`, in
-            // one transaction, needs no listing and cannot fail on a missing table.
-            let mut cmds = Vec::new();
+            // Tables that are wholly ours: add (a no-op when present) then delete, in one
+            // transaction, needs no listing and cannot fail on a missing table.
             for b in before {
-                let t = json!({"table": {"family": b.family, "name": b.name}});
-                cmds.push(json!({"add": t}));
-                cmds.push(json!({"delete": t}));
+                let fam = family_number(&b.family)?;
+                let what = format!("table {} {}", b.family, b.name);
+                batch.push(
+                    fam,
+                    NLM_F_CREATE,
+                    NfTablesMessage::NewTable(table_msg(&b.name)),
+                    what.clone(),
+                );
+                batch.push(
+                    fam,
+                    0,
+                    NfTablesMessage::DeleteTable(table_msg(&b.name)),
+                    format!("deleting {what}"),
+                );
             }
-            return run(
-                &["-j", "-f", "-"],
-                Some(&json!({"nftables": cmds}).to_string()),
-            )
-            .map(drop);
+            if batch.len() == 0 {
+                return Ok(());
+            }
+            return transact(&mut sock, &mut batch);
         }
-        let now = listing()?;
-        let mut cmds = Vec::new();
+        let now = listing(&mut sock)?;
         for b in before {
+            let fam = family_number(&b.family)?;
             let present = now
                 .tables
                 .iter()
@@ -222,27 +300,49 @@ impl Nft {
                 continue;
             }
             if !b.existed {
-                cmds.push(json!({"delete": {"table": {"family": b.family, "name": b.name}}}));
+                batch.push(
+                    fam,
+                    0,
+                    NfTablesMessage::DeleteTable(table_msg(&b.name)),
+                    format!("deleting table {} {}", b.family, b.name),
+                );
                 continue;
             }
             for (f, t, c, h) in &now.rules {
                 if *f == b.family && *t == b.name && *h > b.max_handle {
-                    cmds.push(json!({"delete": {"rule": {"family": f, "table": t, "chain": c, "handle": h}}}));
+                    batch.push(
+                        fam,
+                        0,
+                        NfTablesMessage::DeleteRule(RuleMessage {
+                            attributes: vec![
+                                RuleAttribute::Table(t.clone()),
+                                RuleAttribute::Chain(c.clone()),
+                                RuleAttribute::Handle(*h),
+                            ],
+                        }),
+                        format!("deleting rule handle {h} of chain {f} {t} {c}"),
+                    );
                 }
             }
             for (f, t, c, h) in &now.chains {
                 if *f == b.family && *t == b.name && *h > b.max_handle {
-                    cmds.push(json!({"delete": {"chain": {"family": f, "table": t, "name": c}}}));
+                    batch.push(
+                        fam,
+                        0,
+                        NfTablesMessage::DeleteChain(ChainMessage {
+                            attributes: vec![
+                                ChainAttribute::Table(t.clone()),
+                                ChainAttribute::Name(c.clone()),
+                            ],
+                        }),
+                        format!("deleting chain {f} {t} {c}"),
+                    );
                 }
             }
         }
-        if cmds.is_empty() {
+        if batch.len() == 0 {
             return Ok(());
         }
-        run(
-            &["-j", "-f", "-"],
-            Some(&json!({"nftables": cmds}).to_string()),
-        )
-        .map(drop)
+        transact(&mut sock, &mut batch)
     }
 }

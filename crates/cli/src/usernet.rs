@@ -6,7 +6,9 @@
 //! the resolvers (which stay the upstream the guest's DNS queries go to). Flags override
 //! ports, MTU, gateway mapping and the flow cap. The guest attaches by `--socket`
 //! (QEMU `-netdev stream`), `--netns` (a tap made in that namespace, configured like the
-//! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit.
+//! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit. Once everything is
+//! open, the engine drops all capabilities, switches user with `--runas`, and runs under a
+//! seccomp allowlist unless `--no-seccomp` (netbind_usernet::harden).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use netbind_usernet::config::{EngineConfig, MAX_MTU};
+use netbind_usernet::harden::Hardening;
 use netbind_usernet::run::{Attach, RunOptions};
 use netbind_usernet::{PortSet, attach, run};
 
@@ -60,6 +63,13 @@ pub struct UsernetArgs {
     /// Take the configuration from a plan (JSON, `netbind plan --output json`).
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
+    /// After opening its descriptors, run as this user and group (numbers, `UID:GID`).
+    #[arg(long, value_name = "UID:GID")]
+    runas: Option<String>,
+    /// Do not install the seccomp allowlist (for debugging; capabilities are dropped all
+    /// the same).
+    #[arg(long)]
+    no_seccomp: bool,
     /// With --plan: the interface (by name) whose usernet config to use; default the first.
     #[arg(long, value_name = "NAME", requires = "plan")]
     interface: Option<String>,
@@ -106,7 +116,15 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         cfg.dns,
         cfg.dns_upstream,
     );
-    let opts = RunOptions { pcap: args.pcap.clone(), signals: true, stop: Arc::new(AtomicBool::new(false)), stats: args.stats.clone() };
+    let runas = args.runas.as_deref().map(Hardening::parse_runas).transpose()?;
+    let harden = Hardening { seccomp: !args.no_seccomp, runas };
+    let opts = RunOptions {
+        pcap: args.pcap.clone(),
+        signals: true,
+        stop: Arc::new(AtomicBool::new(false)),
+        stats: args.stats.clone(),
+        harden: Some(harden),
+    };
     let counters = run::run(cfg, attach, opts)?;
     eprintln!("netbind usernet: {counters}");
     Ok(Outcome::Ok)

@@ -186,6 +186,8 @@ pub struct Engine<G> {
     pub(crate) rng: u64,
     pub(crate) now: Instant,
     pub(crate) ack_pending: Vec<usize>,
+    /// Flows that stopped sending because the guest side was full.
+    pub(crate) tx_blocked: Vec<usize>,
     pub(crate) next_ra: Option<Instant>,
 }
 
@@ -216,6 +218,7 @@ impl<G: GuestTx> Engine<G> {
             rng: seed,
             now: Instant::now(),
             ack_pending: Vec::with_capacity(1024),
+            tx_blocked: Vec::new(),
             next_ra: None,
             cfg,
         };

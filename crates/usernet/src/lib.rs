@@ -16,6 +16,7 @@
 //!   frame.rs               frames out: built in place in the guest side's buffer
 //!   run.rs                 the event loop (mio, edge-triggered), signals, counters
 //!   pcap.rs                capture of the guest side
+//!   harden.rs              no capabilities, --runas, seccomp allowlist (syscalls listed there)
 //! ```
 //!
 //! Addresses are the pod's: the guest gets the namespace's own address and gateway, so
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod flow;
 pub mod forward;
 pub mod frame;
+pub mod harden;
 pub mod icmp;
 pub mod ndp;
 pub mod pcap;

@@ -5,10 +5,10 @@
 //! Each round: wait (at most [`TICK`]), read every frame the guest has into the engine,
 //! hand socket readiness to the engine, send the owed ACKs, write the guest side out, run
 //! timers. `SIGUSR1` prints the counters (and rewrites the `stats` file, kept every
-//! second too); `SIGINT`/`SIGTERM` (or the `stop` flag) end
-//! the loop, which returns the counters. A stream guest that disconnects is replaced by
-//! the next connection on the socket; a tap or inherited descriptor that closes ends the
-//! loop.
+//! second too); `SIGINT`/`SIGTERM` (or the `stop` flag) end the loop, which returns the
+//! counters. Before the first round, with [`RunOptions::harden`], the process gives up
+//! its privileges (`harden.rs`). A stream guest that disconnects is replaced by the next
+//! connection on the socket; a tap or inherited descriptor that closes ends the loop.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -28,6 +28,7 @@ use crate::attach::tap::{TapRx, TapTx};
 use crate::attach::{AttachError, GuestReader, GuestSide, Read};
 use crate::config::EngineConfig;
 use crate::engine::{Counters, Engine, EngineError};
+use crate::harden::{HardenError, Hardening};
 use crate::pcap::{Pcap, PcapError};
 
 pub const TICK: Duration = Duration::from_millis(20);
@@ -47,6 +48,8 @@ pub enum RunError {
     Pcap(#[from] PcapError),
     #[error("cannot take over signals")]
     Signals(#[source] nix::Error),
+    #[error(transparent)]
+    Harden(#[from] HardenError),
 }
 
 /// How the guest is attached.
@@ -68,6 +71,10 @@ pub struct RunOptions {
     /// Where to keep the counters (`name value` lines), rewritten every second, on
     /// `SIGUSR1` and at exit.
     pub stats: Option<PathBuf>,
+    /// Give up capabilities (and the user, with `runas`), install the seccomp
+    /// allowlist, right before the loop (see `harden.rs`). `None` for tests that run the
+    /// engine inside the test process.
+    pub harden: Option<Hardening>,
 }
 
 /// Rewrites the stats file (atomically: readers never see half of it).
@@ -155,6 +162,11 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     };
 
     let mut events = Events::with_capacity(1024);
+    if let Some(h) = opts.harden.as_ref() {
+        // Everything that needs a privilege is open: the guest side, the listeners
+        // (inbound ports, the unix socket), the capture, the signal descriptor.
+        crate::harden::lock_down(h)?;
+    }
     let mut last_timers = Instant::now();
     let mut last_stats = Instant::now();
     if let Some(p) = opts.stats.as_deref() {

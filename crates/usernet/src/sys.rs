@@ -12,6 +12,8 @@
 //!   edge-triggered epoll otherwise never gets for a socket that never filled up.
 //! - `TUNSETIFF`/`TUNGETIFF`/`TUNSETOFFLOAD`: turn an open `/dev/net/tun` into a named
 //!   tap device, with a virtio-net header and offloads (see `attach/tap.rs`).
+//! - `PR_SET_NO_NEW_PRIVS` and `madvise(MADV_DONTNEED)` on read-only file mappings, for
+//!   `harden.rs`.
 //!
 //! What holds: every pointer handed to the kernel points into a live Rust object of the
 //! stated length for the duration of the call; nothing here keeps a pointer.
@@ -126,4 +128,23 @@ pub fn take_inherited_fd(n: std::os::fd::RawFd) -> io::Result<std::os::fd::Owned
     // SAFETY: `n` is open (checked above) and was handed to this process to own
     // (`--fd N`); nothing else in the process refers to it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
+}
+
+/// Sets `no_new_privs` (needed to install a seccomp filter without `CAP_SYS_ADMIN`).
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Drops the page-table entries of `[start, start + len)`, a private, read-only file
+/// mapping none of whose pages was ever written (the caller checked `/proc/self/smaps`):
+/// the next access reads the same bytes back from the file. Errors are ignored (the
+/// mapping is left as it was).
+pub fn release_file_range(start: usize, len: usize) {
+    // SAFETY: MADV_DONTNEED on a private file mapping without anonymous (written) pages
+    // changes no byte the program can observe — each page refaults from the file with
+    // the content it had; no Rust object owns these pages (they are code and constants
+    // of the binary and its libraries). A range that is not mapped only makes it fail.
+    let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }

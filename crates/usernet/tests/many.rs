@@ -187,7 +187,7 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     let (a, stop, stats) = (bed.a.clone(), bed.stop.clone(), bed.stats.clone());
     bed.threads.push(std::thread::spawn(move || {
         enter(&a);
-        let opts = RunOptions { pcap: None, signals: false, stop, stats: Some(stats) };
+        let opts = RunOptions { pcap: None, signals: false, stop, stats: Some(stats), harden: None };
         let counters = run(cfg, Attach::Tap(fd), opts).expect("engine");
         eprintln!("engine: {counters}");
     }));

@@ -137,7 +137,7 @@ fn start_engine(tb: &mut Testbed) {
     let stop = tb.stop.clone();
     tb.threads.push(std::thread::spawn(move || {
         enter(&a);
-        let counters = run(cfg, Attach::Tap(fd), RunOptions { pcap: None, signals: false, stop, stats: None }).expect("engine");
+        let counters = run(cfg, Attach::Tap(fd), RunOptions { pcap: None, signals: false, stop, stats: None, harden: None }).expect("engine");
         eprintln!("engine: {counters}");
     }));
     let a = tb.a.clone();

@@ -96,6 +96,61 @@ fn server_closing_first_sends_its_data_then_fin() {
     assert_eq!(h.engine.flow_count(), 0);
 }
 
+/// Request/response latency: the reply leaves for the guest in the very wakeup that
+/// reports it readable — no timer tick, no second round.
+#[test]
+fn a_reply_reaches_the_guest_in_the_wakeup_that_reports_it() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40020), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    while h.wakeup(Duration::from_millis(50)) > 0 {} // the connection's own wakeups
+    h.take();
+    for round in 0..20u8 {
+        h.send(&c.seg(ACK | PSH, &[round]));
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&b).unwrap();
+        let mut wakeups = 0;
+        let reply = loop {
+            assert!(h.wakeup(Duration::from_secs(2)) > 0, "round {round}: no wakeup for the reply");
+            wakeups += 1;
+            let got = h.take();
+            if let Some(g) = got.into_iter().find(|g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty()) {
+                break g.tcp();
+            }
+            assert!(wakeups < 3, "round {round}: the reply did not leave in the wakeup that reported it");
+        };
+        assert_eq!(reply.payload, [round]);
+        assert_eq!(reply.ack, c.snd_nxt, "the reply acknowledges the request");
+        c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+        h.send(&c.seg(ACK, &[]));
+    }
+}
+
+/// A short peek ends the round (the next data brings a new wakeup), except when the
+/// socket has reported its end: data and end of stream that arrive together still
+/// become data and FIN in one wakeup.
+#[test]
+fn data_and_end_of_stream_arriving_together_leave_in_one_wakeup() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let c = connect(&mut h, guest4(40021), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    while h.wakeup(Duration::from_millis(50)) > 0 {}
+    h.take();
+    s.write_all(b"last words").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(h.wakeup(Duration::from_secs(2)) > 0);
+    let got: Vec<Tcp> = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).collect();
+    let data = got.iter().find(|t| !t.payload.is_empty()).expect("data in the same wakeup");
+    assert_eq!((data.seq, data.payload.as_slice()), (c.rcv_nxt, &b"last words"[..]));
+    let fin = got.iter().find(|t| t.flags & FIN != 0).expect("FIN in the same wakeup");
+    assert_eq!(fin.seq, c.rcv_nxt.wrapping_add(10));
+}
+
 #[test]
 fn guest_reset_resets_the_server_side() {
     let (l, port) = server();

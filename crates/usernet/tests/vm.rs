@@ -188,7 +188,7 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
         let f = std::fs::File::open(ns_path).unwrap();
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let listener_ready = tx;
-        let opts = RunOptions { pcap: None, signals: false, stop, stats: None };
+        let opts = RunOptions { pcap: None, signals: false, stop, stats: None, harden: None };
         let _ = listener_ready.send(());
         match run(cfg, Attach::Socket(sock), opts) {
             Ok(c) => c.to_string(),

@@ -4,7 +4,8 @@
 //! for its 4-byte length, built in place, committed (length written), and the buffer is
 //! written to the socket in as few `write()`s as the socket takes. When the socket is full
 //! the buffer holds the rest; when the buffer is full too, `reserve` says no and the
-//! engine waits for the socket's writability. [`StreamRx`] reads into a fixed buffer and
+//! engine waits for the socket's writability (1 MiB; 256 KiB for reading: sized for a
+//! few dozen 64 KiB frames, not more, as that memory is resident once used). [`StreamRx`] reads into a fixed buffer and
 //! cuts it into frames; a length above [`MAX_FRAME`] means a broken peer: the connection
 //! is dropped.
 
@@ -15,8 +16,13 @@ use super::Read;
 
 /// Largest frame accepted or sent (an MTU-65520 frame plus the Ethernet header).
 pub const MAX_FRAME: usize = 65536;
-const TX_BUF: usize = 8 << 20;
-const RX_BUF: usize = 4 << 20;
+/// The write buffer: sixteen largest frames. More would only queue in user space what
+/// the socket (whose own buffer QEMU drains) cannot take yet; less would stall a
+/// socket-to-guest burst of 64 KiB frames. Pages are touched only as they fill.
+const TX_BUF: usize = 16 * (MAX_FRAME + 4);
+/// The read buffer: four largest frames, so one `read()` takes several and a frame cut
+/// by a read boundary always fits behind what is left.
+const RX_BUF: usize = 4 * (MAX_FRAME + 4);
 
 pub struct StreamTx {
     conn: Option<UnixStream>,

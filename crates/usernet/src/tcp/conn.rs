@@ -69,6 +69,12 @@ pub mod flags {
     pub const TX_STALLED: u16 = 1 << 9;
     /// Resume sending after this segment (set from `TX_STALLED`, hence the next bit).
     pub const TX_KICK: u16 = 1 << 10;
+    /// The socket reported end of stream or an error (`EPOLLRDHUP`/`EPOLLERR`): a short
+    /// peek must be followed by another, to see the end. Without it, a short peek means
+    /// the queue is empty and the next data brings a new wakeup.
+    pub const RD_CLOSED: u16 = 1 << 11;
+    /// Queued in the engine's list of flows waiting for room on the guest side.
+    pub const TX_QUEUED: u16 = 1 << 12;
 }
 use flags::*;
 
@@ -457,8 +463,13 @@ impl TcpConn {
                     if self.deadline.is_none() {
                         self.deadline = Some(now + self.rto);
                     }
-                    // Even after a short read, peek again: end of stream (0) or
-                    // EAGAIN tells what the edge-triggered wakeup will not repeat.
+                    // A short read emptied the queue: data arriving later brings a new
+                    // (edge-triggered) wakeup, so peeking again would only say EAGAIN —
+                    // unless the socket already reported its end, which no later wakeup
+                    // repeats: then peek on, to the 0 that becomes our FIN.
+                    if n < want && !self.has(RD_CLOSED) && !self.has(PEEK_FALLBACK) {
+                        return Action::Keep;
+                    }
                 }
                 Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Action::Keep,
                 Some(Err(_)) => return Action::Reset,
@@ -468,6 +479,9 @@ impl TcpConn {
 
     /// Socket readiness.
     pub fn on_ready<G: GuestTx>(&mut self, readable: bool, writable: bool, error: bool, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+        if error {
+            self.flags |= RD_CLOSED;
+        }
         match self.state {
             State::Connecting => {
                 if writable || error {

@@ -183,6 +183,10 @@ impl<G: GuestTx> Engine<G> {
             c.flags |= flags::ACK_QUEUED;
             self.ack_pending.push(slot);
         }
+        if c.has(flags::WANT_TX) && !c.has(flags::TX_QUEUED) {
+            c.flags |= flags::TX_QUEUED;
+            self.tx_blocked.push(slot);
+        }
         match action {
             Action::Keep => {}
             Action::Close => self.remove_flow(slot),
@@ -253,21 +257,26 @@ impl<G: GuestTx> Engine<G> {
         self.ack_pending = pending;
     }
 
+    /// The guest side has room again: resume the flows that stopped for it (only those:
+    /// with many flows, a scan of the whole table per guest wakeup would cost latency).
     pub(crate) fn tcp_resume_blocked(&mut self) {
-        for slot in 0..self.flows.slot_count() {
+        // Flows that block again while resuming are queued anew behind the first `n`.
+        let n = self.tx_blocked.len();
+        let mut done = 0;
+        while done < n && self.out.has_room(65536) {
+            let slot = self.tx_blocked[done];
+            done += 1;
             let now = self.now;
             let Engine { flows, out, discard, .. } = self;
             let Some(Flow::Tcp(c)) = flows.get_mut(slot) else { continue };
             if !c.has(flags::WANT_TX) {
                 continue;
             }
-            c.flags &= !flags::WANT_TX;
+            c.flags &= !(flags::WANT_TX | flags::TX_QUEUED);
             let action = c.data_from_sock(out, now, discard);
             self.tcp_after(slot, action);
-            if !self.out.has_room(65536) {
-                return;
-            }
         }
+        self.tx_blocked.drain(..done);
     }
 
     /// Connections on an inbound TCP listener.

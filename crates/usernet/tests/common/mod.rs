@@ -249,6 +249,21 @@ impl Harness {
         }
     }
 
+    /// One wakeup of the event loop, as `run` does it, without timers: waits (at most
+    /// `timeout`) for readiness, hands it to the engine, sends the owed ACKs. Returns how
+    /// many events came.
+    pub fn wakeup(&mut self, timeout: Duration) -> usize {
+        self.poll.poll(&mut self.events, Some(timeout)).unwrap();
+        self.engine.set_now(Instant::now());
+        let mut n = 0;
+        for ev in self.events.iter() {
+            self.engine.handle_event(ev);
+            n += 1;
+        }
+        self.engine.flush();
+        n
+    }
+
     /// Everything sent since the last call.
     pub fn take(&mut self) -> Vec<Got> {
         let g = self.engine.guest_mut();

@@ -12,9 +12,11 @@
 //!    again. `NETBIND_FAIL_AFTER_STEP=N` / `NETBIND_KILL_AFTER_STEP=N` are test hooks.
 //! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
 //!    (with serving: after the services are open and every engine listens)
-//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "..."}` — the guest devices as QEMU
-//!    arguments (one array element per argument) and as libvirt `<interface>`/`<hostdev>`
-//!    XML, written atomically.
+//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...]}` — the guest
+//!    devices as QEMU arguments (one array element per argument) and as libvirt
+//!    `<interface>`/`<hostdev>` XML, and the descriptors the launcher must open read-write
+//!    and pass to QEMU under the numbers `qemuArgs` name (`{"fd": 3, "path":
+//!    "/dev/tap12", "link": "pod…"}` for a macvtap), written atomically.
 //! 5. **serve** (opening: CAP_NET_BIND_SERVICE + CAP_NET_RAW; serving: none): every
 //!    proxied interface (`passtBinding`, sidecar binding plugins) gets its own user-mode
 //!    engine, `netbind usernet --plan <state dir>/plan.json --interface NAME`, started
@@ -87,6 +89,9 @@ pub fn domain_json(plan: &NetworkPlan) -> serde_json::Value {
         "object": plan.object,
         "qemuArgs": plan.qemu_args(),
         "libvirtXml": plan.libvirt_xml(),
+        // Descriptors the launcher opens (read-write) and passes to QEMU under these
+        // numbers: `qemuArgs` name them as `fd=N` (macvtaps, `/dev/tap<ifindex>`).
+        "fds": plan.passed_fds(),
     })
 }
 

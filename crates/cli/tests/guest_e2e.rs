@@ -10,6 +10,12 @@
 //! busybox `tftp`, ICMP); the guest serves TCP with busybox `nc -ll -e` and waits for the
 //! test's `done` line once it printed `LISTENING`.
 //!
+//! Binding plugins (registered by `--cluster-config`): `managedTap` (netbind's bridge and
+//! tap, no DHCP — the guest sets a static address) and `tap` on a macvtap made as
+//! KubeVirt's macvtap-cni makes it, which QEMU gets as an inherited descriptor of
+//! `/dev/tap<ifindex>` (`--domain-out`'s `fds`); there the network's own DHCP server (busybox
+//! `udhcpd` on the peer) gives the address.
+//!
 //! Needs root, containernetworking-plugins, nftables, qemu-system-x86, busybox-static,
 //! isc-dhcp-client, python3 and the guest kernel (scripts/fetch-guest-kernel.sh); fails,
 //! never skips, when any is missing. Each test prints its phases' timings (`--nocapture`);
@@ -23,7 +29,8 @@ use std::time::Duration;
 
 use e2e::{AGENT_TCP, AGENT_UDP, DataPlane, PeerAgent, Timer, connect, pings};
 use netbind_testbed::{
-    Guest, GuestNic, Netns, PodFixture, Secondary, kernel_supports_bridge_vlans, require_privileges,
+    Guest, GuestNic, GuestOptions, Netns, PodFixture, Secondary, kernel_supports_bridge_vlans,
+    require_privileges,
 };
 
 /// The pod network's MTU in these tests: not 1500, so that a guest MTU of 1400 can only
@@ -844,6 +851,315 @@ spec:
     drop(guest);
     let log = dp.finish(&pod);
     assert!(log.contains("user-mode engine for default: pid"), "{log}");
+    t.lap("SIGTERM, down, snapshot");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. binding plugins: managedTap (netbind's bridge + tap, no DHCP) and tap (a macvtap)
+// ---------------------------------------------------------------------------------------
+
+fn v4(n: ipnet::IpNet) -> ipnet::Ipv4Net {
+    match n {
+        ipnet::IpNet::V4(n) => n,
+        ipnet::IpNet::V6(n) => panic!("{n} is not IPv4"),
+    }
+}
+
+const MANAGED_TAP_GUEST: &str = r#"
+eth=$(nic_by_mac @MAC@)
+result nic $eth
+result device-mtu "$(cat /sys/class/net/$eth/mtu)"
+if dhcp4 $eth; then result dhcp lease; else result dhcp none; fi
+result dhcp-env "$(cat /run/dhcp-$eth.env 2>/dev/null)"
+ip -4 addr flush dev $eth
+ip addr add @ADDR@ dev $eth
+ip link set $eth up
+wait_link $eth 10
+result address "$(ip -4 -o addr show dev $eth | awk '{print $4}')"
+result tcp-net "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
+if ping -c 2 -i 0.3 -W 3 @PEER4@ > /dev/null 2>&1; then result icmp-net ok; else result icmp-net fail; fi
+serve_tcp 8080
+await_peer
+"#;
+
+#[test]
+fn managed_tap_plugin_bridges_the_guest_without_dhcp() {
+    let mut t = Timer::start("managedTap plugin, Multus");
+    let pod = pod_fixture(&[Secondary::bridge("blue").mtu(1450)]);
+    let blue = pod.secondary("blue").unwrap();
+    let peer = blue.peer().unwrap();
+    let agent = PeerAgent::start(peer);
+    let pod_cidr = v4(blue.result().ipv4().expect("blue has an IPv4 address"));
+    let peer_ip = blue.peer_result().unwrap().ipv4().unwrap().addr();
+    // A static address of the network's subnet that host-local did not hand out.
+    let guest_cidr: ipnet::Ipv4Net = {
+        let o = pod_cidr.network().octets();
+        format!("{}.{}.{}.200/{}", o[0], o[1], o[2], pod_cidr.prefix_len())
+            .parse()
+            .unwrap()
+    };
+    assert!(pod_cidr.contains(&guest_cidr.addr()) && guest_cidr.addr() != pod_cidr.addr());
+    let guest_ip = IpAddr::V4(guest_cidr.addr());
+    t.lap("pod fixture + peer agent");
+    let manifest = format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces: [{{name: blue, binding: {{name: mtap}}, macAddress: '{MAC_BLUE}'}}]
+  networks: [{{name: blue, multus: {{networkName: blue}}}}]
+"
+    );
+    let cluster = "network:\n  binding:\n    mtap: {domainAttachmentType: managedTap}\n";
+    let dp = DataPlane::up_with(&pod, &manifest, Some(cluster));
+    t.lap("netbind up");
+    // netbind's in-pod bridge with the renamed pod link and the guest's tap as its ports.
+    let link = &blue.pod_link;
+    let tap = netbind_spec::naming::tap_name(link);
+    let bridge = netbind_spec::naming::bridge_name(link);
+    assert_eq!(
+        dp.qemu_args()[1],
+        format!("tap,id=hostua-blue,ifname={tap},script=no,downscript=no")
+    );
+    assert_eq!(dp.fds(), vec![], "a tap needs no descriptor");
+    let ports = pod
+        .pod
+        .sh(&format!("ip -o link show master {bridge}"))
+        .unwrap();
+    let nic = netbind_spec::naming::renamed_pod_link(link);
+    assert!(
+        ports.contains(&format!(" {tap}:")) && ports.contains(&format!(" {nic}@")),
+        "{bridge} ports: {ports}"
+    );
+    let s = script(
+        MANAGED_TAP_GUEST,
+        &[
+            ("MAC", MAC_BLUE.into()),
+            ("PEER4", ip(peer_ip)),
+            ("ADDR", guest_cidr.to_string()),
+        ],
+    );
+    let mut guest = boot(&pod, &dp, &s);
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP attempt, static address, outbound");
+
+    let ping = pings(peer, guest_ip);
+    let tcp = connect(peer, guest_ip, 8080, "direct");
+    let (r, console) = finish_guest(&mut guest, &dp, peer, guest_ip, 8080);
+    t.lap("inbound checks");
+
+    // No DHCP server in the pod for managedTap, and none on the network.
+    // udhcpc ran and gave up: its hook reported leasefail, never bound.
+    let nic = get(&r, "nic", &console);
+    assert_eq!(get(&r, "dhcp", &console), "none", "{console}");
+    assert_eq!(get(&r, "dhcp-env", &console), "", "{console}");
+    assert!(
+        console.contains(&format!("DHCP {nic} leasefail"))
+            && !console.contains(&format!("DHCP {nic} bound")),
+        "{console}"
+    );
+    assert_eq!(get(&r, "device-mtu", &console), "1450", "{console}");
+    assert_eq!(
+        get(&r, "address", &console),
+        guest_cidr.to_string(),
+        "{console}"
+    );
+    assert_eq!(
+        get(&r, "tcp-net", &console),
+        format!("src={guest_ip}"),
+        "{console}"
+    );
+    assert_eq!(get(&r, "icmp-net", &console), "ok", "{console}");
+    assert_eq!(
+        agent.sources("tcp"),
+        vec![guest_ip.to_string()],
+        "{console}"
+    );
+    assert!(
+        agent
+            .sources("icmp")
+            .iter()
+            .all(|a| *a == guest_ip.to_string())
+            && !agent.sources("icmp").is_empty(),
+        "icmp sources at the peer: {:?}",
+        agent.sources("icmp")
+    );
+    assert!(
+        ping,
+        "the peer cannot ping the guest at {guest_ip}\n{console}"
+    );
+    assert_eq!(tcp.as_deref(), Ok("guest:8080 got direct"), "{console}");
+    drop(guest);
+    let log = dp.finish(&pod);
+    assert!(
+        log.contains("nothing to serve"),
+        "managedTap must serve no DHCP: {log}"
+    );
+    t.lap("SIGTERM, down, snapshot");
+}
+
+const MACVTAP_GUEST: &str = r#"
+eth=$(nic_by_mac @MAC@)
+result nic $eth
+lease4 net $eth
+result tcp-net "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
+if ping -c 2 -i 0.3 -W 3 @PEER4@ > /dev/null 2>&1; then result icmp-net ok; else result icmp-net fail; fi
+serve_tcp 8080
+await_peer
+"#;
+
+#[test]
+fn macvtap_plugin_guest_reaches_the_network_through_a_passed_descriptor() {
+    let mut t = Timer::start("tap plugin, macvtap");
+    let mut pod = pod_fixture(&[]);
+    pod.add_macvtap("hostnetwork", "default/macvtapnetwork", 1500)
+        .expect("macvtap network");
+    let mv = pod.macvtap("hostnetwork").unwrap();
+    let peer = &mv.peer;
+    let agent = PeerAgent::start(peer);
+    let peer_net = v4(mv
+        .peer_result()
+        .ipv4()
+        .expect("the peer has an IPv4 address"));
+    let peer_ip = IpAddr::V4(peer_net.addr());
+    // The network's DHCP server: busybox udhcpd on the peer, a small pool of its subnet.
+    let o = peer_net.network().octets();
+    let pool = |last: u8| format!("{}.{}.{}.{last}", o[0], o[1], o[2]);
+    let dhcpd_dir = tempfile::tempdir().unwrap();
+    let conf = dhcpd_dir.path().join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start {}\nend {}\ninterface net1\nmax_leases 10\nlease_file {}\npidfile {}\noption subnet {}\noption lease 3600\n",
+            pool(100),
+            pool(110),
+            dhcpd_dir.path().join("leases").display(),
+            dhcpd_dir.path().join("pid").display(),
+            peer_net.netmask(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(dhcpd_dir.path().join("leases"), b"").unwrap();
+    let _dhcpd = peer
+        .spawn(&["busybox", "udhcpd", "-f", conf.to_str().unwrap()])
+        .expect("udhcpd on the peer");
+    t.lap("pod fixture (macvtap) + peer agent + udhcpd");
+
+    let manifest = "kind: VirtualMachineInstance
+metadata: {name: vm, namespace: e2e}
+spec:
+  domain:
+    devices:
+      interfaces: [{name: hostnetwork, binding: {name: macvtap}}]
+  networks: [{name: hostnetwork, multus: {networkName: macvtapnetwork}}]
+";
+    let cluster = "network:\n  binding:\n    macvtap: {domainAttachmentType: tap}\n";
+    let dp = DataPlane::up_with(&pod, manifest, Some(cluster));
+    t.lap("netbind up");
+
+    // The plan names the macvtap's character device, and it is that macvtap's.
+    let link = &mv.pod_link;
+    let ifindex: u32 = pod
+        .pod
+        .sh(&format!("cat /sys/class/net/{link}/ifindex"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dev_path = std::path::PathBuf::from(format!("/dev/tap{ifindex}"));
+    assert_eq!(dp.fds(), vec![(3, dev_path.clone())], "{}", dp.domain);
+    assert_eq!(dp.domain["fds"][0]["link"], link.as_str(), "{}", dp.domain);
+    let sys_dev = pod
+        .pod
+        .sh(&format!(
+            "cat /sys/class/net/{link}/macvtap/tap{ifindex}/dev"
+        ))
+        .unwrap();
+    let rdev = std::os::unix::fs::MetadataExt::rdev(
+        &std::fs::metadata(&dev_path).unwrap_or_else(|e| panic!("{}: {e}", dev_path.display())),
+    );
+    assert_eq!(
+        format!(
+            "{}:{}",
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev)
+        ),
+        sys_dev.trim(),
+        "{} is not {link}'s macvtap device",
+        dev_path.display()
+    );
+    assert_eq!(
+        dp.qemu_args(),
+        vec![
+            "-netdev".to_string(),
+            "tap,id=hostua-hostnetwork,fd=3".into(),
+            "-device".into(),
+            format!(
+                "virtio-net-pci,netdev=hostua-hostnetwork,id=ua-hostnetwork,mac={},host_mtu=1500",
+                mv.mac
+            ),
+        ]
+    );
+    let xml = dp.domain["libvirtXml"].as_str().unwrap();
+    assert!(
+        xml.starts_with("<interface type='ethernet'>")
+            && xml.contains(&format!("<target dev='{link}' managed='no'/>")),
+        "{xml}"
+    );
+    let s = script(
+        MACVTAP_GUEST,
+        &[("MAC", mv.mac.clone()), ("PEER4", ip(peer_ip))],
+    );
+    let opts = GuestOptions {
+        fds: dp.fds(),
+        ..GuestOptions::default()
+    };
+    let mut guest = Guest::boot_with(&pod.pod, &[GuestNic::Args(dp.qemu_args())], &s, &opts)
+        .unwrap_or_else(|e| panic!("guest did not start: {e}\nqemuArgs: {:?}", dp.qemu_args()));
+    wait_listening(&mut guest, &dp);
+    t.lap("guest boot, DHCP from the network, outbound");
+
+    let leased = guest
+        .results()
+        .get("net-address")
+        .cloned()
+        .unwrap_or_default();
+    let guest_ip: IpAddr = leased
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no lease from udhcpd: {leased:?}\n{}", guest.console()));
+    let ping = pings(peer, guest_ip);
+    let tcp = connect(peer, guest_ip, 8080, "direct");
+    let (r, console) = finish_guest(&mut guest, &dp, peer, guest_ip, 8080);
+    t.lap("inbound checks");
+
+    let in_pool = (100..=110).any(|n| leased == format!("{}/{}", pool(n), peer_net.prefix_len()));
+    assert!(
+        in_pool,
+        "lease {leased} is not from the peer's udhcpd pool\n{console}"
+    );
+    assert_eq!(get(&r, "net-link-mtu", &console), "1500", "{console}");
+    assert_eq!(
+        get(&r, "tcp-net", &console),
+        format!("src={guest_ip}"),
+        "{console}"
+    );
+    assert_eq!(get(&r, "icmp-net", &console), "ok", "{console}");
+    assert_eq!(
+        agent.sources("tcp"),
+        vec![guest_ip.to_string()],
+        "{console}"
+    );
+    assert!(
+        ping,
+        "the peer cannot ping the guest at {guest_ip}\n{console}"
+    );
+    assert_eq!(tcp.as_deref(), Ok("guest:8080 got direct"), "{console}");
+    drop(guest);
+    dp.finish(&pod);
     t.lap("SIGTERM, down, snapshot");
 }
 

@@ -166,7 +166,7 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
 
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
-    assert_eq!(s.snapshot(), cni);
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
     assert!(
         !std::path::Path::new(&s.state).exists(),
         "down removes the state dir"
@@ -194,7 +194,7 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
     let total = steps_of(&clean);
     let built = s.snapshot_of_up();
     assert_eq!(code(&s.down()), 0);
-    assert_eq!(s.snapshot(), cni);
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
 
     for n in 1..=total {
         let kill = [("NETBIND_KILL_AFTER_STEP", n.to_string())];
@@ -209,19 +209,19 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
         let again = s.up(&[]);
         assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
         assert_eq!(
-            s.snapshot_of_up(),
+            netbind_testbed::settles(&built, || s.snapshot_of_up()),
             built,
             "up killed after step {n}, then up"
         );
         assert_eq!(code(&s.down()), 0);
-        assert_eq!(s.snapshot(), cni, "down after a full up (step {n} round)");
+        assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni, "down after a full up (step {n} round)");
 
         // Killed, then `down`: the namespace CNI made.
         let killed = s.up(&kill);
         assert_eq!(killed.status.signal(), Some(9), "step {n}");
         let down = s.down();
         assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
-        assert_eq!(s.snapshot(), cni, "down after up killed after step {n}");
+        assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni, "down after up killed after step {n}");
     }
 }
 
@@ -240,7 +240,7 @@ fn a_failing_step_exits_3_naming_the_step_and_rolls_back() {
         text.contains("rolled back the 7 change(s) of this run") || text.contains("rolled back"),
         "{text}"
     );
-    assert_eq!(s.snapshot(), cni);
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
 }
 
 /// Kills the child when dropped, so a failing assertion never leaves `up` running.
@@ -386,7 +386,7 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         .expect("delete gst0");
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
-    assert_eq!(s.snapshot(), cni);
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
 }
 
 fn nix_kill(pid: u32) {

@@ -1,6 +1,7 @@
 //! Netlink dumps → pod view, as pure functions.
 //!
-//! Links keep the kernel's order (by ifindex), so the same namespace gives the same view.
+//! Links keep the kernel's order (by ifindex), so the same namespace gives the same view;
+//! each keeps its ifindex (a macvtap's device is `/dev/tap<ifindex>`).
 //! Each address is attached to its link by ifindex; an address whose link is unknown or
 //! is loopback is dropped, as are IPv6 link-local ones (fe80::/10: every IPv6 link has one,
 //! and they say nothing about the pod's networks). Routes: unicast routes of the main
@@ -72,6 +73,7 @@ fn is_loopback(msg: &LinkMessage) -> bool {
 fn link(msg: &LinkMessage) -> Option<PodLink> {
     let mut out = PodLink {
         mtu: 1500,
+        ifindex: Some(msg.header.index).filter(|i| *i != 0),
         ..PodLink::default()
     };
     let mut named = false;
@@ -269,13 +271,14 @@ mod tests {
     }
 
     #[test]
-    fn a_link_keeps_name_mac_mtu_and_kind() {
+    fn a_link_keeps_name_mac_mtu_kind_and_ifindex() {
         let view = pod_view(&Dumps {
             links: vec![eth0()],
             ..Dumps::default()
         });
         let l = &view.links[0];
         assert_eq!(l.name, "eth0");
+        assert_eq!(l.ifindex, Some(2));
         assert_eq!(l.mac.as_deref(), Some("0a:58:0a:f4:00:05"));
         assert_eq!(l.mtu, 1450);
         assert_eq!(l.kind.as_deref(), Some("veth"));

@@ -494,4 +494,46 @@ pub enum GuestBackend {
     Hostdev { pci_address: String },
     /// A unix stream socket served by the user-mode engine.
     Stream { socket: String },
+    /// A macvtap in the pod (a `tap` plugin's CNI made it). QEMU cannot attach to a macvtap
+    /// by name (`ifname=` only works for a tap): the launcher opens its character device
+    /// `path` (`/dev/tap<ifindex>`) read-write and hands it to QEMU as descriptor `fd`
+    /// (`-netdev tap,fd=<fd>`). `fd` is planned: 3 for the plan's first macvtap, then 4…
+    /// `path` is `None` when the pod view has no ifindex for the link (a pod view file
+    /// without one, the typical pod): the launcher then resolves `/dev/tap<ifindex of
+    /// device>` itself. libvirt opens the device on its own and needs neither.
+    Macvtap {
+        device: String,
+        fd: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+}
+
+/// A descriptor the launcher opens and passes to QEMU (`--domain-out`'s `fds`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassedFd {
+    /// The descriptor number QEMU's arguments name (`fd=<fd>`).
+    pub fd: u32,
+    /// What to open read-write; `None` when unknown (see [`GuestBackend::Macvtap`]).
+    pub path: Option<String>,
+    /// The pod link the descriptor belongs to.
+    pub link: String,
+}
+
+impl NetworkPlan {
+    /// Every descriptor the launcher must open for QEMU, in interface order.
+    pub fn passed_fds(&self) -> Vec<PassedFd> {
+        self.interfaces
+            .iter()
+            .filter_map(|i| match &i.guest.backend {
+                GuestBackend::Macvtap { device, fd, path } => Some(PassedFd {
+                    fd: *fd,
+                    path: path.clone(),
+                    link: device.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
 }

@@ -15,7 +15,8 @@
 //! - per secondary Multus network (not the Multus default, which *is* `eth0`) a link named
 //!   by the hashed scheme (`pod<11 hex>`), MTU 1500, no addresses, MAC
 //!   `0a:` + 5 bytes of sha256("pod-link/<network>"), kind `macvtap` when a binding plugin
-//!   whose name contains `macvtap` uses it, else `veth`. SR-IOV networks get no link:
+//!   whose name contains `macvtap` uses it, else `veth`; no ifindex (so a macvtap's
+//!   `/dev/tap<ifindex>` is left to the launcher). SR-IOV networks get no link:
 //!   a VF bound to vfio-pci has no netdev in the pod;
 //! - `network-status`: the cluster network (`kindnet`, default, eth0, both IPs, MAC), then
 //!   each secondary network as `<namespace>/<name>` with its interface and MAC; an SR-IOV
@@ -68,6 +69,10 @@ pub struct PodLink {
     /// Link kind as netlink reports it (`veth`, `macvlan`, `bridge`…), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The kernel's interface index in the pod's namespace, when known (a live view has
+    /// it). A macvtap's character device is `/dev/tap<ifindex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
 }
 
 fn default_mtu() -> u32 {
@@ -148,6 +153,7 @@ impl PodView {
             mtu: 1500,
             addresses: vec![eth0_v4, eth0_v6],
             kind: Some("veth".into()),
+            ifindex: None,
         }];
         let route = |dst: &str, gw: Option<&str>| PodRoute {
             destination: dst.parse().unwrap_or_else(|_| unreachable_net()),
@@ -220,6 +226,7 @@ impl PodView {
                 mtu: 1500,
                 addresses: vec![],
                 kind: Some(if tap_plugin { "macvtap" } else { "veth" }.into()),
+                ifindex: None,
             });
         }
         PodView {

@@ -171,11 +171,164 @@ fn tap_plugin_changes_nothing_and_targets_the_pod_link() {
     let i = &p.interfaces[0];
     assert_eq!(i.method, Method::Tap);
     assert!(i.links.is_empty() && i.dhcp4.is_none());
+    // The typical pod's link is a macvtap without an ifindex: descriptor 3, path unknown.
+    assert_eq!(
+        i.guest.backend,
+        GuestBackend::Macvtap {
+            device: i.pod_link.name.clone(),
+            fd: 3,
+            path: None,
+        }
+    );
+    assert_eq!(i.guest.mac, i.pod_link.mac);
+    assert!(
+        i.notes.contains(&format!(
+            "QEMU: fd=3 must be /dev/tap<ifindex of {}> opened read-write by the launcher",
+            i.pod_link.name
+        )),
+        "{:?}",
+        i.notes
+    );
+}
+
+/// The typical pod with every secondary link's ifindex set (10, 11… in link order).
+fn with_ifindexes(obj: &netbind_spec::VmObject) -> PodView {
+    let mut v = PodView::typical(obj);
+    for (n, l) in v.links.iter_mut().enumerate() {
+        l.ifindex = Some(9 + n as u32);
+    }
+    v
+}
+
+#[test]
+fn a_macvtap_is_passed_to_qemu_as_a_descriptor_of_its_tap_device() {
+    let p = plan_with(
+        &vmi(
+            "[{name: m, binding: {name: macvtap}, macAddress: '02:00:00:00:00:0a'}]",
+            "[{name: m, multus: {networkName: macvtapnetwork}}]",
+        ),
+        with_ifindexes,
+    )
+    .unwrap();
+    let i = &p.interfaces[0];
+    let link = i.pod_link.name.clone();
+    assert_eq!(link, "pod62c66a7a5dd");
+    assert_eq!(
+        i.guest.backend,
+        GuestBackend::Macvtap {
+            device: link.clone(),
+            fd: 3,
+            path: Some("/dev/tap10".into()),
+        }
+    );
+    assert_eq!(
+        i.guest.qemu_args,
+        vec![
+            "-netdev",
+            "tap,id=hostua-m,fd=3",
+            "-device",
+            "virtio-net-pci,netdev=hostua-m,id=ua-m,mac=02:00:00:00:00:0a,host_mtu=1500",
+        ]
+    );
+    // libvirt opens the macvtap itself: the same element as for a tap, as KubeVirt.
+    assert_eq!(
+        i.guest.libvirt_xml,
+        "<interface type='ethernet'>\n\
+         \x20 <mac address='02:00:00:00:00:0a'/>\n\
+         \x20 <target dev='pod62c66a7a5dd' managed='no'/>\n\
+         \x20 <model type='virtio'/>\n\
+         \x20 <mtu size='1500'/>\n\
+         \x20 <alias name='ua-m'/>\n\
+         </interface>\n"
+    );
+    assert_eq!(
+        p.passed_fds(),
+        vec![netbind_plan::PassedFd {
+            fd: 3,
+            path: Some("/dev/tap10".into()),
+            link: link.clone(),
+        }]
+    );
+    assert!(
+        i.notes
+            .contains(&"QEMU: fd=3 must be /dev/tap10 opened read-write by the launcher".into()),
+        "{:?}",
+        i.notes
+    );
+    assert!(
+        p.to_table()
+            .contains(&format!("on macvtap {link} as fd 3 (/dev/tap10)")),
+        "{}",
+        p.to_table()
+    );
+}
+
+#[test]
+fn macvtaps_get_descriptors_from_3_in_interface_order_and_taps_keep_ifname() {
+    let p = plan_with(
+        &vmi(
+            "[{name: a, binding: {name: macvtap}}, {name: b, bridge: {}}, {name: c, binding: {name: macvtap}}]",
+            "[{name: a, multus: {networkName: na}}, {name: b, multus: {networkName: nb}}, {name: c, multus: {networkName: nc}}]",
+        ),
+        with_ifindexes,
+    )
+    .unwrap();
+    let fds: Vec<(u32, Option<String>)> =
+        p.passed_fds().into_iter().map(|f| (f.fd, f.path)).collect();
+    assert_eq!(
+        fds,
+        vec![
+            (3, Some("/dev/tap10".into())),
+            (4, Some("/dev/tap12".into()))
+        ]
+    );
+    assert_eq!(p.interfaces[0].guest.qemu_args[1], "tap,id=hostua-a,fd=3");
+    assert_eq!(
+        p.interfaces[1].guest.qemu_args[1],
+        format!(
+            "tap,id=hostua-b,ifname={},script=no,downscript=no",
+            netbind_spec::naming::tap_name(&p.interfaces[1].pod_link.name)
+        )
+    );
+    assert_eq!(p.interfaces[2].guest.qemu_args[1], "tap,id=hostua-c,fd=4");
+}
+
+#[test]
+fn a_tap_plugin_on_a_real_tap_keeps_ifname() {
+    let p = plan_with(
+        &vmi(
+            "[{name: m, binding: {name: macvtap}}]",
+            "[{name: m, multus: {networkName: n}}]",
+        ),
+        |obj| {
+            let mut v = with_ifindexes(obj);
+            v.links[1].kind = Some("tap".into());
+            v
+        },
+    )
+    .unwrap();
+    let i = &p.interfaces[0];
     assert_eq!(
         i.guest.backend,
         GuestBackend::Tap {
             device: i.pod_link.name.clone()
         }
     );
-    assert_eq!(i.guest.mac, i.pod_link.mac);
+    assert!(p.passed_fds().is_empty());
+    assert_eq!(
+        i.guest.qemu_args[1],
+        format!(
+            "tap,id=hostua-m,ifname={},script=no,downscript=no",
+            i.pod_link.name
+        )
+    );
+}
+
+#[test]
+fn pod_links_without_ifindex_still_deserialise() {
+    let v: PodView =
+        serde_json::from_str(r#"{"links": [{"name": "pod1", "kind": "macvtap"}]}"#).unwrap();
+    assert_eq!(v.links[0].ifindex, None);
+    let text = serde_json::to_string(&v).unwrap();
+    assert!(!text.contains("ifindex"), "{text}");
 }

@@ -495,6 +495,11 @@ pub struct GuestOptions {
     pub append: String,
     /// Extra QEMU arguments.
     pub extra_args: Vec<String>,
+    /// Descriptors QEMU inherits, as a launcher passes them: `(fd, path)` — `path` is
+    /// opened read-write as descriptor `fd` (3 to 9) in the process that then becomes
+    /// QEMU (e.g. a macvtap's `/dev/tap<ifindex>` for `-netdev tap,fd=<fd>`). Done by a
+    /// shell redirection (`exec 3<>path`) in front of QEMU: no unsafe code here.
+    pub fds: Vec<(u32, PathBuf)>,
 }
 
 impl Default for GuestOptions {
@@ -503,6 +508,7 @@ impl Default for GuestOptions {
             memory_mb: 256,
             append: String::new(),
             extra_args: Vec::new(),
+            fds: Vec::new(),
         }
     }
 }
@@ -579,6 +585,7 @@ impl Guest {
             path: stderr_path,
             source,
         })?;
+        let argv = with_inherited_fds(argv, &opts.fds)?;
         let mut c = netns.command(&argv);
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let started = Instant::now();
@@ -673,6 +680,31 @@ impl Guest {
     }
 }
 
+/// `argv` behind `sh -c 'exec 3<>"$1" …; shift N; exec "$@"'`, so that each path is
+/// open read-write under its number when `argv` starts (and the pid stays the same: both
+/// are `exec`s). The paths are opened inside the namespace `argv` runs in. A path that
+/// cannot be opened makes the shell, hence the "guest", exit with the shell's message.
+fn with_inherited_fds(argv: Vec<String>, fds: &[(u32, PathBuf)]) -> Result<Vec<String>> {
+    if fds.is_empty() {
+        return Ok(argv);
+    }
+    let mut script = String::from("exec");
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, (fd, _)) in fds.iter().enumerate() {
+        if !(3..=9).contains(fd) || !seen.insert(*fd) {
+            return Err(Error::Fixture(format!(
+                "inherited descriptors must be distinct and within 3..=9 (a shell redirection), got {fd}"
+            )));
+        }
+        script.push_str(&format!(" {fd}<>\"${}\"", i + 1));
+    }
+    script.push_str(&format!("; shift {}; exec \"$@\"", fds.len()));
+    let mut out = vec!["sh".to_string(), "-c".into(), script, "nb-fds".into()];
+    out.extend(fds.iter().map(|(_, p)| p.display().to_string()));
+    out.extend(argv);
+    Ok(out)
+}
+
 /// Parses `RESULT <key> <value>` lines; the last value of a key wins.
 pub fn parse_results(console: &str) -> BTreeMap<String, String> {
     console
@@ -706,6 +738,38 @@ mod tests {
         assert!(is_static_elf(&b));
         let dynamic = std::fs::read("/bin/sh").expect("/bin/sh exists");
         assert!(!is_static_elf(&dynamic));
+    }
+
+    #[test]
+    fn inherited_fds_are_opened_by_a_shell_in_front_of_the_command() {
+        let argv = with_inherited_fds(
+            vec!["qemu".into(), "-x".into()],
+            &[(3, PathBuf::from("/dev/tap7")), (4, PathBuf::from("/a b"))],
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "sh",
+                "-c",
+                "exec 3<>\"$1\" 4<>\"$2\"; shift 2; exec \"$@\"",
+                "nb-fds",
+                "/dev/tap7",
+                "/a b",
+                "qemu",
+                "-x"
+            ]
+        );
+        // The shell really hands the descriptor on: fd 3 of the child is the path.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "content").unwrap();
+        let argv = with_inherited_fds(vec!["sh".into(), "-c".into(), "cat <&3".into()], &[(3, f)])
+            .unwrap();
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "content");
+        assert!(with_inherited_fds(vec![], &[(10, PathBuf::from("/x"))]).is_err());
+        assert!(with_inherited_fds(vec![], &[(2, PathBuf::from("/x"))]).is_err());
     }
 
     #[test]

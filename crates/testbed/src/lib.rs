@@ -22,7 +22,9 @@
 //! - **Pods** ([`PodFixture`]): a node namespace, a pod namespace whose `eth0` comes from
 //!   `bridge` + `host-local` (dual stack, gateway on the node bridge), a peer namespace on
 //!   the same bridge, and Multus-style secondary networks (`bridge`, optionally with a VLAN,
-//!   or `macvlan`) attached under KubeVirt's hashed pod link names, each with its own peer.
+//!   or `macvlan`) attached under KubeVirt's hashed pod link names, each with its own peer;
+//!   [`PodFixture::add_macvtap`] adds a network as KubeVirt's macvtap binding plugin gets
+//!   it (a macvtap on a node-side master, moved into the pod as the pod link).
 //!   Fixtures never see each other: every fixture has its own node namespace and its own
 //!   host-local data directory, so their (deterministic) subnets may repeat freely and tests
 //!   run in parallel threads. Drop order is attachments (CNI DEL), then namespaces.
@@ -33,7 +35,9 @@
 //!   (the kernel unpacks concatenated archives in order). `/init` loads the modules, prints
 //!   `NETBIND-GUEST-UP`, runs the script, prints `DONE` and powers off. QEMU runs with TCG
 //!   (nested KVM hangs) inside the given namespace; the serial console goes to a file that
-//!   [`Guest::wait_for`] polls. Scripts report with lines `RESULT <key> <value>`.
+//!   [`Guest::wait_for`] polls. Scripts report with lines `RESULT <key> <value>`. QEMU can
+//!   inherit descriptors ([`GuestOptions::fds`], e.g. a macvtap's `/dev/tap<ifindex>` for
+//!   `-netdev tap,fd=N`), opened by a shell redirection in front of it.
 //!
 //! What holds: nothing this crate creates outlives its guard (namespaces, CNI attachments,
 //! processes, temp dirs), even when a test panics; nothing touches the machine's own links,
@@ -55,7 +59,7 @@ pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResu
 pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, GuestOptions, parse_results};
 pub use netns::{Netns, Process, SYSCTLS, Snapshot};
 pub use pod::{
-    CLUSTER_NETWORK, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet,
+    CLUSTER_NETWORK, MacvtapNet, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet,
     kernel_supports_bridge_vlans,
 };
 
@@ -164,4 +168,18 @@ pub fn require_privileges(tools: &[&str]) -> Result<()> {
         cmd::require_tool(tool)?;
     }
     Ok(())
+}
+
+/// `now()` once it equals `want`, or after 3 s whatever it is then. Carrier, bridge port
+/// states and IPv6 link-local addresses follow a link change asynchronously, so a
+/// snapshot taken at once can catch them in flight; callers still assert equality.
+pub fn settles<T: PartialEq>(want: &T, mut now: impl FnMut() -> T) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let got = now();
+        if got == *want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -10,6 +10,8 @@
 //!                                             └─ veth ── peer_k netns net1
 //!   nbm<k><id> veth ── macvlan (bridge mode) ──────────── pod<hash>  (k-th secondary, macvlan)
 //!                    └─ macvlan ───────────────────────── peer_k netns net1
+//!   nbt<k><id> veth ── macvtap (bridge mode), moved ────── pod<hash>  (k-th, add_macvtap)
+//!                    └─ macvlan ───────────────────────── peer_k netns net1
 //! ```
 //!
 //! Subnets are fixed (cluster 10.88.0.0/24 + fd00:88::/64, the k-th secondary 10.88.k.0/24 +
@@ -147,6 +149,31 @@ impl SecondaryNet {
     }
 }
 
+/// A network of a macvtap binding plugin (see [`PodFixture::add_macvtap`]). The macvtap
+/// goes with the pod namespace, the master with the node namespace.
+#[derive(Debug)]
+pub struct MacvtapNet {
+    /// `spec.networks[].name` of the VM.
+    pub network: String,
+    /// `namespace/name` of the NetworkAttachmentDefinition.
+    pub nad: String,
+    /// The macvtap in the pod: `pod` + the hash of `network`.
+    pub pod_link: String,
+    /// The macvtap's MAC (the guest must use it: the macvtap only takes frames for it).
+    pub mac: String,
+    /// Its lower device in the node namespace.
+    pub master: String,
+    /// ADD result for the peer (`net1`, macvlan on the same master).
+    pub peer_attachment: CniAttachment,
+    pub peer: Netns,
+}
+
+impl MacvtapNet {
+    pub fn peer_result(&self) -> &CniResult {
+        &self.peer_attachment.result
+    }
+}
+
 /// Options for [`PodFixture`].
 #[derive(Debug, Clone)]
 pub struct PodFixtureBuilder {
@@ -190,6 +217,8 @@ impl PodFixtureBuilder {
 #[derive(Debug)]
 pub struct PodFixture {
     pub secondaries: Vec<SecondaryNet>,
+    /// Networks of a macvtap binding plugin ([`PodFixture::add_macvtap`]).
+    pub macvtaps: Vec<MacvtapNet>,
     pub pod_attachment: CniAttachment,
     pub peer_attachment: CniAttachment,
     pub peer: Netns,
@@ -266,6 +295,7 @@ impl PodFixture {
         let peer_attachment = Cni::add(&node, &peer, "eth0", &cluster_config)?;
         Ok(PodFixture {
             secondaries: Vec::new(),
+            macvtaps: Vec::new(),
             pod_attachment,
             peer_attachment,
             peer,
@@ -409,6 +439,81 @@ impl PodFixture {
         Ok(self.secondaries.last().expect("just pushed"))
     }
 
+    /// Attaches a network the way KubeVirt's macvtap binding plugin gets it (its
+    /// macvtap-cni): a master in the node namespace (one end of a veth pair), a macvtap in
+    /// bridge mode on it, moved into the pod under the hashed pod link name of `network`
+    /// with `mtu`, up, no addresses. A peer namespace joins the same master through the
+    /// `macvlan` plugin (bridge mode, host-local IPAM 10.88.k.0/24 + fd00:88:k::/64), so
+    /// peer and macvtap talk through the master's macvlan port. `nad` is the
+    /// `namespace/name` the network-status names.
+    pub fn add_macvtap(&mut self, network: &str, nad: &str, mtu: u32) -> Result<&MacvtapNet> {
+        let k = self.secondaries.len() + self.macvtaps.len() + 1;
+        if k > 255 {
+            return Err(Error::Fixture(
+                "a PodFixture holds at most 255 secondary networks".into(),
+            ));
+        }
+        let pod_link = netbind_spec::naming::secondary_pod_link(network);
+        let master = node_link_name("nbt", k, &self.id)?;
+        let other = node_link_name("nbu", k, &self.id)?;
+        let mtu_s = mtu.to_string();
+        self.node.exec(&[
+            "ip", "link", "add", &master, "mtu", &mtu_s, "type", "veth", "peer", "name", &other,
+            "mtu", &mtu_s,
+        ])?;
+        self.node.exec(&["ip", "link", "set", &other, "up"])?;
+        self.node.exec(&["ip", "link", "set", &master, "up"])?;
+        self.node.exec(&[
+            "ip", "link", "add", "link", &master, "name", &pod_link, "mtu", &mtu_s, "type",
+            "macvtap", "mode", "bridge",
+        ])?;
+        self.node
+            .exec(&["ip", "link", "set", &pod_link, "netns", self.pod.name()])?;
+        self.pod.exec(&["ip", "link", "set", &pod_link, "up"])?;
+        let mac = self
+            .pod
+            .sh(&format!("cat /sys/class/net/{pod_link}/address"))?
+            .trim()
+            .to_string();
+        let cni_name = nad.rsplit('/').next().unwrap_or(nad).to_string();
+        let config = json!({
+            "cniVersion": "1.0.0",
+            "name": cni_name,
+            "type": "macvlan",
+            "master": master,
+            "mode": "bridge",
+            "mtu": mtu,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": self.ipam_dir.path(),
+                "ranges": [
+                    [{"subnet": format!("10.88.{k}.0/24")}],
+                    [{"subnet": format!("fd00:88:{k:x}::/64")}]
+                ]
+            }
+        });
+        let peer = Netns::new("peer")?;
+        let peer_attachment = Cni::add(&self.node, &peer, "net1", &config)?;
+        self.macvtaps.push(MacvtapNet {
+            network: network.to_string(),
+            nad: nad.to_string(),
+            pod_link,
+            mac,
+            master,
+            peer_attachment,
+            peer,
+        });
+        Ok(self.macvtaps.last().expect("just pushed"))
+    }
+
+    /// The macvtap network of a VM network name.
+    pub fn macvtap(&self, network: &str) -> Result<&MacvtapNet> {
+        self.macvtaps
+            .iter()
+            .find(|m| m.network == network)
+            .ok_or_else(|| Error::Fixture(format!("no macvtap network named {network}")))
+    }
+
     /// The attached secondary network of a VM network name.
     pub fn secondary(&self, network: &str) -> Result<&SecondaryNet> {
         self.secondaries
@@ -423,6 +528,14 @@ impl PodFixture {
         let mut list = vec![status_entry(CLUSTER_NETWORK, "eth0", self.result(), true)];
         for s in &self.secondaries {
             list.push(status_entry(&s.spec.nad, &s.pod_link, s.result(), false));
+        }
+        for m in &self.macvtaps {
+            list.push(json!({
+                "name": m.nad,
+                "interface": m.pod_link,
+                "mac": m.mac,
+                "dns": {}
+            }));
         }
         serde_json::to_string_pretty(&list).expect("JSON values serialise")
     }
@@ -448,6 +561,7 @@ impl PodFixture {
                 .iter()
                 .filter_map(|s| s.peer.as_ref().map(|p| p.name().to_string())),
         );
+        v.extend(self.macvtaps.iter().map(|m| m.peer.name().to_string()));
         v
     }
 }

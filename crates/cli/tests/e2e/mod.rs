@@ -4,6 +4,7 @@
 //! How it works:
 //! - [`DataPlane::up`] writes the manifest (and the pod's network-status) to a temp dir,
 //!   snapshots the pod namespace, and spawns `netbind up … --domain-out DIR/domain.json`
+//!   ([`DataPlane::up_with`] also passes a `--cluster-config`)
 //!   with stdout/stderr going to a file. It returns once `domain.json` exists (then `up` has
 //!   applied the plan and is about to serve) and fails with `up`'s stderr if the child
 //!   exits first. [`DataPlane::finish`] sends SIGTERM, waits for `up` to exit 0, runs
@@ -50,6 +51,12 @@ pub struct DataPlane {
 impl DataPlane {
     /// Runs `netbind up` for `manifest` in the fixture's pod namespace (see the module docs).
     pub fn up(pod: &PodFixture, manifest: &str) -> DataPlane {
+        Self::up_with(pod, manifest, None)
+    }
+
+    /// [`DataPlane::up`] with `--cluster-config` (netbind's YAML shape) when given: binding
+    /// plugins are registered there.
+    pub fn up_with(pod: &PodFixture, manifest: &str, cluster_config: Option<&str>) -> DataPlane {
         let dir = tempfile::Builder::new()
             .prefix("nb-e2e-")
             .tempdir()
@@ -62,12 +69,20 @@ impl DataPlane {
         let state = dir.path().join("state");
         let domain = dir.path().join("domain.json");
         let log = dir.path().join("up.log");
+        let cluster = cluster_config.map(|text| {
+            let p = dir.path().join("cluster.yaml");
+            std::fs::write(&p, text).expect("write the cluster configuration");
+            p
+        });
         let before = pod.pod.snapshot().expect("snapshot before up");
         let out = std::fs::File::create(&log).expect("create up.log");
         let started = Instant::now();
-        let child = Command::new(NETBIND)
-            .arg("up")
-            .arg(&path)
+        let mut cmd = Command::new(NETBIND);
+        cmd.arg("up").arg(&path);
+        if let Some(c) = &cluster {
+            cmd.arg("--cluster-config").arg(c);
+        }
+        let child = cmd
             .args(["--netns", pod.pod.name()])
             .arg("--state-dir")
             .arg(&state)
@@ -128,6 +143,23 @@ impl DataPlane {
             .collect()
     }
 
+    /// `fds` of `--domain-out`: `(fd, path)` the launcher opens read-write for QEMU.
+    /// Panics when a path is unknown (null): `up` reads the live pod view, so it has them.
+    pub fn fds(&self) -> Vec<(u32, PathBuf)> {
+        self.domain["fds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("--domain-out has no fds array: {}", self.domain))
+            .iter()
+            .map(|f| {
+                let fd = f["fd"].as_u64().expect("fds[].fd is a number") as u32;
+                let path = f["path"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("fds[] without a path: {f}"));
+                (fd, PathBuf::from(path))
+            })
+            .collect()
+    }
+
     /// What `up` printed so far (stdout and stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -155,14 +187,10 @@ impl DataPlane {
             String::from_utf8_lossy(&down.stderr)
         );
         // The kernel re-creates a link's IPv6 link-local address (and its fe80::/64 route)
-        // only once the carrier is back, asynchronously after `down` brought the link up:
-        // allow it a moment to settle, nothing else.
-        let settle = Instant::now() + Duration::from_secs(3);
-        let mut after = pod.pod.snapshot().expect("snapshot after down");
-        while after != self.before && Instant::now() < settle {
-            std::thread::sleep(Duration::from_millis(100));
-            after = pod.pod.snapshot().expect("snapshot after down");
-        }
+        // only once the carrier is back, asynchronously after `down` brought the link up.
+        let after = netbind_testbed::settles(&self.before, || {
+            pod.pod.snapshot().expect("snapshot after down")
+        });
         if let Some(diff) = self.before.diff(&after) {
             let mut full = String::new();
             for ((cmd, a), (_, b)) in self.before.sections.iter().zip(&after.sections) {

@@ -257,7 +257,12 @@ pub fn plan(
             Method::Usernet => usernet::plan(&ctx)?,
             Method::Tap => tap::plan(&ctx)?,
         };
-        let (guest, backend_notes) = guest_device(&ctx, method, state, &bp)?;
+        let next_fd = 3 + plan
+            .interfaces
+            .iter()
+            .filter(|i| matches!(i.guest.backend, GuestBackend::Macvtap { .. }))
+            .count() as u32;
+        let (guest, backend_notes) = guest_device(&ctx, method, state, &bp, next_fd)?;
         bp.notes.extend(backend_notes);
         plan.interfaces.push(InterfacePlan {
             name: iface.name.clone(),
@@ -456,6 +461,7 @@ fn guest_device(
     method: Method,
     state: LinkState,
     bp: &BindingPlan,
+    next_fd: u32,
 ) -> Result<(GuestDevice, Vec<String>), PlanError> {
     let iface = ctx.iface;
     let mut notes = Vec::new();
@@ -506,9 +512,7 @@ fn guest_device(
                         .map(|u| u.socket.clone())
                         .unwrap_or_default(),
                 },
-                Method::Tap => GuestBackend::Tap {
-                    device: tap::target(ctx),
-                },
+                Method::Tap => tap::backend(ctx, next_fd),
                 _ => GuestBackend::Tap {
                     device: ctx.tap_name(),
                 },

@@ -2,7 +2,8 @@
 //!
 //! - tap-backed NICs (bridge, masquerade, managedTap, tap plugins): as KubeVirt,
 //!   `<interface type='ethernet'>` with `<target dev='…' managed='no'/>` — libvirt opens
-//!   the tap netbind made and changes nothing about it;
+//!   the tap netbind made and changes nothing about it; a macvtap (tap plugins) is the
+//!   same element — libvirt opens `/dev/tap<ifindex>` itself, no descriptor is passed;
 //! - SR-IOV: `<hostdev mode='subsystem' type='pci' managed='no'>` with the VF's address;
 //! - usernet: libvirt has no interface type that attaches to an existing unix stream
 //!   socket (`type='user'` with `<backend type='passt'/>` starts passt itself;
@@ -19,7 +20,9 @@ pub const QEMU_XMLNS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
 
 pub fn device_xml(dev: &GuestDevice) -> String {
     match &dev.backend {
-        GuestBackend::Tap { device } => interface_xml(dev, device),
+        GuestBackend::Tap { device } | GuestBackend::Macvtap { device, .. } => {
+            interface_xml(dev, device)
+        }
         GuestBackend::Hostdev { pci_address } => hostdev_xml(dev, pci_address),
         GuestBackend::Stream { .. } => {
             let mut out = format!("<qemu:commandline xmlns:qemu='{QEMU_XMLNS}'>\n");

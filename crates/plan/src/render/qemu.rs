@@ -4,6 +4,11 @@
 //!   (QEMU attaches to the existing tap; `queues=N` when multiqueue) and
 //!   `-device <driver>,netdev=hostua-<name>,id=ua-<name>,mac=…[,host_mtu=…]` (`host_mtu`
 //!   and `mq` only for virtio);
+//! - macvtap (a `tap` plugin's device): `-netdev tap,id=hostua-<name>,fd=<N>` — QEMU
+//!   cannot open a macvtap by name, so the launcher opens `/dev/tap<ifindex>` read-write
+//!   as descriptor N before starting QEMU (N and the path are in the plan:
+//!   [`GuestBackend::Macvtap`], `NetworkPlan::passed_fds`, `--domain-out`'s `fds`), then
+//!   the same `-device`;
 //! - SR-IOV: `-device vfio-pci,host=<vf>,id=ua-sriov-<name>`;
 //! - usernet: `-netdev stream,id=…,server=off,addr.type=unix,addr.path=<socket>` (the
 //!   engine listens, QEMU connects) and the same `-device`.
@@ -31,6 +36,12 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
             }
             args.push("-netdev".to_string());
             args.push(netdev);
+            nic(dev, &netdev_id)
+        }
+        GuestBackend::Macvtap { fd, .. } => {
+            // QEMU rejects ifname=, script=, downscript= and queues= next to fd=.
+            args.push("-netdev".to_string());
+            args.push(format!("tap,id={},fd={fd}", q(&netdev_id)));
             nic(dev, &netdev_id)
         }
         GuestBackend::Stream { socket } => {
@@ -93,6 +104,14 @@ pub fn caveats(dev: &GuestDevice) -> Vec<String> {
         && (a.domain != 0 || a.bus != 0)
     {
         notes.push(format!("QEMU: addr sets slot and function only; bus 0x{:02x} of {a} needs a bus= of the machine", a.bus));
+    }
+    if let GuestBackend::Macvtap { device, fd, path } = &dev.backend {
+        let path = path
+            .clone()
+            .unwrap_or_else(|| format!("/dev/tap<ifindex of {device}>"));
+        notes.push(format!(
+            "QEMU: fd={fd} must be {path} opened read-write by the launcher"
+        ));
     }
     if matches!(dev.backend, GuestBackend::Stream { .. }) {
         notes.push("libvirt: the usernet device is a <qemu:commandline> element; it goes under <domain>, not <devices>".into());

@@ -151,6 +151,12 @@ fn interface(out: &mut String, i: &InterfacePlan) {
         GuestBackend::Tap { device } => {
             let _ = write!(dev, " on tap {device}");
         }
+        GuestBackend::Macvtap { device, fd, path } => {
+            let _ = write!(dev, " on macvtap {device} as fd {fd}");
+            if let Some(p) = path {
+                let _ = write!(dev, " ({p})");
+            }
+        }
         GuestBackend::Hostdev { pci_address } => {
             let _ = write!(dev, " on VF {pci_address}");
         }

@@ -9,17 +9,24 @@
 # the engine maps there (netbind, pasta: 10.99.0.1; slirp4netns: 10.0.2.2); the veth
 # ceiling goes straight to the HOST end of the veth.
 #
-# Measured per contender: iperf3 single TCP stream, 5 s, NS→host (client in NS) and
-# host→NS (`-R`), at MTU 65520 and 1500; TCP request/response latency (1-byte ping-pong,
-# mean of 2,000 round trips) and connections per second (connect, 1-byte exchange,
-# close, for 3 s), both at MTU 65520; resident memory (VmRSS) of the engine process at
-# the end of its runs.
+# Measured per contender: iperf3 single TCP stream, SECONDS each, NS→host (client in NS)
+# and host→NS (`-R`), at MTU 65520 and 1500; TCP request/response latency (1-byte
+# ping-pong, 2,000 round trips, each timed) and connections per second (connect, 1-byte
+# exchange, close, for 3 s), both at MTU 65520; resident memory (VmRSS) of the engine
+# process at the end of its runs. The probes are the same for everyone: the same
+# python client in NS, the same echo server on the host's loopback, the same message.
 #
-# Usage: sudo scripts/bench-usernet.sh [SECONDS]   (needs iperf3, passt, slirp4netns,
-# python3; builds target/release/netbind when missing)
+# Rounds: the contenders take turns, ROUNDS times (veth, netbind, pasta, slirp4netns,
+# veth, ...), so that a busy moment of the machine falls on all of them rather than on
+# one. The table shows the median over the rounds; for latency, the median and the
+# 99th percentile of all round trips of all rounds.
+#
+# Usage: sudo scripts/bench-usernet.sh [SECONDS] [ROUNDS]   (defaults 4 and 3; needs
+# iperf3, passt, slirp4netns, python3; builds target/release/netbind when missing)
 set -euo pipefail
 
-SECS=${1:-5}
+SECS=${1:-4}
+ROUNDS=${2:-3}
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NETBIND=${NETBIND:-$ROOT/target/release/netbind}
@@ -61,12 +68,13 @@ EOF
 cat > "$WORK/rr.py" <<'EOF'
 import socket, sys, time
 host, mode = sys.argv[1], sys.argv[2]
-if mode == "latency":
+if mode == "latency":  # one line per round trip, in µs
     s = socket.create_connection((host, 5300)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for _ in range(100): s.sendall(b"x"); s.recv(1)
-    n = 2000; t = time.perf_counter()
-    for _ in range(n): s.sendall(b"x"); s.recv(1)
-    print("%.1f" % ((time.perf_counter() - t) / n * 1e6))
+    clock = time.perf_counter_ns; out = []
+    for _ in range(2000):
+        t = clock(); s.sendall(b"x"); s.recv(1); out.append(clock() - t)
+    print("\n".join("%.1f" % (x / 1e3) for x in out))
 else:
     n = 0; end = time.perf_counter() + float(sys.argv[3])
     t = time.perf_counter()
@@ -131,21 +139,40 @@ start_slirp4netns() {
 }
 
 CONTENDERS=(veth netbind pasta slirp4netns)
-for c in "${CONTENDERS[@]}"; do
-  for mtu in 65520 1500; do
-    setup
-    "start_$c" $mtu
-    sleep 2
-    R[$c,$mtu,up]=$(iperf $DST)
-    R[$c,$mtu,down]=$(iperf $DST -R)
-    if [ $mtu = 65520 ]; then
-      R[$c,lat]=$(ip netns exec $N python3 "$WORK/rr.py" $DST latency 2>/dev/null || echo fail)
-      R[$c,cps]=$(ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)
-      R[$c,rss]=$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")
-    fi
-    echo "bench-usernet: $c mtu $mtu: ${R[$c,$mtu,up]} / ${R[$c,$mtu,down]} Gbit/s" >&2
-    teardown
+# Each value of each round is appended to R[key] (space-separated); the table takes the
+# median. Latency samples go to a file per contender.
+add() { R[$1]="${R[$1]:-} $2"; }
+for round in $(seq 1 "$ROUNDS"); do
+  for c in "${CONTENDERS[@]}"; do
+    for mtu in 65520 1500; do
+      setup
+      "start_$c" $mtu
+      sleep 2
+      up=$(iperf $DST); down=$(iperf $DST -R)
+      add "$c,$mtu,up" "$up"; add "$c,$mtu,down" "$down"
+      if [ $mtu = 65520 ]; then
+        ip netns exec $N python3 "$WORK/rr.py" $DST latency >>"$WORK/lat.$c" 2>/dev/null || true
+        add "$c,cps" "$(ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
+        add "$c,rss" "$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")"
+      fi
+      echo "bench-usernet: round $round, $c mtu $mtu: $up / $down Gbit/s" >&2
+      teardown
+    done
   done
+done
+median() { python3 -c "import sys, statistics
+v = [float(x) for x in sys.argv[1:] if x not in ('fail', '-', 'n/a')]
+print(('%.2f' % statistics.median(v)).rstrip('0').rstrip('.') if v else '-')" "$@"; }
+for k in "${!R[@]}"; do
+  # shellcheck disable=SC2086
+  R[$k]=$(median ${R[$k]})
+done
+pct() { python3 -c "import sys
+v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
+print('%.0f' % v[min(len(v) - 1, int(len(v) * float(sys.argv[2])))] if v else '-')" "$1" "$2" 2>/dev/null || echo "-"; }
+for c in "${CONTENDERS[@]}"; do
+  R[$c,lat]=$(pct "$WORK/lat.$c" 0.5)
+  R[$c,p99]=$(pct "$WORK/lat.$c" 0.99)
 done
 
 ratio() { python3 -c "import sys
@@ -158,7 +185,8 @@ print(('%g' % (min(v) if sys.argv[1] == 'min' else max(v))) if v else '-')" "$@"
 
 echo
 echo "### usernet benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $(nproc) cores, kernel $(uname -r)"
-echo "CPU: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); load average at start: $LOAD0"
+echo "CPU: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); load average at start: $LOAD0, at end: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "$ROUNDS interleaved rounds of ${SECS} s iperf3 runs; medians over the rounds (latency: over all $((ROUNDS * 2000)) round trips)"
 echo
 echo "| metric | veth (ceiling) | netbind | pasta | slirp4netns | netbind / veth | netbind / best peer |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -173,7 +201,8 @@ row "TCP NS→host, MTU 65520 (Gbit/s)" 65520,up max
 row "TCP host→NS, MTU 65520 (Gbit/s)" 65520,down max
 row "TCP NS→host, MTU 1500 (Gbit/s)" 1500,up max
 row "TCP host→NS, MTU 1500 (Gbit/s)" 1500,down max
-row "TCP request/response latency (µs, lower is better)" lat min
+row "TCP request/response latency, median (µs, lower is better)" lat min
+row "TCP request/response latency, 99th percentile (µs)" p99 min
 row "TCP connections per second" cps max
 echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") |"
 echo

@@ -7,7 +7,9 @@
 //! for the guest's conversation — and write to it. [`Engine::handle_event`] takes socket
 //! readiness from the event loop (`mio`, edge-triggered) and turns what the sockets have
 //! into frames for the guest; [`Engine::timers`] runs retransmissions and idle timeouts;
-//! [`Engine::flush`] sends the ACKs owed at the end of a batch of guest frames.
+//! [`Engine::flush`] sends the ACKs owed at the end of a batch of guest frames — but for
+//! a lone small segment (a request), the ACK waits one round of the loop, so that the
+//! reply carries it (rounds are counted by [`Engine::set_now`]).
 //!
 //! Addresses: the guest has the pod's own addresses and sees remote hosts as they are.
 //! Traffic to a gateway address goes to the namespace's loopback (`map_gateway`), and
@@ -47,6 +49,8 @@ const SCRATCH: usize = 65536;
 /// `SO_PEEK_OFF` for TCP (caps the bytes in flight to the guest there).
 pub(crate) const DISCARD: usize = 1 << 20;
 const RA_INTERVAL: Duration = Duration::from_secs(60);
+/// How long the loop waits for events while ACKs are delayed ([`Engine::flush`]).
+pub const DELACK_WAIT: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -186,6 +190,11 @@ pub struct Engine<G> {
     pub(crate) rng: u64,
     pub(crate) now: Instant,
     pub(crate) ack_pending: Vec<usize>,
+    /// ACKs for lone small segments, held for one round of the loop (`tcp_flush_acks`).
+    pub(crate) ack_delayed: Vec<usize>,
+    /// The round `ack_delayed` was filled in; rounds are counted by `set_now`.
+    pub(crate) delayed_round: u64,
+    pub(crate) round: u64,
     /// Flows that stopped sending because the guest side was full.
     pub(crate) tx_blocked: Vec<usize>,
     pub(crate) next_ra: Option<Instant>,
@@ -218,6 +227,9 @@ impl<G: GuestTx> Engine<G> {
             rng: seed,
             now: Instant::now(),
             ack_pending: Vec::with_capacity(1024),
+            ack_delayed: Vec::with_capacity(1024),
+            delayed_round: 0,
+            round: 0,
             tx_blocked: Vec::new(),
             next_ra: None,
             cfg,
@@ -356,11 +368,13 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
-    /// Whether the guest may open a flow to `dst`: a unicast address, not its own link.
+    /// Whether the guest may open a flow to `dst`: a unicast address, not its own link,
+    /// and not a loopback address — the namespace's loopback is reached only through the
+    /// gateway mapping ([`Engine::map_outbound`]), which can be turned off.
     pub(crate) fn flow_destination_ok(&self, dst: IpAddr) -> bool {
-        match dst {
-            IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
-            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        match dst.to_canonical() {
+            IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
         }
     }
 
@@ -465,9 +479,18 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
-    /// The end of a batch of guest frames: send the ACKs owed.
+    /// The end of a batch of guest frames (and of each round of the loop): send the ACKs
+    /// owed. An ACK for a lone small segment waits for the next round instead — the
+    /// reply, if the socket has one by then, carries it, which saves a frame and the
+    /// guest's handling of it per request; the round after sends it regardless.
     pub fn flush(&mut self) {
         self.tcp_flush_acks();
+    }
+
+    /// Whether ACKs are being held for the next round: the loop should then wait at
+    /// most [`DELACK_WAIT`] for events.
+    pub fn acks_delayed(&self) -> bool {
+        !self.ack_delayed.is_empty()
     }
 
     /// The guest side has room again: resume flows that stopped for it.
@@ -497,8 +520,10 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
-    /// Sets the engine's clock without running timers (tests drive time).
+    /// Sets the engine's clock without running timers (tests drive time). Each call
+    /// begins a new round of the loop (delayed ACKs wait for the next round).
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
+        self.round += 1;
     }
 }

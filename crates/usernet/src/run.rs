@@ -2,9 +2,9 @@
 //! edge-triggered), tokens below `engine::FIRST_TOKEN` for the guest side, the unix
 //! socket listener and the signal descriptor.
 //!
-//! Each round: wait (at most [`TICK`]), read every frame the guest has into the engine,
-//! hand socket readiness to the engine, send the owed ACKs, write the guest side out, run
-//! timers. `SIGUSR1` prints the counters (and rewrites the `stats` file, kept every
+//! Each round: wait (at most [`TICK`], or `engine::DELACK_WAIT` while ACKs are held for
+//! a reply to carry them), read every frame the guest has into the engine, hand socket
+//! readiness to the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints the counters (and rewrites the `stats` file, kept every
 //! second too); `SIGINT`/`SIGTERM` (or the `stop` flag) end the loop, which returns the
 //! counters. Before the first round, with [`RunOptions::harden`], the process gives up
 //! its privileges (`harden.rs`). A stream guest that disconnects is replaced by the next
@@ -173,7 +173,8 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         write_stats(p, &engine.counters());
     }
     'outer: while !opts.stop.load(Ordering::Relaxed) {
-        if let Err(e) = poll.poll(&mut events, Some(TICK))
+        let wait = if engine.acks_delayed() { crate::engine::DELACK_WAIT } else { TICK };
+        if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(RunError::Poll(e));

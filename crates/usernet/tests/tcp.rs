@@ -285,6 +285,41 @@ fn ipv6_gateway_reaches_the_ipv6_loopback() {
     assert_eq!(&buf, b"v6");
 }
 
+/// A peer that resets the connection before the guest has acknowledged our SYN-ACK:
+/// the guest hears an RST at once, and the flow is gone (not held by handshake timers).
+#[test]
+fn peer_reset_during_the_handshake_resets_the_guest_at_once() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    h.send(&tcp_frame(guest4(40034), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    from_server(&mut h, "SYN-ACK", |t| t.flags == SYN | ACK);
+    let (s, _) = l.accept().unwrap();
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
+    assert_eq!(t.dst_port, 40034);
+    assert_eq!(h.engine.flow_count(), 0);
+}
+
+/// The namespace's loopback is reached through the gateway mapping only: a guest that
+/// addresses 127.0.0.1 or ::1 (or ::ffff:127.0.0.1) itself opens nothing.
+#[test]
+fn loopback_destinations_are_not_reached_directly() {
+    let (l, port) = server();
+    l.set_nonblocking(true).unwrap();
+    let mut h = Harness::new(config());
+    let lo4 = std::net::SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+    let mapped = std::net::SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), port);
+    let lo6 = std::net::SocketAddr::new("::1".parse().unwrap(), port);
+    h.send(&tcp_frame(guest4(40030), lo4, 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(guest6(40031), mapped, 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(guest6(40032), lo6, 7, 0, SYN, 65535, &[], &[]));
+    h.send(&udp_frame(guest4(40033), lo4, b"x"));
+    h.expect_none("an answer from the loopback", Duration::from_millis(100), |g| g.proto == PROTO_TCP && g.tcp().flags & SYN != 0);
+    assert_eq!(h.engine.flow_count(), 0);
+    assert!(l.accept().is_err(), "the loopback server saw a connection");
+}
+
 #[test]
 fn full_flow_table_refuses_new_connections_with_rst() {
     let (l, port) = server();

@@ -75,7 +75,15 @@ pub mod flags {
     pub const RD_CLOSED: u16 = 1 << 11;
     /// Queued in the engine's list of flows waiting for room on the guest side.
     pub const TX_QUEUED: u16 = 1 << 12;
+    /// The ACK owed is for one lone small segment (pushed, nothing else owed): it may
+    /// wait one round of the event loop, for a reply to carry it.
+    pub const ACK_DELAYABLE: u16 = 1 << 13;
+    /// Queued in the engine's delayed-ACK list.
+    pub const ACK_DELAYED: u16 = 1 << 14;
 }
+
+/// The largest segment whose ACK may be delayed (a request, not part of a stream).
+pub const DELACK_MAX: usize = 1024;
 use flags::*;
 
 /// What the engine must do with the connection after an event.
@@ -284,6 +292,10 @@ impl TcpConn {
                 self.retries = 0;
                 self.rto = RTO_INIT;
                 self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.rto);
+            } else if acked == 0 && inflight == 0 {
+                // Nothing outstanding: an answer to a zero-window probe (or a window
+                // update). The guest is alive; probing goes on as long as it answers.
+                self.retries = 0;
             } else if acked == 0 && s.payload.is_empty() && s.flags & FIN == 0 && inflight > 0 && wnd == self.snd_wnd {
                 self.dup_acks = self.dup_acks.saturating_add(1);
                 if self.dup_acks == 3 {
@@ -303,9 +315,13 @@ impl TcpConn {
                 // A hole before this segment: say what we expect (a duplicate ACK).
                 self.send_ack(out);
             } else if already as usize >= s.payload.len() || self.has(GUEST_FIN) {
-                self.flags |= ACK_PENDING;
+                self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
             } else {
                 let data = &s.payload[already as usize..];
+                // A lone small pushed segment, with nothing else owed: its ACK may wait
+                // for the reply (one loop round). A second segment is acknowledged at once.
+                let lone = !self.has(ACK_PENDING) && s.flags & PSH != 0 && already == 0 && data.len() <= DELACK_MAX;
+                self.flags &= !ACK_DELAYABLE;
                 match self.sock.send(data) {
                     Ok(n) => {
                         self.rcv_nxt = self.rcv_nxt.wrapping_add(n as u32);
@@ -313,6 +329,8 @@ impl TcpConn {
                         if n < data.len() {
                             self.flags |= WND_UPDATE;
                             self.stats.refused += 1;
+                        } else if lone {
+                            self.flags |= ACK_DELAYABLE;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -489,7 +507,16 @@ impl TcpConn {
                 }
                 Action::Keep
             }
-            State::SynAckSent | State::SynSent => Action::Keep,
+            State::SynAckSent | State::SynSent => {
+                // The peer reset a connection the guest has not finished opening: reset
+                // it toward the guest at once (waiting for the handshake timers would
+                // hold the flow for a minute). A peer that merely closed (data and FIN
+                // already queued) is no error: that reaches the guest after the handshake.
+                if error && matches!(self.sock.take_error(), Ok(Some(_)) | Err(_)) {
+                    return Action::Reset;
+                }
+                Action::Keep
+            }
             State::Established => {
                 if writable && self.has(WND_UPDATE) {
                     self.flags &= !(WND_UPDATE | WND_WAIT);

@@ -15,7 +15,10 @@
 //!   cost more memory than they carry), the window drops to zero, and the socket's
 //!   writability sends a window update plus duplicate ACKs so the guest resends at once.
 //!   Each ACK is sent once per batch of guest frames, and the socket is peeked for data
-//!   toward the guest only when an ACK may have let more go.
+//!   toward the guest only when an ACK may have let more go. The ACK of a lone small
+//!   pushed segment (a request: at most `DELACK_MAX` bytes, nothing else owed) waits one
+//!   round of the event loop (at most `DELACK_WAIT`): a reply from the socket in that
+//!   round carries it, and a request/response costs one frame to the guest, not two.
 //! - **socket → guest**: data is *peeked* (`MSG_PEEK` with `SO_PEEK_OFF`) straight into
 //!   frames in the guest side's buffer, never consumed until the guest acknowledges it;
 //!   then `recv(MSG_TRUNC)` drops exactly the acknowledged bytes. The socket's receive
@@ -38,7 +41,10 @@
 //! takes segments of up to 64 KiB with a partial checksum, cut at the MSS by the kernel
 //! or taken whole by a local stack; it hands over such segments too. Window scaling is used when the guest offers it (our shift 7).
 //! Timers: RTO from 200 ms doubling to 10 s, ten tries, then RST both ways; a zero
-//! window is probed with an old sequence number.
+//! window is probed with an old sequence number, for as long as the guest answers the
+//! probes (each answer resets the count of tries). A peer that resets a connection
+//! before the guest has acknowledged our SYN-ACK is an RST to the guest at once. The
+//! guest reaches loopback addresses only through the gateway mapping (`engine.rs`).
 //!
 //! File layout: `segment` parses and writes segments; `conn` is one connection's state
 //! machine; this file opens, accepts, dispatches and closes.
@@ -244,17 +250,40 @@ impl<G: GuestTx> Engine<G> {
     }
 
     pub(crate) fn tcp_flush_acks(&mut self) {
+        // ACKs held in an earlier round go now, unless a reply carried them meanwhile.
+        let mut delayed = std::mem::take(&mut self.ack_delayed);
+        if self.delayed_round != self.round {
+            for &slot in &delayed {
+                if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot)
+                    && c.has(flags::ACK_DELAYED)
+                {
+                    c.flags &= !(flags::ACK_DELAYED | flags::ACK_DELAYABLE);
+                    if c.has(flags::ACK_PENDING) {
+                        c.send_ack(&mut self.out);
+                    }
+                }
+            }
+            delayed.clear();
+        }
         let mut pending = std::mem::take(&mut self.ack_pending);
         for &slot in &pending {
             if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) {
                 c.flags &= !flags::ACK_QUEUED;
-                if c.has(flags::ACK_PENDING) {
+                if !c.has(flags::ACK_PENDING) {
+                    continue;
+                }
+                if !c.has(flags::ACK_DELAYABLE) {
                     c.send_ack(&mut self.out);
+                } else if !c.has(flags::ACK_DELAYED) {
+                    c.flags |= flags::ACK_DELAYED;
+                    delayed.push(slot);
+                    self.delayed_round = self.round;
                 }
             }
         }
         pending.clear();
         self.ack_pending = pending;
+        self.ack_delayed = delayed;
     }
 
     /// The guest side has room again: resume the flows that stopped for it (only those:

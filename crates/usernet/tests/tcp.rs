@@ -129,6 +129,77 @@ fn a_reply_reaches_the_guest_in_the_wakeup_that_reports_it() {
     }
 }
 
+/// Delayed ACK: a lone small pushed segment (a request) is not acknowledged by a frame
+/// of its own when the reply comes in the next round — the reply carries the ACK, and a
+/// request/response costs one frame to the guest instead of two.
+#[test]
+fn the_reply_carries_the_ack_of_a_lone_request() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40040), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    while h.wakeup(Duration::from_millis(50)) > 0 {}
+    h.take();
+    for round in 0..10u8 {
+        h.send(&c.seg(ACK | PSH, &[round]));
+        assert!(h.take().is_empty(), "round {round}: the request's ACK left at once");
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&b).unwrap();
+        assert!(h.wakeup(Duration::from_secs(2)) > 0);
+        let got = h.take();
+        assert_eq!(got.len(), 1, "round {round}: one frame, the reply: {got:#?}");
+        let t = got[0].tcp();
+        assert_eq!(t.payload, [round]);
+        assert_eq!(t.ack, c.snd_nxt, "the reply acknowledges the request");
+        c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+        h.send(&c.seg(ACK, &[]));
+    }
+}
+
+/// Without a reply, the held ACK leaves at the end of the next round of the loop (the
+/// loop waits at most `DELACK_WAIT` for one); segments that are not lone small pushed
+/// requests — a second one in the same batch, one without PSH, a large one — are
+/// acknowledged at once.
+#[test]
+fn a_held_ack_leaves_one_round_later_and_only_lone_requests_are_held() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40041), gw4(port), 1460, Some(7));
+    let (_s, _) = l.accept().unwrap();
+    while h.wakeup(Duration::from_millis(50)) > 0 {}
+    h.take();
+    let is_ack_of = |g: &Got, ack: u32| g.proto == PROTO_TCP && g.tcp().flags == ACK && g.tcp().payload.is_empty() && g.tcp().ack == ack;
+
+    h.send(&c.seg(ACK | PSH, b"lone"));
+    assert!(h.engine.acks_delayed());
+    assert!(h.take().is_empty());
+    let started = std::time::Instant::now();
+    h.wakeup(netbind_usernet::engine::DELACK_WAIT);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let got = h.take();
+    assert!(got.iter().any(|g| is_ack_of(g, c.snd_nxt)), "the held ACK: {got:#?}");
+    assert!(!h.engine.acks_delayed());
+
+    // Two requests in one batch: the second is acknowledged at once.
+    let a = c.seg(ACK | PSH, b"one");
+    let b = c.seg(ACK | PSH, b"two");
+    h.engine.set_now(std::time::Instant::now());
+    h.engine.guest_frame(&a);
+    h.engine.guest_frame(&b);
+    h.engine.flush();
+    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "two segments: an ACK at once");
+
+    // No PSH: part of a stream, acknowledged at once.
+    h.send(&c.seg(ACK, b"stream"));
+    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "no PSH: an ACK at once");
+
+    // Larger than a request.
+    h.send(&c.seg(ACK | PSH, &[7u8; 1400]));
+    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "a large segment: an ACK at once");
+}
+
 /// A short peek ends the round (the next data brings a new wakeup), except when the
 /// socket has reported its end: data and end of stream that arrive together still
 /// become data and FIN in one wakeup.

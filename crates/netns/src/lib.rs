@@ -171,35 +171,27 @@ pub(crate) fn in_netns<T: Send>(
     netns: &str,
     f: impl FnOnce(&Ns) -> T + Send,
 ) -> Result<T, NetnsError> {
-    let (file, path) = open_netns(netns)?;
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("netbind-netns".into())
-            .spawn_scoped(scope, || {
-                enter(&file, &path)?;
-                let socket_err = |source| NetnsError::Socket {
-                    path: path.clone(),
-                    source,
-                };
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .build()
-                    .map_err(socket_err)?;
-                let (connection, handle, _) = {
-                    let _inside = rt.enter();
-                    rtnetlink::new_connection().map_err(socket_err)?
-                };
-                rt.spawn(connection);
-                let ns = Ns {
-                    rt,
-                    links: link::Links::new(handle),
-                };
-                Ok(f(&ns))
-            })
-            .map_err(NetnsError::Thread)?
-            .join()
-            .map_err(|_| NetnsError::ThreadPanicked)?
-    })
+    let (path, _) = resolve(netns)?;
+    run_in_netns(netns, || {
+        let socket_err = |source| NetnsError::Socket {
+            path: path.clone(),
+            source,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(socket_err)?;
+        let (connection, handle, _) = {
+            let _inside = rt.enter();
+            rtnetlink::new_connection().map_err(socket_err)?
+        };
+        rt.spawn(connection);
+        let ns = Ns {
+            rt,
+            links: link::Links::new(handle),
+        };
+        Ok(f(&ns))
+    })?
 }
 
 /// The namespace file, and the `ip netns` name when there is one.

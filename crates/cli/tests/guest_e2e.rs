@@ -291,13 +291,22 @@ fn check_masquerade_guest(
     }
 }
 
-#[test]
-fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
-    let mut t = Timer::start("masquerade, all ports");
+/// A dual-stack pod with a peer agent, `netbind up` for a masquerade VM with `ports`, and a
+/// guest that has run MASQUERADE_GUEST up to `LISTENING`.
+struct MasqueradeRun {
+    pod: PodFixture,
+    agent: PeerAgent,
+    dp: DataPlane,
+    guest: Guest,
+    t: Timer,
+}
+
+fn boot_masquerade(label: &'static str, ports: &str) -> MasqueradeRun {
+    let mut t = Timer::start(label);
     let pod = pod_fixture(&[]);
     let agent = PeerAgent::start(&pod.peer);
     t.lap("pod fixture + peer agent");
-    let dp = DataPlane::up(&pod, &masquerade_manifest(""));
+    let dp = DataPlane::up(&pod, &masquerade_manifest(ports));
     t.lap("netbind up");
     let s = script(
         MASQUERADE_GUEST,
@@ -310,6 +319,12 @@ fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
     let mut guest = boot(&pod, &dp, &s);
     wait_listening(&mut guest, &dp);
     t.lap("guest boot, DHCP, DHCPv6, RA, outbound checks");
+    MasqueradeRun { pod, agent, dp, guest, t }
+}
+
+#[test]
+fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
+    let MasqueradeRun { pod, agent, dp, mut guest, mut t } = boot_masquerade("masquerade, all ports", "");
 
     // Peer → pod address:port reaches the guest, on any port, in both families.
     let pod4 = pod.pod_ip(false).unwrap();
@@ -343,23 +358,8 @@ fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
 
 #[test]
 fn masquerade_with_ports_forwards_only_the_listed_ports() {
-    let mut t = Timer::start("masquerade, ports [8080]");
-    let pod = pod_fixture(&[]);
-    let agent = PeerAgent::start(&pod.peer);
-    t.lap("pod fixture + peer agent");
-    let dp = DataPlane::up(&pod, &masquerade_manifest(", ports: [{port: 8080}]"));
-    t.lap("netbind up");
-    let s = script(
-        MASQUERADE_GUEST,
-        &[
-            ("MAC", MAC_POD.into()),
-            ("PEER4", ip(pod.peer_ip(false).unwrap())),
-            ("PEER6", ip(pod.peer_ip(true).unwrap())),
-        ],
-    );
-    let mut guest = boot(&pod, &dp, &s);
-    wait_listening(&mut guest, &dp);
-    t.lap("guest boot, DHCP, DHCPv6, RA, outbound checks");
+    let MasqueradeRun { pod, agent, dp, mut guest, mut t } =
+        boot_masquerade("masquerade, ports [8080]", ", ports: [{port: 8080}]");
 
     let pod4 = pod.pod_ip(false).unwrap();
     let pod6 = pod.pod_ip(true).unwrap();

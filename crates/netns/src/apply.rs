@@ -273,6 +273,7 @@ pub fn apply_with(
             journal,
             report: ApplyReport::default(),
             new_entries: Vec::new(),
+            seen: Default::default(),
         };
         run.all(plan, options)?;
         Ok::<_, ApplyError>(run.report)
@@ -370,6 +371,9 @@ struct Run<'a> {
     report: ApplyReport,
     /// Indices (in `journal.entries`) of entries this run added, oldest first.
     new_entries: Vec<usize>,
+    /// The links the current step's check looked up, as it found them: the act that
+    /// follows at once starts from these instead of asking the kernel again.
+    seen: std::cell::RefCell<Vec<(String, Option<LinkState>)>>,
 }
 
 impl Run<'_> {
@@ -445,6 +449,7 @@ impl Run<'_> {
             .entries
             .iter()
             .position(|e| e.step == step.number);
+        self.seen.borrow_mut().clear();
         let check = match self.check(step, recorded.is_some()) {
             // The link is gone because a later step of the plan already renamed it: this
             // step ran before that rename did (a re-run after a kill in between).
@@ -473,15 +478,50 @@ impl Run<'_> {
             Check::Act(_) => {}
         }
         self.report.changed += 1;
-        self.act(step)
+        let seen = self.seen.take();
+        self.act(step, &seen)
     }
 
+    /// The link as the kernel has it now (remembered for the act of this step).
     fn link(&self, name: &str) -> Result<Option<LinkState>, StepError> {
-        Ok(self.ns.block_on(self.ns.links.state(name))?)
+        let state = self.ns.block_on(self.ns.links.state(name))?;
+        self.seen
+            .borrow_mut()
+            .push((name.to_string(), state.clone()));
+        Ok(state)
     }
 
     fn require(&self, name: &str) -> Result<LinkState, StepError> {
-        Ok(self.ns.block_on(self.ns.links.require(name))?)
+        self.link(name)?.ok_or_else(|| {
+            StepError::Link(LinkError::NotFound {
+                link: name.to_string(),
+            })
+        })
+    }
+
+    /// The link as this step's check found it — nothing has changed it since — or, when
+    /// the check did not look, as the kernel has it now.
+    fn before(
+        &self,
+        seen: &[(String, Option<LinkState>)],
+        name: &str,
+    ) -> Result<Option<LinkState>, StepError> {
+        match seen.iter().rev().find(|(n, _)| n == name) {
+            Some((_, state)) => Ok(state.clone()),
+            None => self.link(name),
+        }
+    }
+
+    fn before_required(
+        &self,
+        seen: &[(String, Option<LinkState>)],
+        name: &str,
+    ) -> Result<LinkState, StepError> {
+        self.before(seen, name)?.ok_or_else(|| {
+            StepError::Link(LinkError::NotFound {
+                link: name.to_string(),
+            })
+        })
     }
 
     /// For a link-creating step: `Act(DeleteLink)` when absent, `Done` when ours and
@@ -699,13 +739,19 @@ impl Run<'_> {
         }
     }
 
-    fn act(&mut self, step: &Step<'_>) -> Result<(), StepError> {
+    /// Carries out a step the check found something to do for; `seen` is what the check
+    /// read (see [`Run::before`]).
+    fn act(
+        &mut self,
+        step: &Step<'_>,
+        seen: &[(String, Option<LinkState>)],
+    ) -> Result<(), StepError> {
         let links = &self.ns.links;
         let ns = self.ns;
         match step.kind {
             StepKind::Link(l) => match l {
                 LinkStep::CreateBridge { name, mac, mtu } => {
-                    match self.link(name)? {
+                    match self.before(seen, name)? {
                         None => {
                             ns.block_on(links.create_bridge(name, mac.as_deref(), *mtu))?;
                             self.report.created.push(name.clone());
@@ -726,11 +772,14 @@ impl Run<'_> {
                     uid,
                     gid,
                 } => {
-                    if self.link(name)?.is_none() {
-                        crate::sys::create_persistent_tap(name, *queues > 1, *uid, *gid)?;
-                        self.report.created.push(name.clone());
-                    }
-                    let s = self.require(name)?;
+                    let s = match self.before(seen, name)? {
+                        Some(s) => s,
+                        None => {
+                            crate::sys::create_persistent_tap(name, *queues > 1, *uid, *gid)?;
+                            self.report.created.push(name.clone());
+                            self.require(name)?
+                        }
+                    };
                     if s.mtu != *mtu {
                         ns.block_on(links.set_mtu(&s, *mtu))?;
                     }
@@ -742,17 +791,23 @@ impl Run<'_> {
                     mtu,
                     addresses,
                 } => {
-                    if self.link(name)?.is_none() {
-                        let kind =
-                            ns.block_on(links.create_placeholder(name, mac.as_deref(), *mtu))?;
-                        if kind != "dummy" {
-                            self.report.notes.push(format!(
-                                "this kernel has no dummy driver: {name} was made as an {kind} link"
-                            ));
+                    let s = match self.before(seen, name)? {
+                        Some(s) => s,
+                        None => {
+                            let kind = ns.block_on(links.create_placeholder(
+                                name,
+                                mac.as_deref(),
+                                *mtu,
+                            ))?;
+                            if kind != "dummy" {
+                                self.report.notes.push(format!(
+                                    "this kernel has no dummy driver: {name} was made as an {kind} link"
+                                ));
+                            }
+                            self.report.created.push(name.clone());
+                            self.require(name)?
                         }
-                        self.report.created.push(name.clone());
-                    }
-                    let s = self.require(name)?;
+                    };
                     if let Some(mac) = mac
                         && !s
                             .mac
@@ -770,45 +825,45 @@ impl Run<'_> {
                     Ok(())
                 }
                 LinkStep::SetDown { link } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     Ok(ns.block_on(links.set_up(&s, false))?)
                 }
                 LinkStep::SetUp { link } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     Ok(ns.block_on(links.set_up(&s, true))?)
                 }
                 LinkStep::RenameLink { from, to } => {
-                    if self.link(to)?.is_some() {
+                    if self.before(seen, to)?.is_some() {
                         return Ok(());
                     }
-                    let s = self.require(from)?;
+                    let s = self.before_required(seen, from)?;
                     Ok(ns.block_on(links.rename(&s, to))?)
                 }
                 LinkStep::SetMac { link, mac } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     Ok(ns.block_on(links.set_mac(&s, mac))?)
                 }
                 LinkStep::SetMtu { link, mtu } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     Ok(ns.block_on(links.set_mtu(&s, *mtu))?)
                 }
                 LinkStep::FlushAddresses { link } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     ns.block_on(links.delete_addresses(&s, None))?;
                     Ok(())
                 }
                 LinkStep::AddAddress { link, address } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     ns.block_on(links.add_address(&s, *address))?;
                     Ok(())
                 }
                 LinkStep::SetMaster { link, master } => {
-                    let s = self.require(link)?;
-                    let m = self.require(master)?;
+                    let s = self.before_required(seen, link)?;
+                    let m = self.before_required(seen, master)?;
                     Ok(ns.block_on(links.set_controller(&s, Some(m.index)))?)
                 }
                 LinkStep::SetLearning { link, learning } => {
-                    let s = self.require(link)?;
+                    let s = self.before_required(seen, link)?;
                     Ok(ns.block_on(links.set_learning(&s, *learning))?)
                 }
             },

@@ -171,9 +171,13 @@ pub enum Undo {
 }
 
 /// The state directory of one VM in one namespace.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StateDir {
     pub dir: PathBuf,
+    /// The journal, open for appending (one `write` per record instead of open, write,
+    /// close); dropped whenever the file is replaced, as the handle would then point at
+    /// the old one.
+    appender: std::sync::Mutex<Option<File>>,
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
@@ -277,7 +281,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, J
 
 impl StateDir {
     pub fn new(dir: impl Into<PathBuf>) -> StateDir {
-        StateDir { dir: dir.into() }
+        StateDir {
+            dir: dir.into(),
+            appender: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn create(&self) -> Result<(), JournalError> {
@@ -298,6 +305,7 @@ impl StateDir {
 
     /// Replaces the journal file with the compacted `journal` (temp file, rename).
     pub fn store(&self, journal: &Journal) -> Result<(), JournalError> {
+        self.close_appender();
         write_atomically(&self.dir, JOURNAL, &journal.to_lines())
     }
 
@@ -307,6 +315,7 @@ impl StateDir {
         if std::fs::read(self.dir.join(JOURNAL)).is_ok_and(|now| now == bytes) {
             return Ok(());
         }
+        self.close_appender();
         write_atomically(&self.dir, JOURNAL, &bytes)
     }
 
@@ -317,11 +326,21 @@ impl StateDir {
             path: path.clone(),
             source,
         };
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(failed)?;
+        let mut appender = self.appender.lock().unwrap_or_else(|e| e.into_inner());
+        let f = match appender.take() {
+            Some(f) => appender.insert(f),
+            None => appender.insert(
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(failed)?,
+            ),
+        };
         f.write_all(&line(record)).map_err(failed)
+    }
+
+    fn close_appender(&self) {
+        *self.appender.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn pod_view(&self) -> Result<Option<PodView>, JournalError> {
@@ -337,6 +356,7 @@ impl StateDir {
     /// Removes netbind's files and the directory itself (when empty), then empty parents
     /// up to two levels (`/run/netbind/<namespace>/<vm>`).
     pub fn remove(&self) -> Result<(), JournalError> {
+        self.close_appender();
         for name in [JOURNAL, POD_VIEW] {
             for n in [name.to_string(), format!("{name}.tmp")] {
                 let path = self.dir.join(n);

@@ -26,7 +26,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoKind, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoKind, InfoPortData, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol, RouteType};
 use rtnetlink::packet_core::{Emitable, Parseable};
@@ -230,6 +231,15 @@ fn is_link_local_v6(net: &IpNet) -> bool {
     matches!(net, IpNet::V6(n) if (n.addr().segments()[0] & 0xffc0) == 0xfe80)
 }
 
+/// Asks the kernel to leave the counters out of a link's answer (`RTEXT_FILTER_SKIP_STATS`):
+/// no step looks at them, and filling and parsing them was most of a lookup's cost.
+fn without_stats(mut req: rtnetlink::LinkGetRequest) -> rtnetlink::LinkGetRequest {
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    req
+}
+
 impl Links {
     pub fn new(handle: Handle) -> Links {
         Links { handle }
@@ -243,14 +253,11 @@ impl Links {
     /// The link's state, or `None` when no link has that name.
     pub async fn state(&self, name: &str) -> Result<Option<LinkState>, LinkError> {
         check_name(name)?;
-        let found: Result<Vec<LinkMessage>, _> = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_collect()
-            .await;
+        let found: Result<Vec<LinkMessage>, _> =
+            without_stats(self.handle.link().get().match_name(name))
+                .execute()
+                .try_collect()
+                .await;
         match found {
             Ok(msgs) => Ok(msgs.first().map(state_of)),
             Err(e) if matches!(errno(&e), Some(ENODEV) | Some(ENOENT)) => Ok(None),
@@ -269,14 +276,11 @@ impl Links {
     }
 
     pub async fn name_of(&self, index: u32) -> Result<Option<String>, LinkError> {
-        let found: Result<Vec<LinkMessage>, _> = self
-            .handle
-            .link()
-            .get()
-            .match_index(index)
-            .execute()
-            .try_collect()
-            .await;
+        let found: Result<Vec<LinkMessage>, _> =
+            without_stats(self.handle.link().get().match_index(index))
+                .execute()
+                .try_collect()
+                .await;
         match found {
             Ok(msgs) => Ok(msgs.first().map(|m| state_of(m).name)),
             Err(e) if matches!(errno(&e), Some(ENODEV) | Some(ENOENT)) => Ok(None),

@@ -356,7 +356,11 @@ fn a_step_that_cannot_succeed_is_named_and_rolled_back() {
         message.contains("create tap tap-name-too-long") && message.contains("rolled back"),
         "{message}"
     );
-    assert_eq!(netbind_testbed::settles(&before, || snapshot(&pod)), before, "the namespace is as CNI left it");
+    assert_eq!(
+        netbind_testbed::settles(&before, || snapshot(&pod)),
+        before,
+        "the namespace is as CNI left it"
+    );
     assert!(
         !state.path().join("journal.json").exists(),
         "nothing left to undo"

@@ -13,7 +13,12 @@
 # and host→NS (`-R`), at MTU 65520 and 1500; TCP request/response latency (1-byte
 # ping-pong, 2,000 round trips, each timed) and connections per second (connect, 1-byte
 # exchange, close, for 3 s), both at MTU 65520; resident memory (VmRSS) of the engine
-# process at the end of its runs. The probes are the same for everyone: the same
+# process at the end of its runs. Latency and connections per second are measured twice:
+# as the scheduler places the processes, and with the engine, the echo server and the
+# client pinned to one CPU. On a small VM the first is dominated by cross-CPU wakeups
+# (inter-processor interrupts, expensive under virtualisation) and varies with where the
+# scheduler happens to put the three processes; the second has no cross-CPU wakeups and
+# measures what each engine itself costs per request. The probes are the same for everyone: the same
 # python client in NS, the same echo server on the host's loopback, the same message.
 #
 # Rounds: the contenders take turns, ROUNDS times (veth, netbind, pasta, slirp4netns,
@@ -38,7 +43,7 @@ PIDS=()
 
 die() { echo "bench-usernet: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (namespaces, taps)"
-for t in iperf3 pasta slirp4netns python3 ip; do command -v $t >/dev/null || die "missing $t"; done
+for t in iperf3 pasta slirp4netns python3 ip taskset; do command -v $t >/dev/null || die "missing $t"; done
 if [ ! -x "$NETBIND" ]; then (cd "$ROOT" && cargo build --release -p netbind-cli >&2); fi
 
 cleanup() {
@@ -95,7 +100,7 @@ setup() {
   ip netns add $H; ip netns add $N
   ip -n $H link set lo up; ip -n $N link set lo up
   ip netns exec $H iperf3 -s -p 5201 -D --pidfile "$WORK/iperf.pid"
-  ip netns exec $H python3 "$WORK/echo.py" & PIDS+=($!)
+  ip netns exec $H python3 "$WORK/echo.py" & ECHO=$!; PIDS+=($ECHO)
   sleep 0.3
 }
 host_link() { # the pod's link: an address and a default route (for the engines to copy)
@@ -153,6 +158,11 @@ for round in $(seq 1 "$ROUNDS"); do
       if [ $mtu = 65520 ]; then
         ip netns exec $N python3 "$WORK/rr.py" $DST latency >>"$WORK/lat.$c" 2>/dev/null || true
         add "$c,cps" "$(ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
+        # The same on one CPU (every thread of the engine and of the echo server).
+        taskset -a -p -c 0 "$ECHO" >/dev/null
+        if [ -n "$EPID" ]; then taskset -a -p -c 0 "$EPID" >/dev/null; fi
+        taskset -c 0 ip netns exec $N python3 "$WORK/rr.py" $DST latency >>"$WORK/lat1.$c" 2>/dev/null || true
+        add "$c,cps1" "$(taskset -c 0 ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
         add "$c,rss" "$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")"
       fi
       echo "bench-usernet: round $round, $c mtu $mtu: $up / $down Gbit/s" >&2
@@ -173,6 +183,8 @@ print('%.0f' % v[min(len(v) - 1, int(len(v) * float(sys.argv[2])))] if v else '-
 for c in "${CONTENDERS[@]}"; do
   R[$c,lat]=$(pct "$WORK/lat.$c" 0.5)
   R[$c,p99]=$(pct "$WORK/lat.$c" 0.99)
+  R[$c,lat1]=$(pct "$WORK/lat1.$c" 0.5)
+  R[$c,p991]=$(pct "$WORK/lat1.$c" 0.99)
 done
 
 ratio() { python3 -c "import sys
@@ -204,6 +216,9 @@ row "TCP host→NS, MTU 1500 (Gbit/s)" 1500,down max
 row "TCP request/response latency, median (µs, lower is better)" lat min
 row "TCP request/response latency, 99th percentile (µs)" p99 min
 row "TCP connections per second" cps max
+row "TCP request/response latency on one CPU, median (µs)" lat1 min
+row "TCP request/response latency on one CPU, 99th percentile (µs)" p991 min
+row "TCP connections per second on one CPU" cps1 max
 echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") |"
 echo
 echo "Ratios: for throughput netbind/other; for latency and memory other/netbind (above 100% = netbind better)."

@@ -213,14 +213,16 @@ impl TcpConn {
         self.send_flags(out, self.snd_nxt, RST | ACK, &[]);
     }
 
-    /// The socket connected (or failed to).
-    pub fn on_connected<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) -> Action {
+    /// The socket connected (or failed to). A connecting TCP socket reports writable
+    /// only once connected; an error wakeup without a pending error is checked with
+    /// `getpeername` (a spurious wakeup: not connected yet).
+    pub fn on_connected<G: GuestTx>(&mut self, writable: bool, out: &mut Out<G>, now: Instant) -> Action {
         match self.sock.take_error() {
             Ok(Some(e)) | Err(e) => return Action::Refused(e),
             Ok(None) => {}
         }
-        if self.sock.peer_addr().is_err() {
-            return Action::Keep; // not yet: a spurious wakeup
+        if !writable && self.sock.peer_addr().is_err() {
+            return Action::Keep;
         }
         if sys::set_peek_off(self.sock.as_fd(), 0).is_err() {
             self.flags |= PEEK_FALLBACK;
@@ -503,7 +505,7 @@ impl TcpConn {
         match self.state {
             State::Connecting => {
                 if writable || error {
-                    return self.on_connected(out, now);
+                    return self.on_connected(writable, out, now);
                 }
                 Action::Keep
             }

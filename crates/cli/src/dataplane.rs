@@ -174,7 +174,8 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
 fn write_domain(plan: &NetworkPlan, out: Option<&std::path::Path>) -> anyhow::Result<()> {
     if let Some(out) = out {
         let text = serde_json::to_string_pretty(&domain_json(plan))? + "\n";
-        write_atomically(out, &text).with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
+        write_atomically(out, &text)
+            .with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
     }
     Ok(())
 }
@@ -212,7 +213,9 @@ fn serve(
     .with_context(|| format!("--netns {netns}: cannot enter to open the DHCP/RA sockets"))?
     .context("cannot open the DHCP/RA sockets")?;
     drop_all_capabilities().context("cannot drop capabilities after opening the sockets")?;
-    if let Err(e) = wait_for_engines(plan, &mut engines).and_then(|()| write_domain(plan, domain_out)) {
+    if let Err(e) =
+        wait_for_engines(plan, &mut engines).and_then(|()| write_domain(plan, domain_out))
+    {
         stop_engines(&mut engines);
         return Err(e);
     }
@@ -237,7 +240,9 @@ fn serve(
         std::thread::sleep(Duration::from_millis(50));
         for (name, child) in &mut engines {
             if let Ok(Some(status)) = child.try_wait() {
-                output::stderr(&format!("netbind up: engine of {name} exited ({status}); stopping\n"));
+                output::stderr(&format!(
+                    "netbind up: engine of {name} exited ({status}); stopping\n"
+                ));
                 stop.store(true, Ordering::Relaxed);
             }
         }
@@ -262,7 +267,11 @@ fn start_engines(
     netns: &str,
     dir: &std::path::Path,
 ) -> anyhow::Result<Vec<(String, std::process::Child)>> {
-    let proxied: Vec<_> = plan.interfaces.iter().filter(|i| i.usernet.is_some()).collect();
+    let proxied: Vec<_> = plan
+        .interfaces
+        .iter()
+        .filter(|i| i.usernet.is_some())
+        .collect();
     if proxied.is_empty() {
         return Ok(Vec::new());
     }
@@ -270,9 +279,14 @@ fn start_engines(
     write_atomically(&plan_path, &serde_json::to_string(plan)?)
         .with_context(|| format!("cannot write {}", plan_path.display()))?;
     for iface in &proxied {
-        if let Some(parent) = iface.usernet.as_ref().and_then(|u| std::path::Path::new(&u.socket).parent()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {} for the engine's socket", parent.display()))?;
+        if let Some(parent) = iface
+            .usernet
+            .as_ref()
+            .and_then(|u| std::path::Path::new(&u.socket).parent())
+        {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("cannot create {} for the engine's socket", parent.display())
+            })?;
         }
     }
     let exe = std::env::current_exe().context("cannot find the netbind binary to start engines")?;
@@ -298,31 +312,49 @@ fn start_engines(
     match started {
         Ok(children) => {
             for (name, child) in &children {
-                output::stderr(&format!("netbind up: user-mode engine for {name}: pid {}\n", child.id()));
+                output::stderr(&format!(
+                    "netbind up: user-mode engine for {name}: pid {}\n",
+                    child.id()
+                ));
             }
             Ok(children)
         }
         Err((name, e, mut children)) => {
             stop_engines(&mut children);
-            Err(anyhow::Error::new(e).context(format!("cannot start the user-mode engine for {name}")))
+            Err(anyhow::Error::new(e)
+                .context(format!("cannot start the user-mode engine for {name}")))
         }
     }
 }
 
 /// Waits until every engine accepts connections on its socket (QEMU does not retry a
 /// stream socket that is not there yet), at most 10 s.
-fn wait_for_engines(plan: &NetworkPlan, engines: &mut [(String, std::process::Child)]) -> anyhow::Result<()> {
+fn wait_for_engines(
+    plan: &NetworkPlan,
+    engines: &mut [(String, std::process::Child)],
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for (name, child) in engines.iter_mut() {
-        let Some(socket) = plan.interfaces.iter().find(|i| i.name == *name).and_then(|i| i.usernet.as_ref()) else {
+        let Some(socket) = plan
+            .interfaces
+            .iter()
+            .find(|i| i.name == *name)
+            .and_then(|i| i.usernet.as_ref())
+        else {
             continue;
         };
         while std::os::unix::net::UnixStream::connect(&socket.socket).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
-                bail!("the user-mode engine for {name} exited ({status}) before listening on {}", socket.socket);
+                bail!(
+                    "the user-mode engine for {name} exited ({status}) before listening on {}",
+                    socket.socket
+                );
             }
             if std::time::Instant::now() > deadline {
-                bail!("the user-mode engine for {name} does not listen on {} after 10 s", socket.socket);
+                bail!(
+                    "the user-mode engine for {name} does not listen on {} after 10 s",
+                    socket.socket
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

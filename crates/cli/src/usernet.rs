@@ -98,8 +98,12 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
     cfg.max_flows = args.max_flows.max(1);
     let attach = match (&args.socket, &args.netns, args.fd) {
         (Some(path), None, None) => Attach::Socket(path.clone()),
-        (None, Some(ns), None) => Attach::Tap(attach::tap::create_in_netns(ns, &args.tap_name, &cfg)?),
-        (None, None, Some(n)) => Attach::Fd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?),
+        (None, Some(ns), None) => {
+            Attach::Tap(attach::tap::create_in_netns(ns, &args.tap_name, &cfg)?)
+        }
+        (None, None, Some(n)) => {
+            Attach::Fd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?)
+        }
         (None, None, None) => match &args.plan {
             Some(_) => Attach::Socket(PathBuf::from(&socket_from_plan(args)?)),
             None => bail!("say where the guest is: --socket PATH, --netns NS or --fd N"),
@@ -116,8 +120,15 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         cfg.dns,
         cfg.dns_upstream,
     );
-    let runas = args.runas.as_deref().map(Hardening::parse_runas).transpose()?;
-    let harden = Hardening { seccomp: !args.no_seccomp, runas };
+    let runas = args
+        .runas
+        .as_deref()
+        .map(Hardening::parse_runas)
+        .transpose()?;
+    let harden = Hardening {
+        seccomp: !args.no_seccomp,
+        runas,
+    };
     let opts = RunOptions {
         pcap: args.pcap.clone(),
         signals: true,
@@ -135,7 +146,8 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 fn read_plan(path: &PathBuf) -> Result<netbind_plan::model::NetworkPlan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // `netbind plan --output json` prints a list of plans; a single plan is fine too.
     if let Ok(mut list) = serde_json::from_str::<Vec<netbind_plan::model::NetworkPlan>>(&text) {
         if list.is_empty() {
@@ -146,13 +158,21 @@ fn read_plan(path: &PathBuf) -> Result<netbind_plan::model::NetworkPlan> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a NetworkPlan", path.display()))
 }
 
-fn usernet_config(args_plan: &PathBuf, interface: Option<&str>) -> Result<netbind_plan::model::UsernetConfig> {
+fn usernet_config(
+    args_plan: &PathBuf,
+    interface: Option<&str>,
+) -> Result<netbind_plan::model::UsernetConfig> {
     let plan = read_plan(args_plan)?;
     plan.interfaces
         .iter()
         .filter(|i| interface.is_none_or(|n| i.name == n))
         .find_map(|i| i.usernet.clone())
-        .with_context(|| format!("{}: no interface with a usernet config", args_plan.display()))
+        .with_context(|| {
+            format!(
+                "{}: no interface with a usernet config",
+                args_plan.display()
+            )
+        })
 }
 
 fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
@@ -168,7 +188,11 @@ fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<EngineConfig> {
     if let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") {
         let dns = netbind_plan::podview::Dns::from_resolv_conf(&text);
         if !dns.nameservers.is_empty() {
-            cfg.dns_upstream = dns.nameservers.iter().map(|a| std::net::SocketAddr::new(*a, 53)).collect();
+            cfg.dns_upstream = dns
+                .nameservers
+                .iter()
+                .map(|a| std::net::SocketAddr::new(*a, 53))
+                .collect();
         }
     }
     Ok(cfg)
@@ -176,7 +200,8 @@ fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<EngineConfig> {
 
 /// The guest takes the namespace's own addresses, gateways and resolvers.
 fn from_namespace() -> Result<EngineConfig> {
-    let view = netbind_netns::read_pod_view("/proc/self/ns/net").context("cannot read this namespace's addresses and routes")?;
+    let view = netbind_netns::read_pod_view("/proc/self/ns/net")
+        .context("cannot read this namespace's addresses and routes")?;
     let default_dev = view
         .routes
         .iter()
@@ -187,7 +212,11 @@ fn from_namespace() -> Result<EngineConfig> {
         .iter()
         .filter(|l| l.name != "lo")
         .find(|l| Some(&l.name) == default_dev.as_ref())
-        .or_else(|| view.links.iter().find(|l| l.name != "lo" && !l.addresses.is_empty()))
+        .or_else(|| {
+            view.links
+                .iter()
+                .find(|l| l.name != "lo" && !l.addresses.is_empty())
+        })
         .context("this namespace has no link with an address to give the guest")?;
     let global = |a: &IpNet| match a.addr() {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
@@ -201,14 +230,22 @@ fn from_namespace() -> Result<EngineConfig> {
             .find(|g| g.is_ipv6() == v6)
     };
     let mut cfg = EngineConfig {
-        guest4: link.addresses.iter().filter(|a| global(a)).find_map(|a| match a {
-            IpNet::V4(n) => Some(*n),
-            IpNet::V6(_) => None,
-        }),
-        guest6: link.addresses.iter().filter(|a| global(a)).find_map(|a| match a {
-            IpNet::V6(n) => Some(*n),
-            IpNet::V4(_) => None,
-        }),
+        guest4: link
+            .addresses
+            .iter()
+            .filter(|a| global(a))
+            .find_map(|a| match a {
+                IpNet::V4(n) => Some(*n),
+                IpNet::V6(_) => None,
+            }),
+        guest6: link
+            .addresses
+            .iter()
+            .filter(|a| global(a))
+            .find_map(|a| match a {
+                IpNet::V6(n) => Some(*n),
+                IpNet::V4(_) => None,
+            }),
         gateway4: match gateway(false) {
             Some(IpAddr::V4(g)) => Some(g),
             _ => None,
@@ -217,7 +254,10 @@ fn from_namespace() -> Result<EngineConfig> {
             Some(IpAddr::V6(g)) => Some(g),
             _ => None,
         },
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         ..EngineConfig::default()
     };
     if cfg.guest4.is_none() && cfg.guest6.is_none() {

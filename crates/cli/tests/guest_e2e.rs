@@ -319,12 +319,24 @@ fn boot_masquerade(label: &'static str, ports: &str) -> MasqueradeRun {
     let mut guest = boot(&pod, &dp, &s);
     wait_listening(&mut guest, &dp);
     t.lap("guest boot, DHCP, DHCPv6, RA, outbound checks");
-    MasqueradeRun { pod, agent, dp, guest, t }
+    MasqueradeRun {
+        pod,
+        agent,
+        dp,
+        guest,
+        t,
+    }
 }
 
 #[test]
 fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
-    let MasqueradeRun { pod, agent, dp, mut guest, mut t } = boot_masquerade("masquerade, all ports", "");
+    let MasqueradeRun {
+        pod,
+        agent,
+        dp,
+        mut guest,
+        mut t,
+    } = boot_masquerade("masquerade, all ports", "");
 
     // Peer → pod address:port reaches the guest, on any port, in both families.
     let pod4 = pod.pod_ip(false).unwrap();
@@ -358,8 +370,13 @@ fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
 
 #[test]
 fn masquerade_with_ports_forwards_only_the_listed_ports() {
-    let MasqueradeRun { pod, agent, dp, mut guest, mut t } =
-        boot_masquerade("masquerade, ports [8080]", ", ports: [{port: 8080}]");
+    let MasqueradeRun {
+        pod,
+        agent,
+        dp,
+        mut guest,
+        mut t,
+    } = boot_masquerade("masquerade, ports [8080]", ", ports: [{port: 8080}]");
 
     let pod4 = pod.pod_ip(false).unwrap();
     let pod6 = pod.pod_ip(true).unwrap();
@@ -833,21 +850,41 @@ spec:
 
     // The engine hands the guest the pod's own address (the VM *is* the pod) and gateway.
     let pod_cidr = pod.result().ipv4().unwrap();
-    assert_eq!(get(&r, "pod-address", &console), pod_cidr.to_string(), "{console}");
+    assert_eq!(
+        get(&r, "pod-address", &console),
+        pod_cidr.to_string(),
+        "{console}"
+    );
     assert_eq!(
         get(&r, "pod-router", &console),
         pod.result().gateway(false).unwrap().to_string(),
         "{console}"
     );
-    assert_eq!(get(&r, "blue-address", &console), blue_want.to_string(), "{console}");
-    assert_eq!(get(&r, "tcp-pod", &console), format!("src={pod4}"), "{console}");
+    assert_eq!(
+        get(&r, "blue-address", &console),
+        blue_want.to_string(),
+        "{console}"
+    );
+    assert_eq!(
+        get(&r, "tcp-pod", &console),
+        format!("src={pod4}"),
+        "{console}"
+    );
     assert_eq!(
         get(&r, "tcp-blue", &console),
         format!("src={}", blue_want.addr()),
         "{console}"
     );
-    assert_eq!(pod_tcp.as_deref(), Ok("guest:8080 got via-engine"), "{console}");
-    assert_eq!(blue_tcp.as_deref(), Ok("guest:8080 got via-blue"), "{console}");
+    assert_eq!(
+        pod_tcp.as_deref(),
+        Ok("guest:8080 got via-engine"),
+        "{console}"
+    );
+    assert_eq!(
+        blue_tcp.as_deref(),
+        Ok("guest:8080 got via-blue"),
+        "{console}"
+    );
     drop(guest);
     let log = dp.finish(&pod);
     assert!(log.contains("user-mode engine for default: pid"), "{log}");

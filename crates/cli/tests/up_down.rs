@@ -214,14 +214,22 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
             "up killed after step {n}, then up"
         );
         assert_eq!(code(&s.down()), 0);
-        assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni, "down after a full up (step {n} round)");
+        assert_eq!(
+            netbind_testbed::settles(&cni, || s.snapshot()),
+            cni,
+            "down after a full up (step {n} round)"
+        );
 
         // Killed, then `down`: the namespace CNI made.
         let killed = s.up(&kill);
         assert_eq!(killed.status.signal(), Some(9), "step {n}");
         let down = s.down();
         assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
-        assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni, "down after up killed after step {n}");
+        assert_eq!(
+            netbind_testbed::settles(&cni, || s.snapshot()),
+            cni,
+            "down after up killed after step {n}"
+        );
     }
 }
 

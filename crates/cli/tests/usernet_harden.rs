@@ -35,8 +35,15 @@ impl Drop for Bed {
 }
 
 fn ok(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `f` on a thread inside namespace `ns` (setns affects only the calling thread).
@@ -60,34 +67,89 @@ fn status_field(pid: u32, name: &str) -> String {
 }
 
 fn bed(tag: &str, extra: &[&str]) -> (Bed, u32, std::path::PathBuf) {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root (namespaces, taps)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (namespaces, taps)"
+    );
     let a = format!("nbh{tag}a{}", std::process::id());
     let b = format!("nbh{tag}b{}", std::process::id());
-    let mut bed = Bed { a: a.clone(), b: b.clone(), engine: None };
+    let mut bed = Bed {
+        a: a.clone(),
+        b: b.clone(),
+        engine: None,
+    };
     for ns in [&a, &b] {
         let _ = Command::new("ip").args(["netns", "del", ns]).status();
         ok(&["ip", "netns", "add", ns]);
         ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        ok(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ]);
     }
-    ok(&["ip", "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+    ok(&[
+        "ip", "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
     ok(&["ip", "-n", &a, "addr", "add", "10.77.0.2/24", "dev", "eth0"]);
-    ok(&["ip", "-n", &a, "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"]);
+    ok(&[
+        "ip",
+        "-n",
+        &a,
+        "addr",
+        "add",
+        "fd77::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
     ok(&["ip", "-n", &a, "link", "set", "eth0", "up"]);
     ok(&["ip", "-n", &a, "link", "set", "peer0", "up"]);
-    ok(&["ip", "-n", &a, "route", "add", "default", "via", "10.77.0.1"]);
-    ok(&["ip", "-n", &a, "-6", "route", "add", "default", "via", "fd77::1", "dev", "eth0"]);
+    ok(&[
+        "ip",
+        "-n",
+        &a,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.77.0.1",
+    ]);
+    ok(&[
+        "ip", "-n", &a, "-6", "route", "add", "default", "via", "fd77::1", "dev", "eth0",
+    ]);
     let dir = tempfile::tempdir().unwrap().keep();
     // Writable for `--runas` users too: the engine rewrites the stats file there.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let stats = dir.join("stats");
-    let mut args: Vec<String> = ["netns", "exec", &a, env!("CARGO_BIN_EXE_netbind"), "usernet", "--netns", &b, "-t", "8080", "-u", "none"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "netns",
+        "exec",
+        &a,
+        env!("CARGO_BIN_EXE_netbind"),
+        "usernet",
+        "--netns",
+        &b,
+        "-t",
+        "8080",
+        "-u",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(["--stats".into(), stats.display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let child = Command::new("ip").args(&args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new("ip")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id(); // `ip netns exec` execs the engine: same process
     bed.engine = Some(child);
     let end = Instant::now() + Duration::from_secs(10);
@@ -117,7 +179,11 @@ fn traffic(bed: &mut Bed) {
         let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let l6 = TcpListener::bind("[::1]:0").unwrap();
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let ports = (l4.local_addr().unwrap().port(), l6.local_addr().unwrap().port(), u.local_addr().unwrap().port());
+        let ports = (
+            l4.local_addr().unwrap().port(),
+            l6.local_addr().unwrap().port(),
+            u.local_addr().unwrap().port(),
+        );
         for l in [l4, l6] {
             std::thread::spawn(move || {
                 let (mut s, _) = l.accept().unwrap();
@@ -142,7 +208,8 @@ fn traffic(bed: &mut Bed) {
         let gw4 = SocketAddr::from((Ipv4Addr::new(10, 77, 0, 1), p4));
         let gw6 = SocketAddr::from((Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1), p6));
         for gw in [gw4, gw6] {
-            let mut s = TcpStream::connect_timeout(&gw, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{gw}: {e}"));
+            let mut s = TcpStream::connect_timeout(&gw, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{gw}: {e}"));
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
             let mut w = s.try_clone().unwrap();
@@ -155,7 +222,8 @@ fn traffic(bed: &mut Bed) {
         }
         let u = UdpSocket::bind("0.0.0.0:0").unwrap();
         u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        u.send_to(b"udp through the engine", (Ipv4Addr::new(10, 77, 0, 1), pu)).unwrap();
+        u.send_to(b"udp through the engine", (Ipv4Addr::new(10, 77, 0, 1), pu))
+            .unwrap();
         let mut buf = [0u8; 64];
         let (n, _) = u.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"udp through the engine");
@@ -183,7 +251,9 @@ fn traffic(bed: &mut Bed) {
     };
     ready_rx.recv().unwrap();
     let got = in_ns(&a, || {
-        let mut s = TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(5)).unwrap();
+        let mut s =
+            TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(5))
+                .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut got = String::new();
         s.read_to_string(&mut got).unwrap();
@@ -203,14 +273,25 @@ fn the_engine_runs_without_capabilities_under_seccomp_and_still_relays_everythin
     assert_eq!(status_field(pid, "Seccomp"), "2");
     traffic(&mut bed);
     alive(&mut bed);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGUSR1).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // a stats rewrite (every second)
     alive(&mut bed);
     let stats = std::fs::read_to_string(dir.join("stats")).unwrap();
     assert!(stats.contains("tcp_accepted 1"), "{stats}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let st = bed.engine.as_mut().unwrap().wait().unwrap();
-    assert!(st.success(), "the engine ends cleanly on SIGTERM under seccomp: {st}");
+    assert!(
+        st.success(),
+        "the engine ends cleanly on SIGTERM under seccomp: {st}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -58,7 +58,9 @@ pub fn advertisement(cfg: &RaConfig, router_mac: [u8; 6]) -> Vec<u8> {
     // DNSSL (31): names in DNS wire format, padded to 8 bytes.
     let mut names = Vec::new();
     for domain in &cfg.dnssl {
-        let Some(encoded) = encode_name(domain) else { continue };
+        let Some(encoded) = encode_name(domain) else {
+            continue;
+        };
         if 8 + names.len() + encoded.len() > 255 * 8 {
             break;
         }
@@ -78,7 +80,9 @@ pub fn advertisement(cfg: &RaConfig, router_mac: [u8; 6]) -> Vec<u8> {
 fn encode_name(domain: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(domain.len() + 2);
     for label in domain.trim_end_matches('.').split('.') {
-        let len = u8::try_from(label.len()).ok().filter(|l| (1..=63).contains(l))?;
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|l| (1..=63).contains(l))?;
         out.push(len);
         out.extend_from_slice(label.as_bytes());
     }
@@ -157,7 +161,10 @@ mod tests {
         let kinds: Vec<u8> = options(&ra).iter().map(|(t, _)| *t).collect();
         assert_eq!(kinds, [1, 5, 3, 25, 31]);
         let opts = options(&ra);
-        assert_eq!(u32::from_be_bytes(opts[1].1[2..6].try_into().unwrap()), 1450);
+        assert_eq!(
+            u32::from_be_bytes(opts[1].1[2..6].try_into().unwrap()),
+            1450
+        );
         // Prefix: length 120, flag L only (a /120 cannot do SLAAC).
         assert_eq!(&opts[2].1[..2], &[120, 0x80]);
         let dns: Ipv6Addr = "fd00:10:96::a".parse().unwrap();

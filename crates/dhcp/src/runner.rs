@@ -75,9 +75,22 @@ pub struct Totals {
 
 /// One service with its socket, ready to run.
 pub enum Service {
-    Dhcp4 { link: String, server: Server4, socket: UdpSocket },
-    Dhcp6 { link: String, server: Server6, socket: UdpSocket },
-    Ra { link: String, message: Vec<u8>, socket: UdpSocket, ifindex: u32 },
+    Dhcp4 {
+        link: String,
+        server: Server4,
+        socket: UdpSocket,
+    },
+    Dhcp6 {
+        link: String,
+        server: Server6,
+        socket: UdpSocket,
+    },
+    Ra {
+        link: String,
+        message: Vec<u8>,
+        socket: UdpSocket,
+        ifindex: u32,
+    },
 }
 
 impl Service {
@@ -94,28 +107,45 @@ impl Service {
         let mut totals = Totals::default();
         let mut buf = vec![0u8; 65536];
         match self {
-            Service::Dhcp4 { mut server, socket, .. } => {
+            Service::Dhcp4 {
+                mut server, socket, ..
+            } => {
                 let to = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
+                    let Ok((n, _)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
                     totals.received += 1;
                     match server.handle(&buf[..n]) {
-                        Ok(reply) if socket.send_to(&reply.payload, to).is_ok() => totals.answered += 1,
+                        Ok(reply) if socket.send_to(&reply.payload, to).is_ok() => {
+                            totals.answered += 1
+                        }
                         _ => totals.dropped += 1,
                     }
                 }
             }
-            Service::Dhcp6 { mut server, socket, .. } => {
+            Service::Dhcp6 {
+                mut server, socket, ..
+            } => {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
                     totals.received += 1;
                     match server.handle(None, &buf[..n]) {
-                        Ok(reply) if socket.send_to(&reply.payload, from).is_ok() => totals.answered += 1,
+                        Ok(reply) if socket.send_to(&reply.payload, from).is_ok() => {
+                            totals.answered += 1
+                        }
                         _ => totals.dropped += 1,
                     }
                 }
             }
-            Service::Ra { message, socket, ifindex, .. } => {
+            Service::Ra {
+                message,
+                socket,
+                ifindex,
+                ..
+            } => {
                 let to = SocketAddr::V6(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
                 let mut last: Option<Instant> = None;
                 let mut solicited = false;
@@ -148,21 +178,38 @@ fn ifindex(link: &str) -> Result<u32, RunnerError> {
     nix::net::if_::if_nametoindex(link).map_err(|_| RunnerError::NoLink { link: link.into() })
 }
 
-fn socket_err(service: &'static str, link: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> RunnerError {
+fn socket_err(
+    service: &'static str,
+    link: &str,
+    step: &'static str,
+) -> impl FnOnce(std::io::Error) -> RunnerError {
     let link = link.to_string();
-    move |source| RunnerError::Socket { service, link, step, source }
+    move |source| RunnerError::Socket {
+        service,
+        link,
+        step,
+        source,
+    }
 }
 
-fn bound_udp(service: &'static str, link: &str, domain: Domain, addr: SocketAddr) -> Result<Socket, RunnerError> {
+fn bound_udp(
+    service: &'static str,
+    link: &str,
+    domain: Domain,
+    addr: SocketAddr,
+) -> Result<Socket, RunnerError> {
     let err = |step| socket_err(service, link, step);
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err("create a UDP socket"))?;
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(err("create a UDP socket"))?;
     s.set_reuse_address(true).map_err(err("set SO_REUSEADDR"))?;
-    s.bind_device(Some(link.as_bytes())).map_err(err("bind to the link"))?;
+    s.bind_device(Some(link.as_bytes()))
+        .map_err(err("bind to the link"))?;
     if domain == Domain::IPV6 {
         s.set_only_v6(true).map_err(err("set IPV6_V6ONLY"))?;
     }
     s.bind(&addr.into()).map_err(err("bind the server port"))?;
-    s.set_read_timeout(Some(POLL)).map_err(err("set a receive timeout"))?;
+    s.set_read_timeout(Some(POLL))
+        .map_err(err("set a receive timeout"))?;
     Ok(s)
 }
 
@@ -172,9 +219,17 @@ pub fn open_dhcp4(config: &Dhcp4Config) -> Result<Service, RunnerError> {
     ifindex(&link)?;
     let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67));
     let s = bound_udp("dhcp4", &link, Domain::IPV4, any)?;
-    s.set_broadcast(true).map_err(socket_err("dhcp4", &link, "set SO_BROADCAST"))?;
-    let server = Server4::new(config.clone()).map_err(|source| RunnerError::Config { link: link.clone(), source })?;
-    Ok(Service::Dhcp4 { link, server, socket: s.into() })
+    s.set_broadcast(true)
+        .map_err(socket_err("dhcp4", &link, "set SO_BROADCAST"))?;
+    let server = Server4::new(config.clone()).map_err(|source| RunnerError::Config {
+        link: link.clone(),
+        source,
+    })?;
+    Ok(Service::Dhcp4 {
+        link,
+        server,
+        socket: s.into(),
+    })
 }
 
 /// Opens the DHCPv6 server of one link.
@@ -185,23 +240,42 @@ pub fn open_dhcp6(config: &Dhcp6Config) -> Result<Service, RunnerError> {
     let s = bound_udp("dhcp6", &link, Domain::IPV6, any)?;
     s.join_multicast_v6(&ALL_DHCP_AGENTS, index)
         .map_err(socket_err("dhcp6", &link, "join ff02::1:2"))?;
-    Ok(Service::Dhcp6 { link, server: Server6::new(config.clone()), socket: s.into() })
+    Ok(Service::Dhcp6 {
+        link,
+        server: Server6::new(config.clone()),
+        socket: s.into(),
+    })
 }
 
 /// Opens the router-advertisement sender of one link.
 pub fn open_ra(config: &RaConfig) -> Result<Service, RunnerError> {
     let link = config.interface.clone();
     let index = ifindex(&link)?;
-    let mac = v4::parse_mac(&config.router_mac)
-        .ok_or_else(|| RunnerError::RouterMac { link: link.clone(), mac: config.router_mac.clone() })?;
+    let mac = v4::parse_mac(&config.router_mac).ok_or_else(|| RunnerError::RouterMac {
+        link: link.clone(),
+        mac: config.router_mac.clone(),
+    })?;
     let err = |step| socket_err("ra", &link, step);
-    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).map_err(err("create a raw ICMPv6 socket"))?;
-    s.bind_device(Some(link.as_bytes())).map_err(err("bind to the link"))?;
-    s.set_multicast_hops_v6(255).map_err(err("set the multicast hop limit"))?;
-    s.set_unicast_hops_v6(255).map_err(err("set the unicast hop limit"))?;
-    s.set_multicast_if_v6(index).map_err(err("select the multicast link"))?;
-    s.set_multicast_loop_v6(false).map_err(err("turn off multicast loop"))?;
-    s.join_multicast_v6(&ALL_ROUTERS, index).map_err(err("join ff02::2"))?;
-    s.set_read_timeout(Some(POLL)).map_err(err("set a receive timeout"))?;
-    Ok(Service::Ra { message: ra::advertisement(config, mac), link, socket: s.into(), ifindex: index })
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+        .map_err(err("create a raw ICMPv6 socket"))?;
+    s.bind_device(Some(link.as_bytes()))
+        .map_err(err("bind to the link"))?;
+    s.set_multicast_hops_v6(255)
+        .map_err(err("set the multicast hop limit"))?;
+    s.set_unicast_hops_v6(255)
+        .map_err(err("set the unicast hop limit"))?;
+    s.set_multicast_if_v6(index)
+        .map_err(err("select the multicast link"))?;
+    s.set_multicast_loop_v6(false)
+        .map_err(err("turn off multicast loop"))?;
+    s.join_multicast_v6(&ALL_ROUTERS, index)
+        .map_err(err("join ff02::2"))?;
+    s.set_read_timeout(Some(POLL))
+        .map_err(err("set a receive timeout"))?;
+    Ok(Service::Ra {
+        message: ra::advertisement(config, mac),
+        link,
+        socket: s.into(),
+        ifindex: index,
+    })
 }

@@ -96,7 +96,11 @@ impl Server4 {
             interface: config.interface.clone(),
             mac: config.client_mac.clone(),
         })?;
-        Ok(Server4 { config, client_mac, counters: Counters::default() })
+        Ok(Server4 {
+            config,
+            client_mac,
+            counters: Counters::default(),
+        })
     }
 
     pub fn config(&self) -> &Dhcp4Config {
@@ -128,7 +132,10 @@ impl Server4 {
         match kind {
             MessageType::Discover => Ok(self.reply(&request, MessageType::Offer)),
             MessageType::Request => {
-                if request.server_id.is_some_and(|id| id != self.config.server_address) {
+                if request
+                    .server_id
+                    .is_some_and(|id| id != self.config.server_address)
+                {
                     return Err(Drop::OtherServer);
                 }
                 if request.requested.unwrap_or(request.ciaddr) == self.config.address.addr() {
@@ -177,7 +184,11 @@ impl Server4 {
         } else {
             request.ciaddr
         };
-        Reply { kind, payload: encode(&m), destination }
+        Reply {
+            kind,
+            payload: encode(&m),
+            destination,
+        }
     }
 
     fn nak(&self, request: &Request) -> Reply {
@@ -186,8 +197,14 @@ impl Server4 {
         let opts = m.opts_mut();
         opts.insert(DhcpOption::MessageType(MessageType::Nak));
         opts.insert(DhcpOption::ServerIdentifier(self.config.server_address));
-        opts.insert(DhcpOption::Message("requested address is not this client's; start over".into()));
-        Reply { kind: MessageType::Nak, payload: encode(&m), destination: Ipv4Addr::BROADCAST }
+        opts.insert(DhcpOption::Message(
+            "requested address is not this client's; start over".into(),
+        ));
+        Reply {
+            kind: MessageType::Nak,
+            payload: encode(&m),
+            destination: Ipv4Addr::BROADCAST,
+        }
     }
 
     fn insert_configuration(&self, opts: &mut DhcpOptions) {
@@ -197,7 +214,11 @@ impl Server4 {
             opts.insert(DhcpOption::Router(vec![router]));
         }
         if !c.classless_routes.is_empty() {
-            let routes = c.classless_routes.iter().map(|r| (r.destination, r.gateway)).collect();
+            let routes = c
+                .classless_routes
+                .iter()
+                .map(|r| (r.destination, r.gateway))
+                .collect();
             opts.insert(DhcpOption::ClasslessStaticRoute(routes));
         }
         if !c.dns.is_empty() {
@@ -209,7 +230,11 @@ impl Server4 {
         if let Some(domain) = &c.domain_name {
             opts.insert(DhcpOption::DomainName(domain.clone()));
         }
-        let search: Vec<Name> = c.search.iter().filter_map(|d| Name::from_ascii(d).ok()).collect();
+        let search: Vec<Name> = c
+            .search
+            .iter()
+            .filter_map(|d| Name::from_ascii(d).ok())
+            .collect();
         if !search.is_empty() {
             opts.insert(DhcpOption::DomainSearch(search));
         }
@@ -225,7 +250,10 @@ impl Server4 {
         }
         for p in &c.private_options {
             let data = p.value.as_bytes().to_vec();
-            opts.insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(p.code), data)));
+            opts.insert(DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::Unknown(p.code),
+                data,
+            )));
         }
     }
 }
@@ -262,7 +290,8 @@ impl Request {
         if header[1] != 1 || header[2] != 6 {
             return Err(Drop::OtherClient);
         }
-        let ip = |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+        let ip =
+            |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
         let mut chaddr = [0u8; 6];
         chaddr.copy_from_slice(&header[28..34]);
         let mut req = Request {
@@ -344,14 +373,19 @@ mod tests {
             ntp: vec![Ipv4Addr::new(10, 0, 0, 123)],
             tftp_server: Some("tftp.example".into()),
             boot_file: Some("pxelinux.0".into()),
-            private_options: vec![PrivateOption { code: 240, value: "hello".into() }],
+            private_options: vec![PrivateOption {
+                code: 240,
+                value: "hello".into(),
+            }],
             lease_seconds: 999 * 86400,
         }
     }
 
     fn request(kind: MessageType, mac: [u8; 6], extra: &[DhcpOption]) -> Vec<u8> {
         let mut m = Message::default();
-        m.set_opcode(Opcode::BootRequest).set_xid(0x1234_5678).set_chaddr(&mac);
+        m.set_opcode(Opcode::BootRequest)
+            .set_xid(0x1234_5678)
+            .set_chaddr(&mac);
         m.opts_mut().insert(DhcpOption::MessageType(kind));
         for o in extra {
             m.opts_mut().insert(o.clone());
@@ -366,24 +400,47 @@ mod tests {
     #[test]
     fn discover_gets_an_offer_of_the_planned_address_with_every_option() {
         let mut s = Server4::new(config()).unwrap();
-        let reply = s.handle(&request(MessageType::Discover, GUEST, &[])).unwrap();
+        let reply = s
+            .handle(&request(MessageType::Discover, GUEST, &[]))
+            .unwrap();
         let m = decode(&reply);
         assert_eq!(reply.kind, MessageType::Offer);
         assert_eq!(reply.destination, Ipv4Addr::BROADCAST);
         assert_eq!(m.xid(), 0x1234_5678);
         assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 0, 2, 2));
         let o = m.opts();
-        assert_eq!(o.get(OptionCode::SubnetMask), Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0))));
-        assert_eq!(o.get(OptionCode::InterfaceMtu), Some(&DhcpOption::InterfaceMtu(1450)));
-        assert_eq!(o.get(OptionCode::Hostname), Some(&DhcpOption::Hostname("vm1".into())));
-        assert_eq!(o.get(OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(999 * 86400)));
+        assert_eq!(
+            o.get(OptionCode::SubnetMask),
+            Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+        );
+        assert_eq!(
+            o.get(OptionCode::InterfaceMtu),
+            Some(&DhcpOption::InterfaceMtu(1450))
+        );
+        assert_eq!(
+            o.get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("vm1".into()))
+        );
+        assert_eq!(
+            o.get(OptionCode::AddressLeaseTime),
+            Some(&DhcpOption::AddressLeaseTime(999 * 86400))
+        );
         assert!(o.get(OptionCode::ClasslessStaticRoute).is_some());
         assert!(o.get(OptionCode::DomainSearch).is_some());
-        assert_eq!(o.get(OptionCode::NtpServers), Some(&DhcpOption::NtpServers(vec![Ipv4Addr::new(10, 0, 0, 123)])));
-        assert_eq!(o.get(OptionCode::BootfileName), Some(&DhcpOption::BootfileName(b"pxelinux.0".to_vec())));
+        assert_eq!(
+            o.get(OptionCode::NtpServers),
+            Some(&DhcpOption::NtpServers(vec![Ipv4Addr::new(10, 0, 0, 123)]))
+        );
+        assert_eq!(
+            o.get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(b"pxelinux.0".to_vec()))
+        );
         assert_eq!(
             o.get(OptionCode::Unknown(240)),
-            Some(&DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(240), b"hello".to_vec())))
+            Some(&DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::Unknown(240),
+                b"hello".to_vec()
+            )))
         );
     }
 
@@ -393,7 +450,10 @@ mod tests {
         let req = request(
             MessageType::Request,
             GUEST,
-            &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 2, 2)), DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 1))],
+            &[
+                DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 2, 2)),
+                DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 1)),
+            ],
         );
         assert_eq!(s.handle(&req).unwrap().kind, MessageType::Ack);
         assert_eq!(s.counters.acks, 1);
@@ -402,7 +462,13 @@ mod tests {
     #[test]
     fn request_for_another_address_is_naked() {
         let mut s = Server4::new(config()).unwrap();
-        let req = request(MessageType::Request, GUEST, &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 7, 9))]);
+        let req = request(
+            MessageType::Request,
+            GUEST,
+            &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 7, 9,
+            ))],
+        );
         let reply = s.handle(&req).unwrap();
         assert_eq!(reply.kind, MessageType::Nak);
         assert_eq!(decode(&reply).yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -413,8 +479,11 @@ mod tests {
     fn renewal_by_ciaddr_is_acked_by_unicast() {
         let mut s = Server4::new(config()).unwrap();
         let mut m = Message::default();
-        m.set_opcode(Opcode::BootRequest).set_chaddr(&GUEST).set_ciaddr(Ipv4Addr::new(10, 0, 2, 2));
-        m.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
+        m.set_opcode(Opcode::BootRequest)
+            .set_chaddr(&GUEST)
+            .set_ciaddr(Ipv4Addr::new(10, 0, 2, 2));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Request));
         let reply = s.handle(&encode(&m)).unwrap();
         assert_eq!(reply.kind, MessageType::Ack);
         assert_eq!(reply.destination, Ipv4Addr::new(10, 0, 2, 2));
@@ -426,7 +495,10 @@ mod tests {
         let req = request(
             MessageType::Request,
             GUEST,
-            &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 2, 2)), DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 99))],
+            &[
+                DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 2, 2)),
+                DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 99)),
+            ],
         );
         assert_eq!(s.handle(&req), Err(Drop::OtherServer));
     }
@@ -435,8 +507,11 @@ mod tests {
     fn inform_gets_configuration_without_address_or_lease() {
         let mut s = Server4::new(config()).unwrap();
         let mut m = Message::default();
-        m.set_opcode(Opcode::BootRequest).set_chaddr(&GUEST).set_ciaddr(Ipv4Addr::new(10, 0, 2, 2));
-        m.opts_mut().insert(DhcpOption::MessageType(MessageType::Inform));
+        m.set_opcode(Opcode::BootRequest)
+            .set_chaddr(&GUEST)
+            .set_ciaddr(Ipv4Addr::new(10, 0, 2, 2));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Inform));
         let reply = s.handle(&encode(&m)).unwrap();
         let r = decode(&reply);
         assert_eq!(reply.kind, MessageType::Ack);
@@ -448,14 +523,23 @@ mod tests {
     #[test]
     fn other_clients_are_not_answered() {
         let mut s = Server4::new(config()).unwrap();
-        assert_eq!(s.handle(&request(MessageType::Discover, [2, 0, 0, 0, 0, 0xbb], &[])), Err(Drop::OtherClient));
+        assert_eq!(
+            s.handle(&request(MessageType::Discover, [2, 0, 0, 0, 0, 0xbb], &[])),
+            Err(Drop::OtherClient)
+        );
     }
 
     #[test]
     fn release_and_decline_are_counted_without_reply() {
         let mut s = Server4::new(config()).unwrap();
-        assert_eq!(s.handle(&request(MessageType::Release, GUEST, &[])), Err(Drop::Released));
-        assert_eq!(s.handle(&request(MessageType::Decline, GUEST, &[])), Err(Drop::Declined));
+        assert_eq!(
+            s.handle(&request(MessageType::Release, GUEST, &[])),
+            Err(Drop::Released)
+        );
+        assert_eq!(
+            s.handle(&request(MessageType::Decline, GUEST, &[])),
+            Err(Drop::Declined)
+        );
         assert_eq!((s.counters.releases, s.counters.declines), (1, 1));
     }
 

@@ -24,9 +24,7 @@
 
 use std::net::Ipv6Addr;
 
-use dhcproto::v6::{
-    DhcpOption, IAAddr, IANA, Message, MessageType, Status, StatusCode,
-};
+use dhcproto::v6::{DhcpOption, IAAddr, IANA, Message, MessageType, Status, StatusCode};
 use dhcproto::{Encodable, Encoder, Name};
 use netbind_plan::model::Dhcp6Config;
 
@@ -74,7 +72,11 @@ pub struct Server6 {
 impl Server6 {
     pub fn new(config: Dhcp6Config) -> Server6 {
         let client_mac = crate::v4::parse_mac(&config.client_mac);
-        Server6 { config, client_mac, counters: Counters6::default() }
+        Server6 {
+            config,
+            client_mac,
+            counters: Counters6::default(),
+        }
     }
 
     /// Answers one client message. `sender_mac` is the Ethernet source when known.
@@ -104,10 +106,16 @@ impl Server6 {
         let (reply_kind, ia, status) = match kind {
             MessageType::Solicit if req.rapid_commit => (MessageType::Reply, true, None),
             MessageType::Solicit => (MessageType::Advertise, true, None),
-            MessageType::Request | MessageType::Renew | MessageType::Rebind => (MessageType::Reply, true, None),
+            MessageType::Request | MessageType::Renew | MessageType::Rebind => {
+                (MessageType::Reply, true, None)
+            }
             MessageType::Confirm => {
                 let on_link = req.addresses.iter().all(|a| *a == self.config.address);
-                let status = if on_link { Status::Success } else { Status::NotOnLink };
+                let status = if on_link {
+                    Status::Success
+                } else {
+                    Status::NotOnLink
+                };
                 (MessageType::Reply, false, Some(status))
             }
             MessageType::Release => {
@@ -129,7 +137,10 @@ impl Server6 {
             opts.insert(DhcpOption::RapidCommit);
         }
         if let Some(status) = status {
-            opts.insert(DhcpOption::StatusCode(StatusCode { status, msg: String::new() }));
+            opts.insert(DhcpOption::StatusCode(StatusCode {
+                status,
+                msg: String::new(),
+            }));
         }
         if ia && let Some(iaid) = req.iaid {
             opts.insert(DhcpOption::IANA(self.ia_na(iaid)));
@@ -137,7 +148,12 @@ impl Server6 {
         if !self.config.dns.is_empty() {
             opts.insert(DhcpOption::DomainNameServers(self.config.dns.clone()));
         }
-        let search: Vec<Name> = self.config.search.iter().filter_map(|d| Name::from_ascii(d).ok()).collect();
+        let search: Vec<Name> = self
+            .config
+            .search
+            .iter()
+            .filter_map(|d| Name::from_ascii(d).ok())
+            .collect();
         if !search.is_empty() {
             opts.insert(DhcpOption::DomainSearchList(search));
         }
@@ -146,12 +162,20 @@ impl Server6 {
         if m.encode(&mut Encoder::new(&mut payload)).is_err() {
             payload.clear();
         }
-        Ok(Reply6 { kind: reply_kind, payload })
+        Ok(Reply6 {
+            kind: reply_kind,
+            payload,
+        })
     }
 
     fn ia_na(&self, iaid: u32) -> IANA {
         let lease = self.config.lease_seconds;
-        let mut ia = IANA { id: iaid, t1: lease / 2, t2: lease / 5 * 4, opts: Default::default() };
+        let mut ia = IANA {
+            id: iaid,
+            t1: lease / 2,
+            t2: lease / 5 * 4,
+            opts: Default::default(),
+        };
         ia.opts.insert(DhcpOption::IAAddr(IAAddr {
             addr: self.config.address,
             preferred_life: lease,
@@ -200,8 +224,15 @@ fn options(mut b: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), Drop6>> {
 impl Request {
     fn parse(b: &[u8]) -> Result<Request, Drop6> {
         let (&kind, rest) = b.split_first().ok_or(Drop6::Malformed)?;
-        let xid: [u8; 3] = rest.get(..3).and_then(|x| x.try_into().ok()).ok_or(Drop6::Malformed)?;
-        let mut req = Request { kind, xid, ..Request::default() };
+        let xid: [u8; 3] = rest
+            .get(..3)
+            .and_then(|x| x.try_into().ok())
+            .ok_or(Drop6::Malformed)?;
+        let mut req = Request {
+            kind,
+            xid,
+            ..Request::default()
+        };
         for opt in options(&rest[3..]) {
             let (code, value) = opt?;
             match code {
@@ -214,7 +245,9 @@ impl Request {
                     for sub in options(&value[12..]) {
                         let (sub_code, sub_value) = sub?;
                         if sub_code == 5
-                            && let Some(addr) = sub_value.get(..16).and_then(|a| <[u8; 16]>::try_from(a).ok())
+                            && let Some(addr) = sub_value
+                                .get(..16)
+                                .and_then(|a| <[u8; 16]>::try_from(a).ok())
                         {
                             req.addresses.push(Ipv6Addr::from(addr));
                         }
@@ -247,7 +280,8 @@ mod tests {
 
     fn client(kind: MessageType, extra: Vec<DhcpOption>) -> Vec<u8> {
         let mut m = Message::new_with_id(kind, [1, 2, 3]);
-        m.opts_mut().insert(DhcpOption::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 0x0a]));
+        m.opts_mut()
+            .insert(DhcpOption::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 0x0a]));
         for o in extra {
             m.opts_mut().insert(o);
         }
@@ -257,9 +291,19 @@ mod tests {
     }
 
     fn ia(addr: Option<Ipv6Addr>) -> DhcpOption {
-        let mut ia = IANA { id: 7, t1: 0, t2: 0, opts: Default::default() };
+        let mut ia = IANA {
+            id: 7,
+            t1: 0,
+            t2: 0,
+            opts: Default::default(),
+        };
         if let Some(addr) = addr {
-            ia.opts.insert(DhcpOption::IAAddr(IAAddr { addr, preferred_life: 0, valid_life: 0, opts: Default::default() }));
+            ia.opts.insert(DhcpOption::IAAddr(IAAddr {
+                addr,
+                preferred_life: 0,
+                valid_life: 0,
+                opts: Default::default(),
+            }));
         }
         DhcpOption::IANA(ia)
     }
@@ -281,33 +325,66 @@ mod tests {
     #[test]
     fn solicit_gets_an_advertise_with_the_planned_address() {
         let mut s = Server6::new(config());
-        let r = s.handle(Some(GUEST), &client(MessageType::Solicit, vec![ia(None)])).unwrap();
+        let r = s
+            .handle(Some(GUEST), &client(MessageType::Solicit, vec![ia(None)]))
+            .unwrap();
         assert_eq!(r.kind, MessageType::Advertise);
         let m = decode(&r);
         assert_eq!(m.xid(), [1, 2, 3]);
         assert_eq!(offered(&m), Some("fd10:0:2::2".parse().unwrap()));
-        assert!(m.opts().get(dhcproto::v6::OptionCode::DomainNameServers).is_some());
+        assert!(
+            m.opts()
+                .get(dhcproto::v6::OptionCode::DomainNameServers)
+                .is_some()
+        );
     }
 
     #[test]
     fn rapid_commit_solicit_gets_a_reply_at_once() {
         let mut s = Server6::new(config());
-        let r = s.handle(None, &client(MessageType::Solicit, vec![ia(None), DhcpOption::RapidCommit])).unwrap();
+        let r = s
+            .handle(
+                None,
+                &client(
+                    MessageType::Solicit,
+                    vec![ia(None), DhcpOption::RapidCommit],
+                ),
+            )
+            .unwrap();
         assert_eq!(r.kind, MessageType::Reply);
-        assert!(decode(&r).opts().get(dhcproto::v6::OptionCode::RapidCommit).is_some());
+        assert!(
+            decode(&r)
+                .opts()
+                .get(dhcproto::v6::OptionCode::RapidCommit)
+                .is_some()
+        );
     }
 
     #[test]
     fn request_naming_another_server_is_ignored() {
         let mut s = Server6::new(config());
-        let req = client(MessageType::Request, vec![ia(None), DhcpOption::ServerId(vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9])]);
+        let req = client(
+            MessageType::Request,
+            vec![
+                ia(None),
+                DhcpOption::ServerId(vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9]),
+            ],
+        );
         assert_eq!(s.handle(None, &req), Err(Drop6::OtherServer));
     }
 
     #[test]
     fn confirm_of_a_foreign_address_is_not_on_link() {
         let mut s = Server6::new(config());
-        let r = s.handle(None, &client(MessageType::Confirm, vec![ia(Some("2001:db8::5".parse().unwrap()))])).unwrap();
+        let r = s
+            .handle(
+                None,
+                &client(
+                    MessageType::Confirm,
+                    vec![ia(Some("2001:db8::5".parse().unwrap()))],
+                ),
+            )
+            .unwrap();
         match decode(&r).opts().get(dhcproto::v6::OptionCode::StatusCode) {
             Some(DhcpOption::StatusCode(c)) => assert_eq!(c.status, Status::NotOnLink),
             other => panic!("{other:?}"),
@@ -317,22 +394,37 @@ mod tests {
     #[test]
     fn information_request_gets_dns_without_address() {
         let mut s = Server6::new(config());
-        let r = s.handle(None, &client(MessageType::InformationRequest, vec![])).unwrap();
+        let r = s
+            .handle(None, &client(MessageType::InformationRequest, vec![]))
+            .unwrap();
         let m = decode(&r);
         assert_eq!(offered(&m), None);
-        assert!(m.opts().get(dhcproto::v6::OptionCode::DomainSearchList).is_some());
+        assert!(
+            m.opts()
+                .get(dhcproto::v6::OptionCode::DomainSearchList)
+                .is_some()
+        );
     }
 
     #[test]
     fn other_macs_are_not_answered() {
         let mut s = Server6::new(config());
-        assert_eq!(s.handle(Some([2, 0, 0, 0, 0, 0xbb]), &client(MessageType::Solicit, vec![])), Err(Drop6::OtherClient));
+        assert_eq!(
+            s.handle(
+                Some([2, 0, 0, 0, 0, 0xbb]),
+                &client(MessageType::Solicit, vec![])
+            ),
+            Err(Drop6::OtherClient)
+        );
     }
 
     #[test]
     fn truncated_option_is_malformed() {
         let mut s = Server6::new(config());
-        assert_eq!(s.handle(None, &[1, 0, 0, 1, 0, 1, 0, 200, 1]), Err(Drop6::Malformed));
+        assert_eq!(
+            s.handle(None, &[1, 0, 0, 1, 0, 1, 0, 200, 1]),
+            Err(Drop6::Malformed)
+        );
         assert_eq!(s.counters.dropped_malformed, 1);
     }
 

@@ -47,7 +47,10 @@ fn dhcp4() -> Dhcp4Config {
         client_mac: GUEST_MAC.into(),
         address: "10.0.2.2/24".parse().unwrap(),
         router: Some(Ipv4Addr::new(10, 0, 2, 1)),
-        classless_routes: vec![ClasslessRoute { destination: "0.0.0.0/0".parse().unwrap(), gateway: Ipv4Addr::new(10, 0, 2, 1) }],
+        classless_routes: vec![ClasslessRoute {
+            destination: "0.0.0.0/0".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 0, 2, 1),
+        }],
         dns: vec![Ipv4Addr::new(10, 96, 0, 10)],
         search: vec!["shop.svc.cluster.local".into()],
         domain_name: Some("shop.svc.cluster.local".into()),
@@ -98,7 +101,9 @@ fn serve(ns: &Netns, open: impl FnOnce() -> Vec<Service> + Send + 'static) -> Ru
 #[test]
 fn udhcpc_gets_the_planned_lease() {
     let l = link();
-    let _server = serve(&l.pod, || vec![runner::open_dhcp4(&dhcp4()).expect("dhcp4")]);
+    let _server = serve(&l.pod, || {
+        vec![runner::open_dhcp4(&dhcp4()).expect("dhcp4")]
+    });
     let script = "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip subnet=$subnet router=$router dns=$dns mtu=$mtu host=$hostname domain=$domain lease=$lease\"\nexit 0\n";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("script");
@@ -106,7 +111,23 @@ fn udhcpc_gets_the_planned_lease() {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = l
         .guest
-        .exec(&["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-O", "mtu", "-s", path.to_str().unwrap()])
+        .exec(&[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-O",
+            "mtu",
+            "-s",
+            path.to_str().unwrap(),
+        ])
         .expect("udhcpc");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -127,10 +148,14 @@ fn dhclient_gets_the_planned_ipv6_address() {
         search: vec!["shop.svc.cluster.local".into()],
         lease_seconds: 999 * 86400,
     };
-    let _server = serve(&l.pod, move || vec![runner::open_dhcp6(&cfg).expect("dhcp6")]);
+    let _server = serve(&l.pod, move || {
+        vec![runner::open_dhcp6(&cfg).expect("dhcp6")]
+    });
     // Wait for the guest's link-local address to leave DAD, dhclient needs it.
     wait_until(Duration::from_secs(5), || {
-        l.guest.sh("ip -6 addr show dev eth0 scope link | grep -v tentative | grep -q inet6").is_ok()
+        l.guest
+            .sh("ip -6 addr show dev eth0 scope link | grep -v tentative | grep -q inet6")
+            .is_ok()
     });
     let dir = tempfile::tempdir().unwrap();
     let lease = dir.path().join("lease");
@@ -138,8 +163,19 @@ fn dhclient_gets_the_planned_ipv6_address() {
     let out = l
         .guest
         .exec(&[
-            "timeout", "20", "dhclient", "-6", "-1", "-v", "-lf", lease.to_str().unwrap(), "-pf",
-            pid.to_str().unwrap(), "-sf", "/bin/true", "eth0",
+            "timeout",
+            "20",
+            "dhclient",
+            "-6",
+            "-1",
+            "-v",
+            "-lf",
+            lease.to_str().unwrap(),
+            "-pf",
+            pid.to_str().unwrap(),
+            "-sf",
+            "/bin/true",
+            "eth0",
         ])
         .expect("dhclient");
     let leases = std::fs::read_to_string(&lease).unwrap_or_default();
@@ -168,7 +204,9 @@ fn guest_kernel_takes_route_and_mtu_from_router_advertisements() {
         rdnss: vec!["fd00:10:96::a".parse().unwrap()],
         dnssl: vec!["shop.svc.cluster.local".into()],
     };
-    l.guest.sh("sysctl -qw net.ipv6.conf.eth0.accept_ra=2").expect("accept RAs");
+    l.guest
+        .sh("sysctl -qw net.ipv6.conf.eth0.accept_ra=2")
+        .expect("accept RAs");
     let _server = serve(&l.pod, move || vec![runner::open_ra(&cfg).expect("ra")]);
     // The first RA goes out at start; solicit once more in case it beat the guest's DAD.
     let mut route = String::new();
@@ -177,10 +215,19 @@ fn guest_kernel_takes_route_and_mtu_from_router_advertisements() {
         route.contains("via fe80::") && route.contains("proto ra")
     });
     assert!(found, "no default route from RA: {route:?}");
-    let mtu = l.guest.sh("cat /proc/sys/net/ipv6/conf/eth0/mtu").unwrap_or_default();
+    let mtu = l
+        .guest
+        .sh("cat /proc/sys/net/ipv6/conf/eth0/mtu")
+        .unwrap_or_default();
     assert_eq!(mtu.trim(), "1400");
-    let prefix = l.guest.sh("ip -6 route show fd10:0:2::/120").unwrap_or_default();
-    assert!(prefix.contains("dev eth0"), "on-link prefix missing: {prefix:?}");
+    let prefix = l
+        .guest
+        .sh("ip -6 route show fd10:0:2::/120")
+        .unwrap_or_default();
+    assert!(
+        prefix.contains("dev eth0"),
+        "on-link prefix missing: {prefix:?}"
+    );
 }
 
 fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {

@@ -794,11 +794,8 @@ impl Run<'_> {
                     let s = match self.before(seen, name)? {
                         Some(s) => s,
                         None => {
-                            let kind = ns.block_on(links.create_placeholder(
-                                name,
-                                mac.as_deref(),
-                                *mtu,
-                            ))?;
+                            let kind =
+                                ns.block_on(links.create_placeholder(name, mac.as_deref(), *mtu))?;
                             if kind != "dummy" {
                                 self.report.notes.push(format!(
                                     "this kernel has no dummy driver: {name} was made as an {kind} link"

@@ -107,7 +107,13 @@ pub fn dhcp6(
 }
 
 /// Router advertisements for the guest's IPv6 network.
-pub fn ra(ctx: &Ctx<'_>, interface: &str, router_mac: &str, prefix: Ipv6Net, notes: &mut Vec<String>) -> RaConfig {
+pub fn ra(
+    ctx: &Ctx<'_>,
+    interface: &str,
+    router_mac: &str,
+    prefix: Ipv6Net,
+    notes: &mut Vec<String>,
+) -> RaConfig {
     let slaac = prefix.prefix_len() == 64;
     RaConfig {
         interface: interface.into(),

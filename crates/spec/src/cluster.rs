@@ -31,7 +31,10 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { network: NetworkConfig::default(), feature_gates: default_gates() }
+        ClusterConfig {
+            network: NetworkConfig::default(),
+            feature_gates: default_gates(),
+        }
     }
 }
 
@@ -105,7 +108,10 @@ impl ClusterConfig {
     pub fn parse(bytes: &[u8]) -> Result<ClusterConfig, ClusterConfigError> {
         let value = read::parse_single_value(bytes).map_err(ClusterConfigError::Read)?;
         let value = if value.get("kind").and_then(Value::as_str) == Some("KubeVirt") {
-            let conf = value.pointer("/spec/configuration").cloned().unwrap_or(Value::Null);
+            let conf = value
+                .pointer("/spec/configuration")
+                .cloned()
+                .unwrap_or(Value::Null);
             let mut out = serde_json::Map::new();
             if let Some(n) = conf.get("network") {
                 out.insert("network".into(), n.clone());

@@ -38,12 +38,20 @@ pub fn apply(obj: &VmObject, cluster: &ClusterConfig) -> VmObject {
 }
 
 fn default_interface(cluster: &ClusterConfig) -> Interface {
-    let mut iface = Interface { name: DEFAULT_NETWORK.into(), ..Interface::default() };
+    let mut iface = Interface {
+        name: DEFAULT_NETWORK.into(),
+        ..Interface::default()
+    };
     match cluster.network.default_network_interface.as_str() {
         "bridge" => iface.bridge = Some(Empty::default()),
         "masquerade" => iface.masquerade = Some(Empty::default()),
         "passtBinding" | "passt" => iface.passt_binding = Some(Empty::default()),
-        plugin => iface.binding = Some(PluginBinding { name: plugin.into(), ..Default::default() }),
+        plugin => {
+            iface.binding = Some(PluginBinding {
+                name: plugin.into(),
+                ..Default::default()
+            })
+        }
     }
     iface
 }
@@ -82,9 +90,18 @@ mod tests {
     #[test]
     fn port_protocol_defaults_to_tcp() {
         let mut vmi = empty_vmi();
-        vmi.spec.domain.devices.interfaces =
-            Some(vec![Interface { name: "a".into(), ports: vec![Port { port: 80, ..Port::default() }], ..Default::default() }]);
+        vmi.spec.domain.devices.interfaces = Some(vec![Interface {
+            name: "a".into(),
+            ports: vec![Port {
+                port: 80,
+                ..Port::default()
+            }],
+            ..Default::default()
+        }]);
         let out = apply(&vmi, &ClusterConfig::default());
-        assert_eq!(out.interfaces()[0].ports[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            out.interfaces()[0].ports[0].protocol.as_deref(),
+            Some("TCP")
+        );
     }
 }

@@ -35,10 +35,18 @@ pub struct Network {
 #[serde(rename_all = "camelCase")]
 pub struct PodNetwork {
     /// IPv4 network of the VM behind masquerade (default 10.0.2.0/24).
-    #[serde(default, rename = "vmNetworkCIDR", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "vmNetworkCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vm_network_cidr: Option<String>,
     /// IPv6 network of the VM behind masquerade (default fd10:0:2::/120).
-    #[serde(default, rename = "vmIPv6NetworkCIDR", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "vmIPv6NetworkCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vm_ipv6_network_cidr: Option<String>,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
@@ -252,7 +260,10 @@ impl BindingKind {
     }
 
     pub fn is_discontinued(self) -> bool {
-        matches!(self, BindingKind::Slirp | BindingKind::Macvtap | BindingKind::Passt)
+        matches!(
+            self,
+            BindingKind::Slirp | BindingKind::Macvtap | BindingKind::Passt
+        )
     }
 }
 
@@ -345,12 +356,21 @@ pub struct VmObject {
 impl VmObject {
     /// `Kind/namespace/name`, how objects are named in messages.
     pub fn display_name(&self) -> String {
-        let name = if self.name.is_empty() { "<unnamed>" } else { &self.name };
+        let name = if self.name.is_empty() {
+            "<unnamed>"
+        } else {
+            &self.name
+        };
         format!("{}/{}/{}", self.kind.as_str(), self.namespace, name)
     }
 
     pub fn interfaces(&self) -> &[Interface] {
-        self.spec.domain.devices.interfaces.as_deref().unwrap_or(&[])
+        self.spec
+            .domain
+            .devices
+            .interfaces
+            .as_deref()
+            .unwrap_or(&[])
     }
 
     pub fn networks(&self) -> &[Network] {

@@ -26,7 +26,8 @@ pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 pub const DEFAULT_NETWORK_ANNOTATION: &str = "v1.multus-cni.io/default-network";
 pub const ISTIO_INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
 /// Istio before 1.25.
-pub const ISTIO_KUBEVIRT_INTERFACES_ANNOTATION: &str = "traffic.sidecar.istio.io/kubevirtInterfaces";
+pub const ISTIO_KUBEVIRT_INTERFACES_ANNOTATION: &str =
+    "traffic.sidecar.istio.io/kubevirtInterfaces";
 /// Istio 1.25 and later.
 pub const ISTIO_REROUTE_ANNOTATION: &str = "istio.io/reroute-virtual-interfaces";
 
@@ -81,7 +82,13 @@ pub fn network_selections(obj: &VmObject, cluster: &ClusterConfig) -> Vec<Networ
         if let Some(nad) = plugin_nad {
             let (namespace, name) = nad_namespaced_name(&obj.namespace, nad);
             let args = BTreeMap::from([("logicNetworkName".to_string(), network.name.clone())]);
-            out.push(NetworkSelection { name, namespace, mac: None, interface: None, cni_args: Some(args) });
+            out.push(NetworkSelection {
+                name,
+                namespace,
+                mac: None,
+                interface: None,
+                cni_args: Some(args),
+            });
         }
     }
     out
@@ -96,12 +103,22 @@ pub fn annotations(obj: &VmObject, cluster: &ClusterConfig) -> BTreeMap<String, 
         let json = serde_json::to_string(&selections).unwrap_or_default();
         out.insert(NETWORKS_ANNOTATION.to_string(), json);
     }
-    if let Some(default) = obj.networks().iter().find_map(|n| n.multus.as_ref().filter(|m| m.default)) {
-        out.insert(DEFAULT_NETWORK_ANNOTATION.to_string(), default.network_name.clone());
+    if let Some(default) = obj
+        .networks()
+        .iter()
+        .find_map(|n| n.multus.as_ref().filter(|m| m.default))
+    {
+        out.insert(
+            DEFAULT_NETWORK_ANNOTATION.to_string(),
+            default.network_name.clone(),
+        );
     }
     if obj.interfaces().iter().any(|i| i.masquerade.is_some()) {
         let bridge = naming::bridge_name(naming::PRIMARY_POD_LINK);
-        out.insert(ISTIO_KUBEVIRT_INTERFACES_ANNOTATION.to_string(), bridge.clone());
+        out.insert(
+            ISTIO_KUBEVIRT_INTERFACES_ANNOTATION.to_string(),
+            bridge.clone(),
+        );
         out.insert(ISTIO_REROUTE_ANNOTATION.to_string(), bridge);
     }
     out
@@ -128,7 +145,11 @@ pub struct NetworkStatus {
     pub mac: Option<String>,
     #[serde(default)]
     pub default: bool,
-    #[serde(default, rename = "device-info", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "device-info",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_info: Option<DeviceInfo>,
 }
 
@@ -151,7 +172,12 @@ pub struct PciInfo {
 impl NetworkStatus {
     /// The VF's PCI address, when the device plugin reported one.
     pub fn pci_address(&self) -> Option<&str> {
-        self.device_info.as_ref()?.pci.as_ref()?.pci_address.as_deref()
+        self.device_info
+            .as_ref()?
+            .pci
+            .as_ref()?
+            .pci_address
+            .as_deref()
     }
 }
 
@@ -214,7 +240,9 @@ mod tests {
     #[test]
     fn multus_default_network_gets_its_own_annotation() {
         let a = annotations(
-            &object("kind: VirtualMachineInstance\nspec:\n  domain: {devices: {interfaces: [{name: a, bridge: {}}]}}\n  networks: [{name: a, multus: {networkName: br, default: true}}]\n"),
+            &object(
+                "kind: VirtualMachineInstance\nspec:\n  domain: {devices: {interfaces: [{name: a, bridge: {}}]}}\n  networks: [{name: a, multus: {networkName: br, default: true}}]\n",
+            ),
             &ClusterConfig::default(),
         );
         assert_eq!(a[DEFAULT_NETWORK_ANNOTATION], "br");
@@ -227,7 +255,9 @@ mod tests {
             b"network: {binding: {mv: {networkAttachmentDefinition: default/macvtap-nad, domainAttachmentType: tap}}}",
         )
         .unwrap();
-        let obj = object("kind: VirtualMachineInstance\nmetadata: {namespace: ns}\nspec:\n  domain: {devices: {interfaces: [{name: m, binding: {name: mv}}]}}\n  networks: [{name: m, pod: {}}]\n");
+        let obj = object(
+            "kind: VirtualMachineInstance\nmetadata: {namespace: ns}\nspec:\n  domain: {devices: {interfaces: [{name: m, binding: {name: mv}}]}}\n  networks: [{name: m, pod: {}}]\n",
+        );
         assert_eq!(
             annotations(&obj, &cluster)[NETWORKS_ANNOTATION],
             r#"[{"name":"macvtap-nad","namespace":"default","cni-args":{"logicNetworkName":"m"}}]"#

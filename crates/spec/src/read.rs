@@ -32,12 +32,27 @@ pub enum ReadError {
     Io(#[source] std::io::Error),
     #[error("input is larger than {} MiB; no Kubernetes object is that large", MAX_INPUT_BYTES / 1024 / 1024)]
     TooLarge,
-    #[error("{line}:{column}: input is not UTF-8 (invalid byte at offset {offset}); save the file as UTF-8")]
-    NotUtf8 { offset: usize, line: usize, column: usize },
+    #[error(
+        "{line}:{column}: input is not UTF-8 (invalid byte at offset {offset}); save the file as UTF-8"
+    )]
+    NotUtf8 {
+        offset: usize,
+        line: usize,
+        column: usize,
+    },
     #[error("{line}:{column}: {message}\n{snippet}")]
-    Syntax { line: usize, column: usize, message: String, snippet: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+        snippet: String,
+    },
     #[error("document {doc}: {path}: {message}")]
-    Field { doc: usize, path: String, message: String },
+    Field {
+        doc: usize,
+        path: String,
+        message: String,
+    },
     #[error("document {doc}: nesting deeper than {MAX_DEPTH} levels")]
     TooDeep { doc: usize },
 }
@@ -72,9 +87,17 @@ pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Document>, ReadError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
         let (line, column) = line_column(&bytes[..offset]);
-        ReadError::NotUtf8 { offset, line, column }
+        ReadError::NotUtf8 {
+            offset,
+            line,
+            column,
+        }
     })?;
-    let values = if looks_like_json(text) { json_values(text)? } else { yaml_values(text)? };
+    let values = if looks_like_json(text) {
+        json_values(text)?
+    } else {
+        yaml_values(text)?
+    };
     let mut docs = Vec::new();
     for (index, value) in values.into_iter().enumerate() {
         if depth(&value) > MAX_DEPTH {
@@ -90,13 +113,25 @@ pub fn parse_single_value(bytes: &[u8]) -> Result<Value, ReadError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
         let (line, column) = line_column(&bytes[..offset]);
-        ReadError::NotUtf8 { offset, line, column }
+        ReadError::NotUtf8 {
+            offset,
+            line,
+            column,
+        }
     })?;
-    let mut values = if looks_like_json(text) { json_values(text)? } else { yaml_values(text)? };
+    let mut values = if looks_like_json(text) {
+        json_values(text)?
+    } else {
+        yaml_values(text)?
+    };
     if depth(values.first().unwrap_or(&Value::Null)) > MAX_DEPTH {
         return Err(ReadError::TooDeep { doc: 1 });
     }
-    Ok(if values.is_empty() { Value::Object(Default::default()) } else { values.swap_remove(0) })
+    Ok(if values.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        values.swap_remove(0)
+    })
 }
 
 fn looks_like_json(text: &str) -> bool {
@@ -134,8 +169,8 @@ fn yaml_values(text: &str) -> Result<Vec<Value>, ReadError> {
     options.budget = Some(budget);
     // YAML 1.2 booleans: a network named `no` or `n` stays a name.
     options.strict_booleans = true;
-    let values: Vec<Option<Value>> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+    let values: Vec<Option<Value>> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| {
             let (line, column) = e
                 .location()
                 .map(|l| (l.line() as usize, l.column() as usize))
@@ -144,15 +179,26 @@ fn yaml_values(text: &str) -> Result<Vec<Value>, ReadError> {
                 serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
                 _ => first_line(&e.without_snippet().to_string()),
             };
-            ReadError::Syntax { line, column, snippet: snippet(text, line, column), message }
+            ReadError::Syntax {
+                line,
+                column,
+                snippet: snippet(text, line, column),
+                message,
+            }
         })?;
-    Ok(values.into_iter().flatten().filter(|v| !v.is_null()).collect())
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter(|v| !v.is_null())
+        .collect())
 }
 
 /// The error under serde-saphyr's snippet and alias-location wrappers.
 #[allow(deprecated)] // `AliasError::msg` is deprecated; we only look through the variant.
 fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
-    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = e {
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = e
+    {
         e = error;
     }
     e
@@ -162,7 +208,9 @@ fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
     match breach {
-        B::Depth { .. } => format!("YAML nests deeper than {MAX_DEPTH} levels; no manifest needs that"),
+        B::Depth { .. } => {
+            format!("YAML nests deeper than {MAX_DEPTH} levels; no manifest needs that")
+        }
         B::Aliases { .. }
         | B::Anchors { .. }
         | B::AliasAnchorRatio { .. }
@@ -247,7 +295,11 @@ struct Template {
 }
 
 fn collect_document(doc: usize, value: Value, out: &mut Vec<Document>) -> Result<(), ReadError> {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -291,7 +343,11 @@ fn collect_document(doc: usize, value: Value, out: &mut Vec<Document>) -> Result
 fn typed<T: for<'de> Deserialize<'de>>(doc: usize, value: Value) -> Result<T, ReadError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = kube_path(&e.path().to_string());
-        ReadError::Field { doc, path, message: e.into_inner().to_string() }
+        ReadError::Field {
+            doc,
+            path,
+            message: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -318,7 +374,9 @@ mod tests {
 
     #[test]
     fn vm_spec_comes_from_its_template() {
-        let v = vms("kind: VirtualMachine\nmetadata: {name: a}\nspec:\n  template:\n    metadata:\n      annotations: {x: \"y\"}\n    spec:\n      networks: [{name: n, pod: {}}]\n");
+        let v = vms(
+            "kind: VirtualMachine\nmetadata: {name: a}\nspec:\n  template:\n    metadata:\n      annotations: {x: \"y\"}\n    spec:\n      networks: [{name: n, pod: {}}]\n",
+        );
         assert_eq!(v[0].kind, Kind::VirtualMachine);
         assert_eq!(v[0].networks()[0].name, "n");
         assert_eq!(v[0].annotations["x"], "y");
@@ -327,14 +385,25 @@ mod tests {
 
     #[test]
     fn several_documents_and_other_kinds() {
-        let docs = parse_documents(b"kind: VirtualMachineInstance\n---\nkind: ConfigMap\nmetadata: {name: c}\n").unwrap();
+        let docs = parse_documents(
+            b"kind: VirtualMachineInstance\n---\nkind: ConfigMap\nmetadata: {name: c}\n",
+        )
+        .unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1], Document::Unsupported { kind: "ConfigMap".into(), name: "c".into() });
+        assert_eq!(
+            docs[1],
+            Document::Unsupported {
+                kind: "ConfigMap".into(),
+                name: "c".into()
+            }
+        );
     }
 
     #[test]
     fn json_stream_is_read() {
-        let v = vms(r#"{"kind":"VirtualMachineInstance","metadata":{"name":"j"}} {"kind":"VirtualMachineInstance"}"#);
+        let v = vms(
+            r#"{"kind":"VirtualMachineInstance","metadata":{"name":"j"}} {"kind":"VirtualMachineInstance"}"#,
+        );
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].name, "j");
     }
@@ -342,14 +411,19 @@ mod tests {
     #[test]
     fn type_error_names_the_field_path() {
         let err = parse_documents(b"kind: VirtualMachineInstance\nspec:\n  domain:\n    devices:\n      interfaces:\n      - name: a\n        ports:\n        - port: eighty\n").unwrap_err();
-        let ReadError::Field { path, .. } = err else { panic!("{err}") };
+        let ReadError::Field { path, .. } = err else {
+            panic!("{err}")
+        };
         assert_eq!(path, "spec.domain.devices.interfaces[0].ports[0].port");
     }
 
     #[test]
     fn syntax_error_has_line_and_source() {
-        let err = parse_documents(b"kind: VirtualMachineInstance\nspec:\n\tdomain: {}\n").unwrap_err();
-        let ReadError::Syntax { line, snippet, .. } = err else { panic!("{err}") };
+        let err =
+            parse_documents(b"kind: VirtualMachineInstance\nspec:\n\tdomain: {}\n").unwrap_err();
+        let ReadError::Syntax { line, snippet, .. } = err else {
+            panic!("{err}")
+        };
         assert_eq!(line, 3);
         assert!(snippet.contains("domain"), "{snippet}");
     }
@@ -357,12 +431,24 @@ mod tests {
     #[test]
     fn non_utf8_is_refused_with_position() {
         let err = parse_documents(b"kind: x\nname: \xff\n").unwrap_err();
-        assert!(matches!(err, ReadError::NotUtf8 { line: 2, column: 7, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ReadError::NotUtf8 {
+                    line: 2,
+                    column: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_fields_inside_interfaces_are_kept() {
-        let v = vms("kind: VirtualMachineInstance\nspec:\n  domain:\n    devices:\n      interfaces: [{name: a, bridge: {}, colour: red}]\n");
+        let v = vms(
+            "kind: VirtualMachineInstance\nspec:\n  domain:\n    devices:\n      interfaces: [{name: a, bridge: {}, colour: red}]\n",
+        );
         assert!(v[0].interfaces()[0].unknown.contains_key("colour"));
     }
 }

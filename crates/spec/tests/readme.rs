@@ -4,8 +4,12 @@ use netbind_spec::validate::RULES;
 
 #[test]
 fn readme_lists_every_rule_and_no_other() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let after = readme.split("## Validation rules").nth(1).expect("README has a Validation rules section");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let after = readme
+        .split("## Validation rules")
+        .nth(1)
+        .expect("README has a Validation rules section");
     let section = after.split("\n## ").next().unwrap_or(after);
     let listed: Vec<&str> = section
         .lines()
@@ -15,6 +19,9 @@ fn readme_lists_every_rule_and_no_other() {
         assert!(listed.contains(id), "README does not list rule {id}");
     }
     for id in &listed {
-        assert!(RULES.iter().any(|(r, _)| r == id), "README lists {id}, which is no rule");
+        assert!(
+            RULES.iter().any(|(r, _)| r == id),
+            "README lists {id}, which is no rule"
+        );
     }
 }

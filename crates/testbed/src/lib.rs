@@ -59,8 +59,8 @@ pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResu
 pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, GuestOptions, parse_results};
 pub use netns::{Netns, Process, SYSCTLS, Snapshot};
 pub use pod::{
-    CLUSTER_NETWORK, MacvtapNet, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind, SecondaryNet,
-    kernel_supports_bridge_vlans,
+    CLUSTER_NETWORK, MacvtapNet, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind,
+    SecondaryNet, kernel_supports_bridge_vlans,
 };
 
 /// Everything that can fail in the test bed. Its `Debug` is the message and its causes, so

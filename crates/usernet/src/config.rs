@@ -102,15 +102,23 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 pub fn format_mac(m: [u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 impl EngineConfig {
     /// From the plan. `dns_upstream` is left for the caller (resolv.conf of the namespace
     /// the engine runs in); by default the advertised resolvers themselves.
     pub fn from_usernet(u: &UsernetConfig) -> Result<EngineConfig, ConfigError> {
-        let guest_mac = Some(parse_mac(&u.guest_mac).ok_or_else(|| ConfigError::GuestMac(u.guest_mac.clone()))?);
-        let mtu = u16::try_from(u.mtu).ok().filter(|m| (1280..=MAX_MTU).contains(m)).ok_or(ConfigError::Mtu(u.mtu))?;
+        let guest_mac = Some(
+            parse_mac(&u.guest_mac).ok_or_else(|| ConfigError::GuestMac(u.guest_mac.clone()))?,
+        );
+        let mtu = u16::try_from(u.mtu)
+            .ok()
+            .filter(|m| (1280..=MAX_MTU).contains(m))
+            .ok_or(ConfigError::Mtu(u.mtu))?;
         let guest4 = u.guest_addresses.iter().find_map(|a| match a {
             IpNet::V4(n) => Some(*n),
             IpNet::V6(_) => None,
@@ -169,7 +177,10 @@ impl EngineConfig {
         if self.gateway4.is_none()
             && let Some(n) = self.guest4
         {
-            self.gateway4 = n.hosts().find(|h| *h != n.addr()).or(Some(Ipv4Addr::new(169, 254, 1, 1)));
+            self.gateway4 = n
+                .hosts()
+                .find(|h| *h != n.addr())
+                .or(Some(Ipv4Addr::new(169, 254, 1, 1)));
         }
         if self.gateway6.is_none() && self.guest6.is_some() {
             self.gateway6 = Some(ENGINE_LINK_LOCAL);
@@ -192,8 +203,14 @@ impl EngineConfig {
         } else {
             // A /32 pod address (Calico and the like): the gateway is on-link by route.
             vec![
-                ClasslessRoute { destination: Ipv4Net::new(router, 32).ok()?, gateway: Ipv4Addr::UNSPECIFIED },
-                ClasslessRoute { destination: Ipv4Net::default(), gateway: router },
+                ClasslessRoute {
+                    destination: Ipv4Net::new(router, 32).ok()?,
+                    gateway: Ipv4Addr::UNSPECIFIED,
+                },
+                ClasslessRoute {
+                    destination: Ipv4Net::default(),
+                    gateway: router,
+                },
             ]
         };
         Some(Dhcp4Config {
@@ -203,10 +220,14 @@ impl EngineConfig {
             address,
             router: Some(router),
             classless_routes,
-            dns: self.dns.iter().filter_map(|a| match a {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
-            }).collect(),
+            dns: self
+                .dns
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
             search: self.search.clone(),
             domain_name: self.search.first().cloned(),
             hostname: self.hostname.clone(),
@@ -232,10 +253,13 @@ impl EngineConfig {
     }
 
     fn dns6(&self) -> Vec<Ipv6Addr> {
-        self.dns.iter().filter_map(|a| match a {
-            IpAddr::V6(a) => Some(*a),
-            IpAddr::V4(_) => None,
-        }).collect()
+        self.dns
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect()
     }
 
     /// Router advertisements: the pod's prefix on-link, addresses by DHCPv6 (managed),
@@ -267,7 +291,10 @@ mod tests {
         UsernetConfig {
             socket: "/run/x.sock".into(),
             guest_mac: "02:00:00:00:00:07".into(),
-            guest_addresses: vec!["10.244.1.5/32".parse().unwrap(), "fd00::5/128".parse().unwrap()],
+            guest_addresses: vec![
+                "10.244.1.5/32".parse().unwrap(),
+                "fd00::5/128".parse().unwrap(),
+            ],
             gateway4: Some("169.254.1.1".parse().unwrap()),
             gateway6: Some("fe80::1".parse().unwrap()),
             map_gateway_to_loopback: true,
@@ -283,21 +310,36 @@ mod tests {
     #[test]
     fn loopback_resolvers_are_advertised_as_the_gateway_and_kept_upstream() {
         let c = EngineConfig::from_usernet(&usernet()).unwrap();
-        assert_eq!(c.dns, vec!["10.96.0.10".parse::<IpAddr>().unwrap(), "169.254.1.1".parse().unwrap()]);
+        assert_eq!(
+            c.dns,
+            vec![
+                "10.96.0.10".parse::<IpAddr>().unwrap(),
+                "169.254.1.1".parse().unwrap()
+            ]
+        );
         assert_eq!(c.dns_upstream[1], "127.0.0.53:53".parse().unwrap());
     }
 
     #[test]
     fn slash32_pod_gets_the_gateway_by_classless_route() {
-        let d = EngineConfig::from_usernet(&usernet()).unwrap().dhcp4().unwrap();
+        let d = EngineConfig::from_usernet(&usernet())
+            .unwrap()
+            .dhcp4()
+            .unwrap();
         assert_eq!(d.classless_routes.len(), 2);
-        assert_eq!(d.classless_routes[1].gateway, "169.254.1.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            d.classless_routes[1].gateway,
+            "169.254.1.1".parse::<Ipv4Addr>().unwrap()
+        );
         assert_eq!(d.mtu, 65520);
     }
 
     #[test]
     fn ra_is_managed_not_slaac() {
-        let ra = EngineConfig::from_usernet(&usernet()).unwrap().ra().unwrap();
+        let ra = EngineConfig::from_usernet(&usernet())
+            .unwrap()
+            .ra()
+            .unwrap();
         assert!(ra.managed && !ra.autonomous);
         assert_eq!(ra.prefix.to_string(), "fd00::/64");
     }

@@ -22,17 +22,27 @@ use crate::frame::{GuestTx, IpPacket};
 impl<G: GuestTx> Engine<G> {
     pub(crate) fn dhcp4_from_guest(&mut self, pkt: &IpPacket<'_>, payload: &[u8]) {
         if self.dhcp4.is_none() {
-            let Some(mut cfg) = self.cfg.dhcp4() else { return };
+            let Some(mut cfg) = self.cfg.dhcp4() else {
+                return;
+            };
             if self.cfg.guest_mac.is_none() {
                 cfg.client_mac = format_mac(pkt.src_mac);
             }
             self.dhcp4 = Server4::new(cfg).ok();
         }
-        let Some(server) = self.dhcp4.as_mut() else { return };
-        let Ok(reply) = server.handle(payload) else { return };
+        let Some(server) = self.dhcp4.as_mut() else {
+            return;
+        };
+        let Ok(reply) = server.handle(payload) else {
+            return;
+        };
         let from = SocketAddr::new(IpAddr::V4(server.config().server_address), 67);
         let to = SocketAddr::new(IpAddr::V4(reply.destination), 68);
-        let mac = if reply.destination == Ipv4Addr::BROADCAST { [0xff; 6] } else { pkt.src_mac };
+        let mac = if reply.destination == Ipv4Addr::BROADCAST {
+            [0xff; 6]
+        } else {
+            pkt.src_mac
+        };
         if self.emit_udp(from, to, &reply.payload, Some(mac)) {
             self.counters.dhcp_replies += 1;
         }
@@ -40,15 +50,21 @@ impl<G: GuestTx> Engine<G> {
 
     pub(crate) fn dhcp6_from_guest(&mut self, pkt: &IpPacket<'_>, sport: u16, payload: &[u8]) {
         if self.dhcp6.is_none() || (self.cfg.guest_mac.is_none() && !self.dhcp6_mac_learned) {
-            let Some(mut cfg) = self.cfg.dhcp6() else { return };
+            let Some(mut cfg) = self.cfg.dhcp6() else {
+                return;
+            };
             if self.cfg.guest_mac.is_none() {
                 cfg.client_mac = format_mac(pkt.src_mac);
                 self.dhcp6_mac_learned = true;
             }
             self.dhcp6 = Some(Server6::new(cfg));
         }
-        let Some(server) = self.dhcp6.as_mut() else { return };
-        let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else { return };
+        let Some(server) = self.dhcp6.as_mut() else {
+            return;
+        };
+        let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else {
+            return;
+        };
         let from = SocketAddr::new(IpAddr::V6(ENGINE_LINK_LOCAL), 547);
         let to = SocketAddr::new(pkt.src, sport);
         if self.emit_udp(from, to, &reply.payload, Some(pkt.src_mac)) {

@@ -36,8 +36,8 @@ use crate::config::{ENGINE_LINK_LOCAL, ENGINE_MAC, EngineConfig};
 use crate::flow::{Flow, FlowTable};
 use crate::forward::Listener;
 use crate::frame::{
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GuestTx, IpPacket, Out, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-    PROTO_UDP, TxCounters,
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GuestTx, IpPacket, Out, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TxCounters,
 };
 use crate::pcap::Pcap;
 
@@ -210,11 +210,18 @@ impl<G: GuestTx> Engine<G> {
             h.write_u64(0x6e65_7462_696e_6400);
             h.finish() | 1
         };
-        let ra = cfg.ra().map(|r| netbind_dhcp::ra::advertisement(&r, ENGINE_MAC));
+        let ra = cfg
+            .ra()
+            .map(|r| netbind_dhcp::ra::advertisement(&r, ENGINE_MAC));
         let dhcp6 = cfg.dhcp6().map(Server6::new);
         let mut engine = Engine {
             flows: FlowTable::new(cfg.max_flows),
-            out: Out { guest, pcap: None, guest_mac: cfg.guest_mac.unwrap_or([0; 6]), counters: TxCounters::default() },
+            out: Out {
+                guest,
+                pcap: None,
+                guest_mac: cfg.guest_mac.unwrap_or([0; 6]),
+                counters: TxCounters::default(),
+            },
             registry,
             listeners: Vec::new(),
             dhcp4: None,
@@ -373,7 +380,9 @@ impl<G: GuestTx> Engine<G> {
     /// gateway mapping ([`Engine::map_outbound`]), which can be turned off.
     pub(crate) fn flow_destination_ok(&self, dst: IpAddr) -> bool {
         match dst.to_canonical() {
-            IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()),
+            IpAddr::V4(a) => {
+                !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+            }
             IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
         }
     }
@@ -433,8 +442,14 @@ impl<G: GuestTx> Engine<G> {
         Token(FIRST_TOKEN + ((index << 1) | 1))
     }
 
-    pub(crate) fn register_fd(&self, fd: std::os::fd::RawFd, token: Token, interest: Interest) -> std::io::Result<()> {
-        self.registry.register(&mut mio::unix::SourceFd(&fd), token, interest)
+    pub(crate) fn register_fd(
+        &self,
+        fd: std::os::fd::RawFd,
+        token: Token,
+        interest: Interest,
+    ) -> std::io::Result<()> {
+        self.registry
+            .register(&mut mio::unix::SourceFd(&fd), token, interest)
     }
 
     /// Removes a flow and closes its socket (a TCP socket closes gracefully). Closing
@@ -454,11 +469,18 @@ impl<G: GuestTx> Engine<G> {
 
     /// Socket readiness from the event loop.
     pub fn handle_event(&mut self, event: &mio::event::Event) {
-        self.socket_ready(event.token(), event.is_readable(), event.is_writable(), event.is_error() || event.is_read_closed());
+        self.socket_ready(
+            event.token(),
+            event.is_readable(),
+            event.is_writable(),
+            event.is_error() || event.is_read_closed(),
+        );
     }
 
     pub fn socket_ready(&mut self, token: Token, readable: bool, writable: bool, error: bool) {
-        let Some(n) = token.0.checked_sub(FIRST_TOKEN) else { return };
+        let Some(n) = token.0.checked_sub(FIRST_TOKEN) else {
+            return;
+        };
         if n & 1 == 1 {
             self.listener_ready(n >> 1);
             return;
@@ -505,7 +527,9 @@ impl<G: GuestTx> Engine<G> {
                 Some(Flow::Udp(u)) if now.saturating_duration_since(u.last) > self.cfg.udp_idle => {
                     self.remove_flow(slot);
                 }
-                Some(Flow::Ping(p)) if now.saturating_duration_since(p.last) > self.cfg.icmp_idle => {
+                Some(Flow::Ping(p))
+                    if now.saturating_duration_since(p.last) > self.cfg.icmp_idle =>
+                {
                     self.remove_flow(slot);
                 }
                 _ => {}

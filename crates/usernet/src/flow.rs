@@ -107,7 +107,11 @@ impl FlowTable {
 
     /// Slots in use (for timers and counters).
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(i, _)| i)
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i)
     }
 
     pub fn slot_count(&self) -> usize {

@@ -43,16 +43,26 @@ impl<G: GuestTx> Engine<G> {
         for (is_tcp, ports) in [(true, tcp), (false, udp)] {
             for port in ports {
                 for addr in &families {
-                    let listener = bind(*addr, port, is_tcp).map_err(|source| EngineError::Listen {
-                        proto: if is_tcp { "TCP" } else { "UDP" },
-                        port,
-                        addr: *addr,
-                        source,
-                    })?;
+                    let listener =
+                        bind(*addr, port, is_tcp).map_err(|source| EngineError::Listen {
+                            proto: if is_tcp { "TCP" } else { "UDP" },
+                            port,
+                            addr: *addr,
+                            source,
+                        })?;
                     let index = self.listeners.len();
-                    self.register_fd(listener.as_raw_fd(), Self::listener_token(index), Interest::READABLE)
-                        .map_err(EngineError::Register)?;
-                    self.listeners.push(Listener { sock: listener, tcp: is_tcp, port, v6: addr.is_ipv6() });
+                    self.register_fd(
+                        listener.as_raw_fd(),
+                        Self::listener_token(index),
+                        Interest::READABLE,
+                    )
+                    .map_err(EngineError::Register)?;
+                    self.listeners.push(Listener {
+                        sock: listener,
+                        tcp: is_tcp,
+                        port,
+                        v6: addr.is_ipv6(),
+                    });
                 }
             }
         }
@@ -74,7 +84,11 @@ impl<G: GuestTx> Engine<G> {
 }
 
 fn bind(addr: IpAddr, port: u16, tcp: bool) -> std::io::Result<Socket> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let ty = if tcp { Type::STREAM } else { Type::DGRAM };
     let sock = Socket::new(domain, ty.nonblocking().cloexec(), None)?;
     if addr.is_ipv6() {

@@ -87,7 +87,10 @@ pub struct MemTx {
 impl MemTx {
     /// A guest side that takes unfinished frames ([`TxMeta`]), as a tap with offloads.
     pub fn with_offloads() -> MemTx {
-        MemTx { offload: true, ..MemTx::default() }
+        MemTx {
+            offload: true,
+            ..MemTx::default()
+        }
     }
 }
 
@@ -135,13 +138,21 @@ pub struct Out<G> {
 impl<G: GuestTx> Out<G> {
     /// Builds one frame of at most `max_len` bytes with `build` (which gets the room and
     /// the guest's MAC and returns the frame length, 0 to send nothing) and sends it.
-    pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8], [u8; 6]) -> usize) -> bool {
+    pub fn emit(
+        &mut self,
+        max_len: usize,
+        build: impl FnOnce(&mut [u8], [u8; 6]) -> usize,
+    ) -> bool {
         self.emit_meta(max_len, |buf, mac| (build(buf, mac), TxMeta::default()))
     }
 
     /// As `emit`, for a frame the guest side finishes as `build` says (see [`TxMeta`];
     /// only when `guest.offloads()`). The pcap shows it unfinished, as tcpdump would.
-    pub fn emit_meta(&mut self, max_len: usize, build: impl FnOnce(&mut [u8], [u8; 6]) -> (usize, TxMeta)) -> bool {
+    pub fn emit_meta(
+        &mut self,
+        max_len: usize,
+        build: impl FnOnce(&mut [u8], [u8; 6]) -> (usize, TxMeta),
+    ) -> bool {
         let mac = self.guest_mac;
         let Some(buf) = self.guest.reserve(max_len) else {
             self.counters.dropped_full += 1;
@@ -173,7 +184,15 @@ pub fn ip_hlen(v6: bool) -> usize {
 
 /// Writes the Ethernet and IP headers of a packet `src → dst` carrying `l4_len` bytes of
 /// protocol `proto`; returns where the L4 header starts. `buf` must hold the whole frame.
-pub fn write_ip(buf: &mut [u8], dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, proto: u8, l4_len: usize, hop: u8) -> usize {
+pub fn write_ip(
+    buf: &mut [u8],
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4_len: usize,
+    hop: u8,
+) -> usize {
     buf[0..6].copy_from_slice(&dst_mac);
     buf[6..12].copy_from_slice(&ENGINE_MAC);
     match (src, dst) {
@@ -221,8 +240,15 @@ fn to_v6(a: IpAddr) -> Ipv6Addr {
 /// The checksum of an L4 segment (its checksum field zero) with the pseudo-header.
 pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
     let pseudo = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4.len() as u32),
-        _ => checksum::pseudo_header_v6(&to_v6(src), &to_v6(dst), IpProtocol::from(proto), l4.len() as u32),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4.len() as u32)
+        }
+        _ => checksum::pseudo_header_v6(
+            &to_v6(src),
+            &to_v6(dst),
+            IpProtocol::from(proto),
+            l4.len() as u32,
+        ),
     };
     !checksum::combine(&[pseudo, checksum::data(l4)])
 }
@@ -231,13 +257,27 @@ pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
 /// the receiver completes the checksum (a partial checksum, [`TxMeta::csum_start`]).
 pub fn pseudo_sum(src: IpAddr, dst: IpAddr, proto: u8, l4_len: usize) -> u16 {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4_len as u32),
-        _ => checksum::pseudo_header_v6(&to_v6(src), &to_v6(dst), IpProtocol::from(proto), l4_len as u32),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4_len as u32)
+        }
+        _ => checksum::pseudo_header_v6(
+            &to_v6(src),
+            &to_v6(dst),
+            IpProtocol::from(proto),
+            l4_len as u32,
+        ),
     }
 }
 
 /// Writes the checksum of the L4 segment starting at `buf[l4..]` at `l4 + field`.
-pub fn fill_l4_checksum(buf: &mut [u8], l4: usize, field: usize, src: IpAddr, dst: IpAddr, proto: u8) {
+pub fn fill_l4_checksum(
+    buf: &mut [u8],
+    l4: usize,
+    field: usize,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+) {
     buf[l4 + field..l4 + field + 2].copy_from_slice(&[0, 0]);
     let mut sum = l4_checksum(src, dst, proto, &buf[l4..]);
     if proto == PROTO_UDP && sum == 0 {

@@ -47,7 +47,9 @@ use std::io;
 
 use nix::libc;
 use nix::unistd::{Gid, Uid};
-use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HardenError {
@@ -86,7 +88,10 @@ pub struct Hardening {
 impl Hardening {
     /// The default of `netbind usernet`: seccomp on, same user.
     pub fn full() -> Hardening {
-        Hardening { seccomp: true, runas: None }
+        Hardening {
+            seccomp: true,
+            runas: None,
+        }
     }
 
     /// Parses `UID:GID`.
@@ -100,9 +105,13 @@ impl Hardening {
 /// Gives up privileges and installs the filter (see the module header for the order).
 pub fn lock_down(h: &Hardening) -> Result<(), HardenError> {
     crate::sys::set_no_new_privs().map_err(HardenError::NoNewPrivs)?;
-    let have_setpcap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
+    let have_setpcap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
+        .unwrap_or(false);
     if have_setpcap {
-        caps::clear(None, caps::CapSet::Bounding).map_err(|source| HardenError::Caps { set: "bounding", source })?;
+        caps::clear(None, caps::CapSet::Bounding).map_err(|source| HardenError::Caps {
+            set: "bounding",
+            source,
+        })?;
     }
     if let Some((uid, gid)) = h.runas {
         let err = |source| HardenError::RunAs { uid, gid, source };
@@ -130,19 +139,25 @@ pub fn lock_down(h: &Hardening) -> Result<(), HardenError> {
 /// code and constants, the libraries'): what start-up and configuration touched stops
 /// counting as resident; the loop faults back in what it uses. Best effort.
 pub fn release_startup_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
     let mut current: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         if let Some((range, rest)) = line.split_once(' ')
             && let Some((a, b)) = range.split_once('-')
-            && let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
         {
             let mut f = rest.split_whitespace();
             let perms = f.next().unwrap_or("");
             let path = f.nth(3).unwrap_or("");
             // Private, not writable, backed by a file (not [vdso], [stack], anonymous).
-            current = (perms.len() == 4 && !perms.contains('w') && perms.ends_with('p') && path.starts_with('/'))
-                .then_some((start, end));
+            current = (perms.len() == 4
+                && !perms.contains('w')
+                && perms.ends_with('p')
+                && path.starts_with('/'))
+            .then_some((start, end));
         } else if let Some(kb) = line.strip_prefix("Anonymous:")
             && let Some((start, end)) = current.take()
             && kb.trim() == "0 kB"
@@ -214,27 +229,55 @@ fn plain_syscalls() -> Vec<i64> {
         libc::SYS_tgkill,
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend([libc::SYS_epoll_wait, libc::SYS_poll, libc::SYS_rename, libc::SYS_dup]);
+    v.extend([
+        libc::SYS_epoll_wait,
+        libc::SYS_poll,
+        libc::SYS_rename,
+        libc::SYS_dup,
+    ]);
     v
 }
 
 fn arg_is(index: u8, value: u64) -> Result<SeccompRule, seccompiler::BackendError> {
-    SeccompRule::new(vec![SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)?])
+    SeccompRule::new(vec![SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        value,
+    )?])
 }
 
 /// The allowlist as a filter (see the module header).
 pub fn filter() -> Result<SeccompFilter, HardenError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = plain_syscalls().into_iter().map(|n| (n, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = plain_syscalls()
+        .into_iter()
+        .map(|n| (n, Vec::new()))
+        .collect();
     let build = || -> Result<(Vec<SeccompRule>, Vec<SeccompRule>), seccompiler::BackendError> {
-        let socket = vec![arg_is(0, libc::AF_INET as u64)?, arg_is(0, libc::AF_INET6 as u64)?];
-        let ioctl = vec![arg_is(1, libc::FIONBIO)?, arg_is(1, libc::FIONREAD)?, arg_is(1, libc::TIOCOUTQ)?];
+        let socket = vec![
+            arg_is(0, libc::AF_INET as u64)?,
+            arg_is(0, libc::AF_INET6 as u64)?,
+        ];
+        let ioctl = vec![
+            arg_is(1, libc::FIONBIO)?,
+            arg_is(1, libc::FIONREAD)?,
+            arg_is(1, libc::TIOCOUTQ)?,
+        ];
         Ok((socket, ioctl))
     };
     let (socket, ioctl) = build().map_err(HardenError::Filter)?;
     rules.insert(libc::SYS_socket, socket);
     rules.insert(libc::SYS_ioctl, ioctl);
-    let arch = std::env::consts::ARCH.try_into().map_err(HardenError::Filter)?;
-    SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch).map_err(HardenError::Filter)
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(HardenError::Filter)?;
+    SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(HardenError::Filter)
 }
 
 /// Installs the allowlist on every thread of the process.
@@ -249,7 +292,10 @@ mod tests {
 
     #[test]
     fn runas_takes_two_numbers() {
-        assert_eq!(Hardening::parse_runas("65534:65534").unwrap(), (65534, 65534));
+        assert_eq!(
+            Hardening::parse_runas("65534:65534").unwrap(),
+            (65534, 65534)
+        );
         assert!(Hardening::parse_runas("nobody").is_err());
         assert!(Hardening::parse_runas("1:x").is_err());
     }

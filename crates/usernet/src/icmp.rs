@@ -70,7 +70,9 @@ impl Unreachable {
     pub fn from_io(e: &std::io::Error) -> Option<Unreachable> {
         match e.raw_os_error() {
             Some(nix::libc::ENETUNREACH) => Some(Unreachable::Net),
-            Some(nix::libc::EHOSTUNREACH) | Some(nix::libc::EADDRNOTAVAIL) => Some(Unreachable::Host),
+            Some(nix::libc::EHOSTUNREACH) | Some(nix::libc::EADDRNOTAVAIL) => {
+                Some(Unreachable::Host)
+            }
             Some(nix::libc::ECONNREFUSED) => Some(Unreachable::Port),
             Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => Some(Unreachable::Prohibited),
             _ => None,
@@ -107,8 +109,16 @@ impl<G: GuestTx> Engine<G> {
             return;
         }
         let id = u16::from_be_bytes([body[4], body[5]]);
-        let proto = if pkt.is_v6() { PROTO_ICMPV6 } else { PROTO_ICMP };
-        let key = FlowKey { proto, guest: SocketAddr::new(pkt.src, id), remote: SocketAddr::new(pkt.dst, 0) };
+        let proto = if pkt.is_v6() {
+            PROTO_ICMPV6
+        } else {
+            PROTO_ICMP
+        };
+        let key = FlowKey {
+            proto,
+            guest: SocketAddr::new(pkt.src, id),
+            remote: SocketAddr::new(pkt.dst, 0),
+        };
         let slot = match self.flows.lookup(&key) {
             Some(slot) => slot,
             None => match self.open_ping(key, pkt) {
@@ -149,10 +159,19 @@ impl<G: GuestTx> Engine<G> {
         }
         let fd = sock.as_raw_fd();
         let id = key.guest.port();
-        let flow = PingFlow { sock, guest: pkt.src, guest_id: id, remote: pkt.dst, last: self.now };
+        let flow = PingFlow {
+            sock,
+            guest: pkt.src,
+            guest_id: id,
+            remote: pkt.dst,
+            last: self.now,
+        };
         let slot_got = self.flows.insert(key, Flow::Ping(flow)).ok()?;
         debug_assert_eq!(slot, slot_got);
-        if self.register_fd(fd, Self::flow_token(slot_got), Interest::READABLE).is_err() {
+        if self
+            .register_fd(fd, Self::flow_token(slot_got), Interest::READABLE)
+            .is_err()
+        {
             self.remove_flow(slot_got);
             return None;
         }
@@ -162,8 +181,15 @@ impl<G: GuestTx> Engine<G> {
 
     pub(crate) fn ping_ready(&mut self, slot: usize) {
         loop {
-            let Engine { flows, scratch, out, .. } = self;
-            let Some(Flow::Ping(p)) = flows.get_mut(slot) else { return };
+            let Engine {
+                flows,
+                scratch,
+                out,
+                ..
+            } = self;
+            let Some(Flow::Ping(p)) = flows.get_mut(slot) else {
+                return;
+            };
             let n = match recv_into(&p.sock, scratch) {
                 Ok(n) => n,
                 Err(_) => return,
@@ -195,7 +221,13 @@ impl<G: GuestTx> Engine<G> {
 
     /// An ICMP(v6) destination unreachable from `from` to the guest address `to`,
     /// quoting `quote` (the offending IP packet, cut to fit).
-    pub(crate) fn send_unreachable(&mut self, kind: Unreachable, from: IpAddr, to: IpAddr, quote: &[u8]) {
+    pub(crate) fn send_unreachable(
+        &mut self,
+        kind: Unreachable,
+        from: IpAddr,
+        to: IpAddr,
+        quote: &[u8],
+    ) {
         let v6 = to.is_ipv6();
         if from.is_ipv6() != v6 {
             return;
@@ -224,7 +256,14 @@ impl<G: GuestTx> Engine<G> {
 
     /// Like [`Engine::send_unreachable`] for a flow whose packet is gone: quotes an IP
     /// header `guest → remote` and the first 8 bytes of its L4 header.
-    pub(crate) fn send_unreachable_for(&mut self, kind: Unreachable, proto: u8, guest: SocketAddr, remote: SocketAddr, l4_first8: [u8; 8]) {
+    pub(crate) fn send_unreachable_for(
+        &mut self,
+        kind: Unreachable,
+        proto: u8,
+        guest: SocketAddr,
+        remote: SocketAddr,
+        l4_first8: [u8; 8],
+    ) {
         let mut q = [0u8; 14 + 40 + 8];
         let l4 = write_ip(&mut q, [0; 6], guest.ip(), remote.ip(), proto, 8, 64);
         q[l4..l4 + 8].copy_from_slice(&l4_first8);
@@ -240,7 +279,10 @@ pub(crate) fn recv_into(sock: &Socket, buf: &mut [u8]) -> std::io::Result<usize>
 }
 
 /// `recv_from` into an initialised buffer.
-pub(crate) fn recv_from_into(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(usize, Option<SocketAddr>)> {
+pub(crate) fn recv_from_into(
+    sock: &Socket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<SocketAddr>)> {
     let fd = std::os::fd::AsFd::as_fd(sock);
     match nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd(), buf) {
         Ok((n, addr)) => {

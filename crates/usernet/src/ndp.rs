@@ -29,12 +29,23 @@ impl<G: GuestTx> Engine<G> {
         let mut t = [0u8; 16];
         t.copy_from_slice(&body[8..24]);
         let target = Ipv6Addr::from(t);
-        if src.is_unspecified() || target.is_multicast() || self.cfg.is_guest_addr(IpAddr::V6(target)) {
+        if src.is_unspecified()
+            || target.is_multicast()
+            || self.cfg.is_guest_addr(IpAddr::V6(target))
+        {
             return;
         }
         let mac = pkt.src_mac;
         let sent = self.out.emit(14 + 40 + 32, |buf, _| {
-            let l4 = write_ip(buf, mac, IpAddr::V6(target), IpAddr::V6(src), PROTO_ICMPV6, 32, 255);
+            let l4 = write_ip(
+                buf,
+                mac,
+                IpAddr::V6(target),
+                IpAddr::V6(src),
+                PROTO_ICMPV6,
+                32,
+                255,
+            );
             let na = &mut buf[l4..l4 + 32];
             na.fill(0);
             na[0] = ICMPV6_NA;
@@ -43,7 +54,14 @@ impl<G: GuestTx> Engine<G> {
             na[24] = 2; // target link-layer address
             na[25] = 1;
             na[26..32].copy_from_slice(&ENGINE_MAC);
-            fill_l4_checksum(buf, l4, 2, IpAddr::V6(target), IpAddr::V6(src), PROTO_ICMPV6);
+            fill_l4_checksum(
+                buf,
+                l4,
+                2,
+                IpAddr::V6(target),
+                IpAddr::V6(src),
+                PROTO_ICMPV6,
+            );
             l4 + 32
         });
         if sent {
@@ -57,9 +75,24 @@ impl<G: GuestTx> Engine<G> {
         let (dst, mac) = to.unwrap_or((Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ALL_NODES_MAC));
         let len = ra.len();
         let sent = self.out.emit(14 + 40 + len, |buf, _| {
-            let l4 = write_ip(buf, mac, IpAddr::V6(ENGINE_LINK_LOCAL), IpAddr::V6(dst), PROTO_ICMPV6, len, 255);
+            let l4 = write_ip(
+                buf,
+                mac,
+                IpAddr::V6(ENGINE_LINK_LOCAL),
+                IpAddr::V6(dst),
+                PROTO_ICMPV6,
+                len,
+                255,
+            );
             buf[l4..l4 + len].copy_from_slice(ra);
-            fill_l4_checksum(buf, l4, 2, IpAddr::V6(ENGINE_LINK_LOCAL), IpAddr::V6(dst), PROTO_ICMPV6);
+            fill_l4_checksum(
+                buf,
+                l4,
+                2,
+                IpAddr::V6(ENGINE_LINK_LOCAL),
+                IpAddr::V6(dst),
+                PROTO_ICMPV6,
+            );
             l4 + len
         });
         if sent {

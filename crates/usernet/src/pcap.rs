@@ -25,7 +25,10 @@ pub struct Pcap {
 
 impl Pcap {
     pub fn create(path: &Path) -> Result<Pcap, PcapError> {
-        let err = |source| PcapError::Create { path: path.display().to_string(), source };
+        let err = |source| PcapError::Create {
+            path: path.display().to_string(),
+            source,
+        };
         let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(err)?);
         let mut header = [0u8; 24];
         header[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
@@ -39,14 +42,20 @@ impl Pcap {
 
     pub fn record(&mut self, frame: &[u8]) {
         let Some(out) = self.out.as_mut() else { return };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let caplen = frame.len().min(65535) as u32;
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&(now.as_secs() as u32).to_le_bytes());
         h[4..8].copy_from_slice(&now.subsec_micros().to_le_bytes());
         h[8..12].copy_from_slice(&caplen.to_le_bytes());
         h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        if out.write_all(&h).and_then(|_| out.write_all(&frame[..caplen as usize])).is_err() {
+        if out
+            .write_all(&h)
+            .and_then(|_| out.write_all(&frame[..caplen as usize]))
+            .is_err()
+        {
             self.out = None;
         }
     }

@@ -29,7 +29,9 @@ impl std::fmt::Debug for PortSet {
 
 impl Default for PortSet {
     fn default() -> Self {
-        PortSet { bits: Box::new([0; 1024]) }
+        PortSet {
+            bits: Box::new([0; 1024]),
+        }
     }
 }
 
@@ -92,8 +94,17 @@ impl PortSet {
                     (&mut include, item)
                 }
             };
-            let bad = || PortSpecError::Item { spec: spec.into(), item: item.into() };
-            let port = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+            let bad = || PortSpecError::Item {
+                spec: spec.into(),
+                item: item.into(),
+            };
+            let port = |s: &str| {
+                s.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(bad)
+            };
             let (from, to) = match body.split_once('-') {
                 Some((a, b)) => (port(a)?, port(b)?),
                 None => {
@@ -102,7 +113,10 @@ impl PortSet {
                 }
             };
             if from > to {
-                return Err(PortSpecError::Backwards { spec: spec.into(), item: item.into() });
+                return Err(PortSpecError::Backwards {
+                    spec: spec.into(),
+                    item: item.into(),
+                });
             }
             target.insert_range(from, to);
         }
@@ -170,8 +184,13 @@ mod tests {
 
     #[test]
     fn plan_forward_converts() {
-        let s = PortSet::from_forward(&PortForward::All { exclude: vec![15000] });
+        let s = PortSet::from_forward(&PortForward::All {
+            exclude: vec![15000],
+        });
         assert!(!s.contains(15000) && s.contains(1));
-        assert_eq!(PortSet::from_forward(&PortForward::Ports { ports: vec![80] }).len(), 1);
+        assert_eq!(
+            PortSet::from_forward(&PortForward::Ports { ports: vec![80] }).len(),
+            1
+        );
     }
 }

@@ -87,7 +87,10 @@ fn write_stats(path: &Path, counters: &Counters) {
 
 /// Binds the unix socket (removing a stale one, creating the directory).
 pub fn listen_unix(path: &Path) -> Result<UnixListener, AttachError> {
-    let err = |source| AttachError::Listen { path: path.display().to_string(), source };
+    let err = |source| AttachError::Listen {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -102,7 +105,9 @@ pub fn listen_unix(path: &Path) -> Result<UnixListener, AttachError> {
 }
 
 fn is_socket(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK).unwrap_or(false)
+    nix::sys::stat::fstat(fd)
+        .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK)
+        .unwrap_or(false)
 }
 
 /// Runs the engine until stopped; returns the final counters.
@@ -113,9 +118,15 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     let (side, mut reader, mut guest_fd): (GuestSide, GuestReader, Option<i32>) = match attach {
         Attach::Socket(path) => {
             let l = listen_unix(&path)?;
-            registry.register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE).map_err(RunError::Poll)?;
+            registry
+                .register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)
+                .map_err(RunError::Poll)?;
             listener = Some(l);
-            (GuestSide::Stream(StreamTx::new()), GuestReader::Stream(StreamRx::new()), None)
+            (
+                GuestSide::Stream(StreamTx::new()),
+                GuestReader::Stream(StreamRx::new()),
+                None,
+            )
         }
         Attach::Fd(fd) if is_socket(&fd) => {
             let stream = UnixStream::from(fd);
@@ -128,16 +139,31 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
             (GuestSide::Stream(tx), GuestReader::Stream(rx), Some(raw))
         }
         Attach::Tap(fd) | Attach::Fd(fd) => {
-            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_RDWR))
-                .map_err(|e| RunError::Poll(e.into()))?;
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFL(
+                    nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_RDWR,
+                ),
+            )
+            .map_err(|e| RunError::Poll(e.into()))?;
             let raw = fd.as_raw_fd();
             let dup = fd.try_clone().map_err(RunError::Poll)?;
             let vnet = crate::sys::tun_has_vnet_hdr(std::os::fd::AsFd::as_fd(&fd));
-            (GuestSide::Tap(TapTx::new(fd, vnet)), GuestReader::Tap(TapRx::new(dup, vnet)), Some(raw))
+            (
+                GuestSide::Tap(TapTx::new(fd, vnet)),
+                GuestReader::Tap(TapRx::new(dup, vnet)),
+                Some(raw),
+            )
         }
     };
     if let Some(raw) = guest_fd {
-        registry.register(&mut SourceFd(&raw), GUEST, Interest::READABLE | Interest::WRITABLE).map_err(RunError::Poll)?;
+        registry
+            .register(
+                &mut SourceFd(&raw),
+                GUEST,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(RunError::Poll)?;
     }
     let pcap = opts.pcap.as_deref().map(Pcap::create).transpose()?;
     let mut engine = Engine::new(cfg, side, registry)?;
@@ -152,7 +178,8 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         set.add(Signal::SIGINT);
         set.add(Signal::SIGTERM);
         set.thread_block().map_err(RunError::Signals)?;
-        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(RunError::Signals)?;
+        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(RunError::Signals)?;
         poll.registry()
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
@@ -173,7 +200,11 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         write_stats(p, &engine.counters());
     }
     'outer: while !opts.stop.load(Ordering::Relaxed) {
-        let wait = if engine.acks_delayed() { crate::engine::DELACK_WAIT } else { TICK };
+        let wait = if engine.acks_delayed() {
+            crate::engine::DELACK_WAIT
+        } else {
+            TICK
+        };
         if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != io::ErrorKind::Interrupted
         {
@@ -185,7 +216,12 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                 GUEST => {
                     if event.is_writable() {
                         if !engine.guest_mut().flush() {
-                            if disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+                            if disconnect(
+                                &mut engine,
+                                &mut reader,
+                                &mut guest_fd,
+                                listener.is_some(),
+                            ) {
                                 break 'outer;
                             }
                             continue;
@@ -205,7 +241,14 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                             }
                         }
                         engine.flush();
-                        if closed && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+                        if closed
+                            && disconnect(
+                                &mut engine,
+                                &mut reader,
+                                &mut guest_fd,
+                                listener.is_some(),
+                            )
+                        {
                             break 'outer;
                         }
                     }
@@ -219,7 +262,9 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                         if let Some(old) = guest_fd.take() {
                             let _ = engine_registry_deregister(&poll, old);
                         }
-                        let Ok(rx_conn) = conn.try_clone() else { continue };
+                        let Ok(rx_conn) = conn.try_clone() else {
+                            continue;
+                        };
                         let raw = conn.as_raw_fd();
                         if let GuestReader::Stream(rx) = &mut reader {
                             rx.set_conn(Some(rx_conn));
@@ -227,7 +272,15 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                         if let GuestSide::Stream(tx) = engine.guest_mut() {
                             tx.set_conn(Some(conn));
                         }
-                        if poll.registry().register(&mut SourceFd(&raw), GUEST, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                        if poll
+                            .registry()
+                            .register(
+                                &mut SourceFd(&raw),
+                                GUEST,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .is_ok()
+                        {
                             guest_fd = Some(raw);
                             engine.guest_connected();
                         }
@@ -262,7 +315,10 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
             write_stats(p, &engine.counters());
             last_stats = now;
         }
-        if guest_fd.is_some() && !engine.guest_mut().flush() && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some()) {
+        if guest_fd.is_some()
+            && !engine.guest_mut().flush()
+            && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some())
+        {
             break;
         }
     }
@@ -278,7 +334,12 @@ fn engine_registry_deregister(poll: &Poll, fd: i32) -> io::Result<()> {
 }
 
 /// The guest went away. Returns true when the loop should end (no listener to wait on).
-fn disconnect(engine: &mut Engine<GuestSide>, reader: &mut GuestReader, guest_fd: &mut Option<i32>, can_wait: bool) -> bool {
+fn disconnect(
+    engine: &mut Engine<GuestSide>,
+    reader: &mut GuestReader,
+    guest_fd: &mut Option<i32>,
+    can_wait: bool,
+) -> bool {
     if !can_wait {
         return true;
     }

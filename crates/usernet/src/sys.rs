@@ -35,7 +35,11 @@ pub fn set_peek_off(fd: BorrowedFd<'_>, offset: i32) -> io::Result<()> {
             size_of::<i32>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Drops up to `len` bytes from the head of a TCP socket's receive queue, without copying.
@@ -50,7 +54,11 @@ pub fn recv_discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
             libc::MSG_TRUNC | libc::MSG_DONTWAIT,
         )
     };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc as usize) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
 }
 
 /// A socket's send buffer and the memory queued in it (`SO_MEMINFO`): `(sndbuf, queued)`.
@@ -60,18 +68,31 @@ pub fn send_memory(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     // SAFETY: the kernel writes at most `len` bytes into `info`, which is that long, and
     // stores the length it wrote into `len`.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &raw mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((info[libc::SK_MEMINFO_SNDBUF as usize], info[libc::SK_MEMINFO_WMEM_QUEUED as usize]))
+    Ok((
+        info[libc::SK_MEMINFO_SNDBUF as usize],
+        info[libc::SK_MEMINFO_WMEM_QUEUED as usize],
+    ))
 }
 
 /// Whether `fd` is writable right now; when it is not, the kernel will wake the event
 /// loop (`EPOLLOUT`) once it is.
 pub fn writable_or_arm(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
     // SAFETY: one pollfd, valid for the call; a zero timeout never blocks.
     let rc = unsafe { libc::poll(&raw mut p, 1, 0) };
     rc > 0 && p.revents & libc::POLLOUT != 0
@@ -81,7 +102,10 @@ pub fn writable_or_arm(fd: BorrowedFd<'_>) -> bool {
 /// and with a virtio-net header before each frame when `vnet_hdr` is set.
 pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str, vnet_hdr: bool) -> io::Result<()> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
     }
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -95,7 +119,11 @@ pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str, vnet_hdr: bool) -> io::Result
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads (and may write back the name into) one ifreq, which `req` is.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &raw mut req) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether an open tun/tap descriptor carries a virtio-net header (`IFF_VNET_HDR`);
@@ -115,7 +143,11 @@ pub fn tun_has_vnet_hdr(fd: BorrowedFd<'_>) -> bool {
 pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int), no pointer.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Owns descriptor `n`, inherited from the parent process for this one to use.
@@ -123,7 +155,10 @@ pub fn take_inherited_fd(n: std::os::fd::RawFd) -> io::Result<std::os::fd::Owned
     use std::os::fd::FromRawFd;
     // SAFETY: F_GETFD only reads the descriptor flags of number `n`, whatever it is.
     if n < 0 || unsafe { libc::fcntl(n, libc::F_GETFD) } < 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {n} is not open")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {n} is not open"),
+        ));
     }
     // SAFETY: `n` is open (checked above) and was handed to this process to own
     // (`--fd N`); nothing else in the process refers to it.
@@ -134,7 +169,11 @@ pub fn take_inherited_fd(n: std::os::fd::RawFd) -> io::Result<std::os::fd::Owned
 pub fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Drops the page-table entries of `[start, start + len)`, a private, read-only file

@@ -27,7 +27,9 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::engine::Engine;
 use crate::flow::{Flow, FlowKey};
-use crate::frame::{ETH_HLEN, GuestTx, IpPacket, PROTO_UDP, UDP_HLEN, fill_l4_checksum, ip_hlen, write_ip};
+use crate::frame::{
+    ETH_HLEN, GuestTx, IpPacket, PROTO_UDP, UDP_HLEN, fill_l4_checksum, ip_hlen, write_ip,
+};
 use crate::icmp::{Unreachable, recv_from_into, recv_into};
 
 pub struct UdpFlow {
@@ -41,7 +43,13 @@ pub struct UdpFlow {
 }
 
 /// Writes a whole UDP frame `from → to`; returns its length.
-pub(crate) fn write_udp(buf: &mut [u8], mac: [u8; 6], from: SocketAddr, to: SocketAddr, payload: &[u8]) -> usize {
+pub(crate) fn write_udp(
+    buf: &mut [u8],
+    mac: [u8; 6],
+    from: SocketAddr,
+    to: SocketAddr,
+    payload: &[u8],
+) -> usize {
     let len = UDP_HLEN + payload.len();
     let l4 = write_ip(buf, mac, from.ip(), to.ip(), PROTO_UDP, len, 64);
     buf[l4..l4 + 2].copy_from_slice(&from.port().to_be_bytes());
@@ -54,13 +62,21 @@ pub(crate) fn write_udp(buf: &mut [u8], mac: [u8; 6], from: SocketAddr, to: Sock
 
 impl<G: GuestTx> Engine<G> {
     /// Sends one datagram to the guest (`mac` overrides the destination MAC).
-    pub(crate) fn emit_udp(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8], mac: Option<[u8; 6]>) -> bool {
+    pub(crate) fn emit_udp(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        payload: &[u8],
+        mac: Option<[u8; 6]>,
+    ) -> bool {
         let v6 = to.is_ipv6();
         let total = ETH_HLEN + ip_hlen(v6) + UDP_HLEN + payload.len();
         if total > ETH_HLEN + usize::from(self.cfg.mtu) {
             return false;
         }
-        self.out.emit(total, |buf, guest_mac| write_udp(buf, mac.unwrap_or(guest_mac), from, to, payload))
+        self.out.emit(total, |buf, guest_mac| {
+            write_udp(buf, mac.unwrap_or(guest_mac), from, to, payload)
+        })
     }
 
     pub(crate) fn udp_from_guest(&mut self, pkt: &IpPacket<'_>) {
@@ -83,7 +99,11 @@ impl<G: GuestTx> Engine<G> {
         if !self.flow_destination_ok(pkt.dst) || dport == 0 {
             return;
         }
-        let key = FlowKey { proto: PROTO_UDP, guest: SocketAddr::new(pkt.src, sport), remote: SocketAddr::new(pkt.dst, dport) };
+        let key = FlowKey {
+            proto: PROTO_UDP,
+            guest: SocketAddr::new(pkt.src, sport),
+            remote: SocketAddr::new(pkt.dst, dport),
+        };
         let slot = match self.flows.lookup(&key) {
             Some(s) => s,
             None => match self.open_udp(key, pkt) {
@@ -92,8 +112,15 @@ impl<G: GuestTx> Engine<G> {
             },
         };
         let now = self.now;
-        let Engine { flows, listeners, counters, .. } = self;
-        let Some(Flow::Udp(f)) = flows.get_mut(slot) else { return };
+        let Engine {
+            flows,
+            listeners,
+            counters,
+            ..
+        } = self;
+        let Some(Flow::Udp(f)) = flows.get_mut(slot) else {
+            return;
+        };
         f.last = now;
         let result = match (&f.sock, f.via_listener) {
             (Some(sock), _) => sock.send(data),
@@ -120,7 +147,12 @@ impl<G: GuestTx> Engine<G> {
             return None;
         }
         let target = self.map_outbound(key.remote.ip(), key.remote.port(), true);
-        let sock = Socket::new(Domain::for_address(target), Type::DGRAM.nonblocking().cloexec(), None).ok()?;
+        let sock = Socket::new(
+            Domain::for_address(target),
+            Type::DGRAM.nonblocking().cloexec(),
+            None,
+        )
+        .ok()?;
         if let Err(e) = sock.connect(&SockAddr::from(target)) {
             if let Some(kind) = Unreachable::from_io(&e) {
                 self.send_unreachable(kind, pkt.dst, pkt.src, pkt.packet);
@@ -128,9 +160,18 @@ impl<G: GuestTx> Engine<G> {
             return None;
         }
         let fd = sock.as_raw_fd();
-        let flow = UdpFlow { sock: Some(sock), via_listener: None, guest: key.guest, remote: key.remote, last: self.now };
+        let flow = UdpFlow {
+            sock: Some(sock),
+            via_listener: None,
+            guest: key.guest,
+            remote: key.remote,
+            last: self.now,
+        };
         let slot = self.flows.insert(key, Flow::Udp(flow)).ok()?;
-        if self.register_fd(fd, Self::flow_token(slot), Interest::READABLE).is_err() {
+        if self
+            .register_fd(fd, Self::flow_token(slot), Interest::READABLE)
+            .is_err()
+        {
             self.remove_flow(slot);
             return None;
         }
@@ -141,7 +182,9 @@ impl<G: GuestTx> Engine<G> {
     pub(crate) fn udp_ready(&mut self, slot: usize) {
         loop {
             let Engine { flows, scratch, .. } = self;
-            let Some(Flow::Udp(f)) = flows.get_mut(slot) else { return };
+            let Some(Flow::Udp(f)) = flows.get_mut(slot) else {
+                return;
+            };
             let Some(sock) = f.sock.as_ref() else { return };
             let (guest, remote) = (f.guest, f.remote);
             match recv_into(sock, scratch) {
@@ -157,7 +200,8 @@ impl<G: GuestTx> Engine<G> {
                     if total > ETH_HLEN + usize::from(self.cfg.mtu) {
                         continue;
                     }
-                    self.out.emit(total, |buf, mac| write_udp(buf, mac, remote, guest, data));
+                    self.out
+                        .emit(total, |buf, mac| write_udp(buf, mac, remote, guest, data));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -177,18 +221,28 @@ impl<G: GuestTx> Engine<G> {
     /// Datagrams on an inbound UDP listener.
     pub(crate) fn udp_listener_ready(&mut self, index: usize) {
         loop {
-            let Some(listener) = self.listeners.get(index) else { return };
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             let (port, v6) = (listener.port, listener.v6);
             let (n, peer) = match recv_from_into(&listener.sock, &mut self.scratch) {
                 Ok((n, Some(peer))) => (n, peer),
                 Ok((_, None)) => continue,
                 Err(_) => return,
             };
-            let Some(guest_ip) = self.guest_addr(v6) else { continue };
-            let Some(seen) = self.map_inbound(peer.ip()) else { continue };
+            let Some(guest_ip) = self.guest_addr(v6) else {
+                continue;
+            };
+            let Some(seen) = self.map_inbound(peer.ip()) else {
+                continue;
+            };
             let guest = SocketAddr::new(guest_ip, port);
             let remote = SocketAddr::new(seen, peer.port());
-            let key = FlowKey { proto: PROTO_UDP, guest, remote };
+            let key = FlowKey {
+                proto: PROTO_UDP,
+                guest,
+                remote,
+            };
             let now = self.now;
             match self.flows.lookup(&key) {
                 Some(slot) => {
@@ -197,7 +251,13 @@ impl<G: GuestTx> Engine<G> {
                     }
                 }
                 None => {
-                    let flow = UdpFlow { sock: None, via_listener: Some((index, peer)), guest, remote, last: now };
+                    let flow = UdpFlow {
+                        sock: None,
+                        via_listener: Some((index, peer)),
+                        guest,
+                        remote,
+                        last: now,
+                    };
                     if self.flows.insert(key, Flow::Udp(flow)).is_err() {
                         self.counters.refused_full += 1;
                         continue;

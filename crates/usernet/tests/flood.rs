@@ -38,7 +38,8 @@ fn rss_kib() -> u64 {
 /// past the backlog stay half-open (the kernel drops their SYNs and retries).
 fn black_hole() -> (Socket, u16) {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).unwrap();
+    s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
     s.listen(1).unwrap();
     let port = s.local_addr().unwrap().as_socket().unwrap().port();
     (s, port)
@@ -46,7 +47,11 @@ fn black_hole() -> (Socket, u16) {
 
 /// A port nobody listens on (connecting is refused).
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Where SYN number `i` goes: mostly the black hole (flows that stay), some closed ports
@@ -56,8 +61,29 @@ fn flood_target(i: u32, hole: u16, closed: u16) -> (SocketAddr, SocketAddr) {
     let guest_port = 1024 + (i % 60_000) as u16;
     match i % 8 {
         0 => (guest4(guest_port), gw4(closed)),
-        1 => (guest4(guest_port), SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 250) as u8 + 1)), 1 + (i % 65_000) as u16)),
-        2 => (guest6(guest_port), SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i % 250) as u16 + 1)), 1 + (i % 65_000) as u16)),
+        1 => (
+            guest4(guest_port),
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 250) as u8 + 1)),
+                1 + (i % 65_000) as u16,
+            ),
+        ),
+        2 => (
+            guest6(guest_port),
+            SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    (i % 250) as u16 + 1,
+                )),
+                1 + (i % 65_000) as u16,
+            ),
+        ),
         _ => (guest4(guest_port), gw4(hole)),
     }
 }
@@ -71,7 +97,11 @@ fn flood(h: &mut Harness, start: u32, n: u32, hole: u16, closed: u16) {
         if i % 1_000 == 0 {
             h.wakeup(Duration::ZERO);
             h.take_raw();
-            assert!(h.engine.flow_count() <= CAP, "{} flows past a cap of {CAP}", h.engine.flow_count());
+            assert!(
+                h.engine.flow_count() <= CAP,
+                "{} flows past a cap of {CAP}",
+                h.engine.flow_count()
+            );
         }
     }
     h.wakeup(Duration::ZERO);
@@ -96,7 +126,11 @@ fn reset_far_flows(h: &mut Harness, start: u32, n: u32, hole: u16, closed: u16) 
 fn drain(h: &mut Harness, within: Duration) {
     let end = Instant::now() + within;
     while h.engine.flow_count() > 0 {
-        assert!(Instant::now() < end, "{} flows left after {within:?}", h.engine.flow_count());
+        assert!(
+            Instant::now() < end,
+            "{} flows left after {within:?}",
+            h.engine.flow_count()
+        );
         h.pump(Duration::from_millis(50));
         h.take_raw();
     }
@@ -115,7 +149,9 @@ fn legitimate(h: &mut Harness, port: u16) {
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ping");
     s.write_all(b"pong").unwrap();
-    let d = h.expect("the reply", |g| g.proto == PROTO_TCP && g.tcp().dst_port == port && !g.tcp().payload.is_empty());
+    let d = h.expect("the reply", |g| {
+        g.proto == PROTO_TCP && g.tcp().dst_port == port && !g.tcp().payload.is_empty()
+    });
     assert_eq!(d.tcp().payload, b"pong");
     let rst = c.seg(RST, &[]);
     h.send(&rst);
@@ -136,8 +172,15 @@ fn a_syn_flood_stays_under_the_cap_is_refused_and_leaves_the_engine_working() {
     flood(&mut h, 0, SYNS, hole_port, closed);
     let c = h.engine.counters();
     // The black hole keeps the table (nearly) full; refused connections come and go.
-    assert!(h.engine.flow_count() > CAP * 9 / 10, "{} flows", h.engine.flow_count());
-    assert!(c.refused_full > u64::from(SYNS) / 2, "refused past the cap: {c}");
+    assert!(
+        h.engine.flow_count() > CAP * 9 / 10,
+        "{} flows",
+        h.engine.flow_count()
+    );
+    assert!(
+        c.refused_full > u64::from(SYNS) / 2,
+        "refused past the cap: {c}"
+    );
     assert!(c.rst_sent >= c.refused_full, "every refusal is an RST: {c}");
     assert!(c.rx_frames > u64::from(SYNS), "{c}");
     let after_first = rss_kib();
@@ -146,19 +189,44 @@ fn a_syn_flood_stays_under_the_cap_is_refused_and_leaves_the_engine_working() {
     // its epoll entry (kernel memory, not ours); 1,000 flows are well under 1 MiB. 8 MiB
     // leaves room for the allocator's arenas and the test's own frames; a flood-sized
     // growth (200,000 SYNs) would pass it many times over.
-    assert!(after_first.saturating_sub(before) < 8 * 1024, "RSS grew from {before} to {after_first} KiB");
+    assert!(
+        after_first.saturating_sub(before) < 8 * 1024,
+        "RSS grew from {before} to {after_first} KiB"
+    );
 
     // While the table is full, a legitimate SYN is refused too (the guest's own flood
     // fills its own table), with an RST.
     // (Topped up first: refused flows leave only when the loop runs, which it does not
     // between these frames.)
     for p in 0..(CAP - h.engine.flow_count()) as u16 {
-        h.send(&tcp_frame(guest4(62_000 + p), gw4(hole_port), 1, 0, SYN, 65535, &[], &[]));
+        h.send(&tcp_frame(
+            guest4(62_000 + p),
+            gw4(hole_port),
+            1,
+            0,
+            SYN,
+            65535,
+            &[],
+            &[],
+        ));
     }
     assert_eq!(h.engine.flow_count(), CAP);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    h.send(&tcp_frame(guest4(61_000), gw4(l.local_addr().unwrap().port()), 1, 0, SYN, 65535, &[], &[]));
-    let t = h.expect("RST at the cap", |g| g.proto == PROTO_TCP && g.tcp().dst_port == 61_000).tcp();
+    h.send(&tcp_frame(
+        guest4(61_000),
+        gw4(l.local_addr().unwrap().port()),
+        1,
+        0,
+        SYN,
+        65535,
+        &[],
+        &[],
+    ));
+    let t = h
+        .expect("RST at the cap", |g| {
+            g.proto == PROTO_TCP && g.tcp().dst_port == 61_000
+        })
+        .tcp();
     assert_ne!(t.flags & RST, 0);
     drop(l);
 
@@ -175,7 +243,10 @@ fn a_syn_flood_stays_under_the_cap_is_refused_and_leaves_the_engine_working() {
     flood(&mut h, SYNS, SYNS, hole_port, closed);
     let after_second = rss_kib();
     eprintln!("second SYN flood: RSS {mid} → {after_second} KiB");
-    assert!(after_second.saturating_sub(mid) < 1024, "a second flood grew RSS from {mid} to {after_second} KiB");
+    assert!(
+        after_second.saturating_sub(mid) < 1024,
+        "a second flood grew RSS from {mid} to {after_second} KiB"
+    );
     drop(hole);
     reset_far_flows(&mut h, SYNS, SYNS, hole_port, closed);
     drain(&mut h, Duration::from_secs(10));
@@ -232,7 +303,10 @@ fn fragments_and_malformed_frames_open_nothing_and_cost_nothing() {
     // are ordinary flows. The fragments themselves open nothing.
     assert!(h.engine.flow_count() <= 1 + c.tcp_opened as usize);
     let after = rss_kib();
-    assert!(after.saturating_sub(before) < 2 * 1024, "RSS grew from {before} to {after} KiB");
+    assert!(
+        after.saturating_sub(before) < 2 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
     drop(l);
     legitimate(&mut h, 31_002);
 }
@@ -256,7 +330,13 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
     let mut conns = Vec::new();
     let mut servers = Vec::new();
     for k in 0..TINY {
-        conns.push(connect(&mut h, guest4(32_100 + k as u16), gw4(port), 1, None));
+        conns.push(connect(
+            &mut h,
+            guest4(32_100 + k as u16),
+            gw4(port),
+            1,
+            None,
+        ));
     }
     for k in 0..TINY {
         let (mut s, _) = l.accept().unwrap();
@@ -266,7 +346,10 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
     let mut got = vec![0usize; TINY];
     let end = Instant::now() + Duration::from_secs(20);
     while got.iter().any(|&n| n < BYTES) {
-        assert!(Instant::now() < end, "tiny-MSS transfers stalled at {got:?}");
+        assert!(
+            Instant::now() < end,
+            "tiny-MSS transfers stalled at {got:?}"
+        );
         h.pump(Duration::from_millis(2));
         let mut frames = std::mem::take(&mut h.seen);
         frames.extend(h.take());
@@ -275,8 +358,17 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
                 continue;
             }
             let t = g.tcp();
-            let Some(k) = (t.dst_port as usize).checked_sub(32_100).filter(|&k| k < TINY) else { continue };
-            assert!(t.payload.len() <= 64, "a segment of {} bytes past the MSS", t.payload.len());
+            let Some(k) = (t.dst_port as usize)
+                .checked_sub(32_100)
+                .filter(|&k| k < TINY)
+            else {
+                continue;
+            };
+            assert!(
+                t.payload.len() <= 64,
+                "a segment of {} bytes past the MSS",
+                t.payload.len()
+            );
             let c = &mut conns[k];
             if t.seq == c.rcv_nxt && !t.payload.is_empty() {
                 assert!(t.payload.iter().all(|&b| b == k as u8));
@@ -290,10 +382,21 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
 
     // Zero windows: every connection closes its window while its server has data.
     for (k, c) in conns.iter().enumerate() {
-        h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, ACK, 0, &[], &[]));
+        h.send(&tcp_frame(
+            c.me,
+            c.peer,
+            c.snd_nxt,
+            c.rcv_nxt,
+            ACK,
+            0,
+            &[],
+            &[],
+        ));
         servers[k].write_all(&vec![0xee; BYTES]).unwrap();
     }
-    h.expect_none("data into a zero window", Duration::from_millis(200), |g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty());
+    h.expect_none("data into a zero window", Duration::from_millis(200), |g| {
+        g.proto == PROTO_TCP && !g.tcp().payload.is_empty()
+    });
     // Five simulated minutes of probes, each answered with the window still closed.
     let mut probes = 0;
     for step in 1..=300u64 {
@@ -303,11 +406,24 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
                 continue;
             }
             let t = g.tcp();
-            assert_eq!(t.flags & RST, 0, "a zero-window connection was reset after {step} s");
+            assert_eq!(
+                t.flags & RST,
+                0,
+                "a zero-window connection was reset after {step} s"
+            );
             assert!(t.payload.is_empty(), "data into a zero window");
             if let Some(c) = conns.iter().find(|c| c.me.port() == t.dst_port) {
                 probes += 1;
-                h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, ACK, 0, &[], &[]));
+                h.send(&tcp_frame(
+                    c.me,
+                    c.peer,
+                    c.snd_nxt,
+                    c.rcv_nxt,
+                    ACK,
+                    0,
+                    &[],
+                    &[],
+                ));
             }
         }
     }
@@ -317,10 +433,15 @@ fn tiny_mss_and_zero_window_guests_neither_stall_nor_grow_memory() {
     let c = &mut conns[0];
     let upd = c.seg(ACK, &[]);
     h.send(&upd);
-    let d = h.expect("data after the window opened", |g| g.proto == PROTO_TCP && g.tcp().dst_port == 32_100 && !g.tcp().payload.is_empty());
+    let d = h.expect("data after the window opened", |g| {
+        g.proto == PROTO_TCP && g.tcp().dst_port == 32_100 && !g.tcp().payload.is_empty()
+    });
     assert!(d.tcp().payload.iter().all(|&b| b == 0xee));
     let after = rss_kib();
-    assert!(after.saturating_sub(before) < 4 * 1024, "RSS grew from {before} to {after} KiB");
+    assert!(
+        after.saturating_sub(before) < 4 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
     for c in &mut conns {
         let r = c.seg(RST, &[]);
         h.send(&r);

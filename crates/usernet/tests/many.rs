@@ -51,8 +51,15 @@ impl Drop for Bed {
 }
 
 fn ok(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn enter(ns: &str) {
@@ -121,16 +128,25 @@ fn line(r: &mut BufReader<ChildStdout>) -> String {
 
 fn vm_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn stat(path: &std::path::Path, name: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn wait_stat(path: &std::path::Path, name: &str, want: impl Fn(u64) -> bool, within: Duration) -> u64 {
+fn wait_stat(
+    path: &std::path::Path,
+    name: &str,
+    want: impl Fn(u64) -> bool,
+    within: Duration,
+) -> u64 {
     let end = Instant::now() + within;
     loop {
         let v = stat(path, name);
@@ -144,7 +160,10 @@ fn wait_stat(path: &std::path::Path, name: &str, want: impl Fn(u64) -> bool, wit
 
 #[test]
 fn ten_thousand_connections_open_hold_and_close_without_leaking() {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root (namespaces, taps)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (namespaces, taps)"
+    );
     let id = std::process::id();
     let mut bed = Bed {
         a: format!("nbm-a-{id}"),
@@ -157,8 +176,19 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     ok(&["ip", "netns", "add", &bed.a]);
     ok(&["ip", "netns", "add", &bed.b]);
     ok(&["ip", "-n", &bed.a, "link", "set", "lo", "up"]);
-    ok(&["ip", "-n", &bed.a, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
-    ok(&["ip", "-n", &bed.a, "addr", "add", "10.78.0.2/24", "dev", "eth0"]);
+    ok(&[
+        "ip", "-n", &bed.a, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    ok(&[
+        "ip",
+        "-n",
+        &bed.a,
+        "addr",
+        "add",
+        "10.78.0.2/24",
+        "dev",
+        "eth0",
+    ]);
     ok(&["ip", "-n", &bed.a, "link", "set", "eth0", "up"]);
     ok(&["ip", "-n", &bed.a, "link", "set", "peer0", "up"]);
     ok(&["ip", "-n", &bed.b, "link", "set", "lo", "up"]);
@@ -176,7 +206,15 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     // engine's descriptors (RLIMIT_NOFILE is 20,000 here and cannot be raised), and its
     // VmRSS is the engine's.
     let mut server = Command::new("ip")
-        .args(["netns", "exec", &bed.a, "python3", "-c", SERVER, &PORT.to_string()])
+        .args([
+            "netns",
+            "exec",
+            &bed.a,
+            "python3",
+            "-c",
+            SERVER,
+            &PORT.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 server");
@@ -187,14 +225,29 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     let (a, stop, stats) = (bed.a.clone(), bed.stop.clone(), bed.stats.clone());
     bed.threads.push(std::thread::spawn(move || {
         enter(&a);
-        let opts = RunOptions { pcap: None, signals: false, stop, stats: Some(stats), harden: None };
+        let opts = RunOptions {
+            pcap: None,
+            signals: false,
+            stop,
+            stats: Some(stats),
+            harden: None,
+        };
         let counters = run(cfg, Attach::Tap(fd), opts).expect("engine");
         eprintln!("engine: {counters}");
     }));
     std::thread::sleep(Duration::from_millis(300));
 
     let mut client = Command::new("ip")
-        .args(["netns", "exec", &bed.b, "python3", "-c", CLIENT, "10.78.0.1", &PORT.to_string()])
+        .args([
+            "netns",
+            "exec",
+            &bed.b,
+            "python3",
+            "-c",
+            CLIENT,
+            "10.78.0.1",
+            &PORT.to_string(),
+        ])
         .args([CONNECTIONS.to_string(), BATCH.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -209,8 +262,16 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     let mut open = 0;
     while open < CONNECTIONS {
         let got = line(&mut from_client);
-        open = got.strip_prefix("OPEN ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("client said {got:?}"));
-        wait_stat(&bed.stats, "flows_now", |n| n as usize >= open, Duration::from_secs(10));
+        open = got
+            .strip_prefix("OPEN ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("client said {got:?}"));
+        wait_stat(
+            &bed.stats,
+            "flows_now",
+            |n| n as usize >= open,
+            Duration::from_secs(10),
+        );
         writeln!(to_client, "next").unwrap();
     }
     let opened_in = started.elapsed();
@@ -235,7 +296,13 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
     // entry (~100 bytes). 1 KiB per connection is three times that, and far below what a
     // per-flow buffer would cost (64 KiB × 10,000 = 640 MiB).
     let growth = rss_held.saturating_sub(rss_before);
-    assert!(growth < CONNECTIONS as u64, "VmRSS grew by {growth} KiB for {CONNECTIONS} connections");
+    assert!(
+        growth < CONNECTIONS as u64,
+        "VmRSS grew by {growth} KiB for {CONNECTIONS} connections"
+    );
     // After close nothing more is kept: at most what the allocator keeps for reuse.
-    assert!(rss_after <= rss_held + 1024, "VmRSS grew after close: {rss_held} → {rss_after} KiB");
+    assert!(
+        rss_after <= rss_held + 1024,
+        "VmRSS grew after close: {rss_held} → {rss_after} KiB"
+    );
 }

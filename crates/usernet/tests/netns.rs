@@ -43,12 +43,20 @@ impl Drop for Testbed {
 }
 
 fn sh(args: &[&str]) -> Output {
-    Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 fn ok(args: &[&str]) -> String {
     let out = sh(args);
-    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -93,7 +101,10 @@ fn dns_answer(q: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn setup() -> Testbed {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root (namespaces, taps)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (namespaces, taps)"
+    );
     let id = std::process::id();
     let tb = Testbed {
         a: format!("nbu-a-{id}"),
@@ -105,13 +116,36 @@ fn setup() -> Testbed {
     ok(&["ip", "netns", "add", &tb.a]);
     ok(&["ip", "netns", "add", &tb.b]);
     ok_in(&tb.a, &["ip", "link", "set", "lo", "up"]);
-    ok_in(&tb.a, &["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+    ok_in(
+        &tb.a,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ],
+    );
     ok_in(&tb.a, &["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"]);
-    ok_in(&tb.a, &["ip", "-6", "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"]);
+    ok_in(
+        &tb.a,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd77::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
     ok_in(&tb.a, &["ip", "link", "set", "peer0", "up"]);
     ok_in(&tb.a, &["ip", "link", "set", "eth0", "up"]);
-    ok_in(&tb.a, &["ip", "route", "add", "default", "via", "10.77.0.1"]);
-    ok_in(&tb.a, &["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
+    ok_in(
+        &tb.a,
+        &["ip", "route", "add", "default", "via", "10.77.0.1"],
+    );
+    ok_in(
+        &tb.a,
+        &["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+    );
     ok_in(&tb.b, &["ip", "link", "set", "lo", "up"]);
     tb
 }
@@ -137,7 +171,18 @@ fn start_engine(tb: &mut Testbed) {
     let stop = tb.stop.clone();
     tb.threads.push(std::thread::spawn(move || {
         enter(&a);
-        let counters = run(cfg, Attach::Tap(fd), RunOptions { pcap: None, signals: false, stop, stats: None, harden: None }).expect("engine");
+        let counters = run(
+            cfg,
+            Attach::Tap(fd),
+            RunOptions {
+                pcap: None,
+                signals: false,
+                stop,
+                stats: None,
+                harden: None,
+            },
+        )
+        .expect("engine");
         eprintln!("engine: {counters}");
     }));
     let a = tb.a.clone();
@@ -146,7 +191,8 @@ fn start_engine(tb: &mut Testbed) {
     tb.threads.push(std::thread::spawn(move || {
         enter(&a);
         let s = UdpSocket::bind("127.0.0.1:5353").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 512];
         while !stop.load(Ordering::Relaxed) {
@@ -164,7 +210,12 @@ fn start_engine(tb: &mut Testbed) {
 
 fn spawn_in(tb: &mut Testbed, ns: &str, args: &[&str]) {
     let v = in_ns(ns, args);
-    let child = Command::new(&v[0]).args(&v[1..]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = Command::new(&v[0])
+        .args(&v[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     tb.children.push(child);
 }
 
@@ -186,10 +237,17 @@ mod serde_json_lite {
     }
     impl Value {
         pub fn bits_per_second_received(&self) -> f64 {
-            let at = self.0.find("\"sum_received\"").expect("sum_received in iperf3 output");
+            let at = self
+                .0
+                .find("\"sum_received\"")
+                .expect("sum_received in iperf3 output");
             let rest = &self.0[at..];
             let b = rest.find("\"bits_per_second\":").expect("bits_per_second");
-            let num: String = rest[b + 18..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+').collect();
+            let num: String = rest[b + 18..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+                .collect();
             num.parse().unwrap()
         }
     }
@@ -199,22 +257,39 @@ mod serde_json_lite {
 fn namespace_clients_reach_the_pod_through_the_engine() {
     let mut tb = setup();
     let www = tempfile_dir();
-    std::fs::write(format!("{www}/index.html"), "served from the pod's loopback\n").unwrap();
+    std::fs::write(
+        format!("{www}/index.html"),
+        "served from the pod's loopback\n",
+    )
+    .unwrap();
     let a = tb.a.clone();
-    spawn_in(&mut tb, &a, &["busybox", "httpd", "-f", "-p", "8080", "-h", &www]);
+    spawn_in(
+        &mut tb,
+        &a,
+        &["busybox", "httpd", "-f", "-p", "8080", "-h", &www],
+    );
     spawn_in(&mut tb, &a, &["iperf3", "-s", "-p", "5201"]);
     start_engine(&mut tb);
     let b = tb.b.clone();
 
     // HTTP over IPv4 and IPv6, gateway → loopback.
-    let body = ok_in(&b, &["curl", "-sS", "-m", "5", "http://10.77.0.1:8080/index.html"]);
+    let body = ok_in(
+        &b,
+        &["curl", "-sS", "-m", "5", "http://10.77.0.1:8080/index.html"],
+    );
     assert_eq!(body, "served from the pod's loopback\n");
-    let body6 = ok_in(&b, &["curl", "-sS", "-m", "5", "http://[fd77::1]:8080/index.html"]);
+    let body6 = ok_in(
+        &b,
+        &["curl", "-sS", "-m", "5", "http://[fd77::1]:8080/index.html"],
+    );
     assert_eq!(body6, body);
 
     // ICMP echo through ping sockets.
     ok_in(&b, &["busybox", "ping", "-c", "2", "-W", "3", "10.77.0.1"]);
-    ok_in(&b, &["busybox", "ping", "-6", "-c", "2", "-W", "3", "fd77::1"]);
+    ok_in(
+        &b,
+        &["busybox", "ping", "-6", "-c", "2", "-W", "3", "fd77::1"],
+    );
 
     // DNS to the advertised resolver, answered by the responder on A's loopback.
     let answer = ok_in(&b, &["busybox", "nslookup", "vm.example", "10.77.0.3"]);
@@ -223,7 +298,9 @@ fn namespace_clients_reach_the_pod_through_the_engine() {
     // iperf3 both ways (short).
     let up = iperf_gbits(&tb, "10.77.0.1", false);
     let down = iperf_gbits(&tb, "10.77.0.1", true);
-    eprintln!("iperf3 through netbind usernet: guest→pod {up:.2} Gbit/s, pod→guest {down:.2} Gbit/s");
+    eprintln!(
+        "iperf3 through netbind usernet: guest→pod {up:.2} Gbit/s, pod→guest {down:.2} Gbit/s"
+    );
     // Far below what this reaches on an idle machine (6–15 Gbit/s), far above what a
     // window the socket refuses costs (0.05: a loss recovery per send buffer).
     assert!(up > 1.0 && down > 1.0, "throughput too low: {up} / {down}");

@@ -68,22 +68,36 @@ fn duplicate_address_detection_gets_no_answer() {
     let mut h = Harness::new(config());
     let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
     ns.extend(GUEST6.octets());
-    h.send(&icmp6(Ipv6Addr::UNSPECIFIED, "ff02::1:ff00:15".parse().unwrap(), &ns));
+    h.send(&icmp6(
+        Ipv6Addr::UNSPECIFIED,
+        "ff02::1:ff00:15".parse().unwrap(),
+        &ns,
+    ));
     assert!(h.take().is_empty());
 }
 
 #[test]
 fn router_solicitation_gets_an_ra_with_prefix_and_mtu() {
     let mut h = Harness::new(config());
-    h.send(&icmp6("fe80::15".parse().unwrap(), "ff02::2".parse().unwrap(), &[133, 0, 0, 0, 0, 0, 0, 0]));
+    h.send(&icmp6(
+        "fe80::15".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    ));
     let got = h.take();
     assert_eq!(got.len(), 1);
     let ra = &got[0].l4;
     assert_eq!(ra[0], 134);
     assert_eq!(ra[5] & 0x80, 0x80, "managed: addresses by DHCPv6");
-    let mtu_opt = ra.windows(4).position(|w| w == [5, 1, 0, 0]).expect("MTU option");
+    let mtu_opt = ra
+        .windows(4)
+        .position(|w| w == [5, 1, 0, 0])
+        .expect("MTU option");
     assert_eq!(&ra[mtu_opt + 4..mtu_opt + 8], &65520u32.to_be_bytes());
-    assert!(ra.windows(8).any(|w| w == [0xfd, 0, 0, 0, 0, 0, 0, 0]), "fd00::/64 prefix");
+    assert!(
+        ra.windows(8).any(|w| w == [0xfd, 0, 0, 0, 0, 0, 0, 0]),
+        "fd00::/64 prefix"
+    );
 }
 
 #[test]
@@ -91,7 +105,10 @@ fn an_ra_greets_a_newly_connected_guest() {
     let mut h = Harness::new(config());
     h.engine.guest_connected();
     let got = h.take();
-    assert!(got.iter().any(|g| g.l4.first() == Some(&134) && g.dst == IpAddr::V6("ff02::1".parse().unwrap())));
+    assert!(
+        got.iter()
+            .any(|g| g.l4.first() == Some(&134) && g.dst == IpAddr::V6("ff02::1".parse().unwrap()))
+    );
 }
 
 #[test]
@@ -99,8 +116,10 @@ fn dhcp_discover_gets_an_offer_of_the_pods_address() {
     use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
     let mut h = Harness::new(config());
     let mut msg = v4::Message::default();
-    msg.set_chaddr(&GUEST_MAC).set_flags(v4::Flags::default().set_broadcast());
-    msg.opts_mut().insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
+    msg.set_chaddr(&GUEST_MAC)
+        .set_flags(v4::Flags::default().set_broadcast());
+    msg.opts_mut()
+        .insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
     let mut payload = Vec::new();
     msg.encode(&mut Encoder::new(&mut payload)).unwrap();
     h.send(&udp_frame(
@@ -113,7 +132,10 @@ fn dhcp_discover_gets_an_offer_of_the_pods_address() {
     let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
     assert_eq!(offer.yiaddr(), GUEST4);
     assert_eq!(got[0].src, IpAddr::V4(GW4));
-    assert!(matches!(offer.opts().get(v4::OptionCode::MessageType), Some(v4::DhcpOption::MessageType(v4::MessageType::Offer))));
+    assert!(matches!(
+        offer.opts().get(v4::OptionCode::MessageType),
+        Some(v4::DhcpOption::MessageType(v4::MessageType::Offer))
+    ));
 }
 
 #[test]
@@ -121,15 +143,32 @@ fn dhcpv6_solicit_gets_an_advertise_with_the_pods_address() {
     use dhcproto::{Encodable, Encoder, v6};
     let mut h = Harness::new(config());
     let mut msg = v6::Message::new(v6::MessageType::Solicit);
-    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15]));
-    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA { id: 1, t1: 0, t2: 0, opts: v6::DhcpOptions::new() }));
+    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
+        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
+    ]));
+    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
+        id: 1,
+        t1: 0,
+        t2: 0,
+        opts: v6::DhcpOptions::new(),
+    }));
     let mut payload = Vec::new();
     msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-    h.send(&udp_frame("[fe80::15]:546".parse().unwrap(), "[ff02::1:2]:547".parse().unwrap(), &payload));
+    h.send(&udp_frame(
+        "[fe80::15]:546".parse().unwrap(),
+        "[ff02::1:2]:547".parse().unwrap(),
+        &payload,
+    ));
     let got = h.take();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].src, IpAddr::V6(ENGINE_LINK_LOCAL));
-    assert!(got[0].udp_payload().windows(16).any(|w| w == GUEST6.octets()), "IA_NA with the pod address");
+    assert!(
+        got[0]
+            .udp_payload()
+            .windows(16)
+            .any(|w| w == GUEST6.octets()),
+        "IA_NA with the pod address"
+    );
 }
 
 #[test]

@@ -17,14 +17,24 @@ fn server() -> (TcpListener, u16) {
 }
 
 fn from_server(h: &mut Harness, what: &str, f: impl Fn(&Tcp) -> bool) -> Tcp {
-    h.expect(what, |g| g.proto == PROTO_TCP && f(&g.tcp())).tcp()
+    h.expect(what, |g| g.proto == PROTO_TCP && f(&g.tcp()))
+        .tcp()
 }
 
 #[test]
 fn handshake_announces_mss_from_the_mtu_and_reaches_the_server() {
     let (l, port) = server();
     let mut h = Harness::new(config());
-    h.send(&tcp_frame(guest4(40000), gw4(port), 7, 0, SYN, 65535, &[2, 4, 0x05, 0xb4], &[]));
+    h.send(&tcp_frame(
+        guest4(40000),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &[2, 4, 0x05, 0xb4],
+        &[],
+    ));
     let t = from_server(&mut h, "SYN-ACK", |t| t.flags == SYN | ACK);
     assert_eq!(t.ack, 8);
     assert_eq!(t.mss(), Some(65520 - 40));
@@ -70,7 +80,11 @@ fn close_from_both_sides_ends_the_flow() {
     h.send(&c.seg(FIN | ACK, &[]));
     from_server(&mut h, "ACK of FIN", |t| t.ack == c.snd_nxt);
     let mut buf = [0u8; 1];
-    assert_eq!(s.read(&mut buf).unwrap(), 0, "the server sees end of stream");
+    assert_eq!(
+        s.read(&mut buf).unwrap(),
+        0,
+        "the server sees end of stream"
+    );
     s.shutdown(Shutdown::Write).unwrap();
     let fin = from_server(&mut h, "FIN", |t| t.flags & FIN != 0);
     c.rcv_nxt = fin.seq.wrapping_add(1);
@@ -114,13 +128,22 @@ fn a_reply_reaches_the_guest_in_the_wakeup_that_reports_it() {
         s.write_all(&b).unwrap();
         let mut wakeups = 0;
         let reply = loop {
-            assert!(h.wakeup(Duration::from_secs(2)) > 0, "round {round}: no wakeup for the reply");
+            assert!(
+                h.wakeup(Duration::from_secs(2)) > 0,
+                "round {round}: no wakeup for the reply"
+            );
             wakeups += 1;
             let got = h.take();
-            if let Some(g) = got.into_iter().find(|g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty()) {
+            if let Some(g) = got
+                .into_iter()
+                .find(|g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty())
+            {
                 break g.tcp();
             }
-            assert!(wakeups < 3, "round {round}: the reply did not leave in the wakeup that reported it");
+            assert!(
+                wakeups < 3,
+                "round {round}: the reply did not leave in the wakeup that reported it"
+            );
         };
         assert_eq!(reply.payload, [round]);
         assert_eq!(reply.ack, c.snd_nxt, "the reply acknowledges the request");
@@ -143,13 +166,20 @@ fn the_reply_carries_the_ack_of_a_lone_request() {
     h.take();
     for round in 0..10u8 {
         h.send(&c.seg(ACK | PSH, &[round]));
-        assert!(h.take().is_empty(), "round {round}: the request's ACK left at once");
+        assert!(
+            h.take().is_empty(),
+            "round {round}: the request's ACK left at once"
+        );
         let mut b = [0u8; 1];
         s.read_exact(&mut b).unwrap();
         s.write_all(&b).unwrap();
         assert!(h.wakeup(Duration::from_secs(2)) > 0);
         let got = h.take();
-        assert_eq!(got.len(), 1, "round {round}: one frame, the reply: {got:#?}");
+        assert_eq!(
+            got.len(),
+            1,
+            "round {round}: one frame, the reply: {got:#?}"
+        );
         let t = got[0].tcp();
         assert_eq!(t.payload, [round]);
         assert_eq!(t.ack, c.snd_nxt, "the reply acknowledges the request");
@@ -170,7 +200,12 @@ fn a_held_ack_leaves_one_round_later_and_only_lone_requests_are_held() {
     let (_s, _) = l.accept().unwrap();
     while h.wakeup(Duration::from_millis(50)) > 0 {}
     h.take();
-    let is_ack_of = |g: &Got, ack: u32| g.proto == PROTO_TCP && g.tcp().flags == ACK && g.tcp().payload.is_empty() && g.tcp().ack == ack;
+    let is_ack_of = |g: &Got, ack: u32| {
+        g.proto == PROTO_TCP
+            && g.tcp().flags == ACK
+            && g.tcp().payload.is_empty()
+            && g.tcp().ack == ack
+    };
 
     h.send(&c.seg(ACK | PSH, b"lone"));
     assert!(h.engine.acks_delayed());
@@ -179,7 +214,10 @@ fn a_held_ack_leaves_one_round_later_and_only_lone_requests_are_held() {
     h.wakeup(netbind_usernet::engine::DELACK_WAIT);
     assert!(started.elapsed() < Duration::from_millis(100));
     let got = h.take();
-    assert!(got.iter().any(|g| is_ack_of(g, c.snd_nxt)), "the held ACK: {got:#?}");
+    assert!(
+        got.iter().any(|g| is_ack_of(g, c.snd_nxt)),
+        "the held ACK: {got:#?}"
+    );
     assert!(!h.engine.acks_delayed());
 
     // Two requests in one batch: the second is acknowledged at once.
@@ -189,15 +227,24 @@ fn a_held_ack_leaves_one_round_later_and_only_lone_requests_are_held() {
     h.engine.guest_frame(&a);
     h.engine.guest_frame(&b);
     h.engine.flush();
-    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "two segments: an ACK at once");
+    assert!(
+        h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)),
+        "two segments: an ACK at once"
+    );
 
     // No PSH: part of a stream, acknowledged at once.
     h.send(&c.seg(ACK, b"stream"));
-    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "no PSH: an ACK at once");
+    assert!(
+        h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)),
+        "no PSH: an ACK at once"
+    );
 
     // Larger than a request.
     h.send(&c.seg(ACK | PSH, &[7u8; 1400]));
-    assert!(h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)), "a large segment: an ACK at once");
+    assert!(
+        h.take().iter().any(|g| is_ack_of(g, c.snd_nxt)),
+        "a large segment: an ACK at once"
+    );
 }
 
 /// A short peek ends the round (the next data brings a new wakeup), except when the
@@ -215,10 +262,24 @@ fn data_and_end_of_stream_arriving_together_leave_in_one_wakeup() {
     s.shutdown(Shutdown::Write).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(h.wakeup(Duration::from_secs(2)) > 0);
-    let got: Vec<Tcp> = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).collect();
-    let data = got.iter().find(|t| !t.payload.is_empty()).expect("data in the same wakeup");
-    assert_eq!((data.seq, data.payload.as_slice()), (c.rcv_nxt, &b"last words"[..]));
-    let fin = got.iter().find(|t| t.flags & FIN != 0).expect("FIN in the same wakeup");
+    let got: Vec<Tcp> = h
+        .take()
+        .into_iter()
+        .filter(|g| g.proto == PROTO_TCP)
+        .map(|g| g.tcp())
+        .collect();
+    let data = got
+        .iter()
+        .find(|t| !t.payload.is_empty())
+        .expect("data in the same wakeup");
+    assert_eq!(
+        (data.seq, data.payload.as_slice()),
+        (c.rcv_nxt, &b"last words"[..])
+    );
+    let fin = got
+        .iter()
+        .find(|t| t.flags & FIN != 0)
+        .expect("FIN in the same wakeup");
     assert_eq!(fin.seq, c.rcv_nxt.wrapping_add(10));
 }
 
@@ -233,7 +294,10 @@ fn guest_reset_resets_the_server_side() {
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 1];
     let r = s.read(&mut buf);
-    assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{r:?}");
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -242,7 +306,9 @@ fn server_reset_becomes_rst_to_the_guest() {
     let mut h = Harness::new(config());
     let _c = connect(&mut h, guest4(40005), gw4(port), 1460, None);
     let (s, _) = l.accept().unwrap();
-    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(s);
     from_server(&mut h, "RST", |t| t.flags & RST != 0);
     assert_eq!(h.engine.flow_count(), 0);
@@ -253,7 +319,16 @@ fn refused_connection_is_rst_to_the_guest() {
     let (l, port) = server();
     drop(l);
     let mut h = Harness::new(config());
-    h.send(&tcp_frame(guest4(40006), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(
+        guest4(40006),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &[],
+        &[],
+    ));
     let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
     assert_eq!(t.ack, 8);
     assert_eq!(h.engine.flow_count(), 0);
@@ -262,7 +337,16 @@ fn refused_connection_is_rst_to_the_guest() {
 #[test]
 fn segment_for_no_connection_is_answered_with_rst() {
     let mut h = Harness::new(config());
-    h.send(&tcp_frame(guest4(40007), gw4(9), 7, 1234, ACK, 65535, &[], b"x"));
+    h.send(&tcp_frame(
+        guest4(40007),
+        gw4(9),
+        7,
+        1234,
+        ACK,
+        65535,
+        &[],
+        b"x",
+    ));
     let t = h.take().pop().expect("RST").tcp();
     assert_eq!((t.flags, t.seq), (RST, 1234));
 }
@@ -296,7 +380,9 @@ fn three_duplicate_acks_resend_at_once() {
     for _ in 0..3 {
         h.send(&c.seg(ACK, &[])); // acknowledges nothing new
     }
-    let again = from_server(&mut h, "fast retransmission", |t| t.seq == segs[0].seq && !t.payload.is_empty());
+    let again = from_server(&mut h, "fast retransmission", |t| {
+        t.seq == segs[0].seq && !t.payload.is_empty()
+    });
     assert_eq!(again.payload.len(), 1000);
 }
 
@@ -305,12 +391,25 @@ fn zero_window_stops_data_and_a_window_update_resumes_it() {
     let (l, port) = server();
     let mut h = Harness::new(config());
     let mut c = connect(&mut h, guest4(40010), gw4(port), 1460, None);
-    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, ACK, 0, &[], &[]));
+    h.send(&tcp_frame(
+        c.me,
+        c.peer,
+        c.snd_nxt,
+        c.rcv_nxt,
+        ACK,
+        0,
+        &[],
+        &[],
+    ));
     let (mut s, _) = l.accept().unwrap();
     s.write_all(b"wait for it").unwrap();
-    h.expect_none("data into a zero window", Duration::from_millis(100), |g| g.proto == PROTO_TCP && !g.tcp().payload.is_empty());
+    h.expect_none("data into a zero window", Duration::from_millis(100), |g| {
+        g.proto == PROTO_TCP && !g.tcp().payload.is_empty()
+    });
     h.timers_at(Duration::from_millis(250));
-    let probe = from_server(&mut h, "window probe", |t| t.payload.is_empty() && t.seq == c.rcv_nxt.wrapping_sub(1));
+    let probe = from_server(&mut h, "window probe", |t| {
+        t.payload.is_empty() && t.seq == c.rcv_nxt.wrapping_sub(1)
+    });
     assert_eq!(probe.flags, ACK);
     h.send(&c.seg(ACK, &[]));
     let d = from_server(&mut h, "data after the update", |t| !t.payload.is_empty());
@@ -338,7 +437,16 @@ fn out_of_order_data_is_not_acknowledged() {
     let mut h = Harness::new(config());
     let c = connect(&mut h, guest4(40012), gw4(port), 1460, None);
     let _s = l.accept().unwrap();
-    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt + 100, c.rcv_nxt, ACK, 65535, &[], b"later"));
+    h.send(&tcp_frame(
+        c.me,
+        c.peer,
+        c.snd_nxt + 100,
+        c.rcv_nxt,
+        ACK,
+        65535,
+        &[],
+        b"later",
+    ));
     let dup = from_server(&mut h, "duplicate ACK", |t| t.flags == ACK);
     assert_eq!(dup.ack, c.snd_nxt);
 }
@@ -362,10 +470,21 @@ fn ipv6_gateway_reaches_the_ipv6_loopback() {
 fn peer_reset_during_the_handshake_resets_the_guest_at_once() {
     let (l, port) = server();
     let mut h = Harness::new(config());
-    h.send(&tcp_frame(guest4(40034), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(
+        guest4(40034),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &[],
+        &[],
+    ));
     from_server(&mut h, "SYN-ACK", |t| t.flags == SYN | ACK);
     let (s, _) = l.accept().unwrap();
-    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(s);
     let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
     assert_eq!(t.dst_port, 40034);
@@ -383,10 +502,23 @@ fn loopback_destinations_are_not_reached_directly() {
     let mapped = std::net::SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), port);
     let lo6 = std::net::SocketAddr::new("::1".parse().unwrap(), port);
     h.send(&tcp_frame(guest4(40030), lo4, 7, 0, SYN, 65535, &[], &[]));
-    h.send(&tcp_frame(guest6(40031), mapped, 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(
+        guest6(40031),
+        mapped,
+        7,
+        0,
+        SYN,
+        65535,
+        &[],
+        &[],
+    ));
     h.send(&tcp_frame(guest6(40032), lo6, 7, 0, SYN, 65535, &[], &[]));
     h.send(&udp_frame(guest4(40033), lo4, b"x"));
-    h.expect_none("an answer from the loopback", Duration::from_millis(100), |g| g.proto == PROTO_TCP && g.tcp().flags & SYN != 0);
+    h.expect_none(
+        "an answer from the loopback",
+        Duration::from_millis(100),
+        |g| g.proto == PROTO_TCP && g.tcp().flags & SYN != 0,
+    );
     assert_eq!(h.engine.flow_count(), 0);
     assert!(l.accept().is_err(), "the loopback server saw a connection");
 }
@@ -398,7 +530,16 @@ fn full_flow_table_refuses_new_connections_with_rst() {
     cfg.max_flows = 1;
     let mut h = Harness::new(cfg);
     let _c = connect(&mut h, guest4(40014), gw4(port), 1460, None);
-    h.send(&tcp_frame(guest4(40015), gw4(port), 7, 0, SYN, 65535, &[], &[]));
+    h.send(&tcp_frame(
+        guest4(40015),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &[],
+        &[],
+    ));
     let t = from_server(&mut h, "RST", |t| t.flags & RST != 0);
     assert_eq!(t.dst_port, 40015);
     assert_eq!(h.engine.counters().refused_full, 1);
@@ -418,10 +559,26 @@ fn inbound_connection_on_a_forwarded_port_reaches_the_guest() {
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let syn = from_server(&mut h, "SYN to the guest", |t| t.flags == SYN);
     assert_eq!(syn.dst_port, port);
-    let mut c = GuestConn { me: guest4(port), peer: gw4(syn.src_port), snd_nxt: 5000, rcv_nxt: syn.seq + 1 };
-    h.send(&tcp_frame(c.me, c.peer, c.snd_nxt, c.rcv_nxt, SYN | ACK, 65535, &[2, 4, 5, 0xb4], &[]));
+    let mut c = GuestConn {
+        me: guest4(port),
+        peer: gw4(syn.src_port),
+        snd_nxt: 5000,
+        rcv_nxt: syn.seq + 1,
+    };
+    h.send(&tcp_frame(
+        c.me,
+        c.peer,
+        c.snd_nxt,
+        c.rcv_nxt,
+        SYN | ACK,
+        65535,
+        &[2, 4, 5, 0xb4],
+        &[],
+    ));
     c.snd_nxt += 1;
-    from_server(&mut h, "ACK of SYN-ACK", |t| t.flags == ACK && t.ack == c.snd_nxt);
+    from_server(&mut h, "ACK of SYN-ACK", |t| {
+        t.flags == ACK && t.ack == c.snd_nxt
+    });
     client.write_all(b"ping").unwrap();
     let d = from_server(&mut h, "client data", |t| !t.payload.is_empty());
     assert_eq!(d.payload, b"ping");
@@ -484,7 +641,12 @@ fn a_guest_filling_the_offered_window_loses_nothing_and_hears_when_it_reopens() 
         }
         h.engine.flush();
         // The window the engine offers now, from its latest ACK.
-        let acks: Vec<Tcp> = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).collect();
+        let acks: Vec<Tcp> = h
+            .take()
+            .into_iter()
+            .filter(|g| g.proto == PROTO_TCP)
+            .map(|g| g.tcp())
+            .collect();
         let last = acks.last().expect("an ACK for the segments");
         assert_eq!(last.ack, c.snd_nxt, "everything sent was acknowledged");
         let window = u32::from(last.window) << 7;
@@ -494,9 +656,15 @@ fn a_guest_filling_the_offered_window_loses_nothing_and_hears_when_it_reopens() 
         }
         n = (window as usize / chunk.len()).min(32);
     }
-    assert!(window_closed, "the window never closed although nobody reads");
+    assert!(
+        window_closed,
+        "the window never closed although nobody reads"
+    );
     let counters = h.engine.counters();
-    assert_eq!(counters.tcp_send_refused, 0, "the socket refused data inside the window");
+    assert_eq!(
+        counters.tcp_send_refused, 0,
+        "the socket refused data inside the window"
+    );
     assert_eq!(counters.tcp_bytes_from_guest, sent);
     // The reader drains the socket: a window update comes by itself.
     s.set_nonblocking(true).unwrap();
@@ -512,9 +680,17 @@ fn a_guest_filling_the_offered_window_loses_nothing_and_hears_when_it_reopens() 
             read += n as u64;
         }
         h.pump(Duration::from_millis(5));
-        update = h.take().into_iter().filter(|g| g.proto == PROTO_TCP).map(|g| g.tcp()).find(|t| u32::from(t.window) << 7 >= 65536);
+        update = h
+            .take()
+            .into_iter()
+            .filter(|g| g.proto == PROTO_TCP)
+            .map(|g| g.tcp())
+            .find(|t| u32::from(t.window) << 7 >= 65536);
     }
-    assert!(update.is_some(), "no window update after the reader drained {read} of {sent} bytes");
+    assert!(
+        update.is_some(),
+        "no window update after the reader drained {read} of {sent} bytes"
+    );
 }
 
 /// With a guest side that offloads (a tap with a virtio-net header), data leaves in
@@ -531,14 +707,25 @@ fn with_offloads_data_leaves_as_super_segments_with_partial_checksums() {
     let mut data = Vec::new();
     while data.is_empty() && std::time::Instant::now() < end {
         h.pump(Duration::from_millis(5));
-        data = h.take_raw().into_iter().filter(|(f, _)| f.len() > 14 + 20 + 20).collect();
+        data = h
+            .take_raw()
+            .into_iter()
+            .filter(|(f, _)| f.len() > 14 + 20 + 20)
+            .collect();
     }
     let (frame, meta) = data.first().expect("data toward the guest");
     let payload = frame.len() - 54;
     assert!(payload > 1460, "a super-segment, not {payload} bytes");
-    assert_eq!((meta.gso_size, meta.gso_v6, meta.hdr_len), (1460, false, 54));
+    assert_eq!(
+        (meta.gso_size, meta.gso_v6, meta.hdr_len),
+        (1460, false, 54)
+    );
     assert_eq!((meta.csum_start, meta.csum_offset), (34, 16));
     let field = u16::from_be_bytes([frame[34 + 16], frame[34 + 17]]);
-    let pseudo = netbind_usernet::frame::pseudo_sum(c.peer.ip(), c.me.ip(), PROTO_TCP, frame.len() - 34);
-    assert_eq!(field, pseudo, "the checksum field holds the pseudo-header sum");
+    let pseudo =
+        netbind_usernet::frame::pseudo_sum(c.peer.ip(), c.me.ip(), PROTO_TCP, frame.len() - 34);
+    assert_eq!(
+        field, pseudo,
+        "the checksum field holds the pseudo-header sum"
+    );
 }

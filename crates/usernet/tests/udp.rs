@@ -51,20 +51,32 @@ fn dns_to_the_advertised_resolver_goes_upstream() {
     h.send(&udp_frame(guest4(5002), resolver, b"query"));
     echo_once(&upstream);
     let r = h.expect("answer", |g| g.proto == PROTO_UDP);
-    assert_eq!(r.src, resolver.ip(), "the answer comes from the resolver the guest asked");
+    assert_eq!(
+        r.src,
+        resolver.ip(),
+        "the answer comes from the resolver the guest asked"
+    );
     assert_eq!(r.udp_payload(), b"query");
 }
 
 #[test]
 fn closed_port_becomes_icmp_port_unreachable() {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut h = Harness::new(config());
     h.send(&udp_frame(guest4(5003), gw4(port), b"anyone?"));
     h.pump(Duration::from_millis(50));
     h.send(&udp_frame(guest4(5003), gw4(port), b"anyone?"));
     let icmp = h.expect("port unreachable", |g| g.proto == 1);
     assert_eq!((icmp.l4[0], icmp.l4[1]), (3, 3));
-    assert_eq!(&icmp.l4[8 + 16..8 + 20], &GW4.octets(), "quotes the guest's datagram");
+    assert_eq!(
+        &icmp.l4[8 + 16..8 + 20],
+        &GW4.octets(),
+        "quotes the guest's datagram"
+    );
 }
 
 #[test]
@@ -82,7 +94,11 @@ fn idle_flows_expire() {
 
 #[test]
 fn forwarded_port_delivers_datagrams_and_replies_leave_from_it() {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cfg = config();
     cfg.guest6 = None;
     cfg.udp_ports = netbind_usernet::PortSet::parse(&port.to_string()).unwrap();
@@ -95,7 +111,9 @@ fn forwarded_port_delivers_datagrams_and_replies_leave_from_it() {
     let from_port = u16::from_be_bytes([d.l4[0], d.l4[1]]);
     h.send(&udp_frame(guest4(port), gw4(from_port), b"out"));
     let mut buf = [0u8; 8];
-    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let (n, src) = client.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"out");
     assert_eq!(src.port(), port);

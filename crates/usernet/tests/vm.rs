@@ -149,12 +149,21 @@ fn connect(ns: &Netns, to: SocketAddr, line: &str) -> Result<String, String> {
 }
 
 fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str {
-    r.get(key).map(String::as_str).unwrap_or_else(|| panic!("the guest reported no {key:?}; console:\n{console}"))
+    r.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("the guest reported no {key:?}; console:\n{console}"))
 }
 
 #[test]
 fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
-    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3", "/usr/sbin/dhclient"]).unwrap();
+    require_privileges(&[
+        "ip",
+        "qemu-system-x86_64",
+        "busybox",
+        "python3",
+        "/usr/sbin/dhclient",
+    ])
+    .unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     let pod4 = pod.pod_ip(false).unwrap();
     let pod6 = pod.pod_ip(true).unwrap();
@@ -163,20 +172,39 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
     let cfg = engine_config(&pod);
     // Ping sockets (the engine's ICMP echo) need the pod's ping_group_range to include
     // the engine's group; kubelet sets it for pods (a "safe sysctl"), CNI does not.
-    pod.pod.exec(&["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]).expect("ping_group_range");
+    pod.pod
+        .exec(&["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
+        .expect("ping_group_range");
     let gw4 = cfg.gateway4.unwrap();
 
-    let dir = tempfile::Builder::new().prefix("nbu-vm-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-vm-")
+        .tempdir()
+        .unwrap();
     let socket = dir.path().join("usernet.sock");
-    let mut running = Running { stop: Arc::new(AtomicBool::new(false)), engine: None, agent: None };
+    let mut running = Running {
+        stop: Arc::new(AtomicBool::new(false)),
+        engine: None,
+        agent: None,
+    };
     let mut agent = pod
         .peer
-        .command(&["python3", "-c", AGENT, &AGENT_TCP.to_string(), &AGENT_UDP.to_string()])
+        .command(&[
+            "python3",
+            "-c",
+            AGENT,
+            &AGENT_TCP.to_string(),
+            &AGENT_UDP.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("peer agent");
     let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(agent.stdout.take().unwrap()), &mut ready).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(agent.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
     assert_eq!(ready.trim(), "READY");
     running.agent = Some(agent);
 
@@ -188,7 +216,13 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
         let f = std::fs::File::open(ns_path).unwrap();
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let listener_ready = tx;
-        let opts = RunOptions { pcap: None, signals: false, stop, stats: None, harden: None };
+        let opts = RunOptions {
+            pcap: None,
+            signals: false,
+            stop,
+            stats: None,
+            harden: None,
+        };
         let _ = listener_ready.send(());
         match run(cfg, Attach::Socket(sock), opts) {
             Ok(c) => c.to_string(),
@@ -210,7 +244,8 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
         .replace("@TCP@", &AGENT_TCP.to_string())
         .replace("@UDP@", &AGENT_UDP.to_string())
         .replace("@FWD@", &FORWARDED.to_string());
-    let mut guest = Guest::boot(&pod.pod, &[GuestNic::stream(&socket, MAC)], &script).expect("guest boots");
+    let mut guest =
+        Guest::boot(&pod.pod, &[GuestNic::stream(&socket, MAC)], &script).expect("guest boots");
     if let Err(e) = guest.wait_for("LISTENING", Duration::from_secs(150)) {
         panic!("{e}\nconsole:\n{}", guest.console());
     }
@@ -227,18 +262,40 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
     eprintln!("engine: {counters}");
 
     let prefix4 = pod.result().ipv4().unwrap().prefix_len();
-    assert_eq!(get(&r, "address", &console), format!("{pod4}/{prefix4}"), "{console}");
+    assert_eq!(
+        get(&r, "address", &console),
+        format!("{pod4}/{prefix4}"),
+        "{console}"
+    );
     assert_eq!(get(&r, "router", &console), gw4.to_string(), "{console}");
     assert_eq!(get(&r, "dns", &console), "10.88.0.10", "{console}");
-    assert_eq!(get(&r, "tcp4", &console), format!("src={pod4}"), "{console}");
-    assert_eq!(get(&r, "udp4", &console), format!("src={pod4}"), "{console}");
+    assert_eq!(
+        get(&r, "tcp4", &console),
+        format!("src={pod4}"),
+        "{console}"
+    );
+    assert_eq!(
+        get(&r, "udp4", &console),
+        format!("src={pod4}"),
+        "{console}"
+    );
     assert_eq!(get(&r, "icmp4", &console), "ok", "{console}");
-    assert!(get(&r, "address6", &console).starts_with(&format!("{pod6}/")), "{console}");
-    assert_eq!(get(&r, "tcp6", &console), format!("src={pod6}"), "{console}");
-    assert_eq!(get(&r, "udp6", &console), format!("src={pod6}"), "{console}");
+    assert!(
+        get(&r, "address6", &console).starts_with(&format!("{pod6}/")),
+        "{console}"
+    );
+    assert_eq!(
+        get(&r, "tcp6", &console),
+        format!("src={pod6}"),
+        "{console}"
+    );
+    assert_eq!(
+        get(&r, "udp6", &console),
+        format!("src={pod6}"),
+        "{console}"
+    );
     assert_eq!(get(&r, "icmp6", &console), "ok", "{console}");
     assert_eq!(inbound4.as_deref(), Ok("guest got from-peer4"), "{console}");
     assert_eq!(inbound6.as_deref(), Ok("guest got from-peer6"), "{console}");
     assert!(done.is_ok(), "{done:?}");
 }
-

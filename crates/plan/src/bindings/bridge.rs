@@ -90,14 +90,12 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
         LinkStep::SetUp { link: nic },
     ]);
     bp.links.extend(guest_tap(&tap, &bridge, mtu));
-    bp.links.extend([
-        LinkStep::CreateDummy {
-            name: pod_link.clone(),
-            mac: link.mac.clone(),
-            mtu,
-            addresses: link.addresses.clone(),
-        },
-    ]);
+    bp.links.extend([LinkStep::CreateDummy {
+        name: pod_link.clone(),
+        mac: link.mac.clone(),
+        mtu,
+        addresses: link.addresses.clone(),
+    }]);
     if v4.is_some() {
         bp.sysctls
             .push(Sysctl::new("net.ipv4.conf.all.arp_ignore", "1"));

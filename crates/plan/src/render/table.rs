@@ -200,4 +200,3 @@ fn guest_addresses(i: &InterfacePlan) -> String {
         v.join(" ")
     }
 }
-

@@ -39,7 +39,11 @@ pub enum AttachError {
         source: io::Error,
     },
     #[error("cannot configure tap device {name}: `{command}` failed: {detail}")]
-    Configure { name: String, command: String, detail: String },
+    Configure {
+        name: String,
+        command: String,
+        detail: String,
+    },
 }
 
 /// The guest side, as the engine writes to it.

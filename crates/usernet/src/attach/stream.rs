@@ -39,7 +39,12 @@ impl Default for StreamTx {
 
 impl StreamTx {
     pub fn new() -> StreamTx {
-        StreamTx { conn: None, buf: vec![0; TX_BUF].into_boxed_slice(), head: 0, tail: 0 }
+        StreamTx {
+            conn: None,
+            buf: vec![0; TX_BUF].into_boxed_slice(),
+            head: 0,
+            tail: 0,
+        }
     }
 
     pub fn set_conn(&mut self, conn: Option<UnixStream>) {
@@ -77,7 +82,9 @@ impl StreamTx {
 
     /// Writes what the socket takes; false when the connection broke.
     pub fn flush(&mut self) -> bool {
-        let Some(conn) = self.conn.as_mut() else { return false };
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
         while self.head < self.tail {
             match conn.write(&self.buf[self.head..self.tail]) {
                 Ok(0) => return false,
@@ -108,7 +115,12 @@ impl Default for StreamRx {
 
 impl StreamRx {
     pub fn new() -> StreamRx {
-        StreamRx { conn: None, buf: vec![0; RX_BUF].into_boxed_slice(), start: 0, end: 0 }
+        StreamRx {
+            conn: None,
+            buf: vec![0; RX_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
     }
 
     pub fn set_conn(&mut self, conn: Option<UnixStream>) {
@@ -138,7 +150,9 @@ impl StreamRx {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let Some(conn) = self.conn.as_mut() else { return Read::Closed };
+            let Some(conn) = self.conn.as_mut() else {
+                return Read::Closed;
+            };
             match conn.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Read::Closed,
                 Ok(n) => self.end += n,

@@ -36,7 +36,8 @@ const VNET_GSO_TCPV4: u8 = 1;
 const VNET_GSO_TCPV6: u8 = 4;
 /// Offloads asked of a tap with a virtio-net header: partial checksums and TCP
 /// segmentation both ways.
-const OFFLOADS: nix::libc::c_uint = nix::libc::TUN_F_CSUM | nix::libc::TUN_F_TSO4 | nix::libc::TUN_F_TSO6;
+const OFFLOADS: nix::libc::c_uint =
+    nix::libc::TUN_F_CSUM | nix::libc::TUN_F_TSO4 | nix::libc::TUN_F_TSO6;
 
 pub struct TapTx {
     fd: OwnedFd,
@@ -49,7 +50,12 @@ pub struct TapTx {
 impl TapTx {
     /// A tap's writing side; `vnet_hdr` when it was opened with `IFF_VNET_HDR`.
     pub fn new(fd: OwnedFd, vnet_hdr: bool) -> TapTx {
-        TapTx { fd, buf: vec![0; BUF].into_boxed_slice(), hdr: if vnet_hdr { VNET_HDR_LEN } else { 0 }, write_errors: 0 }
+        TapTx {
+            fd,
+            buf: vec![0; BUF].into_boxed_slice(),
+            hdr: if vnet_hdr { VNET_HDR_LEN } else { 0 },
+            write_errors: 0,
+        }
     }
 
     pub fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
@@ -74,7 +80,11 @@ impl TapTx {
                 h[8..10].copy_from_slice(&meta.csum_offset.to_ne_bytes());
             }
             if meta.gso_size != 0 {
-                h[1] = if meta.gso_v6 { VNET_GSO_TCPV6 } else { VNET_GSO_TCPV4 };
+                h[1] = if meta.gso_v6 {
+                    VNET_GSO_TCPV6
+                } else {
+                    VNET_GSO_TCPV4
+                };
                 h[2..4].copy_from_slice(&meta.hdr_len.to_ne_bytes());
                 h[4..6].copy_from_slice(&meta.gso_size.to_ne_bytes());
             }
@@ -93,7 +103,11 @@ pub struct TapRx {
 
 impl TapRx {
     pub fn new(fd: OwnedFd, vnet_hdr: bool) -> TapRx {
-        TapRx { fd, buf: vec![0; BUF].into_boxed_slice(), hdr: if vnet_hdr { VNET_HDR_LEN } else { 0 } }
+        TapRx {
+            fd,
+            buf: vec![0; BUF].into_boxed_slice(),
+            hdr: if vnet_hdr { VNET_HDR_LEN } else { 0 },
+        }
     }
 
     /// The next frame, without its virtio-net header: a TCP segment may be up to 64 KiB
@@ -114,7 +128,11 @@ impl TapRx {
 
 /// Where a namespace name points: `/run/netns/NAME`, or a path as given.
 pub fn netns_path(name: &str) -> PathBuf {
-    if name.starts_with('/') { PathBuf::from(name) } else { Path::new("/run/netns").join(name) }
+    if name.starts_with('/') {
+        PathBuf::from(name)
+    } else {
+        Path::new("/run/netns").join(name)
+    }
 }
 
 /// Opens `/dev/net/tun` as tap `name` (non-blocking) in the calling thread's namespace,
@@ -133,45 +151,105 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
 }
 
 /// Creates tap `name` in namespace `netns` and gives it the guest's configuration.
-pub fn create_in_netns(netns: &str, name: &str, cfg: &EngineConfig) -> Result<OwnedFd, AttachError> {
-    let ns_file = File::open(netns_path(netns)).map_err(|source| AttachError::Netns { name: netns.into(), source })?;
+pub fn create_in_netns(
+    netns: &str,
+    name: &str,
+    cfg: &EngineConfig,
+) -> Result<OwnedFd, AttachError> {
+    let ns_file = File::open(netns_path(netns)).map_err(|source| AttachError::Netns {
+        name: netns.into(),
+        source,
+    })?;
     let name_owned = name.to_string();
     let cfg = cfg.clone();
     let netns_name = netns.to_string();
     std::thread::spawn(move || -> Result<OwnedFd, AttachError> {
-        nix::sched::setns(ns_file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| AttachError::Netns { name: netns_name, source: e.into() })?;
-        let fd = open_tap(&name_owned).map_err(|source| AttachError::Tap { name: name_owned.clone(), source })?;
+        nix::sched::setns(ns_file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            AttachError::Netns {
+                name: netns_name,
+                source: e.into(),
+            }
+        })?;
+        let fd = open_tap(&name_owned).map_err(|source| AttachError::Tap {
+            name: name_owned.clone(),
+            source,
+        })?;
         configure(&name_owned, &cfg)?;
         Ok(fd)
     })
     .join()
-    .map_err(|_| AttachError::Tap { name: name.into(), source: io::Error::other("thread panicked") })?
+    .map_err(|_| AttachError::Tap {
+        name: name.into(),
+        source: io::Error::other("thread panicked"),
+    })?
 }
 
 fn configure(name: &str, cfg: &EngineConfig) -> Result<(), AttachError> {
     let mut cmds: Vec<Vec<String>> = Vec::new();
-    let mut link = vec!["link".into(), "set".into(), name.into(), "mtu".into(), cfg.mtu.to_string()];
+    let mut link = vec![
+        "link".into(),
+        "set".into(),
+        name.into(),
+        "mtu".into(),
+        cfg.mtu.to_string(),
+    ];
     if let Some(mac) = cfg.guest_mac {
         link.extend(["address".into(), format_mac(mac)]);
     }
     cmds.push(link);
     if let Some(a) = cfg.guest4 {
-        cmds.push(vec!["addr".into(), "add".into(), a.to_string(), "dev".into(), name.into()]);
+        cmds.push(vec![
+            "addr".into(),
+            "add".into(),
+            a.to_string(),
+            "dev".into(),
+            name.into(),
+        ]);
     }
     if let Some(a) = cfg.guest6 {
-        cmds.push(vec!["-6".into(), "addr".into(), "add".into(), a.to_string(), "dev".into(), name.into(), "nodad".into()]);
+        cmds.push(vec![
+            "-6".into(),
+            "addr".into(),
+            "add".into(),
+            a.to_string(),
+            "dev".into(),
+            name.into(),
+            "nodad".into(),
+        ]);
     }
     cmds.push(vec!["link".into(), "set".into(), name.into(), "up".into()]);
     if let (Some(_), Some(gw)) = (cfg.guest4, cfg.gateway4) {
-        cmds.push(vec!["route".into(), "add".into(), "default".into(), "via".into(), gw.to_string(), "dev".into(), name.into(), "onlink".into()]);
+        cmds.push(vec![
+            "route".into(),
+            "add".into(),
+            "default".into(),
+            "via".into(),
+            gw.to_string(),
+            "dev".into(),
+            name.into(),
+            "onlink".into(),
+        ]);
     }
     if let (Some(_), Some(gw)) = (cfg.guest6, cfg.gateway6) {
-        cmds.push(vec!["-6".into(), "route".into(), "add".into(), "default".into(), "via".into(), gw.to_string(), "dev".into(), name.into(), "onlink".into()]);
+        cmds.push(vec![
+            "-6".into(),
+            "route".into(),
+            "add".into(),
+            "default".into(),
+            "via".into(),
+            gw.to_string(),
+            "dev".into(),
+            name.into(),
+            "onlink".into(),
+        ]);
     }
     for args in cmds {
         let output = Command::new("ip").args(&args).output();
-        let fail = |detail: String| AttachError::Configure { name: name.into(), command: format!("ip {}", args.join(" ")), detail };
+        let fail = |detail: String| AttachError::Configure {
+            name: name.into(),
+            command: format!("ip {}", args.join(" ")),
+            detail,
+        };
         match output {
             Ok(o) if o.status.success() => {}
             Ok(o) => return Err(fail(String::from_utf8_lossy(&o.stderr).trim().to_string())),

@@ -140,7 +140,14 @@ impl TcpConn {
     }
 
     fn header(&self, seq: u32, flags: u8) -> Header {
-        Header { from: self.remote, to: self.guest, seq, ack: self.rcv_nxt, flags, window: self.window_field(flags) }
+        Header {
+            from: self.remote,
+            to: self.guest,
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: self.window_field(flags),
+        }
     }
 
     /// Recomputes the window offered to the guest: what `send()` will certainly accept.
@@ -178,11 +185,19 @@ impl TcpConn {
     }
 
     /// Sends a segment without payload.
-    pub fn send_flags<G: GuestTx>(&mut self, out: &mut Out<G>, seq: u32, flags: u8, opts: &[u8]) -> bool {
+    pub fn send_flags<G: GuestTx>(
+        &mut self,
+        out: &mut Out<G>,
+        seq: u32,
+        flags: u8,
+        opts: &[u8],
+    ) -> bool {
         self.refresh_window();
         let h = self.header(seq, flags);
         let v6 = self.guest.is_ipv6();
-        let sent = out.emit(segment::payload_offset(v6, opts.len()), |buf, mac| segment::write(buf, mac, &h, opts, 0));
+        let sent = out.emit(segment::payload_offset(v6, opts.len()), |buf, mac| {
+            segment::write(buf, mac, &h, opts, 0)
+        });
         if sent && flags & ACK != 0 {
             self.flags &= !ACK_PENDING;
         }
@@ -216,7 +231,12 @@ impl TcpConn {
     /// The socket connected (or failed to). A connecting TCP socket reports writable
     /// only once connected; an error wakeup without a pending error is checked with
     /// `getpeername` (a spurious wakeup: not connected yet).
-    pub fn on_connected<G: GuestTx>(&mut self, writable: bool, out: &mut Out<G>, now: Instant) -> Action {
+    pub fn on_connected<G: GuestTx>(
+        &mut self,
+        writable: bool,
+        out: &mut Out<G>,
+        now: Instant,
+    ) -> Action {
         match self.sock.take_error() {
             Ok(Some(e)) | Err(e) => return Action::Refused(e),
             Ok(None) => {}
@@ -233,7 +253,13 @@ impl TcpConn {
     }
 
     /// A segment from the guest for this connection.
-    pub fn on_segment<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+    pub fn on_segment<G: GuestTx>(
+        &mut self,
+        s: &Segment<'_>,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Action {
         if s.flags & RST != 0 {
             return Action::Abort;
         }
@@ -298,7 +324,12 @@ impl TcpConn {
                 // Nothing outstanding: an answer to a zero-window probe (or a window
                 // update). The guest is alive; probing goes on as long as it answers.
                 self.retries = 0;
-            } else if acked == 0 && s.payload.is_empty() && s.flags & FIN == 0 && inflight > 0 && wnd == self.snd_wnd {
+            } else if acked == 0
+                && s.payload.is_empty()
+                && s.flags & FIN == 0
+                && inflight > 0
+                && wnd == self.snd_wnd
+            {
                 self.dup_acks = self.dup_acks.saturating_add(1);
                 if self.dup_acks == 3 {
                     self.rewind();
@@ -322,7 +353,10 @@ impl TcpConn {
                 let data = &s.payload[already as usize..];
                 // A lone small pushed segment, with nothing else owed: its ACK may wait
                 // for the reply (one loop round). A second segment is acknowledged at once.
-                let lone = !self.has(ACK_PENDING) && s.flags & PSH != 0 && already == 0 && data.len() <= DELACK_MAX;
+                let lone = !self.has(ACK_PENDING)
+                    && s.flags & PSH != 0
+                    && already == 0
+                    && data.len() <= DELACK_MAX;
                 self.flags &= !ACK_DELAYABLE;
                 match self.sock.send(data) {
                     Ok(n) => {
@@ -400,7 +434,12 @@ impl TcpConn {
     }
 
     /// Sends what the socket has, as far as the guest's window and the guest side allow.
-    pub fn data_from_sock<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+    pub fn data_from_sock<G: GuestTx>(
+        &mut self,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Action {
         self.flags &= !(TX_STALLED | TX_KICK);
         if self.state != State::Established || self.has(FIN_SENT) {
             return Action::Keep;
@@ -410,7 +449,11 @@ impl TcpConn {
         // With offloads the guest side takes segments of up to 64 KiB and cuts them to
         // the guest's MSS itself (or, on a local stack, takes them whole).
         let offload = out.guest.offloads();
-        let max_seg = if offload { MAX_SUPER_SEGMENT } else { u32::from(self.mss) };
+        let max_seg = if offload {
+            MAX_SUPER_SEGMENT
+        } else {
+            u32::from(self.mss)
+        };
         let mss = self.mss;
         self.refresh_window();
         loop {
@@ -498,7 +541,15 @@ impl TcpConn {
     }
 
     /// Socket readiness.
-    pub fn on_ready<G: GuestTx>(&mut self, readable: bool, writable: bool, error: bool, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
+    pub fn on_ready<G: GuestTx>(
+        &mut self,
+        readable: bool,
+        writable: bool,
+        error: bool,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Action {
         if error {
             self.flags |= RD_CLOSED;
         }
@@ -540,8 +591,15 @@ impl TcpConn {
     }
 
     /// Retransmission and probe timer.
-    pub fn on_timer<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant, discard: &mut [u8]) -> Action {
-        let Some(deadline) = self.deadline else { return Action::Keep };
+    pub fn on_timer<G: GuestTx>(
+        &mut self,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Action {
+        let Some(deadline) = self.deadline else {
+            return Action::Keep;
+        };
         if now < deadline {
             return Action::Keep;
         }
@@ -591,15 +649,24 @@ impl TcpConn {
 
 /// Peeks at the socket's receive queue: at `SO_PEEK_OFF`, or after `skip` bytes on
 /// kernels without it (those bytes land in `skip` and are thrown away).
-fn peek(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], skip: Option<&mut [u8]>) -> std::io::Result<usize> {
+fn peek(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    skip: Option<&mut [u8]>,
+) -> std::io::Result<usize> {
     use nix::sys::socket::{MsgFlags, recv, recvmsg};
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     match skip {
         None => recv(fd.as_raw_fd(), buf, flags).map_err(std::io::Error::from),
         Some(skip) => {
             let skipped = skip.len();
-            let mut iov = [std::io::IoSliceMut::new(skip), std::io::IoSliceMut::new(buf)];
-            let total = recvmsg::<()>(fd.as_raw_fd(), &mut iov, None, flags).map_err(std::io::Error::from)?.bytes;
+            let mut iov = [
+                std::io::IoSliceMut::new(skip),
+                std::io::IoSliceMut::new(buf),
+            ];
+            let total = recvmsg::<()>(fd.as_raw_fd(), &mut iov, None, flags)
+                .map_err(std::io::Error::from)?
+                .bytes;
             if total == 0 {
                 Ok(0)
             } else if total <= skipped {

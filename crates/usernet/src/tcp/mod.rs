@@ -84,8 +84,15 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         let now = self.now;
-        let Engine { flows, out, discard, .. } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else { return };
+        let Engine {
+            flows,
+            out,
+            discard,
+            ..
+        } = self;
+        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
+            return;
+        };
         let action = c.on_segment(&s, out, now, discard);
         self.tcp_after(slot, action);
     }
@@ -105,7 +112,11 @@ impl<G: GuestTx> Engine<G> {
             return;
         }
         let target = self.map_outbound(pkt.dst, s.dst_port, true);
-        let Ok(sock) = Socket::new(Domain::for_address(target), Type::STREAM.nonblocking().cloexec(), None) else {
+        let Ok(sock) = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM.nonblocking().cloexec(),
+            None,
+        ) else {
             self.tcp_rst_for(key, s);
             return;
         };
@@ -134,7 +145,11 @@ impl<G: GuestTx> Engine<G> {
             snd_nxt: isn,
             snd_wnd: u32::from(s.window),
             guest_ws: s.wscale.map_or(0, |w| w.min(14)),
-            our_ws: if s.wscale.is_some() { conn::OUR_WSCALE } else { 0 },
+            our_ws: if s.wscale.is_some() {
+                conn::OUR_WSCALE
+            } else {
+                0
+            },
             mss: our_mss.min(s.mss.unwrap_or(536).max(64)),
             our_mss,
             dup_acks: 0,
@@ -152,7 +167,14 @@ impl<G: GuestTx> Engine<G> {
     fn tcp_insert(&mut self, key: FlowKey, conn: TcpConn) -> Option<usize> {
         let fd = conn.sock.as_raw_fd();
         let slot = self.flows.insert(key, Flow::Tcp(Box::new(conn))).ok()?;
-        if self.register_fd(fd, Self::flow_token(slot), Interest::READABLE | Interest::WRITABLE).is_err() {
+        if self
+            .register_fd(
+                fd,
+                Self::flow_token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
             self.abort_flow(slot);
             return None;
         }
@@ -169,16 +191,27 @@ impl<G: GuestTx> Engine<G> {
         } else {
             (0, s.seq.wrapping_add(s.seq_len()), RST | ACK)
         };
-        let h = segment::Header { from: key.remote, to: key.guest, seq, ack, flags, window: 0 };
+        let h = segment::Header {
+            from: key.remote,
+            to: key.guest,
+            seq,
+            ack,
+            flags,
+            window: 0,
+        };
         let v6 = key.guest.is_ipv6();
-        if self.out.emit(segment::payload_offset(v6, 0), |buf, mac| segment::write(buf, mac, &h, &[], 0)) {
+        if self.out.emit(segment::payload_offset(v6, 0), |buf, mac| {
+            segment::write(buf, mac, &h, &[], 0)
+        }) {
             self.counters.rst_sent += 1;
         }
     }
 
     /// Applies what a connection asked for after an event.
     fn tcp_after(&mut self, slot: usize, action: Action) {
-        let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) else { return };
+        let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) else {
+            return;
+        };
         // Fold the connection's byte counts into the engine's.
         let st = std::mem::take(&mut c.stats);
         self.counters.tcp_bytes_from_guest += st.from_guest;
@@ -216,8 +249,20 @@ impl<G: GuestTx> Engine<G> {
                     }
                     _ => {
                         // Refused, timed out, reset: as a closed port would answer.
-                        let h = segment::Header { from: remote, to: guest, seq: 0, ack: c.rcv_nxt, flags: RST | ACK, window: 0 };
-                        if self.out.emit(segment::payload_offset(guest.is_ipv6(), 0), |buf, mac| segment::write(buf, mac, &h, &[], 0)) {
+                        let h = segment::Header {
+                            from: remote,
+                            to: guest,
+                            seq: 0,
+                            ack: c.rcv_nxt,
+                            flags: RST | ACK,
+                            window: 0,
+                        };
+                        if self
+                            .out
+                            .emit(segment::payload_offset(guest.is_ipv6(), 0), |buf, mac| {
+                                segment::write(buf, mac, &h, &[], 0)
+                            })
+                        {
                             self.counters.rst_sent += 1;
                         }
                     }
@@ -229,8 +274,15 @@ impl<G: GuestTx> Engine<G> {
 
     pub(crate) fn tcp_ready(&mut self, slot: usize, readable: bool, writable: bool, error: bool) {
         let now = self.now;
-        let Engine { flows, out, discard, .. } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else { return };
+        let Engine {
+            flows,
+            out,
+            discard,
+            ..
+        } = self;
+        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
+            return;
+        };
         if c.has(flags::PEEK_FALLBACK) && discard.is_empty() {
             *discard = vec![0; DISCARD].into_boxed_slice();
         }
@@ -240,8 +292,15 @@ impl<G: GuestTx> Engine<G> {
 
     pub(crate) fn tcp_timer(&mut self, slot: usize) {
         let now = self.now;
-        let Engine { flows, out, discard, .. } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else { return };
+        let Engine {
+            flows,
+            out,
+            discard,
+            ..
+        } = self;
+        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
+            return;
+        };
         if c.deadline.is_none_or(|d| now < d) {
             return;
         }
@@ -296,8 +355,15 @@ impl<G: GuestTx> Engine<G> {
             let slot = self.tx_blocked[done];
             done += 1;
             let now = self.now;
-            let Engine { flows, out, discard, .. } = self;
-            let Some(Flow::Tcp(c)) = flows.get_mut(slot) else { continue };
+            let Engine {
+                flows,
+                out,
+                discard,
+                ..
+            } = self;
+            let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
+                continue;
+            };
             if !c.has(flags::WANT_TX) {
                 continue;
             }
@@ -311,14 +377,19 @@ impl<G: GuestTx> Engine<G> {
     /// Connections on an inbound TCP listener.
     pub(crate) fn tcp_accept(&mut self, index: usize) {
         loop {
-            let Some(listener) = self.listeners.get(index) else { return };
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             let (port, v6) = (listener.port, listener.v6);
             let (sock, peer) = match listener.sock.accept() {
                 Ok(x) => x,
                 Err(_) => return,
             };
-            let Some(peer) = peer.as_socket() else { continue };
-            let (Some(guest_ip), Some(seen)) = (self.guest_addr(v6), self.map_inbound(peer.ip())) else {
+            let Some(peer) = peer.as_socket() else {
+                continue;
+            };
+            let (Some(guest_ip), Some(seen)) = (self.guest_addr(v6), self.map_inbound(peer.ip()))
+            else {
                 continue;
             };
             if self.flows.next_slot().is_none() {
@@ -356,7 +427,11 @@ impl<G: GuestTx> Engine<G> {
             if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {
                 conn.flags |= flags::PEEK_FALLBACK;
             }
-            let key = FlowKey { proto: PROTO_TCP, guest, remote };
+            let key = FlowKey {
+                proto: PROTO_TCP,
+                guest,
+                remote,
+            };
             if self.flows.lookup(&key).is_some() {
                 continue;
             }

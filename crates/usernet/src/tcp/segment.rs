@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use smoltcp::wire::TcpPacket;
 
-use crate::frame::{ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum, write_ip};
+use crate::frame::{
+    ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum, write_ip,
+};
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -63,7 +65,9 @@ impl<'a> Segment<'a> {
 
     /// Sequence space the segment takes (payload, SYN, FIN).
     pub fn seq_len(&self) -> u32 {
-        self.payload.len() as u32 + u32::from(self.flags & SYN != 0) + u32::from(self.flags & FIN != 0)
+        self.payload.len() as u32
+            + u32::from(self.flags & SYN != 0)
+            + u32::from(self.flags & FIN != 0)
     }
 }
 
@@ -87,7 +91,14 @@ pub struct Header {
 /// `payload_offset(.., opts.len())`; returns the frame length.
 pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> usize {
     let (l4, tcp_len) = write_headers(buf, mac, h, opts, payload_len);
-    fill_l4_checksum(&mut buf[..l4 + tcp_len], l4, 16, h.from.ip(), h.to.ip(), PROTO_TCP);
+    fill_l4_checksum(
+        &mut buf[..l4 + tcp_len],
+        l4,
+        16,
+        h.from.ip(),
+        h.to.ip(),
+        PROTO_TCP,
+    );
     l4 + tcp_len
 }
 
@@ -100,7 +111,13 @@ pub fn write_partial(buf: &mut [u8], mac: [u8; 6], h: &Header, payload_len: usiz
     l4 + tcp_len
 }
 
-fn write_headers(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> (usize, usize) {
+fn write_headers(
+    buf: &mut [u8],
+    mac: [u8; 6],
+    h: &Header,
+    opts: &[u8],
+    payload_len: usize,
+) -> (usize, usize) {
     let tcp_len = TCP_HLEN + opts.len() + payload_len;
     let l4 = write_ip(buf, mac, h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len, 64);
     let t = &mut buf[l4..l4 + TCP_HLEN + opts.len()];

@@ -67,7 +67,11 @@ impl Got {
             0x0800 => {
                 let ip = &raw[14..];
                 let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-                assert_eq!(smoltcp::wire::checksum::data(&ip[..20]), 0xffff, "IPv4 header checksum");
+                assert_eq!(
+                    smoltcp::wire::checksum::data(&ip[..20]),
+                    0xffff,
+                    "IPv4 header checksum"
+                );
                 (
                     IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
                     IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
@@ -81,11 +85,32 @@ impl Got {
                 let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
                 let s: [u8; 16] = ip[8..24].try_into().unwrap();
                 let d: [u8; 16] = ip[24..40].try_into().unwrap();
-                (IpAddr::V6(s.into()), IpAddr::V6(d.into()), ip[6], ip[7], ip[40..40 + plen].to_vec())
+                (
+                    IpAddr::V6(s.into()),
+                    IpAddr::V6(d.into()),
+                    ip[6],
+                    ip[7],
+                    ip[40..40 + plen].to_vec(),
+                )
             }
-            _ => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, 0, raw[14..].to_vec()),
+            _ => (
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                0,
+                0,
+                raw[14..].to_vec(),
+            ),
         };
-        let g = Got { raw, ethertype, dst_mac, src, dst, proto, hop, l4 };
+        let g = Got {
+            raw,
+            ethertype,
+            dst_mac,
+            src,
+            dst,
+            proto,
+            hop,
+            l4,
+        };
         if g.proto == PROTO_TCP || g.proto == PROTO_UDP || g.proto == 58 {
             let sum = netbind_usernet::frame::l4_checksum(g.src, g.dst, g.proto, &g.l4);
             assert_eq!(sum, 0, "L4 checksum of {g:?}");
@@ -151,7 +176,15 @@ pub const ACK: u8 = 16;
 /// An IP frame from the guest.
 pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], hop: u8) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + 40 + l4.len()];
-    let off = write_ip(&mut buf, [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55], src, dst, proto, l4.len(), hop);
+    let off = write_ip(
+        &mut buf,
+        [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55],
+        src,
+        dst,
+        proto,
+        l4.len(),
+        hop,
+    );
     // write_ip writes engine → guest MACs; swap to guest → engine.
     buf[0..6].copy_from_slice(&[0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55]);
     buf[6..12].copy_from_slice(&GUEST_MAC);
@@ -183,7 +216,16 @@ pub fn udp_frame(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp_frame(from: SocketAddr, to: SocketAddr, seq: u32, ack: u32, flags: u8, window: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn tcp_frame(
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let hl = 20 + options.len();
     let mut l4 = vec![0u8; hl + payload.len()];
     l4[0..2].copy_from_slice(&from.port().to_be_bytes());
@@ -214,7 +256,12 @@ impl Harness {
     pub fn with_guest(cfg: EngineConfig, guest: MemTx) -> Harness {
         let poll = Poll::new().unwrap();
         let engine = Engine::new(cfg, guest, poll.registry().try_clone().unwrap()).unwrap();
-        Harness { poll, events: Events::with_capacity(256), engine, seen: Vec::new() }
+        Harness {
+            poll,
+            events: Events::with_capacity(256),
+            engine,
+            seen: Vec::new(),
+        }
     }
 
     /// Everything sent since the last call, unparsed, with what each frame said about
@@ -240,7 +287,12 @@ impl Harness {
             if now >= end {
                 break;
             }
-            self.poll.poll(&mut self.events, Some((end - now).min(Duration::from_millis(5)))).unwrap();
+            self.poll
+                .poll(
+                    &mut self.events,
+                    Some((end - now).min(Duration::from_millis(5))),
+                )
+                .unwrap();
             self.engine.set_now(Instant::now());
             for ev in self.events.iter() {
                 self.engine.handle_event(ev);
@@ -281,7 +333,11 @@ impl Harness {
             if let Some(i) = self.seen.iter().position(&pred) {
                 return self.seen.remove(i);
             }
-            assert!(Instant::now() < end, "no {what} within 3 s; got {:#?}", self.seen);
+            assert!(
+                Instant::now() < end,
+                "no {what} within 3 s; got {:#?}",
+                self.seen
+            );
             self.pump(Duration::from_millis(10));
         }
     }
@@ -291,7 +347,11 @@ impl Harness {
         self.pump(d);
         let got = self.take();
         self.seen.extend(got);
-        assert!(!self.seen.iter().any(&pred), "unexpected {what}: {:#?}", self.seen);
+        assert!(
+            !self.seen.iter().any(&pred),
+            "unexpected {what}: {:#?}",
+            self.seen
+        );
     }
 
     pub fn timers_at(&mut self, later: Duration) {
@@ -310,14 +370,31 @@ pub struct GuestConn {
 
 impl GuestConn {
     pub fn seg(&mut self, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let f = tcp_frame(self.me, self.peer, self.snd_nxt, self.rcv_nxt, flags, 65535, &[], payload);
-        self.snd_nxt = self.snd_nxt.wrapping_add(payload.len() as u32 + u32::from(flags & (SYN | FIN) != 0));
+        let f = tcp_frame(
+            self.me,
+            self.peer,
+            self.snd_nxt,
+            self.rcv_nxt,
+            flags,
+            65535,
+            &[],
+            payload,
+        );
+        self.snd_nxt = self
+            .snd_nxt
+            .wrapping_add(payload.len() as u32 + u32::from(flags & (SYN | FIN) != 0));
         f
     }
 }
 
 /// Opens a TCP connection from the guest to `peer`; returns it after the handshake.
-pub fn connect(h: &mut Harness, me: SocketAddr, peer: SocketAddr, mss: u16, wscale: Option<u8>) -> GuestConn {
+pub fn connect(
+    h: &mut Harness,
+    me: SocketAddr,
+    peer: SocketAddr,
+    mss: u16,
+    wscale: Option<u8>,
+) -> GuestConn {
     let isn = 1000;
     let m = mss.to_be_bytes();
     let mut opts = vec![2, 4, m[0], m[1]];
@@ -325,10 +402,17 @@ pub fn connect(h: &mut Harness, me: SocketAddr, peer: SocketAddr, mss: u16, wsca
         opts.extend([1, 3, 3, ws]);
     }
     h.send(&tcp_frame(me, peer, isn, 0, SYN, 65535, &opts, &[]));
-    let synack = h.expect("SYN-ACK", |g| g.proto == PROTO_TCP && g.tcp().flags == SYN | ACK && g.tcp().dst_port == me.port());
+    let synack = h.expect("SYN-ACK", |g| {
+        g.proto == PROTO_TCP && g.tcp().flags == SYN | ACK && g.tcp().dst_port == me.port()
+    });
     let t = synack.tcp();
     assert_eq!(t.ack, isn + 1);
-    let mut c = GuestConn { me, peer, snd_nxt: isn + 1, rcv_nxt: t.seq.wrapping_add(1) };
+    let mut c = GuestConn {
+        me,
+        peer,
+        snd_nxt: isn + 1,
+        rcv_nxt: t.seq.wrapping_add(1),
+    };
     let ack = c.seg(ACK, &[]);
     h.send(&ack);
     c

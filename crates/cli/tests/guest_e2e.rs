@@ -183,13 +183,22 @@ fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str
 // 1. masquerade on the pod network, dual stack
 // ---------------------------------------------------------------------------------------
 
-fn masquerade_manifest(ports: &str) -> String {
+/// `multiqueue`: two vCPUs and `networkInterfaceMultiqueue` (two queues).
+fn masquerade_manifest(ports: &str, multiqueue: bool) -> String {
+    let (cpu, mq) = if multiqueue {
+        (
+            "\n    cpu: {cores: 2}",
+            "\n      networkInterfaceMultiqueue: true",
+        )
+    } else {
+        ("", "")
+    };
     format!(
         "kind: VirtualMachineInstance
 metadata: {{name: vm, namespace: e2e}}
 spec:
-  domain:
-    devices:
+  domain:{cpu}
+    devices:{mq}
       interfaces:
       - {{name: default, masquerade: {{}}, macAddress: '{MAC_POD}'{ports}}}
   networks: [{{name: default, pod: {{}}}}]
@@ -301,12 +310,12 @@ struct MasqueradeRun {
     t: Timer,
 }
 
-fn boot_masquerade(label: &'static str, ports: &str) -> MasqueradeRun {
+fn boot_masquerade(label: &'static str, ports: &str, multiqueue: bool) -> MasqueradeRun {
     let mut t = Timer::start(label);
     let pod = pod_fixture(&[]);
     let agent = PeerAgent::start(&pod.peer);
     t.lap("pod fixture + peer agent");
-    let dp = DataPlane::up(&pod, &masquerade_manifest(ports));
+    let dp = DataPlane::up(&pod, &masquerade_manifest(ports, multiqueue));
     t.lap("netbind up");
     let s = script(
         MASQUERADE_GUEST,
@@ -336,7 +345,7 @@ fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
         dp,
         mut guest,
         mut t,
-    } = boot_masquerade("masquerade, all ports", "");
+    } = boot_masquerade("masquerade, all ports", "", false);
 
     // Peer → pod address:port reaches the guest, on any port, in both families.
     let pod4 = pod.pod_ip(false).unwrap();
@@ -370,13 +379,24 @@ fn masquerade_guest_gets_nat_in_both_families_and_every_port_is_forwarded() {
 
 #[test]
 fn masquerade_with_ports_forwards_only_the_listed_ports() {
+    // With two vCPUs and networkInterfaceMultiqueue: QEMU opens the tap once per queue,
+    // which works only because `up` made it a multi-queue tap.
     let MasqueradeRun {
         pod,
         agent,
         dp,
         mut guest,
         mut t,
-    } = boot_masquerade("masquerade, ports [8080]", ", ports: [{port: 8080}]");
+    } = boot_masquerade(
+        "masquerade, ports [8080], two queues",
+        ", ports: [{port: 8080}]",
+        true,
+    );
+    assert!(
+        dp.qemu_args()[1].ends_with(",queues=2"),
+        "{:?}",
+        dp.qemu_args()
+    );
 
     let pod4 = pod.pod_ip(false).unwrap();
     let pod6 = pod.pod_ip(true).unwrap();

@@ -216,6 +216,22 @@ fn masquerade_builds_bridge_tap_sysctls_and_the_nat_ruleset_then_down_restores_c
 }
 
 #[test]
+fn multiqueue_makes_a_multi_queue_tap_for_qemu_to_open_once_per_queue() {
+    let pod = pod(&[]);
+    let manifest = MASQUERADE.replace(
+        "domain: {devices: {",
+        "domain: {cpu: {cores: 2}, devices: {networkInterfaceMultiqueue: true, ",
+    );
+    let plan = plan_for(&pod, &manifest);
+    let state = tempfile::tempdir().unwrap();
+    apply(&plan, pod.pod.name(), state.path()).expect("apply");
+    let tap = link_json(pod.pod.name(), "tap0");
+    assert_eq!(tap["linkinfo"]["info_data"]["multi_queue"], true, "{tap}");
+    assert!(plan.interfaces[0].guest.qemu_args[1].ends_with(",queues=2"));
+    teardown(pod.pod.name(), state.path()).expect("teardown");
+}
+
+#[test]
 fn bridge_on_the_pod_network_moves_the_pod_link_onto_the_bridge() {
     let pod = pod(&[]);
     let before = snapshot(&pod);

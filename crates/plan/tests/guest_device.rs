@@ -272,3 +272,93 @@ fn same_input_gives_byte_identical_output() {
     );
     assert_eq!(a.to_table(), b.to_table());
 }
+
+/// A VMI whose domain has `networkInterfaceMultiqueue` and the given extra domain keys.
+fn multiqueue_vmi(interfaces: &str, domain: &str) -> String {
+    format!(
+        "kind: VirtualMachineInstance\nmetadata: {{name: vm1, namespace: ns1}}\nspec:\n  domain: {{devices: {{networkInterfaceMultiqueue: true, interfaces: {interfaces}}}{domain}}}\n  networks: {POD}\n"
+    )
+}
+
+fn tap_queues(p: &NetworkPlan) -> Vec<u32> {
+    p.interfaces[0]
+        .links
+        .iter()
+        .filter_map(|l| match l {
+            netbind_plan::model::LinkStep::CreateTap { queues, .. } => Some(*queues),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn multiqueue_gives_one_queue_per_vcpu_on_the_tap_and_the_device() {
+    let p = plan(&multiqueue_vmi(
+        "[{name: default, masquerade: {}}]",
+        ", cpu: {sockets: 2, cores: 2, threads: 1}",
+    ));
+    assert_eq!(tap_queues(&p), vec![4]);
+    let g = &p.interfaces[0].guest;
+    assert!(g.qemu_args[1].ends_with(",queues=4"), "{:?}", g.qemu_args);
+    assert!(
+        g.qemu_args[3].contains(",mq=on,vectors=10"),
+        "{:?}",
+        g.qemu_args
+    );
+    assert!(g.libvirt_xml.contains("<driver name='vhost' queues='4'/>"));
+}
+
+#[test]
+fn without_a_topology_the_cpu_limit_then_request_counts_as_sockets_rounded_up() {
+    let limit = plan(&multiqueue_vmi(
+        "[{name: default, bridge: {}}]",
+        ", resources: {requests: {cpu: 1}, limits: {cpu: \"2500m\"}}",
+    ));
+    assert_eq!(tap_queues(&limit), vec![3]);
+    let request = plan(&multiqueue_vmi(
+        "[{name: default, bridge: {}}]",
+        ", resources: {requests: {cpu: \"1.5\", memory: 1Gi}}",
+    ));
+    assert_eq!(tap_queues(&request), vec![2]);
+}
+
+#[test]
+fn queues_stop_at_the_tap_maximum_of_256() {
+    let p = plan(&multiqueue_vmi(
+        "[{name: default, masquerade: {}}]",
+        ", cpu: {sockets: 16, cores: 16, threads: 2}",
+    ));
+    assert_eq!(tap_queues(&p), vec![256]);
+}
+
+#[test]
+fn one_queue_without_multiqueue_or_for_other_models() {
+    let plain = plan(
+        &vmi("[{name: default, masquerade: {}}]", POD)
+            .replace("domain: {devices:", "domain: {cpu: {cores: 4}, devices:"),
+    );
+    assert_eq!(tap_queues(&plain), vec![1]);
+    let e1000 = plan(&multiqueue_vmi(
+        "[{name: default, masquerade: {}, model: e1000}]",
+        ", cpu: {cores: 4}",
+    ));
+    assert_eq!(tap_queues(&e1000), vec![1]);
+    assert!(!e1000.interfaces[0].guest.qemu_args[1].contains("queues"));
+}
+
+#[test]
+fn multiqueue_on_the_usernet_socket_keeps_one_queue_and_says_so() {
+    let p = plan(&multiqueue_vmi(
+        "[{name: default, passtBinding: {}}]",
+        ", cpu: {cores: 4}",
+    ));
+    assert!(!p.interfaces[0].guest.qemu_args[1].contains("queues"));
+    assert!(
+        p.interfaces[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("networkInterfaceMultiqueue: one queue")),
+        "{:?}",
+        p.interfaces[0].notes
+    );
+}

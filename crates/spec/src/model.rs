@@ -1,7 +1,7 @@
 //! The network part of KubeVirt's `VirtualMachineInstance` spec, as typed data.
 //!
 //! Field names follow KubeVirt's JSON (camelCase). Only what netbind needs is typed;
-//! everything else in a manifest (disks, volumes, resources…) is skipped when reading.
+//! everything else in a manifest (disks, volumes, memory…) is skipped when reading.
 //! Inside networks and interfaces, keys netbind does not know are kept in `unknown`
 //! so that validation can warn about them with their field path.
 //!
@@ -206,6 +206,33 @@ pub struct VmiSpec {
 pub struct Domain {
     #[serde(default)]
     pub devices: Devices,
+    /// Only the topology is read (it sizes `networkInterfaceMultiqueue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// Only the CPU request and limit are read, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// `spec.domain.cpu`: the guest's CPU topology (0 or absent means 1).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Cpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<i64>,
+}
+
+/// `spec.domain.resources`: Kubernetes quantities by resource name, as written (a
+/// number or a string such as `"1500m"`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

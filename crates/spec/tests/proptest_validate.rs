@@ -250,6 +250,7 @@ fn vm_object() -> impl Strategy<Value = VmObject> {
                             autoattach_pod_interface: autoattach,
                             network_interface_multiqueue: multiqueue,
                         },
+                        ..Domain::default()
                     },
                     networks,
                     hostname,

@@ -89,7 +89,8 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
         },
         LinkStep::SetUp { link: nic },
     ]);
-    bp.links.extend(guest_tap(&tap, &bridge, mtu));
+    bp.links
+        .extend(guest_tap(&tap, &bridge, mtu, ctx.tap_queues()));
     bp.links.extend([LinkStep::CreateDummy {
         name: pod_link.clone(),
         mac: link.mac.clone(),

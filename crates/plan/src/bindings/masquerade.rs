@@ -149,7 +149,8 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     bp.links.push(LinkStep::SetUp {
         link: bridge.clone(),
     });
-    bp.links.extend(guest_tap(&tap, &bridge, mtu));
+    bp.links
+        .extend(guest_tap(&tap, &bridge, mtu, ctx.tap_queues()));
     if v4.is_some() {
         bp.sysctls.push(Sysctl::new("net.ipv4.ip_forward", "1"));
         bp.sysctls.push(Sysctl::new(

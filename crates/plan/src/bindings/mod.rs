@@ -40,13 +40,14 @@ use crate::render;
 /// The uid and gid QEMU runs as in KubeVirt's launcher (user `qemu`); taps are owned by it.
 pub const QEMU_UID: u32 = 107;
 
-/// The guest's tap on an in-pod bridge: created for QEMU's user, enslaved, up.
-pub fn guest_tap(tap: &str, bridge: &str, mtu: u32) -> [LinkStep; 3] {
+/// The guest's tap on an in-pod bridge: created for QEMU's user (with `queues` queues),
+/// enslaved, up.
+pub fn guest_tap(tap: &str, bridge: &str, mtu: u32, queues: u32) -> [LinkStep; 3] {
     [
         LinkStep::CreateTap {
             name: tap.into(),
             mtu,
-            queues: 1,
+            queues,
             uid: QEMU_UID,
             gid: QEMU_UID,
         },
@@ -97,7 +98,72 @@ pub struct Ctx<'a> {
     pub vfs: &'a BTreeMap<String, sriov::Vf>,
 }
 
+/// The most queues a tap device takes (the kernel's `MAX_TAP_QUEUES`); KubeVirt caps there.
+pub const MAX_QUEUES: u32 = 256;
+
+/// A Kubernetes CPU quantity rounded up to whole CPUs, as `Quantity.Value()` does:
+/// `2`, `"2"`, `"1.5"` → 2, `"500m"` → 1. `None` for what is not a quantity.
+fn whole_cpus(q: &serde_json::Value) -> Option<u64> {
+    let text = match q {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.trim().to_string(),
+        _ => return None,
+    };
+    let (number, scale) = match text.strip_suffix('m') {
+        Some(milli) => (milli, 1e-3),
+        None => (text.as_str(), 1.0),
+    };
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value >= 0.0 && value <= f64::from(u32::MAX))
+        .then(|| (value * scale).ceil() as u64)
+}
+
+/// How many queues a virtio NIC gets, as KubeVirt counts them: with
+/// `networkInterfaceMultiqueue`, one per vCPU — sockets × cores × threads of
+/// `domain.cpu`, or, when no topology is given, the CPU limit (else request) as sockets —
+/// at most [`MAX_QUEUES`]; otherwise one.
+pub fn virtio_queues(obj: &VmObject) -> u32 {
+    let domain = &obj.spec.domain;
+    if domain.devices.network_interface_multiqueue != Some(true) {
+        return 1;
+    }
+    let count = |v: Option<i64>| {
+        v.filter(|n| *n > 0)
+            .map_or(1, |n| n.min(i64::from(MAX_QUEUES)) as u64)
+    };
+    let cpu = domain.cpu.clone().unwrap_or_default();
+    let mut sockets = count(cpu.sockets);
+    let no_topology = [cpu.sockets, cpu.cores, cpu.threads]
+        .iter()
+        .all(|v| v.is_none_or(|n| n == 0));
+    if no_topology && let Some(r) = &domain.resources {
+        let cpus = r.limits.get("cpu").or_else(|| r.requests.get("cpu"));
+        if let Some(n) = cpus.and_then(whole_cpus) {
+            sockets = n.max(1);
+        }
+    }
+    let vcpus = sockets
+        .saturating_mul(count(cpu.cores))
+        .saturating_mul(count(cpu.threads));
+    vcpus.min(u64::from(MAX_QUEUES)) as u32
+}
+
 impl Ctx<'_> {
+    /// Queues for the guest's NIC on a tap netbind creates (see [`virtio_queues`]).
+    pub fn tap_queues(&self) -> u32 {
+        let model = self
+            .iface
+            .model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or("virtio");
+        if model == "virtio" {
+            virtio_queues(self.obj)
+        } else {
+            1
+        }
+    }
+
     /// The pod link, or the error naming what was looked for.
     pub fn require_link(&self) -> Result<&PodLink, PlanError> {
         self.pod_link.ok_or_else(|| PlanError::MissingPodLink {
@@ -481,13 +547,6 @@ fn guest_device(
             }
         })?),
     };
-    let multiqueue = ctx.obj.spec.domain.devices.network_interface_multiqueue == Some(true);
-    if multiqueue && method != Method::Sriov && model == "virtio" {
-        notes.push(
-            "networkInterfaceMultiqueue: KubeVirt uses one queue per vCPU; netbind does not read the CPU spec, so 1 queue is planned"
-                .into(),
-        );
-    }
     let (alias, model, qemu_driver, backend, mtu) = match method {
         Method::Sriov => {
             let vf = ctx
@@ -527,6 +586,25 @@ fn guest_device(
             )
         }
     };
+    // Queues go with a tap this plan creates (`CreateTap` with the multiqueue flag);
+    // other attachments (a stream socket, a macvtap descriptor) carry one.
+    let queues = match &backend {
+        GuestBackend::Tap { device } => bp
+            .links
+            .iter()
+            .find_map(|l| match l {
+                LinkStep::CreateTap { name, queues, .. } if name == device => Some(*queues),
+                _ => None,
+            })
+            .unwrap_or(1),
+        _ => 1,
+    };
+    if queues == 1 && model == "virtio" && virtio_queues(ctx.obj) > 1 {
+        notes.push(
+            "networkInterfaceMultiqueue: one queue on this attachment (several need a tap netbind creates)"
+                .into(),
+        );
+    }
     if method == Method::Sriov && acpi_index.is_some() {
         notes.push(
             "acpiIndex: not set on the SR-IOV host device (KubeVirt sets none either)".into(),
@@ -538,7 +616,7 @@ fn guest_device(
         qemu_driver,
         mac: ctx.guest_mac.clone(),
         mtu,
-        queues: 1,
+        queues,
         pci_address,
         boot_order,
         acpi_index: if method == Method::Sriov {

@@ -83,6 +83,8 @@ pub struct Counters {
     pub refused_full: u64,
     pub rst_sent: u64,
     pub unreachable_sent: u64,
+    /// ICMP errors from the network relayed to the guest (time exceeded, unreachable…).
+    pub icmp_relayed: u64,
     pub retransmits: u64,
     /// Guest TCP segments the socket took only in part (the window was too optimistic).
     pub tcp_send_refused: u64,
@@ -100,7 +102,7 @@ pub struct Counters {
 impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
-        let fields: [(&str, u64); 27] = [
+        let fields: [(&str, u64); 28] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -111,6 +113,7 @@ impl Counters {
             ("refused_full", self.refused_full),
             ("rst_sent", self.rst_sent),
             ("unreachable_sent", self.unreachable_sent),
+            ("icmp_relayed", self.icmp_relayed),
             ("retransmits", self.retransmits),
             ("tcp_send_refused", self.tcp_send_refused),
             ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
@@ -141,7 +144,7 @@ impl std::fmt::Display for Counters {
              guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {}); \
              guest tx {} frames {} bytes (dropped, guest side full {}); \
              tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, rst {}; udp bytes from/to guest {}/{}; \
-             icmp unreachable {}, ping denied {}; arp {}, ndp {}, dhcp {}",
+             icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}",
             self.flows_now,
             self.flows_cap,
             self.tcp_opened,
@@ -165,6 +168,7 @@ impl std::fmt::Display for Counters {
             self.udp_bytes_from_guest,
             self.udp_bytes_to_guest,
             self.unreachable_sent,
+            self.icmp_relayed,
             self.ping_denied,
             self.arp_replies,
             self.ndp_replies,
@@ -488,8 +492,8 @@ impl<G: GuestTx> Engine<G> {
         let slot = n >> 1;
         match self.flows.get_mut(slot) {
             Some(Flow::Tcp(_)) => self.tcp_ready(slot, readable, writable, error),
-            Some(Flow::Udp(_)) => self.udp_ready(slot),
-            Some(Flow::Ping(_)) => self.ping_ready(slot),
+            Some(Flow::Udp(_)) => self.udp_ready(slot, error),
+            Some(Flow::Ping(_)) => self.ping_ready(slot, error),
             None => {}
         }
     }

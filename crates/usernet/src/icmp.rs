@@ -11,7 +11,10 @@
 //!
 //! Socket errors of other flows become ICMP destination unreachable messages quoting the
 //! guest's packet (or a header synthesized from the flow when the packet is gone):
-//! [`Engine::send_unreachable`].
+//! [`Engine::send_unreachable`]. ICMP errors the network sent for a UDP or ping flow
+//! (time exceeded, unreachable, too big; see `errqueue.rs`) are relayed to the guest from
+//! the router or host that sent them: [`Engine::relay_icmp_error`]. Ping flows send with
+//! the hop limit of the guest's request, so `traceroute -I` works too.
 //!
 //! ICMPv6 is dispatched here too: NDP goes to `ndp`.
 
@@ -40,7 +43,12 @@ pub struct PingFlow {
     pub guest_id: u16,
     pub remote: IpAddr,
     pub last: Instant,
+    /// The hop limit the socket sends with (the guest's, last seen).
+    pub hop: u8,
 }
+
+/// The hop limit a new socket sends with (`net.ipv4.ip_default_ttl`, IPv6's default).
+pub(crate) const DEFAULT_HOP: u8 = 64;
 
 /// Why a destination is unreachable, in both families' codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +137,11 @@ impl<G: GuestTx> Engine<G> {
         let now = self.now;
         if let Some(Flow::Ping(p)) = self.flows.get_mut(slot) {
             p.last = now;
+            if p.hop != pkt.hop
+                && crate::errqueue::set_hop_limit(&p.sock, pkt.is_v6(), pkt.hop).is_ok()
+            {
+                p.hop = pkt.hop;
+            }
             let _ = p.sock.send(body);
         }
     }
@@ -157,6 +170,7 @@ impl<G: GuestTx> Engine<G> {
             }
             return None;
         }
+        let _ = crate::errqueue::enable(&sock, target.is_ipv6());
         let fd = sock.as_raw_fd();
         let id = key.guest.port();
         let flow = PingFlow {
@@ -165,6 +179,7 @@ impl<G: GuestTx> Engine<G> {
             guest_id: id,
             remote: pkt.dst,
             last: self.now,
+            hop: DEFAULT_HOP,
         };
         let slot_got = self.flows.insert(key, Flow::Ping(flow)).ok()?;
         debug_assert_eq!(slot, slot_got);
@@ -179,7 +194,10 @@ impl<G: GuestTx> Engine<G> {
         Some(slot_got)
     }
 
-    pub(crate) fn ping_ready(&mut self, slot: usize) {
+    pub(crate) fn ping_ready(&mut self, slot: usize, error: bool) {
+        if error {
+            self.ping_errors(slot);
+        }
         loop {
             let Engine {
                 flows,
@@ -219,6 +237,55 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
+    /// Errors the network sent for a ping flow, to the guest; the quoted request
+    /// carries the guest's identifier.
+    fn ping_errors(&mut self, slot: usize) {
+        loop {
+            let Some(Flow::Ping(p)) = self.flows.get_mut(slot) else {
+                return;
+            };
+            let Some(err) = crate::errqueue::next(&p.sock, &mut self.scratch) else {
+                return;
+            };
+            let (guest, remote, id) = (p.guest, p.remote, p.guest_id);
+            // The kernel hands back the echo request as sent: put the guest's id back.
+            let mut quote = Quote::new();
+            let echo = &self.scratch[..err.payload_len.min(self.scratch.len())];
+            if echo.len() < 8 {
+                continue;
+            }
+            let l4 = quote.l4(
+                guest,
+                remote,
+                if guest.is_ipv6() {
+                    PROTO_ICMPV6
+                } else {
+                    PROTO_ICMP
+                },
+                echo.len(),
+            );
+            let n = quote.put(l4, echo);
+            quote.buf[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
+            self.relay_icmp_error(&err, remote, guest, quote.packet(l4 + n));
+        }
+    }
+
+    /// An ICMP error the network sent for a flow of the guest's, to the guest: from the
+    /// router or host that sent it (else `remote`), quoting `quote` (the guest's packet
+    /// as rebuilt from the flow).
+    pub(crate) fn relay_icmp_error(
+        &mut self,
+        err: &crate::errqueue::IcmpError,
+        remote: IpAddr,
+        guest: IpAddr,
+        quote: &[u8],
+    ) {
+        let from = err.from.unwrap_or(remote);
+        if self.send_icmp_error(err.icmp_type, err.icmp_code, err.mtu, from, guest, quote) {
+            self.counters.icmp_relayed += 1;
+        }
+    }
+
     /// An ICMP(v6) destination unreachable from `from` to the guest address `to`,
     /// quoting `quote` (the offending IP packet, cut to fit).
     pub(crate) fn send_unreachable(
@@ -228,18 +295,42 @@ impl<G: GuestTx> Engine<G> {
         to: IpAddr,
         quote: &[u8],
     ) {
+        let (ty, code) = kind.codes(to.is_ipv6());
+        if self.send_icmp_error(ty, code, 0, from, to, quote) {
+            self.counters.unreachable_sent += 1;
+        }
+    }
+
+    /// An ICMP(v6) error `ty`/`code` from `from` to the guest address `to`, quoting
+    /// `quote` (cut to fit); `mtu` goes where the message carries one (IPv4
+    /// fragmentation needed, IPv6 packet too big).
+    fn send_icmp_error(
+        &mut self,
+        ty: u8,
+        code: u8,
+        mtu: u32,
+        from: IpAddr,
+        to: IpAddr,
+        quote: &[u8],
+    ) -> bool {
         let v6 = to.is_ipv6();
         if from.is_ipv6() != v6 {
-            return;
+            return false;
         }
-        let (ty, code) = kind.codes(v6);
+        let mut rest = [0u8; 4];
+        match (v6, ty, code) {
+            (false, 3, 4) => rest[2..4].copy_from_slice(&(mtu.min(65535) as u16).to_be_bytes()),
+            (true, 2, _) => rest.copy_from_slice(&mtu.to_be_bytes()),
+            _ => {}
+        }
         let max_quote = if v6 { 1280 - 48 } else { 576 - 28 };
         let q = &quote[..quote.len().min(max_quote)];
         let l4_len = 8 + q.len();
         let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
-        let sent = self.out.emit(ETH_HLEN + ip_hlen(v6) + l4_len, |buf, mac| {
+        self.out.emit(ETH_HLEN + ip_hlen(v6) + l4_len, |buf, mac| {
             let l4 = write_ip(buf, mac, from, to, proto, l4_len, 64);
-            buf[l4..l4 + 8].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
+            buf[l4..l4 + 4].copy_from_slice(&[ty, code, 0, 0]);
+            buf[l4 + 4..l4 + 8].copy_from_slice(&rest);
             buf[l4 + 8..l4 + l4_len].copy_from_slice(q);
             if v6 {
                 fill_l4_checksum(buf, l4, 2, from, to, proto);
@@ -248,10 +339,7 @@ impl<G: GuestTx> Engine<G> {
                 buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
             }
             l4 + l4_len
-        });
-        if sent {
-            self.counters.unreachable_sent += 1;
-        }
+        })
     }
 
     /// Like [`Engine::send_unreachable`] for a flow whose packet is gone: quotes an IP
@@ -268,6 +356,38 @@ impl<G: GuestTx> Engine<G> {
         let l4 = write_ip(&mut q, [0; 6], guest.ip(), remote.ip(), proto, 8, 64);
         q[l4..l4 + 8].copy_from_slice(&l4_first8);
         self.send_unreachable(kind, remote.ip(), guest.ip(), &q[ETH_HLEN..l4 + 8]);
+    }
+}
+
+/// A guest packet rebuilt for quoting in an ICMP error (on the stack: nothing is
+/// allocated): an IP header `guest → remote`, then as much of the L4 message as an
+/// ICMPv6 error may quote.
+pub(crate) struct Quote {
+    pub buf: [u8; ETH_HLEN + 1280],
+}
+
+impl Quote {
+    pub fn new() -> Quote {
+        Quote {
+            buf: [0; ETH_HLEN + 1280],
+        }
+    }
+
+    /// Writes the IP header for an L4 message of `l4_len` bytes; returns where L4 starts.
+    pub fn l4(&mut self, guest: IpAddr, remote: IpAddr, proto: u8, l4_len: usize) -> usize {
+        write_ip(&mut self.buf, [0; 6], guest, remote, proto, l4_len, 1)
+    }
+
+    /// Copies what fits of `bytes` at `at`; returns how many.
+    pub fn put(&mut self, at: usize, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.buf.len().saturating_sub(at));
+        self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+        n
+    }
+
+    /// The IP packet, up to `end`.
+    pub fn packet(&self, end: usize) -> &[u8] {
+        &self.buf[ETH_HLEN..end]
     }
 }
 

@@ -34,6 +34,7 @@ pub mod attach;
 pub mod config;
 pub mod dhcp;
 pub mod engine;
+pub mod errqueue;
 pub mod flow;
 pub mod forward;
 pub mod frame;

@@ -13,9 +13,12 @@
 //!
 //! DHCP (ports 67 and 547) never becomes a flow: it is served by `dhcp`.
 //!
-//! Errors: a refused datagram (`ECONNREFUSED`, an ICMP port unreachable the kernel saw)
-//! becomes an ICMP port unreachable to the guest; datagrams that do not fit the guest's
-//! MTU are dropped (no fragmentation).
+//! Errors: a flow's socket sends with the guest's hop limit and keeps the ICMP errors the
+//! network sends back (`errqueue.rs`): time exceeded, unreachable, too big reach the
+//! guest from the router or host that sent them, so `traceroute` works from the guest.
+//! A refusal seen without details (`ECONNREFUSED`) becomes an ICMP port unreachable from
+//! the destination. Datagrams that do not fit the guest's MTU are dropped (no
+//! fragmentation).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -30,7 +33,7 @@ use crate::flow::{Flow, FlowKey};
 use crate::frame::{
     ETH_HLEN, GuestTx, IpPacket, PROTO_UDP, UDP_HLEN, fill_l4_checksum, ip_hlen, write_ip,
 };
-use crate::icmp::{Unreachable, recv_from_into, recv_into};
+use crate::icmp::{DEFAULT_HOP, Quote, Unreachable, recv_from_into, recv_into};
 
 pub struct UdpFlow {
     /// The flow's own connected socket; `None` for inbound flows.
@@ -40,6 +43,8 @@ pub struct UdpFlow {
     pub guest: SocketAddr,
     pub remote: SocketAddr,
     pub last: Instant,
+    /// The hop limit the socket sends with (the guest's, last seen).
+    pub hop: u8,
 }
 
 /// Writes a whole UDP frame `from → to`; returns its length.
@@ -122,6 +127,12 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         f.last = now;
+        if let Some(sock) = &f.sock
+            && f.hop != pkt.hop
+            && crate::errqueue::set_hop_limit(sock, pkt.is_v6(), pkt.hop).is_ok()
+        {
+            f.hop = pkt.hop;
+        }
         let result = match (&f.sock, f.via_listener) {
             (Some(sock), _) => sock.send(data),
             (None, Some((l, peer))) => match listeners.get(l) {
@@ -160,12 +171,14 @@ impl<G: GuestTx> Engine<G> {
             return None;
         }
         let fd = sock.as_raw_fd();
+        let _ = crate::errqueue::enable(&sock, target.is_ipv6());
         let flow = UdpFlow {
             sock: Some(sock),
             via_listener: None,
             guest: key.guest,
             remote: key.remote,
             last: self.now,
+            hop: DEFAULT_HOP,
         };
         let slot = self.flows.insert(key, Flow::Udp(flow)).ok()?;
         if self
@@ -179,7 +192,47 @@ impl<G: GuestTx> Engine<G> {
         Some(slot)
     }
 
-    pub(crate) fn udp_ready(&mut self, slot: usize) {
+    /// Relays the ICMP errors queued on a flow's socket; whether there were any.
+    fn udp_errors(&mut self, slot: usize) -> bool {
+        let mut any = false;
+        loop {
+            let Some(Flow::Udp(f)) = self.flows.get_mut(slot) else {
+                return any;
+            };
+            let Some(sock) = f.sock.as_ref() else {
+                return any;
+            };
+            let Some(err) = crate::errqueue::next(sock, &mut self.scratch) else {
+                return any;
+            };
+            let (guest, remote) = (f.guest, f.remote);
+            // The kernel hands back the datagram's payload: the quote carries it after a
+            // rebuilt UDP header (traceroute over IPv6 matches its probes by it).
+            let payload = &self.scratch[..err.payload_len.min(self.scratch.len())];
+            let l4_len = UDP_HLEN + payload.len();
+            let mut quote = Quote::new();
+            let l4 = quote.l4(guest.ip(), remote.ip(), PROTO_UDP, l4_len);
+            let mut header = [0u8; UDP_HLEN];
+            header[0..2].copy_from_slice(&guest.port().to_be_bytes());
+            header[2..4].copy_from_slice(&remote.port().to_be_bytes());
+            header[4..6].copy_from_slice(&(l4_len.min(65535) as u16).to_be_bytes());
+            quote.put(l4, &header);
+            let n = quote.put(l4 + UDP_HLEN, payload);
+            self.relay_icmp_error(
+                &err,
+                remote.ip(),
+                guest.ip(),
+                quote.packet(l4 + UDP_HLEN + n),
+            );
+            any = true;
+        }
+    }
+
+    /// Socket readiness of an outbound flow: datagrams to the guest; on an error wakeup,
+    /// the ICMP errors first.
+    pub(crate) fn udp_ready(&mut self, slot: usize, error: bool) {
+        let mut relayed = error && self.udp_errors(slot);
+        let mut errors = 0;
         loop {
             let Engine { flows, scratch, .. } = self;
             let Some(Flow::Udp(f)) = flows.get_mut(slot) else {
@@ -205,14 +258,21 @@ impl<G: GuestTx> Engine<G> {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    if let Some(kind) = Unreachable::from_io(&e) {
+                    // The error the kernel reports once per ICMP error; its details, when
+                    // it kept them, are on the error queue (relayed above or now).
+                    relayed |= self.udp_errors(slot);
+                    if !relayed && let Some(kind) = Unreachable::from_io(&e) {
                         let mut first8 = [0u8; 8];
                         first8[0..2].copy_from_slice(&guest.port().to_be_bytes());
                         first8[2..4].copy_from_slice(&remote.port().to_be_bytes());
                         first8[4..6].copy_from_slice(&8u16.to_be_bytes());
                         self.send_unreachable_for(kind, PROTO_UDP, guest, remote, first8);
                     }
-                    return;
+                    errors += 1;
+                    if errors > 1 {
+                        return;
+                    }
+                    // Datagrams may be queued behind the error: read on.
                 }
             }
         }
@@ -257,6 +317,7 @@ impl<G: GuestTx> Engine<G> {
                         guest,
                         remote,
                         last: now,
+                        hop: DEFAULT_HOP,
                     };
                     if self.flows.insert(key, Flow::Udp(flow)).is_err() {
                         self.counters.refused_full += 1;

@@ -22,6 +22,8 @@ use netbind_usernet::run::{Attach, RunOptions, run};
 struct Testbed {
     a: String,
     b: String,
+    /// Further namespaces a test added (removed with the rest).
+    more: Vec<String>,
     children: Vec<Child>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -39,6 +41,9 @@ impl Drop for Testbed {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+        for ns in &self.more {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
     }
 }
 
@@ -105,10 +110,13 @@ fn setup() -> Testbed {
         nix::unistd::geteuid().is_root(),
         "this test needs root (namespaces, taps)"
     );
-    let id = std::process::id();
+    // Tests of this file run in parallel: the namespace names carry a per-test number.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let tb = Testbed {
         a: format!("nbu-a-{id}"),
         b: format!("nbu-b-{id}"),
+        more: Vec::new(),
         children: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
         threads: Vec::new(),
@@ -313,4 +321,89 @@ fn tempfile_dir() -> String {
     let d = std::env::temp_dir().join(format!("nbu-www-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.display().to_string()
+}
+
+/// Puts a router R on A's link (10.77.0.1, fd77::1: the pod's gateway) and a host C
+/// behind it (10.88.0.2, fd88::2): the path beyond the pod. Returns C's two addresses.
+fn add_router_and_far_host(tb: &mut Testbed) -> (&'static str, &'static str) {
+    let id = tb.a.trim_start_matches("nbu-a-").to_string();
+    let (r, c) = (format!("nbu-r-{id}"), format!("nbu-c-{id}"));
+    for ns in [&r, &c] {
+        ok(&["ip", "netns", "add", ns]);
+        tb.more.push(ns.clone());
+        ok_in(ns, &["ip", "link", "set", "lo", "up"]);
+    }
+    ok_in(&tb.a, &["ip", "link", "set", "peer0", "netns", &r]);
+    ok_in(
+        &r,
+        &[
+            "ip", "link", "add", "r1", "type", "veth", "peer", "name", "c0", "netns", &c,
+        ],
+    );
+    for (ns, link, v4, v6) in [
+        (&r, "peer0", "10.77.0.1/24", "fd77::1/64"),
+        (&r, "r1", "10.88.0.1/24", "fd88::1/64"),
+        (&c, "c0", "10.88.0.2/24", "fd88::2/64"),
+    ] {
+        ok_in(ns, &["ip", "addr", "add", v4, "dev", link]);
+        ok_in(ns, &["ip", "-6", "addr", "add", v6, "dev", link, "nodad"]);
+        ok_in(ns, &["ip", "link", "set", link, "up"]);
+    }
+    ok_in(&c, &["ip", "route", "add", "default", "via", "10.88.0.1"]);
+    ok_in(
+        &c,
+        &["ip", "-6", "route", "add", "default", "via", "fd88::1"],
+    );
+    ok_in(
+        &r,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ],
+    );
+    ok_in(
+        &tb.a,
+        &["ip", "-6", "route", "add", "default", "via", "fd77::1"],
+    );
+    ("10.88.0.2", "fd88::2")
+}
+
+/// The addresses a busybox traceroute printed, hop by hop (`*` for a silent hop).
+fn hops(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn traceroute_from_the_guest_sees_the_pods_router_then_the_far_host() {
+    let mut tb = setup();
+    let (far4, far6) = add_router_and_far_host(&mut tb);
+    start_engine(&mut tb);
+    let b = tb.b.clone();
+    let trace = |args: &[&str]| {
+        let mut v = vec![
+            "busybox",
+            "traceroute",
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "3",
+            "-m",
+            "4",
+        ];
+        v.extend_from_slice(args);
+        hops(&ok_in(&b, &v))
+    };
+    // UDP probes: hop 1 answers "time exceeded", the far host "port unreachable"; both
+    // come back through the engine from their real senders.
+    assert_eq!(trace(&[far4]), ["10.77.0.1", far4], "UDP, IPv4");
+    assert_eq!(trace(&["-6", far6]), ["fd77::1", far6], "UDP, IPv6");
+    // ICMP echo probes (ping sockets): time exceeded, then the echo reply.
+    assert_eq!(trace(&["-I", far4]), ["10.77.0.1", far4], "ICMP, IPv4");
+    assert_eq!(trace(&["-6", "-I", far6]), ["fd77::1", far6], "ICMP, IPv6");
 }

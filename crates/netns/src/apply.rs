@@ -7,7 +7,9 @@
 //! first: it reads the state the step would change and either finds the step's result
 //! already there (nothing to do) or returns the [`Undo`] that would put back what it found.
 //! Only then, if something is to change, the undo goes into the journal (atomically, see
-//! [`crate::journal`]) and the step *acts*. So:
+//! [`crate::journal`]) and the step *acts*, starting from the link states its check just
+//! read (nothing else changes the pod's links in between; asking again cost a round
+//! trip per link per step). So:
 //! - running `apply` again changes nothing and writes nothing (every check finds its
 //!   result);
 //! - after a SIGKILL anywhere, the journal names everything changed so far; the next run

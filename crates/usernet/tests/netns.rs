@@ -112,7 +112,11 @@ fn setup() -> Testbed {
     );
     // Tests of this file run in parallel: the namespace names carry a per-test number.
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let tb = Testbed {
         a: format!("nbu-a-{id}"),
         b: format!("nbu-b-{id}"),

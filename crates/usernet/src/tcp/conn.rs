@@ -131,8 +131,24 @@ pub struct TcpConn {
     pub flags: u16,
     /// The window last computed for the guest (bytes, before scaling).
     pub adv_wnd: u32,
+    /// The send memory the last `SO_MEMINFO` found: the buffer and what was free.
+    pub mem: SendMemory,
     pub stats: Stats,
 }
+
+/// What the socket's send buffer could take at the last measure, less what was sent
+/// since (see [`TcpConn::refresh_window`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SendMemory {
+    pub sndbuf: u32,
+    pub free: u32,
+    /// Memory the sends since the measure may have taken (payload plus [`SEND_COST`]).
+    pub spent: u32,
+}
+
+/// What one `send()` may cost the send buffer beyond its payload (an skb's overhead, in
+/// the kernel's accounting, is under this).
+pub const SEND_COST: u32 = 2048;
 
 impl TcpConn {
     pub fn has(&self, f: u16) -> bool {
@@ -160,9 +176,22 @@ impl TcpConn {
     /// out-of-order data is kept here). When the socket is not writable by the kernel's
     /// measure (free < a third of the buffer), its write-space wakeup is armed and the
     /// wakeup sends the window update — the guest may be waiting for it.
+    ///
+    /// Free memory only grows between two measures, but for what this relay sends: so as
+    /// long as the last measure less a bound on what was sent since is at least half
+    /// the buffer, that lower bound is the window and no system call is made (a
+    /// request/response exchange would otherwise pay one per segment). Should the
+    /// kernel shrink the buffer meanwhile (memory pressure), `send()` takes less and the
+    /// window update below repairs it.
     fn refresh_window(&mut self) {
         if self.has(WND_UPDATE) {
             self.adv_wnd = 0;
+            return;
+        }
+        let m = self.mem;
+        let bound = m.free.saturating_sub(m.spent);
+        if bound >= m.sndbuf / 2 && m.sndbuf > 0 {
+            self.adv_wnd = bound - bound / 8;
             return;
         }
         let Ok((sndbuf, queued)) = sys::send_memory(self.sock.as_fd()) else {
@@ -170,6 +199,11 @@ impl TcpConn {
             return;
         };
         let free = sndbuf.saturating_sub(queued);
+        self.mem = SendMemory {
+            sndbuf,
+            free,
+            spent: 0,
+        };
         self.adv_wnd = free - free / 8;
         if free < sndbuf / 2 && !self.has(WND_WAIT) && !sys::writable_or_arm(self.sock.as_fd()) {
             self.flags |= WND_WAIT;
@@ -358,12 +392,21 @@ impl TcpConn {
                     && already == 0
                     && data.len() <= DELACK_MAX;
                 self.flags &= !ACK_DELAYABLE;
-                match self.sock.send(data) {
+                let sent = self.sock.send(data);
+                if let Ok(n) = sent {
+                    self.mem.spent = self
+                        .mem
+                        .spent
+                        .saturating_add(n as u32)
+                        .saturating_add(SEND_COST);
+                }
+                match sent {
                     Ok(n) => {
                         self.rcv_nxt = self.rcv_nxt.wrapping_add(n as u32);
                         self.stats.from_guest += n as u64;
                         if n < data.len() {
                             self.flags |= WND_UPDATE;
+                            self.mem = SendMemory::default(); // the estimate was wrong: measure next time
                             self.stats.refused += 1;
                         } else if lone {
                             self.flags |= ACK_DELAYABLE;
@@ -371,6 +414,7 @@ impl TcpConn {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         self.flags |= WND_UPDATE;
+                        self.mem = SendMemory::default(); // the estimate was wrong: measure next time
                         self.stats.refused += 1;
                     }
                     Err(_) => return Action::Reset,

@@ -158,6 +158,7 @@ impl<G: GuestTx> Engine<G> {
             deadline: None,
             flags: 0,
             adv_wnd: 0,
+            mem: conn::SendMemory::default(),
             stats: conn::Stats::default(),
         };
         self.tcp_insert(key, conn);
@@ -422,6 +423,7 @@ impl<G: GuestTx> Engine<G> {
                 deadline: None,
                 flags: 0,
                 adv_wnd: 0,
+                mem: conn::SendMemory::default(),
                 stats: conn::Stats::default(),
             };
             if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {

@@ -367,6 +367,29 @@ fn unacknowledged_data_is_sent_again_after_the_timeout() {
 }
 
 #[test]
+fn a_timeout_after_acknowledged_replies_resends_only_the_unacknowledged_bytes() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40010), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    // Replies the guest acknowledges stay at the head of the socket's queue until a
+    // batch is dropped; a retransmission must start after them.
+    for reply in [&b"first"[..], b"second"] {
+        s.write_all(reply).unwrap();
+        let t = from_server(&mut h, "reply", |t| !t.payload.is_empty());
+        assert_eq!(t.payload, reply);
+        c.rcv_nxt = t.seq.wrapping_add(t.payload.len() as u32);
+        h.send(&c.seg(ACK, &[]));
+    }
+    s.write_all(b"third").unwrap();
+    let first = from_server(&mut h, "third reply", |t| !t.payload.is_empty());
+    assert_eq!(first.payload, b"third");
+    h.timers_at(Duration::from_millis(250));
+    let again = from_server(&mut h, "retransmission", |t| !t.payload.is_empty());
+    assert_eq!((again.seq, again.payload), (first.seq, first.payload));
+}
+
+#[test]
 fn three_duplicate_acks_resend_at_once() {
     let (l, port) = server();
     let mut h = Harness::new(config());

@@ -266,21 +266,28 @@ impl<G: GuestTx> Engine<G> {
             );
             let n = quote.put(l4, echo);
             quote.buf[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
+            let remote = (SocketAddr::new(remote, 0), false);
             self.relay_icmp_error(&err, remote, guest, quote.packet(l4 + n));
         }
     }
 
     /// An ICMP error the network sent for a flow of the guest's, to the guest: from the
-    /// router or host that sent it (else `remote`), quoting `quote` (the guest's packet
-    /// as rebuilt from the flow).
+    /// router or host that sent it, quoting `quote` (the guest's packet as rebuilt from
+    /// the flow). An error from where the flow really goes (the loopback for the gateway,
+    /// an upstream resolver for DNS: `dns` as in [`Engine::map_outbound`]) comes from
+    /// `remote`, the address the guest used, so the mapping stays invisible.
     pub(crate) fn relay_icmp_error(
         &mut self,
         err: &crate::errqueue::IcmpError,
-        remote: IpAddr,
+        (remote, dns): (SocketAddr, bool),
         guest: IpAddr,
         quote: &[u8],
     ) {
-        let from = err.from.unwrap_or(remote);
+        let target = self.map_outbound(remote.ip(), remote.port(), dns).ip();
+        let from = match err.from {
+            Some(a) if a != target && !a.is_loopback() => a,
+            _ => remote.ip(),
+        };
         if self.send_icmp_error(err.icmp_type, err.icmp_code, err.mtu, from, guest, quote) {
             self.counters.icmp_relayed += 1;
         }

@@ -220,7 +220,7 @@ impl<G: GuestTx> Engine<G> {
             let n = quote.put(l4 + UDP_HLEN, payload);
             self.relay_icmp_error(
                 &err,
-                remote.ip(),
+                (remote, true),
                 guest.ip(),
                 quote.packet(l4 + UDP_HLEN + n),
             );

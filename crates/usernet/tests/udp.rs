@@ -73,6 +73,11 @@ fn closed_port_becomes_icmp_port_unreachable() {
     let icmp = h.expect("port unreachable", |g| g.proto == 1);
     assert_eq!((icmp.l4[0], icmp.l4[1]), (3, 3));
     assert_eq!(
+        icmp.src,
+        std::net::IpAddr::V4(GW4),
+        "from the address the guest used, not the loopback the flow went to"
+    );
+    assert_eq!(
         &icmp.l4[8 + 16..8 + 20],
         &GW4.octets(),
         "quotes the guest's datagram"

@@ -5,15 +5,13 @@
 //! ```text
 //! guest → socket:  rcv_nxt = next byte expected from the guest = bytes accepted by send()
 //! socket → guest:  snd_una ≤ snd_nxt;  [snd_una, snd_nxt) = bytes sent to the guest, not yet
-//!                  acknowledged, still in the socket's receive queue because we only peeked;
-//!                  before them, `undiscarded` acknowledged bytes waiting to be dropped in a
-//!                  batch; SO_PEEK_OFF == undiscarded + snd_nxt - snd_una (less a FIN's one)
+//!                  acknowledged = the head of the socket's receive queue, still there because
+//!                  we only peeked; SO_PEEK_OFF == snd_nxt - snd_una (less a FIN's one)
 //! ```
 //!
 //! What holds: `snd_nxt - snd_una` never exceeds the guest's window; an acknowledgement
-//! for `n` data bytes removes exactly `n` bytes from the socket (at once, or with the
-//! batch it joins); the guest is acknowledged only what the socket accepted, so nothing
-//! is acknowledged that could be lost here.
+//! for `n` data bytes removes exactly `n` bytes from the socket; the guest is acknowledged
+//! only what the socket accepted, so nothing is acknowledged that could be lost here.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -135,9 +133,6 @@ pub struct TcpConn {
     pub adv_wnd: u32,
     /// The send memory the last `SO_MEMINFO` found: the buffer and what was free.
     pub mem: SendMemory,
-    /// Acknowledged bytes still at the head of the socket's receive queue (dropped in
-    /// batches, see `acknowledged`).
-    pub undiscarded: u32,
     pub stats: Stats,
 }
 
@@ -154,10 +149,6 @@ pub struct SendMemory {
 /// What one `send()` may cost the send buffer beyond its payload (an skb's overhead, in
 /// the kernel's accounting, is under this).
 pub const SEND_COST: u32 = 2048;
-
-/// Acknowledged bytes are dropped from the socket once this many have gathered (they hold
-/// at most this much of its receive buffer meanwhile).
-pub const DISCARD_BATCH: u32 = 16 * 1024;
 
 impl TcpConn {
     pub fn has(&self, f: u16) -> bool {
@@ -354,7 +345,7 @@ impl TcpConn {
                     data -= 1;
                     self.flags |= FIN_ACKED;
                 }
-                if data > 0 && !self.acknowledged(data) {
+                if data > 0 && !self.discard(data as usize) {
                     return Action::Reset;
                 }
                 self.snd_una = s.ack;
@@ -464,18 +455,6 @@ impl TcpConn {
         self.deadline = None;
     }
 
-    /// `n` more bytes reached the guest: drop them from the socket's receive queue, now
-    /// or with a later batch (at least [`DISCARD_BATCH`] bytes; with `SO_PEEK_OFF` peeking
-    /// goes on past them, so a request/response exchange costs no `recv` per reply).
-    fn acknowledged(&mut self, n: u32) -> bool {
-        self.undiscarded = self.undiscarded.saturating_add(n);
-        if self.has(PEEK_FALLBACK) || self.undiscarded >= DISCARD_BATCH {
-            let n = std::mem::take(&mut self.undiscarded);
-            return self.discard(n as usize);
-        }
-        true
-    }
-
     /// Drops `n` acknowledged bytes from the socket's receive queue.
     fn discard(&mut self, n: usize) -> bool {
         let mut left = n;
@@ -494,7 +473,7 @@ impl TcpConn {
         self.snd_nxt = self.snd_una;
         self.flags &= !FIN_SENT;
         if !self.has(PEEK_FALLBACK) {
-            let _ = sys::set_peek_off(self.sock.as_fd(), self.undiscarded as i32);
+            let _ = sys::set_peek_off(self.sock.as_fd(), 0);
         }
     }
 

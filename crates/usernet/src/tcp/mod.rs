@@ -21,8 +21,10 @@
 //!   round carries it, and a request/response costs one frame to the guest, not two.
 //! - **socket → guest**: data is *peeked* (`MSG_PEEK` with `SO_PEEK_OFF`) straight into
 //!   frames in the guest side's buffer, never consumed until the guest acknowledges it;
-//!   then `recv(MSG_TRUNC)` drops exactly the acknowledged bytes (gathered into batches of
-//!   16 KiB: small replies cost no `recv` each, peeking goes on past them). The socket's receive
+//!   then `recv(MSG_TRUNC)` drops exactly the acknowledged bytes — at once: left in the
+//!   queue to be dropped in batches, a few KiB can hold the window toward the peer shut
+//!   (Linux offers no window while the free space is under one MSS, 64 KiB on loopback),
+//!   and the peer then waits for an update only consuming brings. The socket's receive
 //!   queue is the retransmission buffer: a timeout or three duplicate ACKs rewind the peek
 //!   offset to the first unacknowledged byte. End of stream becomes FIN to the guest once
 //!   all data has been peeked; the guest's FIN becomes `shutdown(SHUT_WR)`.
@@ -160,7 +162,6 @@ impl<G: GuestTx> Engine<G> {
             flags: 0,
             adv_wnd: 0,
             mem: conn::SendMemory::default(),
-            undiscarded: 0,
             stats: conn::Stats::default(),
         };
         self.tcp_insert(key, conn);
@@ -426,7 +427,6 @@ impl<G: GuestTx> Engine<G> {
                 flags: 0,
                 adv_wnd: 0,
                 mem: conn::SendMemory::default(),
-                undiscarded: 0,
                 stats: conn::Stats::default(),
             };
             if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {

@@ -372,8 +372,8 @@ fn a_timeout_after_acknowledged_replies_resends_only_the_unacknowledged_bytes() 
     let mut h = Harness::new(config());
     let mut c = connect(&mut h, guest4(40010), gw4(port), 1460, None);
     let (mut s, _) = l.accept().unwrap();
-    // Replies the guest acknowledges stay at the head of the socket's queue until a
-    // batch is dropped; a retransmission must start after them.
+    // Replies the guest acknowledged are gone from the socket; a retransmission starts
+    // at the first byte it has not acknowledged.
     for reply in [&b"first"[..], b"second"] {
         s.write_all(reply).unwrap();
         let t = from_server(&mut h, "reply", |t| !t.payload.is_empty());

@@ -185,64 +185,28 @@ pub fn create_in_netns(
 }
 
 fn configure(name: &str, cfg: &EngineConfig) -> Result<(), AttachError> {
-    let mut cmds: Vec<Vec<String>> = Vec::new();
-    let mut link = vec![
-        "link".into(),
-        "set".into(),
-        name.into(),
-        "mtu".into(),
-        cfg.mtu.to_string(),
-    ];
+    // One `ip` command per line; `name` has no whitespace (the kernel refused such a
+    // name when the tap was made), nor have addresses and MACs.
+    let mut lines = vec![format!("link set {name} mtu {}", cfg.mtu)];
     if let Some(mac) = cfg.guest_mac {
-        link.extend(["address".into(), format_mac(mac)]);
+        lines[0] += &format!(" address {}", format_mac(mac));
     }
-    cmds.push(link);
     if let Some(a) = cfg.guest4 {
-        cmds.push(vec![
-            "addr".into(),
-            "add".into(),
-            a.to_string(),
-            "dev".into(),
-            name.into(),
-        ]);
+        lines.push(format!("addr add {a} dev {name}"));
     }
     if let Some(a) = cfg.guest6 {
-        cmds.push(vec![
-            "-6".into(),
-            "addr".into(),
-            "add".into(),
-            a.to_string(),
-            "dev".into(),
-            name.into(),
-            "nodad".into(),
-        ]);
+        lines.push(format!("-6 addr add {a} dev {name} nodad"));
     }
-    cmds.push(vec!["link".into(), "set".into(), name.into(), "up".into()]);
+    lines.push(format!("link set {name} up"));
     if let (Some(_), Some(gw)) = (cfg.guest4, cfg.gateway4) {
-        cmds.push(vec![
-            "route".into(),
-            "add".into(),
-            "default".into(),
-            "via".into(),
-            gw.to_string(),
-            "dev".into(),
-            name.into(),
-            "onlink".into(),
-        ]);
+        lines.push(format!("route add default via {gw} dev {name} onlink"));
     }
     if let (Some(_), Some(gw)) = (cfg.guest6, cfg.gateway6) {
-        cmds.push(vec![
-            "-6".into(),
-            "route".into(),
-            "add".into(),
-            "default".into(),
-            "via".into(),
-            gw.to_string(),
-            "dev".into(),
-            name.into(),
-            "onlink".into(),
-        ]);
+        lines.push(format!("-6 route add default via {gw} dev {name} onlink"));
     }
+    let cmds = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
     for args in cmds {
         let output = Command::new("ip").args(&args).output();
         let fail = |detail: String| AttachError::Configure {

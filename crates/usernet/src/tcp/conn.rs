@@ -151,6 +151,41 @@ pub struct SendMemory {
 pub const SEND_COST: u32 = 2048;
 
 impl TcpConn {
+    /// A connection in `state` with initial sequence number `isn` toward the guest and
+    /// our MSS `our_mss` (also the first bound of the guest's); the handshake fills in
+    /// the rest.
+    pub fn new(
+        sock: Socket,
+        guest: SocketAddr,
+        remote: SocketAddr,
+        state: State,
+        isn: u32,
+        our_mss: u16,
+    ) -> TcpConn {
+        TcpConn {
+            sock,
+            guest,
+            remote,
+            state,
+            rcv_nxt: 0,
+            snd_una: isn,
+            snd_nxt: isn,
+            snd_wnd: 0,
+            guest_ws: 0,
+            our_ws: OUR_WSCALE,
+            mss: our_mss,
+            our_mss,
+            dup_acks: 0,
+            retries: 0,
+            rto: RTO_INIT,
+            deadline: None,
+            flags: 0,
+            adv_wnd: 0,
+            mem: SendMemory::default(),
+            stats: Stats::default(),
+        }
+    }
+
     pub fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }

@@ -136,36 +136,29 @@ impl<G: GuestTx> Engine<G> {
             }
         }
         let v6 = pkt.is_v6();
-        let our_mss = (usize::from(self.cfg.mtu) - ip_hlen(v6) - TCP_HLEN).min(65535) as u16;
         let isn = self.next_random();
-        let conn = TcpConn {
+        let mut conn = TcpConn::new(
             sock,
-            guest: key.guest,
-            remote: key.remote,
-            state: State::Connecting,
-            rcv_nxt: s.seq.wrapping_add(1),
-            snd_una: isn,
-            snd_nxt: isn,
-            snd_wnd: u32::from(s.window),
-            guest_ws: s.wscale.map_or(0, |w| w.min(14)),
-            our_ws: if s.wscale.is_some() {
-                conn::OUR_WSCALE
-            } else {
-                0
-            },
-            mss: our_mss.min(s.mss.unwrap_or(536).max(64)),
-            our_mss,
-            dup_acks: 0,
-            retries: 0,
-            rto: conn::RTO_INIT,
-            deadline: None,
-            flags: 0,
-            adv_wnd: 0,
-            mem: conn::SendMemory::default(),
-            stats: conn::Stats::default(),
-        };
+            key.guest,
+            key.remote,
+            State::Connecting,
+            isn,
+            self.our_mss(v6),
+        );
+        conn.rcv_nxt = s.seq.wrapping_add(1);
+        conn.snd_wnd = u32::from(s.window);
+        conn.guest_ws = s.wscale.map_or(0, |w| w.min(14));
+        if s.wscale.is_none() {
+            conn.our_ws = 0;
+        }
+        conn.mss = conn.our_mss.min(s.mss.unwrap_or(536).max(64));
         self.tcp_insert(key, conn);
         self.counters.tcp_opened += 1;
+    }
+
+    /// The MSS we announce: the MTU less the IP and TCP headers.
+    fn our_mss(&self, v6: bool) -> u16 {
+        (usize::from(self.cfg.mtu) - ip_hlen(v6) - TCP_HLEN).min(65535) as u16
     }
 
     fn tcp_insert(&mut self, key: FlowKey, conn: TcpConn) -> Option<usize> {
@@ -405,30 +398,8 @@ impl<G: GuestTx> Engine<G> {
             let _ = sock.set_tcp_nodelay(true);
             let guest = SocketAddr::new(guest_ip, port);
             let remote = SocketAddr::new(seen, peer.port());
-            let our_mss = (usize::from(self.cfg.mtu) - ip_hlen(v6) - TCP_HLEN).min(65535) as u16;
             let isn = self.next_random();
-            let mut conn = TcpConn {
-                sock,
-                guest,
-                remote,
-                state: State::SynSent,
-                rcv_nxt: 0,
-                snd_una: isn,
-                snd_nxt: isn,
-                snd_wnd: 0,
-                guest_ws: 0,
-                our_ws: conn::OUR_WSCALE,
-                mss: our_mss,
-                our_mss,
-                dup_acks: 0,
-                retries: 0,
-                rto: conn::RTO_INIT,
-                deadline: None,
-                flags: 0,
-                adv_wnd: 0,
-                mem: conn::SendMemory::default(),
-                stats: conn::Stats::default(),
-            };
+            let mut conn = TcpConn::new(sock, guest, remote, State::SynSent, isn, self.our_mss(v6));
             if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {
                 conn.flags |= flags::PEEK_FALLBACK;
             }

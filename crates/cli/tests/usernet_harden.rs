@@ -10,6 +10,7 @@
 //! 10.77.0.2/24 and fd77::2/64, default routes via .1 / ::1, servers on its loopback),
 //! namespace B the "guest" with the engine's tap. Privileged: fails when not root.
 
+use netbind_testbed::run_ok as ok;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -32,18 +33,6 @@ impl Drop for Bed {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-fn ok(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `f` on a thread inside namespace `ns` (setns affects only the calling thread).

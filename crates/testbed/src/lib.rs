@@ -170,6 +170,23 @@ pub fn require_privileges(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `args[0]` with the rest as arguments and returns its output; panics with the
+/// command and its output when it cannot run or fails. For test set-up steps that must
+/// not fail quietly.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `now()` once it equals `want`, or after 3 s whatever it is then. Carrier, bridge port
 /// states and IPv6 link-local addresses follow a link change asynchronously, so a
 /// snapshot taken at once can catch them in flight; callers still assert equality.

@@ -8,6 +8,7 @@
 //! bounded amount per flow, and once both sides closed the flow table is empty again
 //! (read from the engine's `stats` file).
 
+use netbind_testbed::run_ok as ok;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -48,18 +49,6 @@ impl Drop for Bed {
         let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
         let _ = std::fs::remove_file(&self.stats);
     }
-}
-
-fn ok(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn enter(ns: &str) {

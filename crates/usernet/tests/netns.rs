@@ -7,9 +7,10 @@
 //! crashes on this machine kind), ping (v4 and v6), DNS
 //! through the forwarded resolver, iperf3 both ways.
 
+use netbind_testbed::run_ok as ok;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -47,23 +48,6 @@ impl Drop for Testbed {
     }
 }
 
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn in_ns(ns: &str, args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = vec!["ip".into(), "netns".into(), "exec".into(), ns.into()];

@@ -20,7 +20,8 @@ use netbind_plan::model::LinkStep;
 use netbind_spec::{ClusterConfig, Document, defaults};
 use netbind_testbed::{PodFixture, Secondary};
 
-const ROUNDS: usize = 5;
+/// Rounds per size: this machine kind's timings swing by 20% from one round to the next.
+const ROUNDS: usize = 11;
 
 fn manifest(n: usize) -> String {
     let mut ifaces = vec!["{name: default, masquerade: {}}".to_string()];
@@ -164,7 +165,11 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let mut rows = Vec::new();
-    for n in [1usize, 8, 32] {
+    // `UPDOWN_SIZES=1,8` picks the sizes (default 1, 8, 32).
+    let sizes: Vec<usize> = std::env::var("UPDOWN_SIZES")
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![1, 8, 32]);
+    for n in sizes {
         let mut builder = PodFixture::builder().mtu(1400);
         for i in 1..n {
             builder = builder.secondary(

@@ -7,9 +7,14 @@
 //! first: it reads the state the step would change and either finds the step's result
 //! already there (nothing to do) or returns the [`Undo`] that would put back what it found.
 //! Only then, if something is to change, the undo goes into the journal (atomically, see
-//! [`crate::journal`]) and the step *acts*, starting from the link states its check just
-//! read (nothing else changes the pod's links in between; asking again cost a round
-//! trip per link per step). So:
+//! [`crate::journal`]) and the step *acts*. Link states are read once per run (one dump
+//! of the namespace's links) and then kept up to date by the acts themselves
+//! (`Run::known`): nothing else changes the pod's links while netbind wires them, and
+//! asking again costs a round trip per link per step — worse, asking about a link whose
+//! carrier just changed makes the kernel settle that change on the spot (an RCU grace
+//! period in `rtnl_getlink`) instead of later in the background. An act whose effect on
+//! the state is not fully known (a link created, a port enslaved) marks that link for
+//! asking again. So:
 //! - running `apply` again changes nothing and writes nothing (every check finds its
 //!   result);
 //! - after a SIGKILL anywhere, the journal names everything changed so far; the next run
@@ -83,6 +88,8 @@ pub enum ApplyError {
         "{dir} holds the state of a different plan (manifest or pod changed since `up`); run `netbind down` with this state dir first"
     )]
     PlanChanged { dir: String },
+    #[error("reading the pod namespace's links failed; nothing was changed")]
+    ReadLinks(#[source] LinkError),
     #[error(
         "step {number}/{total} of interface {interface} ({what}) failed{}; rolled back the {rolled_back} change(s) of this run",
         on_link(link)
@@ -275,8 +282,9 @@ pub fn apply_with(
             journal,
             report: ApplyReport::default(),
             new_entries: Vec::new(),
-            seen: Default::default(),
+            known: Default::default(),
         };
+        run.read_links()?;
         run.all(plan, options)?;
         Ok::<_, ApplyError>(run.report)
     })??;
@@ -373,12 +381,33 @@ struct Run<'a> {
     report: ApplyReport,
     /// Indices (in `journal.entries`) of entries this run added, oldest first.
     new_entries: Vec<usize>,
-    /// The links the current step's check looked up, as it found them: the act that
-    /// follows at once starts from these instead of asking the kernel again.
-    seen: std::cell::RefCell<Vec<(String, Option<LinkState>)>>,
+    /// The links as this run last read them or made them; a name not in the map is
+    /// absent (the run starts from a dump of all links).
+    known: std::cell::RefCell<std::collections::HashMap<String, Known>>,
+}
+
+/// What a run knows of one link name.
+#[derive(Clone)]
+enum Known {
+    Link(LinkState),
+    Absent,
+    /// Changed by this run in ways not all known here: ask the kernel.
+    Ask,
 }
 
 impl Run<'_> {
+    fn read_links(&mut self) -> Result<(), ApplyError> {
+        let all = self
+            .ns
+            .block_on(self.ns.links.all())
+            .map_err(ApplyError::ReadLinks)?;
+        *self.known.get_mut() = all
+            .into_iter()
+            .map(|s| (s.name.clone(), Known::Link(s)))
+            .collect();
+        Ok(())
+    }
+
     fn all(&mut self, plan: &NetworkPlan, options: &ApplyOptions) -> Result<(), ApplyError> {
         let steps = steps(plan);
         let total = steps.len();
@@ -451,7 +480,6 @@ impl Run<'_> {
             .entries
             .iter()
             .position(|e| e.step == step.number);
-        self.seen.borrow_mut().clear();
         let check = match self.check(step, recorded.is_some()) {
             // The link is gone because a later step of the plan already renamed it: this
             // step ran before that rename did (a re-run after a kill in between).
@@ -480,46 +508,38 @@ impl Run<'_> {
             Check::Act(_) => {}
         }
         self.report.changed += 1;
-        let seen = self.seen.take();
-        self.act(step, &seen)
+        self.act(step)
     }
 
-    /// The link as the kernel has it now (remembered for the act of this step).
+    /// The link as this run last saw it, else as the kernel has it now.
     fn link(&self, name: &str) -> Result<Option<LinkState>, StepError> {
+        match self.known.borrow().get(name).unwrap_or(&Known::Absent) {
+            Known::Link(s) => return Ok(Some(s.clone())),
+            Known::Absent => return Ok(None),
+            Known::Ask => {}
+        }
         let state = self.ns.block_on(self.ns.links.state(name))?;
-        self.seen
-            .borrow_mut()
-            .push((name.to_string(), state.clone()));
+        self.known.borrow_mut().insert(
+            name.to_string(),
+            state.clone().map_or(Known::Absent, Known::Link),
+        );
         Ok(state)
+    }
+
+    /// An act changed `name` as `change` says.
+    fn changed(&self, name: &str, change: impl FnOnce(&mut LinkState)) {
+        if let Some(Known::Link(s)) = self.known.borrow_mut().get_mut(name) {
+            change(s);
+        }
+    }
+
+    /// An act changed `name` in ways not all known here: the next step asks the kernel.
+    fn forget(&self, name: &str) {
+        self.known.borrow_mut().insert(name.to_string(), Known::Ask);
     }
 
     fn require(&self, name: &str) -> Result<LinkState, StepError> {
         self.link(name)?.ok_or_else(|| {
-            StepError::Link(LinkError::NotFound {
-                link: name.to_string(),
-            })
-        })
-    }
-
-    /// The link as this step's check found it — nothing has changed it since — or, when
-    /// the check did not look, as the kernel has it now.
-    fn before(
-        &self,
-        seen: &[(String, Option<LinkState>)],
-        name: &str,
-    ) -> Result<Option<LinkState>, StepError> {
-        match seen.iter().rev().find(|(n, _)| n == name) {
-            Some((_, state)) => Ok(state.clone()),
-            None => self.link(name),
-        }
-    }
-
-    fn before_required(
-        &self,
-        seen: &[(String, Option<LinkState>)],
-        name: &str,
-    ) -> Result<LinkState, StepError> {
-        self.before(seen, name)?.ok_or_else(|| {
             StepError::Link(LinkError::NotFound {
                 link: name.to_string(),
             })
@@ -741,19 +761,15 @@ impl Run<'_> {
         }
     }
 
-    /// Carries out a step the check found something to do for; `seen` is what the check
-    /// read (see [`Run::before`]).
-    fn act(
-        &mut self,
-        step: &Step<'_>,
-        seen: &[(String, Option<LinkState>)],
-    ) -> Result<(), StepError> {
+    /// Carries out a step the check found something to do for, and keeps
+    /// [`Run::known`] true to what it did.
+    fn act(&mut self, step: &Step<'_>) -> Result<(), StepError> {
         let links = &self.ns.links;
         let ns = self.ns;
         match step.kind {
             StepKind::Link(l) => match l {
                 LinkStep::CreateBridge { name, mac, mtu } => {
-                    match self.before(seen, name)? {
+                    match self.link(name)? {
                         None => {
                             ns.block_on(links.create_bridge(name, mac.as_deref(), *mtu))?;
                             self.report.created.push(name.clone());
@@ -765,6 +781,7 @@ impl Run<'_> {
                             ns.block_on(links.set_mtu(&s, *mtu))?;
                         }
                     }
+                    self.forget(name);
                     Ok(())
                 }
                 LinkStep::CreateTap {
@@ -774,16 +791,18 @@ impl Run<'_> {
                     uid,
                     gid,
                 } => {
-                    let s = match self.before(seen, name)? {
+                    let s = match self.link(name)? {
                         Some(s) => s,
                         None => {
                             crate::sys::create_persistent_tap(name, *queues > 1, *uid, *gid)?;
                             self.report.created.push(name.clone());
+                            self.forget(name);
                             self.require(name)?
                         }
                     };
                     if s.mtu != *mtu {
                         ns.block_on(links.set_mtu(&s, *mtu))?;
+                        self.changed(name, |s| s.mtu = *mtu);
                     }
                     Ok(())
                 }
@@ -793,7 +812,7 @@ impl Run<'_> {
                     mtu,
                     addresses,
                 } => {
-                    let s = match self.before(seen, name)? {
+                    let s = match self.link(name)? {
                         Some(s) => s,
                         None => {
                             let kind =
@@ -804,6 +823,7 @@ impl Run<'_> {
                                 ));
                             }
                             self.report.created.push(name.clone());
+                            self.forget(name);
                             self.require(name)?
                         }
                     };
@@ -821,49 +841,69 @@ impl Run<'_> {
                     for a in addresses {
                         ns.block_on(links.add_address(&s, *a))?;
                     }
+                    self.forget(name);
                     Ok(())
                 }
                 LinkStep::SetDown { link } => {
-                    let s = self.before_required(seen, link)?;
-                    Ok(ns.block_on(links.set_up(&s, false))?)
+                    let s = self.require(link)?;
+                    ns.block_on(links.set_up(&s, false))?;
+                    self.changed(link, |s| s.up = false);
+                    Ok(())
                 }
                 LinkStep::SetUp { link } => {
-                    let s = self.before_required(seen, link)?;
-                    Ok(ns.block_on(links.set_up(&s, true))?)
+                    let s = self.require(link)?;
+                    ns.block_on(links.set_up(&s, true))?;
+                    self.changed(link, |s| s.up = true);
+                    Ok(())
                 }
                 LinkStep::RenameLink { from, to } => {
-                    if self.before(seen, to)?.is_some() {
+                    if self.link(to)?.is_some() {
                         return Ok(());
                     }
-                    let s = self.before_required(seen, from)?;
-                    Ok(ns.block_on(links.rename(&s, to))?)
+                    let mut s = self.require(from)?;
+                    ns.block_on(links.rename(&s, to))?;
+                    s.name = to.clone();
+                    let mut known = self.known.borrow_mut();
+                    known.insert(from.clone(), Known::Absent);
+                    known.insert(to.clone(), Known::Link(s));
+                    Ok(())
                 }
                 LinkStep::SetMac { link, mac } => {
-                    let s = self.before_required(seen, link)?;
-                    Ok(ns.block_on(links.set_mac(&s, mac))?)
+                    let s = self.require(link)?;
+                    ns.block_on(links.set_mac(&s, mac))?;
+                    self.changed(link, |s| s.mac = Some(mac.clone()));
+                    Ok(())
                 }
                 LinkStep::SetMtu { link, mtu } => {
-                    let s = self.before_required(seen, link)?;
-                    Ok(ns.block_on(links.set_mtu(&s, *mtu))?)
+                    let s = self.require(link)?;
+                    ns.block_on(links.set_mtu(&s, *mtu))?;
+                    self.changed(link, |s| s.mtu = *mtu);
+                    Ok(())
                 }
                 LinkStep::FlushAddresses { link } => {
-                    let s = self.before_required(seen, link)?;
+                    let s = self.require(link)?;
                     ns.block_on(links.delete_addresses(&s, None))?;
                     Ok(())
                 }
                 LinkStep::AddAddress { link, address } => {
-                    let s = self.before_required(seen, link)?;
+                    let s = self.require(link)?;
                     ns.block_on(links.add_address(&s, *address))?;
                     Ok(())
                 }
                 LinkStep::SetMaster { link, master } => {
-                    let s = self.before_required(seen, link)?;
-                    let m = self.before_required(seen, master)?;
-                    Ok(ns.block_on(links.set_controller(&s, Some(m.index)))?)
+                    let s = self.require(link)?;
+                    let m = self.require(master)?;
+                    ns.block_on(links.set_controller(&s, Some(m.index)))?;
+                    // The port's bridge-port attributes are new. The bridge may lower its
+                    // MTU to the port's, but no later step of a run reads a master's MTU.
+                    self.forget(link);
+                    Ok(())
                 }
                 LinkStep::SetLearning { link, learning } => {
-                    let s = self.before_required(seen, link)?;
-                    Ok(ns.block_on(links.set_learning(&s, *learning))?)
+                    let s = self.require(link)?;
+                    ns.block_on(links.set_learning(&s, *learning))?;
+                    self.changed(link, |s| s.learning = Some(*learning));
+                    Ok(())
                 }
             },
             StepKind::Sysctl(s) => Ok(sysctl::write(&s.key, &s.value)?),

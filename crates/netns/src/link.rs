@@ -22,6 +22,7 @@ use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
@@ -31,7 +32,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol, RouteType};
 use rtnetlink::packet_core::{Emitable, Parseable};
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkUnspec};
 use serde::{Deserialize, Serialize};
 
 /// The kernel's "no such device" and friends.
@@ -269,6 +270,20 @@ impl Links {
         }
     }
 
+    /// Every link of the namespace (one dump).
+    pub async fn all(&self) -> Result<Vec<LinkState>, LinkError> {
+        let msgs: Vec<LinkMessage> = without_stats(self.handle.link().get())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| LinkError::Netlink {
+                op: "list",
+                link: "the links of the namespace".into(),
+                source,
+            })?;
+        Ok(msgs.iter().map(state_of).collect())
+    }
+
     pub async fn require(&self, name: &str) -> Result<LinkState, LinkError> {
         self.state(name).await?.ok_or_else(|| LinkError::NotFound {
             link: name.to_string(),
@@ -299,7 +314,9 @@ impl Links {
         mtu: u32,
     ) -> Result<(), LinkError> {
         check_name(name)?;
-        let mut b = LinkBridge::new(name).mtu(mtu);
+        // Down, as the plan has it (`LinkBridge::new` would make it up): a step of its
+        // own sets it up.
+        let mut b = rtnetlink::LinkMessageBuilder::<LinkBridge>::new(name).mtu(mtu);
         if let Some(mac) = mac {
             b = b.address(parse_mac(name, mac)?);
         }
@@ -499,11 +516,10 @@ impl Links {
 
     /// Every address of the link, as the kernel dumps them.
     async fn address_messages(&self, s: &LinkState) -> Result<Vec<AddressMessage>, LinkError> {
-        self.handle
-            .address()
-            .get()
-            .set_link_index_filter(s.index)
-            .execute()
+        let mut get = self.handle.address().get().set_link_index_filter(s.index);
+        // Filtered by the kernel too where the socket has strict checking.
+        get.message_mut().header.index = s.index;
+        get.execute()
             .try_collect()
             .await
             .map_err(Self::failed("list the addresses of", &s.name))
@@ -601,12 +617,13 @@ impl Links {
                 netlink: hex(&buf),
             });
         }
-        for family in [false, true] {
-            let filter = if family {
-                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
-            } else {
-                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
-            };
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            // All tables, every protocol and type; only routes out of this link where the
+            // socket has strict checking (see `crate::in_netns`): else the kernel dumps
+            // every route of the namespace and the filter below does the work.
+            let mut filter = RouteMessage::default();
+            filter.header.address_family = family;
+            filter.attributes.push(RouteAttribute::Oif(s.index));
             let routes: Vec<RouteMessage> = self
                 .handle
                 .route()

@@ -35,6 +35,7 @@ use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet};
 use crate::config::{ENGINE_LINK_LOCAL, ENGINE_MAC, EngineConfig};
 use crate::flow::{Flow, FlowTable};
 use crate::forward::Listener;
+use crate::fragment::{self, Reassembly};
 use crate::frame::{
     ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GuestTx, IpPacket, Out, PROTO_ICMP,
     PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TxCounters,
@@ -74,6 +75,9 @@ pub struct Counters {
     pub rx_malformed: u64,
     pub rx_unsupported: u64,
     pub rx_fragments: u64,
+    /// Guest datagrams put back together from fragments, and given up unfinished.
+    pub rx_reassembled: u64,
+    pub rx_fragments_dropped: u64,
     pub tx: TxCounters,
     pub tcp_opened: u64,
     pub tcp_accepted: u64,
@@ -102,7 +106,7 @@ pub struct Counters {
 impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
-        let fields: [(&str, u64); 28] = [
+        let fields: [(&str, u64); 31] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -125,12 +129,15 @@ impl Counters {
             ("rx_malformed", self.rx_malformed),
             ("rx_unsupported", self.rx_unsupported),
             ("rx_fragments", self.rx_fragments),
+            ("rx_reassembled", self.rx_reassembled),
+            ("rx_fragments_dropped", self.rx_fragments_dropped),
             ("arp_replies", self.arp_replies),
             ("ndp_replies", self.ndp_replies),
             ("dhcp_replies", self.dhcp_replies),
             ("tx_frames", self.tx.frames),
             ("tx_bytes", self.tx.bytes),
             ("tx_dropped_full", self.tx.dropped_full),
+            ("tx_fragmented", self.tx.fragmented),
         ];
         fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
     }
@@ -141,8 +148,8 @@ impl std::fmt::Display for Counters {
         write!(
             f,
             "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
-             guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {}); \
-             guest tx {} frames {} bytes (dropped, guest side full {}); \
+             guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {} → {} datagrams, {} given up); \
+             guest tx {} frames {} bytes (dropped, guest side full {}; fragmented {}); \
              tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, rst {}; udp bytes from/to guest {}/{}; \
              icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}",
             self.flows_now,
@@ -157,9 +164,12 @@ impl std::fmt::Display for Counters {
             self.rx_malformed,
             self.rx_unsupported,
             self.rx_fragments,
+            self.rx_reassembled,
+            self.rx_fragments_dropped,
             self.tx.frames,
             self.tx.bytes,
             self.tx.dropped_full,
+            self.tx.fragmented,
             self.tcp_bytes_from_guest,
             self.tcp_bytes_to_guest,
             self.retransmits,
@@ -202,6 +212,8 @@ pub struct Engine<G> {
     /// Flows that stopped sending because the guest side was full.
     pub(crate) tx_blocked: Vec<usize>,
     pub(crate) next_ra: Option<Instant>,
+    /// Guest datagrams arriving in fragments.
+    pub(crate) frag: Reassembly,
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -220,12 +232,8 @@ impl<G: GuestTx> Engine<G> {
         let dhcp6 = cfg.dhcp6().map(Server6::new);
         let mut engine = Engine {
             flows: FlowTable::new(cfg.max_flows),
-            out: Out {
-                guest,
-                pcap: None,
-                guest_mac: cfg.guest_mac.unwrap_or([0; 6]),
-                counters: TxCounters::default(),
-            },
+            out: Out::new(guest, cfg.guest_mac.unwrap_or([0; 6]), cfg.mtu),
+            frag: Reassembly::default(),
             registry,
             listeners: Vec::new(),
             dhcp4: None,
@@ -268,6 +276,8 @@ impl<G: GuestTx> Engine<G> {
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         c.tx = self.out.counters;
+        c.rx_reassembled = self.frag.completed;
+        c.rx_fragments_dropped = self.frag.dropped;
         c.flows_now = self.flows.len() as u64;
         c.flows_cap = self.flows.cap() as u64;
         c
@@ -332,8 +342,22 @@ impl<G: GuestTx> Engine<G> {
             return;
         }
         if ip.more_frags() || ip.frag_offset() != 0 {
-            self.counters.rx_fragments += 1;
-            return;
+            let key = fragment::Key {
+                src: IpAddr::V4(ip.src_addr()),
+                dst: IpAddr::V4(ip.dst_addr()),
+                proto: u8::from(ip.next_header()),
+                id: u32::from(ip.ident()),
+            };
+            return self.fragment_from_guest(
+                &fragment::Fragment {
+                    key,
+                    offset: usize::from(ip.frag_offset()),
+                    more: ip.more_frags(),
+                    hop: ip.hop_limit(),
+                    data: &bytes[hl..total],
+                },
+                src_mac,
+            );
         }
         let pkt = IpPacket {
             src_mac,
@@ -357,16 +381,74 @@ impl<G: GuestTx> Engine<G> {
             self.counters.rx_malformed += 1;
             return;
         }
+        let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+        let (mut proto, mut l4) = (u8::from(ip.next_header()), 40);
+        if proto == fragment::PROTO_FRAGMENT6 {
+            // A Fragment header right after the fixed one (what a guest stack sends).
+            let Some(fh) = bytes
+                .get(40..40 + fragment::FRAG6_HLEN)
+                .filter(|_| total >= 48)
+            else {
+                self.counters.rx_malformed += 1;
+                return;
+            };
+            let field = u16::from_be_bytes([fh[2], fh[3]]);
+            let (offset, more) = (usize::from(field & 0xfff8), field & 1 != 0);
+            proto = fh[0];
+            l4 = 40 + fragment::FRAG6_HLEN;
+            if offset != 0 || more {
+                let key = fragment::Key {
+                    src,
+                    dst,
+                    proto,
+                    id: u32::from_be_bytes([fh[4], fh[5], fh[6], fh[7]]),
+                };
+                return self.fragment_from_guest(
+                    &fragment::Fragment {
+                        key,
+                        offset,
+                        more,
+                        hop: ip.hop_limit(),
+                        data: &bytes[l4..total],
+                    },
+                    src_mac,
+                );
+            }
+            // An atomic fragment (RFC 6946): the whole datagram.
+        }
         let pkt = IpPacket {
             src_mac,
-            src: IpAddr::V6(ip.src_addr()),
-            dst: IpAddr::V6(ip.dst_addr()),
-            proto: u8::from(ip.next_header()),
+            src,
+            dst,
+            proto,
             hop: ip.hop_limit(),
-            payload: &bytes[40..total],
+            payload: &bytes[l4..total],
             packet: &bytes[..total],
         };
         self.ip_from_guest(&pkt);
+    }
+
+    /// A fragment of a guest datagram: kept until the datagram is complete, which then
+    /// goes on as if it had come whole.
+    fn fragment_from_guest(&mut self, f: &fragment::Fragment<'_>, src_mac: [u8; 6]) {
+        self.counters.rx_fragments += 1;
+        let fragment::Added::Complete(slot) = self.frag.add(f, self.now) else {
+            return;
+        };
+        let Some(d) = self.frag.take(slot) else {
+            return;
+        };
+        let pkt = IpPacket {
+            src_mac,
+            src: d.key.src,
+            dst: d.key.dst,
+            proto: d.key.proto,
+            hop: d.hop,
+            payload: d.payload(),
+            packet: d.packet(),
+        };
+        self.ip_from_guest(&pkt);
+        self.frag.put_back(slot, d);
     }
 
     fn ip_from_guest(&mut self, pkt: &IpPacket<'_>) {
@@ -521,6 +603,7 @@ impl<G: GuestTx> Engine<G> {
     /// few tens of milliseconds).
     pub fn timers(&mut self, now: Instant) {
         self.now = now;
+        self.frag.expire(now);
         if self.next_ra.is_some_and(|t| now >= t) {
             self.send_ra(None);
             self.next_ra = Some(now + RA_INTERVAL);

@@ -9,7 +9,8 @@
 //!
 //! Headers are written by [`write_ip`] (Ethernet + IPv4/IPv6) and checksummed with
 //! [`l4_checksum`] (smoltcp's RFC 1071 code). IPv4 packets go out with DF and TTL 64;
-//! IPv6 with hop limit 64, or 255 for NDP.
+//! IPv6 with hop limit 64, or 255 for NDP. A datagram bigger than the guest's MTU (a
+//! large UDP datagram or echo reply) is built in a side buffer and sent as fragments.
 //!
 //! What holds: a frame is committed only when complete; when the guest side is full,
 //! `emit` returns false and counts a drop (TCP retries later, everything else is lost as
@@ -20,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use smoltcp::wire::{IpProtocol, checksum};
 
 use crate::config::ENGINE_MAC;
+use crate::fragment;
 use crate::pcap::Pcap;
 
 pub const ETH_HLEN: usize = 14;
@@ -124,6 +126,8 @@ pub struct TxCounters {
     pub frames: u64,
     pub bytes: u64,
     pub dropped_full: u64,
+    /// Datagrams too big for the guest's MTU, sent as fragments.
+    pub fragmented: u64,
 }
 
 /// The guest side plus what watches it.
@@ -133,17 +137,74 @@ pub struct Out<G> {
     /// Destination of every frame; learned from the guest's frames.
     pub guest_mac: [u8; 6],
     pub counters: TxCounters,
+    /// The guest's MTU (IP bytes per frame): bigger datagrams go out in fragments.
+    mtu: usize,
+    /// Where a datagram bigger than the MTU is built before it is cut; allocated the
+    /// first time one is.
+    big: Vec<u8>,
+    frag_id: u32,
 }
 
 impl<G: GuestTx> Out<G> {
+    pub fn new(guest: G, guest_mac: [u8; 6], mtu: u16) -> Out<G> {
+        Out {
+            guest,
+            pcap: None,
+            guest_mac,
+            counters: TxCounters::default(),
+            mtu: usize::from(mtu),
+            big: Vec::new(),
+            frag_id: 0,
+        }
+    }
+
     /// Builds one frame of at most `max_len` bytes with `build` (which gets the room and
-    /// the guest's MAC and returns the frame length, 0 to send nothing) and sends it.
+    /// the guest's MAC and returns the frame length, 0 to send nothing) and sends it; an
+    /// IP packet bigger than the MTU leaves in fragments (`fragment.rs`).
     pub fn emit(
         &mut self,
         max_len: usize,
         build: impl FnOnce(&mut [u8], [u8; 6]) -> usize,
     ) -> bool {
+        if max_len > ETH_HLEN + self.mtu {
+            return self.emit_fragmented(max_len, build);
+        }
         self.emit_meta(max_len, |buf, mac| (build(buf, mac), TxMeta::default()))
+    }
+
+    fn emit_fragmented(
+        &mut self,
+        max_len: usize,
+        build: impl FnOnce(&mut [u8], [u8; 6]) -> usize,
+    ) -> bool {
+        let mut big = std::mem::take(&mut self.big);
+        if big.len() < max_len {
+            big.resize(max_len, 0);
+        }
+        let len = build(&mut big[..max_len], self.guest_mac).min(max_len);
+        let frame = &big[..len];
+        let sent = if len <= ETH_HLEN + self.mtu {
+            self.emit_meta(len, |buf, _| {
+                buf[..len].copy_from_slice(frame);
+                (len, TxMeta::default())
+            })
+        } else {
+            let count = fragment::fragment_count(frame, self.mtu);
+            self.frag_id = self.frag_id.wrapping_add(1);
+            let (id, mtu) = (self.frag_id, self.mtu);
+            // A fragment lost to a full guest side loses the datagram: stop there.
+            let sent = count > 0
+                && (0..count).all(|index| {
+                    self.emit_meta(ETH_HLEN + mtu, |buf, _| {
+                        let n = fragment::write_fragment(frame, mtu, id, index, buf);
+                        (n, TxMeta::default())
+                    })
+                });
+            self.counters.fragmented += u64::from(sent);
+            sent
+        };
+        self.big = big;
+        sent
     }
 
     /// As `emit`, for a frame the guest side finishes as `build` says (see [`TxMeta`];
@@ -230,7 +291,7 @@ pub fn write_ip(
     }
 }
 
-fn to_v6(a: IpAddr) -> Ipv6Addr {
+pub fn to_v6(a: IpAddr) -> Ipv6Addr {
     match a {
         IpAddr::V6(a) => a,
         IpAddr::V4(a) => a.to_ipv6_mapped(),

@@ -7,6 +7,7 @@
 //! ```text
 //! attach/{stream,tap}.rs   frames in (QEMU -netdev stream, a tap, an inherited fd)
 //!   └─ engine.rs           checked Ethernet/IP parse, dispatch by protocol
+//!        ├─ fragment.rs    IPv4/IPv6 fragments put back together (and cut, frames out)
 //!        ├─ arp.rs         ARP: the engine answers for every address but the guest's
 //!        ├─ icmp.rs        echo → ping sockets; ICMPv6 → ndp.rs (NS/NA, RS/RA)
 //!        ├─ udp.rs         flows with connected sockets; 67/547 → dhcp.rs (dhcp crate)
@@ -25,7 +26,8 @@
 //! resolvers. See `config.rs`.
 //!
 //! What holds for any input from the guest: no panic (every parser is bounds-checked;
-//! `Engine::guest_frame` is the fuzz entry), no allocation per packet on the data path,
+//! `Engine::guest_frame` is the fuzz entry), no allocation per packet on the data path
+//! (buffers for fragments are allocated once, the first time fragments appear),
 //! at most `max_flows` flows (refused beyond with RST or ICMP unreachable).
 //! `unsafe` lives only in `sys.rs`.
 
@@ -37,6 +39,7 @@ pub mod engine;
 pub mod errqueue;
 pub mod flow;
 pub mod forward;
+pub mod fragment;
 pub mod frame;
 pub mod harden;
 pub mod icmp;

@@ -17,8 +17,8 @@
 //! network sends back (`errqueue.rs`): time exceeded, unreachable, too big reach the
 //! guest from the router or host that sent them, so `traceroute` works from the guest.
 //! A refusal seen without details (`ECONNREFUSED`) becomes an ICMP port unreachable from
-//! the destination. Datagrams that do not fit the guest's MTU are dropped (no
-//! fragmentation).
+//! the destination. Datagrams bigger than the guest's MTU reach it in fragments
+//! (`fragment.rs`), and the guest's fragments are put back together before they leave.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -76,9 +76,6 @@ impl<G: GuestTx> Engine<G> {
     ) -> bool {
         let v6 = to.is_ipv6();
         let total = ETH_HLEN + ip_hlen(v6) + UDP_HLEN + payload.len();
-        if total > ETH_HLEN + usize::from(self.cfg.mtu) {
-            return false;
-        }
         self.out.emit(total, |buf, guest_mac| {
             write_udp(buf, mac.unwrap_or(guest_mac), from, to, payload)
         })
@@ -250,9 +247,6 @@ impl<G: GuestTx> Engine<G> {
                     // from the scratch buffer, which `out` does not alias.
                     let v6 = guest.is_ipv6();
                     let total = ETH_HLEN + ip_hlen(v6) + UDP_HLEN + n;
-                    if total > ETH_HLEN + usize::from(self.cfg.mtu) {
-                        continue;
-                    }
                     self.out
                         .emit(total, |buf, mac| write_udp(buf, mac, remote, guest, data));
                 }
@@ -328,7 +322,7 @@ impl<G: GuestTx> Engine<G> {
             }
             self.counters.udp_bytes_to_guest += n as u64;
             let total = ETH_HLEN + ip_hlen(guest.is_ipv6()) + UDP_HLEN + n;
-            if total > ETH_HLEN + usize::from(self.cfg.mtu) || remote.is_ipv6() != guest.is_ipv6() {
+            if remote.is_ipv6() != guest.is_ipv6() {
                 continue;
             }
             let Engine { scratch, out, .. } = self;

@@ -48,7 +48,6 @@ impl Drop for Testbed {
     }
 }
 
-
 fn in_ns(ns: &str, args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = vec!["ip".into(), "netns".into(), "exec".into(), ns.into()];
     v.extend(args.iter().map(|s| s.to_string()));
@@ -161,7 +160,10 @@ fn config() -> EngineConfig {
 }
 
 fn start_engine(tb: &mut Testbed) {
-    let cfg = config();
+    start_engine_with(tb, config());
+}
+
+fn start_engine_with(tb: &mut Testbed, cfg: EngineConfig) {
     let fd = create_in_netns(&tb.b, "tap0", &cfg).expect("tap in B");
     let a = tb.a.clone();
     let stop = tb.stop.clone();
@@ -303,6 +305,141 @@ fn namespace_clients_reach_the_pod_through_the_engine() {
     let up6 = iperf_gbits(&tb, "fd77::1", false);
     assert!(up6 > 1.0, "IPv6 throughput too low: {up6}");
     let _ = std::fs::remove_dir_all(&www);
+}
+
+/// Echoes UDP datagrams of up to 64 KiB on `addr` in namespace `ns` until the test ends.
+fn udp_echo(tb: &mut Testbed, ns: &str, addr: &'static str) {
+    let (ns, stop) = (ns.to_string(), tb.stop.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    tb.threads.push(std::thread::spawn(move || {
+        enter(&ns);
+        let s = UdpSocket::bind(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, peer)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], peer);
+            }
+        }
+    }));
+    ready_rx.recv().unwrap();
+}
+
+/// Sends `payload` from namespace `ns` to `to` and returns the answer.
+fn udp_round_trip(ns: &str, bind: &'static str, to: &'static str, payload: Vec<u8>) -> Vec<u8> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let s = UdpSocket::bind(bind).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        // The first datagram may meet an unresolved neighbour: try a few times.
+        for _ in 0..3 {
+            s.send_to(&payload, to).unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                buf.truncate(n);
+                return buf;
+            }
+        }
+        panic!("no answer from {to}");
+    })
+    .join()
+    .unwrap()
+}
+
+/// One counter of `/proc/net/snmp` (`Ip:` row) or `/proc/net/snmp6`, read in `ns`.
+fn snmp(ns: &str, file: &str, row: &str, name: &str) -> u64 {
+    let text = ok_in(ns, &["cat", file]);
+    if file.ends_with("snmp6") {
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {file}"));
+    }
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(row)).collect();
+    let names: Vec<&str> = rows[0].split_whitespace().collect();
+    let values: Vec<&str> = rows[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == name).expect("counter");
+    values[i].parse().unwrap()
+}
+
+/// At MTU 1500, datagrams bigger than the MTU cross in fragments both ways: the guest's
+/// kernel cuts its 8 KiB UDP datagrams and large pings, the engine puts them back together
+/// before they leave through its sockets, and cuts the equally large answers, which the
+/// guest's kernel reassembles (its counters say so).
+#[test]
+fn datagrams_bigger_than_the_mtu_cross_in_fragments_both_ways() {
+    let mut tb = setup();
+    let a = tb.a.clone();
+    udp_echo(&mut tb, &a, "127.0.0.1:7007");
+    udp_echo(&mut tb, &a, "[::1]:7007");
+    let mut cfg = config();
+    cfg.mtu = 1500;
+    start_engine_with(&mut tb, cfg);
+    let b = tb.b.clone();
+    let counters = |b: &str| {
+        (
+            snmp(b, "/proc/net/snmp", "Ip:", "FragCreates"),
+            snmp(b, "/proc/net/snmp", "Ip:", "ReasmOKs"),
+            snmp(b, "/proc/net/snmp6", "", "Ip6FragCreates"),
+            snmp(b, "/proc/net/snmp6", "", "Ip6ReasmOKs"),
+        )
+    };
+    let before = counters(&b);
+
+    let payload: Vec<u8> = (0..8000u32).map(|i| (i * 7) as u8).collect();
+    let back = udp_round_trip(&b, "0.0.0.0:0", "10.77.0.1:7007", payload.clone());
+    assert_eq!(
+        back, payload,
+        "IPv4: the 8000-byte datagram came back whole"
+    );
+    let back6 = udp_round_trip(&b, "[::]:0", "[fd77::1]:7007", payload.clone());
+    assert_eq!(
+        back6, payload,
+        "IPv6: the 8000-byte datagram came back whole"
+    );
+    ok_in(
+        &b,
+        &[
+            "busybox",
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "3",
+            "-s",
+            "4000",
+            "10.77.0.1",
+        ],
+    );
+    ok_in(
+        &b,
+        &[
+            "busybox", "ping", "-6", "-c", "2", "-W", "3", "-s", "4000", "fd77::1",
+        ],
+    );
+
+    let after = counters(&b);
+    // Per family: the datagram in 6 fragments and each ping in 3 (1480 bytes per
+    // fragment) from the guest; the three answers reassembled by the guest.
+    assert!(
+        after.0 - before.0 >= 12,
+        "IPv4 fragments sent: {before:?} → {after:?}"
+    );
+    assert!(
+        after.1 - before.1 >= 3,
+        "IPv4 datagrams reassembled: {before:?} → {after:?}"
+    );
+    assert!(
+        after.2 - before.2 >= 12,
+        "IPv6 fragments sent: {before:?} → {after:?}"
+    );
+    assert!(
+        after.3 - before.3 >= 3,
+        "IPv6 datagrams reassembled: {before:?} → {after:?}"
+    );
 }
 
 fn tempfile_dir() -> String {

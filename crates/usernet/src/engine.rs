@@ -348,15 +348,17 @@ impl<G: GuestTx> Engine<G> {
             return;
         }
         if ip.more_frags() || ip.frag_offset() != 0 {
+            let proto = u8::from(ip.next_header());
             let key = fragment::Key {
                 src: IpAddr::V4(ip.src_addr()),
                 dst: IpAddr::V4(ip.dst_addr()),
-                proto: u8::from(ip.next_header()),
+                proto,
                 id: u32::from(ip.ident()),
             };
             return self.fragment_from_guest(
                 &fragment::Fragment {
                     key,
+                    proto,
                     offset: usize::from(ip.frag_offset()),
                     more: ip.more_frags(),
                     hop: ip.hop_limit(),
@@ -406,12 +408,13 @@ impl<G: GuestTx> Engine<G> {
                 let key = fragment::Key {
                     src,
                     dst,
-                    proto,
+                    proto: 0,
                     id: u32::from_be_bytes([fh[4], fh[5], fh[6], fh[7]]),
                 };
                 return self.fragment_from_guest(
                     &fragment::Fragment {
                         key,
+                        proto,
                         offset,
                         more,
                         hop: ip.hop_limit(),
@@ -448,7 +451,7 @@ impl<G: GuestTx> Engine<G> {
             src_mac,
             src: d.key.src,
             dst: d.key.dst,
-            proto: d.key.proto,
+            proto: d.proto,
             hop: d.hop,
             payload: d.payload(),
             packet: d.packet(),

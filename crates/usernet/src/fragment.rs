@@ -8,7 +8,8 @@
 //! guest's stack reassembles (`frame.rs` calls it for every frame that does not fit).
 //!
 //! Reassembly: a few slots ([`SLOTS`]), each keyed by (source, destination, protocol,
-//! identification), each with a buffer of the largest datagram, allocated the first time
+//! identification) — for IPv6 without the protocol, which only the first fragment's
+//! Fragment header decides (RFC 8200) — each with a buffer of the largest datagram, allocated the first time
 //! the slot is used and reused after. smoltcp's `Assembler` keeps which byte ranges
 //! arrived; a datagram is complete when its last fragment came and the bytes before it
 //! are contiguous. The complete datagram gets a synthetic IP header in front (so errors
@@ -51,6 +52,7 @@ pub const PROTO_FRAGMENT6: u8 = 44;
 pub struct Key {
     pub src: IpAddr,
     pub dst: IpAddr,
+    /// IPv4's protocol; 0 for IPv6.
     pub proto: u8,
     pub id: u32,
 }
@@ -59,6 +61,8 @@ pub struct Key {
 #[derive(Debug, Clone, Copy)]
 pub struct Fragment<'a> {
     pub key: Key,
+    /// The protocol this fragment names (for IPv6, the first fragment's counts).
+    pub proto: u8,
     /// Where `data` goes in the datagram's payload, in bytes.
     pub offset: usize,
     pub more: bool,
@@ -80,6 +84,7 @@ pub enum Added {
 /// A complete datagram, lent out of its slot (give it back with [`Reassembly::put_back`]).
 pub struct Datagram {
     pub key: Key,
+    pub proto: u8,
     pub hop: u8,
     /// The synthetic IP header followed by the payload.
     pub buf: Vec<u8>,
@@ -106,6 +111,7 @@ struct Slot {
     got: Assembler,
     /// The payload length, once the last fragment arrived.
     end: Option<usize>,
+    proto: u8,
     hop: u8,
     since: Option<Instant>,
 }
@@ -117,6 +123,7 @@ impl Default for Slot {
             buf: Vec::new(),
             got: Assembler::new(),
             end: None,
+            proto: 0,
             hop: 0,
             since: None,
         }
@@ -148,6 +155,7 @@ impl Reassembly {
                 let i = self.free_slot();
                 let s = &mut self.slots[i];
                 s.key = Some(f.key);
+                s.proto = f.proto;
                 s.hop = f.hop;
                 s.since = Some(now);
                 if s.buf.len() < HDR_ROOM + MAX_PAYLOAD {
@@ -192,6 +200,9 @@ impl Reassembly {
             return false;
         }
         s.buf[HDR_ROOM + start..HDR_ROOM + end].copy_from_slice(f.data);
+        if start == 0 {
+            s.proto = f.proto;
+        }
         true
     }
 
@@ -212,12 +223,13 @@ impl Reassembly {
         let key = s.key?;
         let len = s.end?;
         let mut buf = std::mem::take(&mut s.buf);
-        let hop = s.hop;
+        let (proto, hop) = (s.proto, s.hop);
         s.clear();
         self.completed += 1;
-        let start = write_header(&mut buf[..HDR_ROOM], &key, hop, len);
+        let start = write_header(&mut buf[..HDR_ROOM], &key, proto, hop, len);
         Some(Datagram {
             key,
+            proto,
             hop,
             buf,
             start,
@@ -249,7 +261,7 @@ impl Reassembly {
 
 /// Writes the IP header of a reassembled datagram right before `HDR_ROOM` (the end of
 /// `room`); returns where it starts.
-fn write_header(room: &mut [u8], key: &Key, hop: u8, len: usize) -> usize {
+fn write_header(room: &mut [u8], key: &Key, proto: u8, hop: u8, len: usize) -> usize {
     match (key.src, key.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let start = HDR_ROOM - IPV4_HLEN;
@@ -259,7 +271,7 @@ fn write_header(room: &mut [u8], key: &Key, hop: u8, len: usize) -> usize {
             ip[2..4].copy_from_slice(&((IPV4_HLEN + len) as u16).to_be_bytes());
             ip[4..6].copy_from_slice(&(key.id as u16).to_be_bytes());
             ip[8] = hop;
-            ip[9] = key.proto;
+            ip[9] = proto;
             ip[12..16].copy_from_slice(&s.octets());
             ip[16..20].copy_from_slice(&d.octets());
             let sum = !checksum::data(ip);
@@ -271,7 +283,7 @@ fn write_header(room: &mut [u8], key: &Key, hop: u8, len: usize) -> usize {
             ip.fill(0);
             ip[0] = 0x60;
             ip[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-            ip[6] = key.proto;
+            ip[6] = proto;
             ip[7] = hop;
             ip[8..24].copy_from_slice(&to_v6(s).octets());
             ip[24..40].copy_from_slice(&to_v6(d).octets());
@@ -369,6 +381,7 @@ mod tests {
     fn frag(id: u32, offset: usize, more: bool, data: &[u8]) -> Fragment<'_> {
         Fragment {
             key: key(id),
+            proto: 17,
             offset,
             more,
             hop: 64,
@@ -396,6 +409,48 @@ mod tests {
         assert_eq!(checksum::data(&ip[..20]), 0xffff, "header checksum");
         r.put_back(i, d);
         assert_eq!(r.completed, 1);
+    }
+
+    #[test]
+    fn an_ipv6_datagram_takes_its_protocol_from_the_first_fragment() {
+        let k = Key {
+            src: "fd00::15".parse().unwrap(),
+            dst: "fd00::2".parse().unwrap(),
+            proto: 0,
+            id: 9,
+        };
+        let mut r = Reassembly::default();
+        let now = Instant::now();
+        let last = Fragment {
+            key: k,
+            proto: 59, // a later fragment may name anything (RFC 8200)
+            offset: 8,
+            more: false,
+            hop: 64,
+            data: &[2; 8],
+        };
+        let first = Fragment {
+            proto: 17,
+            offset: 0,
+            more: true,
+            data: &[1; 8],
+            ..last
+        };
+        assert_eq!(r.add(&last, now), Added::Pending);
+        let Added::Complete(i) = r.add(&first, now) else {
+            panic!("not complete")
+        };
+        let d = r.take(i).unwrap();
+        assert_eq!(d.proto, 17);
+        assert_eq!(
+            d.packet()[6],
+            17,
+            "next header of the synthetic IPv6 header"
+        );
+        assert_eq!(
+            d.payload(),
+            &[1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
+        );
     }
 
     #[test]
@@ -483,6 +538,7 @@ mod tests {
             assert_eq!(flags & 0x4000, 0, "no DF on a fragment");
             let f = Fragment {
                 key: key(0x1234),
+                proto: 17,
                 offset: usize::from(flags & 0x1fff) * 8,
                 more: flags & 0x2000 != 0,
                 hop: 64,

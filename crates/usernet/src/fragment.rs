@@ -12,8 +12,9 @@
 //! Fragment header decides (RFC 8200) — each with a buffer of the largest datagram,
 //! allocated the first time the slot is used and reused after. smoltcp's `Assembler`
 //! keeps which byte ranges arrived; a datagram is complete when its last fragment came
-//! and the bytes before it are contiguous. The complete datagram gets a synthetic IP header in front (so errors
-//! about it can quote it, as for any packet) and goes on as if it had come whole.
+//! and the bytes before it are contiguous. The complete datagram gets a synthetic IP
+//! header in front (so errors about it can quote it, as for any packet) and goes on as if
+//! it had come whole.
 //!
 //! What holds (a hostile guest cannot grow memory or confuse the engine): at most
 //! `SLOTS` datagrams are under way, a newcomer takes the slot of the oldest; a datagram is

@@ -24,7 +24,8 @@
 # Rounds: the contenders take turns, ROUNDS times (veth, netbind, pasta, slirp4netns,
 # veth, ...), so that a busy moment of the machine falls on all of them rather than on
 # one. The table shows the median over the rounds; for latency, the median and the
-# 99th percentile of all round trips of all rounds.
+# 99th percentile of all round trips of all rounds. The last column counts the rounds in
+# which netbind beat both peers, so a median that one lucky or unlucky round moved shows.
 #
 # Usage: sudo scripts/bench-usernet.sh [SECONDS] [ROUNDS]   (defaults 4 and 3; needs
 # iperf3, passt, slirp4netns, python3; builds target/release/netbind when missing)
@@ -117,6 +118,17 @@ teardown() {
 }
 
 declare -A R
+pct() { python3 -c "import sys
+v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
+print('%.0f' % v[min(len(v) - 1, int(len(v) * float(sys.argv[2])))] if v else '-')" "$1" "$2" 2>/dev/null || echo "-"; }
+# latency FILE KEY [taskset args...]: one run of 2000 round trips, kept for the pooled
+# percentiles and summarised per round (for the count of rounds won).
+latency() {
+  local file=$1 key=$2; shift 2
+  "$@" ip netns exec $N python3 "$WORK/rr.py" $DST latency >"$WORK/round" 2>/dev/null || true
+  cat "$WORK/round" >>"$WORK/$file.$c"
+  add "$c,${key}r" "$(pct "$WORK/round" 0.5)"; add "$c,${key}p99r" "$(pct "$WORK/round" 0.99)"
+}
 # start_CONTENDER MTU: sets DST (where NS reaches the host's loopback) and EPID.
 start_veth() {
   ip -n $H link add v0 mtu "$1" type veth peer name v1 netns $N
@@ -156,12 +168,12 @@ for round in $(seq 1 "$ROUNDS"); do
       up=$(iperf $DST); down=$(iperf $DST -R)
       add "$c,$mtu,up" "$up"; add "$c,$mtu,down" "$down"
       if [ $mtu = 65520 ]; then
-        ip netns exec $N python3 "$WORK/rr.py" $DST latency >>"$WORK/lat.$c" 2>/dev/null || true
+        latency lat lat
         add "$c,cps" "$(ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
         # The same on one CPU (every thread of the engine and of the echo server).
         taskset -a -p -c 0 "$ECHO" >/dev/null
         if [ -n "$EPID" ]; then taskset -a -p -c 0 "$EPID" >/dev/null; fi
-        taskset -c 0 ip netns exec $N python3 "$WORK/rr.py" $DST latency >>"$WORK/lat1.$c" 2>/dev/null || true
+        latency lat1 lat1 taskset -c 0
         add "$c,cps1" "$(taskset -c 0 ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
         add "$c,rss" "$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")"
       fi
@@ -170,6 +182,9 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   done
 done
+# Per-round values, in round order, before they become medians (for `wins`).
+declare -A RAW
+for k in "${!R[@]}"; do RAW[$k]=${R[$k]}; done
 median() { python3 -c "import sys, statistics
 v = [float(x) for x in sys.argv[1:] if x not in ('fail', '-', 'n/a')]
 print(('%.2f' % statistics.median(v)).rstrip('0').rstrip('.') if v else '-')" "$@"; }
@@ -177,9 +192,6 @@ for k in "${!R[@]}"; do
   # shellcheck disable=SC2086
   R[$k]=$(median ${R[$k]})
 done
-pct() { python3 -c "import sys
-v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
-print('%.0f' % v[min(len(v) - 1, int(len(v) * float(sys.argv[2])))] if v else '-')" "$1" "$2" 2>/dev/null || echo "-"; }
 for c in "${CONTENDERS[@]}"; do
   R[$c,lat]=$(pct "$WORK/lat.$c" 0.5)
   R[$c,p99]=$(pct "$WORK/lat.$c" 0.99)
@@ -191,6 +203,13 @@ ratio() { python3 -c "import sys
 a, b = sys.argv[1], sys.argv[2]
 try: print('%.0f%%' % (float(a) / float(b) * 100))
 except Exception: print('-')" "$1" "$2"; }
+# wins KEY max|min: in how many rounds netbind beat both peers.
+wins() { python3 -c "import sys
+def vals(s): return [float(x) if x not in ('fail', '-', 'n/a') else None for x in s.split()]
+n, p, s = vals(sys.argv[2]), vals(sys.argv[3]), vals(sys.argv[4])
+better = (lambda a, b: a > b) if sys.argv[1] == 'max' else (lambda a, b: a < b)
+won = sum(1 for a, b, c in zip(n, p, s) if a is not None and all(x is None or better(a, x) for x in (b, c)))
+print('%d/%d' % (won, len(n)) if n else '-')" "$2" "${RAW[netbind,$1]:-}" "${RAW[pasta,$1]:-}" "${RAW[slirp4netns,$1]:-}"; }
 best() { python3 -c "import sys
 v = [float(x) for x in sys.argv[2:] if x not in ('fail', '-', 'n/a')]
 print(('%g' % (min(v) if sys.argv[1] == 'min' else max(v))) if v else '-')" "$@"; }
@@ -200,25 +219,26 @@ echo "### usernet benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $
 echo "CPU: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); load average at start: $LOAD0, at end: $(cut -d" " -f1-3 /proc/loadavg)"
 echo "$ROUNDS interleaved rounds of ${SECS} s iperf3 runs; medians over the rounds (latency: over all $((ROUNDS * 2000)) round trips)"
 echo
-echo "| metric | veth (ceiling) | netbind | pasta | slirp4netns | netbind / veth | netbind / best peer |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
-row() { # label key better(max|min) unit
+echo "| metric | veth (ceiling) | netbind | pasta | slirp4netns | netbind / veth | netbind / best peer | rounds netbind beat both |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+row() { # label key better(max|min) [per-round key]
   local v=${R[veth,$2]} n=${R[netbind,$2]} p=${R[pasta,$2]} s=${R[slirp4netns,$2]}
   local b; b=$(best "$3" "$p" "$s")
   local rv rb
   if [ "$3" = max ]; then rv=$(ratio "$n" "$v"); rb=$(ratio "$n" "$b"); else rv=$(ratio "$v" "$n"); rb=$(ratio "$b" "$n"); fi
-  echo "| $1 | $v | $n | $p | $s | $rv | $rb |"
+  echo "| $1 | $v | $n | $p | $s | $rv | $rb | $(wins "${4:-$2}" "$3") |"
 }
 row "TCP NS→host, MTU 65520 (Gbit/s)" 65520,up max
 row "TCP host→NS, MTU 65520 (Gbit/s)" 65520,down max
 row "TCP NS→host, MTU 1500 (Gbit/s)" 1500,up max
 row "TCP host→NS, MTU 1500 (Gbit/s)" 1500,down max
-row "TCP request/response latency, median (µs, lower is better)" lat min
-row "TCP request/response latency, 99th percentile (µs)" p99 min
+row "TCP request/response latency, median (µs, lower is better)" lat min latr
+row "TCP request/response latency, 99th percentile (µs)" p99 min latp99r
 row "TCP connections per second" cps max
-row "TCP request/response latency on one CPU, median (µs)" lat1 min
-row "TCP request/response latency on one CPU, 99th percentile (µs)" p991 min
+row "TCP request/response latency on one CPU, median (µs)" lat1 min lat1r
+row "TCP request/response latency on one CPU, 99th percentile (µs)" p991 min lat1p99r
 row "TCP connections per second on one CPU" cps1 max
-echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") |"
+echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") | $(wins rss min) |"
 echo
 echo "Ratios: for throughput netbind/other; for latency and memory other/netbind (above 100% = netbind better)."
+echo "Rounds won: per round, netbind's value (for latency, that round's median or 99th percentile) against both peers' in the same round."

@@ -62,6 +62,14 @@ pub fn set_hop_limit(sock: &Socket, v6: bool, hop: u8) -> std::io::Result<()> {
     r.map_err(std::io::Error::from)
 }
 
+/// Makes `sock` send with the guest's hop limit `want`; `now` is what it sends with
+/// (updated when the change took).
+pub fn follow_hop_limit(sock: &Socket, v6: bool, now: &mut u8, want: u8) {
+    if *now != want && set_hop_limit(sock, v6, want).is_ok() {
+        *now = want;
+    }
+}
+
 /// The next error from the network on `sock`'s error queue; `None` when the queue is
 /// empty. `buf` receives (and bounds) the returned payload of the failed packet.
 pub fn next(sock: &Socket, buf: &mut [u8]) -> Option<IcmpError> {

@@ -137,11 +137,7 @@ impl<G: GuestTx> Engine<G> {
         let now = self.now;
         if let Some(Flow::Ping(p)) = self.flows.get_mut(slot) {
             p.last = now;
-            if p.hop != pkt.hop
-                && crate::errqueue::set_hop_limit(&p.sock, pkt.is_v6(), pkt.hop).is_ok()
-            {
-                p.hop = pkt.hop;
-            }
+            crate::errqueue::follow_hop_limit(&p.sock, pkt.is_v6(), &mut p.hop, pkt.hop);
             let _ = p.sock.send(body);
         }
     }

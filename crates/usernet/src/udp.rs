@@ -124,11 +124,8 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         f.last = now;
-        if let Some(sock) = &f.sock
-            && f.hop != pkt.hop
-            && crate::errqueue::set_hop_limit(sock, pkt.is_v6(), pkt.hop).is_ok()
-        {
-            f.hop = pkt.hop;
+        if let Some(sock) = &f.sock {
+            crate::errqueue::follow_hop_limit(sock, pkt.is_v6(), &mut f.hop, pkt.hop);
         }
         let result = match (&f.sock, f.via_listener) {
             (Some(sock), _) => sock.send(data),

@@ -380,12 +380,12 @@ fn datagrams_bigger_than_the_mtu_cross_in_fragments_both_ways() {
     start_engine_with(&mut tb, cfg);
     let b = tb.b.clone();
     let counters = |b: &str| {
-        (
+        [
             snmp(b, "/proc/net/snmp", "Ip:", "FragCreates"),
             snmp(b, "/proc/net/snmp", "Ip:", "ReasmOKs"),
             snmp(b, "/proc/net/snmp6", "", "Ip6FragCreates"),
             snmp(b, "/proc/net/snmp6", "", "Ip6ReasmOKs"),
-        )
+        ]
     };
     let before = counters(&b);
 
@@ -424,22 +424,18 @@ fn datagrams_bigger_than_the_mtu_cross_in_fragments_both_ways() {
     let after = counters(&b);
     // Per family: the datagram in 6 fragments and each ping in 3 (1480 bytes per
     // fragment) from the guest; the three answers reassembled by the guest.
-    assert!(
-        after.0 - before.0 >= 12,
-        "IPv4 fragments sent: {before:?} → {after:?}"
-    );
-    assert!(
-        after.1 - before.1 >= 3,
-        "IPv4 datagrams reassembled: {before:?} → {after:?}"
-    );
-    assert!(
-        after.2 - before.2 >= 12,
-        "IPv6 fragments sent: {before:?} → {after:?}"
-    );
-    assert!(
-        after.3 - before.3 >= 3,
-        "IPv6 datagrams reassembled: {before:?} → {after:?}"
-    );
+    let wanted = [
+        ("IPv4 fragments sent", 12),
+        ("IPv4 datagrams reassembled", 3),
+        ("IPv6 fragments sent", 12),
+        ("IPv6 datagrams reassembled", 3),
+    ];
+    for (i, (what, least)) in wanted.into_iter().enumerate() {
+        assert!(
+            after[i] - before[i] >= least,
+            "{what}: {before:?} → {after:?}"
+        );
+    }
 }
 
 fn tempfile_dir() -> String {

@@ -427,32 +427,27 @@ impl TcpConn {
                     && already == 0
                     && data.len() <= DELACK_MAX;
                 self.flags &= !ACK_DELAYABLE;
-                let sent = self.sock.send(data);
-                if let Ok(n) = sent {
+                let took = match self.sock.send(data) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Err(_) => return Action::Reset,
+                };
+                self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
+                self.stats.from_guest += took as u64;
+                if took < data.len() {
+                    // The window promised more than the socket took: measure next time.
+                    self.flags |= WND_UPDATE;
+                    self.mem = SendMemory::default();
+                    self.stats.refused += 1;
+                } else {
                     self.mem.spent = self
                         .mem
                         .spent
-                        .saturating_add(n as u32)
+                        .saturating_add(took as u32)
                         .saturating_add(SEND_COST);
-                }
-                match sent {
-                    Ok(n) => {
-                        self.rcv_nxt = self.rcv_nxt.wrapping_add(n as u32);
-                        self.stats.from_guest += n as u64;
-                        if n < data.len() {
-                            self.flags |= WND_UPDATE;
-                            self.mem = SendMemory::default(); // the estimate was wrong: measure next time
-                            self.stats.refused += 1;
-                        } else if lone {
-                            self.flags |= ACK_DELAYABLE;
-                        }
+                    if lone {
+                        self.flags |= ACK_DELAYABLE;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.flags |= WND_UPDATE;
-                        self.mem = SendMemory::default(); // the estimate was wrong: measure next time
-                        self.stats.refused += 1;
-                    }
-                    Err(_) => return Action::Reset,
                 }
                 self.flags |= ACK_PENDING;
             }

@@ -8,7 +8,8 @@
 //! `ip netns exec NS sh -e` per direction, built from the very same plan (its `down`
 //! restores names, MACs and sysctls, deletes the created links and the NAT tables). The
 //! script does no checks and keeps no journal, which favours it.
-//! Prints a markdown table with the median times. Needs root; run with
+//! The machine holds NAT chains in another namespace throughout, as a node does (see
+//! [`node_nat`]). Prints a markdown table with the median times. Needs root; run with
 //! `cargo bench -p netbind-netns --bench updown`.
 
 use std::fmt::Write as _;
@@ -163,7 +164,29 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// NAT chains in a namespace of their own, standing for the node's (kube-proxy and the
+/// CNI portmap plugin keep such chains in the host namespace of every Kubernetes node).
+/// Without them the first NAT chain on the machine switches the kernel's netfilter hooks
+/// on — patching kernel text on every CPU, ≈0.5 ms — and the last one's removal switches
+/// them off again, so every round of either contender would pay that, which no `up` on a
+/// node does.
+fn node_nat() -> netbind_testbed::Netns {
+    let node = netbind_testbed::Netns::new("node").expect("node namespace");
+    for family in ["ip", "ip6"] {
+        node.sh(&format!(
+            "nft -f - <<'EOF'\ntable {family} nat {{\n\
+             chain prerouting {{ type nat hook prerouting priority -100; }}\n\
+             chain input {{ type nat hook input priority 100; }}\n\
+             chain output {{ type nat hook output priority -100; }}\n\
+             chain postrouting {{ type nat hook postrouting priority 100; }}\n}}\nEOF"
+        ))
+        .expect("node NAT chains");
+    }
+    node
+}
+
 fn main() {
+    let _node = node_nat();
     let mut rows = Vec::new();
     // `UPDOWN_SIZES=1,8` picks the sizes (default 1, 8, 32).
     let sizes: Vec<usize> = std::env::var("UPDOWN_SIZES")

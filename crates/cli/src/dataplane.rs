@@ -108,7 +108,24 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let dir = state_dir(args.state_dir.as_ref(), &obj);
     let state = StateDir::new(&dir);
     let view = match state.pod_view().context("reading the saved pod view")? {
-        Some(v) => v,
+        // A later run: the saved view, plus what CNI added since (a hot-plugged network).
+        Some(saved) => {
+            let live = netbind_netns::read_pod_view(&args.netns)
+                .with_context(|| format!("--netns {}: cannot read the pod view", args.netns))?;
+            let mut v = match state.journal().context("reading the journal")? {
+                Some(j) => j.with_hotplugged_links(&saved, &live),
+                None => saved.clone(),
+            };
+            if let Some(path) = &args.network_status {
+                v.network_status = Some(input::network_status_file(path)?);
+            }
+            if v != saved {
+                state
+                    .save_pod_view(&v)
+                    .context("saving the pod view to the state dir")?;
+            }
+            v
+        }
         None => {
             let mut v = netbind_netns::read_pod_view(&args.netns)
                 .with_context(|| format!("--netns {}: cannot read the pod view", args.netns))?;
@@ -153,6 +170,20 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     for note in &applied.notes {
         output::stderr(&format!("note: {note}\n"));
     }
+    if !applied.unplugged.is_empty() || !applied.plugged.is_empty() {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        output::stderr(&format!(
+            "netbind up: the plan changed: unplugged {}; plugged {}\n",
+            list(&applied.unplugged),
+            list(&applied.plugged)
+        ));
+    }
     output::stderr(&format!(
         "netbind up: {} in {}: {} steps, {} changed, {:.1} ms (state: {})\n",
         plan.object,
@@ -188,16 +219,55 @@ fn serve(
     dir: &std::path::Path,
     domain_out: Option<&std::path::Path>,
 ) -> anyhow::Result<Outcome> {
-    use netbind_dhcp::runner;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the SIGTERM/SIGINT handler")?;
     }
-    let mut engines = start_engines(plan, netns, dir)?;
+    // After a hot-plug the `up` that served the other interfaces is still running: this
+    // one serves what nobody serves (the interfaces it plugged, or all after a restart).
+    let state = StateDir::new(dir);
+    let (elsewhere, ours): (Vec<_>, Vec<_>) = plan
+        .interfaces
+        .iter()
+        .partition(|i| state.server_of(&i.name).is_some());
+    if !elsewhere.is_empty() {
+        let names: Vec<&str> = elsewhere.iter().map(|i| i.name.as_str()).collect();
+        output::stderr(&format!(
+            "netbind up: {} served by an earlier `netbind up`\n",
+            names.join(", ")
+        ));
+        if ours.is_empty() {
+            write_domain(plan, domain_out)?;
+            return Ok(Outcome::Ok);
+        }
+    }
+    let mine = NetworkPlan {
+        interfaces: ours.into_iter().cloned().collect(),
+        ..plan.clone()
+    };
+    let served: Vec<String> = mine.interfaces.iter().map(|i| i.name.clone()).collect();
+    state
+        .serve(&served)
+        .context("recording this process as the server in the state dir")?;
+    let result = serve_these(&mine, plan, netns, dir, domain_out, &stop);
+    state.unserve(&served);
+    result
+}
+
+fn serve_these(
+    mine: &NetworkPlan,
+    plan: &NetworkPlan,
+    netns: &str,
+    dir: &std::path::Path,
+    domain_out: Option<&std::path::Path>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Outcome> {
+    use netbind_dhcp::runner;
+    let mut engines = start_engines(mine, netns, dir)?;
     let services = netbind_netns::run_in_netns(netns, || {
         let mut out = Vec::new();
-        for iface in &plan.interfaces {
+        for iface in &mine.interfaces {
             if let Some(c) = &iface.dhcp4 {
                 out.push(runner::open_dhcp4(c)?);
             }
@@ -214,7 +284,7 @@ fn serve(
     .context("cannot open the DHCP/RA sockets")?;
     drop_all_capabilities().context("cannot drop capabilities after opening the sockets")?;
     if let Err(e) =
-        wait_for_engines(plan, &mut engines).and_then(|()| write_domain(plan, domain_out))
+        wait_for_engines(mine, &mut engines).and_then(|()| write_domain(plan, domain_out))
     {
         stop_engines(&mut engines);
         return Err(e);
@@ -224,7 +294,7 @@ fn serve(
     let threads: Vec<_> = services
         .into_iter()
         .map(|s| {
-            let stop = Arc::clone(&stop);
+            let stop = Arc::clone(stop);
             std::thread::spawn(move || s.run(stop))
         })
         .collect();

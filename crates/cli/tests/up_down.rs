@@ -483,3 +483,142 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
     assert_eq!(code(&down), 0, "{}", stderr(&down));
     let _ = std::fs::remove_dir_all(std::path::Path::new(&socket).parent().unwrap());
 }
+
+const MASQUERADE_ONLY: &str = "\
+kind: VirtualMachineInstance
+metadata: {name: vm, namespace: ns}
+spec:
+  domain: {devices: {interfaces: [{name: default, masquerade: {}}]}}
+  networks: [{name: default, pod: {}}]
+";
+
+/// `MASQUERADE_AND_BLUE` with `blue` as KubeVirt marks a hot-unplug.
+const BLUE_ABSENT: &str = "\
+kind: VirtualMachineInstance
+metadata: {name: vm, namespace: ns}
+spec:
+  domain: {devices: {interfaces: [{name: default, masquerade: {}}, {name: blue, bridge: {}, state: absent}]}}
+  networks: [{name: default, pod: {}}, {name: blue, multus: {networkName: blue}}]
+";
+
+/// `ip -o link show LINK` in the pod: index, name, flags, MTU, master, state, MAC. A link
+/// that was deleted and made again reads differently (its index).
+fn link_line(s: &Setup, link: &str) -> String {
+    s.pod
+        .pod
+        .sh(&format!("ip -o link show {link}"))
+        .expect("ip link show")
+}
+
+#[test]
+fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
+    let mut s = setup(MASQUERADE_ONLY, false);
+    let cni_links = s.pod.pod.links().unwrap();
+    let cni_rules = s.pod.pod.sh("nft list ruleset").unwrap();
+    let first = s.up(&[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let (bridge, tap) = (link_line(&s, "k6t-eth0"), link_line(&s, "tap0"));
+    let rules = s.pod.pod.sh("nft list ruleset").unwrap();
+
+    // Multus adds the network to the running pod; the VM spec gains the interface.
+    s.pod
+        .add_secondary(
+            Secondary::bridge("blue")
+                .without_ipam()
+                .without_peer()
+                .mtu(MTU),
+        )
+        .expect("hot-plug the blue network");
+    let blue = netbind_spec::naming::secondary_pod_link("blue");
+    let blue_as_cni_made_it = link_line(&s, &blue);
+    let links_before = s.pod.pod.links().unwrap();
+    write(s.dir.path(), "vm.yaml", MASQUERADE_AND_BLUE);
+    let plug = s.up(&[]);
+    assert_eq!(code(&plug), 0, "{}", stderr(&plug));
+    assert!(
+        stderr(&plug).contains("unplugged none; plugged blue"),
+        "{}",
+        stderr(&plug)
+    );
+    let links = s.pod.pod.links().unwrap();
+    for made in [
+        netbind_spec::naming::bridge_name(&blue),
+        netbind_spec::naming::tap_name(&blue),
+        netbind_spec::naming::renamed_pod_link(&blue),
+    ] {
+        assert!(links.contains(&made), "no {made} in {links:?}");
+    }
+    assert_eq!(
+        link_line(&s, "k6t-eth0"),
+        bridge,
+        "the masquerade bridge was touched"
+    );
+    assert_eq!(link_line(&s, "tap0"), tap, "the masquerade tap was touched");
+    assert_eq!(s.pod.pod.sh("nft list ruleset").unwrap(), rules);
+    let again = s.up(&[]);
+    assert!(stderr(&again).contains(" 0 changed"), "{}", stderr(&again));
+
+    // Hot-unplug: blue's link goes back as CNI made it; the rest stays as it was.
+    write(s.dir.path(), "vm.yaml", BLUE_ABSENT);
+    let unplug = s.up(&[]);
+    assert_eq!(code(&unplug), 0, "{}", stderr(&unplug));
+    assert!(
+        stderr(&unplug).contains("unplugged blue; plugged none"),
+        "{}",
+        stderr(&unplug)
+    );
+    assert_eq!(s.pod.pod.links().unwrap(), links_before);
+    assert_eq!(link_line(&s, &blue), blue_as_cni_made_it);
+    assert_eq!(link_line(&s, "k6t-eth0"), bridge);
+    assert_eq!(link_line(&s, "tap0"), tap);
+
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    let mut expected = cni_links;
+    expected.insert(blue.clone());
+    assert_eq!(s.pod.pod.links().unwrap(), expected);
+    assert_eq!(link_line(&s, &blue), blue_as_cni_made_it);
+    assert_eq!(s.pod.pod.sh("nft list ruleset").unwrap(), cni_rules);
+}
+
+#[test]
+fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
+    let mut s = setup(MASQUERADE_ONLY, false);
+    let serving = |s: &Setup| {
+        let mut child = s.up_command().stderr(Stdio::piped()).spawn().unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("up never said what it serves: {seen:?}"));
+            let done = line.contains("serving ") || line.contains("nothing to serve");
+            seen.push(line);
+            if done {
+                return (Running(child), seen.join("\n"));
+            }
+        }
+    };
+    let (_first, said) = serving(&s);
+    assert!(said.contains("dhcp4 on k6t-eth0"), "{said}");
+
+    s.pod
+        .add_secondary(Secondary::bridge("blue").without_peer().mtu(MTU))
+        .expect("hot-plug the blue network");
+    write(s.dir.path(), "vm.yaml", MASQUERADE_AND_BLUE);
+    let (_second, said) = serving(&s);
+    let blue_bridge =
+        netbind_spec::naming::bridge_name(&netbind_spec::naming::secondary_pod_link("blue"));
+    assert!(
+        said.contains("default served by an earlier `netbind up`"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("dhcp4 on {blue_bridge}")), "{said}");
+    assert!(!said.contains("dhcp4 on k6t-eth0"), "{said}");
+}

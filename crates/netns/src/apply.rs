@@ -43,7 +43,7 @@ use netbind_plan::model::{LinkStep, Sysctl};
 use netbind_plan::nftables::NftRuleset;
 use sha2::{Digest, Sha256};
 
-use crate::journal::{Entry, Journal, JournalError, Record, StateDir, Undo, VERSION};
+use crate::journal::{Entry, Journal, JournalError, Record, Span, StateDir, Undo, VERSION};
 use crate::link::{LinkError, LinkState};
 use crate::nft::{Nft, NftError};
 use crate::sys::TapError;
@@ -85,9 +85,18 @@ pub enum ApplyError {
     #[error(transparent)]
     State(#[from] JournalError),
     #[error(
-        "{dir} holds the state of a different plan (manifest or pod changed since `up`); run `netbind down` with this state dir first"
+        "{dir} holds the state of a different plan, written by a netbind without hot-plugging; run `netbind down` with this state dir first"
     )]
     PlanChanged { dir: String },
+    #[error(
+        "unplugging interface {interface}: undoing \"{what}\" failed; the journal keeps what is left: fix the cause and run `netbind up` (or `down`) again"
+    )]
+    Unplug {
+        interface: String,
+        what: String,
+        #[source]
+        source: Box<StepError>,
+    },
     #[error("reading the pod namespace's links failed; nothing was changed")]
     ReadLinks(#[source] LinkError),
     #[error(
@@ -157,6 +166,11 @@ pub struct ApplyReport {
     pub changed: usize,
     /// Links this run created.
     pub created: Vec<String>,
+    /// Interfaces of the state dir's earlier plan that this one dropped or changed: what
+    /// their steps did was undone first (hot-unplug).
+    pub unplugged: Vec<String>,
+    /// Interfaces new to the state dir's plan (hot-plug), or changed.
+    pub plugged: Vec<String>,
     pub notes: Vec<String>,
     pub elapsed: Duration,
 }
@@ -231,11 +245,112 @@ impl Step<'_> {
 
 /// sha256 of the plan's JSON: ties a journal to the plan that wrote it.
 pub fn fingerprint(plan: &NetworkPlan) -> String {
-    let bytes = serde_json::to_vec(plan).unwrap_or_default();
+    sha256_json(plan)
+}
+
+fn sha256_json<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
     Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Per interface of `plan`, where its steps are in [`steps`] and a digest of what they
+/// do (links, sysctls, nftables: only what reaches the namespace, so a change to, say,
+/// the guest device or a DHCP option does not count as changing the interface).
+pub fn layout(plan: &NetworkPlan) -> Vec<Span> {
+    let mut first = 1;
+    plan.interfaces
+        .iter()
+        .map(|iface| {
+            let nft = iface.nftables.as_ref().filter(|n| !n.is_empty());
+            let count = iface.links.len() + iface.sysctls.len() + usize::from(nft.is_some());
+            let span = Span {
+                interface: iface.name.clone(),
+                print: sha256_json(&(&iface.links, &iface.sysctls, nft)),
+                first,
+                count,
+            };
+            first += count;
+            span
+        })
+        .collect()
+}
+
+/// What the journal of an earlier plan becomes under a new one (hot-plugging).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replan {
+    /// Entries that stay, numbered as the new plan's steps.
+    pub keep: Vec<Entry>,
+    /// Entries to undo (newest last, so undo from the end), with their old numbers.
+    pub undo: Vec<Entry>,
+    /// Interfaces of the old plan that the new one drops or changes.
+    pub unplugged: Vec<String>,
+    /// Interfaces of the new plan that the old one did not have as they are now.
+    pub plugged: Vec<String>,
+}
+
+/// How the journal `old` carries over to a plan with layout `new` and steps `steps`:
+/// - an interface with the same digest in both keeps its entries, renumbered;
+/// - the entries of an interface that is gone or changed are undone — except a sysctl
+///   that an interface of the new plan also sets: that entry (with the value from before
+///   netbind) passes to the new plan's step, so the setting stays and `down` still puts
+///   the original value back.
+///
+/// `None` when the old journal has no layout (written before hot-plugging existed) or an
+/// entry lies outside it: then the plan cannot change in place.
+pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan> {
+    if old.layout.is_empty() && !old.entries.is_empty() {
+        return None;
+    }
+    let kept = |span: &Span| {
+        new.iter()
+            .find(|n| n.interface == span.interface && n.print == span.print)
+    };
+    let mut out = Replan {
+        unplugged: old
+            .layout
+            .iter()
+            .filter(|s| kept(s).is_none())
+            .map(|s| s.interface.clone())
+            .collect(),
+        plugged: new
+            .iter()
+            .filter(|n| {
+                !old.layout
+                    .iter()
+                    .any(|s| s.interface == n.interface && s.print == n.print)
+            })
+            .map(|n| n.interface.clone())
+            .collect(),
+        ..Replan::default()
+    };
+    for e in &old.entries {
+        let span = old
+            .layout
+            .iter()
+            .find(|s| s.interface == e.interface && s.holds(e.step))?;
+        let moved = match (kept(span), &e.undo) {
+            (Some(n), _) => Some((e.step - span.first + n.first, n.interface.clone())),
+            (None, Undo::Sysctl { key, .. }) => steps
+                .iter()
+                .find(|s| matches!(s.kind, StepKind::Sysctl(x) if x.key == *key))
+                .map(|s| (s.number, s.interface.to_string())),
+            (None, _) => None,
+        };
+        match moved {
+            Some((step, interface)) if !out.keep.iter().any(|k| k.step == step) => {
+                out.keep.push(Entry {
+                    step,
+                    interface,
+                    ..e.clone()
+                })
+            }
+            _ => out.undo.push(e.clone()),
+        }
+    }
+    Some(out)
 }
 
 /// Applies `plan` in the namespace `netns`, recording in `state_dir`.
@@ -256,31 +371,59 @@ pub fn apply_with(
     let started = Instant::now();
     let state = StateDir::new(state_dir);
     state.create()?;
-    let print = fingerprint(plan);
-    let journal = match state.journal()? {
-        Some(j) if j.plan != print => {
-            return Err(ApplyError::PlanChanged {
-                dir: state_dir.display().to_string(),
-            });
-        }
-        Some(j) => j,
-        None => Journal {
-            version: VERSION,
-            plan: print,
-            object: plan.object.clone(),
-            netns: netns.to_string(),
-            complete: false,
-            entries: Vec::new(),
-        },
+    let layout = layout(plan);
+    let fresh = Journal {
+        version: VERSION,
+        plan: fingerprint(plan),
+        object: plan.object.clone(),
+        netns: netns.to_string(),
+        complete: false,
+        entries: Vec::new(),
+        layout,
     };
-    // Compact (or create) the file; from here on records are appended.
-    state.compact(&journal)?;
+    let (journal, replanned) = match state.journal()? {
+        Some(j) if j.plan != fresh.plan => {
+            let r =
+                replan(&j, &fresh.layout, &steps(plan)).ok_or_else(|| ApplyError::PlanChanged {
+                    dir: state_dir.display().to_string(),
+                })?;
+            (j, Some(r))
+        }
+        // The same plan: a journal of an older netbind learns its layout here.
+        Some(j) => (
+            Journal {
+                layout: fresh.layout.clone(),
+                ..j
+            },
+            None,
+        ),
+        None => (fresh.clone(), None),
+    };
+    if replanned.is_none() {
+        // Compact (or create) the file; from here on records are appended.
+        state.compact(&journal)?;
+    }
     let mut report = crate::in_netns(netns, |ns| {
+        let mut report = ApplyReport::default();
+        let journal = match replanned {
+            None => journal,
+            Some(r) => {
+                unplug(ns, &state, &r)?;
+                let j = Journal {
+                    entries: r.keep,
+                    ..fresh
+                };
+                state.store(&j)?;
+                report.unplugged = r.unplugged;
+                report.plugged = r.plugged;
+                j
+            }
+        };
         let mut run = Run {
             ns,
             state: &state,
             journal,
-            report: ApplyReport::default(),
+            report,
             new_entries: Vec::new(),
             known: Default::default(),
         };
@@ -290,6 +433,28 @@ pub fn apply_with(
     })??;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Undoes the entries of the interfaces a new plan drops or changes, newest first,
+/// recording each as undone (under its old number: the header is still the old plan's, so
+/// an `up` killed half-way through finds the rest and goes on). A link that is already
+/// gone went with its network (Multus removes a hot-unplugged network's link): nothing
+/// is left to undo on it.
+fn unplug(ns: &Ns, state: &StateDir, r: &Replan) -> Result<(), ApplyError> {
+    for entry in r.undo.iter().rev() {
+        match undo(ns, &entry.undo) {
+            Ok(()) | Err(StepError::Link(LinkError::NotFound { .. })) => {}
+            Err(source) => {
+                return Err(ApplyError::Unplug {
+                    interface: entry.interface.clone(),
+                    what: entry.what.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
+        state.append(&Record::Undone(entry.step))?;
+    }
+    Ok(())
 }
 
 /// Undoes everything the journal in `state_dir` lists, newest first, then removes the
@@ -1012,6 +1177,126 @@ fn undo(ns: &Ns, undo: &Undo) -> Result<(), StepError> {
 mod tests {
     use super::*;
     use netbind_plan::model::*;
+
+    fn plan_of(ifaces: Vec<InterfacePlan>) -> NetworkPlan {
+        NetworkPlan {
+            interfaces: ifaces,
+            ..NetworkPlan::default()
+        }
+    }
+
+    fn up(link: &str) -> LinkStep {
+        LinkStep::SetUp { link: link.into() }
+    }
+
+    fn forward() -> Vec<Sysctl> {
+        vec![Sysctl::new("net.ipv4.conf.all.arp_ignore", "1")]
+    }
+
+    /// A journal of `plan` in which every step recorded an undo.
+    fn journal_of(plan: &NetworkPlan) -> Journal {
+        Journal {
+            version: VERSION,
+            plan: fingerprint(plan),
+            object: String::new(),
+            netns: String::new(),
+            complete: true,
+            entries: steps(plan)
+                .iter()
+                .map(|s| Entry {
+                    step: s.number,
+                    interface: s.interface.to_string(),
+                    what: s.describe(),
+                    undo: match s.kind {
+                        StepKind::Sysctl(x) => Undo::Sysctl {
+                            key: x.key.clone(),
+                            value: "0".into(),
+                        },
+                        _ => Undo::SetDown {
+                            link: s.link().unwrap_or_default().to_string(),
+                        },
+                    },
+                })
+                .collect(),
+            layout: layout(plan),
+        }
+    }
+
+    fn numbers(entries: &[Entry]) -> Vec<(usize, &str, &str)> {
+        entries
+            .iter()
+            .map(|e| (e.step, e.interface.as_str(), e.what.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_plugged_interface_leaves_the_others_entries_as_they_were() {
+        let a = iface("a", vec![up("x"), up("y")], vec![]);
+        let old = plan_of(vec![a.clone()]);
+        let new = plan_of(vec![a, iface("b", vec![up("z")], vec![])]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(
+            numbers(&r.keep),
+            [(1, "a", "set x up"), (2, "a", "set y up")]
+        );
+        assert!(r.undo.is_empty());
+        assert_eq!((r.unplugged, r.plugged), (vec![], vec!["b".to_string()]));
+    }
+
+    #[test]
+    fn an_unplugged_interface_is_undone_and_later_ones_are_renumbered() {
+        let b = iface("b", vec![up("z")], vec![]);
+        let old = plan_of(vec![iface("a", vec![up("x"), up("y")], vec![]), b.clone()]);
+        let new = plan_of(vec![b]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(numbers(&r.keep), [(1, "b", "set z up")]);
+        assert_eq!(
+            numbers(&r.undo),
+            [(1, "a", "set x up"), (2, "a", "set y up")]
+        );
+        assert_eq!(r.unplugged, ["a"]);
+    }
+
+    #[test]
+    fn a_changed_interface_is_unplugged_and_plugged_again() {
+        let old = plan_of(vec![iface("a", vec![up("x")], vec![])]);
+        let new = plan_of(vec![iface("a", vec![up("x"), up("w")], vec![])]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert!(r.keep.is_empty());
+        assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
+        assert_eq!(
+            (r.unplugged, r.plugged),
+            (vec!["a".into()], vec!["a".into()])
+        );
+    }
+
+    #[test]
+    fn a_sysctl_of_an_unplugged_interface_passes_to_one_that_still_sets_it() {
+        // `a` set it first (and holds the value from before); `b` found it set.
+        let b = iface("b", vec![up("z")], forward());
+        let old = plan_of(vec![iface("a", vec![up("x")], forward()), b.clone()]);
+        let mut journal = journal_of(&old);
+        journal.entries.retain(|e| e.step != 4);
+        let new = plan_of(vec![b]);
+        let r = replan(&journal, &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(
+            numbers(&r.keep),
+            [
+                (2, "b", "sysctl net.ipv4.conf.all.arp_ignore=1"),
+                (1, "b", "set z up")
+            ]
+        );
+        assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
+    }
+
+    #[test]
+    fn a_journal_without_a_layout_cannot_change_its_plan() {
+        let old = plan_of(vec![iface("a", vec![up("x")], vec![])]);
+        let mut journal = journal_of(&old);
+        journal.layout.clear();
+        let new = plan_of(vec![]);
+        assert_eq!(replan(&journal, &layout(&new), &steps(&new)), None);
+    }
 
     fn iface(name: &str, links: Vec<LinkStep>, sysctls: Vec<Sysctl>) -> InterfacePlan {
         InterfacePlan {

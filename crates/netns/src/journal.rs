@@ -36,6 +36,10 @@ use crate::nft::TableBefore;
 
 pub const JOURNAL: &str = "journal.json";
 pub const POD_VIEW: &str = "podview.json";
+/// The plan the user-mode engines read (written by `netbind up` when it starts them).
+pub const PLAN: &str = "plan.json";
+/// One file per served interface, holding the PID of the `netbind up` serving it.
+pub const SERVED: &str = "served";
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,28 @@ pub struct Header {
     pub plan: String,
     pub object: String,
     pub netns: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layout: Vec<Span>,
+}
+
+/// Where one interface's steps sit in the numbering of the plan a journal belongs to, and
+/// a digest of that interface's plan: what lets a later plan tell the interfaces it keeps
+/// (same digest) from those it drops or changes (see `apply::replan`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Span {
+    pub interface: String,
+    /// sha256 of the interface's plan (JSON).
+    pub print: String,
+    /// Its first step number (1-based) and how many steps it has.
+    pub first: usize,
+    pub count: usize,
+}
+
+impl Span {
+    pub fn holds(&self, step: usize) -> bool {
+        (self.first..self.first + self.count).contains(&step)
+    }
 }
 
 /// Every other line of `journal.json`.
@@ -100,6 +126,9 @@ pub struct Journal {
     /// Every step ran to the end at least once.
     pub complete: bool,
     pub entries: Vec<Entry>,
+    /// Per interface of the plan: its steps and digest (empty in journals of netbind
+    /// versions before hot-plugging, whose plan cannot be changed in place).
+    pub layout: Vec<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -206,6 +235,7 @@ impl Journal {
             plan: self.plan.clone(),
             object: self.object.clone(),
             netns: self.netns.clone(),
+            layout: self.layout.clone(),
         }
     }
 
@@ -237,6 +267,7 @@ impl Journal {
             netns: h.netns,
             complete: false,
             entries: Vec::new(),
+            layout: h.layout,
         };
         while let Some(l) = lines.next() {
             let record: Record = match serde_json::from_str(l) {
@@ -258,6 +289,32 @@ impl Journal {
             }
         }
         Ok(j)
+    }
+}
+
+impl Journal {
+    /// The saved pod view (the namespace as CNI left it before the first `up`) with the
+    /// links CNI added since — a hot-plugged Multus network — taken from `live`, with
+    /// their routes. A live link is CNI's when this journal neither created it nor renamed
+    /// a link to its name. Links of the saved view stay as saved: netbind has changed them.
+    pub fn with_hotplugged_links(&self, saved: &PodView, live: &PodView) -> PodView {
+        let ours = |name: &str| {
+            self.entries.iter().any(|e| match &e.undo {
+                Undo::DeleteLink { link, .. } => link == name,
+                Undo::Rename { now, .. } => now == name,
+                _ => false,
+            })
+        };
+        let mut view = saved.clone();
+        for link in &live.links {
+            if saved.links.iter().any(|l| l.name == link.name) || ours(&link.name) {
+                continue;
+            }
+            view.links.push(link.clone());
+            view.routes
+                .extend(live.routes.iter().filter(|r| r.dev == link.name).cloned());
+        }
+        view
     }
 }
 
@@ -353,11 +410,46 @@ impl StateDir {
         write_atomically(&self.dir, POD_VIEW, &bytes)
     }
 
+    /// The PID of the live `netbind up` that serves `interface`'s services, if any: after
+    /// a hot-plug, the `up` that plugged an interface serves it and the earlier one keeps
+    /// serving the rest. A PID whose process is gone, or is not netbind, does not count.
+    pub fn server_of(&self, interface: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.join(SERVED).join(interface)).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "netbind").then_some(pid)
+    }
+
+    /// Records this process as the server of `interfaces`.
+    pub fn serve(&self, interfaces: &[String]) -> Result<(), JournalError> {
+        let dir = self.dir.join(SERVED);
+        std::fs::create_dir_all(&dir).map_err(|source| JournalError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let pid = std::process::id().to_string();
+        for name in interfaces {
+            write_atomically(&dir, name, pid.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets this process as a server (best effort, at exit).
+    pub fn unserve(&self, interfaces: &[String]) {
+        for name in interfaces {
+            if self.server_of(name) == Some(std::process::id()) {
+                let _ = std::fs::remove_file(self.dir.join(SERVED).join(name));
+            }
+        }
+        let _ = std::fs::remove_dir(self.dir.join(SERVED));
+    }
+
     /// Removes netbind's files and the directory itself (when empty), then empty parents
     /// up to two levels (`/run/netbind/<namespace>/<vm>`).
     pub fn remove(&self) -> Result<(), JournalError> {
         self.close_appender();
-        for name in [JOURNAL, POD_VIEW] {
+        let _ = std::fs::remove_dir(self.dir.join(SERVED));
+        for name in [JOURNAL, POD_VIEW, PLAN] {
             for n in [name.to_string(), format!("{name}.tmp")] {
                 let path = self.dir.join(n);
                 match std::fs::remove_file(&path) {
@@ -395,6 +487,7 @@ mod tests {
             object: "VirtualMachineInstance/ns/vm".into(),
             netns: "pod".into(),
             complete: false,
+            layout: vec![],
             entries: vec![Entry {
                 step: 1,
                 interface: "default".into(),
@@ -430,6 +523,7 @@ mod tests {
             netns: "n".into(),
             complete: false,
             entries: vec![],
+            layout: vec![],
         };
         state.store(&j).unwrap();
         let entry = |step| Entry {

@@ -5,11 +5,14 @@
 //!    state dir (`--state-dir`, default `/run/netbind/<namespace>/<vm>`). The pod view
 //!    comes from the state dir when an earlier `up` saved one — later runs must plan from
 //!    the namespace as CNI left it, not as netbind changed it — otherwise it is read live
-//!    from `--netns` and saved there before anything changes.
+//!    from `--netns` and saved there before anything changes. A later run adds the links
+//!    CNI made since (a hot-plugged Multus network) to the saved view.
 //! 2. **plan** (none): validate against the pod's addresses and plan; pure.
 //! 3. **apply** (CAP_SYS_ADMIN + CAP_NET_ADMIN): `netbind_netns::apply_with`, journaled in
 //!    the state dir, so running `up` again is a no-op and a killed `up` converges when run
-//!    again. `NETBIND_FAIL_AFTER_STEP=N` / `NETBIND_KILL_AFTER_STEP=N` are test hooks.
+//!    again; with a changed plan it applies the difference (hot-plug, hot-unplug; see
+//!    `netbind_netns::apply::replan`). `NETBIND_FAIL_AFTER_STEP=N` /
+//!    `NETBIND_KILL_AFTER_STEP=N` are test hooks.
 //! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
 //!    (with serving: after the services are open and every engine listens)
 //!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...]}` — the guest
@@ -27,6 +30,9 @@
 //!    effective, permitted) on the main thread *before* one thread per service is spawned
 //!    (threads inherit the empty sets). `up` stays in the foreground until SIGTERM or
 //!    SIGINT, then prints each service's counters and exits 0. `--no-serve` stops after 4.
+//!    Each serving `up` records itself per interface in the state dir (`served/<name>`:
+//!    its PID) and serves only the interfaces no live `up` serves: after a hot-plug the
+//!    earlier `up` keeps its services and engines, the new one takes what it plugged.
 //!
 //! `down` (CAP_SYS_ADMIN + CAP_NET_ADMIN) undoes the state dir's journal, newest first,
 //! and removes the state dir: exactly what `up` changed, nothing else.

@@ -45,7 +45,8 @@ enum Command {
     /// List the validation rule ids with their descriptions.
     Rules,
     /// Build the VM's interfaces in the pod's network namespace, then serve DHCP/RA until
-    /// SIGTERM. Running it again is a no-op; `down` undoes it. Needs root.
+    /// SIGTERM. Running it again is a no-op; with a changed manifest it applies the
+    /// difference (hot-plug, `state: absent`); `down` undoes it. Needs root.
     Up(UpArgs),
     /// Remove exactly what `up` built in the pod's namespace. Needs root.
     Down(DownArgs),

@@ -22,6 +22,12 @@
 //!   now is already changed) and converges, because each act is itself check-then-act;
 //! - a step that fails makes `apply` undo, newest first, what *this run* recorded, and
 //!   report which step failed, on which link and why;
+//! - a *different* plan on an existing journal (hot-plug, `state: absent`): the journal's
+//!   layout (per interface: its step numbers and a digest of its steps) says which
+//!   interfaces the new plan keeps unchanged; [`replan`] keeps their entries, renumbered,
+//!   and the entries of dropped or changed interfaces are undone first (newest first,
+//!   each recorded as undone, so a kill half-way is picked up by the next run); then the
+//!   new plan runs as usual and the kept interfaces' checks find their results in place;
 //! - [`teardown`] first deletes every link netbind created in one kernel call (one RCU
 //!   grace period instead of one per link), then undoes the other journal entries newest
 //!   first, marking each undone in the journal as it goes (so an interrupted `down` can be
@@ -243,9 +249,11 @@ impl Step<'_> {
     }
 }
 
-/// sha256 of the plan's JSON: ties a journal to the plan that wrote it.
-pub fn fingerprint(plan: &NetworkPlan) -> String {
-    sha256_json(plan)
+/// Ties a journal to the plan that wrote it: a digest of the plan's [`layout`], so of
+/// everything that reaches the namespace and nothing else (a plan that changes only, say,
+/// a DHCP option applies as the same plan).
+pub fn fingerprint(layout: &[Span]) -> String {
+    sha256_json(&layout)
 }
 
 fn sha256_json<T: serde::Serialize>(value: &T) -> String {
@@ -374,7 +382,7 @@ pub fn apply_with(
     let layout = layout(plan);
     let fresh = Journal {
         version: VERSION,
-        plan: fingerprint(plan),
+        plan: fingerprint(&layout),
         object: plan.object.clone(),
         netns: netns.to_string(),
         complete: false,
@@ -1197,7 +1205,7 @@ mod tests {
     fn journal_of(plan: &NetworkPlan) -> Journal {
         Journal {
             version: VERSION,
-            plan: fingerprint(plan),
+            plan: fingerprint(&layout(plan)),
             object: String::new(),
             netns: String::new(),
             complete: true,
@@ -1383,17 +1391,14 @@ mod tests {
     }
 
     #[test]
-    fn the_fingerprint_follows_the_plan() {
-        let a = NetworkPlan {
-            object: "a".into(),
-            ..NetworkPlan::default()
-        };
-        let b = NetworkPlan {
-            object: "b".into(),
-            ..NetworkPlan::default()
-        };
-        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
-        assert_ne!(fingerprint(&a), fingerprint(&b));
+    fn the_fingerprint_follows_what_reaches_the_namespace_only() {
+        let a = plan_of(vec![iface("a", vec![up("x")], vec![])]);
+        let mut other_guest = a.clone();
+        other_guest.interfaces[0].guest.mac = Some("02:00:00:00:00:01".into());
+        let other_links = plan_of(vec![iface("a", vec![up("y")], vec![])]);
+        let print = |p: &NetworkPlan| fingerprint(&layout(p));
+        assert_eq!(print(&a), print(&other_guest));
+        assert_ne!(print(&a), print(&other_links));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!    `NETBIND_KILL_AFTER_STEP=N` are test hooks.
 //! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
 //!    (with serving: after the services are open and every engine listens)
-//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...]}` — the guest
+//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...], "interfaces":
+//!    [{"name", "alias", "qemuArgs", "libvirtXml"}]}` — the guest
 //!    devices as QEMU arguments (one array element per argument) and as libvirt
 //!    `<interface>`/`<hostdev>` XML, and the descriptors the launcher must open read-write
 //!    and pass to QEMU under the numbers `qemuArgs` name (`{"fd": 3, "path":
@@ -98,6 +99,15 @@ pub fn domain_json(plan: &NetworkPlan) -> serde_json::Value {
         // Descriptors the launcher opens (read-write) and passes to QEMU under these
         // numbers: `qemuArgs` name them as `fd=N` (macvtaps, `/dev/tap<ifindex>`).
         "fds": plan.passed_fds(),
+        // The same per interface, for a launcher that hot-plugs one (QEMU `netdev_add` /
+        // `device_add` with these arguments, libvirt `attach-device` with this XML) or
+        // unplugs one by its alias.
+        "interfaces": plan.interfaces.iter().map(|i| serde_json::json!({
+            "name": i.name,
+            "alias": i.guest.alias,
+            "qemuArgs": i.guest.qemu_args,
+            "libvirtXml": i.guest.libvirt_xml,
+        })).collect::<Vec<_>>(),
     })
 }
 

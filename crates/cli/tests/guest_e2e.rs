@@ -16,6 +16,12 @@
 //! `/dev/tap<ifindex>` (`--domain-out`'s `fds`); there the network's own DHCP server (busybox
 //! `udhcpd` on the peer) gives the address.
 //!
+//! Hot-plug: a bridged Multus network attached to the running pod by the CNI plugin, the
+//! VM's manifest gains the interface, a second `netbind up` plugs it, and the NIC is added
+//! to the running QEMU through its monitor (`netdev_add`/`device_add` with the interface's
+//! arguments from `--domain-out`); the guest takes a lease on it. Then the reverse, in
+//! KubeVirt's order: `device_del`, `up` with `state: absent`, CNI `DEL`.
+//!
 //! Needs root, containernetworking-plugins, nftables, qemu-system-x86, busybox-static,
 //! isc-dhcp-client, python3 and the guest kernel (scripts/fetch-guest-kernel.sh); fails,
 //! never skips, when any is missing. Each test prints its phases' timings (`--nocapture`);
@@ -1234,4 +1240,192 @@ fn the_guest_image_carries_a_dhcpv6_client() {
         "{}",
         guest.console()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Hot-plug and hot-unplug of a bridged Multus network into a running guest
+// ---------------------------------------------------------------------------------------
+
+const HOTPLUG_GUEST: &str = r#"
+eth=$(nic_by_mac @MAC@)
+lease4 pod $eth
+echo AWAIT-HOTPLUG
+hot=""
+i=0
+while [ $i -lt 1200 ] && [ -z "$hot" ]; do hot=$(nic_by_mac @MACBLUE@); usleep 100000; i=$((i + 1)); done
+result hot-nic "$hot"
+if [ -n "$hot" ]; then
+  lease4 blue $hot
+  if ping -c 2 -i 0.3 -W 3 @PEER4@ > /dev/null 2>&1; then result blue-ping ok; else result blue-ping fail; fi
+fi
+echo AWAIT-UNPLUG
+i=0
+while [ $i -lt 1200 ] && [ -n "$hot" ] && [ -e /sys/class/net/$hot ]; do usleep 100000; i=$((i + 1)); done
+result hot-gone "$([ -n "$hot" ] && [ ! -e /sys/class/net/$hot ] && echo yes || echo no)"
+"#;
+
+/// Reads from QEMU's human monitor up to its prompt (or a timeout).
+fn read_to_prompt(s: &mut std::os::unix::net::UnixStream) -> String {
+    use std::io::Read;
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !said.ends_with(b"(qemu) ") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+/// One command on QEMU's human monitor (a unix socket); returns what QEMU answered.
+fn monitor(path: &std::path::Path, command: &str) -> String {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("QEMU monitor {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    read_to_prompt(&mut s);
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    read_to_prompt(&mut s)
+}
+
+/// The masquerade VM, with `blue` (an interface entry, or nothing) and its network.
+fn hotplug_manifest(blue: &str) -> String {
+    let network = if blue.is_empty() {
+        ""
+    } else {
+        ", {name: blue, multus: {networkName: blue}}"
+    };
+    format!(
+        "kind: VirtualMachineInstance
+metadata: {{name: vm, namespace: e2e}}
+spec:
+  domain:
+    devices:
+      interfaces:
+      - {{name: default, masquerade: {{}}, macAddress: '{MAC_POD}'}}{blue}
+  networks: [{{name: default, pod: {{}}}}{network}]
+"
+    )
+}
+
+#[test]
+fn a_network_hot_plugged_into_a_running_guest_works_and_unplugs_cleanly() {
+    let mut t = Timer::start("hot-plug");
+    let mut pod = pod_fixture(&[]);
+    let mut dp = DataPlane::up(&pod, &hotplug_manifest(""));
+    t.lap("netbind up (masquerade)");
+    let dir = tempfile::tempdir().unwrap();
+    let mon = dir.path().join("monitor.sock");
+    let opts = GuestOptions {
+        extra_args: vec![
+            "-monitor".into(),
+            format!("unix:{},server=on,wait=off", mon.display()),
+        ],
+        ..GuestOptions::default()
+    };
+    // The peer's address is known once the network exists; the guest script needs it now.
+    let peer_ip = "10.88.1.3";
+    let s = script(
+        HOTPLUG_GUEST,
+        &[
+            ("MAC", MAC_POD.into()),
+            ("MACBLUE", MAC_BLUE.into()),
+            ("PEER4", peer_ip.into()),
+        ],
+    );
+    let mut guest = Guest::boot_with(&pod.pod, &[GuestNic::Args(dp.qemu_args())], &s, &opts)
+        .unwrap_or_else(|e| panic!("guest did not start: {e}"));
+    if let Err(e) = guest.wait_for("AWAIT-HOTPLUG", Duration::from_secs(150)) {
+        panic!("{e}\n`netbind up` said:\n{}", dp.log());
+    }
+    t.lap("guest boot, DHCP on the pod network");
+
+    // Multus attaches the network to the running pod, the VM spec gains the interface,
+    // netbind plugs it in the pod, the launcher hot-adds the NIC to QEMU.
+    pod.add_secondary(Secondary::bridge("blue").mtu(POD_MTU))
+        .expect("attach blue to the pod");
+    let blue = pod.secondary("blue").unwrap();
+    let want = blue.result().ipv4().expect("blue has an IPv4 address");
+    let peer = blue.peer().unwrap();
+    assert_eq!(
+        blue.peer_result()
+            .unwrap()
+            .ipv4()
+            .unwrap()
+            .addr()
+            .to_string(),
+        peer_ip,
+        "host-local gave the peer another address than the script expects"
+    );
+    let domain = dp.up_again(
+        &pod,
+        &hotplug_manifest(&format!(
+            "\n      - {{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}'}}"
+        )),
+    );
+    let args: Vec<String> = domain["interfaces"]
+        .as_array()
+        .expect("--domain-out lists its interfaces")
+        .iter()
+        .find(|i| i["name"] == "blue")
+        .unwrap_or_else(|| panic!("no blue in {domain}"))["qemuArgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args.len(), 4, "{args:?}");
+    let added = [
+        monitor(&mon, &format!("netdev_add {}", args[1])),
+        monitor(&mon, &format!("device_add {}", args[3])),
+    ];
+    if let Err(e) = guest.wait_for("AWAIT-UNPLUG", Duration::from_secs(120)) {
+        panic!("{e}\nmonitor: {added:?}\n`netbind up` said:\n{}", dp.log());
+    }
+    let inbound = pings(peer, want.addr());
+    t.lap("hot-plug: pod, QEMU, guest DHCP");
+
+    // Unplug in KubeVirt's order: the NIC leaves the guest, netbind unwires it in the pod
+    // (`state: absent`), Multus detaches the network.
+    let removed = monitor(&mon, "device_del ua-blue");
+    let results = guest.wait_done(Duration::from_secs(90));
+    let console = guest.console();
+    let r = results.unwrap_or_else(|e| panic!("{e}\nmonitor: {removed}\n{console}"));
+    drop(guest);
+    dp.up_again(
+        &pod,
+        &hotplug_manifest(&format!(
+            "\n      - {{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}', state: absent}}"
+        )),
+    );
+    pod.remove_secondary("blue").expect("detach blue");
+    t.lap("hot-unplug");
+
+    assert_eq!(get(&r, "pod-address", &console), "10.0.2.2/24", "{console}");
+    assert_ne!(
+        get(&r, "hot-nic", &console),
+        "",
+        "no hot-plugged NIC\n{console}"
+    );
+    assert_eq!(
+        get(&r, "blue-address", &console),
+        want.to_string(),
+        "{console}"
+    );
+    assert_eq!(get(&r, "blue-mtu", &console), POD_MTU.to_string());
+    assert_eq!(get(&r, "blue-ping", &console), "ok", "{console}");
+    assert!(
+        inbound,
+        "the peer cannot ping the hot-plugged NIC\n{console}"
+    );
+    assert_eq!(get(&r, "hot-gone", &console), "yes", "{removed}\n{console}");
+    let log = dp.finish(&pod);
+    assert!(log.contains("unplugged none; plugged blue"), "{log}");
+    assert!(log.contains("unplugged blue; plugged none"), "{log}");
+    assert!(
+        log.contains("default served by an earlier `netbind up`"),
+        "{log}"
+    );
+    t.lap("SIGTERM, down, snapshot");
 }

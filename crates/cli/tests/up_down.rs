@@ -585,8 +585,8 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
 fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
     let mut s = setup(MASQUERADE_ONLY, false);
     let serving = |s: &Setup| {
-        let mut child = s.up_command().stderr(Stdio::piped()).spawn().unwrap();
-        let lines = BufReader::new(child.stderr.take().unwrap());
+        let mut up = Running(s.up_command().stderr(Stdio::piped()).spawn().unwrap());
+        let lines = BufReader::new(up.0.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
@@ -601,7 +601,7 @@ fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
             let done = line.contains("serving ") || line.contains("nothing to serve");
             seen.push(line);
             if done {
-                return (Running(child), seen.join("\n"));
+                return (up, seen.join("\n"));
             }
         }
     };

@@ -112,8 +112,12 @@ impl Service {
             } => {
                 let to = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, _)) = socket.recv_from(&mut buf) else {
-                        continue;
+                    let n = match socket.recv_from(&mut buf) {
+                        Ok((n, _)) => n,
+                        Err(e) => {
+                            pause_after(&e);
+                            continue;
+                        }
                     };
                     totals.received += 1;
                     match server.handle(&buf[..n]) {
@@ -128,8 +132,12 @@ impl Service {
                 mut server, socket, ..
             } => {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                        continue;
+                    let (n, from) = match socket.recv_from(&mut buf) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            pause_after(&e);
+                            continue;
+                        }
                     };
                     totals.received += 1;
                     match server.handle(None, &buf[..n]) {
@@ -159,18 +167,31 @@ impl Service {
                         last = Some(Instant::now());
                         solicited = false;
                     }
-                    if let Ok((n, _)) = socket.recv_from(&mut buf) {
-                        totals.received += 1;
-                        if ra::is_router_solicitation(&buf[..n]) {
-                            solicited = true;
-                        } else {
-                            totals.dropped += 1;
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, _)) => {
+                            totals.received += 1;
+                            if ra::is_router_solicitation(&buf[..n]) {
+                                solicited = true;
+                            } else {
+                                totals.dropped += 1;
+                            }
                         }
+                        Err(e) => pause_after(&e),
                     }
                 }
             }
         }
         totals
+    }
+}
+
+/// A receive that failed for another reason than the read timeout (the link went away
+/// with a hot-unplug, say) is not retried at once: a lasting error must not become a busy
+/// loop.
+fn pause_after(e: &std::io::Error) {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    if !matches!(e.kind(), WouldBlock | TimedOut | Interrupted) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

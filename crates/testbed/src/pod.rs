@@ -439,6 +439,17 @@ impl PodFixture {
         Ok(self.secondaries.last().expect("just pushed"))
     }
 
+    /// Detaches `network` from the pod as Multus does on a hot-unplug: CNI `DEL` of the
+    /// pod's attachment. Its peer, if any, goes with it.
+    pub fn remove_secondary(&mut self, network: &str) -> Result<()> {
+        let i = self
+            .secondaries
+            .iter()
+            .position(|s| s.spec.network == network)
+            .ok_or_else(|| Error::Fixture(format!("no secondary network {network} to remove")))?;
+        self.secondaries.remove(i).pod_attachment.del()
+    }
+
     /// Attaches a network the way KubeVirt's macvtap binding plugin gets it (its
     /// macvtap-cni): a master in the node namespace (one end of a veth pair), a macvtap in
     /// bridge mode on it, moved into the pod under the hashed pod link name of `network`

@@ -41,6 +41,9 @@ pub struct DataPlane {
     state: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Later `up`s of the same state dir (hot-plug), still serving, and their logs.
+    later: Vec<Child>,
+    later_logs: Vec<PathBuf>,
     before: Snapshot,
     /// `--domain-out`'s JSON: `{"object", "qemuArgs": [...], "libvirtXml"}`.
     pub domain: serde_json::Value,
@@ -102,6 +105,8 @@ impl DataPlane {
             state,
             log,
             child: Some(child),
+            later: Vec::new(),
+            later_logs: Vec::new(),
             before,
             domain: serde_json::Value::Null,
             up_took: Duration::ZERO,
@@ -133,6 +138,50 @@ impl DataPlane {
         dp
     }
 
+    /// Runs `netbind up` again on the same state dir with `manifest` (a hot-plug or
+    /// hot-unplug), serving alongside the first one; returns its `--domain-out`.
+    pub fn up_again(&mut self, pod: &PodFixture, manifest: &str) -> serde_json::Value {
+        std::fs::write(&self.manifest, manifest).expect("write the manifest");
+        let status = self.dir.path().join("network-status.json");
+        pod.write_network_status(&status)
+            .expect("write network-status");
+        let n = self.later.len() + 2;
+        let domain = self.dir.path().join(format!("domain{n}.json"));
+        let log = self.dir.path().join(format!("up{n}.log"));
+        let out = std::fs::File::create(&log).expect("create the later up's log");
+        self.later_logs.push(log);
+        let child = Command::new(NETBIND)
+            .arg("up")
+            .arg(&self.manifest)
+            .args(["--netns", &self.netns])
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--domain-out")
+            .arg(&domain)
+            .arg("--network-status")
+            .arg(&status)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup up.log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn netbind up");
+        self.later.push(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&domain)
+                && let Ok(v) = serde_json::from_str(&text)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the later `netbind up` wrote no --domain-out within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `qemuArgs` of `--domain-out`.
     pub fn qemu_args(&self) -> Vec<String> {
         self.domain["qemuArgs"]
@@ -160,9 +209,12 @@ impl DataPlane {
             .collect()
     }
 
-    /// What `up` printed so far (stdout and stderr).
+    /// What `up` printed so far (stdout and stderr), then what each later `up` printed.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::iter::once(&self.log)
+            .chain(&self.later_logs)
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
     }
 
     /// SIGTERM, `up` exits 0; `down` exits 0; the pod namespace equals its snapshot from
@@ -171,15 +223,22 @@ impl DataPlane {
         assert_eq!(pod.pod.name(), self.netns, "the fixture `up` ran in");
         let mut child = self.child.take().expect("up is running");
         let status = terminate(&mut child);
+        let later: Vec<_> = self
+            .later
+            .drain(..)
+            .map(|mut c| terminate(&mut c))
+            .collect();
         let log = self.log();
         eprintln!("`netbind up` said:\n{log}");
         // `down` first: a failed assertion below must not leave the namespace built.
         let down = self.down();
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "`netbind up` did not exit 0 on SIGTERM ({status:?}):\n{log}"
-        );
+        for status in std::iter::once(status).chain(later) {
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "a `netbind up` did not exit 0 on SIGTERM ({status:?}):\n{log}"
+            );
+        }
         assert!(
             down.status.success(),
             "`netbind down` failed ({}):\n{}",
@@ -218,6 +277,9 @@ impl DataPlane {
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
+        for mut child in self.later.drain(..) {
+            terminate(&mut child);
+        }
         if let Some(mut child) = self.child.take() {
             terminate(&mut child);
             if let Ok(out) = std::panic::catch_unwind(|| self.down())

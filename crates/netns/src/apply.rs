@@ -45,6 +45,7 @@
 use std::time::{Duration, Instant};
 
 use netbind_plan::NetworkPlan;
+use netbind_plan::model::InterfacePlan;
 use netbind_plan::model::{LinkStep, Sysctl};
 use netbind_plan::nftables::NftRuleset;
 use sha2::{Digest, Sha256};
@@ -208,26 +209,24 @@ pub struct Step<'a> {
 
 /// The plan's steps in the order `apply` runs them.
 pub fn steps(plan: &NetworkPlan) -> Vec<Step<'_>> {
-    let mut out = Vec::new();
-    for iface in &plan.interfaces {
-        let mut push = |kind| {
-            out.push(Step {
-                number: out.len() + 1,
-                interface: &iface.name,
-                kind,
-            })
-        };
-        for l in &iface.links {
-            push(StepKind::Link(l));
-        }
-        for s in &iface.sysctls {
-            push(StepKind::Sysctl(s));
-        }
-        if let Some(n) = iface.nftables.as_ref().filter(|n| !n.is_empty()) {
-            push(StepKind::Nft(n));
-        }
-    }
-    out
+    plan.interfaces
+        .iter()
+        .flat_map(|iface| kinds(iface).map(move |kind| (iface.name.as_str(), kind)))
+        .enumerate()
+        .map(|(i, (interface, kind))| Step {
+            number: i + 1,
+            interface,
+            kind,
+        })
+        .collect()
+}
+
+/// One interface's steps: its link steps, then its sysctls, then its nftables ruleset.
+fn kinds(iface: &InterfacePlan) -> impl Iterator<Item = StepKind<'_>> {
+    let links = iface.links.iter().map(StepKind::Link);
+    let sysctls = iface.sysctls.iter().map(StepKind::Sysctl);
+    let nft = iface.nftables.as_ref().filter(|n| !n.is_empty());
+    links.chain(sysctls).chain(nft.map(StepKind::Nft))
 }
 
 impl Step<'_> {
@@ -273,7 +272,7 @@ pub fn layout(plan: &NetworkPlan) -> Vec<Span> {
         .iter()
         .map(|iface| {
             let nft = iface.nftables.as_ref().filter(|n| !n.is_empty());
-            let count = iface.links.len() + iface.sysctls.len() + usize::from(nft.is_some());
+            let count = kinds(iface).count();
             let span = Span {
                 interface: iface.name.clone(),
                 print: sha256_json(&(&iface.links, &iface.sysctls, nft)),

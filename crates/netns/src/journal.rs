@@ -412,12 +412,16 @@ impl StateDir {
 
     /// The PID of the live `netbind up` that serves `interface`'s services, if any: after
     /// a hot-plug, the `up` that plugged an interface serves it and the earlier one keeps
-    /// serving the rest. A PID whose process is gone, or is not netbind, does not count.
+    /// serving the rest. A PID whose process is gone, or is not a `netbind up` (the PID
+    /// was reused), does not count.
     pub fn server_of(&self, interface: &str) -> Option<u32> {
         let text = std::fs::read_to_string(self.dir.join(SERVED).join(interface)).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "netbind").then_some(pid)
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let mut args = cmdline.split(|b| *b == 0);
+        let exe = args.next()?;
+        let is_up = exe.ends_with(b"netbind") && args.next() == Some(b"up".as_slice());
+        is_up.then_some(pid)
     }
 
     /// Records this process as the server of `interfaces`.

@@ -6,7 +6,6 @@
 //! end; busybox `udhcpc`, ISC `dhclient -6` and the guest namespace's own kernel (which
 //! accepts router advertisements) are the clients.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,9 +79,9 @@ impl Drop for Running {
 }
 
 fn serve(ns: &Netns, open: impl FnOnce() -> Vec<Service> + Send + 'static) -> Running {
-    let file = File::open(ns.path()).expect("namespace file");
+    let path = ns.path();
     let services = std::thread::spawn(move || {
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter namespace");
+        netbind_testbed::enter(path).expect("enter namespace");
         open()
     })
     .join()

@@ -57,7 +57,7 @@ use std::path::PathBuf;
 
 pub use cni::{CNI_PATH, Cni, CniAttachment, CniDns, CniInterface, CniIp, CniResult, CniRoute};
 pub use guest::{GUEST_READY_MARKER, Guest, GuestImage, GuestNic, GuestOptions, parse_results};
-pub use netns::{Netns, Process, SYSCTLS, Snapshot};
+pub use netns::{Netns, Process, SYSCTLS, Snapshot, enter};
 pub use pod::{
     CLUSTER_NETWORK, MacvtapNet, PodFixture, PodFixtureBuilder, Secondary, SecondaryKind,
     SecondaryNet, kernel_supports_bridge_vlans,

@@ -35,6 +35,21 @@ pub struct Netns {
     name: String,
 }
 
+/// Moves the calling thread into the network namespace at `path` (`/run/netns/NAME` or
+/// [`Netns::path`]); sockets it opens afterwards belong there. Only this thread moves: run
+/// it on a thread of its own.
+pub fn enter(path: impl AsRef<std::path::Path>) -> Result<()> {
+    let path = path.as_ref();
+    let io = |what, source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|e| io("open the namespace", e))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io("enter the namespace (setns)", e.into()))
+}
+
 impl Netns {
     /// Creates `nb-<tag>-<pid>-<n>` and brings its `lo` up. `tag` is cut to 8 characters.
     pub fn new(tag: &str) -> Result<Netns> {

@@ -11,7 +11,6 @@
 use netbind_testbed::run_ok as ok;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,11 +48,6 @@ impl Drop for Bed {
         let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
         let _ = std::fs::remove_file(&self.stats);
     }
-}
-
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
 }
 
 /// accept, echo, close on EOF: one selector for every connection.
@@ -213,7 +207,7 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
 
     let (a, stop, stats) = (bed.a.clone(), bed.stop.clone(), bed.stats.clone());
     bed.threads.push(std::thread::spawn(move || {
-        enter(&a);
+        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
         let opts = RunOptions {
             pcap: None,
             signals: false,

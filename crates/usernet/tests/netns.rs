@@ -9,7 +9,6 @@
 
 use netbind_testbed::run_ok as ok;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,11 +56,6 @@ fn in_ns(ns: &str, args: &[&str]) -> Vec<String> {
 fn ok_in(ns: &str, args: &[&str]) -> String {
     let v = in_ns(ns, args);
     ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
 }
 
 /// A DNS responder: every A question is answered with 192.0.2.53.
@@ -168,7 +162,7 @@ fn start_engine_with(tb: &mut Testbed, cfg: EngineConfig) {
     let a = tb.a.clone();
     let stop = tb.stop.clone();
     tb.threads.push(std::thread::spawn(move || {
-        enter(&a);
+        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
         let counters = run(
             cfg,
             Attach::Tap(fd),
@@ -187,7 +181,7 @@ fn start_engine_with(tb: &mut Testbed, cfg: EngineConfig) {
     let stop = tb.stop.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     tb.threads.push(std::thread::spawn(move || {
-        enter(&a);
+        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
         let s = UdpSocket::bind("127.0.0.1:5353").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -312,7 +306,7 @@ fn udp_echo(tb: &mut Testbed, ns: &str, addr: &'static str) {
     let (ns, stop) = (ns.to_string(), tb.stop.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     tb.threads.push(std::thread::spawn(move || {
-        enter(&ns);
+        netbind_testbed::enter(format!("/run/netns/{ns}")).unwrap();
         let s = UdpSocket::bind(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -331,7 +325,7 @@ fn udp_echo(tb: &mut Testbed, ns: &str, addr: &'static str) {
 fn udp_round_trip(ns: &str, bind: &'static str, to: &'static str, payload: Vec<u8>) -> Vec<u8> {
     let ns = ns.to_string();
     std::thread::spawn(move || {
-        enter(&ns);
+        netbind_testbed::enter(format!("/run/netns/{ns}")).unwrap();
         let s = UdpSocket::bind(bind).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut buf = vec![0u8; 65536];

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,8 +212,7 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
     let (stop, ns_path, sock) = (running.stop.clone(), pod.pod.path(), socket.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     running.engine = Some(std::thread::spawn(move || {
-        let f = std::fs::File::open(ns_path).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        netbind_testbed::enter(ns_path).unwrap();
         let listener_ready = tx;
         let opts = RunOptions {
             pcap: None,

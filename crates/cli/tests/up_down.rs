@@ -622,3 +622,63 @@ fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
     assert!(said.contains(&format!("dhcp4 on {blue_bridge}")), "{said}");
     assert!(!said.contains("dhcp4 on k6t-eth0"), "{said}");
 }
+
+#[test]
+fn a_hot_unplug_killed_after_any_undo_converges_when_run_again() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let cni = s.snapshot();
+    let manifest = |text: &str| write(s.dir.path(), "vm.yaml", text);
+    // What an unplug must end at: the masquerade interface alone, blue as CNI made it.
+    manifest(BLUE_ABSENT);
+    let alone = s.up(&[]);
+    assert_eq!(code(&alone), 0, "{}", stderr(&alone));
+    let unplugged = s.snapshot_of_up();
+    assert_eq!(code(&s.down()), 0);
+
+    for n in 1.. {
+        manifest(MASQUERADE_AND_BLUE);
+        let both = s.up(&[]);
+        assert_eq!(code(&both), 0, "{}", stderr(&both));
+        manifest(BLUE_ABSENT);
+        let killed = s.up(&[("NETBIND_KILL_AFTER_UNPLUG", n.to_string())]);
+        if killed.status.signal().is_none() {
+            // Fewer undos than n: this run unplugged all of blue and was not killed.
+            assert_eq!(code(&killed), 0, "{}", stderr(&killed));
+            assert!(n > 2, "blue's unplug took only {} undo(s)", n - 1);
+            break;
+        }
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "undo {n}: {}",
+            stderr(&killed)
+        );
+        let again = s.up(&[]);
+        assert_eq!(code(&again), 0, "undo {n}: {}", stderr(&again));
+        assert!(
+            stderr(&again).contains("unplugged blue; plugged none"),
+            "undo {n}: {}",
+            stderr(&again)
+        );
+        assert_eq!(
+            netbind_testbed::settles(&unplugged, || s.snapshot_of_up()),
+            unplugged,
+            "unplug killed after undo {n}, then up"
+        );
+        assert_eq!(code(&s.down()), 0);
+
+        // Killed, then `down`: the namespace CNI made.
+        manifest(MASQUERADE_AND_BLUE);
+        assert_eq!(code(&s.up(&[])), 0);
+        manifest(BLUE_ABSENT);
+        let killed = s.up(&[("NETBIND_KILL_AFTER_UNPLUG", n.to_string())]);
+        assert_eq!(killed.status.signal(), Some(9), "undo {n}");
+        let down = s.down();
+        assert_eq!(code(&down), 0, "undo {n}: {}", stderr(&down));
+        assert_eq!(
+            netbind_testbed::settles(&cni, || s.snapshot()),
+            cni,
+            "down after an unplug killed after undo {n}"
+        );
+    }
+}

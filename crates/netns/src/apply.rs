@@ -40,7 +40,8 @@
 //! Capabilities: CAP_SYS_ADMIN (to `setns`) and CAP_NET_ADMIN (links, sysctls, nftables).
 //!
 //! Test hooks ([`ApplyOptions`], read by the CLI from `NETBIND_FAIL_AFTER_STEP` /
-//! `NETBIND_KILL_AFTER_STEP`): after step N, fail (and roll back) or SIGKILL the process.
+//! `NETBIND_KILL_AFTER_STEP`): after step N, fail (and roll back) or SIGKILL the process;
+//! `NETBIND_KILL_AFTER_UNPLUG`: SIGKILL after the N-th undo of a hot-unplug.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ use crate::{NetnsError, Ns};
 pub const FAIL_AFTER_STEP: &str = "NETBIND_FAIL_AFTER_STEP";
 /// Environment variable: SIGKILL the process right after step N.
 pub const KILL_AFTER_STEP: &str = "NETBIND_KILL_AFTER_STEP";
+/// Environment variable: SIGKILL the process right after the N-th undo of a hot-unplug.
+pub const KILL_AFTER_UNPLUG: &str = "NETBIND_KILL_AFTER_UNPLUG";
 
 /// What went wrong in one step.
 #[derive(Debug, thiserror::Error)]
@@ -153,17 +156,25 @@ fn on_link(link: &Option<String>) -> String {
 pub struct ApplyOptions {
     pub fail_after_step: Option<usize>,
     pub kill_after_step: Option<usize>,
+    /// SIGKILL after the N-th undo of a hot-unplug.
+    pub kill_after_unplug: Option<usize>,
 }
 
 impl ApplyOptions {
-    /// From [`FAIL_AFTER_STEP`] and [`KILL_AFTER_STEP`]; unset or unparsable means off.
+    /// From [`FAIL_AFTER_STEP`], [`KILL_AFTER_STEP`] and [`KILL_AFTER_UNPLUG`]; unset or
+    /// unparsable means off.
     pub fn from_env() -> ApplyOptions {
         let get = |k| std::env::var(k).ok().and_then(|v| v.trim().parse().ok());
         ApplyOptions {
             fail_after_step: get(FAIL_AFTER_STEP),
             kill_after_step: get(KILL_AFTER_STEP),
+            kill_after_unplug: get(KILL_AFTER_UNPLUG),
         }
     }
+}
+
+fn kill_self() {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -415,7 +426,7 @@ pub fn apply_with(
         let journal = match replanned {
             None => journal,
             Some(r) => {
-                unplug(ns, &state, &r)?;
+                unplug(ns, &state, &r, options)?;
                 let j = Journal {
                     entries: r.keep,
                     ..fresh
@@ -447,8 +458,8 @@ pub fn apply_with(
 /// an `up` killed half-way through finds the rest and goes on). A link that is already
 /// gone went with its network (Multus removes a hot-unplugged network's link): nothing
 /// is left to undo on it.
-fn unplug(ns: &Ns, state: &StateDir, r: &Replan) -> Result<(), ApplyError> {
-    for entry in r.undo.iter().rev() {
+fn unplug(ns: &Ns, state: &StateDir, r: &Replan, options: &ApplyOptions) -> Result<(), ApplyError> {
+    for (n, entry) in r.undo.iter().rev().enumerate() {
         match undo(ns, &entry.undo) {
             Ok(()) | Err(StepError::Link(LinkError::NotFound { .. })) => {}
             Err(source) => {
@@ -460,6 +471,9 @@ fn unplug(ns: &Ns, state: &StateDir, r: &Replan) -> Result<(), ApplyError> {
             }
         }
         state.append(&Record::Undone(entry.step))?;
+        if options.kill_after_unplug == Some(n + 1) {
+            kill_self();
+        }
     }
     Ok(())
 }
@@ -596,7 +610,7 @@ impl Run<'_> {
                 return Err(self.roll_back(step, total, source));
             }
             if options.kill_after_step == Some(step.number) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+                kill_self();
             }
         }
         if !self.journal.complete {

@@ -394,7 +394,7 @@ fn a_failure_after_any_step_rolls_back_to_the_cni_namespace() {
     for n in 1..total {
         let options = ApplyOptions {
             fail_after_step: Some(n),
-            kill_after_step: None,
+            ..ApplyOptions::default()
         };
         let err = apply_with(&plan, pod.pod.name(), state.path(), &options).unwrap_err();
         assert!(

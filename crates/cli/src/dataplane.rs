@@ -186,18 +186,19 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     for note in &applied.notes {
         output::stderr(&format!("note: {note}\n"));
     }
-    if !applied.unplugged.is_empty() || !applied.plugged.is_empty() {
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "none".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
+    let changes: Vec<String> = [
+        ("unplugged", &applied.unplugged),
+        ("plugged", &applied.plugged),
+        ("changed", &applied.reworked),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(what, v)| format!("{what} {}", v.join(", ")))
+    .collect();
+    if !changes.is_empty() {
         output::stderr(&format!(
-            "netbind up: the plan changed: unplugged {}; plugged {}\n",
-            list(&applied.unplugged),
-            list(&applied.plugged)
+            "netbind up: the plan changed: {}\n",
+            changes.join("; ")
         ));
     }
     output::stderr(&format!(

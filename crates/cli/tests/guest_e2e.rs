@@ -1421,8 +1421,8 @@ fn a_network_hot_plugged_into_a_running_guest_works_and_unplugs_cleanly() {
     );
     assert_eq!(get(&r, "hot-gone", &console), "yes", "{removed}\n{console}");
     let log = dp.finish(&pod);
-    assert!(log.contains("unplugged none; plugged blue"), "{log}");
-    assert!(log.contains("unplugged blue; plugged none"), "{log}");
+    assert!(log.contains("the plan changed: plugged blue\n"), "{log}");
+    assert!(log.contains("the plan changed: unplugged blue\n"), "{log}");
     assert!(
         log.contains("default served by an earlier `netbind up`"),
         "{log}"

@@ -536,7 +536,7 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     let plug = s.up(&[]);
     assert_eq!(code(&plug), 0, "{}", stderr(&plug));
     assert!(
-        stderr(&plug).contains("unplugged none; plugged blue"),
+        stderr(&plug).contains("the plan changed: plugged blue\n"),
         "{}",
         stderr(&plug)
     );
@@ -563,7 +563,7 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     let unplug = s.up(&[]);
     assert_eq!(code(&unplug), 0, "{}", stderr(&unplug));
     assert!(
-        stderr(&unplug).contains("unplugged blue; plugged none"),
+        stderr(&unplug).contains("the plan changed: unplugged blue\n"),
         "{}",
         stderr(&unplug)
     );
@@ -656,7 +656,7 @@ fn a_hot_unplug_killed_after_any_undo_converges_when_run_again() {
         let again = s.up(&[]);
         assert_eq!(code(&again), 0, "undo {n}: {}", stderr(&again));
         assert!(
-            stderr(&again).contains("unplugged blue; plugged none"),
+            stderr(&again).contains("the plan changed: unplugged blue\n"),
             "undo {n}: {}",
             stderr(&again)
         );
@@ -681,4 +681,34 @@ fn a_hot_unplug_killed_after_any_undo_converges_when_run_again() {
             "down after an unplug killed after undo {n}"
         );
     }
+}
+
+#[test]
+fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
+    let s = setup(MASQUERADE_ONLY, false);
+    let cni = s.snapshot();
+    assert_eq!(code(&s.up(&[])), 0);
+    let (bridge, tap) = (link_line(&s, "k6t-eth0"), link_line(&s, "tap0"));
+    let all_ports = s.pod.pod.sh("nft list ruleset").unwrap();
+
+    write(
+        s.dir.path(),
+        "vm.yaml",
+        &MASQUERADE_ONLY.replace("masquerade: {}", "masquerade: {}, ports: [{port: 8080}]"),
+    );
+    let again = s.up(&[]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("the plan changed: changed default (nftables)\n"),
+        "{}",
+        stderr(&again)
+    );
+    let listed = s.pod.pod.sh("nft list ruleset").unwrap();
+    assert_ne!(listed, all_ports);
+    assert!(listed.contains("tcp dport 8080"), "{listed}");
+    assert_eq!(link_line(&s, "k6t-eth0"), bridge, "the bridge was touched");
+    assert_eq!(link_line(&s, "tap0"), tap, "the tap was touched");
+
+    assert_eq!(code(&s.down()), 0);
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
 }

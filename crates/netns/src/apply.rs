@@ -22,12 +22,13 @@
 //!   now is already changed) and converges, because each act is itself check-then-act;
 //! - a step that fails makes `apply` undo, newest first, what *this run* recorded, and
 //!   report which step failed, on which link and why;
-//! - a *different* plan on an existing journal (hot-plug, `state: absent`): the journal's
-//!   layout (per interface: its step numbers and a digest of its steps) says which
-//!   interfaces the new plan keeps unchanged; [`replan`] keeps their entries, renumbered,
-//!   and the entries of dropped or changed interfaces are undone first (newest first,
-//!   each recorded as undone, so a kill half-way is picked up by the next run); then the
-//!   new plan runs as usual and the kept interfaces' checks find their results in place;
+//! - a *different* plan on an existing journal (hot-plug, `state: absent`, new ports): the
+//!   journal's layout (per interface and part — links, sysctls, nftables — its step
+//!   numbers and a digest) says what the new plan keeps unchanged; [`replan`] keeps those
+//!   entries, renumbered, and the entries of dropped or changed parts are undone first
+//!   (newest first, each recorded as undone, so a kill half-way is picked up by the next
+//!   run); then the new plan runs as usual and the kept parts' checks find their results
+//!   in place;
 //! - [`teardown`] first deletes every link netbind created in one kernel call (one RCU
 //!   grace period instead of one per link), then undoes the other journal entries newest
 //!   first, marking each undone in the journal as it goes (so an interrupted `down` can be
@@ -51,7 +52,7 @@ use netbind_plan::model::{LinkStep, Sysctl};
 use netbind_plan::nftables::NftRuleset;
 use sha2::{Digest, Sha256};
 
-use crate::journal::{Entry, Journal, JournalError, Record, Span, StateDir, Undo, VERSION};
+use crate::journal::{Entry, Journal, JournalError, Part, Record, Span, StateDir, Undo, VERSION};
 use crate::link::{LinkError, LinkState};
 use crate::nft::{Nft, NftError};
 use crate::sys::TapError;
@@ -184,11 +185,14 @@ pub struct ApplyReport {
     pub changed: usize,
     /// Links this run created.
     pub created: Vec<String>,
-    /// Interfaces of the state dir's earlier plan that this one dropped or changed: what
-    /// their steps did was undone first (hot-unplug).
+    /// Interfaces of the state dir's earlier plan that this one does not have: what their
+    /// steps did was undone first (hot-unplug).
     pub unplugged: Vec<String>,
-    /// Interfaces new to the state dir's plan (hot-plug), or changed.
+    /// Interfaces new to the state dir's plan (hot-plug).
     pub plugged: Vec<String>,
+    /// Interfaces whose steps changed, with the parts that did (`default (nftables)`):
+    /// those parts were undone, then made anew.
+    pub reworked: Vec<String>,
     pub notes: Vec<String>,
     pub elapsed: Duration,
 }
@@ -274,26 +278,38 @@ fn sha256_json<T: serde::Serialize>(value: &T) -> String {
         .collect()
 }
 
-/// Per interface of `plan`, where its steps are in [`steps`] and a digest of what they
-/// do (links, sysctls, nftables: only what reaches the namespace, so a change to, say,
-/// the guest device or a DHCP option does not count as changing the interface).
+/// Per interface of `plan` and per part of its steps (links, sysctls, nftables), where
+/// those steps are in [`steps`] and a digest of what they do. Only what reaches the
+/// namespace counts: a change to, say, the guest device or a DHCP option does not change
+/// the layout; a change to the NAT ports changes the interface's nftables part alone.
 pub fn layout(plan: &NetworkPlan) -> Vec<Span> {
     let mut first = 1;
-    plan.interfaces
-        .iter()
-        .map(|iface| {
-            let nft = iface.nftables.as_ref().filter(|n| !n.is_empty());
-            let count = kinds(iface).count();
-            let span = Span {
-                interface: iface.name.clone(),
-                print: sha256_json(&(&iface.links, &iface.sysctls, nft)),
-                first,
-                count,
-            };
-            first += count;
-            span
-        })
-        .collect()
+    let mut out = Vec::new();
+    for iface in &plan.interfaces {
+        let nft: Vec<_> = iface.nftables.iter().filter(|n| !n.is_empty()).collect();
+        let parts = [
+            (Part::Links, iface.links.len(), sha256_json(&iface.links)),
+            (
+                Part::Sysctls,
+                iface.sysctls.len(),
+                sha256_json(&iface.sysctls),
+            ),
+            (Part::Nftables, nft.len(), sha256_json(&nft)),
+        ];
+        for (part, count, print) in parts {
+            if count > 0 {
+                out.push(Span {
+                    interface: iface.name.clone(),
+                    part,
+                    print,
+                    first,
+                    count,
+                });
+                first += count;
+            }
+        }
+    }
+    out
 }
 
 /// What the journal of an earlier plan becomes under a new one (hot-plugging).
@@ -303,18 +319,24 @@ pub struct Replan {
     pub keep: Vec<Entry>,
     /// Entries to undo (newest last, so undo from the end), with their old numbers.
     pub undo: Vec<Entry>,
-    /// Interfaces of the old plan that the new one drops or changes.
+    /// Interfaces of the old plan that the new one does not have.
     pub unplugged: Vec<String>,
-    /// Interfaces of the new plan that the old one did not have as they are now.
+    /// Interfaces of the new plan that the old one did not have.
     pub plugged: Vec<String>,
+    /// Interfaces in both whose steps changed, with the parts that did:
+    /// `default (nftables)`.
+    pub changed: Vec<String>,
 }
 
-/// How the journal `old` carries over to a plan with layout `new` and steps `steps`:
-/// - an interface with the same digest in both keeps its entries, renumbered;
-/// - the entries of an interface that is gone or changed are undone — except a sysctl
-///   that an interface of the new plan also sets: that entry (with the value from before
-///   netbind) passes to the new plan's step, so the setting stays and `down` still puts
-///   the original value back.
+/// How the journal `old` carries over to a plan with layout `new` and steps `steps`,
+/// part by part (an interface's links, its sysctls, its nftables ruleset):
+/// - a part with the same digest in both keeps its entries, renumbered;
+/// - the entries of a part that is gone or changed are undone — except a sysctl that the
+///   new plan also sets: that entry (with the value from before netbind) passes to the
+///   new plan's step, so the setting stays and `down` still puts the original value back.
+///
+/// A kept entry only keeps its undo: the new plan's steps still check the namespace and
+/// act where it differs (a sysctl of a link that was made again, say).
 ///
 /// `None` when the old journal has no layout (written before hot-plugging existed) or an
 /// entry lies outside it: then the plan cannot change in place.
@@ -322,28 +344,36 @@ pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan>
     if old.layout.is_empty() && !old.entries.is_empty() {
         return None;
     }
-    let kept = |span: &Span| {
-        new.iter()
-            .find(|n| n.interface == span.interface && n.print == span.print)
+    let same = |a: &Span, b: &Span| a.interface == b.interface && a.part == b.part;
+    let kept = |span: &Span| new.iter().find(|n| same(n, span) && n.print == span.print);
+    let names = |spans: &[Span]| {
+        let mut v: Vec<String> = spans.iter().map(|s| s.interface.clone()).collect();
+        v.dedup();
+        v
     };
+    let (was, is) = (names(&old.layout), names(new));
     let mut out = Replan {
-        unplugged: old
-            .layout
-            .iter()
-            .filter(|s| kept(s).is_none())
-            .map(|s| s.interface.clone())
-            .collect(),
-        plugged: new
-            .iter()
-            .filter(|n| {
-                !old.layout
-                    .iter()
-                    .any(|s| s.interface == n.interface && s.print == n.print)
-            })
-            .map(|n| n.interface.clone())
-            .collect(),
+        unplugged: was.iter().filter(|i| !is.contains(i)).cloned().collect(),
+        plugged: is.iter().filter(|i| !was.contains(i)).cloned().collect(),
         ..Replan::default()
     };
+    for name in was.iter().filter(|i| is.contains(i)) {
+        let differs = |a: &[Span], b: &[Span]| -> Vec<Part> {
+            a.iter()
+                .filter(|s| &s.interface == name)
+                .filter(|s| !b.iter().any(|t| same(s, t) && s.print == t.print))
+                .map(|s| s.part)
+                .collect()
+        };
+        let mut parts = differs(&old.layout, new);
+        parts.extend(differs(new, &old.layout));
+        parts.sort();
+        parts.dedup();
+        if !parts.is_empty() {
+            let parts: Vec<&str> = parts.iter().map(|p| p.as_str()).collect();
+            out.changed.push(format!("{name} ({})", parts.join(", ")));
+        }
+    }
     for e in &old.entries {
         let span = old
             .layout
@@ -434,6 +464,7 @@ pub fn apply_with(
                 state.store(&j)?;
                 report.unplugged = r.unplugged;
                 report.plugged = r.plugged;
+                report.reworked = r.changed;
                 j
             }
         };
@@ -1279,16 +1310,28 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_interface_is_unplugged_and_plugged_again() {
+    fn a_changed_part_is_undone_and_made_anew() {
         let old = plan_of(vec![iface("a", vec![up("x")], vec![])]);
         let new = plan_of(vec![iface("a", vec![up("x"), up("w")], vec![])]);
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
         assert!(r.keep.is_empty());
         assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
+        assert_eq!(r.changed, ["a (links)"]);
+        assert!(r.unplugged.is_empty() && r.plugged.is_empty());
+    }
+
+    #[test]
+    fn only_the_changed_part_of_an_interface_is_undone() {
+        let old = plan_of(vec![iface("a", vec![up("x")], forward())]);
+        let other = vec![Sysctl::new("net.ipv4.ip_forward", "1")];
+        let new = plan_of(vec![iface("a", vec![up("x")], other)]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(numbers(&r.keep), [(1, "a", "set x up")]);
         assert_eq!(
-            (r.unplugged, r.plugged),
-            (vec!["a".into()], vec!["a".into()])
+            numbers(&r.undo),
+            [(2, "a", "sysctl net.ipv4.conf.all.arp_ignore=1")]
         );
+        assert_eq!(r.changed, ["a (sysctls)"]);
     }
 
     #[test]

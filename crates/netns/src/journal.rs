@@ -84,18 +84,38 @@ pub struct Header {
     pub layout: Vec<Span>,
 }
 
-/// Where one interface's steps sit in the numbering of the plan a journal belongs to, and
-/// a digest of that interface's plan: what lets a later plan tell the interfaces it keeps
+/// Where one part of an interface's steps sits in the numbering of the plan a journal
+/// belongs to, and a digest of that part: what lets a later plan tell the parts it keeps
 /// (same digest) from those it drops or changes (see `apply::replan`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Span {
     pub interface: String,
-    /// sha256 of the interface's plan (JSON).
+    pub part: Part,
+    /// sha256 of the part's plan (JSON).
     pub print: String,
     /// Its first step number (1-based) and how many steps it has.
     pub first: usize,
     pub count: usize,
+}
+
+/// The parts of an interface's steps, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Part {
+    Links,
+    Sysctls,
+    Nftables,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Links => "links",
+            Part::Sysctls => "sysctls",
+            Part::Nftables => "nftables",
+        }
+    }
 }
 
 impl Span {

@@ -694,7 +694,7 @@ fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
     write(
         s.dir.path(),
         "vm.yaml",
-        &MASQUERADE_ONLY.replace("masquerade: {}", "masquerade: {}, ports: [{port: 8080}]"),
+        MASQUERADE_ONLY.replace("masquerade: {}", "masquerade: {}, ports: [{port: 8080}]"),
     );
     let again = s.up(&[]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));

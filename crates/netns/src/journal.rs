@@ -458,7 +458,8 @@ impl StateDir {
         Ok(())
     }
 
-    /// Forgets this process as a server (best effort, at exit).
+    /// Forgets this process as a server (best effort, at exit). When `down` already ran
+    /// while this process served, the state dir is empty now and goes too.
     pub fn unserve(&self, interfaces: &[String]) {
         for name in interfaces {
             if self.server_of(name) == Some(std::process::id()) {
@@ -466,6 +467,7 @@ impl StateDir {
             }
         }
         let _ = std::fs::remove_dir(self.dir.join(SERVED));
+        let _ = std::fs::remove_dir(&self.dir);
     }
 
     /// Removes netbind's files and the directory itself (when empty), then empty parents

@@ -3,12 +3,14 @@
 //!
 //! How it works:
 //! - [`DataPlane::up`] writes the manifest (and the pod's network-status) to a temp dir,
-//!   snapshots the pod namespace, and spawns `netbind up … --domain-out DIR/domain.json`
+//!   snapshots the pod namespace, and spawns `netbind up … --domain-out DIR/domain1.json`
 //!   ([`DataPlane::up_with`] also passes a `--cluster-config`)
-//!   with stdout/stderr going to a file. It returns once `domain.json` exists (then `up` has
+//!   with stdout/stderr going to a file. It returns once `domain1.json` exists (then `up` has
 //!   applied the plan and is about to serve) and fails with `up`'s stderr if the child
 //!   exits first. [`DataPlane::finish`] sends SIGTERM, waits for `up` to exit 0, runs
 //!   `netbind down` and asserts that the pod namespace is again exactly as CNI left it.
+//!   [`DataPlane::up_again`] starts another `up` on the same state dir (a hot-plug);
+//!   `finish` stops them all.
 //!   If a test fails before that, `Drop` still SIGTERMs (then SIGKILLs) `up` and runs
 //!   `down`, without asserting (a panic inside a panic would abort).
 //! - [`PeerAgent`] is a python3 program in a peer namespace: a dual-stack TCP server that
@@ -39,11 +41,11 @@ pub struct DataPlane {
     dir: tempfile::TempDir,
     manifest: PathBuf,
     state: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    /// Later `up`s of the same state dir (hot-plug), still serving, and their logs.
-    later: Vec<Child>,
-    later_logs: Vec<PathBuf>,
+    cluster: Option<PathBuf>,
+    /// Every `netbind up` started on this state dir (the first, then hot-plugs), and the
+    /// file each one's stdout and stderr go to.
+    children: Vec<Child>,
+    logs: Vec<PathBuf>,
     before: Snapshot,
     /// `--domain-out`'s JSON: `{"object", "qemuArgs": [...], "libvirtXml"}`.
     pub domain: serde_json::Value,
@@ -64,76 +66,25 @@ impl DataPlane {
             .prefix("nb-e2e-")
             .tempdir()
             .expect("temp dir");
-        let path = dir.path().join("vm.yaml");
-        std::fs::write(&path, manifest).expect("write the manifest");
-        let status = dir.path().join("network-status.json");
-        pod.write_network_status(&status)
-            .expect("write network-status");
-        let state = dir.path().join("state");
-        let domain = dir.path().join("domain.json");
-        let log = dir.path().join("up.log");
         let cluster = cluster_config.map(|text| {
             let p = dir.path().join("cluster.yaml");
             std::fs::write(&p, text).expect("write the cluster configuration");
             p
         });
-        let before = pod.pod.snapshot().expect("snapshot before up");
-        let out = std::fs::File::create(&log).expect("create up.log");
-        let started = Instant::now();
-        let mut cmd = Command::new(NETBIND);
-        cmd.arg("up").arg(&path);
-        if let Some(c) = &cluster {
-            cmd.arg("--cluster-config").arg(c);
-        }
-        let child = cmd
-            .args(["--netns", pod.pod.name()])
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--domain-out")
-            .arg(&domain)
-            .arg("--network-status")
-            .arg(&status)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup up.log"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn netbind up");
         let mut dp = DataPlane {
             netns: pod.pod.name().to_string(),
+            manifest: dir.path().join("vm.yaml"),
+            state: dir.path().join("state"),
             dir,
-            manifest: path,
-            state,
-            log,
-            child: Some(child),
-            later: Vec::new(),
-            later_logs: Vec::new(),
-            before,
+            cluster,
+            children: Vec::new(),
+            logs: Vec::new(),
+            before: pod.pod.snapshot().expect("snapshot before up"),
             domain: serde_json::Value::Null,
             up_took: Duration::ZERO,
         };
-        let deadline = started + Duration::from_secs(30);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&domain)
-                && let Ok(v) = serde_json::from_str(&text)
-            {
-                dp.domain = v;
-                break;
-            }
-            let exited = dp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                dp.child = None;
-                panic!(
-                    "`netbind up` exited ({status}) before writing --domain-out:\n{}",
-                    dp.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`netbind up` wrote no --domain-out within 30 s:\n{}",
-                dp.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let started = Instant::now();
+        dp.domain = dp.start(pod, manifest);
         dp.up_took = started.elapsed();
         dp
     }
@@ -141,18 +92,27 @@ impl DataPlane {
     /// Runs `netbind up` again on the same state dir with `manifest` (a hot-plug or
     /// hot-unplug), serving alongside the first one; returns its `--domain-out`.
     pub fn up_again(&mut self, pod: &PodFixture, manifest: &str) -> serde_json::Value {
+        self.start(pod, manifest)
+    }
+
+    /// Writes the manifest and the pod's network-status, starts `netbind up` and waits
+    /// for its `--domain-out`; fails with the logs if it exits first.
+    fn start(&mut self, pod: &PodFixture, manifest: &str) -> serde_json::Value {
         std::fs::write(&self.manifest, manifest).expect("write the manifest");
         let status = self.dir.path().join("network-status.json");
         pod.write_network_status(&status)
             .expect("write network-status");
-        let n = self.later.len() + 2;
+        let n = self.children.len() + 1;
         let domain = self.dir.path().join(format!("domain{n}.json"));
         let log = self.dir.path().join(format!("up{n}.log"));
-        let out = std::fs::File::create(&log).expect("create the later up's log");
-        self.later_logs.push(log);
-        let child = Command::new(NETBIND)
-            .arg("up")
-            .arg(&self.manifest)
+        let out = std::fs::File::create(&log).expect("create the log of up");
+        self.logs.push(log);
+        let mut cmd = Command::new(NETBIND);
+        cmd.arg("up").arg(&self.manifest);
+        if let Some(c) = &self.cluster {
+            cmd.arg("--cluster-config").arg(c);
+        }
+        let child = cmd
             .args(["--netns", &self.netns])
             .arg("--state-dir")
             .arg(&self.state)
@@ -161,11 +121,11 @@ impl DataPlane {
             .arg("--network-status")
             .arg(&status)
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup up.log"))
+            .stdout(out.try_clone().expect("dup the log of up"))
             .stderr(out)
             .spawn()
             .expect("spawn netbind up");
-        self.later.push(child);
+        self.children.push(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&domain)
@@ -173,9 +133,16 @@ impl DataPlane {
             {
                 return v;
             }
+            let child = self.children.last_mut().expect("just started");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "`netbind up` exited ({status}) before writing --domain-out:\n{}",
+                    self.log()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "the later `netbind up` wrote no --domain-out within 30 s:\n{}",
+                "`netbind up` wrote no --domain-out within 30 s:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -209,22 +176,22 @@ impl DataPlane {
             .collect()
     }
 
-    /// What `up` printed so far (stdout and stderr), then what each later `up` printed.
+    /// What each `up` printed so far (stdout and stderr), in the order they started.
     pub fn log(&self) -> String {
-        std::iter::once(&self.log)
-            .chain(&self.later_logs)
+        self.logs
+            .iter()
             .map(|p| std::fs::read_to_string(p).unwrap_or_default())
             .collect()
     }
 
-    /// SIGTERM, `up` exits 0; `down` exits 0; the pod namespace equals its snapshot from
-    /// before `up`. Prints and returns `up`'s output (notes, service counters).
+    /// SIGTERM to every `up`, each exits 0; `down` exits 0; the pod namespace equals its
+    /// snapshot from before `up`. Prints and returns the `up`s' output (notes, service
+    /// counters).
     pub fn finish(mut self, pod: &PodFixture) -> String {
         assert_eq!(pod.pod.name(), self.netns, "the fixture `up` ran in");
-        let mut child = self.child.take().expect("up is running");
-        let status = terminate(&mut child);
-        let later: Vec<_> = self
-            .later
+        assert!(!self.children.is_empty(), "up is running");
+        let statuses: Vec<_> = self
+            .children
             .drain(..)
             .map(|mut c| terminate(&mut c))
             .collect();
@@ -232,7 +199,7 @@ impl DataPlane {
         eprintln!("`netbind up` said:\n{log}");
         // `down` first: a failed assertion below must not leave the namespace built.
         let down = self.down();
-        for status in std::iter::once(status).chain(later) {
+        for status in statuses {
             assert_eq!(
                 status.and_then(|s| s.code()),
                 Some(0),
@@ -277,11 +244,10 @@ impl DataPlane {
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
-        for mut child in self.later.drain(..) {
-            terminate(&mut child);
-        }
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
+        if !self.children.is_empty() {
+            for mut child in self.children.drain(..) {
+                terminate(&mut child);
+            }
             if let Ok(out) = std::panic::catch_unwind(|| self.down())
                 && !out.status.success()
             {

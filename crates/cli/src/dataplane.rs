@@ -362,7 +362,7 @@ fn start_engines(
     if proxied.is_empty() {
         return Ok(Vec::new());
     }
-    let plan_path = dir.join("plan.json");
+    let plan_path = dir.join(netbind_netns::journal::PLAN);
     write_atomically(&plan_path, &serde_json::to_string(plan)?)
         .with_context(|| format!("cannot write {}", plan_path.display()))?;
     for iface in &proxied {

@@ -2,7 +2,8 @@
 //!
 //! Files:
 //! - `journal.json`: JSON lines. The first line is the [`Header`] (the fingerprint of the
-//!   plan it belongs to); each further line is a [`Record`]: an [`Entry`] for a step that
+//!   plan it belongs to, and its layout: per interface and [`Part`], which step numbers
+//!   and what digest — for hot-plugging); each further line is a [`Record`]: an [`Entry`] for a step that
 //!   is about to change something, with the [`Undo`] that puts back what the step found;
 //!   `undone` when an entry has been undone (rollback, `down`); `complete` when every
 //!   step ran. An entry is appended — one `write(2)` of one line — *before* its step
@@ -13,7 +14,10 @@
 //!   `journal.json.tmp`, then renamed over it, so readers never see a torn file.
 //! - `podview.json`: the pod view as CNI left it, saved by `netbind up` before the first
 //!   change (temp file, rename); later runs plan from it, not from the namespace they
-//!   already changed.
+//!   already changed; a later run adds the links CNI made since (a hot-plugged network).
+//! - `plan.json`: the plan the user-mode engines read.
+//! - `served/<interface>`: the PID of the `netbind up` serving that interface's DHCP/RA
+//!   and engine, so that an `up` after a hot-plug serves only what nobody serves.
 //!
 //! No fsync: the journal describes kernel state (links, addresses, rules) that does not
 //! survive a crash of the machine, while the page cache does survive the death of the

@@ -296,8 +296,11 @@ pub fn layout(plan: &NetworkPlan) -> Vec<Span> {
             ),
             (Part::Nftables, nft.len(), sha256_json(&nft)),
         ];
+        // Every interface is in the layout: one without steps (SR-IOV, a tap plugin's
+        // device) as an empty links part, so that plugging one is reported too.
+        let stepless = parts.iter().all(|(_, count, _)| *count == 0);
         for (part, count, print) in parts {
-            if count > 0 {
+            if count > 0 || (stepless && part == Part::Links) {
                 out.push(Span {
                     interface: iface.name.clone(),
                     part,
@@ -1351,6 +1354,18 @@ mod tests {
             ]
         );
         assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
+    }
+
+    #[test]
+    fn plugging_an_interface_without_steps_is_reported() {
+        let old = plan_of(vec![iface("a", vec![up("x")], vec![])]);
+        let new = plan_of(vec![
+            iface("a", vec![up("x")], vec![]),
+            iface("vf", vec![], vec![]),
+        ]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(r.plugged, ["vf"]);
+        assert_eq!(numbers(&r.keep), [(1, "a", "set x up")]);
     }
 
     #[test]

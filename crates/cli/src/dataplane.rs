@@ -48,13 +48,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use netbind_netns::journal::StateDir;
+use netbind_netns::journal::{Part, StateDir};
 use netbind_netns::{ApplyOptions, apply_with, teardown};
 use netbind_plan::NetworkPlan;
 use netbind_spec::{ClusterConfig, Document, VmObject, defaults};
 
 use crate::input::{self, display_name};
-use crate::{DownArgs, Outcome, UpArgs, output};
+use crate::{DownArgs, Outcome, StatusArgs, StatusOutput, UpArgs, output};
 
 /// Where state lives unless `--state-dir` says otherwise.
 pub const STATE_ROOT: &str = "/run/netbind";
@@ -518,4 +518,91 @@ pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Failed)
         }
     }
+}
+
+/// `netbind status`: the state dir's journal and servers, per interface.
+pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
+    let obj = the_object(&args.file, &ClusterConfig::default())?;
+    let dir = state_dir(args.state_dir.as_ref(), &obj);
+    let state = StateDir::new(&dir);
+    let Some(journal) = state.journal().context("reading the journal")? else {
+        output::stderr(&format!(
+            "netbind status: nothing recorded in {}\n",
+            dir.display()
+        ));
+        return Ok(Outcome::Invalid);
+    };
+    let mut names: Vec<&str> = journal
+        .layout
+        .iter()
+        .map(|s| s.interface.as_str())
+        .collect();
+    names.dedup();
+    let interfaces: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let steps = |part: Part| {
+                journal
+                    .layout
+                    .iter()
+                    .find(|s| s.interface == *name && s.part == part)
+                    .map_or(0, |s| s.count)
+            };
+            serde_json::json!({
+                "name": name,
+                "steps": {
+                    "links": steps(Part::Links),
+                    "sysctls": steps(Part::Sysctls),
+                    "nftables": steps(Part::Nftables),
+                },
+                "changes": journal.entries.iter().filter(|e| e.interface == *name).count(),
+                "servedBy": state.server_of(name),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "object": journal.object,
+        "netns": journal.netns,
+        "stateDir": dir.display().to_string(),
+        "complete": journal.complete,
+        "changes": journal.entries.len(),
+        "interfaces": interfaces,
+    });
+    match args.output {
+        StatusOutput::Json => output::stdout(&(serde_json::to_string_pretty(&doc)? + "\n")),
+        StatusOutput::Table => output::stdout(&status_table(&doc)),
+    }
+    Ok(Outcome::Ok)
+}
+
+fn status_table(doc: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{} in {} ({})\n{}: {} change(s) recorded for `down`\n\n",
+        doc["object"].as_str().unwrap_or_default(),
+        doc["netns"].as_str().unwrap_or_default(),
+        doc["stateDir"].as_str().unwrap_or_default(),
+        if doc["complete"] == true {
+            "complete"
+        } else {
+            "incomplete (an `up` stopped half-way: run it again, or `down`)"
+        },
+        doc["changes"],
+    );
+    out.push_str("interface        links  sysctls  nftables  changes  served by\n");
+    for i in doc["interfaces"].as_array().into_iter().flatten() {
+        let served = match i["servedBy"].as_u64() {
+            Some(pid) => format!("netbind up, pid {pid}"),
+            None => "-".to_string(),
+        };
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or_default();
+        out.push_str(&format!(
+            "{:<16} {:>5}  {:>7}  {:>8}  {:>7}  {served}\n",
+            i["name"].as_str().unwrap_or_default(),
+            n(&i["steps"]["links"]),
+            n(&i["steps"]["sysctls"]),
+            n(&i["steps"]["nftables"]),
+            n(&i["changes"]),
+        ));
+    }
+    out
 }

@@ -50,6 +50,9 @@ enum Command {
     Up(UpArgs),
     /// Remove exactly what `up` built in the pod's namespace. Needs root.
     Down(DownArgs),
+    /// What `up` recorded for a VM: its interfaces, the changes kept for `down`, and which
+    /// `netbind up` serves each. Reads the state dir only. Exit 0; 1 when nothing is recorded.
+    Status(StatusArgs),
     /// Run the user-mode network engine for one guest NIC: its frames become sockets of
     /// this namespace. Counters on SIGUSR1 and at exit.
     Usernet(usernet::UsernetArgs),
@@ -91,6 +94,24 @@ struct DownArgs {
     /// The state dir `up` used [default: /run/netbind/<namespace>/<vm>].
     #[arg(long, value_name = "D")]
     state_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The manifest `up` was given (names the VM and so the default state dir).
+    #[arg(value_name = "FILE")]
+    file: String,
+    /// The state dir `up` used [default: /run/netbind/<namespace>/<vm>].
+    #[arg(long, value_name = "D")]
+    state_dir: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = StatusOutput::Table)]
+    output: StatusOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatusOutput {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,6 +203,7 @@ fn main() -> ExitCode {
         Command::Rules => commands::rules(),
         Command::Up(args) => dataplane::up(&args),
         Command::Down(args) => dataplane::down(&args),
+        Command::Status(args) => dataplane::status(&args),
         Command::Usernet(args) => usernet::usernet(&args),
     };
     match result {

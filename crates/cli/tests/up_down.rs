@@ -581,38 +581,41 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     assert_eq!(s.pod.pod.sh("nft list ruleset").unwrap(), cni_rules);
 }
 
+/// Starts a serving `up` and returns it with what it said up to the line naming what it
+/// serves.
+fn serving_up(s: &Setup) -> (Running, String) {
+    let mut up = Running(s.up_command().stderr(Stdio::piped()).spawn().unwrap());
+    let lines = BufReader::new(up.0.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("up never said what it serves: {seen:?}"));
+        let done = line.contains("serving ") || line.contains("nothing to serve");
+        seen.push(line);
+        if done {
+            return (up, seen.join("\n"));
+        }
+    }
+}
+
 #[test]
 fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
     let mut s = setup(MASQUERADE_ONLY, false);
-    let serving = |s: &Setup| {
-        let mut up = Running(s.up_command().stderr(Stdio::piped()).spawn().unwrap());
-        let lines = BufReader::new(up.0.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut seen = Vec::new();
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("up never said what it serves: {seen:?}"));
-            let done = line.contains("serving ") || line.contains("nothing to serve");
-            seen.push(line);
-            if done {
-                return (up, seen.join("\n"));
-            }
-        }
-    };
-    let (_first, said) = serving(&s);
+    let (_first, said) = serving_up(&s);
     assert!(said.contains("dhcp4 on k6t-eth0"), "{said}");
 
     s.pod
         .add_secondary(Secondary::bridge("blue").without_peer().mtu(MTU))
         .expect("hot-plug the blue network");
     write(s.dir.path(), "vm.yaml", MASQUERADE_AND_BLUE);
-    let (_second, said) = serving(&s);
+    let (_second, said) = serving_up(&s);
     let blue_bridge =
         netbind_spec::naming::bridge_name(&netbind_spec::naming::secondary_pod_link("blue"));
     assert!(
@@ -711,4 +714,57 @@ fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
 
     assert_eq!(code(&s.down()), 0);
     assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
+}
+
+#[test]
+fn status_names_each_interface_its_changes_and_its_server() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let status = |output: &str| {
+        Command::new(NETBIND)
+            .args([
+                "status",
+                &s.manifest,
+                "--state-dir",
+                &s.state,
+                "--output",
+                output,
+            ])
+            .output()
+            .unwrap()
+    };
+    let none = status("json");
+    assert_eq!(code(&none), 1, "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("nothing recorded"),
+        "{}",
+        stderr(&none)
+    );
+
+    let (up, _) = serving_up(&s);
+    let out = status("json");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
+    assert_eq!(doc["complete"], true);
+    let ifaces = doc["interfaces"].as_array().unwrap();
+    let names: Vec<&str> = ifaces.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "blue"]);
+    assert_eq!(ifaces[0]["steps"]["nftables"], 1);
+    assert_eq!(ifaces[1]["steps"]["nftables"], 0);
+    let changes: u64 = ifaces.iter().map(|i| i["changes"].as_u64().unwrap()).sum();
+    assert_eq!(changes, doc["changes"].as_u64().unwrap());
+    assert!(changes > 0);
+    for i in ifaces {
+        assert_eq!(i["servedBy"], up.0.id(), "{i}");
+    }
+    let table = stdout(&status("table"));
+    assert!(
+        table.contains(&format!("netbind up, pid {}", up.0.id())),
+        "{table}"
+    );
+    drop(up);
+    let after = status("json");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&after)).unwrap();
+    assert!(doc["interfaces"][0]["servedBy"].is_null(), "{doc}");
+    assert_eq!(code(&s.down()), 0);
 }

@@ -768,3 +768,36 @@ fn status_names_each_interface_its_changes_and_its_server() {
     assert!(doc["interfaces"][0]["servedBy"].is_null(), "{doc}");
     assert_eq!(code(&s.down()), 0);
 }
+
+#[test]
+fn a_hot_plug_killed_after_any_step_converges_when_run_again() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let manifest = |text: &str| write(s.dir.path(), "vm.yaml", text);
+    // Where a hot-plug of blue must end: as if both had been planned from the start.
+    let both = s.up(&[]);
+    assert_eq!(code(&both), 0, "{}", stderr(&both));
+    let total = steps_of(&both);
+    let plugged = s.snapshot_of_up();
+    assert_eq!(code(&s.down()), 0);
+
+    for n in 1..=total {
+        manifest(BLUE_ABSENT);
+        assert_eq!(code(&s.up(&[])), 0);
+        manifest(MASQUERADE_AND_BLUE);
+        let killed = s.up(&[("NETBIND_KILL_AFTER_STEP", n.to_string())]);
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "step {n}: {}",
+            stderr(&killed)
+        );
+        let again = s.up(&[]);
+        assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
+        assert_eq!(
+            netbind_testbed::settles(&plugged, || s.snapshot_of_up()),
+            plugged,
+            "hot-plug killed after step {n}, then up"
+        );
+        assert_eq!(code(&s.down()), 0);
+    }
+}

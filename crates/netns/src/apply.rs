@@ -328,7 +328,7 @@ pub struct Replan {
     pub plugged: Vec<String>,
     /// Interfaces in both whose steps changed, with the parts that did:
     /// `default (nftables)`.
-    pub changed: Vec<String>,
+    pub reworked: Vec<String>,
 }
 
 /// How the journal `old` carries over to a plan with layout `new` and steps `steps`,
@@ -374,7 +374,7 @@ pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan>
         parts.dedup();
         if !parts.is_empty() {
             let parts: Vec<&str> = parts.iter().map(|p| p.as_str()).collect();
-            out.changed.push(format!("{name} ({})", parts.join(", ")));
+            out.reworked.push(format!("{name} ({})", parts.join(", ")));
         }
     }
     for e in &old.entries {
@@ -467,7 +467,7 @@ pub fn apply_with(
                 state.store(&j)?;
                 report.unplugged = r.unplugged;
                 report.plugged = r.plugged;
-                report.reworked = r.changed;
+                report.reworked = r.reworked;
                 j
             }
         };
@@ -1319,7 +1319,7 @@ mod tests {
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
         assert!(r.keep.is_empty());
         assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
-        assert_eq!(r.changed, ["a (links)"]);
+        assert_eq!(r.reworked, ["a (links)"]);
         assert!(r.unplugged.is_empty() && r.plugged.is_empty());
     }
 
@@ -1334,7 +1334,7 @@ mod tests {
             numbers(&r.undo),
             [(2, "a", "sysctl net.ipv4.conf.all.arp_ignore=1")]
         );
-        assert_eq!(r.changed, ["a (sysctls)"]);
+        assert_eq!(r.reworked, ["a (sysctls)"]);
     }
 
     #[test]

@@ -801,3 +801,62 @@ fn a_hot_plug_killed_after_any_step_converges_when_run_again() {
         assert_eq!(code(&s.down()), 0);
     }
 }
+
+#[test]
+fn a_hot_plugged_sriov_vf_changes_nothing_in_the_pod_and_reaches_the_domain() {
+    let s = setup(MASQUERADE_ONLY, false);
+    assert_eq!(code(&s.up(&[])), 0);
+    let built = s.snapshot_of_up();
+    // The device plugin gave the pod a VF; Multus says which in network-status.
+    let status = write(
+        s.dir.path(),
+        "status.json",
+        r#"[{"name":"sriov/sriov-network","interface":"net1","mac":"02:00:00:00:00:01","dns":{},"device-info":{"type":"pci","version":"1.0.0","pci":{"pci-address":"0000:65:00.2"}}}]"#,
+    );
+    write(
+        s.dir.path(),
+        "vm.yaml",
+        MASQUERADE_ONLY
+            .replace(
+                "{name: default, masquerade: {}}",
+                "{name: default, masquerade: {}}, {name: vf, sriov: {}}",
+            )
+            .replace(
+                "{name: default, pod: {}}",
+                "{name: default, pod: {}}, {name: vf, multus: {networkName: sriov/sriov-network}}",
+            ),
+    );
+    let domain = s.dir.path().join("domain.json");
+    let plug = s
+        .up_command()
+        .args(["--no-serve", "--network-status", &status, "--domain-out"])
+        .arg(&domain)
+        .output()
+        .unwrap();
+    assert_eq!(code(&plug), 0, "{}", stderr(&plug));
+    assert!(
+        stderr(&plug).contains("the plan changed: plugged vf\n"),
+        "{}",
+        stderr(&plug)
+    );
+    assert!(stderr(&plug).contains(" 0 changed"), "{}", stderr(&plug));
+    assert_eq!(s.snapshot_of_up(), built);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&domain).unwrap()).unwrap();
+    let vf = doc["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "vf")
+        .unwrap_or_else(|| panic!("no vf in {doc}"));
+    assert!(
+        vf["qemuArgs"]
+            .to_string()
+            .contains("vfio-pci,host=0000:65:00.2"),
+        "{vf}"
+    );
+    assert!(
+        vf["libvirtXml"].as_str().unwrap().contains("<hostdev"),
+        "{vf}"
+    );
+    assert_eq!(code(&s.down()), 0);
+}

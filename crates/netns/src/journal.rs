@@ -124,7 +124,7 @@ impl Part {
 
 impl Span {
     pub fn holds(&self, step: usize) -> bool {
-        (self.first..self.first + self.count).contains(&step)
+        (self.first..self.first.saturating_add(self.count)).contains(&step)
     }
 }
 

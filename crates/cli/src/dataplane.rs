@@ -522,7 +522,8 @@ pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
 
 /// `netbind status`: the state dir's journal and servers, per interface.
 pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
-    let obj = the_object(&args.file, &ClusterConfig::default())?;
+    let cluster = input::cluster_config(args.cluster_config.as_deref())?;
+    let obj = the_object(&args.file, &cluster)?;
     let dir = state_dir(args.state_dir.as_ref(), &obj);
     let state = StateDir::new(&dir);
     let Some(journal) = state.journal().context("reading the journal")? else {
@@ -567,12 +568,56 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
         "complete": journal.complete,
         "changes": journal.entries.len(),
         "interfaces": interfaces,
+        "pending": pending(&state, &obj, &cluster, &journal),
     });
     match args.output {
         StatusOutput::Json => output::stdout(&(serde_json::to_string_pretty(&doc)? + "\n")),
         StatusOutput::Table => output::stdout(&status_table(&doc)),
     }
     Ok(Outcome::Ok)
+}
+
+/// What `up` with this manifest would change now: the manifest planned against the saved
+/// pod view and carried over from the journal as a hot-plug would be (a dry run of
+/// `replan`). Unknown when there is no saved view or the manifest does not plan against
+/// it — say, a network attached since `up`, which `up` finds in the namespace itself.
+fn pending(
+    state: &StateDir,
+    obj: &VmObject,
+    cluster: &ClusterConfig,
+    journal: &netbind_netns::journal::Journal,
+) -> serde_json::Value {
+    use netbind_netns::apply::{fingerprint, layout, replan, steps};
+    let unknown = |why: String| serde_json::json!({ "known": false, "why": why });
+    let view = match state.pod_view() {
+        Ok(Some(v)) => v,
+        Ok(None) => return unknown("no saved pod view".into()),
+        Err(e) => return unknown(format!("{:#}", anyhow::Error::new(e))),
+    };
+    let plan = match netbind_plan::plan(obj, cluster, &view) {
+        Ok(p) => p,
+        Err(e) => {
+            return unknown(format!(
+                "{e} (planned against the pod view saved by the first `up`; `up` also reads the namespace)"
+            ));
+        }
+    };
+    let layout = layout(&plan);
+    if fingerprint(&layout) == journal.plan {
+        return serde_json::json!({ "known": true, "inSync": true });
+    }
+    match replan(journal, &layout, &steps(&plan)) {
+        Some(r) => serde_json::json!({
+            "known": true,
+            "inSync": false,
+            "unplug": r.unplugged,
+            "plug": r.plugged,
+            "rework": r.reworked,
+        }),
+        None => {
+            unknown("the journal has no layout (written by a netbind without hot-plugging)".into())
+        }
+    }
 }
 
 fn status_table(doc: &serde_json::Value) -> String {
@@ -603,6 +648,35 @@ fn status_table(doc: &serde_json::Value) -> String {
             n(&i["steps"]["nftables"]),
             n(&i["changes"]),
         ));
+    }
+    let p = &doc["pending"];
+    let list = |key: &str| {
+        p[key]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    out.push('\n');
+    if p["known"] != true {
+        out.push_str(&format!(
+            "`up` now: cannot tell ({})\n",
+            p["why"].as_str().unwrap_or_default()
+        ));
+    } else if p["inSync"] == true {
+        out.push_str("`up` now: nothing to change (in sync with the manifest)\n");
+    } else {
+        let parts: Vec<String> = [("unplug", "unplug"), ("plug", "plug"), ("rework", "rework")]
+            .into_iter()
+            .map(|(key, word)| (word, list(key)))
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(word, l)| format!("{word} {l}"))
+            .collect();
+        out.push_str(&format!("`up` now would: {}\n", parts.join("; ")));
     }
     out
 }

@@ -50,8 +50,9 @@ enum Command {
     Up(UpArgs),
     /// Remove exactly what `up` built in the pod's namespace. Needs root.
     Down(DownArgs),
-    /// What `up` recorded for a VM: its interfaces, the changes kept for `down`, and which
-    /// `netbind up` serves each. Reads the state dir only. Exit 0; 1 when nothing is recorded.
+    /// What `up` recorded for a VM: its interfaces, the changes kept for `down`, which
+    /// `netbind up` serves each, and what `up` with FILE would change now (hot-plug, new
+    /// ports). Reads the state dir only. Exit 0; 1 when nothing is recorded.
     Status(StatusArgs),
     /// Run the user-mode network engine for one guest NIC: its frames become sockets of
     /// this namespace. Counters on SIGUSR1 and at exit.
@@ -98,9 +99,13 @@ struct DownArgs {
 
 #[derive(Debug, clap::Args)]
 struct StatusArgs {
-    /// The manifest `up` was given (names the VM and so the default state dir).
+    /// The VM's manifest: names the default state dir; `status` also says what `up` with
+    /// it would change now.
     #[arg(value_name = "FILE")]
     file: String,
+    /// Cluster configuration (netbind's shape or a `kind: KubeVirt` CR).
+    #[arg(long, value_name = "F")]
+    cluster_config: Option<String>,
     /// The state dir `up` used [default: /run/netbind/<namespace>/<vm>].
     #[arg(long, value_name = "D")]
     state_dir: Option<std::path::PathBuf>,

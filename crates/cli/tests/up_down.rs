@@ -762,10 +762,29 @@ fn status_names_each_interface_its_changes_and_its_server() {
         table.contains(&format!("netbind up, pid {}", up.0.id())),
         "{table}"
     );
+    assert_eq!(doc["pending"]["inSync"], true, "{doc}");
+    assert!(table.contains("nothing to change"), "{table}");
     drop(up);
     let after = status("json");
     let doc: serde_json::Value = serde_json::from_str(&stdout(&after)).unwrap();
     assert!(doc["interfaces"][0]["servedBy"].is_null(), "{doc}");
+
+    // The manifest marks blue absent: status says what `up` would do, and changes nothing.
+    let before = s.snapshot_of_up();
+    write(s.dir.path(), "vm.yaml", BLUE_ABSENT);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&status("json"))).unwrap();
+    assert_eq!(doc["pending"]["inSync"], false, "{doc}");
+    assert_eq!(
+        doc["pending"]["unplug"],
+        serde_json::json!(["blue"]),
+        "{doc}"
+    );
+    assert!(
+        stdout(&status("table")).contains("`up` now would: unplug blue"),
+        "{}",
+        stdout(&status("table"))
+    );
+    assert_eq!(s.snapshot_of_up(), before);
     assert_eq!(code(&s.down()), 0);
 }
 

@@ -19,6 +19,7 @@ mod commands;
 mod dataplane;
 mod input;
 mod output;
+mod status;
 mod usernet;
 
 use std::process::ExitCode;
@@ -208,7 +209,7 @@ fn main() -> ExitCode {
         Command::Rules => commands::rules(),
         Command::Up(args) => dataplane::up(&args),
         Command::Down(args) => dataplane::down(&args),
-        Command::Status(args) => dataplane::status(&args),
+        Command::Status(args) => status::status(&args),
         Command::Usernet(args) => usernet::usernet(&args),
     };
     match result {

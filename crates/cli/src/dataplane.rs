@@ -16,7 +16,7 @@
 //! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
 //!    (with serving: after the services are open and every engine listens)
 //!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...], "interfaces":
-//!    [{"name", "alias", "qemuArgs", "libvirtXml"}]}` — the guest
+//!    [{"name", "alias", "linkState", "qemuArgs", "libvirtXml"}]}` — the guest
 //!    devices as QEMU arguments (one array element per argument) and as libvirt
 //!    `<interface>`/`<hostdev>` XML, and the descriptors the launcher must open read-write
 //!    and pass to QEMU under the numbers `qemuArgs` name (`{"fd": 3, "path":
@@ -100,11 +100,13 @@ pub fn domain_json(plan: &NetworkPlan) -> serde_json::Value {
         // numbers: `qemuArgs` name them as `fd=N` (macvtaps, `/dev/tap<ifindex>`).
         "fds": plan.passed_fds(),
         // The same per interface, for a launcher that hot-plugs one (QEMU `netdev_add` /
-        // `device_add` with these arguments, libvirt `attach-device` with this XML) or
-        // unplugs one by its alias.
+        // `device_add` with these arguments, libvirt `attach-device` with this XML),
+        // unplugs one by its alias, or sets a running guest's link (`spec…state: down`:
+        // QEMU `set_link ALIAS off`, libvirt `domif-setlink`).
         "interfaces": plan.interfaces.iter().map(|i| serde_json::json!({
             "name": i.name,
             "alias": i.guest.alias,
+            "linkState": i.state,
             "qemuArgs": i.guest.qemu_args,
             "libvirtXml": i.guest.libvirt_xml,
         })).collect::<Vec<_>>(),

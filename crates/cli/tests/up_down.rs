@@ -149,6 +149,19 @@ fn up_twice_is_a_no_op_and_down_restores_the_cni_namespace() {
 
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&domain).unwrap()).unwrap();
     assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
+    let per_interface: Vec<(&str, &str, &str)> = doc["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let s = |k: &str| i[k].as_str().unwrap();
+            (s("name"), s("alias"), s("linkState"))
+        })
+        .collect();
+    assert_eq!(
+        per_interface,
+        [("default", "ua-default", "up"), ("blue", "ua-blue", "up")]
+    );
     let args: Vec<&str> = doc["qemuArgs"]
         .as_array()
         .unwrap()

@@ -274,6 +274,8 @@ fn serve(
     result
 }
 
+/// Serves the interfaces of `mine` (this process's share of `plan`) until SIGTERM/SIGINT;
+/// `--domain-out` gets the whole `plan`.
 fn serve_these(
     mine: &NetworkPlan,
     plan: &NetworkPlan,

@@ -188,6 +188,10 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     for note in &applied.notes {
         output::stderr(&format!("note: {note}\n"));
     }
+    // Links undone (unplugged, or made anew): whatever served them serves nothing now.
+    for name in &applied.relinked {
+        state.forget_server(name);
+    }
     let changes: Vec<String> = [
         ("unplugged", &applied.unplugged),
         ("plugged", &applied.plugged),

@@ -171,7 +171,11 @@ fn status_table(doc: &serde_json::Value) -> String {
             .filter(|(_, l)| !l.is_empty())
             .map(|(word, l)| format!("{word} {l}"))
             .collect();
-        out.push_str(&format!("`up` now would: {}\n", parts.join("; ")));
+        if parts.is_empty() {
+            out.push_str("`up` now would: renumber its journal (the steps moved; nothing in the pod changes)\n");
+        } else {
+            out.push_str(&format!("`up` now would: {}\n", parts.join("; ")));
+        }
     }
     out
 }

@@ -637,6 +637,15 @@ fn after_a_hot_plug_the_new_up_serves_only_what_it_plugged() {
     );
     assert!(said.contains(&format!("dhcp4 on {blue_bridge}")), "{said}");
     assert!(!said.contains("dhcp4 on k6t-eth0"), "{said}");
+
+    // Unplugged and plugged again while both still run: the second `up` serves a bridge
+    // that is gone, so the next serving `up` takes blue.
+    write(s.dir.path(), "vm.yaml", BLUE_ABSENT);
+    assert_eq!(code(&s.up(&[])), 0);
+    write(s.dir.path(), "vm.yaml", MASQUERADE_AND_BLUE);
+    let (_third, said) = serving_up(&s);
+    assert!(said.contains(&format!("dhcp4 on {blue_bridge}")), "{said}");
+    assert!(!said.contains("dhcp4 on k6t-eth0"), "{said}");
 }
 
 #[test]
@@ -890,5 +899,25 @@ fn a_hot_plugged_sriov_vf_changes_nothing_in_the_pod_and_reaches_the_domain() {
         vf["libvirtXml"].as_str().unwrap().contains("<hostdev"),
         "{vf}"
     );
+    assert_eq!(code(&s.down()), 0);
+}
+
+#[test]
+fn an_up_waits_while_another_changes_the_same_state_dir() {
+    let s = setup(MASQUERADE_ONLY, false);
+    let state = netbind_netns::journal::StateDir::new(&s.state);
+    state.create().unwrap();
+    let turn = state.lock().unwrap();
+    let mut waiting = Running(s.up_command().arg("--no-serve").spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        waiting.0.try_wait().unwrap().is_none(),
+        "up went ahead while the state dir was locked"
+    );
+    assert!(s.pod.pod.links().unwrap().iter().all(|l| l != "k6t-eth0"));
+    drop(turn);
+    let status = waiting.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(s.pod.pod.links().unwrap().contains("k6t-eth0"));
     assert_eq!(code(&s.down()), 0);
 }

@@ -96,11 +96,11 @@ pub enum ApplyError {
     #[error(transparent)]
     State(#[from] JournalError),
     #[error(
-        "{dir} holds the state of a different plan, written by a netbind without hot-plugging; run `netbind down` with this state dir first"
+        "{dir} holds the state of a different plan that cannot be carried over (a journal without a layout, written by a netbind before hot-plugging, or a damaged one); run `netbind down` with this state dir first"
     )]
     PlanChanged { dir: String },
     #[error(
-        "unplugging interface {interface}: undoing \"{what}\" failed; the journal keeps what is left: fix the cause and run `netbind up` (or `down`) again"
+        "interface {interface} left the plan or changed: undoing \"{what}\" failed; the journal keeps what is left: fix the cause and run `netbind up` (or `down`) again"
     )]
     Unplug {
         interface: String,
@@ -108,7 +108,7 @@ pub enum ApplyError {
         #[source]
         source: Box<StepError>,
     },
-    #[error("reading the pod namespace's links failed; nothing was changed")]
+    #[error("reading the pod namespace's links failed; no step of the plan ran")]
     ReadLinks(#[source] LinkError),
     #[error(
         "step {number}/{total} of interface {interface} ({what}) failed{}; rolled back the {rolled_back} change(s) of this run",
@@ -193,6 +193,8 @@ pub struct ApplyReport {
     /// Interfaces whose steps changed, with the parts that did (`default (nftables)`):
     /// those parts were undone, then made anew.
     pub reworked: Vec<String>,
+    /// Interfaces whose links were undone (unplugged or made anew): see [`Replan::relinked`].
+    pub relinked: Vec<String>,
     pub notes: Vec<String>,
     pub elapsed: Duration,
 }
@@ -270,6 +272,36 @@ pub fn fingerprint(layout: &[Span]) -> String {
     sha256_json(&layout)
 }
 
+/// The fingerprint netbind wrote before journals had a layout: the digest of the whole plan.
+fn legacy_fingerprint(plan: &NetworkPlan) -> String {
+    sha256_json(plan)
+}
+
+/// How a run starts from what the state dir holds: the journal to go on with (a new one,
+/// or the one found), and, when the plan changed, how the found one carries over. The
+/// same plan under either fingerprint goes on with the found journal, which learns the
+/// layout (a journal of a netbind before hot-plugging).
+pub fn carry_over(
+    found: Option<Journal>,
+    fresh: &Journal,
+    plan: &NetworkPlan,
+) -> Option<(Journal, Option<Replan>)> {
+    let Some(j) = found else {
+        return Some((fresh.clone(), None));
+    };
+    let same = j.plan == fresh.plan || (j.layout.is_empty() && j.plan == legacy_fingerprint(plan));
+    if same {
+        let j = Journal {
+            plan: fresh.plan.clone(),
+            layout: fresh.layout.clone(),
+            ..j
+        };
+        return Some((j, None));
+    }
+    let r = replan(&j, &fresh.layout, &steps(plan))?;
+    Some((j, Some(r)))
+}
+
 fn sha256_json<T: serde::Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     Sha256::digest(&bytes)
@@ -329,6 +361,9 @@ pub struct Replan {
     /// Interfaces in both whose steps changed, with the parts that did:
     /// `default (nftables)`.
     pub reworked: Vec<String>,
+    /// Interfaces whose links are undone (unplugged, or their links part changed): what
+    /// served them (DHCP, RA on a link now gone) serves nothing any more.
+    pub relinked: Vec<String>,
 }
 
 /// How the journal `old` carries over to a plan with layout `new` and steps `steps`,
@@ -372,18 +407,24 @@ pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan>
         parts.extend(differs(new, &old.layout));
         parts.sort();
         parts.dedup();
+        if parts.contains(&Part::Links) {
+            out.relinked.push(name.clone());
+        }
         if !parts.is_empty() {
             let parts: Vec<&str> = parts.iter().map(|p| p.as_str()).collect();
             out.reworked.push(format!("{name} ({})", parts.join(", ")));
         }
     }
+    out.relinked.extend(out.unplugged.iter().cloned());
     for e in &old.entries {
         let span = old
             .layout
             .iter()
             .find(|s| s.interface == e.interface && s.holds(e.step))?;
         let moved = match (kept(span), &e.undo) {
-            (Some(n), _) => Some((e.step - span.first + n.first, n.interface.clone())),
+            (Some(n), _) => (e.step - span.first)
+                .checked_add(n.first)
+                .map(|step| (step, n.interface.clone())),
             (None, Undo::Sysctl { key, .. }) => steps
                 .iter()
                 .find(|s| matches!(s.kind, StepKind::Sysctl(x) if x.key == *key))
@@ -422,6 +463,7 @@ pub fn apply_with(
     let started = Instant::now();
     let state = StateDir::new(state_dir);
     state.create()?;
+    let _turn = state.lock()?;
     let layout = layout(plan);
     let fresh = Journal {
         version: VERSION,
@@ -432,28 +474,13 @@ pub fn apply_with(
         entries: Vec::new(),
         layout,
     };
-    let (journal, replanned) = match state.journal()? {
-        Some(j) if j.plan != fresh.plan => {
-            let r =
-                replan(&j, &fresh.layout, &steps(plan)).ok_or_else(|| ApplyError::PlanChanged {
-                    dir: state_dir.display().to_string(),
-                })?;
-            (j, Some(r))
-        }
-        // The same plan: a journal of an older netbind learns its layout here.
-        Some(j) => (
-            Journal {
-                layout: fresh.layout.clone(),
-                ..j
-            },
-            None,
-        ),
-        None => (fresh.clone(), None),
-    };
-    if replanned.is_none() {
-        // Compact (or create) the file; from here on records are appended.
-        state.compact(&journal)?;
-    }
+    let (journal, replanned) =
+        carry_over(state.journal()?, &fresh, plan).ok_or_else(|| ApplyError::PlanChanged {
+            dir: state_dir.display().to_string(),
+        })?;
+    // Compact (or create) the file — the found journal as it is, when it carries over to a
+    // new plan: a torn last line must not end up amid the records appended from here on.
+    state.compact(&journal)?;
     let mut report = crate::in_netns(netns, |ns| {
         let mut report = ApplyReport::default();
         let journal = match replanned {
@@ -468,6 +495,7 @@ pub fn apply_with(
                 report.unplugged = r.unplugged;
                 report.plugged = r.plugged;
                 report.reworked = r.reworked;
+                report.relinked = r.relinked;
                 j
             }
         };
@@ -517,6 +545,7 @@ fn unplug(ns: &Ns, state: &StateDir, r: &Replan, options: &ApplyOptions) -> Resu
 pub fn teardown(netns: &str, state_dir: &std::path::Path) -> Result<TeardownReport, ApplyError> {
     let started = Instant::now();
     let state = StateDir::new(state_dir);
+    let _turn = state.dir.exists().then(|| state.lock()).transpose()?;
     let Some(mut journal) = state.journal()? else {
         state.remove()?;
         return Ok(TeardownReport {
@@ -524,6 +553,8 @@ pub fn teardown(netns: &str, state_dir: &std::path::Path) -> Result<TeardownRepo
             ..TeardownReport::default()
         });
     };
+    // A torn last line must not end up amid the `undone` records appended below.
+    state.compact(&journal)?;
     let undone = crate::in_netns(netns, |ns| {
         // Phase 1: every link netbind created goes at once (see `Links::delete_many`).
         // Whatever else the journal says about those links becomes moot: undoing it finds
@@ -1366,6 +1397,48 @@ mod tests {
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
         assert_eq!(r.plugged, ["vf"]);
         assert_eq!(numbers(&r.keep), [(1, "a", "set x up")]);
+    }
+
+    #[test]
+    fn links_undone_are_relinked_and_new_rules_alone_are_not() {
+        let a = iface("a", vec![up("x")], forward());
+        let old = plan_of(vec![a.clone(), iface("b", vec![up("y")], vec![])]);
+        let mut a2 = a;
+        a2.sysctls = vec![Sysctl::new("net.ipv4.ip_forward", "1")];
+        let new = plan_of(vec![a2]);
+        let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
+        assert_eq!(r.relinked, ["b"]);
+        assert_eq!(r.reworked, ["a (sysctls)"]);
+    }
+
+    #[test]
+    fn the_same_plan_goes_on_with_the_journal_found_under_either_fingerprint() {
+        let plan = plan_of(vec![iface("a", vec![up("x")], vec![])]);
+        let fresh = Journal {
+            entries: vec![],
+            complete: false,
+            ..journal_of(&plan)
+        };
+        // Written before journals had a layout: the digest of the whole plan.
+        let legacy = Journal {
+            plan: legacy_fingerprint(&plan),
+            layout: vec![],
+            ..journal_of(&plan)
+        };
+        let (j, replanned) = carry_over(Some(legacy.clone()), &fresh, &plan).unwrap();
+        assert_eq!(replanned, None);
+        assert_eq!(
+            (j.plan, j.layout),
+            (fresh.plan.clone(), fresh.layout.clone())
+        );
+        assert_eq!(j.entries, legacy.entries);
+
+        let other = plan_of(vec![iface("a", vec![up("w")], vec![])]);
+        let other_fresh = Journal {
+            entries: vec![],
+            ..journal_of(&other)
+        };
+        assert_eq!(carry_over(Some(legacy), &other_fresh, &other), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - `plan.json`: the plan the user-mode engines read.
 //! - `served/<interface>`: the PID of the `netbind up` serving that interface's DHCP/RA
 //!   and engine, so that an `up` after a hot-plug serves only what nobody serves.
+//! - `lock`: held (flock) while an `up` or `down` changes the namespace, so two of them
+//!   on one state dir take turns.
 //!
 //! No fsync: the journal describes kernel state (links, addresses, rules) that does not
 //! survive a crash of the machine, while the page cache does survive the death of the
@@ -44,6 +46,9 @@ pub const POD_VIEW: &str = "podview.json";
 pub const PLAN: &str = "plan.json";
 /// One file per served interface, holding the PID of the `netbind up` serving it.
 pub const SERVED: &str = "served";
+/// Locked while an `up` or `down` changes the namespace: two at once would each append to
+/// a journal the other may replace.
+pub const LOCK: &str = "lock";
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +228,25 @@ pub enum Undo {
     },
 }
 
+impl Undo {
+    /// Whether undoing this changes the link `name` (as it is named now or was before).
+    pub fn touches(&self, name: &str) -> bool {
+        match self {
+            Undo::DeleteLink { link, .. }
+            | Undo::SetUpAndRestore { link, .. }
+            | Undo::SetDown { link }
+            | Undo::SetMac { link, .. }
+            | Undo::SetMtu { link, .. }
+            | Undo::Restore { link, .. }
+            | Undo::DeleteAddress { link, .. }
+            | Undo::SetMaster { link, .. }
+            | Undo::SetLearning { link, .. } => link == name,
+            Undo::Rename { now, back } => now == name || back == name,
+            Undo::Sysctl { .. } | Undo::Nft { .. } => false,
+        }
+    }
+}
+
 /// The state directory of one VM in one namespace.
 #[derive(Debug)]
 pub struct StateDir {
@@ -317,23 +341,28 @@ impl Journal {
 }
 
 impl Journal {
-    /// The saved pod view (the namespace as CNI left it before the first `up`) with the
-    /// links CNI added since — a hot-plugged Multus network — taken from `live`, with
-    /// their routes. A live link is CNI's when this journal neither created it nor renamed
-    /// a link to its name. Links of the saved view stay as saved: netbind has changed them.
+    /// The pod view to plan from on a later run: the saved one (the namespace as CNI left
+    /// it before the first `up`), where every link this journal changes stays as saved
+    /// (netbind has changed it since), and every other link is taken from `live` with its
+    /// routes — a network hot-plugged since, or one unplugged and plugged again (Multus
+    /// reuses the name with a new MAC and address). A live link is CNI's when this journal
+    /// neither created it nor renamed a link to its name.
     pub fn with_hotplugged_links(&self, saved: &PodView, live: &PodView) -> PodView {
-        let ours = |name: &str| {
+        let made = |name: &str| {
             self.entries.iter().any(|e| match &e.undo {
                 Undo::DeleteLink { link, .. } => link == name,
                 Undo::Rename { now, .. } => now == name,
                 _ => false,
             })
         };
+        let changed = |name: &str| self.entries.iter().any(|e| e.undo.touches(name));
         let mut view = saved.clone();
         for link in &live.links {
-            if saved.links.iter().any(|l| l.name == link.name) || ours(&link.name) {
+            if made(&link.name) || changed(&link.name) {
                 continue;
             }
+            view.links.retain(|l| l.name != link.name);
+            view.routes.retain(|r| r.dev != link.name);
             view.links.push(link.clone());
             view.routes
                 .extend(live.routes.iter().filter(|r| r.dev == link.name).cloned());
@@ -434,6 +463,26 @@ impl StateDir {
         write_atomically(&self.dir, POD_VIEW, &bytes)
     }
 
+    /// Waits for, then holds (until the returned guard drops), the state dir's lock.
+    pub fn lock(&self) -> Result<nix::fcntl::Flock<File>, JournalError> {
+        let path = self.dir.join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| JournalError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            JournalError::Write {
+                path,
+                source: e.into(),
+            }
+        })
+    }
+
     /// The PID of the live `netbind up` that serves `interface`'s services, if any: after
     /// a hot-plug, the `up` that plugged an interface serves it and the earlier one keeps
     /// serving the rest. A PID whose process is gone, or is not a `netbind up` (the PID
@@ -445,7 +494,15 @@ impl StateDir {
         let mut args = cmdline.split(|b| *b == 0);
         let exe = args.next()?;
         let is_up = exe.ends_with(b"netbind") && args.next() == Some(b"up".as_slice());
-        is_up.then_some(pid)
+        // Our own PID here is a record from an earlier life (a restart in a new PID
+        // namespace can hand out the same number): nobody serves.
+        (is_up && pid != std::process::id()).then_some(pid)
+    }
+
+    /// Forgets whoever serves `interface`: its links were undone (unplugged, or made anew),
+    /// so what served them serves nothing any more, and the next serving `up` takes it.
+    pub fn forget_server(&self, interface: &str) {
+        let _ = std::fs::remove_file(self.dir.join(SERVED).join(interface));
     }
 
     /// Records this process as the server of `interfaces`.
@@ -479,7 +536,7 @@ impl StateDir {
     pub fn remove(&self) -> Result<(), JournalError> {
         self.close_appender();
         let _ = std::fs::remove_dir(self.dir.join(SERVED));
-        for name in [JOURNAL, POD_VIEW, PLAN] {
+        for name in [JOURNAL, POD_VIEW, PLAN, LOCK] {
             for n in [name.to_string(), format!("{name}.tmp")] {
                 let path = self.dir.join(n);
                 match std::fs::remove_file(&path) {
@@ -577,9 +634,110 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         assert_eq!(
             state.journal().unwrap(),
-            Some(j),
+            Some(j.clone()),
             "the cut record never acted"
         );
+
+        // Compacted before anything is appended again, the cut line goes for good.
+        state.compact(&j).unwrap();
+        state.append(&Record::Undone(2)).unwrap();
+        j.entries.pop();
+        j.complete = false;
+        assert_eq!(state.journal().unwrap(), Some(j));
+    }
+
+    fn link(name: &str, mac: &str) -> netbind_plan::podview::PodLink {
+        netbind_plan::podview::PodLink {
+            name: name.into(),
+            mac: Some(mac.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_later_view_takes_what_netbind_left_alone_from_the_namespace() {
+        let saved = PodView {
+            links: vec![
+                link("eth0", "0a:00:00:00:00:01"),
+                link("pod1", "0a:00:00:00:00:02"),
+            ],
+            ..PodView::default()
+        };
+        // `pod1` was unplugged, then plugged again: same name, new MAC; `pod2` is new;
+        // `eth0` is the masquerade link netbind never changes; `k6t-pod3` is netbind's.
+        let live = PodView {
+            links: vec![
+                link("eth0", "0a:00:00:00:00:01"),
+                link("pod1", "0a:00:00:00:00:09"),
+                link("pod2", "0a:00:00:00:00:03"),
+                link("k6t-pod3", "02:00:00:00:00:04"),
+            ],
+            ..PodView::default()
+        };
+        let journal = Journal {
+            version: VERSION,
+            plan: "p".into(),
+            object: "o".into(),
+            netns: "n".into(),
+            complete: true,
+            entries: vec![Entry {
+                step: 1,
+                interface: "c".into(),
+                what: "create bridge k6t-pod3".into(),
+                undo: Undo::DeleteLink {
+                    link: "k6t-pod3".into(),
+                    kind: "bridge".into(),
+                },
+            }],
+            layout: vec![],
+        };
+        let view = journal.with_hotplugged_links(&saved, &live);
+        let macs: Vec<(&str, &str)> = view
+            .links
+            .iter()
+            .map(|l| (l.name.as_str(), l.mac.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            macs,
+            [
+                ("eth0", "0a:00:00:00:00:01"),
+                ("pod1", "0a:00:00:00:00:09"),
+                ("pod2", "0a:00:00:00:00:03")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_link_netbind_changed_stays_as_saved() {
+        let saved = PodView {
+            links: vec![link("eth0", "0a:00:00:00:00:01")],
+            ..PodView::default()
+        };
+        let live = PodView {
+            links: vec![
+                link("eth0", "0a:00:00:00:00:01"),
+                link("eth0-nic", "02:00:00:00:00:07"),
+            ],
+            ..PodView::default()
+        };
+        let journal = Journal {
+            version: VERSION,
+            plan: "p".into(),
+            object: "o".into(),
+            netns: "n".into(),
+            complete: true,
+            entries: vec![Entry {
+                step: 2,
+                interface: "default".into(),
+                what: "rename eth0 to eth0-nic".into(),
+                undo: Undo::Rename {
+                    now: "eth0-nic".into(),
+                    back: "eth0".into(),
+                },
+            }],
+            layout: vec![],
+        };
+        assert_eq!(journal.with_hotplugged_links(&saved, &live), saved);
     }
 
     #[test]

@@ -250,6 +250,9 @@ fn serve(
     // After a hot-plug the `up` that served the other interfaces is still running: this
     // one serves what nobody serves (the interfaces it plugged, or all after a restart).
     let state = StateDir::new(dir);
+    // Under the state dir's lock, so that two `up`s starting at once do not both take an
+    // interface.
+    let turn = state.lock().context("locking the state dir")?;
     let (elsewhere, ours): (Vec<_>, Vec<_>) = plan
         .interfaces
         .iter()
@@ -273,6 +276,7 @@ fn serve(
     state
         .serve(&served)
         .context("recording this process as the server in the state dir")?;
+    drop(turn);
     let result = serve_these(&mine, plan, netns, dir, domain_out, &stop);
     state.unserve(&served);
     result

@@ -189,13 +189,13 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
         output::stderr(&format!("note: {note}\n"));
     }
     // Links undone (unplugged, or made anew): whatever served them serves nothing now.
-    for name in &applied.relinked {
+    for name in &applied.plan_changes.relinked {
         state.forget_server(name);
     }
     let changes: Vec<String> = [
-        ("unplugged", &applied.unplugged),
-        ("plugged", &applied.plugged),
-        ("changed", &applied.reworked),
+        ("unplugged", &applied.plan_changes.unplugged),
+        ("plugged", &applied.plan_changes.plugged),
+        ("changed", &applied.plan_changes.reworked),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())

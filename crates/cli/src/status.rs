@@ -105,9 +105,9 @@ fn pending(
         Some(r) => serde_json::json!({
             "known": true,
             "inSync": false,
-            "unplug": r.unplugged,
-            "plug": r.plugged,
-            "rework": r.reworked,
+            "unplug": r.changes.unplugged,
+            "plug": r.changes.plugged,
+            "rework": r.changes.reworked,
         }),
         None => {
             unknown("the journal has no layout (written by a netbind without hot-plugging)".into())

@@ -106,6 +106,42 @@ impl Setup {
         self.pod.pod.snapshot().expect("snapshot the pod namespace")
     }
 
+    /// `killed` died by SIGKILL; `up` run again exits 0 and leaves the namespace as `want`
+    /// (see [`Setup::snapshot_of_up`]). Returns what that `up` said.
+    fn converges_after(&self, killed: &Output, want: &Snapshot, when: &str) -> String {
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{when}: {}",
+            stderr(killed)
+        );
+        let again = self.up(&[]);
+        assert_eq!(code(&again), 0, "{when}: {}", stderr(&again));
+        assert_eq!(
+            netbind_testbed::settles(want, || self.snapshot_of_up()),
+            *want,
+            "{when}, then up"
+        );
+        stderr(&again)
+    }
+
+    /// `killed` died by SIGKILL; `down` exits 0 and leaves the namespace as `cni`.
+    fn down_restores_after(&self, killed: &Output, cni: &Snapshot, when: &str) {
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{when}: {}",
+            stderr(killed)
+        );
+        let down = self.down();
+        assert_eq!(code(&down), 0, "{when}: {}", stderr(&down));
+        assert_eq!(
+            netbind_testbed::settles(cni, || self.snapshot()),
+            *cni,
+            "down after {when}"
+        );
+    }
+
     /// The snapshot with tap MACs masked: the kernel picks a tap's MAC at random and the
     /// plan does not name one, so two `up`s differ there and nowhere else.
     fn snapshot_of_up(&self) -> Snapshot {
@@ -212,20 +248,7 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
     for n in 1..=total {
         let kill = [("NETBIND_KILL_AFTER_STEP", n.to_string())];
         // Killed, then run again: the same namespace as a clean `up`.
-        let killed = s.up(&kill);
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "step {n}: {}",
-            stderr(&killed)
-        );
-        let again = s.up(&[]);
-        assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
-        assert_eq!(
-            netbind_testbed::settles(&built, || s.snapshot_of_up()),
-            built,
-            "up killed after step {n}, then up"
-        );
+        s.converges_after(&s.up(&kill), &built, &format!("up killed after step {n}"));
         assert_eq!(code(&s.down()), 0);
         assert_eq!(
             netbind_testbed::settles(&cni, || s.snapshot()),
@@ -234,15 +257,7 @@ fn killed_after_every_step(manifest: &str, blue: bool) {
         );
 
         // Killed, then `down`: the namespace CNI made.
-        let killed = s.up(&kill);
-        assert_eq!(killed.status.signal(), Some(9), "step {n}");
-        let down = s.down();
-        assert_eq!(code(&down), 0, "step {n}: {}", stderr(&down));
-        assert_eq!(
-            netbind_testbed::settles(&cni, || s.snapshot()),
-            cni,
-            "down after up killed after step {n}"
-        );
+        s.down_restores_after(&s.up(&kill), &cni, &format!("up killed after step {n}"));
     }
 }
 
@@ -672,23 +687,11 @@ fn a_hot_unplug_killed_after_any_undo_converges_when_run_again() {
             assert!(n > 2, "blue's unplug took only {} undo(s)", n - 1);
             break;
         }
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "undo {n}: {}",
-            stderr(&killed)
-        );
-        let again = s.up(&[]);
-        assert_eq!(code(&again), 0, "undo {n}: {}", stderr(&again));
+        let when = format!("unplug killed after undo {n}");
+        let said = s.converges_after(&killed, &unplugged, &when);
         assert!(
-            stderr(&again).contains("the plan changed: unplugged blue\n"),
-            "undo {n}: {}",
-            stderr(&again)
-        );
-        assert_eq!(
-            netbind_testbed::settles(&unplugged, || s.snapshot_of_up()),
-            unplugged,
-            "unplug killed after undo {n}, then up"
+            said.contains("the plan changed: unplugged blue\n"),
+            "{when}: {said}"
         );
         assert_eq!(code(&s.down()), 0);
 
@@ -697,14 +700,7 @@ fn a_hot_unplug_killed_after_any_undo_converges_when_run_again() {
         assert_eq!(code(&s.up(&[])), 0);
         manifest(BLUE_ABSENT);
         let killed = s.up(&[("NETBIND_KILL_AFTER_UNPLUG", n.to_string())]);
-        assert_eq!(killed.status.signal(), Some(9), "undo {n}");
-        let down = s.down();
-        assert_eq!(code(&down), 0, "undo {n}: {}", stderr(&down));
-        assert_eq!(
-            netbind_testbed::settles(&cni, || s.snapshot()),
-            cni,
-            "down after an unplug killed after undo {n}"
-        );
+        s.down_restores_after(&killed, &cni, &format!("an unplug killed after undo {n}"));
     }
 }
 
@@ -826,18 +822,10 @@ fn a_hot_plug_killed_after_any_step_converges_when_run_again() {
         assert_eq!(code(&s.up(&[])), 0);
         manifest(MASQUERADE_AND_BLUE);
         let killed = s.up(&[("NETBIND_KILL_AFTER_STEP", n.to_string())]);
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "step {n}: {}",
-            stderr(&killed)
-        );
-        let again = s.up(&[]);
-        assert_eq!(code(&again), 0, "step {n}: {}", stderr(&again));
-        assert_eq!(
-            netbind_testbed::settles(&plugged, || s.snapshot_of_up()),
-            plugged,
-            "hot-plug killed after step {n}, then up"
+        s.converges_after(
+            &killed,
+            &plugged,
+            &format!("hot-plug killed after step {n}"),
         );
         assert_eq!(code(&s.down()), 0);
     }

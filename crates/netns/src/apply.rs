@@ -185,16 +185,8 @@ pub struct ApplyReport {
     pub changed: usize,
     /// Links this run created.
     pub created: Vec<String>,
-    /// Interfaces of the state dir's earlier plan that this one does not have: what their
-    /// steps did was undone first (hot-unplug).
-    pub unplugged: Vec<String>,
-    /// Interfaces new to the state dir's plan (hot-plug).
-    pub plugged: Vec<String>,
-    /// Interfaces whose steps changed, with the parts that did (`default (nftables)`):
-    /// those parts were undone, then made anew.
-    pub reworked: Vec<String>,
-    /// Interfaces whose links were undone (unplugged or made anew): see [`Replan::relinked`].
-    pub relinked: Vec<String>,
+    /// How the state dir's earlier plan became this one (hot-plug); empty otherwise.
+    pub plan_changes: PlanChanges,
     pub notes: Vec<String>,
     pub elapsed: Duration,
 }
@@ -347,6 +339,22 @@ pub fn layout(plan: &NetworkPlan) -> Vec<Span> {
     out
 }
 
+/// Interfaces a new plan changes against an earlier one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanChanges {
+    /// Interfaces of the old plan that the new one does not have: what their steps did is
+    /// undone first (hot-unplug).
+    pub unplugged: Vec<String>,
+    /// Interfaces of the new plan that the old one did not have (hot-plug).
+    pub plugged: Vec<String>,
+    /// Interfaces in both whose steps changed, with the parts that did
+    /// (`default (nftables)`): those parts are undone, then made anew.
+    pub reworked: Vec<String>,
+    /// Interfaces whose links are undone (unplugged, or their links part changed): what
+    /// served them (DHCP, RA on a link now gone) serves nothing any more.
+    pub relinked: Vec<String>,
+}
+
 /// What the journal of an earlier plan becomes under a new one (hot-plugging).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replan {
@@ -354,16 +362,7 @@ pub struct Replan {
     pub keep: Vec<Entry>,
     /// Entries to undo (newest last, so undo from the end), with their old numbers.
     pub undo: Vec<Entry>,
-    /// Interfaces of the old plan that the new one does not have.
-    pub unplugged: Vec<String>,
-    /// Interfaces of the new plan that the old one did not have.
-    pub plugged: Vec<String>,
-    /// Interfaces in both whose steps changed, with the parts that did:
-    /// `default (nftables)`.
-    pub reworked: Vec<String>,
-    /// Interfaces whose links are undone (unplugged, or their links part changed): what
-    /// served them (DHCP, RA on a link now gone) serves nothing any more.
-    pub relinked: Vec<String>,
+    pub changes: PlanChanges,
 }
 
 /// How the journal `old` carries over to a plan with layout `new` and steps `steps`,
@@ -390,10 +389,10 @@ pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan>
         v
     };
     let (was, is) = (names(&old.layout), names(new));
-    let mut out = Replan {
+    let mut changes = PlanChanges {
         unplugged: was.iter().filter(|i| !is.contains(i)).cloned().collect(),
         plugged: is.iter().filter(|i| !was.contains(i)).cloned().collect(),
-        ..Replan::default()
+        ..PlanChanges::default()
     };
     for name in was.iter().filter(|i| is.contains(i)) {
         let differs = |a: &[Span], b: &[Span]| -> Vec<Part> {
@@ -408,14 +407,20 @@ pub fn replan(old: &Journal, new: &[Span], steps: &[Step<'_>]) -> Option<Replan>
         parts.sort();
         parts.dedup();
         if parts.contains(&Part::Links) {
-            out.relinked.push(name.clone());
+            changes.relinked.push(name.clone());
         }
         if !parts.is_empty() {
             let parts: Vec<&str> = parts.iter().map(|p| p.as_str()).collect();
-            out.reworked.push(format!("{name} ({})", parts.join(", ")));
+            changes
+                .reworked
+                .push(format!("{name} ({})", parts.join(", ")));
         }
     }
-    out.relinked.extend(out.unplugged.iter().cloned());
+    changes.relinked.extend(changes.unplugged.iter().cloned());
+    let mut out = Replan {
+        changes,
+        ..Replan::default()
+    };
     for e in &old.entries {
         let span = old
             .layout
@@ -492,10 +497,7 @@ pub fn apply_with(
                     ..fresh
                 };
                 state.store(&j)?;
-                report.unplugged = r.unplugged;
-                report.plugged = r.plugged;
-                report.reworked = r.reworked;
-                report.relinked = r.relinked;
+                report.plan_changes = r.changes;
                 j
             }
         };
@@ -1326,7 +1328,10 @@ mod tests {
             [(1, "a", "set x up"), (2, "a", "set y up")]
         );
         assert!(r.undo.is_empty());
-        assert_eq!((r.unplugged, r.plugged), (vec![], vec!["b".to_string()]));
+        assert_eq!(
+            (r.changes.unplugged, r.changes.plugged),
+            (vec![], vec!["b".to_string()])
+        );
     }
 
     #[test]
@@ -1340,7 +1345,7 @@ mod tests {
             numbers(&r.undo),
             [(1, "a", "set x up"), (2, "a", "set y up")]
         );
-        assert_eq!(r.unplugged, ["a"]);
+        assert_eq!(r.changes.unplugged, ["a"]);
     }
 
     #[test]
@@ -1350,8 +1355,8 @@ mod tests {
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
         assert!(r.keep.is_empty());
         assert_eq!(numbers(&r.undo), [(1, "a", "set x up")]);
-        assert_eq!(r.reworked, ["a (links)"]);
-        assert!(r.unplugged.is_empty() && r.plugged.is_empty());
+        assert_eq!(r.changes.reworked, ["a (links)"]);
+        assert!(r.changes.unplugged.is_empty() && r.changes.plugged.is_empty());
     }
 
     #[test]
@@ -1365,7 +1370,7 @@ mod tests {
             numbers(&r.undo),
             [(2, "a", "sysctl net.ipv4.conf.all.arp_ignore=1")]
         );
-        assert_eq!(r.reworked, ["a (sysctls)"]);
+        assert_eq!(r.changes.reworked, ["a (sysctls)"]);
     }
 
     #[test]
@@ -1395,7 +1400,7 @@ mod tests {
             iface("vf", vec![], vec![]),
         ]);
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
-        assert_eq!(r.plugged, ["vf"]);
+        assert_eq!(r.changes.plugged, ["vf"]);
         assert_eq!(numbers(&r.keep), [(1, "a", "set x up")]);
     }
 
@@ -1407,8 +1412,8 @@ mod tests {
         a2.sysctls = vec![Sysctl::new("net.ipv4.ip_forward", "1")];
         let new = plan_of(vec![a2]);
         let r = replan(&journal_of(&old), &layout(&new), &steps(&new)).unwrap();
-        assert_eq!(r.relinked, ["b"]);
-        assert_eq!(r.reworked, ["a (sysctls)"]);
+        assert_eq!(r.changes.relinked, ["b"]);
+        assert_eq!(r.changes.reworked, ["a (sysctls)"]);
     }
 
     #[test]

@@ -603,15 +603,7 @@ mod tests {
     fn appended_records_fold_into_live_entries_and_a_cut_last_line_is_ignored() {
         let tmp = tempfile::tempdir().unwrap();
         let state = StateDir::new(tmp.path());
-        let mut j = Journal {
-            version: VERSION,
-            plan: "p".into(),
-            object: "o".into(),
-            netns: "n".into(),
-            complete: false,
-            entries: vec![],
-            layout: vec![],
-        };
+        let mut j = journal_of(vec![]);
         state.store(&j).unwrap();
         let entry = |step| Entry {
             step,
@@ -646,6 +638,19 @@ mod tests {
         assert_eq!(state.journal().unwrap(), Some(j));
     }
 
+    /// A journal of plan `p` for object `o` in namespace `n`, holding `entries`.
+    fn journal_of(entries: Vec<Entry>) -> Journal {
+        Journal {
+            version: VERSION,
+            plan: "p".into(),
+            object: "o".into(),
+            netns: "n".into(),
+            complete: false,
+            entries,
+            layout: vec![],
+        }
+    }
+
     fn link(name: &str, mac: &str) -> netbind_plan::podview::PodLink {
         netbind_plan::podview::PodLink {
             name: name.into(),
@@ -674,23 +679,15 @@ mod tests {
             ],
             ..PodView::default()
         };
-        let journal = Journal {
-            version: VERSION,
-            plan: "p".into(),
-            object: "o".into(),
-            netns: "n".into(),
-            complete: true,
-            entries: vec![Entry {
-                step: 1,
-                interface: "c".into(),
-                what: "create bridge k6t-pod3".into(),
-                undo: Undo::DeleteLink {
-                    link: "k6t-pod3".into(),
-                    kind: "bridge".into(),
-                },
-            }],
-            layout: vec![],
-        };
+        let journal = journal_of(vec![Entry {
+            step: 1,
+            interface: "c".into(),
+            what: "create bridge k6t-pod3".into(),
+            undo: Undo::DeleteLink {
+                link: "k6t-pod3".into(),
+                kind: "bridge".into(),
+            },
+        }]);
         let view = journal.with_hotplugged_links(&saved, &live);
         let macs: Vec<(&str, &str)> = view
             .links
@@ -720,23 +717,15 @@ mod tests {
             ],
             ..PodView::default()
         };
-        let journal = Journal {
-            version: VERSION,
-            plan: "p".into(),
-            object: "o".into(),
-            netns: "n".into(),
-            complete: true,
-            entries: vec![Entry {
-                step: 2,
-                interface: "default".into(),
-                what: "rename eth0 to eth0-nic".into(),
-                undo: Undo::Rename {
-                    now: "eth0-nic".into(),
-                    back: "eth0".into(),
-                },
-            }],
-            layout: vec![],
-        };
+        let journal = journal_of(vec![Entry {
+            step: 2,
+            interface: "default".into(),
+            what: "rename eth0 to eth0-nic".into(),
+            undo: Undo::Rename {
+                now: "eth0-nic".into(),
+                back: "eth0".into(),
+            },
+        }]);
         assert_eq!(journal.with_hotplugged_links(&saved, &live), saved);
     }
 

@@ -13,7 +13,9 @@
 # and host→NS (`-R`), at MTU 65520 and 1500; TCP request/response latency (1-byte
 # ping-pong, 2,000 round trips, each timed) and connections per second (connect, 1-byte
 # exchange, close, for 3 s), both at MTU 65520; resident memory (VmRSS) of the engine
-# process at the end of its runs. Latency and connections per second are measured twice:
+# process at the end of its runs; the engine's CPU time per round trip during the latency
+# run (what busy polling costs: netbind runs a second time with `--busy-poll 0` to show
+# both sides of that trade; the peers do not poll). Latency and connections per second are measured twice:
 # as the scheduler places the processes, and with the engine, the echo server and the
 # client pinned to one CPU. On a small VM the first is dominated by cross-CPU wakeups
 # (inter-processor interrupts, expensive under virtualisation) and varies with where the
@@ -21,7 +23,7 @@
 # measures what each engine itself costs per request. The probes are the same for everyone: the same
 # python client in NS, the same echo server on the host's loopback, the same message.
 #
-# Rounds: the contenders take turns, ROUNDS times (veth, netbind, pasta, slirp4netns,
+# Rounds: the contenders take turns, ROUNDS times (veth, netbind, netbind --busy-poll 0, pasta,
 # veth, ...), so that a busy moment of the machine falls on all of them rather than on
 # one. The table shows the median over the rounds; for latency, the median and the
 # 99th percentile of all round trips of all rounds. The last column counts the rounds in
@@ -93,6 +95,8 @@ gbits() { python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end
 iperf() { # iperf DST [-R]
   ip netns exec $N iperf3 -c "$1" -p 5201 -t "$SECS" -J ${2:-} 2>/dev/null | gbits || echo "fail"
 }
+# CPU time of every thread of a process, in ns (schedstat: exact, unlike the ticks of stat).
+cpu_ns() { [ -n "$1" ] && cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}' || echo "-"; }
 rss_of() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
 
 # A fresh HOST/NS pair; HOST gets servers on all addresses.
@@ -125,7 +129,11 @@ print('%.0f' % v[min(len(v) - 1, int(len(v) * float(sys.argv[2])))] if v else '-
 # percentiles and summarised per round (for the count of rounds won).
 latency() {
   local file=$1 key=$2; shift 2
+  local cpu0; cpu0=$(cpu_ns "$EPID")
   "$@" ip netns exec $N python3 "$WORK/rr.py" $DST latency >"$WORK/round" 2>/dev/null || true
+  add "$c,${key}cpu" "$(python3 -c "import sys
+a, b = sys.argv[1], sys.argv[2]
+print('%.1f' % ((int(b) - int(a)) / 2000 / 1e3) if a.isdigit() and b.isdigit() else 'n/a')" "$cpu0" "$(cpu_ns "$EPID")")"
   cat "$WORK/round" >>"$WORK/$file.$c"
   add "$c,${key}r" "$(pct "$WORK/round" 0.5)"; add "$c,${key}p99r" "$(pct "$WORK/round" 0.99)"
 }
@@ -142,6 +150,12 @@ start_netbind() {
   ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none 2>"$WORK/netbind.log" & EPID=$!
   PIDS+=($EPID); DST=10.99.0.1
 }
+start_netbind_nopoll() {
+  host_link "$1"
+  ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none --busy-poll 0 \
+    2>"$WORK/netbind.log" & EPID=$!
+  PIDS+=($EPID); DST=10.99.0.1
+}
 start_pasta() {
   host_link "$1"
   ip netns exec $H pasta --netns $N --runas 0:0 --config-net -f -t none -u none -T none -U none --mtu "$1" \
@@ -155,7 +169,7 @@ start_slirp4netns() {
   PIDS+=($EPID); DST=10.0.2.2
 }
 
-CONTENDERS=(veth netbind pasta slirp4netns)
+CONTENDERS=(veth netbind netbind_nopoll pasta slirp4netns)
 # Each value of each round is appended to R[key] (space-separated); the table takes the
 # median. Latency samples go to a file per contender.
 add() { R[$1]="${R[$1]:-} $2"; }
@@ -219,14 +233,14 @@ echo "### usernet benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $
 echo "CPU: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); load average at start: $LOAD0, at end: $(cut -d" " -f1-3 /proc/loadavg)"
 echo "$ROUNDS interleaved rounds of ${SECS} s iperf3 runs; medians over the rounds (latency: over all $((ROUNDS * 2000)) round trips)"
 echo
-echo "| metric | veth (ceiling) | netbind | pasta | slirp4netns | netbind / veth | netbind / best peer | rounds netbind beat both |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| metric | veth (ceiling) | netbind | netbind --busy-poll 0 | pasta | slirp4netns | netbind / veth | netbind / best peer | rounds netbind beat both |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 row() { # label key better(max|min) [per-round key]
-  local v=${R[veth,$2]} n=${R[netbind,$2]} p=${R[pasta,$2]} s=${R[slirp4netns,$2]}
+  local v=${R[veth,$2]} n=${R[netbind,$2]} n0=${R[netbind_nopoll,$2]} p=${R[pasta,$2]} s=${R[slirp4netns,$2]}
   local b; b=$(best "$3" "$p" "$s")
   local rv rb
   if [ "$3" = max ]; then rv=$(ratio "$n" "$v"); rb=$(ratio "$n" "$b"); else rv=$(ratio "$v" "$n"); rb=$(ratio "$b" "$n"); fi
-  echo "| $1 | $v | $n | $p | $s | $rv | $rb | $(wins "${4:-$2}" "$3") |"
+  echo "| $1 | $v | $n | $n0 | $p | $s | $rv | $rb | $(wins "${4:-$2}" "$3") |"
 }
 row "TCP NS→host, MTU 65520 (Gbit/s)" 65520,up max
 row "TCP host→NS, MTU 65520 (Gbit/s)" 65520,down max
@@ -238,7 +252,9 @@ row "TCP connections per second" cps max
 row "TCP request/response latency on one CPU, median (µs)" lat1 min lat1r
 row "TCP request/response latency on one CPU, 99th percentile (µs)" p991 min lat1p99r
 row "TCP connections per second on one CPU" cps1 max
-echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") | $(wins rss min) |"
+row "engine CPU time per round trip, latency run (µs, lower is better)" latcpu min
+row "engine CPU time per round trip, latency run on one CPU (µs)" lat1cpu min
+echo "| engine VmRSS after its runs (MiB, lower is better) | n/a | ${R[netbind,rss]} | ${R[netbind_nopoll,rss]} | ${R[pasta,rss]} | ${R[slirp4netns,rss]} | | $(ratio "$(best min "${R[pasta,rss]}" "${R[slirp4netns,rss]}")" "${R[netbind,rss]}") | $(wins rss min) |"
 echo
 echo "Ratios: for throughput netbind/other; for latency and memory other/netbind (above 100% = netbind better)."
 echo "Rounds won: per round, netbind's value (for latency, that round's median or 99th percentile) against both peers' in the same round."

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
@@ -70,6 +71,11 @@ pub struct UsernetArgs {
     /// the same).
     #[arg(long)]
     no_seccomp: bool,
+    /// Look for events this long (microseconds) before sleeping, so that the next packet
+    /// of a request/response exchange needs no wake-up; the window adapts and closes when
+    /// traffic pauses (0: always sleep; see README, "busy polling").
+    #[arg(long, value_name = "MICROS", default_value_t = run::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    busy_poll: u64,
     /// With --plan: the interface (by name) whose usernet config to use; default the first.
     #[arg(long, value_name = "NAME", requires = "plan")]
     interface: Option<String>,
@@ -135,6 +141,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         stop: Arc::new(AtomicBool::new(false)),
         stats: args.stats.clone(),
         harden: Some(harden),
+        busy_poll: Duration::from_micros(args.busy_poll),
     };
     let counters = run::run(cfg, attach, opts)?;
     eprintln!("netbind usernet: {counters}");

@@ -107,12 +107,18 @@ pub struct Counters {
     pub dhcp_replies: u64,
     pub flows_now: u64,
     pub flows_cap: u64,
+    /// Waits of the event loop that ended with events found while busy polling (no
+    /// wake-up needed), and waits that slept (`busy_poll.rs`).
+    pub waits_polled: u64,
+    pub waits_slept: u64,
+    /// How long the loop polls before it sleeps now, in microseconds (0: it sleeps).
+    pub busy_poll_window_us: u64,
 }
 
 impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
-        let fields: [(&str, u64); 31] = [
+        let fields: [(&str, u64); 34] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -144,6 +150,9 @@ impl Counters {
             ("tx_bytes", self.tx.bytes),
             ("tx_dropped_full", self.tx.dropped_full),
             ("tx_fragmented", self.tx.fragmented),
+            ("waits_polled", self.waits_polled),
+            ("waits_slept", self.waits_slept),
+            ("busy_poll_window_us", self.busy_poll_window_us),
         ];
         fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
     }
@@ -157,7 +166,8 @@ impl std::fmt::Display for Counters {
              guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {} → {} datagrams, {} given up); \
              guest tx {} frames {} bytes (dropped, guest side full {}; fragmented {}); \
              tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, rst {}; udp bytes from/to guest {}/{}; \
-             icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}",
+             icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}; \
+             waits polled {} slept {}",
             self.flows_now,
             self.flows_cap,
             self.tcp_opened,
@@ -189,6 +199,8 @@ impl std::fmt::Display for Counters {
             self.arp_replies,
             self.ndp_replies,
             self.dhcp_replies,
+            self.waits_polled,
+            self.waits_slept,
         )
     }
 }
@@ -630,6 +642,17 @@ impl<G: GuestTx> Engine<G> {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Counts one wait of the event loop (ended by busy polling, or asleep) and keeps
+    /// the busy-poll window it leaves for the next.
+    pub fn count_wait(&mut self, polled: bool, window: Duration) {
+        self.counters.busy_poll_window_us = window.as_micros() as u64;
+        if polled {
+            self.counters.waits_polled += 1;
+        } else {
+            self.counters.waits_slept += 1;
         }
     }
 

@@ -16,6 +16,7 @@
 //!   forward.rs             inbound ports: listeners delivering to the guest
 //!   frame.rs               frames out: built in place in the guest side's buffer
 //!   run.rs                 the event loop (mio, edge-triggered), signals, counters
+//!   busy_poll.rs           how long the loop looks for events before it sleeps
 //!   pcap.rs                capture of the guest side
 //!   harden.rs              no capabilities, --runas, seccomp allowlist (syscalls listed there)
 //! ```
@@ -33,6 +34,7 @@
 
 pub mod arp;
 pub mod attach;
+pub mod busy_poll;
 pub mod config;
 pub mod dhcp;
 pub mod engine;

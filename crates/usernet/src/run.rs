@@ -2,10 +2,12 @@
 //! edge-triggered), tokens below `engine::FIRST_TOKEN` for the guest side, the unix
 //! socket listener and the signal descriptor.
 //!
-//! Each round: wait (at most [`TICK`], or `engine::DELACK_WAIT` while ACKs are held for
-//! a reply to carry them), read every frame the guest has into the engine, hand socket
-//! readiness to the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints the counters (and rewrites the `stats` file, kept every
-//! second too); `SIGINT`/`SIGTERM` (or the `stop` flag) end the loop, which returns the
+//! Each round: wait — first spinning for the busy-poll window (`busy_poll.rs`), then
+//! sleeping at most [`TICK`], or `engine::DELACK_WAIT` while ACKs are held for a reply to
+//! carry them — read every frame the guest has into the engine, hand socket readiness to
+//! the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints
+//! the counters (and rewrites the `stats` file, kept every second
+//! too); `SIGINT`/`SIGTERM` (or the `stop` flag) end the loop, which returns the
 //! counters. Before the first round, with [`RunOptions::harden`], the process gives up
 //! its privileges (`harden.rs`). A stream guest that disconnects is replaced by the next
 //! connection on the socket; a tap or inherited descriptor that closes ends the loop.
@@ -26,6 +28,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::attach::stream::{StreamRx, StreamTx};
 use crate::attach::tap::{TapRx, TapTx};
 use crate::attach::{AttachError, GuestReader, GuestSide, Read};
+use crate::busy_poll::BusyPoll;
 use crate::config::EngineConfig;
 use crate::engine::{Counters, Engine, EngineError};
 use crate::harden::{HardenError, Hardening};
@@ -75,7 +78,13 @@ pub struct RunOptions {
     /// allowlist, right before the loop (see `harden.rs`). `None` for tests that run the
     /// engine inside the test process.
     pub harden: Option<Hardening>,
+    /// The longest the loop looks for events before it sleeps ([`BusyPoll`]); zero: it
+    /// always sleeps.
+    pub busy_poll: Duration,
 }
+
+/// The default for [`RunOptions::busy_poll`].
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
 
 /// Rewrites the stats file (atomically: readers never see half of it).
 fn write_stats(path: &Path, counters: &Counters) {
@@ -199,17 +208,23 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     if let Some(p) = opts.stats.as_deref() {
         write_stats(p, &engine.counters());
     }
+    let mut busy = BusyPoll::new(opts.busy_poll);
     'outer: while !opts.stop.load(Ordering::Relaxed) {
         let wait = if engine.acks_delayed() {
             crate::engine::DELACK_WAIT
         } else {
             TICK
         };
-        if let Err(e) = poll.poll(&mut events, Some(wait))
+        let started = Instant::now();
+        let caught = spin(&mut poll, &mut events, busy.window()).map_err(RunError::Poll)?;
+        if !caught
+            && let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(RunError::Poll(e));
         }
+        busy.record(caught, started.elapsed());
+        engine.count_wait(caught, busy.window());
         engine.set_now(Instant::now());
         for event in events.iter() {
             match event.token() {
@@ -327,6 +342,24 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         write_stats(p, &engine.counters());
     }
     Ok(engine.counters())
+}
+
+/// Looks for events without sleeping for up to `window` (see `busy_poll.rs`), giving
+/// the CPU to any other runnable thread between looks: on a CPU shared with the peer
+/// the engine waits for, the peer runs instead of the spin. True if events came.
+fn spin(poll: &mut Poll, events: &mut Events, window: Duration) -> io::Result<bool> {
+    if window.is_zero() {
+        return Ok(false);
+    }
+    let until = Instant::now() + window;
+    loop {
+        match poll.poll(events, Some(Duration::ZERO)) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ if !events.is_empty() => return Ok(true),
+            _ if Instant::now() >= until => return Ok(false),
+            _ => std::thread::yield_now(),
+        }
+    }
 }
 
 fn engine_registry_deregister(poll: &Poll, fd: i32) -> io::Result<()> {

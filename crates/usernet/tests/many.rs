@@ -214,6 +214,7 @@ fn ten_thousand_connections_open_hold_and_close_without_leaking() {
             stop,
             stats: Some(stats),
             harden: None,
+            busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
         };
         let counters = run(cfg, Attach::Tap(fd), opts).expect("engine");
         eprintln!("engine: {counters}");

@@ -27,6 +27,8 @@ struct Testbed {
     children: Vec<Child>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The engine's counters file (`--stats`).
+    stats: std::path::PathBuf,
 }
 
 impl Drop for Testbed {
@@ -44,6 +46,7 @@ impl Drop for Testbed {
         for ns in &self.more {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        let _ = std::fs::remove_file(&self.stats);
     }
 }
 
@@ -101,6 +104,7 @@ fn setup() -> Testbed {
         children: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
         threads: Vec::new(),
+        stats: std::env::temp_dir().join(format!("nbu-stats-{id}")),
     };
     ok(&["ip", "netns", "add", &tb.a]);
     ok(&["ip", "netns", "add", &tb.b]);
@@ -154,13 +158,12 @@ fn config() -> EngineConfig {
 }
 
 fn start_engine(tb: &mut Testbed) {
-    start_engine_with(tb, config());
+    start_engine_with(tb, config())
 }
 
 fn start_engine_with(tb: &mut Testbed, cfg: EngineConfig) {
     let fd = create_in_netns(&tb.b, "tap0", &cfg).expect("tap in B");
-    let a = tb.a.clone();
-    let stop = tb.stop.clone();
+    let (a, stop, stats) = (tb.a.clone(), tb.stop.clone(), tb.stats.clone());
     tb.threads.push(std::thread::spawn(move || {
         netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
         let counters = run(
@@ -170,8 +173,9 @@ fn start_engine_with(tb: &mut Testbed, cfg: EngineConfig) {
                 pcap: None,
                 signals: false,
                 stop,
-                stats: None,
+                stats: Some(stats),
                 harden: None,
+                busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
             },
         )
         .expect("engine");
@@ -521,4 +525,64 @@ fn traceroute_from_the_guest_sees_the_pods_router_then_the_far_host() {
     // ICMP echo probes (ping sockets): time exceeded, then the echo reply.
     assert_eq!(trace(&["-I", far4]), ["10.77.0.1", far4], "ICMP, IPv4");
     assert_eq!(trace(&["-6", "-I", far6]), ["fd77::1", far6], "ICMP, IPv6");
+}
+
+/// One counter from the engine's stats file (rewritten every second).
+fn stat(tb: &Testbed, name: &str) -> u64 {
+    let text = std::fs::read_to_string(&tb.stats).expect("the engine's stats file");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Busy polling (`busy_poll.rs`): the packets of a request/response exchange are found
+/// by polling, without a wake-up; once the exchange ends the engine sleeps again.
+#[test]
+fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
+    let mut tb = setup();
+    let a = tb.a.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    // Not joined: it ends with the client's connection (or with the test process).
+    std::thread::spawn(move || {
+        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:5300").unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut c, _) = l.accept().unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut byte = [0u8; 1];
+        while std::io::Read::read(&mut c, &mut byte).is_ok_and(|n| n == 1) {
+            std::io::Write::write_all(&mut c, &byte).unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    start_engine(&mut tb);
+    let b = tb.b.clone();
+    std::thread::spawn(move || {
+        netbind_testbed::enter(format!("/run/netns/{b}")).unwrap();
+        let mut c = std::net::TcpStream::connect("10.77.0.1:5300").unwrap();
+        c.set_nodelay(true).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        for _ in 0..2000 {
+            std::io::Write::write_all(&mut c, b"x").unwrap();
+            std::io::Read::read_exact(&mut c, &mut byte).unwrap();
+        }
+    })
+    .join()
+    .expect("2,000 round trips through the engine");
+
+    // The stats file is rewritten every second; without traffic the window closes
+    // within a few waits of the loop (each sleeps 20 ms, halving it).
+    std::thread::sleep(Duration::from_millis(1500));
+    let polled = stat(&tb, "waits_polled");
+    assert!(
+        polled > 0,
+        "no packet of 2,000 round trips was found by polling (slept {})",
+        stat(&tb, "waits_slept")
+    );
+    assert_eq!(
+        stat(&tb, "busy_poll_window_us"),
+        0,
+        "an idle engine still polls"
+    );
 }

@@ -220,6 +220,7 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
             stop,
             stats: None,
             harden: None,
+            busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
         };
         let _ = listener_ready.send(());
         match run(cfg, Attach::Socket(sock), opts) {

@@ -73,19 +73,23 @@ pub struct UsernetArgs {
     no_seccomp: bool,
     /// Look for events this long (microseconds) before sleeping, so that the next packet
     /// of a request/response exchange needs no wake-up; the window adapts and closes when
-    /// traffic pauses (0: always sleep; see README, "busy polling").
-    #[arg(long, value_name = "MICROS", default_value_t = run::DEFAULT_BUSY_POLL.as_micros() as u64)]
-    busy_poll: u64,
+    /// traffic pauses (0: always sleep). Default: the plan's, else 200.
+    #[arg(long, value_name = "MICROS")]
+    busy_poll: Option<u64>,
     /// With --plan: the interface (by name) whose usernet config to use; default the first.
     #[arg(long, value_name = "NAME", requires = "plan")]
     interface: Option<String>,
 }
 
 pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
-    let mut cfg = match &args.plan {
+    let (mut cfg, planned_busy_poll) = match &args.plan {
         Some(path) => from_plan(path, args.interface.as_deref())?,
-        None => from_namespace()?,
+        None => (from_namespace()?, None),
     };
+    let busy_poll = args
+        .busy_poll
+        .or(planned_busy_poll)
+        .map_or(run::DEFAULT_BUSY_POLL, Duration::from_micros);
     if let Some(spec) = &args.tcp {
         cfg.tcp_ports = PortSet::parse(spec)?;
     }
@@ -141,7 +145,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         stop: Arc::new(AtomicBool::new(false)),
         stats: args.stats.clone(),
         harden: Some(harden),
-        busy_poll: Duration::from_micros(args.busy_poll),
+        busy_poll,
     };
     let counters = run::run(cfg, attach, opts)?;
     eprintln!("netbind usernet: {counters}");
@@ -187,7 +191,8 @@ fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
     Ok(usernet_config(path, args.interface.as_deref())?.socket)
 }
 
-fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<EngineConfig> {
+/// The engine's configuration and busy-poll window (µs) from a plan.
+fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, Option<u64>)> {
     let u = usernet_config(path, interface)?;
     let mut cfg = EngineConfig::from_usernet(&u)?;
     // The plan's resolvers are the pod's; when the engine runs in the pod, its own
@@ -202,7 +207,7 @@ fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<EngineConfig> {
                 .collect();
         }
     }
-    Ok(cfg)
+    Ok((cfg, Some(u.busy_poll_us.into())))
 }
 
 /// The guest takes the namespace's own addresses, gateways and resolvers.

@@ -418,6 +418,13 @@ pub struct UsernetConfig {
     /// Inbound forwarding: what the engine listens on in the namespace.
     pub tcp: PortForward,
     pub udp: PortForward,
+    /// The longest the engine looks for events before it sleeps (µs; 0: never polls).
+    #[serde(default = "default_busy_poll_us")]
+    pub busy_poll_us: u32,
+}
+
+fn default_busy_poll_us() -> u32 {
+    crate::bindings::usernet::DEFAULT_BUSY_POLL_US
 }
 
 /// Inbound ports for one protocol, in passt's terms.

@@ -162,6 +162,46 @@ fn usernet_with_istio_excludes_envoy_ports() {
     assert_eq!(u.udp, PortForward::None);
 }
 
+/// The passt VM with this `spec.domain.cpu`.
+fn passt_vm_with_cpu(cpu: &str) -> String {
+    vmi(
+        "[{name: default, passtBinding: {}}]",
+        "[{name: default, pod: {}}]",
+    )
+    .replace(
+        "domain: {devices:",
+        &format!("domain: {{cpu: {cpu}, devices:"),
+    )
+}
+
+#[test]
+fn usernet_busy_polls_by_default() {
+    let p = plan(&passt_vm_with_cpu("{cores: 2}"));
+    assert_eq!(p.interfaces[0].usernet.as_ref().unwrap().busy_poll_us, 200);
+    assert!(!p.interfaces[0].notes.iter().any(|n| n.contains("busy")));
+}
+
+#[test]
+fn usernet_does_not_busy_poll_on_the_vcpus_dedicated_cpus() {
+    let p = plan(&passt_vm_with_cpu(
+        "{cores: 2, dedicatedCpuPlacement: true}",
+    ));
+    let i = &p.interfaces[0];
+    assert_eq!(i.usernet.as_ref().unwrap().busy_poll_us, 0);
+    assert_eq!(
+        i.notes[0],
+        "busy polling off: the engine would share the vCPUs' dedicated CPUs (isolateEmulatorThread gives it one of its own)"
+    );
+}
+
+#[test]
+fn usernet_busy_polls_beside_an_isolated_emulator_thread() {
+    let p = plan(&passt_vm_with_cpu(
+        "{cores: 2, dedicatedCpuPlacement: true, isolateEmulatorThread: true}",
+    ));
+    assert_eq!(p.interfaces[0].usernet.as_ref().unwrap().busy_poll_us, 200);
+}
+
 #[test]
 fn tap_plugin_changes_nothing_and_targets_the_pod_link() {
     let p = plan(&vmi(

@@ -214,8 +214,10 @@ pub struct Domain {
     pub resources: Option<Resources>,
 }
 
-/// `spec.domain.cpu`: the guest's CPU topology (0 or absent means 1).
+/// `spec.domain.cpu`: the guest's CPU topology (0 or absent means 1), and whether its
+/// vCPUs get dedicated CPUs (which decides whether the user-mode engine may busy-poll).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cpu {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<i64>,
@@ -223,6 +225,10 @@ pub struct Cpu {
     pub cores: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_cpu_placement: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolate_emulator_thread: Option<bool>,
 }
 
 /// `spec.domain.resources`: Kubernetes quantities by resource name, as written (a

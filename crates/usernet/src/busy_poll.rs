@@ -9,22 +9,35 @@
 //!
 //! How it works (the policy of Linux's `haltpoll` cpuidle governor, applied to one
 //! thread): the loop spins for [`BusyPoll::window`] before it blocks. After each wait,
-//! [`BusyPoll::record`] adjusts the window from how long the wait took:
+//! [`BusyPoll::record`] adjusts the window from how the wait ended:
 //! - an event came while spinning: the window is right, keep it;
-//! - the loop blocked, and the event came within `max`: a longer spin would have caught
+//! - the loop slept, and the event came within `max`: a longer spin would have caught
 //!   it, so the window doubles (from [`START`]), up to `max`;
-//! - the wait took longer than `max` (the traffic paused): spinning was wasted, so the
-//!   window halves, and below [`START`] it closes.
+//! - the event came later than `max`: spinning was wasted, so the window halves, and
+//!   below [`START`] it closes;
+//! - no event came at all (the sleep ran to its timeout): the traffic stopped, the
+//!   window closes.
 //!
 //! What holds: the window never exceeds `max`; with `max` zero it is always zero (the
-//! loop only blocks); an idle engine stops spinning after a few waits (it wastes at
-//! most about `2 × max` in all); while request/response traffic keeps coming within
-//! `max`, the engine keeps one CPU busy (the price, reported by the benchmark).
+//! loop only sleeps); an idle engine spins at most once, for one window, before it only
+//! sleeps; while request/response traffic keeps coming within `max`, the engine keeps
+//! one CPU busy (the price, reported by the benchmark).
 
 use std::time::Duration;
 
 /// The first window after a wait that a spin would have caught.
 pub const START: Duration = Duration::from_micros(10);
+
+/// How one wait of the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Events came while spinning.
+    Caught,
+    /// Events came while asleep, this long after the wait began.
+    Woken(Duration),
+    /// No events: the sleep ran to its timeout.
+    TimedOut,
+}
 
 /// The window policy (pure; the event loop in `run.rs` does the spinning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,19 +60,20 @@ impl BusyPoll {
         self.window
     }
 
-    /// Adjusts the window after one wait: `caught` is whether an event came while
-    /// spinning, `waited` how long the wait took in all (spin and block).
-    pub fn record(&mut self, caught: bool, waited: Duration) {
-        if caught {
-            return;
-        }
-        if waited <= self.max {
-            self.window = (self.window * 2).max(START).min(self.max);
-        } else {
-            self.window /= 2;
-            if self.window < START {
-                self.window = Duration::ZERO;
+    /// Adjusts the window after one wait.
+    pub fn record(&mut self, wait: Wait) {
+        match wait {
+            Wait::Caught => {}
+            Wait::Woken(after) if after <= self.max => {
+                self.window = (self.window * 2).max(START).min(self.max);
             }
+            Wait::Woken(_) => {
+                self.window /= 2;
+                if self.window < START {
+                    self.window = Duration::ZERO;
+                }
+            }
+            Wait::TimedOut => self.window = Duration::ZERO,
         }
     }
 }
@@ -69,8 +83,17 @@ mod tests {
     use super::*;
 
     const MAX: Duration = Duration::from_micros(200);
-    const SOON: Duration = Duration::from_micros(30);
-    const PAUSE: Duration = Duration::from_millis(20);
+    const SOON: Wait = Wait::Woken(Duration::from_micros(30));
+    const LATE: Wait = Wait::Woken(Duration::from_millis(5));
+
+    fn opened() -> BusyPoll {
+        let mut p = BusyPoll::new(MAX);
+        for _ in 0..6 {
+            p.record(SOON);
+        }
+        assert_eq!(p.window(), MAX);
+        p
+    }
 
     #[test]
     fn the_window_starts_closed() {
@@ -78,11 +101,11 @@ mod tests {
     }
 
     #[test]
-    fn an_event_soon_after_blocking_opens_the_window_and_doubles_it_up_to_max() {
+    fn an_event_soon_after_sleeping_opens_the_window_and_doubles_it_up_to_max() {
         let mut p = BusyPoll::new(MAX);
         let mut seen = vec![];
         for _ in 0..7 {
-            p.record(false, SOON);
+            p.record(SOON);
             seen.push(p.window().as_micros());
         }
         assert_eq!(seen, [10, 20, 40, 80, 160, 200, 200]);
@@ -91,38 +114,42 @@ mod tests {
     #[test]
     fn an_event_caught_while_spinning_keeps_the_window() {
         let mut p = BusyPoll::new(MAX);
-        p.record(false, SOON);
-        p.record(false, SOON);
-        p.record(true, SOON);
+        p.record(SOON);
+        p.record(SOON);
+        p.record(Wait::Caught);
         assert_eq!(p.window(), Duration::from_micros(20));
     }
 
     #[test]
-    fn a_pause_halves_the_window_and_closes_it_below_start() {
-        let mut p = BusyPoll::new(MAX);
-        for _ in 0..6 {
-            p.record(false, SOON);
-        }
+    fn a_late_event_halves_the_window_and_closes_it_below_start() {
+        let mut p = opened();
         let mut seen = vec![];
         for _ in 0..6 {
-            p.record(false, PAUSE);
+            p.record(LATE);
             seen.push(p.window().as_micros());
         }
         assert_eq!(seen, [100, 50, 25, 12, 0, 0]);
     }
 
     #[test]
+    fn a_wait_without_events_closes_the_window() {
+        let mut p = opened();
+        p.record(Wait::TimedOut);
+        assert_eq!(p.window(), Duration::ZERO);
+    }
+
+    #[test]
     fn a_zero_max_never_spins() {
         let mut p = BusyPoll::new(Duration::ZERO);
-        p.record(false, Duration::ZERO);
-        p.record(false, SOON);
+        p.record(Wait::Woken(Duration::ZERO));
+        p.record(SOON);
         assert_eq!(p.window(), Duration::ZERO);
     }
 
     #[test]
     fn a_max_below_start_is_the_window() {
         let mut p = BusyPoll::new(Duration::from_micros(4));
-        p.record(false, Duration::from_micros(3));
+        p.record(Wait::Woken(Duration::from_micros(3)));
         assert_eq!(p.window(), Duration::from_micros(4));
     }
 }

@@ -304,6 +304,7 @@ mod tests {
             hostname: "vm".into(),
             tcp: PortForward::Ports { ports: vec![22] },
             udp: PortForward::None,
+            busy_poll_us: 200,
         }
     }
 

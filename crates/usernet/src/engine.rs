@@ -615,6 +615,13 @@ impl<G: GuestTx> Engine<G> {
         !self.ack_delayed.is_empty()
     }
 
+    /// Whether [`Engine::timers`] has work within the next seconds (a flow to time out or
+    /// retransmit on, a datagram under reassembly); without, the loop may sleep up to
+    /// a second (the router advertisement comes every minute).
+    pub fn has_timers(&self) -> bool {
+        !self.flows.is_empty() || !self.frag.is_idle()
+    }
+
     /// The guest side has room again: resume flows that stopped for it.
     pub fn guest_writable(&mut self) {
         self.tcp_resume_blocked();

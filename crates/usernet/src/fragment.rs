@@ -247,6 +247,11 @@ impl Reassembly {
         }
     }
 
+    /// Whether no datagram is under way (nothing for [`Reassembly::expire`] to do).
+    pub fn is_idle(&self) -> bool {
+        self.slots.iter().all(|s| s.since.is_none())
+    }
+
     /// Drops datagrams unfinished for longer than [`TIMEOUT`].
     pub fn expire(&mut self, now: Instant) {
         for s in &mut self.slots {

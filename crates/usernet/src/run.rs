@@ -3,7 +3,8 @@
 //! socket listener and the signal descriptor.
 //!
 //! Each round: wait — first spinning for the busy-poll window (`busy_poll.rs`), then
-//! sleeping at most [`TICK`], or `engine::DELACK_WAIT` while ACKs are held for a reply to
+//! sleeping at most [`TICK`] (at most [`IDLE_WAIT`] with no flows, so an idle engine
+//! wakes once a second), or `engine::DELACK_WAIT` while ACKs are held for a reply to
 //! carry them — read every frame the guest has into the engine, hand socket readiness to
 //! the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints
 //! the counters (and rewrites the `stats` file, kept every second
@@ -28,13 +29,16 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::attach::stream::{StreamRx, StreamTx};
 use crate::attach::tap::{TapRx, TapTx};
 use crate::attach::{AttachError, GuestReader, GuestSide, Read};
-use crate::busy_poll::BusyPoll;
+use crate::busy_poll::{BusyPoll, Wait};
 use crate::config::EngineConfig;
 use crate::engine::{Counters, Engine, EngineError};
 use crate::harden::{HardenError, Hardening};
 use crate::pcap::{Pcap, PcapError};
 
+/// How often timers run while there are flows.
 pub const TICK: Duration = Duration::from_millis(20);
+/// The longest sleep without flows (the stats file is kept every second).
+pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 const GUEST: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const LISTENER: Token = Token(2);
@@ -84,7 +88,8 @@ pub struct RunOptions {
 }
 
 /// The default for [`RunOptions::busy_poll`].
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
+pub const DEFAULT_BUSY_POLL: Duration =
+    Duration::from_micros(netbind_plan::bindings::usernet::DEFAULT_BUSY_POLL_US as u64);
 
 /// Rewrites the stats file (atomically: readers never see half of it).
 fn write_stats(path: &Path, counters: &Counters) {
@@ -212,8 +217,10 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     'outer: while !opts.stop.load(Ordering::Relaxed) {
         let wait = if engine.acks_delayed() {
             crate::engine::DELACK_WAIT
-        } else {
+        } else if engine.has_timers() {
             TICK
+        } else {
+            IDLE_WAIT
         };
         let started = Instant::now();
         let caught = spin(&mut poll, &mut events, busy.window()).map_err(RunError::Poll)?;
@@ -223,7 +230,13 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         {
             return Err(RunError::Poll(e));
         }
-        busy.record(caught, started.elapsed());
+        busy.record(if caught {
+            Wait::Caught
+        } else if events.is_empty() {
+            Wait::TimedOut
+        } else {
+            Wait::Woken(started.elapsed())
+        });
         engine.count_wait(caught, busy.window());
         engine.set_now(Instant::now());
         for event in events.iter() {

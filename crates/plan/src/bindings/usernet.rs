@@ -17,6 +17,12 @@
 //! (ICMP echo through ping sockets as the qemu group) and
 //! `net.ipv4.ip_unprivileged_port_start=0` (listening on low ports without privileges).
 //! Both are namespaced and change nothing a mesh or policy looks at.
+//!
+//! Busy polling (the engine looks for events up to 200 µs before it sleeps, which spares
+//! a request/response exchange its cross-CPU wake-ups) is off when the VM's vCPUs run on
+//! dedicated CPUs (`dedicatedCpuPlacement`) without `isolateEmulatorThread`: the engine
+//! shares those CPUs with the vCPUs and would take time from them. With an isolated
+//! emulator thread the pod has a CPU for the engine's side of the work.
 
 use std::net::IpAddr;
 
@@ -29,6 +35,8 @@ use crate::error::PlanError;
 use crate::model::{PortForward, Sysctl, UsernetConfig};
 
 pub const DEFAULT_MTU: u32 = 65520;
+/// How long the engine looks for events before it sleeps, by default (µs).
+pub const DEFAULT_BUSY_POLL_US: u32 = 200;
 pub const SOCKET_DIR: &str = "/run/netbind";
 /// `sizeof(sockaddr_un.sun_path)` less the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -71,6 +79,17 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
             link.name
         ));
     }
+    let cpu = ctx.obj.spec.domain.cpu.as_ref();
+    let shares_vcpu_cpus = cpu.is_some_and(|c| {
+        c.dedicated_cpu_placement == Some(true) && c.isolate_emulator_thread != Some(true)
+    });
+    if shares_vcpu_cpus {
+        bp.notes.push(
+            "busy polling off: the engine would share the vCPUs' dedicated CPUs \
+             (isolateEmulatorThread gives it one of its own)"
+                .into(),
+        );
+    }
     bp.usernet = Some(UsernetConfig {
         socket,
         guest_mac: ctx.client_mac(),
@@ -84,6 +103,11 @@ pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
         hostname: ctx.hostname.clone(),
         tcp,
         udp,
+        busy_poll_us: if shares_vcpu_cpus {
+            0
+        } else {
+            DEFAULT_BUSY_POLL_US
+        },
     });
     bp.sysctls = vec![
         Sysctl::new(

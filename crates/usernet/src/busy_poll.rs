@@ -18,6 +18,10 @@
 //! - no event came at all (the sleep ran to its timeout): the traffic stopped, the
 //!   window closes.
 //!
+//! Spinning pays only while the event can happen on another CPU meanwhile: when the
+//! engine may run on one CPU only ([`BusyPoll::set_cpus`], checked by the loop every
+//! second), each spin only delays the peer it waits for, so the window stays closed.
+//!
 //! What holds: the window never exceeds `max`; with `max` zero it is always zero (the
 //! loop only sleeps); an idle engine spins at most once, for one window, before it only
 //! sleeps; while request/response traffic keeps coming within `max`, the engine keeps
@@ -44,6 +48,8 @@ pub enum Wait {
 pub struct BusyPoll {
     max: Duration,
     window: Duration,
+    /// False while the engine may run on one CPU only.
+    spare_cpu: bool,
 }
 
 impl BusyPoll {
@@ -52,6 +58,15 @@ impl BusyPoll {
         Self {
             max,
             window: Duration::ZERO,
+            spare_cpu: true,
+        }
+    }
+
+    /// How many CPUs the engine may run on (its affinity mask).
+    pub fn set_cpus(&mut self, cpus: usize) {
+        self.spare_cpu = cpus > 1;
+        if !self.spare_cpu {
+            self.window = Duration::ZERO;
         }
     }
 
@@ -64,7 +79,7 @@ impl BusyPoll {
     pub fn record(&mut self, wait: Wait) {
         match wait {
             Wait::Caught => {}
-            Wait::Woken(after) if after <= self.max => {
+            Wait::Woken(after) if after <= self.max && self.spare_cpu => {
                 self.window = (self.window * 2).max(START).min(self.max);
             }
             Wait::Woken(_) => {
@@ -136,6 +151,18 @@ mod tests {
         let mut p = opened();
         p.record(Wait::TimedOut);
         assert_eq!(p.window(), Duration::ZERO);
+    }
+
+    #[test]
+    fn on_one_cpu_the_window_closes_and_stays_closed() {
+        let mut p = opened();
+        p.set_cpus(1);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.record(SOON);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.set_cpus(2);
+        p.record(SOON);
+        assert_eq!(p.window(), START);
     }
 
     #[test]

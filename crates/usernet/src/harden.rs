@@ -34,7 +34,7 @@
 //! memory          mmap munmap mremap brk madvise mprotect
 //! time, signals   clock_gettime clock_nanosleep nanosleep gettimeofday rt_sigprocmask
 //!                 rt_sigaction rt_sigreturn sigaltstack
-//! threads, exit   futex sched_yield getpid gettid getrandom exit exit_group tgkill
+//! threads, exit   futex sched_yield sched_getaffinity getpid gettid getrandom exit exit_group tgkill
 //! ```
 //!
 //! What holds: after `lock_down` the process has no capability in any set
@@ -221,6 +221,7 @@ fn plain_syscalls() -> Vec<i64> {
         libc::SYS_sigaltstack,
         libc::SYS_futex,
         libc::SYS_sched_yield,
+        libc::SYS_sched_getaffinity,
         libc::SYS_getpid,
         libc::SYS_gettid,
         libc::SYS_getrandom,

@@ -209,11 +209,14 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         crate::harden::lock_down(h)?;
     }
     let mut last_timers = Instant::now();
-    let mut last_stats = Instant::now();
+    let mut last_second = Instant::now();
     if let Some(p) = opts.stats.as_deref() {
         write_stats(p, &engine.counters());
     }
     let mut busy = BusyPoll::new(opts.busy_poll);
+    if let Ok(n) = crate::sys::cpus_allowed() {
+        busy.set_cpus(n);
+    }
     'outer: while !opts.stop.load(Ordering::Relaxed) {
         let wait = if engine.acks_delayed() {
             crate::engine::DELACK_WAIT
@@ -337,11 +340,15 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
             engine.timers(now);
             last_timers = now;
         }
-        if let Some(p) = opts.stats.as_deref()
-            && now.duration_since(last_stats) >= Duration::from_secs(1)
-        {
-            write_stats(p, &engine.counters());
-            last_stats = now;
+        if now.duration_since(last_second) >= Duration::from_secs(1) {
+            if let Some(p) = opts.stats.as_deref() {
+                write_stats(p, &engine.counters());
+            }
+            // Pinning can change while the engine runs (taskset, a CPU manager).
+            if let Ok(n) = crate::sys::cpus_allowed() {
+                busy.set_cpus(n);
+            }
+            last_second = now;
         }
         if guest_fd.is_some()
             && !engine.guest_mut().flush()

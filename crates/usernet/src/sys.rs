@@ -187,3 +187,11 @@ pub fn release_file_range(start: usize, len: usize) {
     // of the binary and its libraries). A range that is not mapped only makes it fail.
     let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }
+
+/// How many CPUs this thread may run on.
+pub fn cpus_allowed() -> io::Result<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count())
+        .filter(|&i| set.is_set(i).unwrap_or(false))
+        .count())
+}

@@ -34,7 +34,8 @@
 //! memory          mmap munmap mremap brk madvise mprotect
 //! time, signals   clock_gettime clock_nanosleep nanosleep gettimeofday rt_sigprocmask
 //!                 rt_sigaction rt_sigreturn sigaltstack
-//! threads, exit   futex sched_yield sched_getaffinity getpid gettid getrandom exit exit_group tgkill
+//! threads, exit   futex getpid gettid getrandom exit exit_group tgkill
+//! busy polling    sched_yield sched_getaffinity
 //! ```
 //!
 //! What holds: after `lock_down` the process has no capability in any set

@@ -5,7 +5,7 @@
 //! the same address, configured by the engine. Servers listen on A's loopback and are
 //! reached from B through the gateway address: curl (Debian 12's static busybox wget
 //! crashes on this machine kind), ping (v4 and v6), DNS
-//! through the forwarded resolver, iperf3 both ways.
+//! through the forwarded resolver, iperf3 TCP and UDP both ways.
 
 use netbind_testbed::run_ok as ok;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -215,38 +215,38 @@ fn spawn_in(tb: &mut Testbed, ns: &str, args: &[&str]) {
     tb.children.push(child);
 }
 
-fn iperf_gbits(tb: &Testbed, dst: &str, reverse: bool) -> f64 {
+/// One 2-second iperf3 run from B to `dst` (with `extra` options); its JSON report.
+fn iperf(tb: &Testbed, dst: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["iperf3", "-c", dst, "-p", "5201", "-t", "2", "-J"];
-    if reverse {
-        args.push("-R");
-    }
-    let json = ok_in(&tb.b, &args);
-    let v: serde_json_lite::Value = serde_json_lite::parse(&json);
-    v.bits_per_second_received() / 1e9
+    args.extend(extra);
+    serde_json::from_str(&ok_in(&tb.b, &args)).expect("iperf3 -J report")
 }
 
-/// Just enough JSON reading for iperf3's report, to keep dev-dependencies small.
-mod serde_json_lite {
-    pub struct Value(String);
-    pub fn parse(s: &str) -> Value {
-        Value(s.to_string())
+fn iperf_gbits(tb: &Testbed, dst: &str, reverse: bool) -> f64 {
+    let v = iperf(tb, dst, if reverse { &["-R"] } else { &[] });
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("end.sum_received.bits_per_second")
+        / 1e9
+}
+
+/// iperf3 UDP at 100 Mbit/s offered: what arrived (Mbit/s) and the share lost (%).
+fn iperf_udp(tb: &Testbed, dst: &str, reverse: bool) -> (f64, f64) {
+    let mut extra = vec!["-u", "-b", "100M"];
+    if reverse {
+        extra.push("-R");
     }
-    impl Value {
-        pub fn bits_per_second_received(&self) -> f64 {
-            let at = self
-                .0
-                .find("\"sum_received\"")
-                .expect("sum_received in iperf3 output");
-            let rest = &self.0[at..];
-            let b = rest.find("\"bits_per_second\":").expect("bits_per_second");
-            let num: String = rest[b + 18..]
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
-                .collect();
-            num.parse().unwrap()
-        }
-    }
+    let v = iperf(tb, dst, &extra);
+    let got = &v["end"]["sum_received"];
+    (
+        got["bits_per_second"]
+            .as_f64()
+            .expect("end.sum_received.bits_per_second")
+            / 1e6,
+        got["lost_percent"]
+            .as_f64()
+            .expect("end.sum_received.lost_percent"),
+    )
 }
 
 #[test]
@@ -302,6 +302,21 @@ fn namespace_clients_reach_the_pod_through_the_engine() {
     assert!(up > 1.0 && down > 1.0, "throughput too low: {up} / {down}");
     let up6 = iperf_gbits(&tb, "fd77::1", false);
     assert!(up6 > 1.0, "IPv6 throughput too low: {up6}");
+
+    // iperf3 UDP both ways, IPv4 and IPv6: the datagrams arrive (a loaded machine may
+    // lose some in the receiver's socket buffer, not many).
+    for dst in ["10.77.0.1", "fd77::1"] {
+        for reverse in [false, true] {
+            let (mbits, lost) = iperf_udp(&tb, dst, reverse);
+            eprintln!(
+                "iperf3 UDP to {dst} (reverse: {reverse}): {mbits:.1} Mbit/s received, {lost:.2}% lost"
+            );
+            assert!(
+                mbits > 70.0,
+                "UDP to {dst}, reverse {reverse}: {mbits} of 100 Mbit/s received ({lost}% lost)"
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&www);
 }
 

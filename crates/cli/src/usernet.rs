@@ -83,7 +83,10 @@ pub struct UsernetArgs {
 
 pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
     let (mut cfg, planned_busy_poll) = match &args.plan {
-        Some(path) => from_plan(path, args.interface.as_deref())?,
+        Some(path) => {
+            let (cfg, busy_poll_us) = from_plan(path, args.interface.as_deref())?;
+            (cfg, Some(busy_poll_us))
+        }
         None => (from_namespace()?, None),
     };
     let busy_poll = args
@@ -192,7 +195,7 @@ fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
 }
 
 /// The engine's configuration and busy-poll window (µs) from a plan.
-fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, Option<u64>)> {
+fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, u64)> {
     let u = usernet_config(path, interface)?;
     let mut cfg = EngineConfig::from_usernet(&u)?;
     // The plan's resolvers are the pod's; when the engine runs in the pod, its own
@@ -207,7 +210,7 @@ fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, O
                 .collect();
         }
     }
-    Ok((cfg, Some(u.busy_poll_us.into())))
+    Ok((cfg, u.busy_poll_us.into()))
 }
 
 /// The guest takes the namespace's own addresses, gateways and resolvers.

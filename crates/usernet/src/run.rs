@@ -7,11 +7,11 @@
 //! wakes once a second), or `engine::DELACK_WAIT` while ACKs are held for a reply to
 //! carry them — read every frame the guest has into the engine, hand socket readiness to
 //! the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints
-//! the counters (and rewrites the `stats` file, kept every second
-//! too); `SIGINT`/`SIGTERM` (or the `stop` flag) end the loop, which returns the
-//! counters. Before the first round, with [`RunOptions::harden`], the process gives up
-//! its privileges (`harden.rs`). A stream guest that disconnects is replaced by the next
-//! connection on the socket; a tap or inherited descriptor that closes ends the loop.
+//! the counters (and rewrites the `stats` file, kept every second too); `SIGINT`/`SIGTERM`
+//! (or the `stop` flag) end the loop, which returns the counters. Before the first round,
+//! with [`RunOptions::harden`], the process gives up its privileges (`harden.rs`). A
+//! stream guest that disconnects is replaced by the next connection on the socket; a tap
+//! or inherited descriptor that closes ends the loop.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

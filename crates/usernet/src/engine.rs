@@ -232,6 +232,8 @@ pub struct Engine<G> {
     pub(crate) next_ra: Option<Instant>,
     /// Guest datagrams arriving in fragments.
     pub(crate) frag: Reassembly,
+    /// The earliest time [`Engine::timers`] has work, as its last pass found it.
+    pub(crate) next_timer: Option<Instant>,
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -269,6 +271,7 @@ impl<G: GuestTx> Engine<G> {
             round: 0,
             tx_blocked: Vec::new(),
             next_ra: None,
+            next_timer: None,
             cfg,
         };
         engine.open_listeners()?;
@@ -615,13 +618,6 @@ impl<G: GuestTx> Engine<G> {
         !self.ack_delayed.is_empty()
     }
 
-    /// Whether [`Engine::timers`] has work within the next seconds (a flow to time out or
-    /// retransmit on, a datagram under reassembly); without, the loop may sleep up to
-    /// a second (the router advertisement comes every minute).
-    pub fn has_timers(&self) -> bool {
-        !self.flows.is_empty() || !self.frag.is_idle()
-    }
-
     /// The guest side has room again: resume flows that stopped for it.
     pub fn guest_writable(&mut self) {
         self.tcp_resume_blocked();
@@ -636,20 +632,39 @@ impl<G: GuestTx> Engine<G> {
             self.send_ra(None);
             self.next_ra = Some(now + RA_INTERVAL);
         }
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut next = earliest(self.next_ra, self.frag.next_expiry());
         for slot in 0..self.flows.slot_count() {
-            match self.flows.get_mut(slot) {
-                Some(Flow::Tcp(_)) => self.tcp_timer(slot),
-                Some(Flow::Udp(u)) if now.saturating_duration_since(u.last) > self.cfg.udp_idle => {
-                    self.remove_flow(slot);
+            let idle_end = match self.flows.get_mut(slot) {
+                Some(Flow::Tcp(_)) => {
+                    self.tcp_timer(slot);
+                    if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) {
+                        next = earliest(next, c.deadline);
+                    }
+                    continue;
                 }
-                Some(Flow::Ping(p))
-                    if now.saturating_duration_since(p.last) > self.cfg.icmp_idle =>
-                {
-                    self.remove_flow(slot);
-                }
-                _ => {}
+                Some(Flow::Udp(u)) => u.last.checked_add(self.cfg.udp_idle),
+                Some(Flow::Ping(p)) => p.last.checked_add(self.cfg.icmp_idle),
+                None => continue,
+            };
+            if idle_end.is_some_and(|t| now > t) {
+                self.remove_flow(slot);
+            } else {
+                next = earliest(next, idle_end);
             }
         }
+        self.next_timer = next;
+    }
+
+    /// The earliest time [`Engine::timers`] has work, as its last pass found it (a TCP
+    /// retransmission or probe, an idle flow's end, a fragment timeout, the next router
+    /// advertisement). Events since that pass may have set earlier ones: the loop runs
+    /// timers again soon after any event.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.next_timer
     }
 
     /// Counts one wait of the event loop (ended by busy polling, or asleep) and keeps

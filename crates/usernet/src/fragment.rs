@@ -247,9 +247,13 @@ impl Reassembly {
         }
     }
 
-    /// Whether no datagram is under way (nothing for [`Reassembly::expire`] to do).
-    pub fn is_idle(&self) -> bool {
-        self.slots.iter().all(|s| s.since.is_none())
+    /// When [`Reassembly::expire`] has work next (none: no datagram is under way).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.since)
+            .min()
+            .map(|t| t + TIMEOUT)
     }
 
     /// Drops datagrams unfinished for longer than [`TIMEOUT`].

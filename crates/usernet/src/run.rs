@@ -3,8 +3,8 @@
 //! socket listener and the signal descriptor.
 //!
 //! Each round: wait — first spinning for the busy-poll window (`busy_poll.rs`), then
-//! sleeping at most [`TICK`] (at most [`IDLE_WAIT`] with no flows, so an idle engine
-//! wakes once a second), or `engine::DELACK_WAIT` while ACKs are held for a reply to
+//! sleeping at most [`TICK`] after activity, else until the next timer is due (at most
+//! [`IDLE_WAIT`]: an idle engine wakes once a second, open connections or not), or `engine::DELACK_WAIT` while ACKs are held for a reply to
 //! carry them — read every frame the guest has into the engine, hand socket readiness to
 //! the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints
 //! the counters (and rewrites the `stats` file, kept every second too); `SIGINT`/`SIGTERM`
@@ -35,9 +35,9 @@ use crate::engine::{Counters, Engine, EngineError};
 use crate::harden::{HardenError, Hardening};
 use crate::pcap::{Pcap, PcapError};
 
-/// How often timers run while there are flows.
+/// How often timers run while events come (and the shortest sleep before a timer).
 pub const TICK: Duration = Duration::from_millis(20);
-/// The longest sleep without flows (the stats file is kept every second).
+/// The longest sleep (the stats file is kept every second).
 pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 const GUEST: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -213,6 +213,9 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     if let Some(p) = opts.stats.as_deref() {
         write_stats(p, &engine.counters());
     }
+    // Events since the last timer pass (which may have set new deadlines): until the
+    // next pass, the loop wakes every TICK.
+    let mut active = true;
     let mut busy = BusyPoll::new(opts.busy_poll);
     if let Ok(n) = crate::sys::cpus_allowed() {
         busy.set_cpus(n);
@@ -220,10 +223,13 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
     'outer: while !opts.stop.load(Ordering::Relaxed) {
         let wait = if engine.acks_delayed() {
             crate::engine::DELACK_WAIT
-        } else if engine.has_timers() {
+        } else if active {
             TICK
         } else {
-            IDLE_WAIT
+            engine
+                .next_timer()
+                .map_or(IDLE_WAIT, |t| t.saturating_duration_since(Instant::now()))
+                .clamp(TICK, IDLE_WAIT)
         };
         let started = Instant::now();
         let caught = spin(&mut poll, &mut events, busy.window()).map_err(RunError::Poll)?;
@@ -241,6 +247,7 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
             Wait::Woken(started.elapsed())
         });
         engine.count_wait(caught, busy.window());
+        active |= !events.is_empty();
         engine.set_now(Instant::now());
         for event in events.iter() {
             match event.token() {
@@ -339,6 +346,7 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         if now.duration_since(last_timers) >= TICK {
             engine.timers(now);
             last_timers = now;
+            active = false;
         }
         if now.duration_since(last_second) >= Duration::from_secs(1) {
             if let Some(p) = opts.stats.as_deref() {

@@ -606,15 +606,59 @@ fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
     );
 }
 
+/// How often the engine's loop woke in `secs` seconds from now (its stats file).
+fn wakeups_in(tb: &Testbed, secs: u64) -> u64 {
+    let before = stat(tb, "waits_slept") + stat(tb, "waits_polled");
+    std::thread::sleep(Duration::from_secs(secs));
+    stat(tb, "waits_slept") + stat(tb, "waits_polled") - before
+}
+
 #[test]
-fn an_engine_without_flows_wakes_about_once_a_second() {
+fn an_idle_engine_wakes_about_once_a_second_with_or_without_open_connections() {
     let mut tb = setup();
+    let a = tb.a.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    // Not joined: holds its connection until the test process ends.
+    std::thread::spawn(move || {
+        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:5301").unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut c, _) = l.accept().unwrap();
+        let mut byte = [0u8; 1];
+        while std::io::Read::read(&mut c, &mut byte).is_ok_and(|n| n == 1) {
+            std::io::Write::write_all(&mut c, &byte).unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
     start_engine(&mut tb);
     std::thread::sleep(Duration::from_millis(1100));
-    let before = stat(&tb, "waits_slept");
-    std::thread::sleep(Duration::from_secs(3));
-    let woke = stat(&tb, "waits_slept") - before;
     // Once a second, plus what the guest's kernel sends (router solicitations, MLD);
-    // with flows, timers need a wake-up every 20 ms (150 in 3 s).
-    assert!(woke < 20, "an idle engine woke {woke} times in 3 s");
+    // waking every 20 ms for timers would be 150 times in 3 s.
+    let woke = wakeups_in(&tb, 3);
+    assert!(
+        woke < 20,
+        "without flows the engine woke {woke} times in 3 s"
+    );
+
+    // An open connection with nothing in flight has no timer either.
+    let b = tb.b.clone();
+    let (open_tx, open_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        netbind_testbed::enter(format!("/run/netns/{b}")).unwrap();
+        let mut c = std::net::TcpStream::connect("10.77.0.1:5301").unwrap();
+        std::io::Write::write_all(&mut c, b"x").unwrap();
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut c, &mut byte).unwrap();
+        open_tx.send(c).unwrap();
+    });
+    let _held = open_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a connection through the engine");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stat(&tb, "flows_now"), 1);
+    let woke = wakeups_in(&tb, 3);
+    assert!(
+        woke < 20,
+        "with an idle connection the engine woke {woke} times in 3 s"
+    );
 }

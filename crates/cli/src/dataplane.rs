@@ -388,6 +388,10 @@ fn start_engines(
             })?;
         }
     }
+    let state = StateDir::new(dir);
+    let stats_dir = dir.join(netbind_netns::journal::ENGINES);
+    std::fs::create_dir_all(&stats_dir)
+        .with_context(|| format!("cannot create {}", stats_dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the netbind binary to start engines")?;
     let started = netbind_netns::run_in_netns(netns, || {
         let mut children = Vec::new();
@@ -398,6 +402,8 @@ fn start_engines(
                 .arg(&plan_path)
                 .arg("--interface")
                 .arg(&iface.name)
+                .arg("--stats")
+                .arg(state.engine_stats_path(&iface.name))
                 .stdin(std::process::Stdio::null())
                 .spawn();
             match child {

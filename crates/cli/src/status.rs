@@ -4,7 +4,7 @@
 //! How it works: the journal's layout lists, per interface and part (links, sysctls,
 //! nftables), the steps `up` planned; its entries are the changes kept for `down`; the
 //! `served/` records name the `netbind up` serving each interface (counted only while that
-//! process lives). For "what would `up` change", the manifest is planned against the pod
+//! process lives); `engines/` holds the counters user-mode engines keep there. For "what would `up` change", the manifest is planned against the pod
 //! view the first `up` saved and carried over from the journal exactly as `up` would
 //! ([`netbind_netns::apply::replan`]), without touching the namespace.
 
@@ -53,6 +53,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
                 },
                 "changes": journal.entries.iter().filter(|e| e.interface == *name).count(),
                 "servedBy": state.server_of(name),
+                "engine": state.engine_stats(name),
             })
         })
         .collect();
@@ -143,6 +144,20 @@ fn status_table(doc: &serde_json::Value) -> String {
             n(&i["steps"]["nftables"]),
             n(&i["changes"]),
         ));
+        let e = &i["engine"];
+        if e.is_object() {
+            out.push_str(&format!(
+                "  user-mode engine: flows {}/{}; guest frames in {} (malformed {}), out {} \
+                 (dropped {}); refused, table full {}\n",
+                n(&e["flows_now"]),
+                n(&e["flows_cap"]),
+                n(&e["rx_frames"]),
+                n(&e["rx_malformed"]),
+                n(&e["tx_frames"]),
+                n(&e["tx_dropped_full"]),
+                n(&e["refused_full"]),
+            ));
+        }
     }
     let p = &doc["pending"];
     let list = |key: &str| {

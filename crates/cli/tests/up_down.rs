@@ -500,6 +500,32 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         "nothing listens on {socket} although --domain-out was written"
     );
 
+    // `status` shows the engine's counters, which it keeps in the state dir.
+    let status = Command::new(NETBIND)
+        .args([
+            "status",
+            &s.manifest,
+            "--state-dir",
+            &s.state,
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let engine = &doc["interfaces"][0]["engine"];
+    assert_eq!(engine["flows_cap"], 65536, "{doc}");
+    assert_eq!(engine["flows_now"], 0, "{doc}");
+    let table = Command::new(NETBIND)
+        .args(["status", &s.manifest, "--state-dir", &s.state])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("  user-mode engine: flows 0/65536; guest frames in 0"),
+        "{table}"
+    );
+
     nix_kill(up.0.id());
     assert_eq!(up.0.wait().unwrap().code(), Some(0));
     let gone = (0..100).any(|_| {
@@ -509,6 +535,10 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
     assert!(gone, "the engine outlived `up`");
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
+    let left: Vec<_> = std::fs::read_dir(&s.state)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "down left {left:?} in the state dir");
     let _ = std::fs::remove_dir_all(std::path::Path::new(&socket).parent().unwrap());
 }
 

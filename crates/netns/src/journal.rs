@@ -18,6 +18,9 @@
 //! - `plan.json`: the plan the user-mode engines read.
 //! - `served/<interface>`: the PID of the `netbind up` serving that interface's DHCP/RA
 //!   and engine, so that an `up` after a hot-plug serves only what nobody serves.
+//! - `engines/<interface>.stats`: the counters of that interface's user-mode engine
+//!   (`name value` lines, rewritten by the engine every second and at exit), for
+//!   `netbind status`.
 //! - `lock`: held (flock) while an `up` or `down` changes the namespace, so two of them
 //!   on one state dir take turns.
 //!
@@ -46,6 +49,8 @@ pub const POD_VIEW: &str = "podview.json";
 pub const PLAN: &str = "plan.json";
 /// One file per served interface, holding the PID of the `netbind up` serving it.
 pub const SERVED: &str = "served";
+/// The user-mode engines' counters, one file per interface.
+pub const ENGINES: &str = "engines";
 /// Locked while an `up` or `down` changes the namespace: two at once would each append to
 /// a journal the other may replace.
 pub const LOCK: &str = "lock";
@@ -488,8 +493,7 @@ impl StateDir {
     /// serving the rest. A PID whose process is gone, or is not a `netbind up` (the PID
     /// was reused), does not count.
     pub fn server_of(&self, interface: &str) -> Option<u32> {
-        let text = std::fs::read_to_string(self.dir.join(SERVED).join(interface)).ok()?;
-        let pid: u32 = text.trim().parse().ok()?;
+        let pid = self.recorded_server(interface)?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let mut args = cmdline.split(|b| *b == 0);
         let exe = args.next()?;
@@ -497,6 +501,30 @@ impl StateDir {
         // Our own PID here is a record from an earlier life (a restart in a new PID
         // namespace can hand out the same number): nobody serves.
         (is_up && pid != std::process::id()).then_some(pid)
+    }
+
+    /// Where the user-mode engine of `interface` keeps its counters.
+    pub fn engine_stats_path(&self, interface: &str) -> PathBuf {
+        self.dir.join(ENGINES).join(format!("{interface}.stats"))
+    }
+
+    /// The last counters the user-mode engine of `interface` wrote, if any.
+    pub fn engine_stats(&self, interface: &str) -> Option<std::collections::BTreeMap<String, u64>> {
+        let text = std::fs::read_to_string(self.engine_stats_path(interface)).ok()?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let (name, value) = l.split_once(' ')?;
+                    Some((name.to_string(), value.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The PID the `served/` record of `interface` names, live or not.
+    fn recorded_server(&self, interface: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.join(SERVED).join(interface)).ok()?;
+        text.trim().parse().ok()
     }
 
     /// Forgets whoever serves `interface`: its links were undone (unplugged, or made anew),
@@ -523,7 +551,8 @@ impl StateDir {
     /// while this process served, the state dir is empty now and goes too.
     pub fn unserve(&self, interfaces: &[String]) {
         for name in interfaces {
-            if self.server_of(name) == Some(std::process::id()) {
+            // Not `server_of`, which takes a record of our own PID for a stale one.
+            if self.recorded_server(name) == Some(std::process::id()) {
                 let _ = std::fs::remove_file(self.dir.join(SERVED).join(name));
             }
         }
@@ -535,7 +564,16 @@ impl StateDir {
     /// up to two levels (`/run/netbind/<namespace>/<vm>`).
     pub fn remove(&self) -> Result<(), JournalError> {
         self.close_appender();
-        let _ = std::fs::remove_dir(self.dir.join(SERVED));
+        // Both hold only netbind's records (a serving `up` that outlives this finds its
+        // record gone, which is what it would remove anyway).
+        for sub in [SERVED, ENGINES] {
+            if let Ok(files) = std::fs::read_dir(self.dir.join(sub)) {
+                for f in files.flatten() {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+            let _ = std::fs::remove_dir(self.dir.join(sub));
+        }
         for name in [JOURNAL, POD_VIEW, PLAN, LOCK] {
             for n in [name.to_string(), format!("{name}.tmp")] {
                 let path = self.dir.join(n);
@@ -588,6 +626,37 @@ mod tests {
         state.store(&j).unwrap();
         assert_eq!(state.journal().unwrap(), Some(j));
         assert!(!state.dir.join("journal.json.tmp").exists());
+    }
+
+    #[test]
+    fn an_up_that_ends_takes_its_served_records_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path().join("ns/vm"));
+        state.create().unwrap();
+        let names = ["default".to_string()];
+        state.serve(&names).unwrap();
+        assert_eq!(state.recorded_server("default"), Some(std::process::id()));
+        state.unserve(&names);
+        assert_eq!(state.recorded_server("default"), None);
+        assert!(!state.dir.join(SERVED).exists());
+    }
+
+    #[test]
+    fn remove_takes_the_served_records_and_the_engines_counters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path().join("ns/vm"));
+        state.create().unwrap();
+        state.serve(&["default".to_string()]).unwrap();
+        std::fs::create_dir_all(state.dir.join(ENGINES)).unwrap();
+        std::fs::write(
+            state.engine_stats_path("default"),
+            "flows_now 3\nflows_cap 9\n",
+        )
+        .unwrap();
+        let stats = state.engine_stats("default").unwrap();
+        assert_eq!((stats["flows_now"], stats["flows_cap"]), (3, 9));
+        state.remove().unwrap();
+        assert!(!tmp.path().join("ns").exists());
     }
 
     #[test]

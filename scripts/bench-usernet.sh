@@ -145,17 +145,13 @@ start_veth() {
   ip -n $H link set v0 up; ip -n $N link set v1 up
   DST=10.99.9.1; EPID=""
 }
-start_netbind() {
+start_netbind() { # MTU [more options]
   host_link "$1"
-  ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none 2>"$WORK/netbind.log" & EPID=$!
-  PIDS+=($EPID); DST=10.99.0.1
-}
-start_netbind_nopoll() {
-  host_link "$1"
-  ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none --busy-poll 0 \
+  ip netns exec $H "$NETBIND" usernet --netns $N --mtu "$1" -t none -u none "${@:2}" \
     2>"$WORK/netbind.log" & EPID=$!
   PIDS+=($EPID); DST=10.99.0.1
 }
+start_netbind_nopoll() { start_netbind "$1" --busy-poll 0; }
 start_pasta() {
   host_link "$1"
   ip netns exec $H pasta --netns $N --runas 0:0 --config-net -f -t none -u none -T none -U none --mtu "$1" \
@@ -187,6 +183,7 @@ for round in $(seq 1 "$ROUNDS"); do
         # The same on one CPU (every thread of the engine and of the echo server).
         taskset -a -p -c 0 "$ECHO" >/dev/null
         if [ -n "$EPID" ]; then taskset -a -p -c 0 "$EPID" >/dev/null; fi
+        sleep 1.2 # an engine checks its CPUs once a second (netbind stops polling on one)
         latency lat1 lat1 taskset -c 0
         add "$c,cps1" "$(taskset -c 0 ip netns exec $N python3 "$WORK/rr.py" $DST cps 3 2>/dev/null || echo fail)"
         add "$c,rss" "$( [ -n "$EPID" ] && rss_of "$EPID" || echo "n/a")"

@@ -4,9 +4,11 @@
 //! How it works: the journal's layout lists, per interface and part (links, sysctls,
 //! nftables), the steps `up` planned; its entries are the changes kept for `down`; the
 //! `served/` records name the `netbind up` serving each interface (counted only while that
-//! process lives); `engines/` holds the counters user-mode engines keep there. For "what would `up` change", the manifest is planned against the pod
-//! view the first `up` saved and carried over from the journal exactly as `up` would
-//! ([`netbind_netns::apply::replan`]), without touching the namespace.
+//! process lives); `engines/` holds the counters of the user-mode engines, shown while
+//! their `up` serves (after, they are the last an engine wrote). For "what would `up`
+//! change", the manifest is planned against the pod view the first `up` saved and carried
+//! over from the journal exactly as `up` would ([`netbind_netns::apply::replan`]),
+//! without touching the namespace.
 
 use anyhow::Context;
 use netbind_netns::journal::{Journal, Part, StateDir};
@@ -53,7 +55,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
                 },
                 "changes": journal.entries.iter().filter(|e| e.interface == *name).count(),
                 "servedBy": state.server_of(name),
-                "engine": state.engine_stats(name),
+                "engine": state.server_of(name).and_then(|_| state.engine_stats(name)),
             })
         })
         .collect();

@@ -73,8 +73,8 @@ pub struct UsernetArgs {
     no_seccomp: bool,
     /// Look for events this long (microseconds) before sleeping, so that the next packet
     /// of a request/response exchange needs no wake-up; the window adapts and closes when
-    /// traffic pauses (0: always sleep). Default: the plan's, else 200.
-    #[arg(long, value_name = "MICROS")]
+    /// traffic pauses (0: always sleep; at most 5000). Default: the plan's, else 200.
+    #[arg(long, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=5000))]
     busy_poll: Option<u64>,
     /// With --plan: the interface (by name) whose usernet config to use; default the first.
     #[arg(long, value_name = "NAME", requires = "plan")]

@@ -500,19 +500,29 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         "nothing listens on {socket} although --domain-out was written"
     );
 
-    // `status` shows the engine's counters, which it keeps in the state dir.
-    let status = Command::new(NETBIND)
-        .args([
-            "status",
-            &s.manifest,
-            "--state-dir",
-            &s.state,
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // `status` shows the engine's counters, which it keeps in the state dir (written
+    // first right before its loop starts).
+    let status_json = || {
+        let out = Command::new(NETBIND)
+            .args([
+                "status",
+                &s.manifest,
+                "--state-dir",
+                &s.state,
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let doc = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            status_json()
+        })
+        .find(|d| d["interfaces"][0]["engine"].is_object())
+        .expect("status never showed the engine's counters");
     let engine = &doc["interfaces"][0]["engine"];
     assert_eq!(engine["flows_cap"], 65536, "{doc}");
     assert_eq!(engine["flows_now"], 0, "{doc}");

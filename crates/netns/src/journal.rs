@@ -567,12 +567,18 @@ impl StateDir {
         // Both hold only netbind's records (a serving `up` that outlives this finds its
         // record gone, which is what it would remove anyway).
         for sub in [SERVED, ENGINES] {
-            if let Ok(files) = std::fs::read_dir(self.dir.join(sub)) {
-                for f in files.flatten() {
-                    let _ = std::fs::remove_file(f.path());
+            let path = self.dir.join(sub);
+            // Twice: an engine still running may write a file between the two.
+            for _ in 0..2 {
+                if let Ok(files) = std::fs::read_dir(&path) {
+                    for f in files.flatten() {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+                if std::fs::remove_dir(&path).is_ok() {
+                    break;
                 }
             }
-            let _ = std::fs::remove_dir(self.dir.join(sub));
         }
         for name in [JOURNAL, POD_VIEW, PLAN, LOCK] {
             for n in [name.to_string(), format!("{name}.tmp")] {

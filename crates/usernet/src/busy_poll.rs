@@ -4,23 +4,27 @@
 //! sleeping thread. On a virtual machine (most Kubernetes nodes) waking a thread whose
 //! CPU is halted costs an inter-processor interrupt and a VM exit and entry, tens of
 //! microseconds — more than the engine's own work per packet. A loop that keeps looking
-//! (`epoll_wait` with no timeout, yielding the CPU between looks) for a short while after
+//! (`epoll_wait` with a zero timeout, yielding the CPU between looks) for a short while after
 //! an event catches the next one without being woken.
 //!
 //! How it works (the policy of Linux's `haltpoll` cpuidle governor, applied to one
 //! thread): the loop spins for [`BusyPoll::window`] before it blocks. After each wait,
 //! [`BusyPoll::record`] adjusts the window from how the wait ended:
 //! - an event came while spinning: the window is right, keep it;
-//! - the loop slept, and the event came within `max`: a longer spin would have caught
-//!   it, so the window doubles (from [`START`]), up to `max`;
-//! - the event came later than `max`: spinning was wasted, so the window halves, and
+//! - the loop slept, and the event came within `max` of the wait's start: a longer spin
+//!   would have caught it, so the window doubles (from [`START`]), up to `max`;
+//! - the event came later: spinning was wasted, so the window halves, and
 //!   below [`START`] it closes;
 //! - no event came at all (the sleep ran to its timeout): the traffic stopped, the
 //!   window closes.
 //!
 //! Spinning pays only while the event can happen on another CPU meanwhile: when the
 //! engine may run on one CPU only ([`BusyPoll::set_cpus`], checked by the loop every
-//! second), each spin only delays the peer it waits for, so the window stays closed.
+//! second and whenever the window is about to open), each spin only delays the peer it
+//! waits for, so the window stays closed.
+//!
+//! `max` is capped at [`MAX`]: a spin delays the loop's timers and signals, so it stays
+//! well below the loop's 20 ms tick.
 //!
 //! What holds: the window never exceeds `max`; with `max` zero it is always zero (the
 //! loop only sleeps); an idle engine spins at most once, for one window, before it only
@@ -31,6 +35,8 @@ use std::time::Duration;
 
 /// The first window after a wait that a spin would have caught.
 pub const START: Duration = Duration::from_micros(10);
+/// The longest window allowed.
+pub const MAX: Duration = Duration::from_millis(5);
 
 /// How one wait of the event loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,10 +59,11 @@ pub struct BusyPoll {
 }
 
 impl BusyPoll {
-    /// A policy whose window grows up to `max` (zero turns busy polling off).
+    /// A policy whose window grows up to `max` (at most [`MAX`]; zero turns busy
+    /// polling off).
     pub fn new(max: Duration) -> Self {
         Self {
-            max,
+            max: max.min(MAX),
             window: Duration::ZERO,
             spare_cpu: true,
         }
@@ -73,6 +80,14 @@ impl BusyPoll {
     /// How long to look for events before blocking.
     pub fn window(&self) -> Duration {
         self.window
+    }
+
+    /// Whether a wait that came out `wait` would open a closed window: the moment to
+    /// check the CPUs first ([`BusyPoll::set_cpus`]).
+    pub fn would_open(&self, wait: Wait) -> bool {
+        self.window.is_zero()
+            && self.spare_cpu
+            && matches!(wait, Wait::Woken(after) if after <= self.max && !self.max.is_zero())
     }
 
     /// Adjusts the window after one wait.
@@ -97,27 +112,27 @@ impl BusyPoll {
 mod tests {
     use super::*;
 
-    const MAX: Duration = Duration::from_micros(200);
+    const LIMIT: Duration = Duration::from_micros(200);
     const SOON: Wait = Wait::Woken(Duration::from_micros(30));
     const LATE: Wait = Wait::Woken(Duration::from_millis(5));
 
     fn opened() -> BusyPoll {
-        let mut p = BusyPoll::new(MAX);
+        let mut p = BusyPoll::new(LIMIT);
         for _ in 0..6 {
             p.record(SOON);
         }
-        assert_eq!(p.window(), MAX);
+        assert_eq!(p.window(), LIMIT);
         p
     }
 
     #[test]
     fn the_window_starts_closed() {
-        assert_eq!(BusyPoll::new(MAX).window(), Duration::ZERO);
+        assert_eq!(BusyPoll::new(LIMIT).window(), Duration::ZERO);
     }
 
     #[test]
     fn an_event_soon_after_sleeping_opens_the_window_and_doubles_it_up_to_max() {
-        let mut p = BusyPoll::new(MAX);
+        let mut p = BusyPoll::new(LIMIT);
         let mut seen = vec![];
         for _ in 0..7 {
             p.record(SOON);
@@ -128,7 +143,7 @@ mod tests {
 
     #[test]
     fn an_event_caught_while_spinning_keeps_the_window() {
-        let mut p = BusyPoll::new(MAX);
+        let mut p = BusyPoll::new(LIMIT);
         p.record(SOON);
         p.record(SOON);
         p.record(Wait::Caught);
@@ -163,6 +178,25 @@ mod tests {
         p.set_cpus(2);
         p.record(SOON);
         assert_eq!(p.window(), START);
+    }
+
+    #[test]
+    fn the_window_opening_is_the_moment_to_check_the_cpus() {
+        let mut p = BusyPoll::new(LIMIT);
+        assert!(p.would_open(SOON));
+        assert!(!p.would_open(LATE) && !p.would_open(Wait::TimedOut));
+        p.record(SOON);
+        assert!(!p.would_open(SOON), "already open");
+        assert!(!BusyPoll::new(Duration::ZERO).would_open(SOON));
+    }
+
+    #[test]
+    fn max_is_capped() {
+        let mut p = BusyPoll::new(Duration::from_secs(1));
+        for _ in 0..20 {
+            p.record(Wait::Woken(Duration::from_micros(1)));
+        }
+        assert_eq!(p.window(), super::MAX);
     }
 
     #[test]

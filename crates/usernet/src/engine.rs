@@ -623,8 +623,8 @@ impl<G: GuestTx> Engine<G> {
         self.tcp_resume_blocked();
     }
 
-    /// Retransmissions, window probes, idle timeouts, periodic RAs. Call often (every
-    /// few tens of milliseconds).
+    /// Retransmissions, window probes, idle timeouts, periodic RAs; notes when there is
+    /// work next ([`Engine::next_timer`]). Call after events and when that time comes.
     pub fn timers(&mut self, now: Instant) {
         self.now = now;
         self.frag.expire(now);
@@ -632,10 +632,7 @@ impl<G: GuestTx> Engine<G> {
             self.send_ra(None);
             self.next_ra = Some(now + RA_INTERVAL);
         }
-        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let earliest = |a: Option<Instant>, b: Option<Instant>| a.into_iter().chain(b).min();
         let mut next = earliest(self.next_ra, self.frag.next_expiry());
         for slot in 0..self.flows.slot_count() {
             let idle_end = match self.flows.get_mut(slot) {

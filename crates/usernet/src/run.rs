@@ -73,7 +73,7 @@ pub struct RunOptions {
     pub pcap: Option<PathBuf>,
     /// Take over SIGUSR1/SIGINT/SIGTERM (the CLI); tests leave signals alone.
     pub signals: bool,
-    /// Ends the loop when set.
+    /// Ends the loop when set (seen when the loop wakes: within a second).
     pub stop: Arc<AtomicBool>,
     /// Where to keep the counters (`name value` lines), rewritten every second, on
     /// `SIGUSR1` and at exit.
@@ -239,13 +239,19 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         {
             return Err(RunError::Poll(e));
         }
-        busy.record(if caught {
+        let wait = if caught {
             Wait::Caught
         } else if events.is_empty() {
             Wait::TimedOut
         } else {
             Wait::Woken(started.elapsed())
-        });
+        };
+        if busy.would_open(wait)
+            && let Ok(n) = crate::sys::cpus_allowed()
+        {
+            busy.set_cpus(n); // pinned since the last check: stays closed
+        }
+        busy.record(wait);
         engine.count_wait(caught, busy.window());
         active |= !events.is_empty();
         engine.set_now(Instant::now());

@@ -312,7 +312,7 @@ fn namespace_clients_reach_the_pod_through_the_engine() {
                 "iperf3 UDP to {dst} (reverse: {reverse}): {mbits:.1} Mbit/s received, {lost:.2}% lost"
             );
             assert!(
-                mbits > 70.0,
+                mbits > 50.0,
                 "UDP to {dst}, reverse {reverse}: {mbits} of 100 Mbit/s received ({lost}% lost)"
             );
         }
@@ -589,16 +589,31 @@ fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
     // Without traffic the window closes at the first wait that sees no event; the
     // stats file shows it within a second or two (it is rewritten every second).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let settled =
-        |tb: &Testbed| stat(tb, "waits_polled") > 0 && stat(tb, "busy_poll_window_us") == 0;
+    // The engine runs in this process: on a runner that gives it one CPU it must not
+    // poll at all (each spin would only delay the peer).
+    let one_cpu = netbind_usernet::sys::cpus_allowed().unwrap() == 1;
+    let settled = |tb: &Testbed| {
+        stat(tb, "tcp_opened") == 1
+            && (one_cpu || stat(tb, "waits_polled") > 0)
+            && stat(tb, "busy_poll_window_us") == 0
+    };
     while !settled(&tb) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        stat(&tb, "waits_polled") > 0,
-        "no packet of 2,000 round trips was found by polling (slept {})",
-        stat(&tb, "waits_slept")
+    assert_eq!(
+        stat(&tb, "tcp_opened"),
+        1,
+        "the stats file never showed the exchange"
     );
+    if one_cpu {
+        assert_eq!(stat(&tb, "waits_polled"), 0, "the engine polled on one CPU");
+    } else {
+        assert!(
+            stat(&tb, "waits_polled") > 0,
+            "no packet of 2,000 round trips was found by polling (slept {})",
+            stat(&tb, "waits_slept")
+        );
+    }
     assert_eq!(
         stat(&tb, "busy_poll_window_us"),
         0,

@@ -359,6 +359,15 @@ fn unacknowledged_data_is_sent_again_after_the_timeout() {
     let (mut s, _) = l.accept().unwrap();
     s.write_all(b"lost once").unwrap();
     let first = from_server(&mut h, "data", |t| !t.payload.is_empty());
+    // A timer pass now finds the retransmission due within the timeout (the event loop
+    // sleeps until then).
+    h.timers_at(Duration::ZERO);
+    let due = h.engine.next_timer().expect("a retransmission timer");
+    assert!(
+        due <= std::time::Instant::now() + Duration::from_millis(250),
+        "the retransmission is due in {:?}",
+        due - std::time::Instant::now()
+    );
     h.timers_at(Duration::from_millis(250));
     let again = from_server(&mut h, "retransmission", |t| !t.payload.is_empty());
     assert_eq!((again.seq, again.payload), (first.seq, first.payload));

@@ -93,6 +93,9 @@ fn idle_flows_expire() {
     assert_eq!(h.engine.flow_count(), 1);
     h.timers_at(Duration::from_secs(60));
     assert_eq!(h.engine.flow_count(), 1);
+    // The next timer is no later than the flow's end (the loop sleeps until then).
+    let due = h.engine.next_timer().expect("the flow's idle end");
+    assert!(due <= std::time::Instant::now() + Duration::from_secs(180));
     h.timers_at(Duration::from_secs(181));
     assert_eq!(h.engine.flow_count(), 0);
 }

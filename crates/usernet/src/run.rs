@@ -37,7 +37,7 @@ use crate::pcap::{Pcap, PcapError};
 
 /// How often timers run while events come (and the shortest sleep before a timer).
 pub const TICK: Duration = Duration::from_millis(20);
-/// The longest sleep (the stats file is kept every second).
+/// The longest sleep (the stats file is rewritten and the CPUs checked every second).
 pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 const GUEST: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -226,9 +226,10 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         } else if active {
             TICK
         } else {
-            engine
-                .next_timer()
-                .map_or(IDLE_WAIT, |t| t.saturating_duration_since(Instant::now()))
+            // Until the next timer, or the next second's stats and CPU check.
+            let second = last_second + Duration::from_secs(1);
+            let due = engine.next_timer().map_or(second, |t| t.min(second));
+            due.saturating_duration_since(Instant::now())
                 .clamp(TICK, IDLE_WAIT)
         };
         let started = Instant::now();

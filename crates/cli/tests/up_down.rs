@@ -582,11 +582,11 @@ fn link_line(s: &Setup, link: &str) -> String {
 fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     let mut s = setup(MASQUERADE_ONLY, false);
     let cni_links = s.pod.pod.links().unwrap();
-    let cni_rules = s.pod.pod.sh("nft list ruleset").unwrap();
+    let cni_rules = s.pod.pod.sh("nft -s list ruleset").unwrap();
     let first = s.up(&[]);
     assert_eq!(code(&first), 0, "{}", stderr(&first));
     let (bridge, tap) = (link_line(&s, "k6t-eth0"), link_line(&s, "tap0"));
-    let rules = s.pod.pod.sh("nft list ruleset").unwrap();
+    let rules = s.pod.pod.sh("nft -s list ruleset").unwrap();
 
     // Multus adds the network to the running pod; the VM spec gains the interface.
     s.pod
@@ -622,7 +622,7 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
         "the masquerade bridge was touched"
     );
     assert_eq!(link_line(&s, "tap0"), tap, "the masquerade tap was touched");
-    assert_eq!(s.pod.pod.sh("nft list ruleset").unwrap(), rules);
+    assert_eq!(s.pod.pod.sh("nft -s list ruleset").unwrap(), rules);
     let again = s.up(&[]);
     assert!(stderr(&again).contains(" 0 changed"), "{}", stderr(&again));
 
@@ -646,7 +646,7 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     expected.insert(blue.clone());
     assert_eq!(s.pod.pod.links().unwrap(), expected);
     assert_eq!(link_line(&s, &blue), blue_as_cni_made_it);
-    assert_eq!(s.pod.pod.sh("nft list ruleset").unwrap(), cni_rules);
+    assert_eq!(s.pod.pod.sh("nft -s list ruleset").unwrap(), cni_rules);
 }
 
 /// Starts a serving `up` and returns it with what it said up to the line naming what it
@@ -750,7 +750,7 @@ fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
     let cni = s.snapshot();
     assert_eq!(code(&s.up(&[])), 0);
     let (bridge, tap) = (link_line(&s, "k6t-eth0"), link_line(&s, "tap0"));
-    let all_ports = s.pod.pod.sh("nft list ruleset").unwrap();
+    let all_ports = s.pod.pod.sh("nft -s list ruleset").unwrap();
 
     write(
         s.dir.path(),
@@ -764,7 +764,7 @@ fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
         "{}",
         stderr(&again)
     );
-    let listed = s.pod.pod.sh("nft list ruleset").unwrap();
+    let listed = s.pod.pod.sh("nft -s list ruleset").unwrap();
     assert_ne!(listed, all_ports);
     assert!(listed.contains("tcp dport 8080"), "{listed}");
     assert_eq!(link_line(&s, "k6t-eth0"), bridge, "the bridge was touched");

@@ -102,6 +102,21 @@ impl Setup {
             .expect("run netbind down")
     }
 
+    /// `netbind status` of this VM, with `--output OUTPUT`.
+    fn status(&self, output: &str) -> Output {
+        Command::new(NETBIND)
+            .args([
+                "status",
+                &self.manifest,
+                "--state-dir",
+                &self.state,
+                "--output",
+                output,
+            ])
+            .output()
+            .expect("run netbind status")
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.pod.pod.snapshot().expect("snapshot the pod namespace")
     }
@@ -502,20 +517,8 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
 
     // `status` shows the engine's counters, which it keeps in the state dir (written
     // first right before its loop starts).
-    let status_json = || {
-        let out = Command::new(NETBIND)
-            .args([
-                "status",
-                &s.manifest,
-                "--state-dir",
-                &s.state,
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let status_json =
+        || serde_json::from_slice::<serde_json::Value>(&s.status("json").stdout).unwrap();
     let doc = (0..100)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(50));
@@ -526,10 +529,7 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
     let engine = &doc["interfaces"][0]["engine"];
     assert_eq!(engine["flows_cap"], 65536, "{doc}");
     assert_eq!(engine["flows_now"], 0, "{doc}");
-    let table = Command::new(NETBIND)
-        .args(["status", &s.manifest, "--state-dir", &s.state])
-        .output()
-        .unwrap();
+    let table = s.status("table");
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains("  user-mode engine: flows 0/65536; guest frames in 0"),
@@ -777,20 +777,7 @@ fn new_ports_on_a_running_masquerade_reload_only_its_nat_rules() {
 #[test]
 fn status_names_each_interface_its_changes_and_its_server() {
     let s = setup(MASQUERADE_AND_BLUE, true);
-    let status = |output: &str| {
-        Command::new(NETBIND)
-            .args([
-                "status",
-                &s.manifest,
-                "--state-dir",
-                &s.state,
-                "--output",
-                output,
-            ])
-            .output()
-            .unwrap()
-    };
-    let none = status("json");
+    let none = s.status("json");
     assert_eq!(code(&none), 1, "{}", stderr(&none));
     assert!(
         stderr(&none).contains("nothing recorded"),
@@ -799,7 +786,7 @@ fn status_names_each_interface_its_changes_and_its_server() {
     );
 
     let (up, _) = serving_up(&s);
-    let out = status("json");
+    let out = s.status("json");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(doc["object"], "VirtualMachineInstance/ns/vm");
@@ -815,7 +802,7 @@ fn status_names_each_interface_its_changes_and_its_server() {
     for i in ifaces {
         assert_eq!(i["servedBy"], up.0.id(), "{i}");
     }
-    let table = stdout(&status("table"));
+    let table = stdout(&s.status("table"));
     assert!(
         table.contains(&format!("netbind up, pid {}", up.0.id())),
         "{table}"
@@ -823,14 +810,14 @@ fn status_names_each_interface_its_changes_and_its_server() {
     assert_eq!(doc["pending"]["inSync"], true, "{doc}");
     assert!(table.contains("nothing to change"), "{table}");
     drop(up);
-    let after = status("json");
+    let after = s.status("json");
     let doc: serde_json::Value = serde_json::from_str(&stdout(&after)).unwrap();
     assert!(doc["interfaces"][0]["servedBy"].is_null(), "{doc}");
 
     // The manifest marks blue absent: status says what `up` would do, and changes nothing.
     let before = s.snapshot_of_up();
     write(s.dir.path(), "vm.yaml", BLUE_ABSENT);
-    let doc: serde_json::Value = serde_json::from_str(&stdout(&status("json"))).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&s.status("json"))).unwrap();
     assert_eq!(doc["pending"]["inSync"], false, "{doc}");
     assert_eq!(
         doc["pending"]["unplug"],
@@ -838,9 +825,9 @@ fn status_names_each_interface_its_changes_and_its_server() {
         "{doc}"
     );
     assert!(
-        stdout(&status("table")).contains("`up` now would: unplug blue"),
+        stdout(&s.status("table")).contains("`up` now would: unplug blue"),
         "{}",
-        stdout(&status("table"))
+        stdout(&s.status("table"))
     );
     assert_eq!(s.snapshot_of_up(), before);
     assert_eq!(code(&s.down()), 0);

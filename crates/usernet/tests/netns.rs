@@ -550,17 +550,14 @@ fn stat(tb: &Testbed, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-/// Busy polling (`busy_poll.rs`): the packets of a request/response exchange are found
-/// by polling, without a wake-up; once the exchange ends the engine sleeps again.
-#[test]
-fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
-    let mut tb = setup();
+/// Echoes one TCP connection on `addr` in namespace A, byte by byte (not joined: it ends
+/// with the connection, or with the test process).
+fn tcp_echo(tb: &Testbed, addr: &'static str) {
     let a = tb.a.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    // Not joined: it ends with the client's connection (or with the test process).
     std::thread::spawn(move || {
         netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:5300").unwrap();
+        let l = std::net::TcpListener::bind(addr).unwrap();
         ready_tx.send(()).unwrap();
         let (mut c, _) = l.accept().unwrap();
         c.set_nodelay(true).unwrap();
@@ -570,6 +567,14 @@ fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
         }
     });
     ready_rx.recv().unwrap();
+}
+
+/// Busy polling (`busy_poll.rs`): the packets of a request/response exchange are found
+/// by polling, without a wake-up; once the exchange ends the engine sleeps again.
+#[test]
+fn request_response_is_busy_polled_and_an_idle_engine_sleeps() {
+    let mut tb = setup();
+    tcp_echo(&tb, "127.0.0.1:5300");
     start_engine(&mut tb);
     let b = tb.b.clone();
     std::thread::spawn(move || {
@@ -631,20 +636,7 @@ fn wakeups_in(tb: &Testbed, secs: u64) -> u64 {
 #[test]
 fn an_idle_engine_wakes_about_once_a_second_with_or_without_open_connections() {
     let mut tb = setup();
-    let a = tb.a.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    // Not joined: holds its connection until the test process ends.
-    std::thread::spawn(move || {
-        netbind_testbed::enter(format!("/run/netns/{a}")).unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:5301").unwrap();
-        ready_tx.send(()).unwrap();
-        let (mut c, _) = l.accept().unwrap();
-        let mut byte = [0u8; 1];
-        while std::io::Read::read(&mut c, &mut byte).is_ok_and(|n| n == 1) {
-            std::io::Write::write_all(&mut c, &byte).unwrap();
-        }
-    });
-    ready_rx.recv().unwrap();
+    tcp_echo(&tb, "127.0.0.1:5301");
     start_engine(&mut tb);
     std::thread::sleep(Duration::from_millis(1100));
     // Once a second, plus what the guest's kernel sends (router solicitations, MLD);

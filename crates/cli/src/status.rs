@@ -55,7 +55,15 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
                 },
                 "changes": journal.entries.iter().filter(|e| e.interface == *name).count(),
                 "servedBy": state.server_of(name),
-                "engine": state.server_of(name).and_then(|_| state.engine_stats(name)),
+                "engine": state
+                    .server_of(name)
+                    .and_then(|_| state.engine_stats(name))
+                    .map(|stats| {
+                        stats
+                            .into_iter()
+                            .map(|(k, v)| (camel_case(&k), serde_json::Value::from(v)))
+                            .collect::<serde_json::Map<_, _>>()
+                    }),
             })
         })
         .collect();
@@ -73,6 +81,23 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
         StatusOutput::Table => output::stdout(&status_table(&doc)),
     }
     Ok(Outcome::Ok)
+}
+
+/// `flows_now` → `flowsNow`: the engine's counter names as the other keys are spelled.
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What `up` with this manifest would change now: the manifest planned against the saved
@@ -151,13 +176,13 @@ fn status_table(doc: &serde_json::Value) -> String {
             out.push_str(&format!(
                 "  user-mode engine: flows {}/{}; guest frames in {} (malformed {}), out {} \
                  (dropped {}); refused, table full {}\n",
-                n(&e["flows_now"]),
-                n(&e["flows_cap"]),
-                n(&e["rx_frames"]),
-                n(&e["rx_malformed"]),
-                n(&e["tx_frames"]),
-                n(&e["tx_dropped_full"]),
-                n(&e["refused_full"]),
+                n(&e["flowsNow"]),
+                n(&e["flowsCap"]),
+                n(&e["rxFrames"]),
+                n(&e["rxMalformed"]),
+                n(&e["txFrames"]),
+                n(&e["txDroppedFull"]),
+                n(&e["refusedFull"]),
             ));
         }
     }
@@ -195,4 +220,13 @@ fn status_table(doc: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_names_become_camel_case() {
+        assert_eq!(super::camel_case("tx_dropped_full"), "txDroppedFull");
+        assert_eq!(super::camel_case("flows"), "flows");
+    }
 }

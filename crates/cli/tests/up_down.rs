@@ -527,8 +527,8 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         .find(|d| d["interfaces"][0]["engine"].is_object())
         .expect("status never showed the engine's counters");
     let engine = &doc["interfaces"][0]["engine"];
-    assert_eq!(engine["flows_cap"], 65536, "{doc}");
-    assert_eq!(engine["flows_now"], 0, "{doc}");
+    assert_eq!(engine["flowsCap"], 65536, "{doc}");
+    assert_eq!(engine["flowsNow"], 0, "{doc}");
     let table = s.status("table");
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(

@@ -320,10 +320,11 @@ fn serve_these(
     }
 
     let names: Vec<String> = services.iter().map(runner::Service::name).collect();
+    let services_stop = runner::Stop::new();
     let threads: Vec<_> = services
         .into_iter()
         .map(|s| {
-            let stop = Arc::clone(stop);
+            let stop = Arc::clone(&services_stop);
             std::thread::spawn(move || s.run(stop))
         })
         .collect();
@@ -335,8 +336,15 @@ fn serve_these(
             names.join(", ")
         ));
     }
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+    // Asleep until a signal: SIGTERM/SIGINT (their handler also sets `stop`, which covers
+    // one that came before this), or SIGCHLD when an engine exits.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGCHLD,
+    ])
+    .context("cannot wait for signals")?;
+    loop {
         for (name, child) in &mut engines {
             if let Ok(Some(status)) = child.try_wait() {
                 output::stderr(&format!(
@@ -345,7 +353,12 @@ fn serve_these(
                 stop.store(true, Ordering::Relaxed);
             }
         }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let _ = signals.wait().count();
     }
+    services_stop.stop();
     stop_engines(&mut engines);
     for (name, t) in names.iter().zip(threads) {
         match t.join() {

@@ -3,7 +3,7 @@
 //! How it works: [`open`] creates, for one planned interface, the sockets its services
 //! need — on whatever network namespace the calling thread is in, so callers open them on
 //! a thread that entered the pod's namespace; a socket stays in the namespace it was made
-//! in. [`Service::run`] then loops on one socket until told to stop:
+//! in. [`Service::run`] then loops on one socket until told to stop ([`Stop`]):
 //! - DHCPv4: UDP 0.0.0.0:67 bound to the link (`SO_BINDTODEVICE`, `SO_REUSEADDR`, so one
 //!   server per link can share the port). Replies always go to 255.255.255.255:68 on that
 //!   link: with the bridge binding the guest's address also sits on a dummy in the pod, so
@@ -19,13 +19,20 @@
 //! (`SO_BINDTODEVICE`, the raw ICMPv6 socket); serving needs none, so a caller can drop
 //! every capability after [`open`].
 //!
+//! Stopping without polling: a service blocks in its receive with no timeout (the RA
+//! sender until its next advertisement is due), so an idle service does not wake. [`Stop`]
+//! wakes it: it shuts the read side of every registered socket down, which Linux
+//! answers by ending blocked receives on UDP and raw sockets alike. A service registers
+//! before it checks the flag, and `Stop::stop` sets the flag before it shuts sockets
+//! down, so a stop is never missed.
+//!
 //! Raw and UDP sockets are both driven through `std::net::UdpSocket` (a socket2 socket
 //! converts into one; `recv_from`/`send_to` are the same system calls for both), which
 //! keeps this module free of `unsafe`.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use netbind_plan::model::{Dhcp4Config, Dhcp6Config, RaConfig};
@@ -35,8 +42,6 @@ use crate::ra;
 use crate::v4::{self, Server4};
 use crate::v6::Server6;
 
-/// How often a blocked receive wakes up to look at the stop flag.
-const POLL: Duration = Duration::from_millis(250);
 const RA_INTERVAL: Duration = Duration::from_secs(60);
 const RA_MIN_GAP: Duration = Duration::from_secs(3);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -102,9 +107,21 @@ impl Service {
         }
     }
 
-    /// Serves until `stop` is set.
-    pub fn run(self, stop: Arc<AtomicBool>) -> Totals {
+    fn socket(&self) -> &UdpSocket {
+        match self {
+            Service::Dhcp4 { socket, .. }
+            | Service::Dhcp6 { socket, .. }
+            | Service::Ra { socket, .. } => socket,
+        }
+    }
+
+    /// Serves until `stop` is given.
+    pub fn run(self, stop: Arc<Stop>) -> Totals {
         let mut totals = Totals::default();
+        if !stop.register(self.socket()) {
+            return totals;
+        }
+        let stop = &stop.flag;
         let mut buf = vec![0u8; 65536];
         match self {
             Service::Dhcp4 {
@@ -115,7 +132,7 @@ impl Service {
                     let n = match socket.recv_from(&mut buf) {
                         Ok((n, _)) => n,
                         Err(e) => {
-                            pause_after(&e);
+                            pause_after(&e, stop);
                             continue;
                         }
                     };
@@ -135,7 +152,7 @@ impl Service {
                     let (n, from) = match socket.recv_from(&mut buf) {
                         Ok(r) => r,
                         Err(e) => {
-                            pause_after(&e);
+                            pause_after(&e, stop);
                             continue;
                         }
                     };
@@ -167,6 +184,10 @@ impl Service {
                         last = Some(Instant::now());
                         solicited = false;
                     }
+                    // Asleep until the next advertisement is due (a solicitation wakes it).
+                    let gap = if solicited { RA_MIN_GAP } else { RA_INTERVAL };
+                    let next = last.map_or(Duration::ZERO, |t| gap.saturating_sub(t.elapsed()));
+                    let _ = socket.set_read_timeout(Some(next.max(Duration::from_millis(1))));
                     match socket.recv_from(&mut buf) {
                         Ok((n, _)) => {
                             totals.received += 1;
@@ -176,7 +197,7 @@ impl Service {
                                 totals.dropped += 1;
                             }
                         }
-                        Err(e) => pause_after(&e),
+                        Err(e) => pause_after(&e, stop),
                     }
                 }
             }
@@ -187,11 +208,48 @@ impl Service {
 
 /// A receive that failed for another reason than the read timeout (the link went away
 /// with a hot-unplug, say) is not retried at once: a lasting error must not become a busy
-/// loop.
-fn pause_after(e: &std::io::Error) {
+/// loop. When stopping (the receive ended because [`Stop`] shut the socket down), the
+/// loop ends at once.
+fn pause_after(e: &std::io::Error, stop: &AtomicBool) {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
-    if !matches!(e.kind(), WouldBlock | TimedOut | Interrupted) {
+    if !stop.load(Ordering::Relaxed) && !matches!(e.kind(), WouldBlock | TimedOut | Interrupted) {
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stops services: sets their flag and wakes the ones blocked in a receive.
+#[derive(Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    /// A handle on each running service's socket (same socket, another descriptor).
+    sockets: Mutex<Vec<Socket>>,
+}
+
+impl Stop {
+    pub fn new() -> Arc<Stop> {
+        Arc::new(Stop::default())
+    }
+
+    /// Ends every service that runs with this `Stop`, now or later.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        for s in sockets.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+    }
+
+    /// Registers a service's socket; false if the service should not start (stopped
+    /// already, or its socket cannot be registered — then it could not be woken).
+    fn register(&self, socket: &UdpSocket) -> bool {
+        let Ok(handle) = socket.try_clone() else {
+            return false;
+        };
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Socket::from(handle));
+        !self.flag.load(Ordering::SeqCst)
     }
 }
 
@@ -229,8 +287,6 @@ fn bound_udp(
         s.set_only_v6(true).map_err(err("set IPV6_V6ONLY"))?;
     }
     s.bind(&addr.into()).map_err(err("bind the server port"))?;
-    s.set_read_timeout(Some(POLL))
-        .map_err(err("set a receive timeout"))?;
     Ok(s)
 }
 
@@ -291,8 +347,6 @@ pub fn open_ra(config: &RaConfig) -> Result<Service, RunnerError> {
         .map_err(err("turn off multicast loop"))?;
     s.join_multicast_v6(&ALL_ROUTERS, index)
         .map_err(err("join ff02::2"))?;
-    s.set_read_timeout(Some(POLL))
-        .map_err(err("set a receive timeout"))?;
     Ok(Service::Ra {
         message: ra::advertisement(config, mac),
         link,

@@ -8,11 +8,10 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netbind_dhcp::runner::{self, Service, Totals};
+use netbind_dhcp::runner::{self, Service, Stop, Totals};
 use netbind_plan::model::{ClasslessRoute, Dhcp4Config, Dhcp6Config, RaConfig};
 use netbind_testbed::Netns;
 
@@ -65,13 +64,13 @@ fn dhcp4() -> Dhcp4Config {
 
 /// Runs services opened inside `ns`; stops and joins them on drop.
 struct Running {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<Totals>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -86,7 +85,7 @@ fn serve(ns: &Netns, open: impl FnOnce() -> Vec<Service> + Send + 'static) -> Ru
     })
     .join()
     .expect("open services");
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let threads = services
         .into_iter()
         .map(|s| {

@@ -115,7 +115,7 @@ impl Service {
         }
     }
 
-    /// Serves until `stop` is given.
+    /// Serves until [`Stop::stop`].
     pub fn run(self, stop: Arc<Stop>) -> Totals {
         let mut totals = Totals::default();
         if !stop.register(self.socket()) {

@@ -316,27 +316,9 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         .expect("an IPv4 address");
     let (address, gateway) = (v4.address, v4.gateway.expect("gateway"));
 
-    let mut child = s.up_command().stderr(Stdio::piped()).spawn().unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap());
-    let mut up = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    let (mut up, _, rx) = up_until(s.up_command(), "it serves", |l| {
+        l.contains("serving dhcp4 on k6t-eth0")
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("up never said it serves: {seen:?}"));
-        let serving = line.contains("serving dhcp4 on k6t-eth0");
-        seen.push(line);
-        if serving {
-            break;
-        }
-    }
 
     // The guest: a veth on the pod's bridge (in place of the tap) with the VM's MAC.
     let guest = Netns::new("guest").expect("guest namespace");
@@ -455,34 +437,14 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
     );
     let s = setup(&manifest, false);
     let domain = s.dir.path().join("domain.json");
-    let mut child = s
-        .up_command()
-        .arg("--domain-out")
-        .arg(&domain)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap());
-    let mut up = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut engine_pid = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while engine_pid.is_none() {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("up never started an engine: {seen:?}"));
-        engine_pid = line
-            .strip_prefix("netbind up: user-mode engine for default: pid ")
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        seen.push(line);
-    }
-    let engine_pid = engine_pid.unwrap();
+    let mut cmd = s.up_command();
+    cmd.arg("--domain-out").arg(&domain);
+    let engine = |l: &str| {
+        l.strip_prefix("netbind up: user-mode engine for default: pid ")
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    };
+    let (mut up, seen, _) = up_until(cmd, "it started an engine", |l| engine(l).is_some());
+    let engine_pid = seen.last().and_then(|l| engine(l)).unwrap();
 
     // The engine lives in the pod's namespace and listens where QEMU is told to connect.
     let own_ns = std::fs::read_link(format!("/proc/{engine_pid}/ns/net")).unwrap();
@@ -649,10 +611,15 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     assert_eq!(s.pod.pod.sh("nft -s list ruleset").unwrap(), cni_rules);
 }
 
-/// Starts a serving `up` and returns it with what it said up to the line naming what it
-/// serves.
-fn serving_up(s: &Setup) -> (Running, String) {
-    let mut up = Running(s.up_command().stderr(Stdio::piped()).spawn().unwrap());
+/// Starts `cmd` (an `up`) with its stderr piped and reads what it says until a line for
+/// which `done` holds (`waiting_for` names it in the failure); returns the process, the
+/// lines so far, and the lines still to come.
+fn up_until(
+    mut cmd: Command,
+    waiting_for: &str,
+    done: impl Fn(&str) -> bool,
+) -> (Running, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut up = Running(cmd.stderr(Stdio::piped()).spawn().unwrap());
     let lines = BufReader::new(up.0.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -660,17 +627,24 @@ fn serving_up(s: &Setup) -> (Running, String) {
             let _ = tx.send(line);
         }
     });
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
-    loop {
+    while !seen.last().is_some_and(|l: &String| done(l)) {
         let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("up never said what it serves: {seen:?}"));
-        let done = line.contains("serving ") || line.contains("nothing to serve");
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("up never said {waiting_for}: {seen:?}"));
         seen.push(line);
-        if done {
-            return (up, seen.join("\n"));
-        }
     }
+    (up, seen, rx)
+}
+
+/// Starts a serving `up` and returns it with what it said up to the line naming what it
+/// serves.
+fn serving_up(s: &Setup) -> (Running, String) {
+    let (up, seen, _) = up_until(s.up_command(), "what it serves", |l| {
+        l.contains("serving ") || l.contains("nothing to serve")
+    });
+    (up, seen.join("\n"))
 }
 
 #[test]
@@ -950,26 +924,7 @@ fn times_run(pid: u32) -> u64 {
 #[test]
 fn a_serving_up_sleeps_while_nothing_happens_and_stops_at_once() {
     let s = setup(MASQUERADE_ONLY, false);
-    let mut child = s.up_command().stderr(Stdio::piped()).spawn().unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap());
-    let mut up = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while !seen
-        .last()
-        .is_some_and(|l: &String| l.contains("SIGTERM to stop"))
-    {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("up never said it serves: {seen:?}"));
-        seen.push(line);
-    }
+    let (mut up, _) = serving_up(&s);
     // DHCPv4, DHCPv6 and RA block in their receives; the main thread waits for signals.
     // (Polling every 250 ms per service and 50 ms in the main loop was 64 runs in 2 s.)
     std::thread::sleep(Duration::from_millis(500));

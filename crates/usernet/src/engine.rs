@@ -98,6 +98,8 @@ pub struct Counters {
     pub retransmits: u64,
     /// Guest TCP segments the socket took only in part (the window was too optimistic).
     pub tcp_send_refused: u64,
+    /// Guest TCP segments held for the socket: after a hole, or refused in part.
+    pub tcp_segments_held: u64,
     pub tcp_bytes_from_guest: u64,
     pub tcp_bytes_to_guest: u64,
     pub udp_bytes_from_guest: u64,
@@ -118,7 +120,7 @@ pub struct Counters {
 impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
-        let fields: [(&str, u64); 34] = [
+        let fields: [(&str, u64); 35] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -132,6 +134,7 @@ impl Counters {
             ("icmp_relayed", self.icmp_relayed),
             ("retransmits", self.retransmits),
             ("tcp_send_refused", self.tcp_send_refused),
+            ("tcp_segments_held", self.tcp_segments_held),
             ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
             ("tcp_bytes_to_guest", self.tcp_bytes_to_guest),
             ("udp_bytes_from_guest", self.udp_bytes_from_guest),
@@ -165,7 +168,7 @@ impl std::fmt::Display for Counters {
             "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
              guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {} → {} datagrams, {} given up); \
              guest tx {} frames {} bytes (dropped, guest side full {}; fragmented {}); \
-             tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, rst {}; udp bytes from/to guest {}/{}; \
+             tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, held {}, rst {}; udp bytes from/to guest {}/{}; \
              icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}; \
              waits polled {} slept {}",
             self.flows_now,
@@ -190,6 +193,7 @@ impl std::fmt::Display for Counters {
             self.tcp_bytes_to_guest,
             self.retransmits,
             self.tcp_send_refused,
+            self.tcp_segments_held,
             self.rst_sent,
             self.udp_bytes_from_guest,
             self.udp_bytes_to_guest,
@@ -219,6 +223,8 @@ pub struct Engine<G> {
     pub(crate) counters: Counters,
     pub(crate) scratch: Box<[u8]>,
     pub(crate) discard: Box<[u8]>,
+    /// Rings for guest TCP data held until the socket takes it (`tcp/held.rs`).
+    pub(crate) held_budget: crate::tcp::held::HeldBudget,
     pub(crate) rng: u64,
     pub(crate) now: Instant,
     pub(crate) ack_pending: Vec<usize>,
@@ -263,6 +269,7 @@ impl<G: GuestTx> Engine<G> {
             counters: Counters::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             discard: Vec::new().into_boxed_slice(),
+            held_budget: Default::default(),
             rng: seed,
             now: Instant::now(),
             ack_pending: Vec::with_capacity(1024),

@@ -12,6 +12,12 @@
 //! What holds: `snd_nxt - snd_una` never exceeds the guest's window; an acknowledgement
 //! for `n` data bytes removes exactly `n` bytes from the socket; the guest is acknowledged
 //! only what the socket accepted, so nothing is acknowledged that could be lost here.
+//! Guest data the socket cannot take yet — segments after a hole, the rest of a segment
+//! `send()` took in part — is held (`held.rs`) and reported in SACK blocks when the guest
+//! permits them, so a lost or reordered segment costs the guest one resend of the hole,
+//! not of its whole window. A reset from the guest counts only at exactly the expected
+//! sequence number; one elsewhere in the window gets a challenge ACK, others nothing
+//! (RFC 5961 §3).
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -19,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use super::held::{Held, HeldBudget};
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment};
 use crate::frame::{ETH_HLEN, GuestTx, Out, TxMeta, ip_hlen};
 use crate::sys;
@@ -80,6 +87,9 @@ pub mod flags {
     pub const ACK_DELAYABLE: u16 = 1 << 13;
     /// Queued in the engine's delayed-ACK list.
     pub const ACK_DELAYED: u16 = 1 << 14;
+    /// Guest data the socket refused could not be held: when the socket drains, the
+    /// window update comes with duplicate ACKs, so the guest resends at once.
+    pub const REFUSED_DROPPED: u16 = 1 << 15;
 }
 
 /// The largest segment whose ACK may be delayed (a request, not part of a stream).
@@ -107,6 +117,8 @@ pub struct Stats {
     pub retransmits: u64,
     /// Guest segments `send()` took only part of, or none.
     pub refused: u64,
+    /// Guest segments held for later (after a hole, or refused in part).
+    pub held: u64,
 }
 
 pub struct TcpConn {
@@ -133,6 +145,10 @@ pub struct TcpConn {
     pub adv_wnd: u32,
     /// The send memory the last `SO_MEMINFO` found: the buffer and what was free.
     pub mem: SendMemory,
+    /// The guest permits SACK blocks in our ACKs.
+    pub sack: bool,
+    /// Guest data waiting for the socket (allocated while there is some).
+    pub held: Option<Held>,
     pub stats: Stats,
 }
 
@@ -182,6 +198,8 @@ impl TcpConn {
             flags: 0,
             adv_wnd: 0,
             mem: SendMemory::default(),
+            sack: false,
+            held: None,
             stats: Stats::default(),
         }
     }
@@ -273,12 +291,22 @@ impl TcpConn {
         sent
     }
 
+    /// An ACK, with SACK blocks for the data held beyond the next expected byte.
     pub fn send_ack<G: GuestTx>(&mut self, out: &mut Out<G>) -> bool {
-        self.send_flags(out, self.snd_nxt, ACK, &[])
+        let rcv_nxt = self.rcv_nxt;
+        let blocks = self
+            .held
+            .as_ref()
+            .filter(|_| self.sack)
+            .into_iter()
+            .flat_map(|h| h.sack_blocks())
+            .filter(|&(start, _)| start != rcv_nxt);
+        let (opts, n) = segment::sack_option(blocks);
+        self.send_flags(out, self.snd_nxt, ACK, &opts[..n])
     }
 
     pub fn send_syn<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
-        let (opts, n) = segment::syn_options(self.our_mss, Some(OUR_WSCALE));
+        let (opts, n) = segment::syn_options(self.our_mss, Some(OUR_WSCALE), true);
         self.send_flags(out, self.snd_una, SYN, &opts[..n]);
         self.snd_nxt = self.snd_una.wrapping_add(1);
         self.deadline = Some(now + self.rto);
@@ -286,7 +314,7 @@ impl TcpConn {
 
     pub fn send_synack<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
         let ws = (self.our_ws > 0).then_some(self.our_ws);
-        let (opts, n) = segment::syn_options(self.our_mss, ws);
+        let (opts, n) = segment::syn_options(self.our_mss, ws, self.sack);
         self.send_flags(out, self.snd_una, SYN | ACK, &opts[..n]);
         self.snd_nxt = self.snd_una.wrapping_add(1);
         self.deadline = Some(now + self.rto);
@@ -321,16 +349,18 @@ impl TcpConn {
         Action::Keep
     }
 
-    /// A segment from the guest for this connection.
+    /// A segment from the guest for this connection; `budget` provides the ring for
+    /// data that must be held.
     pub fn on_segment<G: GuestTx>(
         &mut self,
         s: &Segment<'_>,
         out: &mut Out<G>,
         now: Instant,
         discard: &mut [u8],
+        budget: &HeldBudget,
     ) -> Action {
         if s.flags & RST != 0 {
-            return Action::Abort;
+            return self.on_rst(s, out);
         }
         match self.state {
             State::Connecting => return Action::Keep,
@@ -349,6 +379,7 @@ impl TcpConn {
                 }
                 self.mss = self.mss.min(s.mss.unwrap_or(536).max(64));
                 self.snd_wnd = u32::from(s.window);
+                self.sack = s.sack_permitted;
                 self.established();
                 self.send_ack(out);
                 return self.data_from_sock(out, now, discard);
@@ -414,7 +445,14 @@ impl TcpConn {
         if !s.payload.is_empty() {
             let already = self.rcv_nxt.wrapping_sub(s.seq);
             if (already as i32) < 0 {
-                // A hole before this segment: say what we expect (a duplicate ACK).
+                // A hole before this segment: hold it until the hole is filled, and say
+                // what we expect (a duplicate ACK, with SACK blocks for what we hold).
+                self.hold(s.seq, s.payload, budget);
+                if s.flags & FIN != 0
+                    && let Some(h) = self.held.as_mut()
+                {
+                    h.fin = Some(s.seq.wrapping_add(s.payload.len() as u32));
+                }
                 self.send_ack(out);
             } else if already as usize >= s.payload.len() || self.has(GUEST_FIN) {
                 self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
@@ -425,42 +463,34 @@ impl TcpConn {
                 let lone = !self.has(ACK_PENDING)
                     && s.flags & PSH != 0
                     && already == 0
-                    && data.len() <= DELACK_MAX;
+                    && data.len() <= DELACK_MAX
+                    && self.held.is_none();
                 self.flags &= !ACK_DELAYABLE;
-                let took = match self.sock.send(data) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                    Err(_) => return Action::Reset,
+                let Ok(took) = send(&self.sock, data, &[]) else {
+                    return Action::Reset;
                 };
-                self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
-                self.stats.from_guest += took as u64;
+                self.took(took);
                 if took < data.len() {
-                    // The window promised more than the socket took: measure next time.
-                    self.flags |= WND_UPDATE;
-                    self.mem = SendMemory::default();
-                    self.stats.refused += 1;
+                    self.refused(&data[took..], budget);
                 } else {
-                    self.mem.spent = self
-                        .mem
-                        .spent
-                        .saturating_add(took as u32)
-                        .saturating_add(SEND_COST);
                     if lone {
                         self.flags |= ACK_DELAYABLE;
                     }
+                    // The segment may have filled a hole: what was held after it follows.
+                    if self.held.is_some() && self.flush_held(out).is_err() {
+                        return Action::Reset;
+                    }
                 }
-                self.flags |= ACK_PENDING;
             }
         }
         if s.flags & FIN != 0 {
             let fin_seq = s.seq.wrapping_add(s.payload.len() as u32);
             if !self.has(GUEST_FIN) && fin_seq == self.rcv_nxt {
-                self.flags |= GUEST_FIN;
-                self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-                let _ = self.sock.shutdown(std::net::Shutdown::Write);
-                self.send_ack(out);
+                self.guest_fin(out);
             } else if self.has(GUEST_FIN) {
                 self.send_ack(out);
+            } else if let Some(h) = self.held.as_mut() {
+                h.fin = Some(fin_seq); // the data before it is held or yet to come
             }
         }
         if self.has(GUEST_FIN) && self.has(FIN_ACKED) {
@@ -476,6 +506,111 @@ impl TcpConn {
         } else {
             Action::Keep
         }
+    }
+
+    /// A reset from the guest (RFC 5961 §3): it counts at exactly the next expected
+    /// sequence number (in `SynSent`, with the ACK of our SYN); within the window it
+    /// gets a challenge ACK, so that a guest that really reset answers with an exact
+    /// RST; outside, nothing.
+    fn on_rst<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>) -> Action {
+        if self.state == State::SynSent {
+            return if s.flags & ACK != 0 && s.ack == self.snd_nxt {
+                Action::Abort
+            } else {
+                Action::Keep
+            };
+        }
+        if s.seq == self.rcv_nxt {
+            return Action::Abort;
+        }
+        if s.seq.wrapping_sub(self.rcv_nxt) < self.adv_wnd {
+            self.send_ack(out);
+        }
+        Action::Keep
+    }
+
+    /// Counts `took` bytes the socket accepted from the guest; they are owed an ACK.
+    fn took(&mut self, took: usize) {
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
+        self.stats.from_guest += took as u64;
+        self.mem.spent = self
+            .mem
+            .spent
+            .saturating_add(took as u32)
+            .saturating_add(SEND_COST);
+        self.flags |= ACK_PENDING;
+    }
+
+    /// `send()` took only part of a segment: the window promised more than the socket
+    /// takes, so it is measured anew and closed until the socket drains (`on_ready`);
+    /// the `rest` is held, or, without a ring, left for the guest to resend.
+    fn refused(&mut self, rest: &[u8], budget: &HeldBudget) {
+        self.flags |= WND_UPDATE;
+        self.mem = SendMemory::default();
+        self.stats.refused += 1;
+        if !self.hold(self.rcv_nxt, rest, budget) {
+            self.flags |= REFUSED_DROPPED;
+        }
+    }
+
+    /// Holds guest data the socket cannot take yet; false when there is no room.
+    fn hold(&mut self, seq: u32, data: &[u8], budget: &HeldBudget) -> bool {
+        if self.held.is_none() {
+            self.held = Held::new(budget);
+        }
+        let Some(h) = self.held.as_mut() else {
+            return false;
+        };
+        let held = h.insert(self.rcv_nxt, seq, data);
+        self.stats.held += u64::from(held);
+        if h.is_empty() {
+            self.held = None;
+        }
+        held
+    }
+
+    /// Gives the socket the held data that now follows in order (an Err: the socket
+    /// failed); a FIN held behind it follows too. The ring is freed once empty.
+    fn flush_held<G: GuestTx>(&mut self, out: &mut Out<G>) -> Result<(), ()> {
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let (a, b) = h.ready(self.rcv_nxt);
+            let want = a.len() + b.len();
+            if want == 0 {
+                break;
+            }
+            let took = send(&self.sock, a, b).map_err(|_| ())?;
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
+            self.stats.from_guest += took as u64;
+            self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
+            if took < want {
+                self.flags |= WND_UPDATE;
+                self.mem = SendMemory::default();
+                break;
+            }
+        }
+        h.forget_before(self.rcv_nxt);
+        let fin = h.fin == Some(self.rcv_nxt);
+        if fin {
+            h.fin = None;
+        }
+        if h.is_empty() {
+            self.held = None;
+        }
+        if fin {
+            self.guest_fin(out);
+        }
+        Ok(())
+    }
+
+    /// The guest's FIN, in order: the socket is shut down for writing.
+    fn guest_fin<G: GuestTx>(&mut self, out: &mut Out<G>) {
+        self.flags |= GUEST_FIN;
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        self.send_ack(out);
     }
 
     fn established(&mut self) {
@@ -647,10 +782,18 @@ impl TcpConn {
             State::Established => {
                 if writable && self.has(WND_UPDATE) {
                     self.flags &= !(WND_UPDATE | WND_WAIT);
-                    // A window update, then three duplicates: the guest resends at once
-                    // what the socket refused instead of waiting for its timer.
-                    for _ in 0..4 {
-                        self.send_ack(out);
+                    if self.flush_held(out).is_err() {
+                        return Action::Reset;
+                    }
+                    if !self.has(WND_UPDATE) {
+                        // The socket took what was held: a window update. When refused
+                        // data was dropped instead, three duplicates follow, so the guest
+                        // resends it at once instead of waiting for its timer.
+                        let n = if self.has(REFUSED_DROPPED) { 4 } else { 1 };
+                        self.flags &= !REFUSED_DROPPED;
+                        for _ in 0..n {
+                            self.send_ack(out);
+                        }
                     }
                 } else if writable && self.has(WND_WAIT) {
                     self.flags &= !WND_WAIT;
@@ -718,6 +861,19 @@ impl TcpConn {
                 action
             }
         }
+    }
+}
+
+/// Writes `a` then `b` to the socket; a full socket takes 0 bytes.
+fn send(sock: &Socket, a: &[u8], b: &[u8]) -> std::io::Result<usize> {
+    let r = if b.is_empty() {
+        sock.send(a)
+    } else {
+        sock.send_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+    };
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        r => r,
     }
 }
 

@@ -53,6 +53,7 @@
 //! machine; this file opens, accepts, dispatches and closes.
 
 pub mod conn;
+pub mod held;
 pub mod segment;
 
 use std::net::SocketAddr;
@@ -91,12 +92,13 @@ impl<G: GuestTx> Engine<G> {
             flows,
             out,
             discard,
+            held_budget,
             ..
         } = self;
         let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
             return;
         };
-        let action = c.on_segment(&s, out, now, discard);
+        let action = c.on_segment(&s, out, now, discard, held_budget);
         self.tcp_after(slot, action);
     }
 
@@ -152,6 +154,7 @@ impl<G: GuestTx> Engine<G> {
             conn.our_ws = 0;
         }
         conn.mss = conn.our_mss.min(s.mss.unwrap_or(536).max(64));
+        conn.sack = s.sack_permitted;
         self.tcp_insert(key, conn);
         self.counters.tcp_opened += 1;
     }
@@ -215,6 +218,7 @@ impl<G: GuestTx> Engine<G> {
         self.counters.tcp_bytes_to_guest += st.to_guest;
         self.counters.retransmits += st.retransmits;
         self.counters.tcp_send_refused += st.refused;
+        self.counters.tcp_segments_held += st.held;
         if c.has(flags::ACK_PENDING) && !c.has(flags::ACK_QUEUED) {
             c.flags |= flags::ACK_QUEUED;
             self.ack_pending.push(slot);

@@ -36,6 +36,8 @@ pub struct Segment<'a> {
     pub window: u16,
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
+    /// The SYN permits selective acknowledgements (RFC 2018).
+    pub sack_permitted: bool,
     pub payload: &'a [u8],
 }
 
@@ -46,9 +48,9 @@ impl<'a> Segment<'a> {
         if hl < TCP_HLEN || hl > l4.len() {
             return Err(SegmentError::Malformed);
         }
-        let (mss, wscale) = match packet.options_summary() {
-            Ok(o) => (o.max_segment_size, o.window_scale),
-            Err(_) => (None, None),
+        let (mss, wscale, sack_permitted) = match packet.options_summary() {
+            Ok(o) => (o.max_segment_size, o.window_scale, o.sack_permitted),
+            Err(_) => (None, None, false),
         };
         Ok(Segment {
             src_port: packet.src_port(),
@@ -59,6 +61,7 @@ impl<'a> Segment<'a> {
             window: packet.window_len(),
             mss,
             wscale,
+            sack_permitted,
             payload: &l4[hl..],
         })
     }
@@ -133,13 +136,41 @@ fn write_headers(
     (l4, tcp_len)
 }
 
-/// SYN options: MSS, and window scale when `wscale` is given.
-pub fn syn_options(mss: u16, wscale: Option<u8>) -> ([u8; 8], usize) {
+/// SYN options: MSS, window scale when `wscale` is given, SACK-permitted when `sack`.
+pub fn syn_options(mss: u16, wscale: Option<u8>, sack: bool) -> ([u8; 12], usize) {
     let m = mss.to_be_bytes();
-    match wscale {
-        Some(ws) => ([2, 4, m[0], m[1], 1, 3, 3, ws], 8),
-        None => ([2, 4, m[0], m[1], 0, 0, 0, 0], 4),
+    let mut o = [0u8; 12];
+    o[..4].copy_from_slice(&[2, 4, m[0], m[1]]);
+    let mut n = 4;
+    if let Some(ws) = wscale {
+        o[n..n + 4].copy_from_slice(&[1, 3, 3, ws]);
+        n += 4;
     }
+    if sack {
+        o[n..n + 4].copy_from_slice(&[1, 1, 4, 2]);
+        n += 4;
+    }
+    (o, n)
+}
+
+/// Most SACK blocks an ACK carries: 3 fit beside other options, as Linux sends them.
+pub const SACK_BLOCKS: usize = 3;
+
+/// The SACK option (two NOPs first, for alignment) with `blocks`; its length, 0 when
+/// there are no blocks.
+pub fn sack_option(blocks: impl Iterator<Item = (u32, u32)>) -> ([u8; 4 + 8 * SACK_BLOCKS], usize) {
+    let mut o = [0u8; 4 + 8 * SACK_BLOCKS];
+    let mut n = 4;
+    for (start, end) in blocks.take(SACK_BLOCKS) {
+        o[n..n + 4].copy_from_slice(&start.to_be_bytes());
+        o[n + 4..n + 8].copy_from_slice(&end.to_be_bytes());
+        n += 8;
+    }
+    if n == 4 {
+        return (o, 0);
+    }
+    o[..4].copy_from_slice(&[1, 1, 5, (n - 2) as u8]);
+    (o, n)
 }
 
 #[cfg(test)]
@@ -154,5 +185,22 @@ mod tests {
         assert!(Segment::parse(&h).is_err());
         h[12] = 0x40; // 16 bytes: shorter than a header
         assert!(Segment::parse(&h).is_err());
+    }
+
+    #[test]
+    fn sack_option_lists_its_blocks_after_two_nops() {
+        let (o, n) = sack_option([(1, 2), (3, 4)].into_iter());
+        assert_eq!(
+            &o[..n],
+            &[1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4]
+        );
+        assert_eq!(sack_option(std::iter::empty()).1, 0);
+    }
+
+    #[test]
+    fn syn_options_offer_sack_only_when_asked() {
+        let (o, n) = syn_options(1460, Some(7), true);
+        assert_eq!(&o[..n], &[2, 4, 5, 180, 1, 3, 3, 7, 1, 1, 4, 2]);
+        assert_eq!(syn_options(1460, None, false).1, 4);
     }
 }

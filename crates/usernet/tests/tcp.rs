@@ -761,3 +761,180 @@ fn with_offloads_data_leaves_as_super_segments_with_partial_checksums() {
         "the checksum field holds the pseudo-header sum"
     );
 }
+
+/// The SYN options of a guest offering MSS 1460 and SACK.
+const MSS_SACK: [u8; 8] = [2, 4, 0x05, 0xb4, 1, 1, 4, 2];
+
+#[test]
+fn sack_is_permitted_back_only_to_a_guest_that_offers_it() {
+    let (_l, port) = server();
+    let mut h = Harness::new(config());
+    h.send(&tcp_frame(
+        guest4(40030),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &MSS_SACK,
+        &[],
+    ));
+    let t = from_server(&mut h, "SYN-ACK", |t| t.flags == SYN | ACK);
+    assert!(t.sack_permitted());
+    let opts = [2, 4, 0x05, 0xb4];
+    h.send(&tcp_frame(
+        guest4(40031),
+        gw4(port),
+        7,
+        0,
+        SYN,
+        65535,
+        &opts,
+        &[],
+    ));
+    let t = from_server(&mut h, "SYN-ACK", |t| {
+        t.flags == SYN | ACK && t.dst_port == 40031
+    });
+    assert!(!t.sack_permitted());
+}
+
+/// A lost or reordered guest segment costs one resend of the hole: what came after it
+/// is held (the duplicate ACK names it in a SACK block), and when the hole is filled
+/// both reach the server in order under one ACK.
+#[test]
+fn a_segment_after_a_hole_is_held_and_delivered_once_the_hole_is_filled() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect_with(&mut h, guest4(40032), gw4(port), &MSS_SACK);
+    let (mut s, _) = l.accept().unwrap();
+    let first = c.seg(ACK, b"first-");
+    let second = c.seg(ACK | PSH, b"second");
+    h.send(&second);
+    let dup = from_server(&mut h, "duplicate ACK", |t| t.flags == ACK);
+    assert_eq!(dup.ack, c.snd_nxt - 12, "the hole is still expected");
+    assert_eq!(dup.sack_blocks(), vec![(c.snd_nxt - 6, c.snd_nxt)]);
+    h.send(&first);
+    let ack = from_server(&mut h, "ACK of both", |t| t.ack == c.snd_nxt);
+    assert!(ack.sack_blocks().is_empty(), "nothing is held any more");
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"first-second");
+    assert_eq!(h.engine.counters().tcp_segments_held, 1);
+}
+
+#[test]
+fn without_sack_permitted_a_duplicate_ack_carries_no_sack_blocks() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40033), gw4(port), 1460, None);
+    let (mut s, _) = l.accept().unwrap();
+    let first = c.seg(ACK, b"abc");
+    let second = c.seg(ACK, b"def");
+    h.send(&second);
+    let dup = from_server(&mut h, "duplicate ACK", |t| t.flags == ACK);
+    assert!(dup.sack_blocks().is_empty());
+    h.send(&first);
+    from_server(&mut h, "ACK of both", |t| t.ack == c.snd_nxt);
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"abcdef");
+}
+
+#[test]
+fn a_fin_after_a_hole_ends_the_stream_once_the_hole_is_filled() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect_with(&mut h, guest4(40034), gw4(port), &MSS_SACK);
+    let (mut s, _) = l.accept().unwrap();
+    let first = c.seg(ACK, b"abc");
+    let last = c.seg(FIN | ACK, b"def");
+    h.send(&last);
+    h.send(&first);
+    from_server(&mut h, "ACK of data and FIN", |t| t.ack == c.snd_nxt);
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"abcdef", "data, then end of stream");
+}
+
+/// A guest that sends past the offered window into a socket nobody reads: what
+/// `send()` refuses is held, and reaches the reader once it drains, with no resend.
+#[test]
+fn data_the_socket_refuses_is_held_and_delivered_when_it_drains() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40035), gw4(port), 65480, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let chunk = vec![9u8; 16384];
+    let mut sent: u64 = 0;
+    let mut after_refusal = 0;
+    for _ in 0..4000 {
+        h.engine.guest_frame(&c.seg(ACK, &chunk));
+        h.engine.flush();
+        sent += chunk.len() as u64;
+        if h.engine.counters().tcp_send_refused > 0 {
+            after_refusal += 1;
+            if after_refusal == 4 {
+                break;
+            }
+        }
+    }
+    assert_eq!(after_refusal, 4, "the socket never refused data");
+    assert!(h.engine.counters().tcp_segments_held >= 4);
+    s.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read: u64 = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while read < sent && std::time::Instant::now() < end {
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n].iter().all(|&b| b == 9));
+            read += n as u64;
+        }
+        h.pump(Duration::from_millis(2));
+    }
+    assert_eq!(read, sent, "the reader got every byte the guest sent once");
+    let acks: Vec<Tcp> = h
+        .take()
+        .into_iter()
+        .filter(|g| g.proto == PROTO_TCP)
+        .map(|g| g.tcp())
+        .collect();
+    assert!(
+        acks.iter().any(|t| t.ack == c.snd_nxt),
+        "the guest hears that everything arrived"
+    );
+}
+
+#[test]
+fn a_reset_outside_the_window_is_ignored() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40036), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let far = c.snd_nxt.wrapping_add(10_000_000);
+    h.send(&tcp_frame(c.me, c.peer, far, 0, RST, 0, &[], &[]));
+    h.expect_none("answer to a far RST", Duration::from_millis(50), |g| {
+        g.proto == PROTO_TCP
+    });
+    assert_eq!(h.engine.flow_count(), 1, "the connection lives on");
+    h.send(&c.seg(ACK | PSH, b"still here"));
+    let mut buf = [0u8; 10];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still here");
+}
+
+#[test]
+fn a_reset_inside_the_window_gets_a_challenge_ack_and_keeps_the_connection() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let c = connect(&mut h, guest4(40037), gw4(port), 1460, Some(7));
+    let _s = l.accept().unwrap();
+    let near = c.snd_nxt.wrapping_add(100);
+    h.send(&tcp_frame(c.me, c.peer, near, 0, RST, 0, &[], &[]));
+    let challenge = from_server(&mut h, "challenge ACK", |t| t.flags == ACK);
+    assert_eq!(challenge.ack, c.snd_nxt);
+    assert_eq!(h.engine.flow_count(), 1);
+}

@@ -172,14 +172,12 @@ impl Held {
     /// others in sequence order.
     pub fn sack_blocks(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         let latest = self.ranges.iter().copied().find(|r| r.0 == self.latest);
-        latest
-            .into_iter()
-            .chain(
-                self.ranges
-                    .iter()
-                    .copied()
-                    .filter(move |r| Some(*r) != latest),
-            )
+        latest.into_iter().chain(
+            self.ranges
+                .iter()
+                .copied()
+                .filter(move |r| Some(*r) != latest),
+        )
     }
 }
 

@@ -152,6 +152,47 @@ pub struct Tcp {
 }
 
 impl Tcp {
+    /// The SACK blocks of the segment's options.
+    pub fn sack_blocks(&self) -> Vec<(u32, u32)> {
+        let o = &self.options;
+        let mut i = 0;
+        while i < o.len() {
+            match o[i] {
+                0 => break,
+                1 => i += 1,
+                5 => {
+                    let len = usize::from(o[i + 1]);
+                    return o[i + 2..i + len]
+                        .chunks(8)
+                        .map(|b| {
+                            (
+                                u32::from_be_bytes(b[0..4].try_into().unwrap()),
+                                u32::from_be_bytes(b[4..8].try_into().unwrap()),
+                            )
+                        })
+                        .collect();
+                }
+                _ => i += usize::from(o[i + 1]).max(2),
+            }
+        }
+        Vec::new()
+    }
+
+    /// Whether the segment's options include SACK-permitted.
+    pub fn sack_permitted(&self) -> bool {
+        let o = &self.options;
+        let mut i = 0;
+        while i < o.len() {
+            match o[i] {
+                0 => break,
+                1 => i += 1,
+                4 => return true,
+                _ => i += usize::from(*o.get(i + 1).unwrap_or(&2)).max(2),
+            }
+        }
+        false
+    }
+
     pub fn mss(&self) -> Option<u16> {
         let o = &self.options;
         let mut i = 0;
@@ -395,13 +436,18 @@ pub fn connect(
     mss: u16,
     wscale: Option<u8>,
 ) -> GuestConn {
-    let isn = 1000;
     let m = mss.to_be_bytes();
     let mut opts = vec![2, 4, m[0], m[1]];
     if let Some(ws) = wscale {
         opts.extend([1, 3, 3, ws]);
     }
-    h.send(&tcp_frame(me, peer, isn, 0, SYN, 65535, &opts, &[]));
+    connect_with(h, me, peer, &opts)
+}
+
+/// As [`connect`], with the SYN's options as given.
+pub fn connect_with(h: &mut Harness, me: SocketAddr, peer: SocketAddr, opts: &[u8]) -> GuestConn {
+    let isn = 1000;
+    h.send(&tcp_frame(me, peer, isn, 0, SYN, 65535, opts, &[]));
     let synack = h.expect("SYN-ACK", |g| {
         g.proto == PROTO_TCP && g.tcp().flags == SYN | ACK && g.tcp().dst_port == me.port()
     });

@@ -39,6 +39,10 @@
 //!   inherit descriptors ([`GuestOptions::fds`], e.g. a macvtap's `/dev/tap<ifindex>` for
 //!   `-netdev tap,fd=N`), opened by a shell redirection in front of it.
 //!
+//! - **Lossy links** ([`lossy::LossyLink`]): a user-space Ethernet link between two
+//!   ends (taps, or the engine's stream socket) that drops, reorders and duplicates
+//!   frames as a seeded generator picks, for the tests of recovery from loss.
+//!
 //! What holds: nothing this crate creates outlives its guard (namespaces, CNI attachments,
 //! processes, temp dirs), even when a test panics; nothing touches the machine's own links,
 //! routes or rulesets; a test that cannot run (not root, a tool missing) gets an error
@@ -50,6 +54,7 @@ mod cmd;
 mod cni;
 mod cpio;
 mod guest;
+pub mod lossy;
 mod netns;
 mod pod;
 

@@ -139,14 +139,22 @@ pub fn netns_path(name: &str) -> PathBuf {
 /// with a virtio-net header and offloads: the namespace's stack hands over TCP segments
 /// of up to 64 KiB with partial checksums, and takes them the same way, whatever the MTU.
 pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    open_tap_with(name, true)
+}
+
+/// As [`open_tap`]; without `offloads`, a plain tap (no virtio-net header): one frame of
+/// at most the MTU per read, with full checksums, as a NIC without offloads sees them.
+pub fn open_tap_with(name: &str, offloads: bool) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let fd = OwnedFd::from(file);
-    sys::tun_set_tap(fd.as_fd(), name, true)?;
-    sys::tun_set_offload(fd.as_fd(), OFFLOADS)?;
+    sys::tun_set_tap(fd.as_fd(), name, offloads)?;
+    if offloads {
+        sys::tun_set_offload(fd.as_fd(), OFFLOADS)?;
+    }
     Ok(fd)
 }
 
@@ -155,6 +163,16 @@ pub fn create_in_netns(
     netns: &str,
     name: &str,
     cfg: &EngineConfig,
+) -> Result<OwnedFd, AttachError> {
+    create_in_netns_with(netns, name, cfg, true)
+}
+
+/// As [`create_in_netns`]; `offloads` as in [`open_tap_with`].
+pub fn create_in_netns_with(
+    netns: &str,
+    name: &str,
+    cfg: &EngineConfig,
+    offloads: bool,
 ) -> Result<OwnedFd, AttachError> {
     let ns_file = File::open(netns_path(netns)).map_err(|source| AttachError::Netns {
         name: netns.into(),
@@ -170,7 +188,7 @@ pub fn create_in_netns(
                 source: e.into(),
             }
         })?;
-        let fd = open_tap(&name_owned).map_err(|source| AttachError::Tap {
+        let fd = open_tap_with(&name_owned, offloads).map_err(|source| AttachError::Tap {
             name: name_owned.clone(),
             source,
         })?;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use super::held::{Held, HeldBudget};
+use super::held::{Held, HeldBudget, RING};
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment};
 use crate::frame::{ETH_HLEN, GuestTx, Out, TxMeta, ip_hlen};
 use crate::sys;
@@ -137,6 +137,11 @@ pub struct TcpConn {
     /// MSS we announce to the guest.
     pub our_mss: u16,
     pub dup_acks: u8,
+    /// In loss recovery until the guest acknowledges this (`snd_nxt` when it began):
+    /// duplicate ACKs meanwhile answer our resends and start nothing.
+    pub recover: Option<u32>,
+    /// `snd_nxt` when the hole was last resent: SACKed data beyond it was sent later.
+    pub resent_edge: u32,
     pub retries: u8,
     pub rto: Duration,
     pub deadline: Option<Instant>,
@@ -192,6 +197,8 @@ impl TcpConn {
             mss: our_mss,
             our_mss,
             dup_acks: 0,
+            recover: None,
+            resent_edge: 0,
             retries: 0,
             rto: RTO_INIT,
             deadline: None,
@@ -244,7 +251,7 @@ impl TcpConn {
         let m = self.mem;
         let bound = m.free.saturating_sub(m.spent);
         if bound >= m.sndbuf / 2 && m.sndbuf > 0 {
-            self.adv_wnd = bound - bound / 8;
+            self.adv_wnd = (bound - bound / 8).min(RING as u32);
             return;
         }
         let Ok((sndbuf, queued)) = sys::send_memory(self.sock.as_fd()) else {
@@ -257,7 +264,7 @@ impl TcpConn {
             free,
             spent: 0,
         };
-        self.adv_wnd = free - free / 8;
+        self.adv_wnd = (free - free / 8).min(RING as u32);
         if free < sndbuf / 2 && !self.has(WND_WAIT) && !sys::writable_or_arm(self.sock.as_fd()) {
             self.flags |= WND_WAIT;
         }
@@ -420,6 +427,15 @@ impl TcpConn {
                 self.retries = 0;
                 self.rto = RTO_INIT;
                 self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.rto);
+                match self.recover {
+                    Some(r) if before(self.snd_una, r) && self.sack => {
+                        // A partial ACK in recovery: the next hole goes at once.
+                        self.resend_hole(s, out, discard);
+                        self.resent_edge = self.snd_nxt;
+                    }
+                    Some(r) if before(self.snd_una, r) => {}
+                    _ => self.recover = None,
+                }
             } else if acked == 0 && inflight == 0 {
                 // Nothing outstanding: an answer to a zero-window probe (or a window
                 // update). The guest is alive; probing goes on as long as it answers.
@@ -429,13 +445,9 @@ impl TcpConn {
                 && s.flags & FIN == 0
                 && inflight > 0
                 && wnd == self.snd_wnd
+                && !s.dsack()
             {
-                self.dup_acks = self.dup_acks.saturating_add(1);
-                if self.dup_acks == 3 {
-                    self.rewind();
-                    self.stats.retransmits += 1;
-                    self.flags |= TX_KICK;
-                }
+                self.on_dup_ack(s, out, discard);
             }
             if wnd != self.snd_wnd {
                 self.flags |= (self.flags & TX_STALLED) << 1;
@@ -613,6 +625,48 @@ impl TcpConn {
         self.send_ack(out);
     }
 
+    /// A duplicate ACK (one that reports a duplicate we sent is not). With SACK, the
+    /// guest's blocks say what it holds beyond the hole: the first such ACK resends the
+    /// hole (the guest is one hop away, so data after a hole means a loss, not a late
+    /// packet; a rare mistake costs one segment the guest reports as a duplicate); in
+    /// the recovery, a block that covers data sent after our last resend while the hole
+    /// is still there means that resend was lost too, and it goes again. Without SACK,
+    /// three duplicates go back to the first unacknowledged byte; in the recovery,
+    /// duplicates answer our resends and start nothing.
+    fn on_dup_ack<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
+        let sacked_to = s
+            .sack
+            .iter()
+            .flatten()
+            .map(|&(_, end)| end)
+            .filter(|&end| {
+                let d = end.wrapping_sub(self.snd_una);
+                d > 0 && d <= self.snd_nxt.wrapping_sub(self.snd_una)
+            })
+            .max_by_key(|&end| end.wrapping_sub(self.snd_una));
+        if self.sack
+            && let Some(sacked_to) = sacked_to
+        {
+            let lost_again = self.recover.is_some() && before(self.resent_edge, sacked_to);
+            if self.recover.is_none() || lost_again {
+                self.recover.get_or_insert(self.snd_nxt);
+                self.resend_hole(s, out, discard);
+                self.resent_edge = self.snd_nxt;
+            }
+            return;
+        }
+        if self.recover.is_some() {
+            return;
+        }
+        self.dup_acks = self.dup_acks.saturating_add(1);
+        if self.dup_acks == 3 {
+            self.recover = Some(self.snd_nxt);
+            self.rewind();
+            self.stats.retransmits += 1;
+            self.flags |= TX_KICK;
+        }
+    }
+
     fn established(&mut self) {
         self.state = State::Established;
         self.retries = 0;
@@ -633,13 +687,123 @@ impl TcpConn {
         true
     }
 
-    /// Goes back to the first unacknowledged byte (retransmission).
+    /// Goes back to the first unacknowledged byte (retransmission after a timeout, or
+    /// after duplicate ACKs from a guest without SACK).
     fn rewind(&mut self) {
         self.snd_nxt = self.snd_una;
         self.flags &= !FIN_SENT;
         if !self.has(PEEK_FALLBACK) {
             let _ = sys::set_peek_off(self.sock.as_fd(), 0);
         }
+    }
+
+    /// The largest payload of one segment: with offloads the guest side takes segments of
+    /// up to 64 KiB and cuts them to the guest's MSS itself (or, on a local stack, takes
+    /// them whole).
+    fn max_segment<G: GuestTx>(&self, out: &Out<G>) -> u32 {
+        if out.guest.offloads() {
+            MAX_SUPER_SEGMENT
+        } else {
+            u32::from(self.mss)
+        }
+    }
+
+    /// Builds one data segment with sequence number `seq` from a peek at the socket of
+    /// up to `want` bytes; `skipped` bytes precede it in the queue (passed over by the
+    /// peek on kernels without `SO_PEEK_OFF`; elsewhere the peek offset is already
+    /// there). `None`: the guest side had no room.
+    fn emit_data<G: GuestTx>(
+        &self,
+        out: &mut Out<G>,
+        seq: u32,
+        want: usize,
+        skipped: usize,
+        discard: &mut [u8],
+    ) -> Option<std::io::Result<usize>> {
+        let v6 = self.guest.is_ipv6();
+        let off = segment::payload_offset(v6, 0);
+        let offload = out.guest.offloads();
+        let mss = self.mss;
+        let mut h = self.header(seq, ACK);
+        let fallback = self.has(PEEK_FALLBACK);
+        let fd = self.sock.as_fd();
+        let mut result: Option<std::io::Result<usize>> = None;
+        out.emit_meta(off + want, |buf, mac| {
+            let skip = fallback.then(|| &mut discard[..skipped]);
+            let r = peek(fd, &mut buf[off..off + want], skip);
+            let mut meta = TxMeta::default();
+            let len = match r {
+                Ok(n) if n > 0 => {
+                    if n < want {
+                        h.flags |= PSH;
+                    }
+                    if offload {
+                        meta.csum_start = (ETH_HLEN + ip_hlen(v6)) as u16;
+                        meta.csum_offset = 16;
+                        if n > usize::from(mss) {
+                            meta.gso_size = mss;
+                            meta.gso_v6 = v6;
+                            meta.hdr_len = off as u16;
+                        }
+                        segment::write_partial(buf, mac, &h, n)
+                    } else {
+                        segment::write(buf, mac, &h, &[], n)
+                    }
+                }
+                _ => 0,
+            };
+            result = Some(r);
+            (len, meta)
+        });
+        result
+    }
+
+    /// Sends the bytes `[from, from + len)` again (a hole the guest reported), without
+    /// moving `snd_nxt`; the peek offset is put back where new data continues.
+    fn resend<G: GuestTx>(&mut self, out: &mut Out<G>, from: u32, len: u32, discard: &mut [u8]) {
+        let fin = u32::from(self.has(FIN_SENT));
+        let data_end = self.snd_nxt.wrapping_sub(fin);
+        let len = len.min(data_end.wrapping_sub(from));
+        let head = from.wrapping_sub(self.snd_una);
+        if len == 0 {
+            if fin == 1 && from == data_end {
+                self.send_flags(out, data_end, FIN | ACK, &[]);
+            }
+            return;
+        }
+        let fallback = self.has(PEEK_FALLBACK);
+        if !fallback && sys::set_peek_off(self.sock.as_fd(), head as i32).is_err() {
+            return;
+        }
+        let max_seg = self.max_segment(out);
+        let mut at = 0;
+        while at < len {
+            let want = (len - at).min(max_seg) as usize;
+            match self.emit_data(out, from.wrapping_add(at), want, (head + at) as usize, discard) {
+                Some(Ok(n)) if n > 0 => at += n as u32,
+                _ => break,
+            }
+        }
+        self.stats.retransmits += 1;
+        if !fallback {
+            let sent = data_end.wrapping_sub(self.snd_una);
+            let _ = sys::set_peek_off(self.sock.as_fd(), sent as i32);
+        }
+    }
+
+    /// With SACK, the hole to resend after `snd_una`: up to the first block the guest
+    /// holds (or one MSS when no block says), at most 64 KiB at a time.
+    fn resend_hole<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
+        let una = self.snd_una;
+        let hole = s
+            .sack
+            .iter()
+            .flatten()
+            .map(|&(start, _)| start.wrapping_sub(una))
+            .filter(|&d| d > 0 && d <= self.snd_nxt.wrapping_sub(una))
+            .min()
+            .unwrap_or(u32::from(self.mss));
+        self.resend(out, una, hole.min(65536), discard);
     }
 
     /// Sends what the socket has, as far as the guest's window and the guest side allow.
@@ -653,17 +817,7 @@ impl TcpConn {
         if self.state != State::Established || self.has(FIN_SENT) {
             return Action::Keep;
         }
-        let v6 = self.guest.is_ipv6();
-        let off = segment::payload_offset(v6, 0);
-        // With offloads the guest side takes segments of up to 64 KiB and cuts them to
-        // the guest's MSS itself (or, on a local stack, takes them whole).
-        let offload = out.guest.offloads();
-        let max_seg = if offload {
-            MAX_SUPER_SEGMENT
-        } else {
-            u32::from(self.mss)
-        };
-        let mss = self.mss;
+        let max_seg = self.max_segment(out);
         self.refresh_window();
         loop {
             let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
@@ -679,37 +833,7 @@ impl TcpConn {
                 }
                 return Action::Keep;
             }
-            let mut h = self.header(self.snd_nxt, ACK);
-            let fallback = self.has(PEEK_FALLBACK);
-            let fd = self.sock.as_fd();
-            let mut result: Option<std::io::Result<usize>> = None;
-            out.emit_meta(off + want, |buf, mac| {
-                let skip = fallback.then(|| &mut discard[..inflight as usize]);
-                let r = peek(fd, &mut buf[off..off + want], skip);
-                let mut meta = TxMeta::default();
-                let len = match r {
-                    Ok(n) if n > 0 => {
-                        if n < want {
-                            h.flags |= PSH;
-                        }
-                        if offload {
-                            meta.csum_start = (ETH_HLEN + ip_hlen(v6)) as u16;
-                            meta.csum_offset = 16;
-                            if n > usize::from(mss) {
-                                meta.gso_size = mss;
-                                meta.gso_v6 = v6;
-                                meta.hdr_len = off as u16;
-                            }
-                            segment::write_partial(buf, mac, &h, n)
-                        } else {
-                            segment::write(buf, mac, &h, &[], n)
-                        }
-                    }
-                    _ => 0,
-                };
-                result = Some(r);
-                (len, meta)
-            });
+            let result = self.emit_data(out, self.snd_nxt, want, inflight as usize, discard);
             match result {
                 None => {
                     self.flags |= WANT_TX;
@@ -851,6 +975,7 @@ impl TcpConn {
                     }
                     self.retries = 0;
                 } else {
+                    self.recover = Some(self.snd_nxt);
                     self.rewind();
                     self.stats.retransmits += 1;
                 }
@@ -862,6 +987,11 @@ impl TcpConn {
             }
         }
     }
+}
+
+/// `a` before `b` in sequence space.
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// Writes `a` then `b` to the socket; a full socket takes 0 bytes.

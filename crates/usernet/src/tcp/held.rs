@@ -18,10 +18,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes one connection may hold (a power of two: positions are `seq % RING`).
-pub const RING: usize = 1 << 20;
+/// Bytes one connection may hold (a power of two: positions are `seq % RING`): as much
+/// as the window offered to the guest may reach (it is capped to this; Linux's largest
+/// default send buffer, `tcp_wmem`, is 4 MiB), so whatever the guest sends in the window
+/// can be held. Pages are touched only where data lands.
+pub const RING: usize = 4 << 20;
 /// Rings the whole engine may hold at once.
-pub const BUDGET_RINGS: usize = 32;
+pub const BUDGET_RINGS: usize = 16;
 /// Disjoint ranges one connection may hold.
 pub const MAX_RANGES: usize = 64;
 

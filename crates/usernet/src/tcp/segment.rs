@@ -38,6 +38,8 @@ pub struct Segment<'a> {
     pub wscale: Option<u8>,
     /// The SYN permits selective acknowledgements (RFC 2018).
     pub sack_permitted: bool,
+    /// SACK blocks `[start, end)` (the first three).
+    pub sack: [Option<(u32, u32)>; 3],
     pub payload: &'a [u8],
 }
 
@@ -48,9 +50,14 @@ impl<'a> Segment<'a> {
         if hl < TCP_HLEN || hl > l4.len() {
             return Err(SegmentError::Malformed);
         }
-        let (mss, wscale, sack_permitted) = match packet.options_summary() {
-            Ok(o) => (o.max_segment_size, o.window_scale, o.sack_permitted),
-            Err(_) => (None, None, false),
+        let (mss, wscale, sack_permitted, sack) = match packet.options_summary() {
+            Ok(o) => (
+                o.max_segment_size,
+                o.window_scale,
+                o.sack_permitted,
+                o.sack_ranges,
+            ),
+            Err(_) => (None, None, false, [None; 3]),
         };
         Ok(Segment {
             src_port: packet.src_port(),
@@ -62,8 +69,23 @@ impl<'a> Segment<'a> {
             mss,
             wscale,
             sack_permitted,
+            sack,
             payload: &l4[hl..],
         })
+    }
+
+    /// The first SACK block reports data received twice (a D-SACK, RFC 2883): it lies
+    /// below the acknowledgement, or inside the second block.
+    pub fn dsack(&self) -> bool {
+        match self.sack {
+            [Some((start, end)), second, _] => {
+                (start.wrapping_sub(self.ack) as i32) < 0
+                    || second.is_some_and(|(s2, e2)| {
+                        start.wrapping_sub(s2) as i32 >= 0 && e2.wrapping_sub(end) as i32 >= 0
+                    })
+            }
+            _ => false,
+        }
     }
 
     /// Sequence space the segment takes (payload, SYN, FIN).

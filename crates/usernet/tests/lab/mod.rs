@@ -61,8 +61,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.link.take();
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.engine.take() {
-            let _ = t.join();
+        if let Some(t) = self.engine.take()
+            && let Ok(counters) = t.join()
+        {
+            eprintln!("engine: {counters}");
         }
     }
 }
@@ -306,8 +308,15 @@ impl Lab {
         let secs = start.elapsed().as_secs_f64();
         let server = server.join().map_err(|_| "server panicked".to_string())?;
         let (sent, got) = match way {
-            Way::GuestToFar => (client?, server?),
-            Way::FarToGuest => (server?, client?),
+            Way::GuestToFar => (client, server),
+            Way::FarToGuest => (server, client),
+        };
+        let (sent, got) = match (sent, got) {
+            (Ok(sent), Ok(got)) => (sent, got),
+            (sent, got) => {
+                let say = |r: Result<Side, String>| r.err().unwrap_or_else(|| "ok".into());
+                return Err(format!("sender: {}; receiver: {}", say(sent), say(got)));
+            }
         };
         if got.bytes != sent.bytes || got.digest != sent.digest {
             return Err(format!(

@@ -33,6 +33,13 @@ use crate::sys;
 pub const RTO_INIT: Duration = Duration::from_millis(200);
 pub const RTO_MAX: Duration = Duration::from_secs(10);
 pub const MAX_RETRIES: u8 = 10;
+/// Probes before the retransmission timeout: when data is outstanding and nothing is
+/// acknowledged for two round trips, the first unacknowledged segment goes again (a
+/// lost segment at the end of a flight brings no duplicate ACK that would say so).
+pub const PROBES: u8 = 2;
+/// The probe timeout before a round trip was measured, and its floor.
+pub const PTO_INIT: Duration = Duration::from_millis(20);
+pub const PTO_MIN: Duration = Duration::from_millis(5);
 /// Window scale the engine offers (windows up to 2^30 bytes).
 pub const OUR_WSCALE: u8 = 7;
 /// Largest payload of one segment to a guest side with offloads: the IP length field's
@@ -142,6 +149,13 @@ pub struct TcpConn {
     pub recover: Option<u32>,
     /// `snd_nxt` when the hole was last resent: SACKed data beyond it was sent later.
     pub resent_edge: u32,
+    /// Smoothed round trip to the guest and back (RFC 6298's SRTT), once measured.
+    pub srtt: Option<Duration>,
+    /// The byte whose acknowledgement ends the round trip being timed, and when it left
+    /// (forgotten when anything is resent: Karn's rule).
+    pub rtt_probe: Option<(u32, Instant)>,
+    /// Probes sent since the guest last acknowledged data.
+    pub probes: u8,
     pub retries: u8,
     pub rto: Duration,
     pub deadline: Option<Instant>,
@@ -199,6 +213,9 @@ impl TcpConn {
             dup_acks: 0,
             recover: None,
             resent_edge: 0,
+            srtt: None,
+            rtt_probe: None,
+            probes: 0,
             retries: 0,
             rto: RTO_INIT,
             deadline: None,
@@ -425,8 +442,16 @@ impl TcpConn {
                 self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
                 self.dup_acks = 0;
                 self.retries = 0;
+                self.probes = 0;
                 self.rto = RTO_INIT;
-                self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.rto);
+                if let Some((seq, sent)) = self.rtt_probe
+                    && !before(s.ack, seq)
+                {
+                    let sample = now.saturating_duration_since(sent);
+                    self.srtt = Some(self.srtt.map_or(sample, |v| (v * 7 + sample) / 8));
+                    self.rtt_probe = None;
+                }
+                self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.data_timeout());
                 match self.recover {
                     Some(r) if before(self.snd_una, r) && self.sack => {
                         // A partial ACK in recovery: the next hole goes at once.
@@ -687,9 +712,21 @@ impl TcpConn {
         true
     }
 
+    /// How long outstanding data waits for an acknowledgement: two round trips while
+    /// probes are left, then the retransmission timeout.
+    fn data_timeout(&self) -> Duration {
+        if self.probes >= PROBES {
+            return self.rto;
+        }
+        self.srtt
+            .map_or(PTO_INIT, |s| (s * 2).max(PTO_MIN))
+            .min(self.rto)
+    }
+
     /// Goes back to the first unacknowledged byte (retransmission after a timeout, or
     /// after duplicate ACKs from a guest without SACK).
     fn rewind(&mut self) {
+        self.rtt_probe = None;
         self.snd_nxt = self.snd_una;
         self.flags &= !FIN_SENT;
         if !self.has(PEEK_FALLBACK) {
@@ -771,6 +808,7 @@ impl TcpConn {
             }
             return;
         }
+        self.rtt_probe = None;
         let fallback = self.has(PEEK_FALLBACK);
         if !fallback && sys::set_peek_off(self.sock.as_fd(), head as i32).is_err() {
             return;
@@ -848,7 +886,7 @@ impl TcpConn {
                     self.snd_nxt = self.snd_nxt.wrapping_add(1);
                     self.flags |= FIN_SENT;
                     if self.deadline.is_none() {
-                        self.deadline = Some(now + self.rto);
+                        self.deadline = Some(now + self.data_timeout());
                     }
                     return Action::Keep;
                 }
@@ -856,8 +894,11 @@ impl TcpConn {
                     self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
                     self.stats.to_guest += n as u64;
                     self.flags &= !ACK_PENDING;
+                    if self.rtt_probe.is_none() {
+                        self.rtt_probe = Some((self.snd_nxt, now));
+                    }
                     if self.deadline.is_none() {
-                        self.deadline = Some(now + self.rto);
+                        self.deadline = Some(now + self.data_timeout());
                     }
                     // A short read emptied the queue: data arriving later brings a new
                     // (edge-triggered) wakeup, so peeking again would only say EAGAIN —
@@ -944,6 +985,14 @@ impl TcpConn {
         if now < deadline {
             return Action::Keep;
         }
+        let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
+        if self.state == State::Established && inflight > 0 && self.probes < PROBES {
+            self.probes += 1;
+            let una = self.snd_una;
+            self.resend(out, una, u32::from(self.mss), discard);
+            self.deadline = Some(now + self.data_timeout());
+            return Action::Keep;
+        }
         self.retries += 1;
         if self.retries > MAX_RETRIES {
             return Action::Reset;
@@ -963,7 +1012,6 @@ impl TcpConn {
                 Action::Keep
             }
             State::Established => {
-                let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
                 self.deadline = None;
                 if inflight == 0 {
                     if self.snd_wnd == 0 {

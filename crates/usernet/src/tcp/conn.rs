@@ -37,6 +37,8 @@ pub const MAX_RETRIES: u8 = 10;
 /// acknowledged for two round trips, the first unacknowledged segment goes again (a
 /// lost segment at the end of a flight brings no duplicate ACK that would say so).
 pub const PROBES: u8 = 2;
+/// Most bytes one ACK of the guest may make us resend.
+pub const RESEND_BURST: u32 = 256 * 1024;
 /// The probe timeout before a round trip was measured, and its floor.
 pub const PTO_INIT: Duration = Duration::from_millis(20);
 pub const PTO_MIN: Duration = Duration::from_millis(5);
@@ -147,8 +149,10 @@ pub struct TcpConn {
     /// In loss recovery until the guest acknowledges this (`snd_nxt` when it began):
     /// duplicate ACKs meanwhile answer our resends and start nothing.
     pub recover: Option<u32>,
-    /// `snd_nxt` when the hole was last resent: SACKed data beyond it was sent later.
+    /// `snd_nxt` when holes were last resent: SACKed data beyond it was sent later.
     pub resent_edge: u32,
+    /// How far this recovery resent the holes the guest's SACK blocks showed.
+    pub resent_to: u32,
     /// Smoothed round trip to the guest and back (RFC 6298's SRTT), once measured.
     pub srtt: Option<Duration>,
     /// The byte whose acknowledgement ends the round trip being timed, and when it left
@@ -213,6 +217,7 @@ impl TcpConn {
             dup_acks: 0,
             recover: None,
             resent_edge: 0,
+            resent_to: 0,
             srtt: None,
             rtt_probe: None,
             probes: 0,
@@ -454,9 +459,8 @@ impl TcpConn {
                 self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.data_timeout());
                 match self.recover {
                     Some(r) if before(self.snd_una, r) && self.sack => {
-                        // A partial ACK in recovery: the next hole goes at once.
-                        self.resend_hole(s, out, discard);
-                        self.resent_edge = self.snd_nxt;
+                        // A partial ACK in recovery: the next holes go at once.
+                        self.resend_holes(s, out, discard);
                     }
                     Some(r) if before(self.snd_una, r) => {}
                     _ => self.recover = None,
@@ -674,10 +678,11 @@ impl TcpConn {
         {
             let lost_again = self.recover.is_some() && before(self.resent_edge, sacked_to);
             if self.recover.is_none() || lost_again {
+                // A new recovery, or a resend that was lost: from the first hole again.
                 self.recover.get_or_insert(self.snd_nxt);
-                self.resend_hole(s, out, discard);
-                self.resent_edge = self.snd_nxt;
+                self.resent_to = self.snd_una;
             }
+            self.resend_holes(s, out, discard);
             return;
         }
         if self.recover.is_some() {
@@ -829,19 +834,51 @@ impl TcpConn {
         }
     }
 
-    /// With SACK, the hole to resend after `snd_una`: up to the first block the guest
-    /// holds (or one MSS when no block says), at most 64 KiB at a time.
-    fn resend_hole<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
+    /// With SACK, resends the holes this ACK's blocks reveal above what this recovery
+    /// already resent (`resent_to`): every gap below the highest block the guest holds,
+    /// at most [`RESEND_BURST`] bytes per ACK (the blocks name only the latest ranges
+    /// the guest holds, so a gap may hold data it has; it reports that as a duplicate).
+    /// Without blocks, the first MSS after `snd_una`.
+    fn resend_holes<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
         let una = self.snd_una;
-        let hole = s
-            .sack
-            .iter()
-            .flatten()
-            .map(|&(start, _)| start.wrapping_sub(una))
-            .filter(|&d| d > 0 && d <= self.snd_nxt.wrapping_sub(una))
-            .min()
-            .unwrap_or(u32::from(self.mss));
-        self.resend(out, una, hole.min(65536), discard);
+        let flight = self.snd_nxt.wrapping_sub(una);
+        let mut blocks = [(0u32, 0u32); 3];
+        let mut n = 0;
+        for &(a, b) in s.sack.iter().flatten() {
+            let (a, b) = (a.wrapping_sub(una), b.wrapping_sub(una));
+            if a < b && b <= flight {
+                blocks[n] = (a, b);
+                n += 1;
+            }
+        }
+        let blocks = &mut blocks[..n];
+        blocks.sort_unstable();
+        let mut cursor = self.resent_to.wrapping_sub(una);
+        if cursor > flight {
+            cursor = 0; // `resent_to` is behind `snd_una`: nothing of this flight resent
+        }
+        if blocks.is_empty() {
+            if cursor == 0 {
+                self.resend(out, una, u32::from(self.mss), discard);
+                self.resent_to = una.wrapping_add(u32::from(self.mss));
+            }
+            return;
+        }
+        let mut budget = RESEND_BURST;
+        for &(a, b) in blocks.iter() {
+            if a > cursor && budget > 0 {
+                let len = (a - cursor).min(budget);
+                self.resend(out, una.wrapping_add(cursor), len, discard);
+                budget -= len;
+                if len < a - cursor {
+                    cursor += len;
+                    break;
+                }
+            }
+            cursor = cursor.max(b);
+        }
+        self.resent_to = una.wrapping_add(cursor);
+        self.resent_edge = self.snd_nxt;
     }
 
     /// Sends what the socket has, as far as the guest's window and the guest side allow.

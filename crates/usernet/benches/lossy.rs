@@ -33,12 +33,13 @@ fn main() {
             duplicate: 0.02,
         },
     ];
-    println!(
-        "| link (both directions) | way | engine MB/s | kernel path MB/s | engine / kernel |"
-    );
+    println!("| link (both directions) | way | engine MB/s | kernel path MB/s | engine / kernel |");
     println!("| --- | --- | ---: | ---: | ---: |");
     for (i, imp) in cases.iter().enumerate() {
-        for (way, name) in [(Way::GuestToFar, "guest → far"), (Way::FarToGuest, "far → guest")] {
+        for (way, name) in [
+            (Way::GuestToFar, "guest → far"),
+            (Way::FarToGuest, "far → guest"),
+        ] {
             let mut got = [Vec::new(), Vec::new()];
             for round in 0..rounds {
                 for (k, path) in [PathKind::Engine, PathKind::Kernel].into_iter().enumerate() {

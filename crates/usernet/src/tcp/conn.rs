@@ -253,9 +253,8 @@ impl TcpConn {
     /// The kernel accepts data while the memory queued on the socket is below its send
     /// buffer (`SO_MEMINFO`, which counts packet overhead too, and the last packet may
     /// overshoot). Seven eighths of the free memory leaves room for that overhead, so
-    /// in-window data is accepted whole and nothing the guest sends in good faith is
-    /// dropped (a drop costs the guest a loss recovery, often a 200 ms timeout, as no
-    /// out-of-order data is kept here). When the socket is not writable by the kernel's
+    /// in-window data is accepted whole and seldom has to be held; the window is at most
+    /// one held ring, so whatever the guest sends in it can be. When the socket is not writable by the kernel's
     /// measure (free < a third of the buffer), its write-space wakeup is armed and the
     /// wakeup sends the window update — the guest may be waiting for it.
     ///
@@ -822,7 +821,13 @@ impl TcpConn {
         let mut at = 0;
         while at < len {
             let want = (len - at).min(max_seg) as usize;
-            match self.emit_data(out, from.wrapping_add(at), want, (head + at) as usize, discard) {
+            match self.emit_data(
+                out,
+                from.wrapping_add(at),
+                want,
+                (head + at) as usize,
+                discard,
+            ) {
                 Some(Ok(n)) if n > 0 => at += n as u32,
                 _ => break,
             }

@@ -4,16 +4,20 @@
 //! relay that translates between the two sequence spaces (passt's way):
 //!
 //! - **guest → socket**: an in-order segment is written to the socket with `send()`; what
-//!   the kernel accepted is acknowledged to the guest, what it did not is not (the guest
-//!   resends it). Out-of-order segments are dropped with a duplicate ACK: the guest is
-//!   one hop away, reordering is rare, and keeping them would need a buffer. Because a
-//!   dropped segment costs the guest a loss recovery (often a 200 ms timeout), the window
-//!   offered is what `send()` will certainly take: seven eighths of the free memory of the
-//!   socket's send buffer in the kernel's own accounting (`SO_MEMINFO`). When that gets
-//!   low, the socket's write-space wakeup is armed and brings a window update (the guest
-//!   may be waiting for one). Should `send()` refuse data all the same (tiny segments
-//!   cost more memory than they carry), the window drops to zero, and the socket's
-//!   writability sends a window update plus duplicate ACKs so the guest resends at once.
+//!   the kernel accepted is acknowledged to the guest. A segment after a hole (a frame
+//!   lost or reordered on the way) is *held* (`held.rs`: a ring per connection, allocated
+//!   only while something is held, from an engine-wide budget) and answered at once with
+//!   a duplicate ACK carrying SACK blocks for what is held, so the guest resends just the
+//!   hole; when the hole is filled, the held data follows into the socket. The window
+//!   offered is what `send()` will certainly take: seven eighths of the free memory of
+//!   the socket's send buffer in the kernel's own accounting (`SO_MEMINFO`), at most a
+//!   ring. When that gets low, the socket's write-space wakeup is armed and brings a
+//!   window update (the guest may be waiting for one). Should `send()` refuse data all
+//!   the same (tiny segments cost more memory than they carry), the rest is held too,
+//!   the window drops to zero, and the socket's writability moves the held data on and
+//!   sends a window update (with duplicate ACKs when nothing could be held, so the
+//!   guest resends at once). Without SACK (a guest that does not permit it) the guest
+//!   learns of a hole only from duplicate ACKs and recovers one hole per round trip.
 //!   Each ACK is sent once per batch of guest frames, and the socket is peeked for data
 //!   toward the guest only when an ACK may have let more go. The ACK of a lone small
 //!   pushed segment (a request: at most `DELACK_MAX` bytes, nothing else owed) waits one
@@ -25,8 +29,15 @@
 //!   queue to be dropped in batches, a few KiB can hold the window toward the peer shut
 //!   (Linux offers no window while the free space is under one MSS, 64 KiB on loopback),
 //!   and the peer then waits for an update only consuming brings. The socket's receive
-//!   queue is the retransmission buffer: a timeout or three duplicate ACKs rewind the peek
-//!   offset to the first unacknowledged byte. End of stream becomes FIN to the guest once
+//!   queue is the retransmission buffer: a resend peeks at the offset of the bytes to go
+//!   again. With SACK, the first duplicate ACK whose blocks show data beyond a hole
+//!   starts a recovery that resends every gap the blocks reveal (and a gap again when
+//!   data sent after its resend is reported first: the resend was lost); without SACK,
+//!   three duplicate ACKs go back to the first unacknowledged byte. Duplicate ACKs during
+//!   a recovery and D-SACKs (reports of data received twice) start nothing. When nothing
+//!   is acknowledged for two round trips (measured, Karn's rule), a probe resends the
+//!   first unacknowledged segment, twice, before the retransmission timeout goes back
+//!   to it. End of stream becomes FIN to the guest once
 //!   all data has been peeked; the guest's FIN becomes `shutdown(SHUT_WR)`.
 //!
 //! Why not a user-space stack or per-connection buffers: the kernel already keeps the
@@ -43,6 +54,9 @@
 //! the MTU less headers. A guest side with offloads (a tap with a virtio-net header)
 //! takes segments of up to 64 KiB with a partial checksum, cut at the MSS by the kernel
 //! or taken whole by a local stack; it hands over such segments too. Window scaling is used when the guest offers it (our shift 7).
+//! SACK is permitted when the guest's SYN permits it, and offered in our SYN. A reset
+//! from the guest counts only at exactly the next expected sequence number; elsewhere in
+//! the window it gets a challenge ACK, outside nothing (RFC 5961 §3).
 //! Timers: RTO from 200 ms doubling to 10 s, ten tries, then RST both ways; a zero
 //! window is probed with an old sequence number, for as long as the guest answers the
 //! probes (each answer resets the count of tries). A peer that resets a connection

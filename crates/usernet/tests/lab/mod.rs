@@ -297,7 +297,8 @@ impl Lab {
                 Way::GuestToFar => {
                     let sent = send_all(&mut s, bytes).map_err(|e| e.to_string())?;
                     // Wait for the server's close: the transfer ends when all arrived.
-                    s.set_read_timeout(Some(STALL * 3)).map_err(|e| e.to_string())?;
+                    s.set_read_timeout(Some(STALL * 3))
+                        .map_err(|e| e.to_string())?;
                     let _ = s.read(&mut [0u8; 1]);
                     Ok(sent)
                 }

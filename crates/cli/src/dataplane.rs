@@ -344,12 +344,15 @@ fn serve_these(
         signal_hook::consts::SIGCHLD,
     ])
     .context("cannot wait for signals")?;
+    // What ended on its own, not because we stopped it: `up` then exits non-zero.
+    let mut died: Vec<String> = Vec::new();
     loop {
         for (name, child) in &mut engines {
             if let Ok(Some(status)) = child.try_wait() {
                 output::stderr(&format!(
                     "netbind up: engine of {name} exited ({status}); stopping\n"
                 ));
+                died.push(format!("engine of {name}"));
                 stop.store(true, Ordering::Relaxed);
             }
         }
@@ -366,8 +369,18 @@ fn serve_these(
                 "{name}: received {}, answered {}, dropped {}\n",
                 totals.received, totals.answered, totals.dropped
             )),
-            Err(_) => output::stderr(&format!("{name}: stopped unexpectedly\n")),
+            Err(_) => {
+                output::stderr(&format!("{name}: stopped unexpectedly\n"));
+                died.push(name.clone());
+            }
         }
+    }
+    if !died.is_empty() {
+        output::stderr(&format!(
+            "netbind up: {} ended unexpectedly; the guest lost them\n",
+            died.join(", ")
+        ));
+        return Ok(Outcome::Failed);
     }
     Ok(Outcome::Ok)
 }

@@ -27,8 +27,10 @@
 //! down, so a stop is never missed.
 //!
 //! Raw and UDP sockets are both driven through `std::net::UdpSocket` (a socket2 socket
-//! converts into one; `recv_from`/`send_to` are the same system calls for both), which
-//! keeps this module free of `unsafe`.
+//! converts into one; `send_to` is the same system call for both), which keeps this
+//! module free of `unsafe`. Receives go through [`receive`] (nix's `recvfrom`), not
+//! `UdpSocket::recv_from`: a receive ended by `shutdown` returns no source address,
+//! which std's conversion asserts against (a panic on every stop of a raw socket).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,7 +131,7 @@ impl Service {
             } => {
                 let to = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
                 while !stop.load(Ordering::Relaxed) {
-                    let n = match socket.recv_from(&mut buf) {
+                    let n = match receive(&socket, &mut buf) {
                         Ok((n, _)) => n,
                         Err(e) => {
                             pause_after(&e, stop);
@@ -149,8 +151,9 @@ impl Service {
                 mut server, socket, ..
             } => {
                 while !stop.load(Ordering::Relaxed) {
-                    let (n, from) = match socket.recv_from(&mut buf) {
-                        Ok(r) => r,
+                    let (n, from) = match receive(&socket, &mut buf) {
+                        Ok((n, Some(from))) => (n, from),
+                        Ok((_, None)) => continue, // ended by a stop: no sender
                         Err(e) => {
                             pause_after(&e, stop);
                             continue;
@@ -188,7 +191,8 @@ impl Service {
                     let gap = if solicited { RA_MIN_GAP } else { RA_INTERVAL };
                     let next = last.map_or(Duration::ZERO, |t| gap.saturating_sub(t.elapsed()));
                     let _ = socket.set_read_timeout(Some(next.max(Duration::from_millis(1))));
-                    match socket.recv_from(&mut buf) {
+                    match receive(&socket, &mut buf) {
+                        Ok((0, None)) => {} // ended by a stop
                         Ok((n, _)) => {
                             totals.received += 1;
                             if ra::is_router_solicitation(&buf[..n]) {
@@ -204,6 +208,22 @@ impl Service {
         }
         totals
     }
+}
+
+/// One datagram and its sender (none when the receive was ended by `shutdown`).
+fn receive(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<SocketAddr>)> {
+    use nix::sys::socket::{SockaddrStorage, recvfrom};
+    use std::os::fd::AsRawFd;
+    let (n, from) = recvfrom::<SockaddrStorage>(socket.as_raw_fd(), buf)?;
+    let from = from.and_then(|a| {
+        if let Some(v4) = a.as_sockaddr_in() {
+            Some(SocketAddr::V4(SocketAddrV4::from(*v4)))
+        } else {
+            a.as_sockaddr_in6()
+                .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+        }
+    });
+    Ok((n, from))
 }
 
 /// A receive that failed for another reason than the read timeout (the link went away

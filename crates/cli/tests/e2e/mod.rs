@@ -184,7 +184,7 @@ impl DataPlane {
             .collect()
     }
 
-    /// SIGTERM to every `up`, each exits 0; `down` exits 0; the pod namespace equals its
+    /// SIGTERM to every `up`, each exits 0 with no service panicked or lost; `down` exits 0; the pod namespace equals its
     /// snapshot from before `up`. Prints and returns the `up`s' output (notes, service
     /// counters).
     pub fn finish(mut self, pod: &PodFixture) -> String {
@@ -204,6 +204,13 @@ impl DataPlane {
                 status.and_then(|s| s.code()),
                 Some(0),
                 "a `netbind up` did not exit 0 on SIGTERM ({status:?}):\n{log}"
+            );
+        }
+        // Every service ended by itself: no panic, no service that died on the way.
+        for sign in ["panicked", "stopped unexpectedly", "ended unexpectedly"] {
+            assert!(
+                !log.contains(sign),
+                "`netbind up` said {sign:?} while stopping:\n{log}"
             );
         }
         assert!(

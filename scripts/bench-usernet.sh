@@ -29,7 +29,7 @@
 # 99th percentile of all round trips of all rounds. The last column counts the rounds in
 # which netbind beat both peers, so a median that one lucky or unlucky round moved shows.
 #
-# Usage: sudo scripts/bench-usernet.sh [SECONDS] [ROUNDS]   (defaults 4 and 3; needs
+# Usage (as root): scripts/bench-usernet.sh [SECONDS] [ROUNDS]   (defaults 4 and 3; needs
 # iperf3, passt, slirp4netns, python3; builds target/release/netbind when missing)
 set -euo pipefail
 

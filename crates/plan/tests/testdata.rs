@@ -22,7 +22,12 @@ fn every_vm_in_the_shared_testdata_plans() {
     let mut failures = Vec::new();
     for dir in ["kubevirt-examples", "kubevirt-user-guide"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(testdata().join(dir))
-            .expect("shared testdata is present")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} must exist (the shared/ folder beside the repository): {e}",
+                    testdata().join(dir).display()
+                )
+            })
             .map(|e| e.expect("directory entry").path())
             .filter(|p| {
                 p.extension()

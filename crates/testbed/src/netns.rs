@@ -563,19 +563,32 @@ mod tests {
     fn sysctls_and_real_taps_show_in_the_snapshot() {
         crate::require_privileges(&["ip", "nft"]).unwrap();
         let ns = Netns::new("snap").unwrap();
+        // A new namespace's ip_forward is the host's default (`devconf_inherit_init_net`):
+        // read it, flip it, and expect exactly that change.
         let before = ns.snapshot().unwrap();
+        let was = ns
+            .exec(&["cat", "/proc/sys/net/ipv4/ip_forward"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap();
+        let flipped = if was == "0" { "1" } else { "0" };
         assert!(
             before
                 .to_string()
-                .contains("## sysctl\nnet.ipv4.ip_forward = 0\n"),
-            "{before}"
+                .contains(&format!("## sysctl\nnet.ipv4.ip_forward = {was}\n")),
+            "the snapshot shows net.ipv4.ip_forward = {was} as the namespace has it:\n{before}"
         );
-        ns.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
-            .unwrap();
+        ns.exec(&[
+            "sh",
+            "-c",
+            &format!("echo {flipped} > /proc/sys/net/ipv4/ip_forward"),
+        ])
+        .unwrap();
         let diff = before.diff(&ns.snapshot().unwrap()).expect("a change");
         assert_eq!(
             diff,
-            "## sysctl\n- net.ipv4.ip_forward = 0\n+ net.ipv4.ip_forward = 1\n"
+            format!(
+                "## sysctl\n- net.ipv4.ip_forward = {was}\n+ net.ipv4.ip_forward = {flipped}\n"
+            )
         );
 
         let tap = |user: &str| {

@@ -9,10 +9,16 @@ pub const NETBIND: &str = env!("CARGO_BIN_EXE_netbind");
 
 /// /work/shared/testdata (real manifests from KubeVirt; never edited).
 pub fn testdata() -> PathBuf {
-    PathBuf::from(concat!(
+    let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/testdata"
-    ))
+    ));
+    assert!(
+        dir.is_dir(),
+        "{} must exist (the shared/ folder beside the repository)",
+        dir.display()
+    );
+    dir
 }
 
 /// The validation helper's invalid-spec corpus.

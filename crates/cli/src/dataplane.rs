@@ -531,10 +531,53 @@ fn drop_all_capabilities() -> Result<(), caps::errors::CapsError> {
     Ok(())
 }
 
+/// How long `down` waits for a serving `up` to end after SIGTERM.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(15);
+
+/// Sends SIGTERM to each serving `up` and waits until none serves any more; the PID of
+/// one still there after `wait`.
+fn stop_servers(dir: &std::path::Path, pids: &[u32], wait: Duration) -> Result<(), u32> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for &pid in pids {
+        if let Ok(p) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+        }
+    }
+    let state = StateDir::new(dir);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match state.live_servers().first() {
+            None => return Ok(()),
+            Some(&pid) if std::time::Instant::now() >= deadline => return Err(pid),
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
     let cluster = ClusterConfig::default();
     let obj = the_object(&args.file, &cluster)?;
     let dir = state_dir(args.state_dir.as_ref(), &obj);
+    // An `up` still serving this VM would be left running over links that are gone:
+    // it stops first (SIGTERM, as its supervisor would), and `down` waits for it.
+    let servers = StateDir::new(&dir).live_servers();
+    if !servers.is_empty() {
+        let pids: Vec<String> = servers.iter().map(u32::to_string).collect();
+        output::stderr(&format!(
+            "netbind down: stopping the `netbind up` serving {} (PID {}) first\n",
+            obj.display_name(),
+            pids.join(", ")
+        ));
+        if let Err(left) = stop_servers(&dir, &servers, SERVER_STOP_WAIT) {
+            output::stderr(&format!(
+                "error: {}: the `netbind up` with PID {left} did not stop within {} s; nothing was undone (stop it, then run down again)\n",
+                obj.display_name(),
+                SERVER_STOP_WAIT.as_secs()
+            ));
+            return Ok(Outcome::Failed);
+        }
+    }
     match teardown(&args.netns, &dir) {
         Ok(r) if !r.found => {
             output::stderr(&format!(

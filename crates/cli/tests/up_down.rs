@@ -945,3 +945,26 @@ fn a_serving_up_sleeps_while_nothing_happens_and_stops_at_once() {
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
 }
+
+/// `down` while an `up` still serves: the `up` is stopped first (and ends cleanly), then
+/// everything is undone; no `up` is left running over links that are gone.
+#[test]
+fn down_under_a_serving_up_stops_it_first() {
+    let s = setup(MASQUERADE_ONLY, false);
+    let cni = s.snapshot();
+    let (mut up, _) = serving_up(&s);
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert!(
+        stderr(&down).contains(&format!("(PID {}) first", up.0.id())),
+        "{}",
+        stderr(&down)
+    );
+    let status = up.0.try_wait().expect("wait for up");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the serving up ended, cleanly, before down returned"
+    );
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
+}

@@ -503,6 +503,20 @@ impl StateDir {
         (is_up && pid != std::process::id()).then_some(pid)
     }
 
+    /// The live `netbind up`s serving interfaces of this state dir (each PID once).
+    pub fn live_servers(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(SERVED)) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<u32> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| self.server_of(&e.file_name().to_string_lossy()))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
     /// Where the user-mode engine of `interface` keeps its counters.
     pub fn engine_stats_path(&self, interface: &str) -> PathBuf {
         self.dir.join(ENGINES).join(format!("{interface}.stats"))

@@ -24,13 +24,13 @@ const TYPICAL_NOTE: &str = "note: no --pod-view or --netns given; planning again
 (eth0 with one IPv4 and one IPv6 address, MTU 1500, cluster DNS), see the `podView` field of --output json";
 
 /// A defaulted object and what validation said about it.
-struct Checked {
-    obj: VmObject,
+pub(crate) struct Checked {
+    pub(crate) obj: VmObject,
     report: Report,
 }
 
 /// Parses one manifest file and validates every VM/VMI in it (errors: unreadable input).
-fn check_file(
+pub(crate) fn check_file(
     path: &str,
     cluster: &ClusterConfig,
     pod_addresses: Option<&[IpNet]>,

@@ -3,7 +3,8 @@
 //! How it works: the engine's addresses come from `--plan FILE` (a `NetworkPlan` whose
 //! interface carries a `usernet` config) or from the namespace the process runs in: the
 //! link with the default route gives the guest's addresses and gateways, `/etc/resolv.conf`
-//! the resolvers (which stay the upstream the guest's DNS queries go to). Flags override
+//! the resolvers; either way the guest's DNS queries go to the resolvers it is told
+//! about (loopback ones through the gateway address). Flags override
 //! ports, MTU, gateway mapping and the flow cap. The guest attaches by `--socket`
 //! (QEMU `-netdev stream`), `--netns` (a tap made in that namespace, configured like the
 //! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit. Once everything is
@@ -197,19 +198,11 @@ fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
 /// The engine's configuration and busy-poll window (µs) from a plan.
 fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, u64)> {
     let u = usernet_config(path, interface)?;
-    let mut cfg = EngineConfig::from_usernet(&u)?;
-    // The plan's resolvers are the pod's; when the engine runs in the pod, its own
-    // resolv.conf says the same and is where queries go.
-    if let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") {
-        let dns = netbind_plan::podview::Dns::from_resolv_conf(&text);
-        if !dns.nameservers.is_empty() {
-            cfg.dns_upstream = dns
-                .nameservers
-                .iter()
-                .map(|a| std::net::SocketAddr::new(*a, 53))
-                .collect();
-        }
-    }
+    // The plan's resolvers are the pod's (`up` read them from the pod's resolv.conf,
+    // `/etc/netns/NS/resolv.conf`): the guest is told about them and its queries go to
+    // them. Not this process's `/etc/resolv.conf`: an engine entered into the pod's
+    // namespace by `setns` still sees the host's file there.
+    let cfg = EngineConfig::from_usernet(&u)?;
     Ok((cfg, u.busy_poll_us.into()))
 }
 
@@ -285,4 +278,39 @@ fn from_namespace() -> Result<EngineConfig> {
     cfg.search = dns.search.clone();
     cfg.set_resolvers(&dns.nameservers);
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guest is offered the pod's resolvers and its queries must reach them, not
+    /// the resolvers of wherever the engine process runs (here: this machine's).
+    #[test]
+    fn the_engine_asks_the_resolvers_the_plan_gives_the_guest_not_its_own_resolv_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = dir.path().join("vm.yaml");
+        std::fs::write(
+            &vm,
+            "kind: VirtualMachineInstance\nmetadata: {name: vm, namespace: ns}\nspec:\n  domain: {devices: {interfaces: [{name: default, passtBinding: {}}]}}\n  networks: [{name: default, pod: {}}]\n",
+        )
+        .unwrap();
+        let cluster = netbind_spec::ClusterConfig::default();
+        let checked = crate::commands::check_file(vm.to_str().unwrap(), &cluster, None).unwrap();
+        let obj = &checked[0].obj;
+        let mut view = netbind_plan::PodView::typical(obj);
+        let pod_dns: IpAddr = "10.99.0.53".parse().unwrap();
+        view.dns.nameservers = vec![pod_dns];
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        assert!(!host.contains("10.99.0.53"), "the host's resolvers differ");
+        let plan = netbind_plan::plan(obj, &cluster, &view).unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();
+        let (cfg, _) = from_plan(&path, None).unwrap();
+        assert_eq!(
+            cfg.dns_upstream,
+            vec![std::net::SocketAddr::new(pod_dns, 53)]
+        );
+        assert_eq!(cfg.dns, vec![pod_dns], "what the guest is told");
+    }
 }

@@ -143,6 +143,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         seccomp: !args.no_seccomp,
         runas,
     };
+    warn_if_ping_denied(runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g));
     let opts = RunOptions {
         pcap: args.pcap.clone(),
         signals: true,
@@ -154,6 +155,20 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
     let counters = run::run(cfg, attach, opts)?;
     eprintln!("netbind usernet: {counters}");
     Ok(Outcome::Ok)
+}
+
+/// Guest pings go out through ping sockets, which the kernel allows only to the groups in
+/// `net.ipv4.ping_group_range` (the default allows none): say so at start, not only in
+/// a counter.
+fn warn_if_ping_denied(gid: u32) {
+    use netbind_usernet::icmp::{PING_GROUP_RANGE, ping_allowed};
+    let range = std::fs::read_to_string(PING_GROUP_RANGE).unwrap_or_default();
+    if !ping_allowed(&range, gid) {
+        eprintln!(
+            "netbind usernet: warning: the guest's pings will go unanswered: net.ipv4.ping_group_range is `{}`, which leaves out the engine's group {gid}; set it to include {gid} (KubeVirt sets `107 107` in the pod)",
+            range.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
 }
 
 fn show<T: std::fmt::Display>(v: Option<T>) -> String {

@@ -54,6 +54,11 @@ fn status_field(pid: u32, name: &str) -> String {
 }
 
 fn bed(tag: &str, extra: &[&str]) -> (Bed, u32, std::path::PathBuf) {
+    bed_with(tag, extra, "0 2147483647")
+}
+
+/// As [`bed`], with the pod's `net.ipv4.ping_group_range` as given.
+fn bed_with(tag: &str, extra: &[&str], ping_range: &str) -> (Bed, u32, std::path::PathBuf) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test needs root (namespaces, taps)"
@@ -76,7 +81,7 @@ fn bed(tag: &str, extra: &[&str]) -> (Bed, u32, std::path::PathBuf) {
             ns,
             "sysctl",
             "-qw",
-            "net.ipv4.ping_group_range=0 2147483647",
+            &format!("net.ipv4.ping_group_range={ping_range}"),
         ]);
     }
     ok(&[
@@ -293,4 +298,21 @@ fn runas_switches_user_after_opening_the_tap() {
     traffic(&mut bed);
     alive(&mut bed);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The engine's group outside `net.ipv4.ping_group_range`: guest pings cannot work, and
+/// the engine says so at start, naming the sysctl and the group.
+#[test]
+fn an_engine_whose_group_may_not_ping_warns_at_start() {
+    let (mut bed, _, _) = bed_with("w", &["--runas", "65534:65534"], "107 107");
+    let c = bed.engine.as_mut().unwrap();
+    let _ = c.kill();
+    let _ = c.wait();
+    let mut err = String::new();
+    let _ = c.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        err.contains("net.ipv4.ping_group_range is `107 107`")
+            && err.contains("the engine's group 65534"),
+        "{err}"
+    );
 }

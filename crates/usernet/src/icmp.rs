@@ -18,6 +18,19 @@
 //!
 //! ICMPv6 is dispatched here too: NDP goes to `ndp`.
 
+/// Where Linux keeps the groups allowed to open ping sockets (ICMP and ICMPv6 alike).
+pub const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+/// Whether group `gid` may open ping sockets under `range` (the sysctl's text, `LO HI`;
+/// the kernel default `1 0` allows nobody).
+pub fn ping_allowed(range: &str, gid: u32) -> bool {
+    let mut it = range.split_whitespace().map(str::parse::<u32>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) => lo <= gid && gid <= hi,
+        _ => false,
+    }
+}
+
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
@@ -419,5 +432,19 @@ pub(crate) fn recv_from_into(
             Ok((n, addr))
         }
         Err(e) => Err(std::io::Error::from(e)),
+    }
+}
+
+#[cfg(test)]
+mod ping_range_tests {
+    use super::ping_allowed;
+
+    #[test]
+    fn the_kernel_default_allows_no_group_and_kubevirts_allows_qemu() {
+        assert!(!ping_allowed("1\t0\n", 0));
+        assert!(!ping_allowed("1 0", 107));
+        assert!(ping_allowed("107\t107\n", 107));
+        assert!(ping_allowed("0 2147483647", 0));
+        assert!(!ping_allowed("garbage", 0));
     }
 }

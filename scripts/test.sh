@@ -3,7 +3,8 @@
 # real CNI plugins, lossy links) and QEMU guest tests. Run as root (the privileged tiers
 # create namespaces; they fail, never skip, when they cannot run). Installs what the
 # tests need first: Debian packages and the guest kernel (scripts/install-deps.sh), and
-# Rust with rustup when cargo is missing. Every test binary runs even when one fails;
+# Rust with rustup when cargo is missing. rustfmt and clippy must pass first. Every test
+# binary runs even when one fails;
 # the last line says how it went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ scripts/install-deps.sh
 scripts/install-rust.sh
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# The lints hold (they are cheap, and nothing else keeps them so).
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add clippy rustfmt
+fi
+cargo fmt --all --check || { echo "scripts/test.sh: cargo fmt --all would change files" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
 start=$(date +%s)
 if cargo test --workspace --locked --no-fail-fast; then
   echo "scripts/test.sh: all tests passed in $(( $(date +%s) - start )) s"

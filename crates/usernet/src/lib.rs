@@ -30,7 +30,9 @@
 //! `Engine::guest_frame` is the fuzz entry), no allocation per packet on the data path
 //! (buffers for fragments are allocated once, the first time fragments appear),
 //! at most `max_flows` flows (refused beyond with RST or ICMP unreachable).
-//! `unsafe` lives only in `sys.rs`.
+//! `unsafe` lives only in `sys.rs` (the crate denies it elsewhere).
+
+#![deny(unsafe_code)]
 
 pub mod arp;
 pub mod attach;
@@ -49,6 +51,7 @@ pub mod ndp;
 pub mod pcap;
 pub mod ports;
 pub mod run;
+#[allow(unsafe_code)] // the crate's only unsafe: each block with a SAFETY comment
 pub mod sys;
 pub mod tcp;
 pub mod udp;

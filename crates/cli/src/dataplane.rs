@@ -119,12 +119,26 @@ fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A first `up` saves the pod view before it plans; if it ends with nothing recorded
+/// (invalid, unplannable, rolled back), the state dir goes again, so a failed `up`
+/// leaves nothing behind.
+struct ForgetIfNothingRecorded<'a>(&'a StateDir);
+
+impl Drop for ForgetIfNothingRecorded<'_> {
+    fn drop(&mut self) {
+        if matches!(self.0.journal(), Ok(None)) {
+            let _ = self.0.remove();
+        }
+    }
+}
+
 pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let file = display_name(&args.file);
     let cluster = input::cluster_config(args.cluster_config.as_deref())?;
     let obj = the_object(&args.file, &cluster)?;
     let dir = state_dir(args.state_dir.as_ref(), &obj);
     let state = StateDir::new(&dir);
+    let mut _fresh = None;
     let view = match state.pod_view().context("reading the saved pod view")? {
         // A later run: the saved view, plus what CNI added since (a hot-plugged network).
         Some(saved) => {
@@ -153,6 +167,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
             state
                 .save_pod_view(&v)
                 .context("saving the pod view to the state dir")?;
+            _fresh = Some(ForgetIfNothingRecorded(&state));
             v
         }
     };

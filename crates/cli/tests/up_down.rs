@@ -968,3 +968,26 @@ fn down_under_a_serving_up_stops_it_first() {
     );
     assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
 }
+
+/// An `up` that cannot plan (a Multus network the pod does not have) changes nothing and
+/// leaves no state dir behind (it had saved the pod view first).
+#[test]
+fn a_failed_first_up_leaves_no_state_behind() {
+    let missing = "\
+kind: VirtualMachineInstance
+metadata: {name: vm, namespace: ns}
+spec:
+  domain: {devices: {interfaces: [{name: default, masquerade: {}}, {name: red, bridge: {}}]}}
+  networks: [{name: default, pod: {}}, {name: red, multus: {networkName: red}}]
+";
+    let s = setup(missing, false);
+    let cni = s.snapshot();
+    let out = s.up_command().arg("--no-serve").output().unwrap();
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        !std::path::Path::new(&s.state).exists(),
+        "state dir left behind: {:?}",
+        std::fs::read_dir(&s.state).map(|d| d.count())
+    );
+    assert_eq!(s.snapshot(), cni, "nothing changed in the pod");
+}

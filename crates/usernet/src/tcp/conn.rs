@@ -160,6 +160,8 @@ pub struct TcpConn {
     pub rtt_probe: Option<(u32, Instant)>,
     /// Probes sent since the guest last acknowledged data.
     pub probes: u8,
+    /// A resend the full guest side held up: `(from, len)`, sent when it has room.
+    pub pending_resend: Option<(u32, u32)>,
     pub retries: u8,
     pub rto: Duration,
     pub deadline: Option<Instant>,
@@ -221,6 +223,7 @@ impl TcpConn {
             srtt: None,
             rtt_probe: None,
             probes: 0,
+            pending_resend: None,
             retries: 0,
             rto: RTO_INIT,
             deadline: None,
@@ -829,6 +832,13 @@ impl TcpConn {
                 discard,
             ) {
                 Some(Ok(n)) if n > 0 => at += n as u32,
+                None => {
+                    // The guest side is full: the rest goes when it has room again
+                    // (a resend lost here would cost a probe timeout).
+                    self.pending_resend = Some((from.wrapping_add(at), len - at));
+                    self.flags |= WANT_TX;
+                    break;
+                }
                 _ => break,
             }
         }
@@ -894,6 +904,18 @@ impl TcpConn {
         discard: &mut [u8],
     ) -> Action {
         self.flags &= !(TX_STALLED | TX_KICK);
+        if let Some((from, len)) = self.pending_resend.take() {
+            // What is still unacknowledged of a resend the full guest side held up.
+            let acked = self.snd_una.wrapping_sub(from);
+            if (acked as i32) <= 0 {
+                self.resend(out, from, len, discard);
+            } else if acked < len {
+                self.resend(out, self.snd_una, len - acked, discard);
+            }
+            if self.pending_resend.is_some() {
+                return Action::Keep;
+            }
+        }
         if self.state != State::Established || self.has(FIN_SENT) {
             return Action::Keep;
         }

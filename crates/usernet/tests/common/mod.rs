@@ -152,59 +152,49 @@ pub struct Tcp {
 }
 
 impl Tcp {
-    /// The SACK blocks of the segment's options.
-    pub fn sack_blocks(&self) -> Vec<(u32, u32)> {
+    /// The body of the first option of `kind` (after kind and length bytes).
+    fn option(&self, kind: u8) -> Option<&[u8]> {
         let o = &self.options;
         let mut i = 0;
         while i < o.len() {
             match o[i] {
                 0 => break,
                 1 => i += 1,
-                5 => {
-                    let len = usize::from(o[i + 1]);
-                    return o[i + 2..i + len]
-                        .chunks(8)
-                        .map(|b| {
-                            (
-                                u32::from_be_bytes(b[0..4].try_into().unwrap()),
-                                u32::from_be_bytes(b[4..8].try_into().unwrap()),
-                            )
-                        })
-                        .collect();
+                k => {
+                    let len = usize::from(*o.get(i + 1)?).max(2);
+                    let body = o.get(i + 2..i + len)?;
+                    if k == kind {
+                        return Some(body);
+                    }
+                    i += len;
                 }
-                _ => i += usize::from(o[i + 1]).max(2),
             }
         }
-        Vec::new()
+        None
+    }
+
+    /// The SACK blocks of the segment's options.
+    pub fn sack_blocks(&self) -> Vec<(u32, u32)> {
+        self.option(5).map_or_else(Vec::new, |body| {
+            body.chunks(8)
+                .map(|b| {
+                    (
+                        u32::from_be_bytes(b[0..4].try_into().unwrap()),
+                        u32::from_be_bytes(b[4..8].try_into().unwrap()),
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Whether the segment's options include SACK-permitted.
     pub fn sack_permitted(&self) -> bool {
-        let o = &self.options;
-        let mut i = 0;
-        while i < o.len() {
-            match o[i] {
-                0 => break,
-                1 => i += 1,
-                4 => return true,
-                _ => i += usize::from(*o.get(i + 1).unwrap_or(&2)).max(2),
-            }
-        }
-        false
+        self.option(4).is_some()
     }
 
     pub fn mss(&self) -> Option<u16> {
-        let o = &self.options;
-        let mut i = 0;
-        while i < o.len() {
-            match o[i] {
-                0 => break,
-                1 => i += 1,
-                2 if i + 3 < o.len() => return Some(u16::from_be_bytes([o[i + 2], o[i + 3]])),
-                _ => i += usize::from(*o.get(i + 1)?).max(2),
-            }
-        }
-        None
+        self.option(2)
+            .and_then(|b| Some(u16::from_be_bytes(b.get(0..2)?.try_into().ok()?)))
     }
 }
 

@@ -195,3 +195,62 @@ pub fn cpus_allowed() -> io::Result<usize> {
         .filter(|&i| set.is_set(i).unwrap_or(false))
         .count())
 }
+
+/// `len` bytes of private anonymous memory: zero, and costing memory only for the pages
+/// written, until dropped (then returned to the kernel at once). For a large buffer that
+/// is seldom needed and mostly unwritten (held TCP data): from the allocator, the same
+/// buffer would be zeroed by hand, every page touched, once it reuses its own heap.
+pub struct ZeroPages {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value alone; nothing ties it to the
+// thread that made it.
+unsafe impl Send for ZeroPages {}
+
+impl ZeroPages {
+    pub fn new(len: usize) -> io::Result<ZeroPages> {
+        // SAFETY: a new private anonymous mapping at an address the kernel picks: it
+        // aliases nothing, and no fd or offset is involved.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(ZeroPages { ptr, len })
+    }
+}
+
+impl std::ops::Deref for ZeroPages {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` is a readable mapping of `len` bytes owned by `self` (zero-filled
+        // by the kernel, or written through `deref_mut`); the slice borrows `self`, so it
+        // ends before the mapping does.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for ZeroPages {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only slice of it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ZeroPages {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

@@ -1,8 +1,9 @@
 //! Guest data the socket has not taken yet: segments that came after a hole, and the
 //! part of an in-order segment that `send()` refused.
 //!
-//! How it works: one ring of [`RING`] bytes per connection, allocated the first time
-//! something must be held and freed once everything held has gone to the socket. A byte
+//! How it works: one ring of [`RING`] bytes per connection, mapped the first time
+//! something must be held and unmapped once everything held has gone to the socket
+//! (anonymous memory: only the pages data landed on cost memory). A byte
 //! with sequence number `seq` lives at `seq % RING` (RING divides 2^32, so the position
 //! stays right across sequence wrap-around); the ring covers `[rcv_nxt, rcv_nxt + RING)`,
 //! and what lies beyond is not held (the guest sends it again). `ranges` says which
@@ -57,7 +58,8 @@ impl HeldBudget {
 
 /// The held data of one connection.
 pub struct Held {
-    ring: Box<[u8]>,
+    /// Untouched pages cost nothing: a hole costs the memory of what is held.
+    ring: crate::sys::ZeroPages,
     /// `[start, end)` sequence ranges with data, in order from the next expected byte.
     ranges: Vec<(u32, u32)>,
     /// Start of the range the latest segment went into (the first SACK block, RFC 2018).
@@ -84,8 +86,12 @@ impl Held {
         if !budget.take() {
             return None;
         }
+        let Ok(ring) = crate::sys::ZeroPages::new(RING) else {
+            budget.0.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         Some(Held {
-            ring: vec![0; RING].into_boxed_slice(),
+            ring,
             ranges: Vec::new(),
             latest: 0,
             fin: None,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use super::held::{Held, HeldBudget, RING};
-use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment};
+use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment, before};
 use crate::frame::{ETH_HLEN, GuestTx, Out, TxMeta, ip_hlen};
 use crate::sys;
 
@@ -1099,11 +1099,6 @@ impl TcpConn {
             }
         }
     }
-}
-
-/// `a` before `b` in sequence space.
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// Writes `a` then `b` to the socket; a full socket takes 0 bytes.

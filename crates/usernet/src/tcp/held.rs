@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::segment::before;
+
 /// Bytes one connection may hold (a power of two: positions are `seq % RING`): as much
 /// as the window offered to the guest may reach (it is capped to this; Linux's largest
 /// default send buffer, `tcp_wmem`, is 4 MiB), so whatever the guest sends in the window
@@ -73,11 +75,6 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.budget.0.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// `a` before `b` in sequence space.
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 impl Held {

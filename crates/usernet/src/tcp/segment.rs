@@ -79,10 +79,8 @@ impl<'a> Segment<'a> {
     pub fn dsack(&self) -> bool {
         match self.sack {
             [Some((start, end)), second, _] => {
-                (start.wrapping_sub(self.ack) as i32) < 0
-                    || second.is_some_and(|(s2, e2)| {
-                        start.wrapping_sub(s2) as i32 >= 0 && e2.wrapping_sub(end) as i32 >= 0
-                    })
+                before(start, self.ack)
+                    || second.is_some_and(|(s2, e2)| !before(start, s2) && !before(e2, end))
             }
             _ => false,
         }
@@ -94,6 +92,11 @@ impl<'a> Segment<'a> {
             + u32::from(self.flags & SYN != 0)
             + u32::from(self.flags & FIN != 0)
     }
+}
+
+/// `a` comes before `b` in sequence space (modulo 2^32, RFC 9293 §3.4).
+pub fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// Where the payload of a segment with `opt_len` bytes of options starts in the frame.

@@ -475,7 +475,9 @@ impl TcpConn {
                 && s.payload.is_empty()
                 && s.flags & FIN == 0
                 && inflight > 0
-                && wnd == self.snd_wnd
+                // A window update is no duplicate (RFC 5681), unless SACK blocks come
+                // with it: the guest's window moves as its out-of-order queue fills.
+                && (wnd == self.snd_wnd || (self.sack && s.sack[0].is_some()))
                 && !s.dsack()
             {
                 self.on_dup_ack(s, out, discard);

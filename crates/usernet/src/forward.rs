@@ -8,10 +8,14 @@
 //! inbound UDP flow (`udp`). The peer appears to the guest as itself, or as the gateway
 //! when it is the namespace's loopback or own address.
 //!
-//! What holds: listeners are opened once, at start; a port that cannot be bound is an
-//! error naming it (another process has it, or privileges for ports below
-//! `net.ipv4.ip_unprivileged_port_start`). `all` means 65,535 sockets per protocol and
-//! family: the descriptor limit must allow it.
+//! What holds: listeners are opened once, at start; a listed port that cannot be bound is
+//! an error naming it (another process has it, or privileges for ports below
+//! `net.ipv4.ip_unprivileged_port_start`). A set of every port (`all`, exclusions alone:
+//! [`PortSet::every`](crate::PortSet)) takes what is free, as passt does: ports in the
+//! namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where the engine's own
+//! outbound sockets get their ports) and ports another socket holds are left out. That is
+//! still tens of thousands of sockets per protocol and family: the descriptor limit must
+//! allow them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -38,18 +42,30 @@ impl<G: GuestTx> Engine<G> {
         if self.cfg.guest6.is_some() {
             families.push(IpAddr::V6(self.cfg.listen6));
         }
+        let ephemeral = ephemeral_range();
         let tcp: Vec<u16> = self.cfg.tcp_ports.iter().collect();
         let udp: Vec<u16> = self.cfg.udp_ports.iter().collect();
-        for (is_tcp, ports) in [(true, tcp), (false, udp)] {
+        let every = (self.cfg.tcp_ports.every, self.cfg.udp_ports.every);
+        for (is_tcp, ports, every) in [(true, tcp, every.0), (false, udp, every.1)] {
             for port in ports {
+                if every && ephemeral.contains(&port) {
+                    continue;
+                }
                 for addr in &families {
-                    let listener =
-                        bind(*addr, port, is_tcp).map_err(|source| EngineError::Listen {
-                            proto: if is_tcp { "TCP" } else { "UDP" },
-                            port,
-                            addr: *addr,
-                            source,
-                        })?;
+                    let listener = match bind(*addr, port, is_tcp) {
+                        Ok(l) => l,
+                        Err(e) if every && e.kind() == std::io::ErrorKind::AddrInUse => {
+                            continue;
+                        }
+                        Err(source) => {
+                            return Err(EngineError::Listen {
+                                proto: if is_tcp { "TCP" } else { "UDP" },
+                                port,
+                                addr: *addr,
+                                source,
+                            });
+                        }
+                    };
                     let index = self.listeners.len();
                     self.register_fd(
                         listener.as_raw_fd(),
@@ -80,6 +96,17 @@ impl<G: GuestTx> Engine<G> {
     /// The local ports listened on (for logs and tests), as (tcp, port, v6).
     pub fn listening(&self) -> impl Iterator<Item = (bool, u16, bool)> + '_ {
         self.listeners.iter().map(|l| (l.tcp, l.port, l.v6))
+    }
+}
+
+/// The namespace's ephemeral port range (Linux's default when unreadable).
+fn ephemeral_range() -> std::ops::RangeInclusive<u16> {
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => lo..=hi,
+        _ => 32768..=60999,
     }
 }
 

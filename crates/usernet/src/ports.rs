@@ -3,7 +3,10 @@
 //!
 //! How it works: a [`PortSet`] is a 65,536-bit map; [`PortSet::parse`] adds the included
 //! items (all ports when there are only exclusions), then clears the excluded ones. Port 0
-//! is never in a set.
+//! is never in a set. A set that starts from all ports (`all`, or exclusions alone) is
+//! marked [`PortSet::every`]: forwarding it means "whatever is free", as passt does — the
+//! listeners leave out the namespace's ephemeral range and ports another socket holds
+//! (`forward.rs`), where a listed port that cannot be had is an error.
 
 use netbind_plan::model::PortForward;
 
@@ -19,6 +22,8 @@ pub enum PortSpecError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PortSet {
     bits: Box<[u64; 1024]>,
+    /// Started from all ports: listen where free, not on each port or fail.
+    pub every: bool,
 }
 
 impl std::fmt::Debug for PortSet {
@@ -31,6 +36,7 @@ impl Default for PortSet {
     fn default() -> Self {
         PortSet {
             bits: Box::new([0; 1024]),
+            every: false,
         }
     }
 }
@@ -43,6 +49,7 @@ impl PortSet {
     pub fn all() -> PortSet {
         let mut s = PortSet::default();
         s.insert_range(1, 65535);
+        s.every = true;
         s
     }
 
@@ -159,6 +166,14 @@ mod tests {
     fn none_and_all() {
         assert!(PortSet::parse("none").unwrap().is_empty());
         assert_eq!(PortSet::parse("all").unwrap().len(), 65535);
+    }
+
+    #[test]
+    fn all_and_exclusions_alone_mean_whatever_is_free_and_lists_do_not() {
+        assert!(PortSet::parse("all").unwrap().every);
+        assert!(PortSet::parse("~22").unwrap().every);
+        assert!(!PortSet::parse("22,80").unwrap().every);
+        assert!(!PortSet::parse("none").unwrap().every);
     }
 
     #[test]

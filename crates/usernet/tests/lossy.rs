@@ -82,3 +82,18 @@ fn a_peer_that_stops_reading_for_a_while_loses_no_guest_data() {
         }
     }
 }
+
+/// A guest whose stack does not do SACK (`net.ipv4.tcp_sack=0`) learns of a hole only
+/// from duplicate ACKs: it must recover all the same, both ways.
+#[test]
+fn a_guest_without_sack_recovers_from_one_percent_loss() {
+    let imp = Impairment::drop(0.01);
+    let lab = Lab::new(PathKind::Engine, imp, imp, 16);
+    lab.guest_without_sack();
+    for way in [Way::GuestToFar, Way::FarToGuest] {
+        match lab.transfer(way, false, SIZE, None) {
+            Ok(mbs) => eprintln!("Engine IPv4 {way:?} without SACK with {imp}: {mbs:.1} MB/s"),
+            Err(e) => panic!("{way:?} without SACK: {e}; link: {}", lab.link_summary()),
+        }
+    }
+}

@@ -272,6 +272,17 @@ impl TcpConn {
             self.adv_wnd = 0;
             return;
         }
+        // While data waits beyond a hole the window stays as it was: an ACK whose window
+        // moved is a window update to the guest, not a duplicate ACK, and a guest
+        // without SACK would never count three of them and resend the hole.
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.after_hole(self.rcv_nxt))
+            && self.adv_wnd > 0
+        {
+            return;
+        }
         let m = self.mem;
         let bound = m.free.saturating_sub(m.spent);
         if bound >= m.sndbuf / 2 && m.sndbuf > 0 {

@@ -96,6 +96,14 @@ impl Held {
         })
     }
 
+    /// Whether what is held lies beyond a hole after `rcv_nxt` (not merely waiting for
+    /// the socket to take it).
+    pub fn after_hole(&self, rcv_nxt: u32) -> bool {
+        self.ranges
+            .first()
+            .is_some_and(|&(start, _)| start != rcv_nxt)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty() && self.fin.is_none()
     }

@@ -230,6 +230,14 @@ impl Lab {
         lab
     }
 
+    /// Turns selective acknowledgements off in the guest's stack (`net.ipv4.tcp_sack=0`,
+    /// which covers IPv6 too): a guest that recovers from duplicate ACKs alone.
+    pub fn guest_without_sack(&self) {
+        self.guest
+            .exec(&["sysctl", "-qw", "net.ipv4.tcp_sack=0"])
+            .expect("tcp_sack=0 in the guest");
+    }
+
     fn far_addr(v6: bool) -> IpAddr {
         if v6 {
             "fd77::1".parse().unwrap()

@@ -257,7 +257,8 @@ impl TcpConn {
     /// buffer (`SO_MEMINFO`, which counts packet overhead too, and the last packet may
     /// overshoot). Seven eighths of the free memory leaves room for that overhead, so
     /// in-window data is accepted whole and seldom has to be held; the window is at most
-    /// one held ring, so whatever the guest sends in it can be. When the socket is not writable by the kernel's
+    /// one held ring, so whatever the guest sends in it can be. When the socket is not
+    /// writable by the kernel's
     /// measure (free < a third of the buffer), its write-space wakeup is armed and the
     /// wakeup sends the window update — the guest may be waiting for it.
     ///

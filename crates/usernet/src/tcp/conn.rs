@@ -258,9 +258,9 @@ impl TcpConn {
     /// overshoot). Seven eighths of the free memory leaves room for that overhead, so
     /// in-window data is accepted whole and seldom has to be held; the window is at most
     /// one held ring, so whatever the guest sends in it can be. When the socket is not
-    /// writable by the kernel's
-    /// measure (free < a third of the buffer), its write-space wakeup is armed and the
-    /// wakeup sends the window update — the guest may be waiting for it.
+    /// writable by the kernel's measure (free < a third of the buffer), its write-space
+    /// wakeup is armed and the wakeup sends the window update — the guest may be waiting
+    /// for it.
     ///
     /// Free memory only grows between two measures, but for what this relay sends: so as
     /// long as the last measure less a bound on what was sent since is at least half

@@ -331,6 +331,7 @@ fn serve_these(
         wait_for_engines(mine, &mut engines).and_then(|()| write_domain(plan, domain_out))
     {
         stop_engines(&mut engines);
+        remove_engine_sockets(mine);
         return Err(e);
     }
 
@@ -378,6 +379,7 @@ fn serve_these(
     }
     services_stop.stop();
     stop_engines(&mut engines);
+    remove_engine_sockets(mine);
     for (name, t) in names.iter().zip(threads) {
         match t.join() {
             Ok(totals) => output::stderr(&format!(
@@ -509,6 +511,14 @@ fn wait_for_engines(
 }
 
 /// SIGTERM to every engine (they print their counters), SIGKILL after 5 s.
+/// The engines' sockets go with them (an engine leaves its socket behind, and one left in
+/// the state dir would keep `down` from removing the dir).
+fn remove_engine_sockets(plan: &NetworkPlan) {
+    for u in plan.interfaces.iter().filter_map(|i| i.usernet.as_ref()) {
+        let _ = std::fs::remove_file(&u.socket);
+    }
+}
+
 fn stop_engines(engines: &mut [(String, std::process::Child)]) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;

@@ -505,6 +505,10 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         !std::path::Path::new(&format!("/proc/{engine_pid}")).exists()
     });
     assert!(gone, "the engine outlived `up`");
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the engine's socket {socket} outlived `up`"
+    );
     let down = s.down();
     assert_eq!(code(&down), 0, "{}", stderr(&down));
     let left: Vec<_> = std::fs::read_dir(&s.state)

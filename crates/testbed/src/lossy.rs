@@ -398,18 +398,24 @@ mod tests {
         out
     }
 
-    #[test]
-    fn without_impairment_frames_cross_whole_and_in_order() {
-        let (a, mut a_far) = UnixStream::pair().unwrap();
-        let (b, mut b_far) = UnixStream::pair().unwrap();
-        let _link = LossyLink::start(
+    /// A link between two stream ends, `a → b` impaired as given; the far side of each.
+    fn streams(a_to_b: Impairment, seed: u64) -> (LossyLink, UnixStream, UnixStream) {
+        let (a, a_far) = UnixStream::pair().unwrap();
+        let (b, b_far) = UnixStream::pair().unwrap();
+        let link = LossyLink::start(
             End::Stream(a),
             End::Stream(b),
+            a_to_b,
             Impairment::NONE,
-            Impairment::NONE,
-            1,
+            seed,
         )
         .unwrap();
+        (link, a_far, b_far)
+    }
+
+    #[test]
+    fn without_impairment_frames_cross_whole_and_in_order() {
+        let (_link, mut a_far, mut b_far) = streams(Impairment::NONE, 1);
         a_far
             .write_all(&framed(&[b"one", b"two", b"three"]))
             .unwrap();
@@ -423,16 +429,7 @@ mod tests {
 
     #[test]
     fn the_seeded_share_of_frames_is_dropped() {
-        let (a, mut a_far) = UnixStream::pair().unwrap();
-        let (b, mut b_far) = UnixStream::pair().unwrap();
-        let link = LossyLink::start(
-            End::Stream(a),
-            End::Stream(b),
-            Impairment::drop(0.1),
-            Impairment::NONE,
-            7,
-        )
-        .unwrap();
+        let (link, mut a_far, mut b_far) = streams(Impairment::drop(0.1), 7);
         let frames: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         a_far.write_all(&framed(&refs)).unwrap();
@@ -461,16 +458,7 @@ mod tests {
 
     #[test]
     fn a_reordered_frame_arrives_after_the_next_one() {
-        let (a, mut a_far) = UnixStream::pair().unwrap();
-        let (b, mut b_far) = UnixStream::pair().unwrap();
-        let _link = LossyLink::start(
-            End::Stream(a),
-            End::Stream(b),
-            Impairment::reorder(1.0),
-            Impairment::NONE,
-            3,
-        )
-        .unwrap();
+        let (_link, mut a_far, mut b_far) = streams(Impairment::reorder(1.0), 3);
         a_far.write_all(&framed(&[b"first", b"second"])).unwrap();
         assert_eq!(
             read_frames(&mut b_far, 2),

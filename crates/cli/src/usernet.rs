@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use netbind_usernet::config::{EngineConfig, MAX_MTU};
 use netbind_usernet::harden::Hardening;
 use netbind_usernet::run::{Attach, RunOptions};
-use netbind_usernet::{PortSet, attach, run};
+use netbind_usernet::{PortSpec, attach, run};
 
 use crate::Outcome;
 
@@ -41,12 +41,14 @@ pub struct UsernetArgs {
     /// Name of the tap made with --netns.
     #[arg(long, value_name = "NAME", default_value = "tap0")]
     tap_name: String,
-    /// Inbound TCP ports: `none`, `all`, `22,8000-8080`, `~9000` (all but).
+    /// Inbound TCP ports, passt's syntax: `[ADDRESS][%DEVICE]/PORTS` with PORTS `none`,
+    /// `all`, or a list of `22`, `8000-8080`, `8080:80` (to guest port 80), `~9000` (all
+    /// but); without ADDRESS on every address. May be repeated.
     #[arg(short = 't', long = "tcp-ports", value_name = "SPEC")]
-    tcp: Option<String>,
+    tcp: Vec<String>,
     /// Inbound UDP ports, same syntax.
     #[arg(short = 'u', long = "udp-ports", value_name = "SPEC")]
-    udp: Option<String>,
+    udp: Vec<String>,
     /// Do not map the gateway address to the namespace's loopback.
     #[arg(long)]
     no_map_gw: bool,
@@ -94,11 +96,11 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         .busy_poll
         .or(planned_busy_poll)
         .map_or(run::DEFAULT_BUSY_POLL, Duration::from_micros);
-    if let Some(spec) = &args.tcp {
-        cfg.tcp_ports = PortSet::parse(spec)?;
+    if !args.tcp.is_empty() {
+        cfg.tcp_ports = parse_specs(&args.tcp)?;
     }
-    if let Some(spec) = &args.udp {
-        cfg.udp_ports = PortSet::parse(spec)?;
+    if !args.udp.is_empty() {
+        cfg.udp_ports = parse_specs(&args.udp)?;
     }
     if args.no_map_gw {
         cfg.map_gateway = false;
@@ -186,6 +188,11 @@ fn read_plan(path: &PathBuf) -> Result<netbind_plan::model::NetworkPlan> {
         return Ok(list.swap_remove(0));
     }
     serde_json::from_str(&text).with_context(|| format!("{}: not a NetworkPlan", path.display()))
+}
+
+/// The specs of repeated `-t`/`-u` options, the plan's replaced.
+fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>, netbind_usernet::PortSpecError> {
+    specs.iter().map(|s| PortSpec::parse(s)).collect()
 }
 
 fn usernet_config(

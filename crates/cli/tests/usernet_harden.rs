@@ -128,6 +128,8 @@ fn bed_with(tag: &str, extra: &[&str], ping_range: &str) -> (Bed, u32, std::path
         &b,
         "-t",
         "8080",
+        "-t",
+        "127.0.0.1%lo/8081:8080",
         "-u",
         "none",
     ]
@@ -228,7 +230,8 @@ fn traffic(bed: &mut Bed) {
         r = s.recv(64)\n\
         assert r[0] == 0, r\n";
     ok(&["ip", "netns", "exec", &b, "python3", "-c", script]);
-    // Inbound: a client in the pod reaches the guest's server on the forwarded port.
+    // Inbound: a client in the pod reaches the guest's server on the forwarded port, and
+    // through the second spec's loopback port mapped to it.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let guest_server = {
         let b = b.clone();
@@ -236,23 +239,26 @@ fn traffic(bed: &mut Bed) {
             in_ns(&b, move || {
                 let l = TcpListener::bind("0.0.0.0:8080").unwrap();
                 ready_tx.send(()).unwrap();
-                let (mut s, _) = l.accept().unwrap();
-                s.write_all(b"hello from the guest").unwrap();
+                for _ in 0..2 {
+                    let (mut s, _) = l.accept().unwrap();
+                    s.write_all(b"hello from the guest").unwrap();
+                }
             })
         })
     };
     ready_rx.recv().unwrap();
     let got = in_ns(&a, || {
-        let mut s =
-            TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(5))
-                .unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).unwrap();
-        got
+        ["127.0.0.1:8080", "127.0.0.1:8081"].map(|to| {
+            let mut s =
+                TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_secs(5)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = String::new();
+            s.read_to_string(&mut got).unwrap();
+            got
+        })
     });
     guest_server.join().unwrap();
-    assert_eq!(got, "hello from the guest");
+    assert_eq!(got, ["hello from the guest"; 2]);
 }
 
 #[test]
@@ -273,7 +279,7 @@ fn the_engine_runs_without_capabilities_under_seccomp_and_still_relays_everythin
     std::thread::sleep(Duration::from_millis(1500)); // a stats rewrite (every second)
     alive(&mut bed);
     let stats = std::fs::read_to_string(dir.join("stats")).unwrap();
-    assert!(stats.contains("tcp_accepted 1"), "{stats}");
+    assert!(stats.contains("tcp_accepted 2"), "{stats}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,

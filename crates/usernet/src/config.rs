@@ -19,7 +19,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netbind_plan::model::{ClasslessRoute, Dhcp4Config, Dhcp6Config, RaConfig, UsernetConfig};
 
-use crate::ports::PortSet;
+use crate::ports::PortSpec;
 
 /// The MAC the engine answers with, for every address (passt's, locally administered).
 pub const ENGINE_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
@@ -58,9 +58,10 @@ pub struct EngineConfig {
     pub search: Vec<String>,
     pub hostname: String,
     pub max_flows: usize,
-    pub tcp_ports: PortSet,
-    pub udp_ports: PortSet,
-    /// Address the inbound listeners bind to (any by default).
+    /// Inbound TCP forwards, one spec per `-t`.
+    pub tcp_ports: Vec<PortSpec>,
+    pub udp_ports: Vec<PortSpec>,
+    /// Address the inbound listeners of a spec without one bind to (any by default).
     pub listen4: Ipv4Addr,
     pub listen6: Ipv6Addr,
     pub udp_idle: Duration,
@@ -82,8 +83,8 @@ impl Default for EngineConfig {
             search: Vec::new(),
             hostname: String::new(),
             max_flows: DEFAULT_MAX_FLOWS,
-            tcp_ports: PortSet::none(),
-            udp_ports: PortSet::none(),
+            tcp_ports: Vec::new(),
+            udp_ports: Vec::new(),
             listen4: Ipv4Addr::UNSPECIFIED,
             listen6: Ipv6Addr::UNSPECIFIED,
             udp_idle: Duration::from_secs(180),
@@ -140,8 +141,8 @@ impl EngineConfig {
             mtu,
             search: u.search.clone(),
             hostname: u.hostname.clone(),
-            tcp_ports: PortSet::from_forward(&u.tcp),
-            udp_ports: PortSet::from_forward(&u.udp),
+            tcp_ports: vec![PortSpec::from_forward(&u.tcp)],
+            udp_ports: vec![PortSpec::from_forward(&u.udp)],
             ..EngineConfig::default()
         };
         cfg.set_resolvers(&u.dns);

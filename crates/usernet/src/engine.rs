@@ -61,13 +61,20 @@ pub const DELACK_WAIT: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot listen on {proto} port {port} ({addr})")]
+    #[error("cannot listen on {proto} port {port} ({at})")]
     Listen {
         proto: &'static str,
         port: u16,
-        addr: IpAddr,
+        /// The address, and `%device` when the spec named one.
+        at: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{proto} port spec for {addr}: the guest has no {family} address to forward to")]
+    NoFamily {
+        proto: &'static str,
+        addr: IpAddr,
+        family: &'static str,
     },
     #[error("cannot register a socket with the event loop")]
     Register(#[source] std::io::Error),

@@ -1,16 +1,19 @@
 //! Inbound port forwarding (`-t`, `-u`): listeners in the namespace whose connections
 //! and datagrams are delivered to the guest.
 //!
-//! How it works: for every port in the TCP and UDP sets, and every family the guest has
-//! an address in, one non-blocking socket is bound (IPv6 ones `IPV6_V6ONLY`, with
-//! `SO_REUSEADDR` for TCP) and registered with an odd token. An accepted connection
-//! becomes a TCP flow that starts with a SYN to the guest (`tcp`); a datagram becomes an
-//! inbound UDP flow (`udp`). The peer appears to the guest as itself, or as the gateway
+//! How it works: for every `-t`/`-u` spec ([`PortSpec`]), every port in its set, and its
+//! address — or, when it names none, every family the guest has an address in — one
+//! non-blocking socket is bound (IPv6 ones `IPV6_V6ONLY`, with `SO_REUSEADDR` for TCP;
+//! to the spec's device too, `SO_BINDTODEVICE`) and registered with an odd token. So a
+//! spec listens only where it asks. An accepted connection becomes a TCP flow that starts
+//! with a SYN to the guest (`tcp`); a datagram becomes an inbound UDP flow (`udp`); both
+//! go to the spec's guest port (`8080:80`: port 80). The peer appears to the guest as itself, or as the gateway
 //! when it is the namespace's loopback or own address.
 //!
 //! What holds: listeners are opened once, at start; a listed port that cannot be bound is
-//! an error naming it (another process has it, or privileges for ports below
-//! `net.ipv4.ip_unprivileged_port_start`). A set of every port (`all`, exclusions alone:
+//! an error naming it and where (another process has it, the address is not the
+//! namespace's, or privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and
+//! so is an address of a family the guest has no address in. A set of every port (`all`, exclusions alone:
 //! [`PortSet::every`](crate::PortSet)) takes what is free, as passt does: ports in the
 //! namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where the engine's own
 //! outbound sockets get their ports) and ports another socket holds are left out. That is
@@ -23,64 +26,72 @@ use std::os::fd::AsRawFd;
 use mio::Interest;
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::config::EngineConfig;
 use crate::engine::{Engine, EngineError};
 use crate::frame::GuestTx;
+use crate::ports::PortSpec;
 
 pub struct Listener {
     pub sock: Socket,
     pub tcp: bool,
     pub port: u16,
+    /// The guest port connections and datagrams on `port` go to.
+    pub guest_port: u16,
     pub v6: bool,
 }
 
 impl<G: GuestTx> Engine<G> {
     pub(crate) fn open_listeners(&mut self) -> Result<(), EngineError> {
-        let mut families = Vec::new();
-        if self.cfg.guest4.is_some() {
-            families.push(IpAddr::V4(self.cfg.listen4));
-        }
-        if self.cfg.guest6.is_some() {
-            families.push(IpAddr::V6(self.cfg.listen6));
-        }
         let ephemeral = ephemeral_range();
-        let tcp: Vec<u16> = self.cfg.tcp_ports.iter().collect();
-        let udp: Vec<u16> = self.cfg.udp_ports.iter().collect();
-        let every = (self.cfg.tcp_ports.every, self.cfg.udp_ports.every);
-        for (is_tcp, ports, every) in [(true, tcp, every.0), (false, udp, every.1)] {
-            for port in ports {
+        let specs = self.cfg.tcp_ports.iter().map(|s| (true, s));
+        let specs = specs.chain(self.cfg.udp_ports.iter().map(|s| (false, s)));
+        let mut opened = Vec::new();
+        for (is_tcp, spec) in specs {
+            let proto = if is_tcp { "TCP" } else { "UDP" };
+            let addrs = listen_addrs(&self.cfg, spec, proto)?;
+            let every = spec.ports.every;
+            for port in spec.ports.iter() {
                 if every && ephemeral.contains(&port) {
                     continue;
                 }
-                for addr in &families {
-                    let listener = match bind(*addr, port, is_tcp) {
+                for addr in &addrs {
+                    let sock = match bind(*addr, spec.dev.as_deref(), port, is_tcp) {
                         Ok(l) => l,
                         Err(e) if every && e.kind() == std::io::ErrorKind::AddrInUse => {
                             continue;
                         }
                         Err(source) => {
+                            let at = match &spec.dev {
+                                Some(dev) => format!("{addr}%{dev}"),
+                                None => addr.to_string(),
+                            };
                             return Err(EngineError::Listen {
-                                proto: if is_tcp { "TCP" } else { "UDP" },
+                                proto,
                                 port,
-                                addr: *addr,
+                                at,
                                 source,
                             });
                         }
                     };
-                    let index = self.listeners.len();
-                    self.register_fd(
-                        listener.as_raw_fd(),
-                        Self::listener_token(index),
-                        Interest::READABLE,
-                    )
-                    .map_err(EngineError::Register)?;
-                    self.listeners.push(Listener {
-                        sock: listener,
+                    opened.push(Listener {
+                        sock,
                         tcp: is_tcp,
                         port,
+                        guest_port: spec.guest_port(port),
                         v6: addr.is_ipv6(),
                     });
                 }
             }
+        }
+        for listener in opened {
+            let index = self.listeners.len();
+            self.register_fd(
+                listener.sock.as_raw_fd(),
+                Self::listener_token(index),
+                Interest::READABLE,
+            )
+            .map_err(EngineError::Register)?;
+            self.listeners.push(listener);
         }
         Ok(())
     }
@@ -99,6 +110,37 @@ impl<G: GuestTx> Engine<G> {
     }
 }
 
+/// Where one spec listens: its address (whose family the guest must have), or the
+/// configured any-address of each family the guest has an address in.
+fn listen_addrs(
+    cfg: &EngineConfig,
+    spec: &PortSpec,
+    proto: &'static str,
+) -> Result<Vec<IpAddr>, EngineError> {
+    match spec.addr {
+        Some(addr) => {
+            let has = match addr {
+                IpAddr::V4(_) => cfg.guest4.is_some(),
+                IpAddr::V6(_) => cfg.guest6.is_some(),
+            };
+            if !has {
+                let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(EngineError::NoFamily {
+                    proto,
+                    addr,
+                    family,
+                });
+            }
+            Ok(vec![addr])
+        }
+        None => {
+            let v4 = cfg.guest4.map(|_| IpAddr::V4(cfg.listen4));
+            let v6 = cfg.guest6.map(|_| IpAddr::V6(cfg.listen6));
+            Ok(v4.into_iter().chain(v6).collect())
+        }
+    }
+}
+
 /// The namespace's ephemeral port range (Linux's default when unreadable).
 fn ephemeral_range() -> std::ops::RangeInclusive<u16> {
     let text =
@@ -110,7 +152,7 @@ fn ephemeral_range() -> std::ops::RangeInclusive<u16> {
     }
 }
 
-fn bind(addr: IpAddr, port: u16, tcp: bool) -> std::io::Result<Socket> {
+fn bind(addr: IpAddr, dev: Option<&str>, port: u16, tcp: bool) -> std::io::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -123,6 +165,10 @@ fn bind(addr: IpAddr, port: u16, tcp: bool) -> std::io::Result<Socket> {
     }
     if tcp {
         sock.set_reuse_address(true)?;
+    }
+    if let Some(dev) = dev {
+        // Without CAP_NET_RAW since Linux 5.7, as long as the socket is not yet bound.
+        sock.bind_device(Some(dev.as_bytes()))?;
     }
     sock.bind(&SockAddr::from(SocketAddr::new(addr, port)))?;
     if tcp {

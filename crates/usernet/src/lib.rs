@@ -59,4 +59,4 @@ pub mod udp;
 pub use config::EngineConfig;
 pub use engine::{Counters, Engine};
 pub use frame::{GuestTx, MemTx};
-pub use ports::PortSet;
+pub use ports::{PortSet, PortSpec, PortSpecError};

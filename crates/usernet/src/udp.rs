@@ -275,7 +275,7 @@ impl<G: GuestTx> Engine<G> {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let (port, v6) = (listener.port, listener.v6);
+            let (port, v6) = (listener.guest_port, listener.v6);
             let (n, peer) = match recv_from_into(&listener.sock, &mut self.scratch) {
                 Ok((n, Some(peer))) => (n, peer),
                 Ok((_, None)) => continue,

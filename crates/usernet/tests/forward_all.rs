@@ -7,7 +7,7 @@ use std::net::TcpListener;
 
 use common::*;
 use netbind_testbed::Netns;
-use netbind_usernet::PortSet;
+use netbind_usernet::PortSpec;
 
 /// In a namespace whose ephemeral range is 32768–60999: every port from 61000 up is
 /// forwarded, except one another socket holds — the engine starts anyway and leaves
@@ -27,7 +27,7 @@ fn every_port_means_the_free_ones_outside_the_ephemeral_range() {
         let _taken = TcpListener::bind("0.0.0.0:61000").expect("a port someone else holds");
         let mut cfg = config();
         cfg.guest6 = None;
-        cfg.tcp_ports = PortSet::parse("~1-40000").unwrap();
+        cfg.tcp_ports = vec![PortSpec::parse("~1-40000").unwrap()];
         let h = Harness::new(cfg);
         h.engine
             .listening()

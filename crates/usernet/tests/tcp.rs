@@ -586,7 +586,7 @@ fn inbound_connection_on_a_forwarded_port_reaches_the_guest() {
     };
     let mut cfg = config();
     cfg.guest6 = None;
-    cfg.tcp_ports = netbind_usernet::PortSet::parse(&port.to_string()).unwrap();
+    cfg.tcp_ports = vec![netbind_usernet::PortSpec::parse(&port.to_string()).unwrap()];
     let mut h = Harness::new(cfg);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let syn = from_server(&mut h, "SYN to the guest", |t| t.flags == SYN);

@@ -109,7 +109,7 @@ fn forwarded_port_delivers_datagrams_and_replies_leave_from_it() {
         .port();
     let mut cfg = config();
     cfg.guest6 = None;
-    cfg.udp_ports = netbind_usernet::PortSet::parse(&port.to_string()).unwrap();
+    cfg.udp_ports = vec![netbind_usernet::PortSpec::parse(&port.to_string()).unwrap()];
     let mut h = Harness::new(cfg);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.send_to(b"in", ("127.0.0.1", port)).unwrap();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use netbind_testbed::{Guest, GuestNic, Netns, PodFixture, require_privileges};
 use netbind_usernet::run::{Attach, RunOptions, run};
-use netbind_usernet::{EngineConfig, PortSet};
+use netbind_usernet::{EngineConfig, PortSpec};
 
 const MAC: &str = "02:00:00:75:e1:01";
 const AGENT_TCP: u16 = 7000;
@@ -127,7 +127,7 @@ fn engine_config(pod: &PodFixture) -> EngineConfig {
             Some(IpAddr::V6(g)) => Some(g),
             _ => None,
         },
-        tcp_ports: PortSet::parse(&FORWARDED.to_string()).unwrap(),
+        tcp_ports: vec![PortSpec::parse(&FORWARDED.to_string()).unwrap()],
         ..EngineConfig::default()
     };
     cfg.fill_gateways();

@@ -395,7 +395,7 @@ impl<G: GuestTx> Engine<G> {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let (port, v6) = (listener.port, listener.v6);
+            let (port, v6) = (listener.guest_port, listener.v6);
             let (sock, peer) = match listener.sock.accept() {
                 Ok(x) => x,
                 Err(_) => return,

@@ -145,7 +145,8 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         seccomp: !args.no_seccomp,
         runas,
     };
-    warn_if_ping_denied(runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g));
+    cfg.raw_ping =
+        pings_need_raw_sockets(runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g));
     let opts = RunOptions {
         pcap: args.pcap.clone(),
         signals: true,
@@ -160,17 +161,28 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
 }
 
 /// Guest pings go out through ping sockets, which the kernel allows only to the groups in
-/// `net.ipv4.ping_group_range` (the default allows none): say so at start, not only in
-/// a counter.
-fn warn_if_ping_denied(gid: u32) {
+/// `net.ipv4.ping_group_range` (the default allows none). When they are denied to the
+/// engine's group `gid`: through raw ICMP sockets if the engine has `CAP_NET_RAW` (true
+/// is returned), else a warning at start, not only a counter.
+fn pings_need_raw_sockets(gid: u32) -> bool {
     use netbind_usernet::icmp::{PING_GROUP_RANGE, ping_allowed};
     let range = std::fs::read_to_string(PING_GROUP_RANGE).unwrap_or_default();
-    if !ping_allowed(&range, gid) {
+    if ping_allowed(&range, gid) {
+        return false;
+    }
+    let range = range.split_whitespace().collect::<Vec<_>>().join(" ");
+    let raw = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_NET_RAW)
+        .unwrap_or(false);
+    if raw {
         eprintln!(
-            "netbind usernet: warning: the guest's pings will go unanswered: net.ipv4.ping_group_range is `{}`, which leaves out the engine's group {gid}; set it to include {gid} (KubeVirt sets `107 107` in the pod)",
-            range.split_whitespace().collect::<Vec<_>>().join(" ")
+            "netbind usernet: net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}: the guest's pings go through raw ICMP sockets (CAP_NET_RAW, opened before capabilities are dropped)"
+        );
+    } else {
+        eprintln!(
+            "netbind usernet: warning: the guest's pings will go unanswered: net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}; set it to include {gid} (KubeVirt sets `107 107` in the pod), or start the engine with CAP_NET_RAW"
         );
     }
+    raw
 }
 
 fn show<T: std::fmt::Display>(v: Option<T>) -> String {

@@ -54,11 +54,17 @@ fn status_field(pid: u32, name: &str) -> String {
 }
 
 fn bed(tag: &str, extra: &[&str]) -> (Bed, u32, std::path::PathBuf) {
-    bed_with(tag, extra, "0 2147483647")
+    bed_with(tag, extra, "0 2147483647", &[])
 }
 
-/// As [`bed`], with the pod's `net.ipv4.ping_group_range` as given.
-fn bed_with(tag: &str, extra: &[&str], ping_range: &str) -> (Bed, u32, std::path::PathBuf) {
+/// As [`bed`], with the pod's `net.ipv4.ping_group_range` as given, the engine started
+/// through `wrap` (a command that execs the rest, e.g. `setpriv`).
+fn bed_with(
+    tag: &str,
+    extra: &[&str],
+    ping_range: &str,
+    wrap: &[&str],
+) -> (Bed, u32, std::path::PathBuf) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test needs root (namespaces, taps)"
@@ -118,24 +124,23 @@ fn bed_with(tag: &str, extra: &[&str], ping_range: &str) -> (Bed, u32, std::path
     // Writable for `--runas` users too: the engine rewrites the stats file there.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let stats = dir.join("stats");
-    let mut args: Vec<String> = [
-        "netns",
-        "exec",
-        &a,
-        env!("CARGO_BIN_EXE_netbind"),
-        "usernet",
-        "--netns",
-        &b,
-        "-t",
-        "8080",
-        "-t",
-        "127.0.0.1%lo/8081:8080",
-        "-u",
-        "none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["netns", "exec", &a]
+        .iter()
+        .chain(wrap)
+        .chain(&[
+            env!("CARGO_BIN_EXE_netbind"),
+            "usernet",
+            "--netns",
+            &b,
+            "-t",
+            "8080",
+            "-t",
+            "127.0.0.1%lo/8081:8080",
+            "-u",
+            "none",
+        ])
+        .map(|s| s.to_string())
+        .collect();
     args.extend(["--stats".into(), stats.display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let child = Command::new("ip")
@@ -308,17 +313,64 @@ fn runas_switches_user_after_opening_the_tap() {
 
 /// The engine's group outside `net.ipv4.ping_group_range`: guest pings cannot work, and
 /// the engine says so at start, naming the sysctl and the group.
-#[test]
-fn an_engine_whose_group_may_not_ping_warns_at_start() {
-    let (mut bed, _, _) = bed_with("w", &["--runas", "65534:65534"], "107 107");
+fn stderr_of_stopped(bed: &mut Bed) -> String {
     let c = bed.engine.as_mut().unwrap();
     let _ = c.kill();
     let _ = c.wait();
     let mut err = String::new();
     let _ = c.stderr.take().unwrap().read_to_string(&mut err);
+    err
+}
+
+/// Without CAP_NET_RAW (dropped from the bounding set before exec), nothing can answer
+/// the guest's pings: the engine says so at start, naming the sysctl and its group.
+#[test]
+fn an_engine_whose_group_may_not_ping_warns_at_start() {
+    let (mut bed, _, _) = bed_with(
+        "w",
+        &["--runas", "65534:65534"],
+        "107 107",
+        &["setpriv", "--bounding-set", "-net_raw"],
+    );
+    let err = stderr_of_stopped(&mut bed);
     assert!(
-        err.contains("net.ipv4.ping_group_range is `107 107`")
-            && err.contains("the engine's group 65534"),
+        err.contains("warning: the guest's pings will go unanswered")
+            && err.contains("net.ipv4.ping_group_range is `107 107`")
+            && err.contains("the engine's group 65534")
+            && err.contains("or start the engine with CAP_NET_RAW"),
+        "{err}"
+    );
+}
+
+/// With CAP_NET_RAW, where ping sockets are denied (the kernel default `1 0`), the
+/// engine opens raw ICMP sockets before dropping its capabilities and answers the
+/// guest's pings of both families through them.
+#[test]
+fn an_engine_with_cap_net_raw_answers_pings_where_ping_sockets_are_denied() {
+    let (mut bed, pid, _) = bed_with("p", &["--runas", "65534:65534"], "1 0", &[]);
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    let b = bed.b.clone();
+    // The guest side is a namespace where root pings with raw sockets of its own.
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &b,
+        "busybox",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "3",
+        "10.77.0.1",
+    ]);
+    ok(&[
+        "ip", "netns", "exec", &b, "busybox", "ping", "-6", "-c", "2", "-W", "3", "fd77::1",
+    ]);
+    alive(&mut bed);
+    let err = stderr_of_stopped(&mut bed);
+    assert!(
+        err.contains("the guest's pings go through raw ICMP sockets") && !err.contains("warning"),
         "{err}"
     );
 }

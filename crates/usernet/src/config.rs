@@ -66,6 +66,9 @@ pub struct EngineConfig {
     pub listen6: Ipv6Addr,
     pub udp_idle: Duration,
     pub icmp_idle: Duration,
+    /// Echo through raw ICMP sockets opened at start (needs `CAP_NET_RAW`), for where
+    /// `net.ipv4.ping_group_range` denies ping sockets.
+    pub raw_ping: bool,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             listen6: Ipv6Addr::UNSPECIFIED,
             udp_idle: Duration::from_secs(180),
             icmp_idle: Duration::from_secs(60),
+            raw_ping: false,
         }
     }
 }

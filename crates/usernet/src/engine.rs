@@ -17,8 +17,9 @@
 //! the loopback appear to come from the gateway (see [`Engine::map_outbound`],
 //! [`Engine::map_inbound`]).
 //!
-//! Tokens: the event loop owns tokens below [`FIRST_TOKEN`]; above, even tokens are flow
-//! slots and odd tokens are inbound listeners.
+//! Tokens: the event loop owns tokens below [`RAW_PING4`]; that one and the next are the
+//! raw ICMP sockets (`ping_raw.rs`); from [`FIRST_TOKEN`] on, even tokens are flow slots
+//! and odd tokens are inbound listeners.
 //!
 //! What holds: no input from the guest panics (fuzz entry: `guest_frame`); nothing is
 //! allocated per packet (buffers are made in `new`; flows and their hash slots are made
@@ -40,10 +41,15 @@ use crate::frame::{
     ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GuestTx, IpPacket, Out, PROTO_ICMP,
     PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TxCounters,
 };
+use crate::icmp::PingVia;
 use crate::pcap::Pcap;
+use crate::ping_raw::RawPing;
 
-/// Tokens below this one belong to the event loop (guest side, signals, listener).
+/// Tokens below [`RAW_PING4`] belong to the event loop (guest side, signals, listener).
 pub const FIRST_TOKEN: usize = 16;
+/// The raw ICMP socket's token, and the raw ICMPv6 socket's after it.
+pub const RAW_PING4: Token = Token(FIRST_TOKEN - 2);
+const RAW_PING6: Token = Token(FIRST_TOKEN - 1);
 /// Size of the receive scratch buffer (one datagram).
 const SCRATCH: usize = 65536;
 /// Size of the buffer bytes already sent are peeked into on kernels without
@@ -78,6 +84,8 @@ pub enum EngineError {
     },
     #[error("cannot register a socket with the event loop")]
     Register(#[source] std::io::Error),
+    #[error("cannot open raw ICMP sockets for the guest's pings (they need CAP_NET_RAW)")]
+    RawPing(#[source] std::io::Error),
 }
 
 /// What happened, for `SIGUSR1` and the exit report.
@@ -222,6 +230,8 @@ pub struct Engine<G> {
     pub(crate) registry: Registry,
     pub(crate) flows: FlowTable,
     pub(crate) listeners: Vec<Listener>,
+    /// Shared raw ICMP sockets, when pings go through them (`cfg.raw_ping`).
+    pub(crate) raw_ping: Option<RawPing>,
     pub(crate) dhcp4: Option<Server4>,
     pub(crate) dhcp6: Option<Server6>,
     /// The DHCPv6 server was remade for the MAC of the first guest that asked.
@@ -269,6 +279,7 @@ impl<G: GuestTx> Engine<G> {
             frag: Reassembly::default(),
             registry,
             listeners: Vec::new(),
+            raw_ping: None,
             dhcp4: None,
             dhcp6,
             dhcp6_mac_learned: false,
@@ -289,7 +300,27 @@ impl<G: GuestTx> Engine<G> {
             cfg,
         };
         engine.open_listeners()?;
+        if engine.cfg.raw_ping {
+            engine.open_raw_ping()?;
+        }
         Ok(engine)
+    }
+
+    fn open_raw_ping(&mut self) -> Result<(), EngineError> {
+        let raw = RawPing::open(self.cfg.guest4.is_some(), self.cfg.guest6.is_some())
+            .map_err(EngineError::RawPing)?;
+        for (v6, token) in [(false, RAW_PING4), (true, RAW_PING6)] {
+            if let Some(sock) = raw.socket(v6) {
+                self.register_fd(
+                    std::os::fd::AsRawFd::as_raw_fd(sock),
+                    token,
+                    Interest::READABLE,
+                )
+                .map_err(EngineError::Register)?;
+            }
+        }
+        self.raw_ping = Some(raw);
+        Ok(())
     }
 
     pub fn set_pcap(&mut self, pcap: Option<Pcap>) {
@@ -580,7 +611,11 @@ impl<G: GuestTx> Engine<G> {
     /// also takes the socket out of the event loop's epoll set (no flow socket is ever
     /// duplicated), which saves an `epoll_ctl` per flow.
     pub(crate) fn remove_flow(&mut self, slot: usize) {
-        drop(self.flows.remove(slot));
+        if let Some(Flow::Ping(p)) = self.flows.remove(slot)
+            && let (PingVia::Raw { target, wire }, Some(raw)) = (p.via, self.raw_ping.as_mut())
+        {
+            raw.forget(target, wire, slot);
+        }
     }
 
     /// Removes a flow; a TCP socket is closed with RST toward its peer.
@@ -603,6 +638,9 @@ impl<G: GuestTx> Engine<G> {
 
     pub fn socket_ready(&mut self, token: Token, readable: bool, writable: bool, error: bool) {
         let Some(n) = token.0.checked_sub(FIRST_TOKEN) else {
+            if token == RAW_PING4 || token == RAW_PING6 {
+                self.raw_ping_ready(token == RAW_PING6);
+            }
             return;
         };
         if n & 1 == 1 {

@@ -6,8 +6,10 @@
 //! its own identifier in what we send and checksums it; a reply read from the socket gets
 //! the guest's identifier back and a fresh checksum, and is framed from the destination to
 //! the guest. Ping flows close after `icmp_idle` without requests. Ping sockets need the
-//! process's group in `net.ipv4.ping_group_range` (KubeVirt sets it for passtBinding);
-//! when they are refused, requests are dropped and counted (`ping denied`).
+//! process's group in `net.ipv4.ping_group_range` (KubeVirt sets it for passtBinding).
+//! Where they are denied, an engine started with `CAP_NET_RAW` sends through two shared
+//! raw sockets instead (`raw_ping`, see `ping_raw.rs`); without either, requests are
+//! dropped and counted (`ping denied`).
 //!
 //! Socket errors of other flows become ICMP destination unreachable messages quoting the
 //! guest's packet (or a header synthesized from the flow when the packet is gone):
@@ -41,7 +43,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::engine::Engine;
 use crate::flow::{Flow, FlowKey};
 use crate::frame::{
-    ETH_HLEN, GuestTx, IpPacket, PROTO_ICMP, PROTO_ICMPV6, fill_l4_checksum, ip_hlen, write_ip,
+    ETH_HLEN, GuestTx, IpPacket, Out, PROTO_ICMP, PROTO_ICMPV6, fill_l4_checksum, ip_hlen, write_ip,
 };
 use crate::ndp::{ICMPV6_NS, ICMPV6_RS};
 
@@ -51,13 +53,22 @@ const ECHO_REQUEST6: u8 = 128;
 const ECHO_REPLY6: u8 = 129;
 
 pub struct PingFlow {
-    pub sock: Socket,
+    pub via: PingVia,
     pub guest: IpAddr,
     pub guest_id: u16,
     pub remote: IpAddr,
     pub last: Instant,
     /// The hop limit the socket sends with (the guest's, last seen).
     pub hop: u8,
+}
+
+/// How a ping flow reaches the network.
+pub enum PingVia {
+    /// Its own ping socket, connected to the destination.
+    Socket(Socket),
+    /// The engine's shared raw socket (`ping_raw.rs`), sending to `target` with
+    /// identifier `wire`.
+    Raw { target: IpAddr, wire: u16 },
 }
 
 /// The hop limit a new socket sends with (`net.ipv4.ip_default_ttl`, IPv6's default).
@@ -148,10 +159,29 @@ impl<G: GuestTx> Engine<G> {
             },
         };
         let now = self.now;
-        if let Some(Flow::Ping(p)) = self.flows.get_mut(slot) {
-            p.last = now;
-            crate::errqueue::follow_hop_limit(&p.sock, pkt.is_v6(), &mut p.hop, pkt.hop);
-            let _ = p.sock.send(body);
+        let Engine {
+            flows,
+            raw_ping,
+            scratch,
+            ..
+        } = self;
+        let Some(Flow::Ping(p)) = flows.get_mut(slot) else {
+            return;
+        };
+        p.last = now;
+        match (&p.via, raw_ping) {
+            (PingVia::Socket(sock), _) => {
+                crate::errqueue::follow_hop_limit(sock, pkt.is_v6(), &mut p.hop, pkt.hop);
+                let _ = sock.send(body);
+            }
+            (PingVia::Raw { target, wire }, Some(raw)) => {
+                let Some(copy) = scratch.get_mut(..body.len()) else {
+                    return;
+                };
+                copy.copy_from_slice(body);
+                let _ = raw.send(*target, *wire, pkt.hop, copy);
+            }
+            (PingVia::Raw { .. }, None) => {}
         }
     }
 
@@ -162,6 +192,49 @@ impl<G: GuestTx> Engine<G> {
             return None;
         };
         let target = self.map_outbound(pkt.dst, 0, false);
+        let id = key.guest.port();
+        let (via, fd) = match self.raw_ping.as_mut() {
+            Some(raw) => {
+                let wire = raw.claim(target.ip(), id, slot)?;
+                (
+                    PingVia::Raw {
+                        target: target.ip(),
+                        wire,
+                    },
+                    None,
+                )
+            }
+            None => {
+                let sock = self.open_ping_socket(target, pkt)?;
+                let fd = sock.as_raw_fd();
+                (PingVia::Socket(sock), Some(fd))
+            }
+        };
+        let flow = PingFlow {
+            via,
+            guest: pkt.src,
+            guest_id: id,
+            remote: pkt.dst,
+            last: self.now,
+            hop: DEFAULT_HOP,
+        };
+        let slot_got = self.flows.insert(key, Flow::Ping(flow)).ok()?;
+        debug_assert_eq!(slot, slot_got);
+        if let Some(fd) = fd
+            && self
+                .register_fd(fd, Self::flow_token(slot_got), Interest::READABLE)
+                .is_err()
+        {
+            self.remove_flow(slot_got);
+            return None;
+        }
+        self.counters.ping_opened += 1;
+        Some(slot_got)
+    }
+
+    /// A ping socket connected to `target`; `None` (counted, or answered with an
+    /// unreachable) when it cannot be had.
+    fn open_ping_socket(&mut self, target: SocketAddr, pkt: &IpPacket<'_>) -> Option<Socket> {
         let (domain, protocol) = match target {
             SocketAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
             SocketAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
@@ -180,27 +253,29 @@ impl<G: GuestTx> Engine<G> {
             return None;
         }
         let _ = crate::errqueue::enable(&sock, target.is_ipv6());
-        let fd = sock.as_raw_fd();
-        let id = key.guest.port();
-        let flow = PingFlow {
-            sock,
-            guest: pkt.src,
-            guest_id: id,
-            remote: pkt.dst,
-            last: self.now,
-            hop: DEFAULT_HOP,
-        };
-        let slot_got = self.flows.insert(key, Flow::Ping(flow)).ok()?;
-        debug_assert_eq!(slot, slot_got);
-        if self
-            .register_fd(fd, Self::flow_token(slot_got), Interest::READABLE)
-            .is_err()
-        {
-            self.remove_flow(slot_got);
-            return None;
+        Some(sock)
+    }
+
+    /// Echo replies on the shared raw socket of a family (`ping_raw.rs`).
+    pub(crate) fn raw_ping_ready(&mut self, v6: bool) {
+        loop {
+            let Engine {
+                flows,
+                raw_ping,
+                scratch,
+                out,
+                ..
+            } = self;
+            let Some(raw) = raw_ping.as_ref() else { return };
+            let (slot, msg) = match raw.recv(v6, scratch) {
+                Ok(Some(got)) => got,
+                Ok(None) => continue,
+                Err(_) => return,
+            };
+            if let Some(Flow::Ping(p)) = flows.get_mut(slot) {
+                echo_reply_to_guest(out, p, &scratch[msg]);
+            }
         }
-        self.counters.ping_opened += 1;
-        Some(slot_got)
     }
 
     pub(crate) fn ping_ready(&mut self, slot: usize, error: bool) {
@@ -217,32 +292,22 @@ impl<G: GuestTx> Engine<G> {
             let Some(Flow::Ping(p)) = flows.get_mut(slot) else {
                 return;
             };
-            let n = match recv_into(&p.sock, scratch) {
+            let PingVia::Socket(sock) = &p.via else {
+                return;
+            };
+            let n = match recv_into(sock, scratch) {
                 Ok(n) => n,
                 Err(_) => return,
             };
-            let v6 = p.guest.is_ipv6();
-            let reply_type = if v6 { ECHO_REPLY6 } else { ECHO_REPLY4 };
+            let reply_type = if p.guest.is_ipv6() {
+                ECHO_REPLY6
+            } else {
+                ECHO_REPLY4
+            };
             if n < 8 || scratch[0] != reply_type {
                 continue;
             }
-            let (src, dst, id) = (p.remote, p.guest, p.guest_id);
-            let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
-            let hdr = ETH_HLEN + ip_hlen(v6);
-            let body = &scratch[..n];
-            out.emit(hdr + n, |buf, mac| {
-                let l4 = write_ip(buf, mac, src, dst, proto, n, 64);
-                buf[l4..l4 + n].copy_from_slice(body);
-                buf[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
-                if v6 {
-                    fill_l4_checksum(buf, l4, 2, src, dst, proto);
-                } else {
-                    buf[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
-                    let sum = !smoltcp::wire::checksum::data(&buf[l4..l4 + n]);
-                    buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
-                }
-                l4 + n
-            });
+            echo_reply_to_guest(out, p, &scratch[..n]);
         }
     }
 
@@ -253,7 +318,10 @@ impl<G: GuestTx> Engine<G> {
             let Some(Flow::Ping(p)) = self.flows.get_mut(slot) else {
                 return;
             };
-            let Some(err) = crate::errqueue::next(&p.sock, &mut self.scratch) else {
+            let PingVia::Socket(sock) = &p.via else {
+                return;
+            };
+            let Some(err) = crate::errqueue::next(sock, &mut self.scratch) else {
                 return;
             };
             let (guest, remote, id) = (p.guest, p.remote, p.guest_id);
@@ -373,6 +441,27 @@ impl<G: GuestTx> Engine<G> {
         q[l4..l4 + 8].copy_from_slice(&l4_first8);
         self.send_unreachable(kind, remote.ip(), guest.ip(), &q[ETH_HLEN..l4 + 8]);
     }
+}
+
+/// An echo reply `body` (ICMP header first) to the guest of ping flow `p`: from the
+/// address it pinged, with its identifier, checksummed anew.
+fn echo_reply_to_guest<G: GuestTx>(out: &mut Out<G>, p: &PingFlow, body: &[u8]) {
+    let (src, dst, id, n) = (p.remote, p.guest, p.guest_id, body.len());
+    let v6 = dst.is_ipv6();
+    let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
+    out.emit(ETH_HLEN + ip_hlen(v6) + n, |buf, mac| {
+        let l4 = write_ip(buf, mac, src, dst, proto, n, 64);
+        buf[l4..l4 + n].copy_from_slice(body);
+        buf[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
+        if v6 {
+            fill_l4_checksum(buf, l4, 2, src, dst, proto);
+        } else {
+            buf[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
+            let sum = !smoltcp::wire::checksum::data(&buf[l4..l4 + n]);
+            buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+        }
+        l4 + n
+    });
 }
 
 /// A guest packet rebuilt for quoting in an ICMP error (on the stack: nothing is

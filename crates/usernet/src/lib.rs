@@ -9,7 +9,7 @@
 //!   └─ engine.rs           checked Ethernet/IP parse, dispatch by protocol
 //!        ├─ fragment.rs    IPv4/IPv6 fragments put back together (and cut, frames out)
 //!        ├─ arp.rs         ARP: the engine answers for every address but the guest's
-//!        ├─ icmp.rs        echo → ping sockets; ICMPv6 → ndp.rs (NS/NA, RS/RA)
+//!        ├─ icmp.rs        echo → ping sockets (or ping_raw.rs); ICMPv6 → ndp.rs (NS/NA, RS/RA)
 //!        ├─ udp.rs         flows with connected sockets; 67/547 → dhcp.rs (dhcp crate)
 //!        └─ tcp/           relay onto connected sockets (no TCP stack, passt's way)
 //!   flow.rs                the flow table (capped), one socket per flow
@@ -49,6 +49,7 @@ pub mod harden;
 pub mod icmp;
 pub mod ndp;
 pub mod pcap;
+pub mod ping_raw;
 pub mod ports;
 pub mod run;
 #[allow(unsafe_code)] // the crate's only unsafe: each block with a SAFETY comment

@@ -12,6 +12,8 @@
 //!   edge-triggered epoll otherwise never gets for a socket that never filled up.
 //! - `TUNSETIFF`/`TUNGETIFF`/`TUNSETOFFLOAD`: turn an open `/dev/net/tun` into a named
 //!   tap device, with a virtio-net header and offloads (see `attach/tap.rs`).
+//! - `ICMP_FILTER` / `ICMPV6_FILTER` on raw ICMP sockets: the kernel delivers only the
+//!   message types asked for (`ping_raw.rs`), not every ICMP packet the pod receives.
 //! - `PR_SET_NO_NEW_PRIVS` and `madvise(MADV_DONTNEED)` on read-only file mappings, for
 //!   `harden.rs`.
 //!
@@ -22,6 +24,38 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::libc;
+
+/// Lets a raw socket of `IPPROTO_ICMP` (`v6` false) or `IPPROTO_ICMPV6` receive only
+/// messages of the types in `pass`.
+pub fn icmp_pass_only(fd: BorrowedFd<'_>, v6: bool, pass: &[u8]) -> io::Result<()> {
+    // Both filters are bitmaps of *blocked* types: ICMP's one `u32` for types 0–31,
+    // ICMPv6's `struct icmp6_filter` of eight `u32` for types 0–255.
+    let mut blocked = [u32::MAX; 8];
+    for t in pass {
+        blocked[usize::from(t >> 5)] &= !(1 << (t & 31));
+    }
+    let (level, name, len) = if v6 {
+        (libc::IPPROTO_ICMPV6, 1 /* ICMPV6_FILTER */, 32)
+    } else {
+        (libc::SOL_RAW, 1 /* ICMP_FILTER */, 4)
+    };
+    // SAFETY: `blocked` is a live array of at least `len` bytes for the call; the kernel
+    // copies it and keeps no pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            blocked.as_ptr().cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// Sets `SO_PEEK_OFF`. Fails with `EINVAL`/`EOPNOTSUPP` on kernels without TCP support.
 pub fn set_peek_off(fd: BorrowedFd<'_>, offset: i32) -> io::Result<()> {

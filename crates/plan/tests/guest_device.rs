@@ -118,7 +118,7 @@ fn absent_interface_is_left_out_with_a_note() {
     assert_eq!(
         p.notes,
         vec![
-            "pod view: typical CNI pod assumed (no --pod-view/--netns)",
+            "pod view: typical CNI pod assumed (no --pod-view/--netns): eth0 with one IPv4 and one IPv6 address, MTU 1500, cluster DNS",
             "interface blue: state absent, left out of the plan"
         ]
     );

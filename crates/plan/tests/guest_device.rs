@@ -213,6 +213,23 @@ fn malformed_mac_is_an_error() {
 }
 
 #[test]
+fn table_shows_the_guest_device_only_when_asked() {
+    let p = plan(&vmi("[{name: default, masquerade: {}}]", POD));
+    let g = &p.interfaces[0].guest;
+    let qemu = format!("qemu        {}", g.qemu_args.join(" "));
+    assert!(!p.to_table().contains("\nqemu "), "{}", p.to_table());
+    let t = p.to_table_with_devices();
+    assert!(t.lines().any(|l| l == qemu), "{t}");
+    let xml: Vec<&str> = t
+        .lines()
+        .skip_while(|l| !l.starts_with("libvirt"))
+        .take(g.libvirt_xml.lines().count())
+        .map(|l| &l[12..])
+        .collect();
+    assert_eq!(xml, g.libvirt_xml.lines().collect::<Vec<_>>(), "{t}");
+}
+
+#[test]
 fn table_names_every_section_of_an_interface() {
     let t = plan(&vmi("[{name: default, masquerade: {}}]", POD)).to_table();
     let labels: Vec<&str> = t

@@ -41,7 +41,8 @@ fn a_table_is_the_default() {
     let out = run(&["plan", &example("vmi-masquerade.yaml")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
-        stdout(&out).starts_with("VirtualMachineInstance/default/vmi-masquerade  (pod view: default)\n"),
+        stdout(&out)
+            .starts_with("VirtualMachineInstance/default/vmi-masquerade  (pod view: default)\n"),
         "{}",
         stdout(&out)
     );
@@ -52,7 +53,13 @@ fn the_typical_pod_assumption_is_said_exactly_once() {
     let out = run(&["plan", &example("vmi-masquerade.yaml")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let said = stdout(&out).matches("typical").count() + stderr(&out).matches("typical").count();
-    assert_eq!(said, 1, "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        said,
+        1,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(
         stdout(&out).contains("note: pod view: typical CNI pod assumed"),
         "{}",
@@ -66,11 +73,13 @@ fn show_device_adds_qemu_arguments_and_libvirt_xml_to_the_table() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.lines().any(|l| l.starts_with("qemu        -netdev tap,id=hostua-default,ifname=tap0")),
+        text.lines()
+            .any(|l| l.starts_with("qemu        -netdev tap,id=hostua-default,ifname=tap0")),
         "{text}"
     );
     assert!(
-        text.lines().any(|l| l == "libvirt     <hostdev mode='subsystem' type='pci' managed='no'>"),
+        text.lines()
+            .any(|l| l == "libvirt     <hostdev mode='subsystem' type='pci' managed='no'>"),
         "{text}"
     );
     let plain = stdout(&run(&["plan", &three_networks()]));
@@ -79,7 +88,13 @@ fn show_device_adds_qemu_arguments_and_libvirt_xml_to_the_table() {
 
 #[test]
 fn show_device_is_for_the_table_only() {
-    let out = run(&["plan", "--show-device", "--output", "json", &three_networks()]);
+    let out = run(&[
+        "plan",
+        "--show-device",
+        "--output",
+        "json",
+        &three_networks(),
+    ]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--show-device"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
@@ -136,7 +151,9 @@ fn dot_output_is_laid_out_by_graphviz() {
         String::from_utf8_lossy(&drawn.stderr)
     );
     assert_eq!(
-        String::from_utf8_lossy(&drawn.stdout).matches("class=\"node\"").count(),
+        String::from_utf8_lossy(&drawn.stdout)
+            .matches("class=\"node\"")
+            .count(),
         15,
         "every piece of the three rows is a node"
     );
@@ -146,7 +163,10 @@ fn dot_output_is_laid_out_by_graphviz() {
 /// --output svg` prints today. `NETBIND_UPDATE_DOCS=1` rewrites it.
 #[test]
 fn the_example_svg_in_docs_is_up_to_date() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/vm-three-networks.svg");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/vm-three-networks.svg"
+    );
     let out = run(&["plan", "--output", "svg", &three_networks()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     if std::env::var_os("NETBIND_UPDATE_DOCS").is_some() {

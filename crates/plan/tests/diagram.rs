@@ -251,10 +251,7 @@ fn the_svg_is_well_formed_with_one_box_per_node_and_one_arrow_per_edge() {
                 .is_some_and(|c| c.split(' ').next() == Some("node"))
         })
         .count();
-    let arrows = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("line"))
-        .count();
+    let arrows = doc.descendants().filter(|n| n.has_tag_name("line")).count();
     assert_eq!(boxes, p.rows.iter().map(|r| r.nodes.len()).sum::<usize>());
     assert_eq!(arrows, p.rows.iter().map(|r| r.edges.len()).sum::<usize>());
 }
@@ -302,7 +299,11 @@ fn svg_labels_are_escaped() {
 fn dot_labels_are_escaped_so_graphviz_reads_one_graph() {
     let (plan, _) = hostile();
     let drawn = graphviz_lays_out(&dot::render(&plan));
-    assert_eq!(graphviz_nodes(&drawn), 15, "a label broke out of its string");
+    assert_eq!(
+        graphviz_nodes(&drawn),
+        15,
+        "a label broke out of its string"
+    );
 }
 
 #[test]

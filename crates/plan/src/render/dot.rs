@@ -60,8 +60,7 @@ pub fn draw(p: &Picture) -> String {
         }
         out.push_str("  }\n");
         for edge in &row.edges {
-            let (Some(from), Some(to)) = (row.nodes.get(edge.from), row.nodes.get(edge.to))
-            else {
+            let (Some(from), Some(to)) = (row.nodes.get(edge.from), row.nodes.get(edge.to)) else {
                 continue;
             };
             let span = to.stage.column().saturating_sub(from.stage.column()).max(1);

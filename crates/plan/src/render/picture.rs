@@ -416,11 +416,9 @@ fn dnat_ports(nft: &crate::NftRuleset) -> Vec<String> {
                 NftMatch::Dport { protocol, ports } => {
                     let ports = match ports {
                         PortSet::One(p) => p.to_string(),
-                        PortSet::Set(v) => v
-                            .iter()
-                            .map(u16::to_string)
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        PortSet::Set(v) => {
+                            v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+                        }
                         PortSet::Range(a, b) => format!("{a}-{b}"),
                     };
                     Some(format!("{} {ports}", protocol.as_str()))

@@ -165,8 +165,7 @@ pub fn draw(p: &Picture) -> String {
             }
         }
         for edge in &row.edges {
-            let (Some(from), Some(to)) = (row.nodes.get(edge.from), row.nodes.get(edge.to))
-            else {
+            let (Some(from), Some(to)) = (row.nodes.get(edge.from), row.nodes.get(edge.to)) else {
                 continue;
             };
             let (Some(a), Some(b)) = (column(from.stage), column(to.stage)) else {

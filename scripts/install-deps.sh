@@ -7,11 +7,13 @@
 #   Debian's kernel with an initramfs built from busybox (modules may come compressed);
 # - iperf3, passt, slirp4netns: peers for the user-mode engine's tests and benchmarks;
 # - isc-dhcp-client: a real DHCPv6 client (dhclient -6) for the DHCPv6 server's tests;
-# - python3, curl, procps (sysctl), ca-certificates: tools the tests and benchmarks call.
+# - python3, curl, procps (sysctl), ca-certificates: tools the tests and benchmarks call;
+# - graphviz: `dot`, which the tests of `netbind plan --output dot` run on its graphs.
 # Then fetches the guest kernel (scripts/fetch-guest-kernel.sh: download, not install).
 set -euo pipefail
 packages=(containernetworking-plugins iproute2 nftables qemu-system-x86 busybox-static cpio
-  xz-utils zstd iperf3 passt slirp4netns isc-dhcp-client python3 curl procps ca-certificates)
+  xz-utils zstd iperf3 passt slirp4netns isc-dhcp-client python3 curl procps ca-certificates
+  graphviz)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,5 @@
-//! Any bytes as a manifest: read, default, validate and plan must not panic.
+//! Any bytes as a manifest: read, default, validate, plan and render (table, DOT, SVG)
+//! must not panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
             let obj = defaults::apply(&obj, &cluster);
             let pod = PodView::typical(&obj);
             let _ = validate(&obj, &cluster, Some(&pod.addresses()));
-            let _ = netbind_plan::plan(&obj, &cluster, &pod);
+            if let Ok(plan) = netbind_plan::plan(&obj, &cluster, &pod) {
+                let _ = (plan.to_table_with_devices(), plan.to_dot(), plan.to_svg());
+            }
         }
     }
 });

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use ipnet::IpNet;
+use netbind_plan::render::{self, picture::picture_all};
 use netbind_plan::{NetworkPlan, PodView};
 use netbind_spec::validate::{self, Report};
 use netbind_spec::{ClusterConfig, Document, VmObject, defaults, multus};
@@ -18,10 +19,6 @@ use crate::output::{self, Record};
 use crate::{
     AnnotationsArgs, MachineOutput, Outcome, PlanArgs, PlanOutput, ValidateArgs, ValidateOutput,
 };
-
-/// What the user is told when no pod view is given.
-const TYPICAL_NOTE: &str = "note: no --pod-view or --netns given; planning against a typical pod \
-(eth0 with one IPv4 and one IPv6 address, MTU 1500, cluster DNS), see the `podView` field of --output json";
 
 /// A defaulted object and what validation said about it.
 pub(crate) struct Checked {
@@ -127,7 +124,13 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Plans every VM of the file and prints the plans. Without a pod view the planner
+/// assumes a typical pod and says so in the plan's notes (printed with the plan in every
+/// output); nothing here repeats it.
 pub fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
+    if args.show_device && args.output != PlanOutput::Table {
+        anyhow::bail!("--show-device applies to --output table only");
+    }
     let file = display_name(&args.file);
     let cluster = input::cluster_config(args.cluster_config.as_deref())?;
     let mut given = match (&args.pod_view, &args.netns) {
@@ -174,14 +177,19 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
     }
     match args.output {
         PlanOutput::Table => {
-            if given.is_none() && !plans.is_empty() {
-                output::stderr(&format!("{TYPICAL_NOTE}\n"));
-            }
-            let tables: Vec<String> = plans.iter().map(NetworkPlan::to_table).collect();
+            let render = if args.show_device {
+                NetworkPlan::to_table_with_devices
+            } else {
+                NetworkPlan::to_table
+            };
+            let tables: Vec<String> = plans.iter().map(render).collect();
             output::stdout(&tables.join("\n"));
         }
         PlanOutput::Json => output::stdout(&output::json(&plans)?),
         PlanOutput::Yaml => output::stdout(&output::yaml(&plans)?),
+        PlanOutput::Dot | PlanOutput::Svg if plans.is_empty() => {}
+        PlanOutput::Dot => output::stdout(&render::dot::draw(&picture_all(&plans))),
+        PlanOutput::Svg => output::stdout(&render::svg::draw(&picture_all(&plans))),
     }
     Ok(Outcome::Ok)
 }

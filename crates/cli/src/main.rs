@@ -160,9 +160,14 @@ struct PlanArgs {
     /// (finds SR-IOV VFs); replaces the pod view's.
     #[arg(long, value_name = "F")]
     network_status: Option<String>,
-    /// `table` for people; `json`/`yaml` (always a list of plans) for machines.
+    /// `table` for people; `json`/`yaml` (always a list of plans) for machines; `dot`
+    /// (graphviz) and `svg`: the wiring diagram, one row per interface from guest NIC to
+    /// network (one graph or image for all VMs of the file).
     #[arg(long, value_enum, default_value_t = PlanOutput::Table)]
     output: PlanOutput,
+    /// Table only: add each interface's guest device (QEMU arguments, libvirt XML).
+    #[arg(long)]
+    show_device: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +175,8 @@ enum PlanOutput {
     Table,
     Json,
     Yaml,
+    Dot,
+    Svg,
 }
 
 #[derive(Debug, clap::Args)]

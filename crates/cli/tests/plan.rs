@@ -27,16 +27,156 @@ spec:
   networks: [{name: default, pod: {}}]
 ";
 
+/// The repository's own example (three networks: masquerade, bridge, SR-IOV).
+fn three_networks() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/vm-three-networks.yaml"
+    )
+    .to_string()
+}
+
 #[test]
-fn a_table_is_the_default_and_says_a_typical_pod_was_assumed() {
+fn a_table_is_the_default() {
     let out = run(&["plan", &example("vmi-masquerade.yaml")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("VirtualMachineInstance/default/vmi-masquerade"),
+        stdout(&out)
+            .starts_with("VirtualMachineInstance/default/vmi-masquerade  (pod view: default)\n"),
         "{}",
         stdout(&out)
     );
-    assert!(stderr(&out).contains("typical pod"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_typical_pod_assumption_is_said_exactly_once() {
+    let out = run(&["plan", &example("vmi-masquerade.yaml")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = stdout(&out).matches("typical").count() + stderr(&out).matches("typical").count();
+    assert_eq!(
+        said,
+        1,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("note: pod view: typical CNI pod assumed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn show_device_adds_qemu_arguments_and_libvirt_xml_to_the_table() {
+    let out = run(&["plan", "--show-device", &three_networks()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("qemu        -netdev tap,id=hostua-default,ifname=tap0")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "libvirt     <hostdev mode='subsystem' type='pci' managed='no'>"),
+        "{text}"
+    );
+    let plain = stdout(&run(&["plan", &three_networks()]));
+    assert!(!plain.contains("-netdev"), "{plain}");
+}
+
+#[test]
+fn show_device_is_for_the_table_only() {
+    let out = run(&[
+        "plan",
+        "--show-device",
+        "--output",
+        "json",
+        &three_networks(),
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--show-device"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn svg_output_is_well_formed_xml_with_a_lane_per_interface() {
+    let out = run(&["plan", "--output", "svg", &three_networks()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let lanes = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("row"))
+        .count();
+    assert_eq!(lanes, 3);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn svg_of_several_vms_is_one_image() {
+    let out = run_with_stdin(&["plan", "--output", "svg", "-"], TWO_VMIS.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let captions: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("caption"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(
+        captions,
+        [
+            "VirtualMachineInstance/default/one: default: masquerade (binding masquerade)",
+            "VirtualMachineInstance/default/two: default: bridge (binding bridge)"
+        ]
+    );
+}
+
+#[test]
+fn dot_output_is_laid_out_by_graphviz() {
+    let out = run(&["plan", "--output", "dot", &three_networks()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write(dir.path(), "plan.dot", &out.stdout);
+    let drawn = std::process::Command::new("dot")
+        .args(["-Tsvg", &graph])
+        .output()
+        .expect("graphviz's `dot` must be installed (scripts/install-deps.sh installs graphviz)");
+    assert!(
+        drawn.status.success() && drawn.stderr.is_empty(),
+        "dot refused it: {}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&drawn.stdout)
+            .matches("class=\"node\"")
+            .count(),
+        15,
+        "every piece of the three rows is a node"
+    );
+}
+
+/// docs/vm-three-networks.svg is what `netbind plan examples/vm-three-networks.yaml
+/// --output svg` prints today. `NETBIND_UPDATE_DOCS=1` rewrites it.
+#[test]
+fn the_example_svg_in_docs_is_up_to_date() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/vm-three-networks.svg"
+    );
+    let out = run(&["plan", "--output", "svg", &three_networks()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    if std::env::var_os("NETBIND_UPDATE_DOCS").is_some() {
+        std::fs::write(path, &out.stdout).expect("write docs/vm-three-networks.svg");
+    }
+    let committed = std::fs::read(path).unwrap_or_default();
+    assert!(
+        committed == out.stdout,
+        "docs/vm-three-networks.svg is stale: rerun with NETBIND_UPDATE_DOCS=1"
+    );
 }
 
 #[test]
@@ -162,7 +302,7 @@ fn the_same_input_gives_byte_identical_output() {
         .collect();
     for file in files {
         let file = file.to_str().unwrap();
-        for output in ["table", "json", "yaml"] {
+        for output in ["table", "json", "yaml", "dot", "svg"] {
             let a = run(&["plan", "--output", output, file]);
             let b = run(&["plan", "--output", output, file]);
             assert_eq!(code(&a), code(&b), "{file}");

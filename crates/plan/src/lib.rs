@@ -10,7 +10,8 @@
 //!   managedTap), `masquerade` (links and the NAT rules), `sriov`, `usernet`, `tap`;
 //! - [`dhcp`]: DHCPv4/DHCPv6/RA settings; [`nftables`]: rulesets, as `nft` text and JSON;
 //! - [`podview`]: the pod as found, and the typical pod assumed without one;
-//! - [`render`]: libvirt XML, QEMU arguments, the table; [`mac`]: MAC addresses.
+//! - [`render`]: libvirt XML, QEMU arguments, the table, the wiring diagram (DOT, SVG);
+//!   [`mac`]: MAC addresses.
 #![forbid(unsafe_code)]
 
 pub mod bindings;
@@ -32,6 +33,21 @@ impl NetworkPlan {
     /// A readable table per interface.
     pub fn to_table(&self) -> String {
         render::table::render(self)
+    }
+
+    /// The table with the guest devices (QEMU arguments, libvirt XML) per interface.
+    pub fn to_table_with_devices(&self) -> String {
+        render::table::render_with(self, render::table::Options { show_device: true })
+    }
+
+    /// The wiring diagram as a graphviz DOT graph.
+    pub fn to_dot(&self) -> String {
+        render::dot::render(self)
+    }
+
+    /// The wiring diagram as a standalone SVG image.
+    pub fn to_svg(&self) -> String {
+        render::svg::render(self)
     }
 
     /// Every guest device's libvirt XML, in interface order.

@@ -118,7 +118,7 @@ fn absent_interface_is_left_out_with_a_note() {
     assert_eq!(
         p.notes,
         vec![
-            "pod view: typical CNI pod assumed (no --pod-view/--netns)",
+            "pod view: typical CNI pod assumed (no --pod-view/--netns): eth0 with one IPv4 and one IPv6 address, MTU 1500, cluster DNS",
             "interface blue: state absent, left out of the plan"
         ]
     );
@@ -210,6 +210,23 @@ fn malformed_mac_is_an_error() {
             mac: "zz:00".into()
         }
     );
+}
+
+#[test]
+fn table_shows_the_guest_device_only_when_asked() {
+    let p = plan(&vmi("[{name: default, masquerade: {}}]", POD));
+    let g = &p.interfaces[0].guest;
+    let qemu = format!("qemu        {}", g.qemu_args.join(" "));
+    assert!(!p.to_table().contains("\nqemu "), "{}", p.to_table());
+    let t = p.to_table_with_devices();
+    assert!(t.lines().any(|l| l == qemu), "{t}");
+    let xml: Vec<&str> = t
+        .lines()
+        .skip_while(|l| !l.starts_with("libvirt"))
+        .take(g.libvirt_xml.lines().count())
+        .map(|l| &l[12..])
+        .collect();
+    assert_eq!(xml, g.libvirt_xml.lines().collect::<Vec<_>>(), "{t}");
 }
 
 #[test]

@@ -295,6 +295,13 @@ proptest! {
             (Ok(a), Ok(b)) => {
                 prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
                 prop_assert_eq!(a.to_table(), b.to_table());
+                prop_assert_eq!(a.to_table_with_devices(), b.to_table_with_devices());
+                prop_assert_eq!(a.to_dot(), b.to_dot());
+                let svg = a.to_svg();
+                prop_assert_eq!(&svg, &b.to_svg());
+                if let Err(e) = roxmltree::Document::parse(&svg) {
+                    prop_assert!(false, "the SVG is not well-formed XML: {e}\n{svg}");
+                }
                 for i in &a.interfaces {
                     if let Some(nft) = &i.nftables {
                         let _ = (nft.to_nft_text(), nft.to_json());

@@ -227,6 +227,11 @@ impl Ctx<'_> {
     }
 }
 
+/// The plan note saying no pod view was given. It is the only place this is said: the
+/// CLI prints it with the plan (table, JSON, YAML, diagrams), never again on stderr.
+pub const TYPICAL_POD_NOTE: &str = "pod view: typical CNI pod assumed (no --pod-view/--netns): \
+eth0 with one IPv4 and one IPv6 address, MTU 1500, cluster DNS";
+
 /// Plans a defaulted (and normally validated) object against a pod view.
 pub fn plan(
     obj: &VmObject,
@@ -239,8 +244,7 @@ pub fn plan(
         ..NetworkPlan::default()
     };
     if pod.source == "default" {
-        plan.notes
-            .push("pod view: typical CNI pod assumed (no --pod-view/--netns)".into());
+        plan.notes.push(TYPICAL_POD_NOTE.into());
     }
     let hostname = pod
         .hostname

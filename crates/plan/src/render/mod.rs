@@ -1,9 +1,13 @@
 //! Renderings of a plan: the guest device as libvirt XML ([`libvirt`]) and as QEMU
-//! arguments ([`qemu`]), and the human table ([`table`]). Pure string building; the same
-//! plan always renders to the same bytes.
+//! arguments ([`qemu`]), the human table ([`table`]), and the wiring diagram as graphviz
+//! DOT ([`dot`]) and SVG ([`svg`]) — both drawn from one [`picture`] of nodes and edges.
+//! Pure string building; the same plan always renders to the same bytes.
 
+pub mod dot;
 pub mod libvirt;
+pub mod picture;
 pub mod qemu;
+pub mod svg;
 pub mod table;
 
 use std::fmt;
@@ -46,7 +50,9 @@ pub fn parse_pci(text: &str) -> Option<PciAddr> {
     Some(addr)
 }
 
-/// Escapes text for an XML attribute value (quoted with `'`) or element content.
+/// Escapes text for an XML attribute value (quoted with `'` or `"`) or element content.
+/// Characters XML 1.0 cannot hold at all (control characters other than tab and line
+/// breaks, U+FFFE, U+FFFF) are dropped.
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -57,6 +63,7 @@ pub fn xml_escape(s: &str) -> String {
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            '\u{fffe}' | '\u{ffff}' => {}
             c => out.push(c),
         }
     }
@@ -86,5 +93,10 @@ mod tests {
     #[test]
     fn xml_escape_covers_markup_and_quotes() {
         assert_eq!(xml_escape("a<b>&'\""), "a&lt;b&gt;&amp;&apos;&quot;");
+    }
+
+    #[test]
+    fn xml_escape_drops_what_xml_cannot_hold() {
+        assert_eq!(xml_escape("a\u{1}b\u{fffe}c\u{ffff}\td"), "abc\td");
     }
 }

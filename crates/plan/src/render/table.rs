@@ -1,6 +1,8 @@
 //! The human-readable plan: a header, plan notes, then one block per interface with a
 //! label column. Only the plan's own data is printed, in its order, so the same plan
-//! gives the same bytes.
+//! gives the same bytes. With [`Options::show_device`] each block ends with the guest
+//! device as the hypervisor gets it: the QEMU arguments on one line, the libvirt element
+//! line by line.
 
 use std::fmt::Write;
 
@@ -8,7 +10,18 @@ use crate::model::{GuestBackend, InterfacePlan, NetworkPlan, PortForward, Source
 
 const LABEL: usize = 12;
 
+/// What the table shows beyond the plan's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Add each interface's QEMU arguments and libvirt XML (`--show-device`).
+    pub show_device: bool,
+}
+
 pub fn render(plan: &NetworkPlan) -> String {
+    render_with(plan, Options::default())
+}
+
+pub fn render_with(plan: &NetworkPlan, options: Options) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}  (pod view: {})", plan.object, plan.pod_view);
     for note in &plan.notes {
@@ -20,8 +33,32 @@ pub fn render(plan: &NetworkPlan) -> String {
     for iface in &plan.interfaces {
         out.push('\n');
         interface(&mut out, iface);
+        if options.show_device {
+            device(&mut out, iface);
+        }
     }
     out
+}
+
+/// The guest device, compactly: QEMU arguments joined by spaces, then the XML's lines.
+fn device(out: &mut String, i: &InterfacePlan) {
+    let g = &i.guest;
+    let qemu = if g.qemu_args.is_empty() {
+        "none".to_string()
+    } else {
+        g.qemu_args.join(" ")
+    };
+    row(out, "qemu", &[qemu]);
+    let mut xml: Vec<String> = g
+        .libvirt_xml
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    if xml.is_empty() {
+        xml.push("none".into());
+    }
+    row(out, "libvirt", &xml);
 }
 
 fn row(out: &mut String, label: &str, lines: &[String]) {
@@ -184,6 +221,16 @@ fn forward(f: &PortForward) -> String {
 }
 
 fn guest_addresses(i: &InterfacePlan) -> String {
+    let v = guest_address_list(i);
+    if v.is_empty() {
+        "none assigned by netbind".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// The addresses netbind hands the guest (DHCPv4, DHCPv6, the user-mode engine).
+pub(crate) fn guest_address_list(i: &InterfacePlan) -> Vec<String> {
     let mut v = Vec::new();
     if let Some(d) = &i.dhcp4 {
         v.push(d.address.to_string());
@@ -194,9 +241,5 @@ fn guest_addresses(i: &InterfacePlan) -> String {
     if let Some(u) = &i.usernet {
         v.extend(u.guest_addresses.iter().map(|a| a.to_string()));
     }
-    if v.is_empty() {
-        "none assigned by netbind".into()
-    } else {
-        v.join(" ")
-    }
+    v
 }

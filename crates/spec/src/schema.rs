@@ -466,7 +466,8 @@ pub fn unknown_fields(node: &Node, schema: &'static Object, prefix: &str) -> Vec
     out
 }
 
-/// The known field closest to `key` by edit distance (case-insensitive), if it is close
+/// The known field closest to `key` by edit distance (case-insensitive; a swap of two
+/// neighbouring letters is one edit), if it is close
 /// enough to be a typo: at most a third of the key's length, and at most 3 edits.
 fn nearest(key: &str, schema: &Object) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase();
@@ -474,7 +475,7 @@ fn nearest(key: &str, schema: &Object) -> Option<&'static str> {
     schema
         .fields
         .iter()
-        .map(|(name, _)| (strsim::levenshtein(&lower, &name.to_ascii_lowercase()), *name))
+        .map(|(name, _)| (strsim::osa_distance(&lower, &name.to_ascii_lowercase()), *name))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, name)| name)

@@ -134,6 +134,25 @@ impl Node {
     }
 }
 
+/// The value at `path` in `value`, found the way [`Node::locate`] finds nodes.
+pub fn value_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    let steps = steps(path);
+    let mut v = value;
+    let mut i = 0;
+    while i < steps.len() {
+        let (next, used) = match (v, steps[i]) {
+            (Value::Array(items), Step::Index(k)) => (items.get(k)?, 1),
+            (Value::Object(map), Step::Key(_)) => (1..=steps.len() - i).find_map(|n| {
+                map.get(&join_keys(&steps[i..i + n])?).map(|c| (c, n))
+            })?,
+            _ => return None,
+        };
+        v = next;
+        i += used;
+    }
+    Some(v)
+}
+
 fn join_keys(steps: &[Step]) -> Option<String> {
     let mut out = String::new();
     for (n, s) in steps.iter().enumerate() {

@@ -232,7 +232,7 @@ fn yaml_values(text: &str) -> Result<Vec<(Value, Node)>, ReadError> {
                 .unwrap_or((0, 0));
             let message = match innermost(&e) {
                 serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
-                _ => first_line(&e.without_snippet().to_string()),
+                _ => without_position(&first_line(&e.without_snippet().to_string()), line, column),
             };
             ReadError::Syntax {
                 line,
@@ -280,6 +280,12 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
         }
         other => format!("YAML exceeds a parsing limit ({other:?}); refused"),
     }
+}
+
+/// serde-saphyr ends messages with ` at line L, column C`; the caller shows that already.
+fn without_position(message: &str, line: usize, column: usize) -> String {
+    let suffix = format!(" at line {line}, column {column}");
+    message.strip_suffix(&suffix).unwrap_or(message).to_string()
 }
 
 fn first_line(s: &str) -> String {

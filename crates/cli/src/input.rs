@@ -84,7 +84,9 @@ impl InputError {
             Some(ReadError::Field { message, path, .. }) => (message.clone(), Some(path.clone())),
             Some(ReadError::Syntax { message, .. }) => (message.clone(), None),
             Some(ReadError::NotUtf8 { offset, .. }) => (
-                format!("input is not UTF-8 (invalid byte at offset {offset}); save the file as UTF-8"),
+                format!(
+                    "input is not UTF-8 (invalid byte at offset {offset}); save the file as UTF-8"
+                ),
                 None,
             ),
             Some(other) => (other.to_string(), None),
@@ -152,6 +154,7 @@ pub fn read_bytes(path: &str) -> Result<Vec<u8>, InputError> {
 }
 
 /// A manifest file, read and parsed.
+#[derive(Debug)]
 pub struct Manifest {
     pub file: String,
     pub text: String,
@@ -199,7 +202,10 @@ pub fn note_unsupported(manifest: &Manifest) -> Result<(), InputError> {
         let hint = read::kind_suggestion(kind)
             .map(|k| format!("; did you mean `{k}`?"))
             .unwrap_or_default();
-        let pos = parsed.node.get("kind").map_or(parsed.node.pos, |e| e.value.pos);
+        let pos = parsed
+            .node
+            .get("kind")
+            .map_or(parsed.node.pos, |e| e.value.pos);
         output::stderr(&manifest.source(parsed).located_line(
             pos,
             &format!("{shown_kind}/{name}: unsupported kind, skipped{hint}"),
@@ -236,7 +242,11 @@ pub fn cluster_config(path: Option<&str>) -> Result<ClusterConfig, InputError> {
         };
         output::stderr(&src.located_line(
             u.pos,
-            &format!("warning: {}: {} (cluster configuration)", u.path, u.message()),
+            &format!(
+                "warning: {}: {} (cluster configuration)",
+                u.path,
+                u.message()
+            ),
         ));
     }
     Ok(config)

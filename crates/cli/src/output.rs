@@ -102,7 +102,9 @@ impl Source<'_> {
             .collect();
         all.sort_by_key(|(pos, _, _)| *pos);
         all.iter()
-            .map(|(pos, path, message)| self.located_line(*pos, &format!("warning: {path}: {message}")))
+            .map(|(pos, path, message)| {
+                self.located_line(*pos, &format!("warning: {path}: {message}"))
+            })
             .collect()
     }
 }
@@ -156,7 +158,10 @@ mod tests {
         let out = src.violations(
             "VirtualMachine/default/a",
             &[
-                violation("spec.template.spec.networks[1].name", "duplicate network name"),
+                violation(
+                    "spec.template.spec.networks[1].name",
+                    "duplicate network name",
+                ),
                 violation("spec.template.spec.networks[0]", "first"),
             ],
         );
@@ -164,7 +169,7 @@ mod tests {
             out,
             "vm.yaml: VirtualMachine/default/a\n\
 vm.yaml:5:18: spec.template.spec.networks[0]: first\n     5 |       networks: [{name: a}, {name: a}]\n       |                  ^\n\
-vm.yaml:5:35: spec.template.spec.networks[1].name: duplicate network name\n     5 |       networks: [{name: a}, {name: a}]\n       |                                   ^\n"
+vm.yaml:5:36: spec.template.spec.networks[1].name: duplicate network name\n     5 |       networks: [{name: a}, {name: a}]\n       |                                    ^\n"
         );
     }
 

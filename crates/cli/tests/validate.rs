@@ -140,7 +140,9 @@ fn json_output_is_an_array_of_contract_records() {
         sorted.sort();
         assert_eq!(
             sorted,
-            ["column", "file", "line", "message", "object", "path", "rule"],
+            [
+                "column", "file", "line", "message", "object", "path", "rule"
+            ],
             "{r}"
         );
         assert!(r["line"].as_u64().unwrap() > 0, "{r}");
@@ -212,10 +214,7 @@ fn spots(records: &[serde_json::Value]) -> Vec<(u64, u64, String)> {
 
 #[test]
 fn a_type_error_is_located_and_in_kubernetes_words() {
-    let text = VALID_VMI.replace(
-        "masquerade: {}}",
-        "masquerade: {}, ports: [{port: http}]}",
-    );
+    let text = VALID_VMI.replace("masquerade: {}}", "masquerade: {}, ports: [{port: http}]}");
     let out = run_with_stdin(&["validate", "-"], text.as_bytes());
     assert_eq!(code(&out), 2);
     assert_eq!(
@@ -271,7 +270,12 @@ fn json_output_carries_input_errors() {
     assert!(found[0]["line"].as_u64().unwrap() > 0);
     assert!(found[0]["column"].as_u64().unwrap() > 0);
     assert!(found[0]["object"].is_null() && found[0]["path"].is_null());
-    let out = run(&["validate", "--output", "json", "/nonexistent/netbind/vm.yaml"]);
+    let out = run(&[
+        "validate",
+        "--output",
+        "json",
+        "/nonexistent/netbind/vm.yaml",
+    ]);
     assert_eq!(code(&out), 2);
     let found = records(&out);
     assert_eq!(found[0]["rule"], "input-unreadable");
@@ -294,7 +298,8 @@ fn unsupported_kinds_are_noted_and_do_not_change_the_exit_code() {
     let out = run_with_stdin(&["validate", "-"], text.as_bytes());
     assert_eq!(code(&out), 0);
     assert!(
-        stderr(&out).starts_with("<stdin>:1:7: VirtualMachinePool/pool: unsupported kind, skipped\n"),
+        stderr(&out)
+            .starts_with("<stdin>:1:7: VirtualMachinePool/pool: unsupported kind, skipped\n"),
         "{}",
         stderr(&out)
     );

@@ -224,8 +224,7 @@ fn yaml_values(text: &str) -> Result<Vec<(Value, Node)>, ReadError> {
     // YAML 1.2 booleans: a network named `no` or `n` stays a name.
     options.strict_booleans = true;
     let values: Vec<Option<serde_saphyr::Spanned<source::Raw>>> =
-        serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|e| {
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             let (line, column) = e
                 .location()
                 .map(|l| (l.line() as usize, l.column() as usize))
@@ -391,9 +390,7 @@ fn collect_document(
                 && let Some(Value::Array(items)) = map.remove("items")
             {
                 let nodes = match node.get("items").map(|e| &e.value.shape) {
-                    Some(source::Shape::Seq(nodes)) if nodes.len() == items.len() => {
-                        nodes.clone()
-                    }
+                    Some(source::Shape::Seq(nodes)) if nodes.len() == items.len() => nodes.clone(),
                     _ => vec![node.clone(); items.len()],
                 };
                 for (item, item_node) in items.into_iter().zip(nodes) {
@@ -424,7 +421,10 @@ pub fn typed<T: for<'de> Deserialize<'de>>(
     let actual = value.clone();
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = kube_path(&e.path().to_string());
-        let message = type_message(&e.into_inner().to_string(), source::value_at(&actual, &path));
+        let message = type_message(
+            &e.into_inner().to_string(),
+            source::value_at(&actual, &path),
+        );
         let pos = node.locate(&path);
         ReadError::Field {
             doc,
@@ -448,8 +448,8 @@ fn type_message(serde: &str, actual: Option<&Value>) -> String {
         return serde.to_string();
     };
     let expected = match expected {
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64"
-        | "u128" | "usize" => "an integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" => "an integer",
         "f32" | "f64" => "a number",
         "a string" | "a borrowed string" | "a character" => "a string",
         "a boolean" => "a boolean",
@@ -486,7 +486,12 @@ fn kube_path(path: &str) -> String {
 pub fn kind_suggestion(kind: &str) -> Option<&'static str> {
     ["VirtualMachineInstance", "VirtualMachine"]
         .into_iter()
-        .map(|k| (strsim::osa_distance(&kind.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .map(|k| {
+            (
+                strsim::osa_distance(&kind.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                k,
+            )
+        })
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
@@ -567,7 +572,9 @@ mod tests {
             "spec.networks[0].name: expected a string, got an array"
         );
         assert_eq!(
-            msg("kind: VirtualMachineInstance\nspec: {networks: [{name: a, multus: {default: 1}}]}\n"),
+            msg(
+                "kind: VirtualMachineInstance\nspec: {networks: [{name: a, multus: {default: 1}}]}\n"
+            ),
             "spec.networks[0].multus.default: expected a boolean, got integer 1"
         );
         assert_eq!(
@@ -575,7 +582,9 @@ mod tests {
             "spec.template.spec.domain: expected an object, got integer 5"
         );
         assert_eq!(
-            msg("kind: VirtualMachineInstance\nspec: {domain: {devices: {interfaces: [{name: a, bootOrder: 1.5}]}}}\n"),
+            msg(
+                "kind: VirtualMachineInstance\nspec: {domain: {devices: {interfaces: [{name: a, bootOrder: 1.5}]}}}\n"
+            ),
             "spec.domain.devices.interfaces[0].bootOrder: expected an integer, got number 1.5"
         );
     }
@@ -600,7 +609,11 @@ mod tests {
         .unwrap();
         let found: Vec<_> = docs
             .iter()
-            .flat_map(|p| p.unknown.iter().map(|u| (u.path.clone(), u.pos.line, u.suggestion)))
+            .flat_map(|p| {
+                p.unknown
+                    .iter()
+                    .map(|u| (u.path.clone(), u.pos.line, u.suggestion))
+            })
             .collect();
         assert_eq!(
             found,
@@ -615,7 +628,10 @@ mod tests {
 
     #[test]
     fn misspelt_kinds_get_a_suggestion() {
-        assert_eq!(kind_suggestion("VirtualMachineInstace"), Some("VirtualMachineInstance"));
+        assert_eq!(
+            kind_suggestion("VirtualMachineInstace"),
+            Some("VirtualMachineInstance")
+        );
         assert_eq!(kind_suggestion("virtualmachine"), Some("VirtualMachine"));
         assert_eq!(kind_suggestion("ConfigMap"), None);
     }

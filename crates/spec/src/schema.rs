@@ -33,7 +33,10 @@ pub struct Object {
 
 impl Object {
     fn field(&self, name: &str) -> Option<Field> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
     }
 }
 
@@ -311,10 +314,7 @@ static NETWORK_CONFIG: Object = Object {
 
 /// netbind's own cluster configuration: `{network, featureGates}`.
 pub static CLUSTER_CONFIG: Object = Object {
-    fields: &[
-        ("network", Obj(&NETWORK_CONFIG)),
-        ("featureGates", Any),
-    ],
+    fields: &[("network", Obj(&NETWORK_CONFIG)), ("featureGates", Any)],
 };
 
 static DEVELOPER_CONFIG: Object = Object {
@@ -475,7 +475,12 @@ fn nearest(key: &str, schema: &Object) -> Option<&'static str> {
     schema
         .fields
         .iter()
-        .map(|(name, _)| (strsim::osa_distance(&lower, &name.to_ascii_lowercase()), *name))
+        .map(|(name, _)| {
+            (
+                strsim::osa_distance(&lower, &name.to_ascii_lowercase()),
+                *name,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, name)| name)
@@ -509,7 +514,12 @@ mod tests {
                     11,
                     Some("interfaces")
                 ),
-                ("spec.template.spec.networks[0].multis", 9, 28, Some("multus")),
+                (
+                    "spec.template.spec.networks[0].multis",
+                    9,
+                    28,
+                    Some("multus")
+                ),
                 ("spec.runing", 10, 3, Some("running")),
             ]
         );
@@ -531,7 +541,10 @@ mod tests {
     fn cluster_config_plugins_are_checked_by_name() {
         let n = node("networkz: {}\nnetwork:\n  binding:\n    passt: {sidecarImag: x}\n");
         let found = unknown_fields(&n, &CLUSTER_CONFIG, "");
-        let paths: Vec<_> = found.iter().map(|u| (u.path.as_str(), u.suggestion)).collect();
+        let paths: Vec<_> = found
+            .iter()
+            .map(|u| (u.path.as_str(), u.suggestion))
+            .collect();
         assert_eq!(
             paths,
             vec![

@@ -142,9 +142,8 @@ pub fn value_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     while i < steps.len() {
         let (next, used) = match (v, steps[i]) {
             (Value::Array(items), Step::Index(k)) => (items.get(k)?, 1),
-            (Value::Object(map), Step::Key(_)) => (1..=steps.len() - i).find_map(|n| {
-                map.get(&join_keys(&steps[i..i + n])?).map(|c| (c, n))
-            })?,
+            (Value::Object(map), Step::Key(_)) => (1..=steps.len() - i)
+                .find_map(|n| map.get(&join_keys(&steps[i..i + n])?).map(|c| (c, n)))?,
             _ => return None,
         };
         v = next;
@@ -206,7 +205,10 @@ pub(crate) fn split(root: Spanned<Raw>) -> (Value, Node) {
     // A frame: the finished part of a collection and what is left of it.
     enum Todo {
         Seq(std::vec::IntoIter<Spanned<Raw>>),
-        Map(std::vec::IntoIter<(Spanned<Key>, Spanned<Raw>)>, Option<(String, Pos)>),
+        Map(
+            std::vec::IntoIter<(Spanned<Key>, Spanned<Raw>)>,
+            Option<(String, Pos)>,
+        ),
     }
     let mut stack: Vec<(Done, Todo)> = Vec::new();
     let mut current = Some(root);
@@ -459,7 +461,8 @@ pub(crate) fn json_nodes(text: &str) -> Option<Vec<Node>> {
                 Some(Node::scalar(pos))
             }
             _ => {
-                while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'}')
+                while i < b.len()
+                    && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'}')
                 {
                     i += 1;
                 }
@@ -527,7 +530,10 @@ mod tests {
         let (value, node) = yaml(
             "kind: VirtualMachineInstance\nspec:\n  domain:\n    devices:\n      interfaces:\n      - name: a\n        ports: [{port: http}]\n",
         );
-        assert_eq!(value["spec"]["domain"]["devices"]["interfaces"][0]["name"], "a");
+        assert_eq!(
+            value["spec"]["domain"]["devices"]["interfaces"][0]["name"],
+            "a"
+        );
         let at = |p| node.locate(p);
         assert_eq!(at("kind"), Pos { line: 1, column: 7 });
         assert_eq!(at("spec"), Pos { line: 2, column: 1 });
@@ -562,7 +568,13 @@ mod tests {
         let text = "{\"a\": [1, {\"b\": \"x\\\"y\"}],\n \"c\": true}\n{\"d\": {}}";
         let nodes = json_nodes(text).unwrap();
         assert_eq!(nodes.len(), 2);
-        assert_eq!(nodes[0].locate("a[1].b"), Pos { line: 1, column: 17 });
+        assert_eq!(
+            nodes[0].locate("a[1].b"),
+            Pos {
+                line: 1,
+                column: 17
+            }
+        );
         assert_eq!(nodes[0].locate("c"), Pos { line: 2, column: 7 });
         assert_eq!(nodes[1].locate("d"), Pos { line: 3, column: 2 });
     }

@@ -1,8 +1,9 @@
 //! The subcommands: read inputs, run the pure stages, print, and return an [`Outcome`].
 //!
 //! Every command that works on VMs goes through [`check_file`]: parse the documents, note
-//! unsupported kinds on stderr, apply KubeVirt's defaults, validate, print warnings. The
-//! planner and the annotation writer only ever see defaulted objects that validated.
+//! unsupported kinds on stderr, apply KubeVirt's defaults, validate, print warnings (all
+//! located `FILE:LINE:COLUMN`, in file order). The planner and the annotation writer only
+//! ever see defaulted objects that validated.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use netbind_spec::validate::{self, Report};
 use netbind_spec::{ClusterConfig, Document, VmObject, defaults, multus};
 use serde::Serialize;
 
-use crate::input::{self, display_name};
+use crate::input::{self, Manifest, display_name};
 use crate::output::{self, Record};
 use crate::{
     AnnotationsArgs, MachineOutput, Outcome, PlanArgs, PlanOutput, ValidateArgs, ValidateOutput,
@@ -24,57 +25,64 @@ use crate::{
 pub(crate) struct Checked {
     pub(crate) obj: VmObject,
     report: Report,
+    /// Index of the object's document in [`CheckedFile::manifest`].
+    doc: usize,
 }
 
-/// Parses one manifest file and validates every VM/VMI in it (errors: unreadable input).
+/// Every VM/VMI of one file, checked, with the file for pointing into it.
+pub(crate) struct CheckedFile {
+    manifest: Manifest,
+    pub(crate) objects: Vec<Checked>,
+}
+
+impl CheckedFile {
+    fn source<'a>(&'a self, c: &Checked) -> Option<output::Source<'a>> {
+        let parsed = self.manifest.docs.get(c.doc)?;
+        Some(self.manifest.source(parsed))
+    }
+
+    /// The human violations of `c`, located.
+    fn violations(&self, c: &Checked) -> String {
+        let object = c.obj.display_name();
+        match self.source(c) {
+            Some(src) => src.violations(&object, &c.report.violations),
+            None => String::new(),
+        }
+    }
+
+    /// Human violations of every invalid object, for stderr; none when all are valid.
+    fn invalid_report(&self) -> Option<String> {
+        let text: String = self
+            .objects
+            .iter()
+            .filter(|c| !c.report.is_valid())
+            .map(|c| self.violations(c))
+            .collect();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// Parses one manifest file and validates every VM/VMI in it; unknown fields and
+/// validation warnings go to stderr, as do notes on unsupported kinds. Errors: input that
+/// does not read, parse or type, and a file with no VM at all.
 pub(crate) fn check_file(
     path: &str,
     cluster: &ClusterConfig,
     pod_addresses: Option<&[IpNet]>,
-) -> Result<Vec<Checked>, input::InputError> {
-    let file = display_name(path);
-    let mut checked = Vec::new();
-    for doc in input::manifests(path)? {
-        match doc {
-            Document::Vm(obj) => {
-                let obj = defaults::apply(&obj, cluster);
-                let report = validate::validate(&obj, cluster, pod_addresses);
-                output::stderr(&output::warnings(&report));
-                checked.push(Checked { obj, report });
-            }
-            Document::Unsupported { kind, name } => {
-                let kind = if kind.is_empty() {
-                    "<no kind>"
-                } else {
-                    kind.as_str()
-                };
-                let name = if name.is_empty() {
-                    "<unnamed>"
-                } else {
-                    name.as_str()
-                };
-                output::stderr(&format!(
-                    "{file}: {kind}/{name}: unsupported kind, skipped\n"
-                ));
-            }
-        }
+) -> Result<CheckedFile, input::InputError> {
+    let manifest = input::manifests(path)?;
+    input::note_unsupported(&manifest)?;
+    let mut objects = Vec::new();
+    for (doc, parsed) in manifest.docs.iter().enumerate() {
+        let Document::Vm(obj) = &parsed.doc else {
+            continue;
+        };
+        let obj = defaults::apply(obj, cluster);
+        let report = validate::validate(&obj, cluster, pod_addresses);
+        output::stderr(&manifest.source(parsed).warnings(&parsed.unknown, &report));
+        objects.push(Checked { obj, report, doc });
     }
-    if checked.is_empty() {
-        output::stderr(&format!(
-            "{file}: no VirtualMachine or VirtualMachineInstance found\n"
-        ));
-    }
-    Ok(checked)
-}
-
-/// Human violations of every invalid object, for stderr; whether any was invalid.
-fn invalid_report(file: &str, checked: &[Checked]) -> Option<String> {
-    let text: String = checked
-        .iter()
-        .filter(|c| !c.report.is_valid())
-        .map(|c| output::human_violations(file, &c.obj.display_name(), &c.report.violations))
-        .collect();
-    (!text.is_empty()).then_some(text)
+    Ok(CheckedFile { manifest, objects })
 }
 
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<Outcome> {
@@ -86,16 +94,22 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::Ok;
     let mut records = Vec::new();
     for path in &args.files {
-        let file = display_name(path);
         let checked = match check_file(path, &cluster, pod_addresses.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 output::stderr(&format!("{e}\n"));
-                outcome = outcome.max(Outcome::Unreadable);
+                // A file with nothing to check was read; it is wrong, not unreadable.
+                let this = match e {
+                    input::InputError::NoVm { .. } => Outcome::Invalid,
+                    _ => Outcome::Unreadable,
+                };
+                outcome = outcome.max(this);
+                records.push(e.record());
                 continue;
             }
         };
-        for c in &checked {
+        let file = &checked.manifest.file;
+        for c in &checked.objects {
             let object = c.obj.display_name();
             if !c.report.is_valid() {
                 outcome = outcome.max(Outcome::Invalid);
@@ -104,17 +118,16 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<Outcome> {
                 ValidateOutput::Human if c.report.is_valid() => {
                     output::stdout(&format!("{file}: {object}: valid\n"))
                 }
-                ValidateOutput::Human => output::stdout(&output::human_violations(
-                    &file,
-                    &object,
-                    &c.report.violations,
-                )),
-                ValidateOutput::Json => records.extend(
-                    c.report
-                        .violations
-                        .iter()
-                        .map(|v| Record::new(&file, &object, v)),
-                ),
+                ValidateOutput::Human => output::stdout(&checked.violations(c)),
+                ValidateOutput::Json => {
+                    if let Some(src) = checked.source(c) {
+                        records.extend(
+                            src.sorted(&c.report.violations)
+                                .into_iter()
+                                .map(|(pos, v)| Record::new(file, &object, v, pos)),
+                        );
+                    }
+                }
             }
         }
     }
@@ -122,6 +135,23 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<Outcome> {
         output::stdout(&output::json(&records)?);
     }
     Ok(outcome)
+}
+
+/// `check_file` for the commands that go on to plan: a file without a VM is invalid
+/// input (exit 1), as for `validate`; other input errors stay errors (exit 2).
+fn check_to_plan(
+    path: &str,
+    cluster: &ClusterConfig,
+    pod_addresses: Option<&[IpNet]>,
+) -> anyhow::Result<Result<CheckedFile, Outcome>> {
+    match check_file(path, cluster, pod_addresses) {
+        Ok(c) => Ok(Ok(c)),
+        Err(e @ input::InputError::NoVm { .. }) => {
+            output::stderr(&format!("{e}\n"));
+            Ok(Err(Outcome::Invalid))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Plans every VM of the file and prints the plans. Without a pod view the planner
@@ -149,15 +179,18 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
         view.network_status = Some(status.clone());
     }
     let addresses = given.as_ref().map(PodView::addresses);
-    let checked = check_file(&args.file, &cluster, addresses.as_deref())?;
-    if let Some(text) = invalid_report(&file, &checked) {
+    let checked = match check_to_plan(&args.file, &cluster, addresses.as_deref())? {
+        Ok(c) => c,
+        Err(outcome) => return Ok(outcome),
+    };
+    if let Some(text) = checked.invalid_report() {
         output::stderr(&text);
         return Ok(Outcome::Invalid);
     }
 
     let mut plans: Vec<NetworkPlan> = Vec::new();
     let mut failures = String::new();
-    for c in &checked {
+    for c in &checked.objects {
         let view = match &given {
             Some(v) => v.clone(),
             None => {
@@ -202,14 +235,17 @@ struct ObjectAnnotations {
 }
 
 pub fn annotations(args: &AnnotationsArgs) -> anyhow::Result<Outcome> {
-    let file = display_name(&args.file);
     let cluster = input::cluster_config(args.cluster_config.as_deref())?;
-    let checked = check_file(&args.file, &cluster, None)?;
-    if let Some(text) = invalid_report(&file, &checked) {
+    let checked = match check_to_plan(&args.file, &cluster, None)? {
+        Ok(c) => c,
+        Err(outcome) => return Ok(outcome),
+    };
+    if let Some(text) = checked.invalid_report() {
         output::stderr(&text);
         return Ok(Outcome::Invalid);
     }
     let list: Vec<ObjectAnnotations> = checked
+        .objects
         .iter()
         .map(|c| ObjectAnnotations {
             object: c.obj.display_name(),

@@ -61,18 +61,38 @@ pub const STATE_ROOT: &str = "/run/netbind";
 
 /// The one VM of FILE, defaulted (not yet validated).
 pub(crate) fn the_object(path: &str, cluster: &ClusterConfig) -> anyhow::Result<VmObject> {
+    Ok(the_located_object(path, cluster)?.0)
+}
+
+/// As [`the_object`], with its file for pointing messages into it. Unknown fields are
+/// warned on stderr.
+pub(crate) fn the_located_object(
+    path: &str,
+    cluster: &ClusterConfig,
+) -> anyhow::Result<(VmObject, input::Manifest, usize)> {
     let file = display_name(path);
-    let objects: Vec<VmObject> = input::manifests(path)?
-        .into_iter()
-        .filter_map(|d| match d {
-            Document::Vm(o) => Some(defaults::apply(&o, cluster)),
+    let manifest = input::manifests(path)?;
+    let vms: Vec<(usize, &VmObject)> = (manifest.docs.iter().enumerate())
+        .filter_map(|(i, p)| match &p.doc {
+            Document::Vm(obj) => Some((i, &**obj)),
             Document::Unsupported { .. } => None,
         })
         .collect();
-    match objects.len() {
-        1 => Ok(objects.into_iter().next().unwrap_or_else(|| unreachable!())),
-        0 => bail!("{file}: no VirtualMachine or VirtualMachineInstance found"),
-        n => bail!("{file}: {n} VMs found; `up`/`down` work on one VM per pod: split the file"),
+    match vms.as_slice() {
+        [(one, obj)] => {
+            let obj = defaults::apply(obj, cluster);
+            if let Some(parsed) = manifest.docs.get(*one) {
+                let src = manifest.source(parsed);
+                output::stderr(&src.warnings(&parsed.unknown, &Default::default()));
+            }
+            let one = *one;
+            Ok((obj, manifest, one))
+        }
+        [] => bail!("{file}: no VirtualMachine or VirtualMachineInstance found"),
+        many => bail!(
+            "{file}: {} VMs found; `up`/`down` work on one VM per pod: split the file",
+            many.len()
+        ),
     }
 }
 
@@ -135,7 +155,7 @@ impl Drop for ForgetIfNothingRecorded<'_> {
 pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let file = display_name(&args.file);
     let cluster = input::cluster_config(args.cluster_config.as_deref())?;
-    let obj = the_object(&args.file, &cluster)?;
+    let (obj, manifest, doc) = the_located_object(&args.file, &cluster)?;
     let dir = state_dir(args.state_dir.as_ref(), &obj);
     let state = StateDir::new(&dir);
     let mut _fresh = None;
@@ -172,13 +192,14 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
         }
     };
     let report = netbind_spec::validate::validate(&obj, &cluster, Some(&view.addresses()));
-    output::stderr(&output::warnings(&report));
+    if let Some(parsed) = manifest.docs.get(doc) {
+        let src = manifest.source(parsed);
+        output::stderr(&src.warnings(&[], &report));
+        if !report.is_valid() {
+            output::stderr(&src.violations(&obj.display_name(), &report.violations));
+        }
+    }
     if !report.is_valid() {
-        output::stderr(&output::human_violations(
-            &file,
-            &obj.display_name(),
-            &report.violations,
-        ));
         return Ok(Outcome::Invalid);
     }
     let plan = match netbind_plan::plan(&obj, &cluster, &view) {

@@ -331,7 +331,7 @@ mod tests {
         .unwrap();
         let cluster = netbind_spec::ClusterConfig::default();
         let checked = crate::commands::check_file(vm.to_str().unwrap(), &cluster, None).unwrap();
-        let obj = &checked[0].obj;
+        let obj = &checked.objects[0].obj;
         let mut view = netbind_plan::PodView::typical(obj);
         let pod_dns: IpAddr = "10.99.0.53".parse().unwrap();
         view.dns.nameservers = vec![pod_dns];

@@ -138,7 +138,15 @@ fn json_output_is_an_array_of_contract_records() {
         let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(sorted, ["file", "message", "object", "path", "rule"], "{r}");
+        assert_eq!(
+            sorted,
+            [
+                "column", "file", "line", "message", "object", "path", "rule"
+            ],
+            "{r}"
+        );
+        assert!(r["line"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["column"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["file"], file.as_str());
         assert_eq!(r["object"], "VirtualMachineInstance/ns/bad");
         assert!(r["path"].as_str().unwrap().starts_with("spec."), "{r}");
@@ -161,24 +169,127 @@ fn json_output_of_valid_input_is_an_empty_array() {
 }
 
 #[test]
-fn human_lines_start_with_the_path_under_a_file_and_object_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "bad.yaml", INVALID_VMI);
-    let human = stdout(&run(&["validate", &file]));
-    let json = records(&run(&["validate", "--output", "json", &file]));
-    let lines: Vec<&str> = human.lines().collect();
-    assert_eq!(lines[0], format!("{file}: VirtualMachineInstance/ns/bad"));
-    assert_eq!(lines.len(), 1 + json.len(), "{human}");
-    for (line, r) in lines[1..].iter().zip(&json) {
-        assert_eq!(
-            *line,
-            format!(
-                "{}: {}",
-                r["path"].as_str().unwrap(),
-                r["message"].as_str().unwrap()
+fn human_violations_are_located_in_file_order_with_source_and_caret() {
+    let out = run_with_stdin(&["validate", "-"], INVALID_VMI.as_bytes());
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        stdout(&out),
+        "\
+<stdin>: VirtualMachineInstance/ns/bad
+<stdin>:9:22: spec.domain.devices.interfaces[1].masquerade: masquerade binding is only allowed on the pod network
+     9 |       - {name: blue, masquerade: {}}
+       |                      ^
+<stdin>:13:12: spec.networks[2].name: network name \"blue\" is used twice
+    13 |   - {name: blue, multus: {networkName: blue2}}
+       |            ^
+"
+    );
+    // The JSON records say the same, in the same order.
+    let json = records(&run_with_stdin(
+        &["validate", "--output", "json", "-"],
+        INVALID_VMI.as_bytes(),
+    ));
+    assert_eq!(
+        spots(&json),
+        [
+            (9, 22, "masquerade-pod-network-only".to_string()),
+            (13, 12, "network-name-unique".to_string())
+        ]
+    );
+}
+
+/// `(line, column, rule)` of each record.
+fn spots(records: &[serde_json::Value]) -> Vec<(u64, u64, String)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap_or(0),
+                r["column"].as_u64().unwrap_or(0),
+                r["rule"].as_str().unwrap_or_default().to_string(),
             )
-        );
-    }
+        })
+        .collect()
+}
+
+#[test]
+fn a_type_error_is_located_and_in_kubernetes_words() {
+    let text = VALID_VMI.replace("masquerade: {}}", "masquerade: {}, ports: [{port: http}]}");
+    let out = run_with_stdin(&["validate", "-"], text.as_bytes());
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "\
+<stdin>:7:67: spec.domain.devices.interfaces[0].ports[0].port: expected an integer, got string \"http\"
+     7 |       interfaces: [{name: default, masquerade: {}, ports: [{port: http}]}]
+       |                                                                   ^
+"
+    );
+    let out = run_with_stdin(&["validate", "--output", "json", "-"], text.as_bytes());
+    assert_eq!(
+        stdout(&out),
+        r#"[
+  {
+    "file": "<stdin>",
+    "object": null,
+    "path": "spec.domain.devices.interfaces[0].ports[0].port",
+    "rule": "input-type",
+    "message": "expected an integer, got string \"http\"",
+    "line": 7,
+    "column": 67
+  }
+]
+"#
+    );
+}
+
+#[test]
+fn json_input_is_located_too() {
+    let text = r#"{"kind": "VirtualMachineInstance",
+ "spec": {"networks": [{"name": "a", "pod": {}}, {"name": "a", "pod": {}}]}}"#;
+    let out = run_with_stdin(&["validate", "--output", "json", "-"], text.as_bytes());
+    assert_eq!(code(&out), 1);
+    assert!(
+        spots(&records(&out)).contains(&(2, 59, "network-name-unique".to_string())),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn json_output_carries_input_errors() {
+    let out = run_with_stdin(
+        &["validate", "--output", "json", "-"],
+        b"kind: VirtualMachineInstance\nspec: {domain: [\n",
+    );
+    assert_eq!(code(&out), 2);
+    let found = records(&out);
+    assert_eq!(found.len(), 1, "{}", stdout(&out));
+    assert_eq!(found[0]["rule"], "input-syntax");
+    assert_eq!(found[0]["file"], "<stdin>");
+    assert!(found[0]["line"].as_u64().unwrap() > 0);
+    assert!(found[0]["column"].as_u64().unwrap() > 0);
+    assert!(found[0]["object"].is_null() && found[0]["path"].is_null());
+    let out = run(&[
+        "validate",
+        "--output",
+        "json",
+        "/nonexistent/netbind/vm.yaml",
+    ]);
+    assert_eq!(code(&out), 2);
+    let found = records(&out);
+    assert_eq!(found[0]["rule"], "input-unreadable");
+    assert!(found[0]["line"].is_null());
+}
+
+#[test]
+fn syntax_errors_do_not_repeat_their_position() {
+    let out = run_with_stdin(&["validate", "-"], b"kind: x\n  bad: [\n");
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "<stdin>:2:6: mapping values are not allowed in this context\n     2 |   bad: [\n       |      ^\n"
+    );
 }
 
 #[test]
@@ -187,29 +298,47 @@ fn unsupported_kinds_are_noted_and_do_not_change_the_exit_code() {
     let out = run_with_stdin(&["validate", "-"], text.as_bytes());
     assert_eq!(code(&out), 0);
     assert!(
-        stderr(&out).contains("<stdin>: VirtualMachinePool/pool: unsupported kind, skipped"),
+        stderr(&out)
+            .starts_with("<stdin>:1:7: VirtualMachinePool/pool: unsupported kind, skipped\n"),
         "{}",
         stderr(&out)
     );
 }
 
 #[test]
-fn a_file_without_any_vm_is_fine_with_a_note() {
-    let out = run_with_stdin(
-        &["validate", "-"],
-        b"kind: ConfigMap\nmetadata: {name: c}\n",
+fn a_file_without_any_vm_is_invalid_and_says_so() {
+    let text = "kind: ConfigMap\nmetadata: {name: c}\n---\nkind: VirtualMachineInstace\nmetadata: {name: v}\n";
+    let out = run_with_stdin(&["validate", "-"], text.as_bytes());
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        stderr(&out),
+        "\
+<stdin>:1:7: ConfigMap/c: unsupported kind, skipped
+     1 | kind: ConfigMap
+       |       ^
+<stdin>:4:7: VirtualMachineInstace/v: unsupported kind, skipped; did you mean `VirtualMachineInstance`?
+     4 | kind: VirtualMachineInstace
+       |       ^
+<stdin>: no VirtualMachine or VirtualMachineInstance found; netbind checks only these kinds
+"
     );
-    assert_eq!(code(&out), 0);
-    assert!(
-        stderr(&out).contains("no VirtualMachine or VirtualMachineInstance"),
-        "{}",
-        stderr(&out)
-    );
+    let out = run_with_stdin(&["validate", "--output", "json", "-"], text.as_bytes());
+    assert_eq!(code(&out), 1);
+    assert_eq!(records(&out)[0]["rule"], "input-no-vm");
+    // plan refuses it the same way.
+    let out = run_with_stdin(&["plan", "-"], text.as_bytes());
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
 }
 
 #[test]
-fn unknown_fields_inside_interfaces_are_warnings_on_stderr() {
-    let text = VALID_VMI.replace("masquerade: {}}", "masquerade: {}, colour: red}");
+fn unknown_fields_anywhere_are_located_warnings_with_a_suggestion() {
+    let text = VALID_VMI
+        .replace("masquerade: {}}", "masquerade: {}, colour: red}")
+        .replace(
+            "    devices:\n",
+            "    devices:\n      autoattachPodInterfce: false\n",
+        )
+        .replace("  networks:", "  netwroks: []\n  networks:");
     let out = run_with_stdin(&["validate", "-"], text.as_bytes());
     assert_eq!(
         code(&out),
@@ -217,12 +346,40 @@ fn unknown_fields_inside_interfaces_are_warnings_on_stderr() {
         "a warning is not a violation: {}",
         stderr(&out)
     );
-    assert!(
-        stderr(&out)
-            .lines()
-            .any(|l| l.starts_with("warning: spec.domain.devices.interfaces[0].colour")),
-        "{}",
-        stderr(&out)
+    assert_eq!(
+        stderr(&out),
+        "\
+<stdin>:7:7: warning: spec.domain.devices.autoattachPodInterfce: unknown field, ignored; did you mean `autoattachPodInterface`?
+     7 |       autoattachPodInterfce: false
+       |       ^
+<stdin>:8:52: warning: spec.domain.devices.interfaces[0].colour: unknown field, ignored
+     8 |       interfaces: [{name: default, masquerade: {}, colour: red}]
+       |                                                    ^
+<stdin>:9:3: warning: spec.netwroks: unknown field, ignored; did you mean `networks`?
+     9 |   netwroks: []
+       |   ^
+"
+    );
+}
+
+#[test]
+fn unknown_fields_of_the_cluster_config_are_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = write(
+        dir.path(),
+        "cluster.yaml",
+        "networkz: {}\nfeatureGates: [PasstBinding]\n",
+    );
+    let out = run_with_stdin(
+        &["validate", "--cluster-config", &cluster, "-"],
+        VALID_VMI.as_bytes(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{cluster}:1:1: warning: networkz: unknown field, ignored; did you mean `network`? (cluster configuration)\n     1 | networkz: {{}}\n       | ^\n"
+        )
     );
 }
 

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::read::{self, ReadError};
+use crate::schema::{self, UnknownField};
+use crate::source::{self, Entry, Node, Shape};
 
 pub const GATE_PASST_BINDING: &str = "PasstBinding";
 pub const GATE_PORT_RANGES: &str = "PortRangesSpec";
@@ -106,27 +108,87 @@ impl ClusterConfig {
 
     /// Reads a cluster configuration file (netbind's shape or a KubeVirt CR).
     pub fn parse(bytes: &[u8]) -> Result<ClusterConfig, ClusterConfigError> {
-        let value = read::parse_single_value(bytes).map_err(ClusterConfigError::Read)?;
-        let value = if value.get("kind").and_then(Value::as_str) == Some("KubeVirt") {
-            let conf = value
-                .pointer("/spec/configuration")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let mut out = serde_json::Map::new();
-            if let Some(n) = conf.get("network") {
-                out.insert("network".into(), n.clone());
+        Ok(Self::read(bytes)?.0)
+    }
+
+    /// As [`ClusterConfig::parse`], with the keys KubeVirt does not know (file order).
+    pub fn read(bytes: &[u8]) -> Result<(ClusterConfig, Vec<UnknownField>), ClusterConfigError> {
+        let (value, node) = read::parse_single(bytes).map_err(ClusterConfigError::Read)?;
+        let text = std::str::from_utf8(bytes).unwrap_or_default();
+        if value.get("kind").and_then(Value::as_str) != Some("KubeVirt") {
+            let unknown = schema::unknown_fields(&node, &schema::CLUSTER_CONFIG, "");
+            let config = read::typed(text, 1, value, &node).map_err(ClusterConfigError::Read)?;
+            return Ok((config, unknown));
+        }
+        let unknown = schema::unknown_fields(&node, &schema::KUBEVIRT_CR, "");
+        // netbind's shape cut out of the CR; positions and paths stay the CR's.
+        let mut out = serde_json::Map::new();
+        let mut entries = Vec::new();
+        for (field, path) in [
+            ("network", "spec.configuration.network"),
+            (
+                "featureGates",
+                "spec.configuration.developerConfiguration.featureGates",
+            ),
+        ] {
+            if let Some(v) = source::value_at(&value, path) {
+                out.insert(field.into(), v.clone());
+                entries.push(Entry {
+                    key: field.into(),
+                    key_pos: node.locate(path),
+                    value: subtree(&node, path),
+                });
             }
-            if let Some(g) = conf.pointer("/developerConfiguration/featureGates") {
-                out.insert("featureGates".into(), g.clone());
-            }
-            Value::Object(out)
-        } else {
-            value
+        }
+        let cut = Node {
+            pos: node.pos,
+            shape: Shape::Map(entries),
         };
-        serde_path_to_error::deserialize(value).map_err(|e| ClusterConfigError::Field {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })
+        let config = read::typed(text, 1, Value::Object(out), &cut).map_err(|e| match e {
+            ReadError::Field {
+                doc,
+                path,
+                message,
+                line,
+                column,
+                snippet,
+            } => ReadError::Field {
+                doc,
+                path: cr_path(&path),
+                message,
+                line,
+                column,
+                snippet,
+            },
+            other => other,
+        });
+        Ok((config.map_err(ClusterConfigError::Read)?, unknown))
+    }
+}
+
+/// The node at `path`, if it exists (else an empty one at the document's start).
+fn subtree(node: &Node, path: &str) -> Node {
+    let mut n = node;
+    for key in path.split('.') {
+        match n.get(key) {
+            Some(e) => n = &e.value,
+            None => {
+                return Node {
+                    pos: node.pos,
+                    shape: Shape::Scalar,
+                };
+            }
+        }
+    }
+    n.clone()
+}
+
+/// A path in netbind's shape, as the path in the KubeVirt CR it was cut from.
+fn cr_path(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("featureGates") {
+        format!("spec.configuration.developerConfiguration.featureGates{rest}")
+    } else {
+        format!("spec.configuration.{path}")
     }
 }
 
@@ -134,8 +196,6 @@ impl ClusterConfig {
 pub enum ClusterConfigError {
     #[error(transparent)]
     Read(ReadError),
-    #[error("{path}: {message}")]
-    Field { path: String, message: String },
 }
 
 #[cfg(test)]
@@ -159,5 +219,20 @@ mod tests {
         assert!(c.gate("Foo"));
         assert!(!c.gate(GATE_PASST_BINDING));
         assert!(c.network.binding.contains_key("slirp"));
+    }
+
+    #[test]
+    fn unknown_keys_and_type_errors_are_located_in_the_cr() {
+        let text = b"kind: KubeVirt\nspec:\n  configuration:\n    networkz: {}\n    network:\n      permitBridgeInterfaceOnPodNetwork: maybe\n";
+        let err = ClusterConfig::read(text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "6:42: spec.configuration.network.permitBridgeInterfaceOnPodNetwork: expected a boolean, got string \"maybe\"\n     6 |       permitBridgeInterfaceOnPodNetwork: maybe\n       |                                          ^"
+        );
+        let text = b"kind: KubeVirt\nspec:\n  configuration:\n    networkz: {}\n";
+        let (_, unknown) = ClusterConfig::read(text).unwrap();
+        assert_eq!(unknown[0].path, "spec.configuration.networkz");
+        assert_eq!(unknown[0].suggestion, Some("network"));
+        assert_eq!((unknown[0].pos.line, unknown[0].pos.column), (4, 5));
     }
 }

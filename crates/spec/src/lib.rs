@@ -13,6 +13,8 @@ pub mod model;
 pub mod multus;
 pub mod naming;
 pub mod read;
+pub mod schema;
+pub mod source;
 pub mod validate;
 
 pub use cluster::ClusterConfig;

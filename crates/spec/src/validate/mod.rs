@@ -8,8 +8,9 @@
 //! How it works: [`validate`] builds a [`Ctx`] holding the object, name indexes and the
 //! report, then runs each family of checks in turn — names and cross references
 //! ([`names`]), network sources and VM networks ([`sources`]), bindings and link state
-//! ([`bindings`]), per-interface fields ([`fields`], [`ports`]) and unknown-field warnings
-//! ([`unknown`]). Every check looks at the whole spec and appends; none stops the others.
+//! ([`bindings`]) and per-interface fields ([`fields`], [`ports`]). Every check looks at
+//! the whole spec and appends; none stops the others. Unknown fields are not a matter of
+//! validation: reading finds them, anywhere in the document ([`crate::schema`]).
 //!
 //! Invariants: no input panics (no indexing on input data, no unwrap); output order is
 //! deterministic (checks run in a fixed order over lists in document order, maps are
@@ -23,7 +24,6 @@ mod mac;
 mod names;
 mod ports;
 mod sources;
-mod unknown;
 
 use std::collections::BTreeMap;
 
@@ -256,7 +256,6 @@ pub fn validate(
     bindings::check(&mut ctx);
     fields::check(&mut ctx);
     ports::check(&mut ctx);
-    unknown::check(&mut ctx);
     ctx.report
 }
 

@@ -213,16 +213,12 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let applied = match apply_with(&plan, &args.netns, &dir, &ApplyOptions::from_env()) {
         Ok(r) => r,
         Err(e) => {
-            output::stderr(&format!(
-                "error: {}: {:#}\n",
-                obj.display_name(),
-                anyhow::Error::new(e)
-            ));
+            tracing::error!(object = %obj.display_name(), "{}: {:#}", obj.display_name(), anyhow::Error::new(e));
             return Ok(Outcome::Failed);
         }
     };
     for note in &applied.notes {
-        output::stderr(&format!("note: {note}\n"));
+        tracing::info!("note: {note}");
     }
     // Links undone (unplugged, or made anew): whatever served them serves nothing now.
     for name in &applied.plan_changes.relinked {
@@ -238,20 +234,22 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     .map(|(what, v)| format!("{what} {}", v.join(", ")))
     .collect();
     if !changes.is_empty() {
-        output::stderr(&format!(
-            "netbind up: the plan changed: {}\n",
-            changes.join("; ")
-        ));
+        let c = &applied.plan_changes;
+        tracing::info!(
+            plugged = ?c.plugged, unplugged = ?c.unplugged, changed = ?c.reworked,
+            "the plan changed: {}", changes.join("; ")
+        );
     }
-    output::stderr(&format!(
-        "netbind up: {} in {}: {} steps, {} changed, {:.1} ms (state: {})\n",
+    tracing::info!(
+        object = %plan.object, netns = %args.netns, steps = applied.steps,
+        changed = applied.changed, state = %dir.display(),
+        "{} in {}: {} steps, {} changed, {:.1} ms",
         plan.object,
         args.netns,
         applied.steps,
         applied.changed,
         applied.elapsed.as_secs_f64() * 1e3,
-        dir.display()
-    ));
+    );
 
     if args.no_serve {
         write_domain(&plan, args.domain_out.as_deref())?;
@@ -295,10 +293,11 @@ fn serve(
         .partition(|i| state.server_of(&i.name).is_some());
     if !elsewhere.is_empty() {
         let names: Vec<&str> = elsewhere.iter().map(|i| i.name.as_str()).collect();
-        output::stderr(&format!(
-            "netbind up: {} served by an earlier `netbind up`\n",
+        tracing::info!(
+            interfaces = ?names,
+            "{} served by an earlier `netbind up`",
             names.join(", ")
-        ));
+        );
         if ours.is_empty() {
             write_domain(plan, domain_out)?;
             return Ok(Outcome::Ok);
@@ -366,12 +365,13 @@ fn serve_these(
         })
         .collect();
     if names.is_empty() {
-        output::stderr("netbind up: nothing to serve; waiting for SIGTERM\n");
+        tracing::info!("nothing to serve; waiting for SIGTERM");
     } else {
-        output::stderr(&format!(
-            "netbind up: serving {} (no capabilities); SIGTERM to stop\n",
+        tracing::info!(
+            services = ?names,
+            "serving {} (no capabilities); SIGTERM to stop",
             names.join(", ")
-        ));
+        );
     }
     // Asleep until a signal: SIGTERM/SIGINT (their handler also sets `stop`, which covers
     // one that came before this), or SIGCHLD when an engine exits.
@@ -386,9 +386,7 @@ fn serve_these(
     loop {
         for (name, child) in &mut engines {
             if let Ok(Some(status)) = child.try_wait() {
-                output::stderr(&format!(
-                    "netbind up: engine of {name} exited ({status}); stopping\n"
-                ));
+                tracing::error!(interface = %name, %status, "engine of {name} exited ({status}); stopping");
                 died.push(format!("engine of {name}"));
                 stop.store(true, Ordering::Relaxed);
             }
@@ -403,21 +401,24 @@ fn serve_these(
     remove_engine_sockets(mine);
     for (name, t) in names.iter().zip(threads) {
         match t.join() {
-            Ok(totals) => output::stderr(&format!(
-                "{name}: received {}, answered {}, dropped {}\n",
+            Ok(totals) => tracing::info!(
+                service = %name, received = totals.received, answered = totals.answered,
+                dropped = totals.dropped,
+                "{name}: received {}, answered {}, dropped {}",
                 totals.received, totals.answered, totals.dropped
-            )),
+            ),
             Err(_) => {
-                output::stderr(&format!("{name}: stopped unexpectedly\n"));
+                tracing::error!(service = %name, "{name}: stopped unexpectedly");
                 died.push(name.clone());
             }
         }
     }
     if !died.is_empty() {
-        output::stderr(&format!(
-            "netbind up: {} ended unexpectedly; the guest lost them\n",
+        tracing::error!(
+            ended = ?died,
+            "{} ended unexpectedly; the guest lost them",
             died.join(", ")
-        ));
+        );
         return Ok(Outcome::Failed);
     }
     Ok(Outcome::Ok)
@@ -468,6 +469,7 @@ fn start_engines(
                 .arg(&iface.name)
                 .arg("--stats")
                 .arg(state.engine_stats_path(&iface.name))
+                .args(crate::log::child_args())
                 .stdin(std::process::Stdio::null())
                 .spawn();
             match child {
@@ -481,10 +483,10 @@ fn start_engines(
     match started {
         Ok(children) => {
             for (name, child) in &children {
-                output::stderr(&format!(
-                    "netbind up: user-mode engine for {name}: pid {}\n",
-                    child.id()
-                ));
+                tracing::info!(
+                    interface = %name, pid = child.id(),
+                    "user-mode engine for {name}: pid {}", child.id()
+                );
             }
             Ok(children)
         }
@@ -610,44 +612,44 @@ pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
     let servers = StateDir::new(&dir).live_servers();
     if !servers.is_empty() {
         let pids: Vec<String> = servers.iter().map(u32::to_string).collect();
-        output::stderr(&format!(
-            "netbind down: stopping the `netbind up` serving {} (PID {}) first\n",
+        tracing::info!(
+            object = %obj.display_name(), pids = ?servers,
+            "stopping the `netbind up` serving {} (PID {}) first",
             obj.display_name(),
             pids.join(", ")
-        ));
+        );
         if let Err(left) = stop_servers(&dir, &servers, SERVER_STOP_WAIT) {
-            output::stderr(&format!(
-                "error: {}: the `netbind up` with PID {left} did not stop within {} s; nothing was undone (stop it, then run down again)\n",
+            tracing::error!(
+                object = %obj.display_name(), pid = left,
+                "{}: the `netbind up` with PID {left} did not stop within {} s; nothing was undone (stop it, then run down again)",
                 obj.display_name(),
                 SERVER_STOP_WAIT.as_secs()
-            ));
+            );
             return Ok(Outcome::Failed);
         }
     }
     match teardown(&args.netns, &dir) {
         Ok(r) if !r.found => {
-            output::stderr(&format!(
-                "netbind down: nothing recorded in {}; nothing to undo\n",
+            tracing::info!(
+                state = %dir.display(),
+                "nothing recorded in {}; nothing to undo",
                 dir.display()
-            ));
+            );
             Ok(Outcome::Ok)
         }
         Ok(r) => {
-            output::stderr(&format!(
-                "netbind down: {} in {}: undid {} change(s), {:.1} ms\n",
+            tracing::info!(
+                object = %obj.display_name(), netns = %args.netns, undone = r.undone,
+                "{} in {}: undid {} change(s), {:.1} ms",
                 obj.display_name(),
                 args.netns,
                 r.undone,
                 r.elapsed.as_secs_f64() * 1e3
-            ));
+            );
             Ok(Outcome::Ok)
         }
         Err(e) => {
-            output::stderr(&format!(
-                "error: {}: {:#}\n",
-                obj.display_name(),
-                anyhow::Error::new(e)
-            ));
+            tracing::error!(object = %obj.display_name(), "{}: {:#}", obj.display_name(), anyhow::Error::new(e));
             Ok(Outcome::Failed)
         }
     }

@@ -18,6 +18,7 @@
 mod commands;
 mod dataplane;
 mod input;
+mod log;
 mod output;
 mod status;
 mod usernet;
@@ -32,6 +33,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: log::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +212,13 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let program = match cli.command {
+        Command::Up(_) => "netbind up",
+        Command::Down(_) => "netbind down",
+        Command::Usernet(_) => "netbind usernet",
+        _ => "netbind",
+    };
+    log::init(&cli.log, program);
     let result = match cli.command {
         Command::Validate(args) => commands::validate(&args),
         Command::Plan(args) => commands::plan(&args),

@@ -9,7 +9,8 @@
 //! (QEMU `-netdev stream`), `--netns` (a tap made in that namespace, configured like the
 //! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit. Once everything is
 //! open, the engine drops all capabilities, switches user with `--runas`, and runs under a
-//! seccomp allowlist unless `--no-seccomp` (netbind_usernet::harden).
+//! seccomp allowlist unless `--no-seccomp` (netbind_usernet::harden). What it does is
+//! logged (`crate::log`): its addresses at start, the guest's pings, its counters at exit.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -126,8 +127,8 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         },
         _ => bail!("give only one of --socket, --netns, --fd"),
     };
-    eprintln!(
-        "netbind usernet: guest {} {} gateway {} {} mtu {} dns {:?} → {:?}",
+    tracing::info!(
+        "guest {} {} gateway {} {} mtu {} dns {:?} → {:?}",
         show(cfg.guest4.map(IpNet::V4)),
         show(cfg.guest6.map(IpNet::V6)),
         show(cfg.gateway4.map(IpAddr::V4)),
@@ -156,7 +157,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         busy_poll,
     };
     let counters = run::run(cfg, attach, opts)?;
-    eprintln!("netbind usernet: {counters}");
+    tracing::info!("{counters}");
     Ok(Outcome::Ok)
 }
 
@@ -174,12 +175,12 @@ fn pings_need_raw_sockets(gid: u32) -> bool {
     let raw = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_NET_RAW)
         .unwrap_or(false);
     if raw {
-        eprintln!(
-            "netbind usernet: net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}: the guest's pings go through raw ICMP sockets (CAP_NET_RAW, opened before capabilities are dropped)"
+        tracing::info!(
+            "net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}: the guest's pings go through raw ICMP sockets (CAP_NET_RAW, opened before capabilities are dropped)"
         );
     } else {
-        eprintln!(
-            "netbind usernet: warning: the guest's pings will go unanswered: net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}; set it to include {gid} (KubeVirt sets `107 107` in the pod), or start the engine with CAP_NET_RAW"
+        tracing::warn!(
+            "the guest's pings will go unanswered: net.ipv4.ping_group_range is `{range}`, which leaves out the engine's group {gid}; set it to include {gid} (KubeVirt sets `107 107` in the pod), or start the engine with CAP_NET_RAW"
         );
     }
     raw

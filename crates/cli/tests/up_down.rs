@@ -320,7 +320,159 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
         l.contains("serving dhcp4 on k6t-eth0")
     });
 
-    // The guest: a veth on the pod's bridge (in place of the tap) with the VM's MAC.
+    let (_guest, lease) = udhcpc_lease(&s);
+    assert!(
+        lease.contains(&format!("ip={} ", address.addr())),
+        "{lease}"
+    );
+    assert_eq!(address.prefix_len(), 24);
+    assert!(lease.contains("subnet=255.255.255.0"), "{lease}");
+    assert!(lease.contains(&format!("router={gateway}")), "{lease}");
+    assert!(lease.contains(&format!("mtu={MTU}")), "{lease}");
+    assert!(lease.contains("dns=10.96.0.10"), "{lease}");
+
+    // SIGTERM: counters, exit 0.
+    nix_kill(up.0.id());
+    let status = up.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        rest.push(line);
+    }
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("netbind up: dhcp4 on k6t-eth0: received")),
+        "{rest:?}"
+    );
+
+    s.pod
+        .pod
+        .exec(&["ip", "link", "del", "gst0"])
+        .expect("delete gst0");
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
+}
+
+/// The lines `up` printed until it exited (after a SIGTERM it was sent by the caller).
+fn rest_of(rx: &std::sync::mpsc::Receiver<String>) -> Vec<String> {
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        rest.push(line);
+    }
+    rest
+}
+
+#[test]
+fn with_log_format_json_every_line_is_an_event_and_the_lease_given_is_one() {
+    netbind_testbed::require_privileges(&["busybox"]).unwrap_or_else(|e| panic!("{e}"));
+    let s = setup(BRIDGE, false);
+    let event = |l: &str| serde_json::from_str::<serde_json::Value>(l).ok();
+    let mut cmd = s.up_command();
+    cmd.args(["--log-format", "json"]);
+    let (mut up, mut lines, rx) = up_until(cmd, "it serves", |l| {
+        event(l).is_some_and(|e| e["message"].as_str().unwrap_or("").starts_with("serving "))
+    });
+    let (_guest, lease) = udhcpc_lease(&s);
+    nix_kill(up.0.id());
+    assert_eq!(up.0.wait().unwrap().code(), Some(0));
+    lines.extend(rest_of(&rx));
+
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| event(l).unwrap_or_else(|| panic!("not a JSON event: {l:?} in {lines:#?}")))
+        .collect();
+    for e in &events {
+        assert!(
+            e["timestamp"].is_string() && e["message"].is_string(),
+            "{e}"
+        );
+        assert_eq!(e["level"], "INFO", "the default level: {e}");
+    }
+    let ip = lease
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("ip="))
+        .expect("the lease's address");
+    let given = events
+        .iter()
+        .find(|e| e["message"].as_str().unwrap().contains("lease of"))
+        .unwrap_or_else(|| panic!("no lease event: {events:#?}"));
+    assert_eq!(given["service"], "dhcp4 on k6t-eth0", "{given}");
+    assert_eq!(given["address"], format!("{ip}/24"), "{given}");
+    assert_eq!(given["mac"], "02:00:00:aa:bb:cc", "{given}");
+    let totals = events
+        .iter()
+        .find(|e| e["message"].as_str().unwrap().contains(": received "))
+        .unwrap_or_else(|| panic!("no counters: {events:#?}"));
+    assert!(
+        totals["answered"].as_u64() >= Some(2),
+        "offer and ack: {totals}"
+    );
+
+    s.pod
+        .pod
+        .exec(&["ip", "link", "del", "gst0"])
+        .expect("delete gst0");
+    assert_eq!(code(&s.down()), 0);
+}
+
+#[test]
+fn verbose_up_logs_each_dhcp_message_it_sends_at_debug_level() {
+    netbind_testbed::require_privileges(&["busybox"]).unwrap_or_else(|e| panic!("{e}"));
+    let s = setup(BRIDGE, false);
+    let mut cmd = s.up_command();
+    cmd.arg("-v");
+    let (mut up, mut lines, rx) = up_until(cmd, "it serves", |l| l.contains("serving dhcp4"));
+    let _guest = udhcpc_lease(&s);
+    nix_kill(up.0.id());
+    assert_eq!(up.0.wait().unwrap().code(), Some(0));
+    lines.extend(rest_of(&rx));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "netbind up: debug: dhcp4 on k6t-eth0: Offer sent"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("netbind up: dhcp4 on k6t-eth0: lease of ")),
+        "info events stay: {lines:#?}"
+    );
+
+    s.pod
+        .pod
+        .exec(&["ip", "link", "del", "gst0"])
+        .expect("delete gst0");
+    assert_eq!(code(&s.down()), 0);
+}
+
+#[test]
+fn quiet_up_says_nothing_when_all_goes_well() {
+    let s = setup(MASQUERADE_AND_BLUE, true);
+    let quiet = s.up_command().args(["--no-serve", "-q"]).output().unwrap();
+    assert_eq!(code(&quiet), 0, "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "");
+    let down = Command::new(NETBIND)
+        .args([
+            "down",
+            &s.manifest,
+            "--netns",
+            s.pod.pod.name(),
+            "--state-dir",
+            &s.state,
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert_eq!(stderr(&down), "");
+}
+
+/// A guest for the bridge binding: a veth on the pod's bridge (in place of the tap) with
+/// the VM's MAC, in a namespace of its own, where busybox `udhcpc` asks for a lease.
+/// Returns the namespace and the lease as `ip=… subnet=… router=… mtu=… dns=…`.
+fn udhcpc_lease(s: &Setup) -> (Netns, String) {
     let guest = Netns::new("guest").expect("guest namespace");
     let pod_ns = &s.pod.pod;
     pod_ns
@@ -389,36 +541,7 @@ fn a_bridged_guest_gets_the_pod_address_router_and_mtu_by_dhcp() {
             String::from_utf8_lossy(&dhcp.stderr)
         )
     });
-    assert!(
-        lease.contains(&format!("ip={} ", address.addr())),
-        "{lease}"
-    );
-    assert_eq!(address.prefix_len(), 24);
-    assert!(lease.contains("subnet=255.255.255.0"), "{lease}");
-    assert!(lease.contains(&format!("router={gateway}")), "{lease}");
-    assert!(lease.contains(&format!("mtu={MTU}")), "{lease}");
-    assert!(lease.contains("dns=10.96.0.10"), "{lease}");
-
-    // SIGTERM: counters, exit 0.
-    nix_kill(up.0.id());
-    let status = up.0.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{status:?}");
-    let mut rest = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
-        rest.push(line);
-    }
-    assert!(
-        rest.iter()
-            .any(|l| l.starts_with("dhcp4 on k6t-eth0: received")),
-        "{rest:?}"
-    );
-
-    pod_ns
-        .exec(&["ip", "link", "del", "gst0"])
-        .expect("delete gst0");
-    let down = s.down();
-    assert_eq!(code(&down), 0, "{}", stderr(&down));
-    assert_eq!(netbind_testbed::settles(&cni, || s.snapshot()), cni);
+    (guest, lease)
 }
 
 fn nix_kill(pid: u32) {

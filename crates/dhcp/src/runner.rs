@@ -15,6 +15,10 @@
 //!   start, after each solicitation (at most one per 3 s) and every 60 s. The kernel fills
 //!   in the ICMPv6 checksum of raw ICMPv6 sockets.
 //!
+//! Logs: the first lease a service gives and its first advertisement are info events,
+//! the rest (renewals, each later advertisement, each dropped message with its reason)
+//! debug events, so the default log stays a few lines however chatty the guest.
+//!
 //! Capabilities: opening needs CAP_NET_BIND_SERVICE (ports 67, 547) and CAP_NET_RAW
 //! (`SO_BINDTODEVICE`, the raw ICMPv6 socket); serving needs none, so a caller can drop
 //! every capability after [`open`].
@@ -97,6 +101,7 @@ pub enum Service {
         message: Vec<u8>,
         socket: UdpSocket,
         ifindex: u32,
+        prefix: ipnet::Ipv6Net,
     },
 }
 
@@ -125,6 +130,7 @@ impl Service {
         }
         let stop = &stop.flag;
         let mut buf = vec![0u8; 65536];
+        let mut log = Log::new(self.name());
         match self {
             Service::Dhcp4 {
                 mut server, socket, ..
@@ -141,9 +147,17 @@ impl Service {
                     totals.received += 1;
                     match server.handle(&buf[..n]) {
                         Ok(reply) if socket.send_to(&reply.payload, to).is_ok() => {
-                            totals.answered += 1
+                            totals.answered += 1;
+                            log.dhcp4(&reply, server.config());
                         }
-                        _ => totals.dropped += 1,
+                        Ok(reply) => {
+                            totals.dropped += 1;
+                            log.unsent(&format!("{:?}", reply.kind));
+                        }
+                        Err(why) => {
+                            totals.dropped += 1;
+                            log.dropped(&why);
+                        }
                     }
                 }
             }
@@ -162,9 +176,17 @@ impl Service {
                     totals.received += 1;
                     match server.handle(None, &buf[..n]) {
                         Ok(reply) if socket.send_to(&reply.payload, from).is_ok() => {
-                            totals.answered += 1
+                            totals.answered += 1;
+                            log.dhcp6(&reply, server.config(), from);
                         }
-                        _ => totals.dropped += 1,
+                        Ok(reply) => {
+                            totals.dropped += 1;
+                            log.unsent(&format!("{:?}", reply.kind));
+                        }
+                        Err(why) => {
+                            totals.dropped += 1;
+                            log.dropped(&why);
+                        }
                     }
                 }
             }
@@ -172,6 +194,7 @@ impl Service {
                 message,
                 socket,
                 ifindex,
+                prefix,
                 ..
             } => {
                 let to = SocketAddr::V6(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
@@ -183,6 +206,9 @@ impl Service {
                     if due {
                         if socket.send_to(&message, to).is_ok() {
                             totals.answered += 1;
+                            log.advertised(solicited, prefix);
+                        } else {
+                            log.unsent("router advertisement");
                         }
                         last = Some(Instant::now());
                         solicited = false;
@@ -199,6 +225,7 @@ impl Service {
                                 solicited = true;
                             } else {
                                 totals.dropped += 1;
+                                log.dropped(&"not a router solicitation");
                             }
                         }
                         Err(e) => pause_after(&e, stop),
@@ -207,6 +234,83 @@ impl Service {
             }
         }
         totals
+    }
+}
+
+/// What a service logs. The first lease given (and the first advertisement sent) is an
+/// info event; renewals, later advertisements and every dropped message are debug events,
+/// so a guest that renews often, or a hostile one that floods the server, does not flood
+/// the log at the default level.
+struct Log {
+    service: String,
+    leased: bool,
+    advertised: bool,
+}
+
+impl Log {
+    fn new(service: String) -> Log {
+        Log {
+            service,
+            leased: false,
+            advertised: false,
+        }
+    }
+
+    fn dhcp4(&mut self, reply: &v4::Reply, config: &netbind_plan::model::Dhcp4Config) {
+        let service = &self.service;
+        let (address, mac) = (&config.address, &config.client_mac);
+        match reply.kind {
+            dhcproto::v4::MessageType::Ack if !self.leased => {
+                self.leased = true;
+                tracing::info!(%service, %address, %mac, lease_seconds = config.lease_seconds,
+                    "{service}: lease of {address} given to {mac}");
+            }
+            dhcproto::v4::MessageType::Ack => {
+                tracing::debug!(%service, %address, %mac, "{service}: lease of {address} renewed")
+            }
+            kind => tracing::debug!(%service, %address, %mac, "{service}: {kind:?} sent"),
+        }
+    }
+
+    fn dhcp6(
+        &mut self,
+        reply: &crate::v6::Reply6,
+        config: &netbind_plan::model::Dhcp6Config,
+        to: SocketAddr,
+    ) {
+        let service = &self.service;
+        let address = &config.address;
+        match reply.kind {
+            dhcproto::v6::MessageType::Reply if !self.leased => {
+                self.leased = true;
+                tracing::info!(%service, %address, client = %to.ip(),
+                    lease_seconds = config.lease_seconds,
+                    "{service}: lease of {address} given to {}", to.ip());
+            }
+            kind => {
+                tracing::debug!(%service, %address, client = %to.ip(), "{service}: {kind:?} sent")
+            }
+        }
+    }
+
+    fn advertised(&mut self, solicited: bool, prefix: ipnet::Ipv6Net) {
+        let service = &self.service;
+        if !self.advertised {
+            self.advertised = true;
+            tracing::info!(%service, %prefix, solicited, "{service}: router advertisement of {prefix} sent");
+        } else {
+            tracing::debug!(%service, %prefix, solicited, "{service}: router advertisement sent");
+        }
+    }
+
+    fn dropped(&self, why: &dyn std::fmt::Display) {
+        let service = &self.service;
+        tracing::debug!(%service, reason = %why, "{service}: dropped a message: {why}");
+    }
+
+    fn unsent(&self, what: &str) {
+        let service = &self.service;
+        tracing::debug!(%service, "{service}: could not send the {what}");
     }
 }
 
@@ -369,6 +473,7 @@ pub fn open_ra(config: &RaConfig) -> Result<Service, RunnerError> {
         .map_err(err("join ff02::2"))?;
     Ok(Service::Ra {
         message: ra::advertisement(config, mac),
+        prefix: config.prefix,
         link,
         socket: s.into(),
         ifindex: index,

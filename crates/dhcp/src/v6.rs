@@ -79,6 +79,10 @@ impl Server6 {
         }
     }
 
+    pub fn config(&self) -> &Dhcp6Config {
+        &self.config
+    }
+
     /// Answers one client message. `sender_mac` is the Ethernet source when known.
     pub fn handle(&mut self, sender_mac: Option<[u8; 6]>, payload: &[u8]) -> Result<Reply6, Drop6> {
         let result = self.answer(sender_mac, payload);

@@ -236,7 +236,8 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     if !changes.is_empty() {
         let c = &applied.plan_changes;
         tracing::info!(
-            plugged = ?c.plugged, unplugged = ?c.unplugged, changed = ?c.reworked,
+            plugged = %c.plugged.join(", "), unplugged = %c.unplugged.join(", "),
+            changed = %c.reworked.join(", "),
             "the plan changed: {}", changes.join("; ")
         );
     }
@@ -294,7 +295,7 @@ fn serve(
     if !elsewhere.is_empty() {
         let names: Vec<&str> = elsewhere.iter().map(|i| i.name.as_str()).collect();
         tracing::info!(
-            interfaces = ?names,
+            interfaces = %names.join(", "),
             "{} served by an earlier `netbind up`",
             names.join(", ")
         );
@@ -368,7 +369,7 @@ fn serve_these(
         tracing::info!("nothing to serve; waiting for SIGTERM");
     } else {
         tracing::info!(
-            services = ?names,
+            services = %names.join(", "),
             "serving {} (no capabilities); SIGTERM to stop",
             names.join(", ")
         );
@@ -415,7 +416,7 @@ fn serve_these(
     }
     if !died.is_empty() {
         tracing::error!(
-            ended = ?died,
+            ended = %died.join(", "),
             "{} ended unexpectedly; the guest lost them",
             died.join(", ")
         );
@@ -613,7 +614,7 @@ pub fn down(args: &DownArgs) -> anyhow::Result<Outcome> {
     if !servers.is_empty() {
         let pids: Vec<String> = servers.iter().map(u32::to_string).collect();
         tracing::info!(
-            object = %obj.display_name(), pids = ?servers,
+            object = %obj.display_name(), pids = %pids.join(", "),
             "stopping the `netbind up` serving {} (PID {}) first",
             obj.display_name(),
             pids.join(", ")

@@ -20,6 +20,7 @@ mod dataplane;
 mod input;
 mod log;
 mod output;
+mod passt;
 mod status;
 mod usernet;
 

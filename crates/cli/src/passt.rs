@@ -1,0 +1,726 @@
+//! passt's command line: netbind as a drop-in for the `passt` that libvirt and QEMU start.
+//!
+//! How it works: libvirt (its passt back end) and QEMU (`-netdev passt`) start a binary
+//! named `passt` with passt's options; KubeVirt's `passtBinding` goes through libvirt.
+//! [`PasstArgs`] declares every option passt has, with passt's short forms, so that none
+//! of them is an "unexpected argument"; [`PasstArgs::plan`] turns them into a
+//! [`PasstRun`]: the changes to the engine's configuration (addresses, gateway, MTU,
+//! resolvers, ports, families) and the process around it (where the guest connects,
+//! daemon or foreground, pidfile, log file, one connection or many). An option netbind
+//! does not implement is refused by name, all such options in one message, exit 1 —
+//! never silently ignored, since a launcher that passes it expects it to act.
+//!
+//! What holds: the plan is a pure function of the arguments (tested option by option);
+//! addresses not given are the namespace's own, as passt takes them (the link of
+//! `--interface`, else the one with the default route).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use clap::Parser;
+use ipnet::{Ipv4Net, Ipv6Net};
+use netbind_usernet::PortSpec;
+use netbind_usernet::config::EngineConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasstError {
+    #[error(
+        "netbind does not implement passt's {}: {}",
+        if .0.len() == 1 { "option" } else { "options" },
+        .0.join(", ")
+    )]
+    Unsupported(Vec<String>),
+    #[error("--netmask {0}: not an IPv4 netmask or prefix length")]
+    Netmask(String),
+    #[error("--netmask needs an IPv4 --address")]
+    NetmaskWithoutAddress,
+    #[error("--mtu {0}: must be 0 (no MTU option to the guest) or within 1280..=65520")]
+    Mtu(u32),
+    #[error("-4 and -6 together leave no family")]
+    NoFamily,
+    #[error("--socket and --fd together: the guest connects to one of them")]
+    SocketAndFd,
+    #[error("{option} {spec}: {source}")]
+    Ports {
+        option: &'static str,
+        spec: String,
+        #[source]
+        source: netbind_usernet::PortSpecError,
+    },
+}
+
+/// passt's options (`passt --help`, passt(1)). Short forms as passt's.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "passt",
+    about = "netbind's user-mode engine with passt's command line (for libvirt and QEMU)",
+    disable_version_flag = true
+)]
+pub struct PasstArgs {
+    /// Debug messages (the log's debug level).
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+    /// Trace messages too.
+    #[arg(long)]
+    pub trace: bool,
+    /// Only warnings and errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Stay in the foreground (default: daemonize once the socket is bound).
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+    /// Log to stderr (the default in the foreground).
+    #[arg(short = 'e', long)]
+    pub stderr: bool,
+    /// Log to this file.
+    #[arg(short = 'l', long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Most size of the log file (passt rotates it; refused: netbind does not).
+    #[arg(long, value_name = "SIZE")]
+    pub log_size: Option<String>,
+    /// After opening its sockets, run as this user (`UID`, `UID:GID`).
+    #[arg(long, value_name = "UID[:GID]")]
+    pub runas: Option<String>,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+    /// Capture the guest's frames to this pcap file.
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Write the process ID here (the daemon's, once it runs).
+    #[arg(short = 'P', long, value_name = "FILE")]
+    pub pid: Option<PathBuf>,
+    /// Guest MTU (0: do not tell the guest one).
+    #[arg(short = 'm', long, value_name = "MTU")]
+    pub mtu: Option<u32>,
+    /// The guest's address (IPv4 or IPv6; may be given once per family).
+    #[arg(short = 'a', long, value_name = "ADDR")]
+    pub address: Vec<IpAddr>,
+    /// The guest's IPv4 netmask (dotted or a prefix length).
+    #[arg(short = 'n', long, value_name = "MASK")]
+    pub netmask: Option<String>,
+    /// The engine's own MAC address, as the guest sees it (refused: netbind's is fixed).
+    #[arg(short = 'M', long, value_name = "MAC")]
+    pub mac_addr: Option<String>,
+    /// The guest's default gateway (once per family).
+    #[arg(short = 'g', long, value_name = "ADDR")]
+    pub gateway: Vec<IpAddr>,
+    /// The host interface whose addresses and routes the guest gets.
+    #[arg(short = 'i', long, value_name = "NAME")]
+    pub interface: Option<String>,
+    #[arg(short = 'o', long, value_name = "ADDR")]
+    pub outbound: Vec<IpAddr>,
+    #[arg(long, value_name = "NAME")]
+    pub outbound_if4: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub outbound_if6: Option<String>,
+    /// Resolvers the guest is told about (`none`: none).
+    #[arg(short = 'D', long, value_name = "ADDR")]
+    pub dns: Vec<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub dns_forward: Vec<IpAddr>,
+    #[arg(long, value_name = "ADDR")]
+    pub dns_host: Vec<IpAddr>,
+    /// Search domains the guest is told about, space-separated (`none`: none).
+    #[arg(short = 'S', long, value_name = "LIST")]
+    pub search: Vec<String>,
+    #[arg(long)]
+    pub no_dhcp_dns: bool,
+    #[arg(long)]
+    pub no_dhcp_search: bool,
+    /// The guest's hostname (DHCP option 12).
+    #[arg(short = 'H', long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// The guest's fully qualified name (DHCP option 81; refused).
+    #[arg(long, value_name = "NAME")]
+    pub fqdn: Option<String>,
+    #[arg(long)]
+    pub no_tcp: bool,
+    #[arg(long)]
+    pub no_udp: bool,
+    #[arg(long)]
+    pub no_icmp: bool,
+    #[arg(long)]
+    pub no_dhcp: bool,
+    #[arg(long)]
+    pub no_ndp: bool,
+    #[arg(long)]
+    pub no_dhcpv6: bool,
+    #[arg(long)]
+    pub no_ra: bool,
+    /// Do not map the gateway address to the host's loopback.
+    #[arg(long)]
+    pub no_map_gw: bool,
+    #[arg(long, value_name = "ADDR")]
+    pub map_host_loopback: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub map_guest_addr: Option<String>,
+    #[arg(long)]
+    pub freebind: bool,
+    /// IPv4 only.
+    #[arg(short = '4', long)]
+    pub ipv4_only: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long)]
+    pub ipv6_only: bool,
+    /// The unix socket QEMU connects to.
+    #[arg(short = 's', long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// An inherited, connected socket to the guest (QEMU's `-netdev passt`).
+    #[arg(short = 'F', long, value_name = "FD")]
+    pub fd: Option<i32>,
+    /// Serve one guest connection, then exit.
+    #[arg(short = '1', long)]
+    pub one_off: bool,
+    /// Inbound TCP ports (passt's SPEC); may be repeated.
+    #[arg(short = 't', long, value_name = "SPEC")]
+    pub tcp_ports: Vec<String>,
+    /// Inbound UDP ports; may be repeated.
+    #[arg(short = 'u', long, value_name = "SPEC")]
+    pub udp_ports: Vec<String>,
+    /// vhost-user back end (refused until netbind's engine has one).
+    #[arg(long)]
+    pub vhost_user: bool,
+    /// vhost-user: print the back end's capabilities as JSON (refused, as --vhost-user).
+    #[arg(long)]
+    pub print_capabilities: bool,
+    /// Where `passt-repair` connects during a migration (accepted; not used yet).
+    #[arg(long, value_name = "PATH")]
+    pub repair_path: Option<PathBuf>,
+}
+
+/// Where the guest is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guest {
+    Socket(PathBuf),
+    Fd(i32),
+}
+
+/// What to run, decided from the arguments alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasstRun {
+    pub guest: Guest,
+    pub daemon: bool,
+    pub one_off: bool,
+    pub pidfile: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub pcap: Option<PathBuf>,
+    pub runas: Option<String>,
+    /// `-1` quiet … `2` trace.
+    pub verbosity: i8,
+    /// The host link to take addresses from (default: the default route's).
+    pub interface: Option<String>,
+    pub changes: ConfigChanges,
+}
+
+/// The changes the options make to the configuration taken from the namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigChanges {
+    pub address4: Option<Ipv4Net>,
+    pub address6: Option<Ipv6Net>,
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mtu: Option<u16>,
+    /// `Some(vec![])`: `--dns none`.
+    pub dns: Option<Vec<IpAddr>>,
+    pub search: Option<Vec<String>>,
+    pub hostname: Option<String>,
+    pub no_map_gw: bool,
+    pub ipv4_only: bool,
+    pub ipv6_only: bool,
+    pub tcp_ports: Vec<PortSpec>,
+    pub udp_ports: Vec<PortSpec>,
+}
+
+/// libvirt's default when it gives no socket: passt's own default directory.
+pub const DEFAULT_SOCKET: &str = "/tmp/passt_1.socket";
+
+impl PasstArgs {
+    /// The options netbind does not implement (by their long names).
+    fn unsupported(&self) -> Vec<String> {
+        let flags = [
+            (self.log_size.is_some(), "--log-size"),
+            (self.mac_addr.is_some(), "--mac-addr"),
+            (!self.outbound.is_empty(), "--outbound"),
+            (self.outbound_if4.is_some(), "--outbound-if4"),
+            (self.outbound_if6.is_some(), "--outbound-if6"),
+            (!self.dns_forward.is_empty(), "--dns-forward"),
+            (!self.dns_host.is_empty(), "--dns-host"),
+            (self.no_dhcp_dns, "--no-dhcp-dns"),
+            (self.no_dhcp_search, "--no-dhcp-search"),
+            (self.fqdn.is_some(), "--fqdn"),
+            (self.no_tcp, "--no-tcp"),
+            (self.no_udp, "--no-udp"),
+            (self.no_icmp, "--no-icmp"),
+            (self.no_dhcp, "--no-dhcp"),
+            (self.no_ndp, "--no-ndp"),
+            (self.no_dhcpv6, "--no-dhcpv6"),
+            (self.no_ra, "--no-ra"),
+            (self.map_host_loopback.is_some(), "--map-host-loopback"),
+            (self.map_guest_addr.is_some(), "--map-guest-addr"),
+            (self.freebind, "--freebind"),
+            (self.vhost_user, "--vhost-user"),
+            (self.print_capabilities, "--print-capabilities"),
+        ];
+        flags
+            .into_iter()
+            .filter(|(given, _)| *given)
+            .map(|(_, name)| name.to_string())
+            .collect()
+    }
+
+    /// What the arguments ask for, or why they cannot be served.
+    pub fn plan(&self) -> Result<PasstRun, PasstError> {
+        let unsupported = self.unsupported();
+        if !unsupported.is_empty() {
+            return Err(PasstError::Unsupported(unsupported));
+        }
+        if self.ipv4_only && self.ipv6_only {
+            return Err(PasstError::NoFamily);
+        }
+        let guest = match (&self.socket, self.fd) {
+            (Some(_), Some(_)) => return Err(PasstError::SocketAndFd),
+            (Some(path), None) => Guest::Socket(path.clone()),
+            (None, Some(fd)) => Guest::Fd(fd),
+            (None, None) => Guest::Socket(PathBuf::from(DEFAULT_SOCKET)),
+        };
+        let verbosity = if self.trace {
+            2
+        } else if self.debug {
+            1
+        } else if self.quiet {
+            -1
+        } else {
+            0
+        };
+        Ok(PasstRun {
+            // With an inherited descriptor (QEMU's `-netdev passt`) QEMU is the parent
+            // and waits for no daemon; passt stays in the foreground then too.
+            daemon: !self.foreground && matches!(guest, Guest::Socket(_)),
+            guest,
+            one_off: self.one_off,
+            pidfile: self.pid.clone(),
+            log_file: self.log_file.clone(),
+            pcap: self.pcap.clone(),
+            runas: self.runas.clone(),
+            verbosity,
+            interface: self.interface.clone(),
+            changes: self.changes()?,
+        })
+    }
+
+    fn changes(&self) -> Result<ConfigChanges, PasstError> {
+        let mut c = ConfigChanges {
+            no_map_gw: self.no_map_gw,
+            ipv4_only: self.ipv4_only,
+            ipv6_only: self.ipv6_only,
+            hostname: self.hostname.clone(),
+            ..ConfigChanges::default()
+        };
+        let prefix4 = match &self.netmask {
+            Some(m) => Some(netmask_prefix(m).ok_or_else(|| PasstError::Netmask(m.clone()))?),
+            None => None,
+        };
+        for a in &self.address {
+            match a {
+                // passt's default prefix for a given address without --netmask: the
+                // address's class, in practice /24 for the private ranges; netbind keeps
+                // the namespace's prefix when it has one (see `apply_to`).
+                IpAddr::V4(v4) => {
+                    c.address4 = Ipv4Net::new(*v4, prefix4.unwrap_or(0)).ok();
+                }
+                IpAddr::V6(v6) => c.address6 = Ipv6Net::new(*v6, 64).ok(),
+            }
+        }
+        if prefix4.is_some() && c.address4.is_none() {
+            return Err(PasstError::NetmaskWithoutAddress);
+        }
+        for g in &self.gateway {
+            match g {
+                IpAddr::V4(v4) => c.gateway4 = Some(*v4),
+                IpAddr::V6(v6) => c.gateway6 = Some(*v6),
+            }
+        }
+        if let Some(mtu) = self.mtu {
+            c.mtu = match mtu {
+                0 => None,
+                1280..=65520 => Some(mtu as u16),
+                _ => return Err(PasstError::Mtu(mtu)),
+            };
+        }
+        if !self.dns.is_empty() {
+            let mut dns = Vec::new();
+            for d in &self.dns {
+                if d != "none" {
+                    dns.push(d.parse().map_err(|_| {
+                        PasstError::Unsupported(vec![format!("--dns {d} (not an address)")])
+                    })?);
+                }
+            }
+            c.dns = Some(dns);
+        }
+        if !self.search.is_empty() {
+            c.search = Some(
+                (self.search.iter())
+                    .flat_map(|list| list.split_whitespace())
+                    .filter(|s| *s != "none")
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+        c.tcp_ports = specs("--tcp-ports", &self.tcp_ports)?;
+        c.udp_ports = specs("--udp-ports", &self.udp_ports)?;
+        Ok(c)
+    }
+}
+
+fn specs(option: &'static str, given: &[String]) -> Result<Vec<PortSpec>, PasstError> {
+    given
+        .iter()
+        // passt's `none` (no forwards) is the engine's default already; `auto` applies to
+        // pasta only.
+        .filter(|s| s.as_str() != "none")
+        .map(|s| {
+            PortSpec::parse(s).map_err(|source| PasstError::Ports {
+                option,
+                spec: s.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// `255.255.255.0` or `24` → 24.
+fn netmask_prefix(mask: &str) -> Option<u8> {
+    if let Ok(n) = mask.parse::<u8>() {
+        return (n <= 32).then_some(n);
+    }
+    let m = u32::from(mask.parse::<Ipv4Addr>().ok()?);
+    let ones = m.leading_ones();
+    (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+}
+
+impl ConfigChanges {
+    /// Applies the changes to the configuration read from the namespace.
+    pub fn apply_to(&self, cfg: &mut EngineConfig) {
+        if let Some(a) = self.address4 {
+            let prefix = match (a.prefix_len(), cfg.guest4) {
+                (0, Some(ns)) => ns.prefix_len(),
+                (0, None) => 24,
+                (p, _) => p,
+            };
+            cfg.guest4 = Ipv4Net::new(a.addr(), prefix).ok();
+        }
+        if let Some(a) = self.address6 {
+            cfg.guest6 = Some(a);
+        }
+        if let Some(g) = self.gateway4 {
+            cfg.gateway4 = Some(g);
+        }
+        if let Some(g) = self.gateway6 {
+            cfg.gateway6 = Some(g);
+        }
+        if self.ipv4_only {
+            cfg.guest6 = None;
+            cfg.gateway6 = None;
+        }
+        if self.ipv6_only {
+            cfg.guest4 = None;
+            cfg.gateway4 = None;
+        }
+        if let Some(mtu) = self.mtu {
+            cfg.mtu = mtu;
+        }
+        if let Some(dns) = &self.dns {
+            cfg.set_resolvers(dns);
+        }
+        if let Some(search) = &self.search {
+            cfg.search = search.clone();
+        }
+        if let Some(h) = &self.hostname {
+            cfg.hostname = h.clone();
+        }
+        if self.no_map_gw {
+            cfg.map_gateway = false;
+        }
+        if !self.tcp_ports.is_empty() {
+            cfg.tcp_ports = self.tcp_ports.clone();
+        }
+        if !self.udp_ports.is_empty() {
+            cfg.udp_ports = self.udp_ports.clone();
+        }
+    }
+}
+
+/// True when this process was started under passt's name (a symlink or copy of netbind
+/// at libvirt's `passt` path).
+pub fn invoked_as_passt(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .is_some_and(|n| n == "passt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<PasstRun, PasstError> {
+        PasstArgs::try_parse_from(std::iter::once("passt").chain(args.iter().copied()))
+            .expect("passt's options parse")
+            .plan()
+    }
+
+    fn changes(args: &[&str]) -> ConfigChanges {
+        plan(args).unwrap().changes
+    }
+
+    #[test]
+    fn libvirts_command_line_is_a_daemon_on_its_socket_with_a_pidfile_and_log() {
+        let run = plan(&[
+            "--one-off",
+            "--socket",
+            "/run/libvirt/qemu/passt/1-vm-ua-default.socket",
+            "--pid",
+            "/run/libvirt/qemu/passt/1-vm-ua-default-passt.pid",
+            "--interface",
+            "eth0",
+            "--log-file",
+            "/var/run/kubevirt/passt.log",
+            "--tcp-ports",
+            "2222",
+        ])
+        .unwrap();
+        assert_eq!(
+            run.guest,
+            Guest::Socket("/run/libvirt/qemu/passt/1-vm-ua-default.socket".into())
+        );
+        assert!(run.daemon && run.one_off);
+        assert_eq!(
+            run.pidfile.as_deref(),
+            Some(std::path::Path::new(
+                "/run/libvirt/qemu/passt/1-vm-ua-default-passt.pid"
+            ))
+        );
+        assert_eq!(run.interface.as_deref(), Some("eth0"));
+        assert_eq!(
+            run.changes.tcp_ports,
+            vec![PortSpec::parse("2222").unwrap()]
+        );
+    }
+
+    #[test]
+    fn qemus_netdev_passt_hands_a_descriptor_and_stays_in_the_foreground() {
+        let run = plan(&["--quiet", "--pid", "/tmp/x.pid", "--fd", "3"]).unwrap();
+        assert_eq!(run.guest, Guest::Fd(3));
+        assert!(!run.daemon);
+        assert_eq!(run.verbosity, -1);
+    }
+
+    #[test]
+    fn short_forms_are_passts() {
+        let run = plan(&[
+            "-f",
+            "-1",
+            "-s",
+            "/tmp/s",
+            "-P",
+            "/tmp/p",
+            "-l",
+            "/tmp/l",
+            "-m",
+            "1500",
+            "-a",
+            "10.0.2.15",
+            "-n",
+            "24",
+            "-g",
+            "10.0.2.2",
+            "-i",
+            "eth0",
+            "-D",
+            "10.0.2.3",
+            "-S",
+            "example.com",
+            "-H",
+            "vm",
+            "-t",
+            "22",
+            "-u",
+            "53",
+            "-p",
+            "/tmp/c.pcap",
+            "-d",
+        ])
+        .unwrap();
+        assert!(!run.daemon && run.one_off && run.verbosity == 1);
+        assert_eq!(
+            run.log_file.as_deref(),
+            Some(std::path::Path::new("/tmp/l"))
+        );
+        assert_eq!(
+            run.pcap.as_deref(),
+            Some(std::path::Path::new("/tmp/c.pcap"))
+        );
+        let c = run.changes;
+        assert_eq!(c.mtu, Some(1500));
+        assert_eq!(c.address4, Some("10.0.2.15/24".parse().unwrap()));
+        assert_eq!(c.gateway4, Some(Ipv4Addr::new(10, 0, 2, 2)));
+        assert_eq!(c.dns, Some(vec!["10.0.2.3".parse().unwrap()]));
+        assert_eq!(c.search, Some(vec!["example.com".to_string()]));
+        assert_eq!(c.hostname.as_deref(), Some("vm"));
+        assert_eq!(c.udp_ports, vec![PortSpec::parse("53").unwrap()]);
+    }
+
+    #[test]
+    fn no_socket_means_passts_default_path() {
+        assert_eq!(
+            plan(&[]).unwrap().guest,
+            Guest::Socket(DEFAULT_SOCKET.into())
+        );
+    }
+
+    #[test]
+    fn an_address_per_family_and_a_dotted_netmask() {
+        let c = changes(&[
+            "-a",
+            "192.0.2.7",
+            "-a",
+            "2001:db8::7",
+            "-n",
+            "255.255.254.0",
+        ]);
+        assert_eq!(c.address4, Some("192.0.2.7/23".parse().unwrap()));
+        assert_eq!(c.address6, Some("2001:db8::7/64".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_netmask_with_holes_is_refused() {
+        assert!(matches!(
+            plan(&["-a", "192.0.2.7", "-n", "255.0.255.0"]),
+            Err(PasstError::Netmask(_))
+        ));
+    }
+
+    #[test]
+    fn a_netmask_without_an_ipv4_address_is_refused() {
+        assert!(matches!(
+            plan(&["-n", "24"]),
+            Err(PasstError::NetmaskWithoutAddress)
+        ));
+    }
+
+    #[test]
+    fn an_address_without_netmask_keeps_the_namespaces_prefix() {
+        let mut cfg = EngineConfig {
+            guest4: Some("10.244.1.9/16".parse().unwrap()),
+            ..EngineConfig::default()
+        };
+        changes(&["-a", "10.244.1.20"]).apply_to(&mut cfg);
+        assert_eq!(cfg.guest4, Some("10.244.1.20/16".parse().unwrap()));
+    }
+
+    #[test]
+    fn mtu_zero_leaves_the_mtu_alone_and_out_of_range_is_refused() {
+        assert_eq!(changes(&["-m", "0"]).mtu, None);
+        assert!(matches!(plan(&["-m", "576"]), Err(PasstError::Mtu(576))));
+        assert!(matches!(
+            plan(&["-m", "70000"]),
+            Err(PasstError::Mtu(70000))
+        ));
+    }
+
+    #[test]
+    fn search_is_one_space_separated_list() {
+        assert_eq!(
+            changes(&["-S", "a.example b.example"]).search,
+            Some(vec!["a.example".to_string(), "b.example".to_string()])
+        );
+    }
+
+    #[test]
+    fn dns_none_and_search_none_tell_the_guest_nothing() {
+        let mut cfg = EngineConfig {
+            dns: vec!["10.96.0.10".parse().unwrap()],
+            search: vec!["svc.cluster.local".into()],
+            ..EngineConfig::default()
+        };
+        changes(&["--dns", "none", "--search", "none"]).apply_to(&mut cfg);
+        assert!(cfg.dns.is_empty() && cfg.dns_upstream.is_empty());
+        assert!(cfg.search.is_empty());
+    }
+
+    #[test]
+    fn ipv4_only_drops_the_guests_ipv6_and_ipv6_only_its_ipv4() {
+        let base = EngineConfig {
+            guest4: Some("10.0.2.15/24".parse().unwrap()),
+            guest6: Some("fd00::15/64".parse().unwrap()),
+            gateway4: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            gateway6: Some("fd00::2".parse().unwrap()),
+            ..EngineConfig::default()
+        };
+        let mut v4 = base.clone();
+        changes(&["-4"]).apply_to(&mut v4);
+        assert!(v4.guest4.is_some() && v4.guest6.is_none() && v4.gateway6.is_none());
+        let mut v6 = base;
+        changes(&["-6"]).apply_to(&mut v6);
+        assert!(v6.guest6.is_some() && v6.guest4.is_none() && v6.gateway4.is_none());
+        assert!(matches!(plan(&["-4", "-6"]), Err(PasstError::NoFamily)));
+    }
+
+    #[test]
+    fn no_map_gw_and_ports_reach_the_engine_configuration() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--no-map-gw", "-t", "22,8080:80", "-u", "~53"]).apply_to(&mut cfg);
+        assert!(!cfg.map_gateway);
+        assert_eq!(cfg.tcp_ports, vec![PortSpec::parse("22,8080:80").unwrap()]);
+        assert_eq!(cfg.udp_ports, vec![PortSpec::parse("~53").unwrap()]);
+    }
+
+    #[test]
+    fn ports_none_forwards_nothing() {
+        assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
+    }
+
+    #[test]
+    fn a_bad_port_spec_names_its_option() {
+        let err = plan(&["-t", "99999"]).unwrap_err().to_string();
+        assert!(err.starts_with("--tcp-ports 99999: "), "{err}");
+    }
+
+    #[test]
+    fn every_option_netbind_lacks_is_named_in_one_refusal() {
+        let err = plan(&[
+            "--vhost-user",
+            "--no-dhcp",
+            "--mac-addr",
+            "9a:55:9a:55:9a:55",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "netbind does not implement passt's options: --mac-addr, --no-dhcp, --vhost-user"
+        );
+    }
+
+    #[test]
+    fn socket_and_fd_together_are_refused() {
+        assert!(matches!(
+            plan(&["-s", "/tmp/s", "-F", "3"]),
+            Err(PasstError::SocketAndFd)
+        ));
+    }
+
+    #[test]
+    fn repair_path_is_accepted() {
+        assert!(plan(&["--repair-path", "/tmp/s.repair"]).is_ok());
+    }
+
+    #[test]
+    fn the_name_passt_selects_passts_command_line() {
+        assert!(invoked_as_passt("/usr/bin/passt".as_ref()));
+        assert!(invoked_as_passt("passt".as_ref()));
+        assert!(!invoked_as_passt("/usr/bin/netbind".as_ref()));
+        assert!(!invoked_as_passt("/usr/bin/passt.avx2".as_ref()));
+    }
+}

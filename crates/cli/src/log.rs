@@ -65,12 +65,27 @@ impl LogArgs {
 /// Installs the subscriber; `program` starts each text line (`netbind up`).
 pub fn init(args: &LogArgs, program: &'static str) {
     let _ = CHOSEN.set(args.clone());
+    install(args.level(), args.log_format, program, None);
+}
+
+/// Installs the subscriber at `level`, on stderr or appending to `file`.
+pub fn install(
+    level: LevelFilter,
+    format: LogFormat,
+    program: &'static str,
+    file: Option<std::fs::File>,
+) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let writer = match file {
+        Some(f) => BoxMakeWriter::new(std::sync::Mutex::new(f)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_max_level(args.level())
-        .with_writer(std::io::stderr);
+        .with_max_level(level)
+        .with_writer(writer);
     // A second init (there is none; tests of this crate do not call it) would only fail
     // to replace the first subscriber, which is harmless.
-    let _ = match args.log_format {
+    let _ = match format {
         LogFormat::Text => builder.event_format(Text { program }).try_init(),
         LogFormat::Json => builder
             .json()

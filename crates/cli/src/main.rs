@@ -212,6 +212,16 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    // Under passt's name (libvirt's and QEMU's `passt`), or as `netbind passt`: passt's
+    // command line (see `passt.rs`).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(|a| passt::invoked_as_passt(a)) {
+        return passt::main(argv);
+    }
+    if argv.get(1).is_some_and(|a| a == "passt") {
+        argv.remove(1);
+        return passt::main(argv);
+    }
     let cli = Cli::parse();
     let program = match cli.command {
         Command::Up(_) => "netbind up",

@@ -17,6 +17,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use std::os::unix::process::CommandExt;
+
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netbind_usernet::PortSpec;
@@ -450,6 +452,158 @@ impl ConfigChanges {
             cfg.udp_ports = self.udp_ports.clone();
         }
     }
+}
+
+/// The environment variable that hands a daemon its parent's bound socket (a number).
+const LISTENER_FD: &str = "NETBIND_PASST_LISTENER_FD";
+
+/// `passt ARGS` (or `netbind passt ARGS`): parses passt's options, exit 1 on an option
+/// that is wrong or not implemented (as passt), 0 after `--help`/`--version`.
+pub fn main(argv: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let args = match PasstArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
+    if args.version {
+        println!(
+            "netbind {} (passt's command line)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("passt: {e:#}");
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the engine as the arguments say. A daemon's parent returns once the child runs
+/// and the socket is bound (libvirt starts QEMU only then).
+fn serve(args: &PasstArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use netbind_usernet::run::{self, Attach, RunOptions};
+    let run = args.plan()?;
+    let log_file = match &run.log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--log-file {}: cannot open", path.display()))?,
+        ),
+        None => None,
+    };
+    let level = match run.verbosity {
+        i8::MIN..=-1 => tracing::level_filters::LevelFilter::WARN,
+        0 => tracing::level_filters::LevelFilter::INFO,
+        1 => tracing::level_filters::LevelFilter::DEBUG,
+        _ => tracing::level_filters::LevelFilter::TRACE,
+    };
+    crate::log::install(level, crate::log::LogFormat::Text, "passt", log_file);
+
+    let mut cfg = crate::usernet::from_namespace(run.interface.as_deref())?;
+    run.changes.apply_to(&mut cfg);
+    let attach = match &run.guest {
+        Guest::Fd(n) => Attach::Fd(run::inherited_fd(*n).with_context(|| format!("--fd {n}"))?),
+        Guest::Socket(path) => {
+            let listener = match std::env::var(LISTENER_FD) {
+                // The daemon: its parent bound the socket and handed it down.
+                Ok(n) => {
+                    let n: i32 = n.parse().with_context(|| format!("{LISTENER_FD}={n}"))?;
+                    let fd = run::inherited_fd(n).with_context(|| format!("{LISTENER_FD}={n}"))?;
+                    let _ = nix::unistd::setsid();
+                    std::os::unix::net::UnixListener::from(fd)
+                }
+                Err(_) => run::listen_unix(path)?,
+            };
+            if run.daemon && std::env::var_os(LISTENER_FD).is_none() {
+                return daemonize(&listener, run.pidfile.as_deref());
+            }
+            if let Some(pidfile) = &run.pidfile
+                && std::env::var_os(LISTENER_FD).is_none()
+            {
+                write_pidfile(pidfile, std::process::id())?;
+            }
+            tracing::info!(socket = %path.display(), "listening on {}", path.display());
+            Attach::Listener {
+                listener,
+                one_off: run.one_off,
+            }
+        }
+    };
+    let runas = run
+        .runas
+        .as_deref()
+        .map(netbind_usernet::harden::Hardening::parse_runas)
+        .transpose()?;
+    cfg.raw_ping = crate::usernet::pings_need_raw_sockets(
+        runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g),
+    );
+    let opts = RunOptions {
+        pcap: run.pcap.clone(),
+        signals: true,
+        stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        stats: None,
+        harden: Some(netbind_usernet::harden::Hardening {
+            seccomp: true,
+            runas,
+        }),
+        busy_poll: run::DEFAULT_BUSY_POLL,
+    };
+    let counters = run::run(cfg, attach, opts)?;
+    tracing::info!("{counters}");
+    Ok(())
+}
+
+/// Starts this same command again in the foreground as the daemon, handing it the bound
+/// socket, writes the daemon's PID to the pidfile and returns: what passt's parent does
+/// before it exits, so that whoever started it (libvirt) finds the socket and the pidfile
+/// the moment it returns. (Re-executing rather than forking keeps this process free of
+/// `unsafe`: a fork of a Rust process is unsafe once threads may exist.)
+fn daemonize(
+    listener: &std::os::unix::net::UnixListener,
+    pidfile: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))
+        .context("cannot hand the socket to the daemon")?;
+    let exe = std::env::current_exe().context("cannot find this binary to daemonize")?;
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let child = std::process::Command::new(exe)
+        .arg0(argv0)
+        .args(argv)
+        .arg("--foreground")
+        .env(LISTENER_FD, listener.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the daemon")?;
+    if let Some(p) = pidfile {
+        write_pidfile(p, child.id())?;
+    }
+    Ok(())
+}
+
+fn write_pidfile(path: &std::path::Path, pid: u32) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::write(path, format!("{pid}\n"))
+        .with_context(|| format!("--pid {}: cannot write", path.display()))
 }
 
 /// True when this process was started under passt's name (a symlink or copy of netbind

@@ -91,7 +91,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
             let (cfg, busy_poll_us) = from_plan(path, args.interface.as_deref())?;
             (cfg, Some(busy_poll_us))
         }
-        None => (from_namespace()?, None),
+        None => (from_namespace(None)?, None),
     };
     let busy_poll = args
         .busy_poll
@@ -165,7 +165,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
 /// `net.ipv4.ping_group_range` (the default allows none). When they are denied to the
 /// engine's group `gid`: through raw ICMP sockets if the engine has `CAP_NET_RAW` (true
 /// is returned), else a warning at start, not only a counter.
-fn pings_need_raw_sockets(gid: u32) -> bool {
+pub(crate) fn pings_need_raw_sockets(gid: u32) -> bool {
     use netbind_usernet::icmp::{PING_GROUP_RANGE, ping_allowed};
     let range = std::fs::read_to_string(PING_GROUP_RANGE).unwrap_or_default();
     if ping_allowed(&range, gid) {
@@ -241,26 +241,30 @@ fn from_plan(path: &PathBuf, interface: Option<&str>) -> Result<(EngineConfig, u
     Ok((cfg, u.busy_poll_us.into()))
 }
 
-/// The guest takes the namespace's own addresses, gateways and resolvers.
-fn from_namespace() -> Result<EngineConfig> {
-    let view = netbind_netns::read_pod_view("/proc/self/ns/net")
+/// The guest takes the namespace's own addresses, gateways and resolvers: those of
+/// `interface`, else of the link with the default route.
+pub(crate) fn from_namespace(interface: Option<&str>) -> Result<EngineConfig> {
+    let view = netbind_netns::read_own_view()
         .context("cannot read this namespace's addresses and routes")?;
     let default_dev = view
         .routes
         .iter()
         .find(|r| r.destination.prefix_len() == 0 && r.gateway.is_some())
         .map(|r| r.dev.clone());
-    let link = view
-        .links
-        .iter()
-        .filter(|l| l.name != "lo")
-        .find(|l| Some(&l.name) == default_dev.as_ref())
-        .or_else(|| {
-            view.links
-                .iter()
-                .find(|l| l.name != "lo" && !l.addresses.is_empty())
-        })
-        .context("this namespace has no link with an address to give the guest")?;
+    let link = match interface {
+        Some(name) => (view.links.iter())
+            .find(|l| l.name == name)
+            .with_context(|| format!("--interface {name}: no such link in this namespace"))?,
+        None => (view.links.iter())
+            .filter(|l| l.name != "lo")
+            .find(|l| Some(&l.name) == default_dev.as_ref())
+            .or_else(|| {
+                view.links
+                    .iter()
+                    .find(|l| l.name != "lo" && !l.addresses.is_empty())
+            })
+            .context("this namespace has no link with an address to give the guest")?,
+    };
     let global = |a: &IpNet| match a.addr() {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
         IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),

@@ -120,6 +120,24 @@ pub fn read_pod_view(netns: &str) -> Result<PodView, NetnsError> {
     Ok(view)
 }
 
+/// The pod view of the namespace this process is in, read without entering one, so
+/// without a privilege (an engine that runs as the qemu user reads its own pod). Its
+/// resolvers are left empty: the caller reads its own `/etc/resolv.conf`.
+pub fn read_own_view() -> Result<PodView, NetnsError> {
+    let path = PathBuf::from("/proc/self/ns/net");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| NetnsError::Socket {
+            path: path.clone(),
+            source,
+        })?;
+    let dumps = runtime.block_on(dump(&path))?;
+    let mut view = convert::pod_view(&dumps);
+    view.source = "netns:self".into();
+    Ok(view)
+}
+
 /// A thread inside a namespace with a netlink socket opened there.
 pub(crate) struct Ns {
     rt: tokio::runtime::Runtime,

@@ -39,6 +39,10 @@
 //!   inherit descriptors ([`GuestOptions::fds`], e.g. a macvtap's `/dev/tap<ifindex>` for
 //!   `-netdev tap,fd=N`), opened by a shell redirection in front of it.
 //!
+//! - **libvirt** ([`libvirt::Libvirtd`]): a libvirt daemon of the test's own inside a
+//!   pod namespace, with private state directories (a mount namespace of its own), for
+//!   the tests where libvirt starts netbind as its `passt`.
+//!
 //! - **Lossy links** ([`lossy::LossyLink`]): a user-space Ethernet link between two
 //!   ends (taps, or the engine's stream socket) that drops, reorders and duplicates
 //!   frames as a seeded generator picks, for the tests of recovery from loss.
@@ -54,6 +58,7 @@ mod cmd;
 mod cni;
 mod cpio;
 mod guest;
+pub mod libvirt;
 pub mod lossy;
 mod netns;
 mod pod;

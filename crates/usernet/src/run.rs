@@ -63,6 +63,14 @@ pub enum RunError {
 pub enum Attach {
     /// Listen on a unix socket for QEMU (`-netdev stream,addr.type=unix`).
     Socket(PathBuf),
+    /// A unix socket bound already ([`listen_unix`]): by a caller that must know it is
+    /// bound before the engine runs (a daemon's parent, which exits only then). With
+    /// `one_off` the engine ends when its first guest connection does (passt's
+    /// `--one-off`), else it waits for the next (a guest reboot, a QEMU restart).
+    Listener {
+        listener: UnixListener,
+        one_off: bool,
+    },
     /// A tap device's descriptor.
     Tap(OwnedFd),
     /// An inherited descriptor: a connected stream socket, or a tap.
@@ -124,18 +132,35 @@ fn is_socket(fd: &OwnedFd) -> bool {
         .unwrap_or(false)
 }
 
+/// The listener, registered for the guest's connections.
+fn listening(l: UnixListener, registry: &mio::Registry) -> Result<UnixListener, RunError> {
+    registry
+        .register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)
+        .map_err(RunError::Poll)?;
+    Ok(l)
+}
+
 /// Runs the engine until stopped; returns the final counters.
 pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counters, RunError> {
     let mut poll = Poll::new().map_err(RunError::Poll)?;
     let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
     let mut listener: Option<UnixListener> = None;
+    let mut one_off = false;
     let (side, mut reader, mut guest_fd): (GuestSide, GuestReader, Option<i32>) = match attach {
         Attach::Socket(path) => {
-            let l = listen_unix(&path)?;
-            registry
-                .register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)
-                .map_err(RunError::Poll)?;
-            listener = Some(l);
+            listener = Some(listening(listen_unix(&path)?, &registry)?);
+            (
+                GuestSide::Stream(StreamTx::new()),
+                GuestReader::Stream(StreamRx::new()),
+                None,
+            )
+        }
+        Attach::Listener {
+            listener: l,
+            one_off: once,
+        } => {
+            listener = Some(listening(l, &registry)?);
+            one_off = once;
             (
                 GuestSide::Stream(StreamTx::new()),
                 GuestReader::Stream(StreamRx::new()),
@@ -265,7 +290,7 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                                 &mut engine,
                                 &mut reader,
                                 &mut guest_fd,
-                                listener.is_some(),
+                                listener.is_some() && !one_off,
                             ) {
                                 break 'outer;
                             }
@@ -291,7 +316,7 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
                                 &mut engine,
                                 &mut reader,
                                 &mut guest_fd,
-                                listener.is_some(),
+                                listener.is_some() && !one_off,
                             )
                         {
                             break 'outer;
@@ -367,7 +392,12 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         }
         if guest_fd.is_some()
             && !engine.guest_mut().flush()
-            && disconnect(&mut engine, &mut reader, &mut guest_fd, listener.is_some())
+            && disconnect(
+                &mut engine,
+                &mut reader,
+                &mut guest_fd,
+                listener.is_some() && !one_off,
+            )
         {
             break;
         }

@@ -1,0 +1,266 @@
+//! netbind as libvirt's `passt` (privileged; real libvirtd 11.3 and QEMU 10.0 from
+//! bookworm-backports, a real CNI pod; fails, never skips, when any is missing).
+//!
+//! libvirt's passt back end starts the binary named `passt` on its daemon's `PATH` with
+//! passt's command line (`--one-off --socket … --pid … --tcp-ports …`), as the qemu user,
+//! waits until it has daemonized and starts QEMU on the socket. Here that binary is a copy
+//! of netbind named `passt`, libvirtd is the test's own inside the pod's namespace (see
+//! `netbind_testbed::libvirt`), and the qemu user is KubeVirt's, 107, with the pod's
+//! `ping_group_range` and unprivileged port start set as virt-handler sets them.
+//!
+//! The guest configures itself only from what netbind serves (DHCPv4, DHCPv6), reaches a
+//! peer pod over TCP and UDP on both families with the pod's own addresses as source, and
+//! a peer reaches the guest's listener on the forwarded port. `virsh destroy` ends the
+//! engine (`--one-off`) and the domain starts again over the socket and pidfile the first
+//! run left behind.
+
+mod common;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::NETBIND;
+use netbind_testbed::libvirt::{Libvirtd, domain_xml};
+use netbind_testbed::{GuestImage, Netns, PodFixture, parse_results, require_privileges};
+
+const MAC: &str = "52:54:00:0b:1d:01";
+const AGENT_TCP: u16 = 7000;
+const AGENT_UDP: u16 = 7001;
+const FORWARDED: u16 = 8080;
+/// KubeVirt's qemu user and group.
+const QEMU_ID: u32 = 107;
+
+/// On the peer: answers each TCP line and each TFTP read request with the source address
+/// it saw (`src=ADDR`).
+const AGENT: &str = r#"
+import socket, sys, threading
+def tcp():
+    l = socket.socket(socket.AF_INET6); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    l.bind(("::", int(sys.argv[1]))); l.listen(16)
+    while True:
+        c, a = l.accept()
+        c.recv(100)
+        c.sendall(("src=%s\n" % a[0].replace("::ffff:", "")).encode()); c.close()
+def udp():
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    u.bind(("::", int(sys.argv[2])))
+    while True:
+        d, a = u.recvfrom(600)
+        if d[:2] == b"\x00\x01":
+            u.sendto(b"\x00\x03\x00\x01" + ("src=%s" % a[0].replace("::ffff:", "")).encode(), a)
+threading.Thread(target=udp, daemon=True).start()
+print("READY", flush=True)
+tcp()
+"#;
+
+const SCRIPT: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+. /run/dhcp-$IF.env
+result address "$ip/$mask"
+result tcp4 "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
+rm -f /tmp/u; timeout 10 tftp -g -r src -l /tmp/u @PEER4@ @UDP@ > /dev/null 2>&1
+result udp4 "$(cat /tmp/u 2>/dev/null)"
+if dhcp6 $IF; then . /run/dhcp6-$IF.env; result address6 "$ip6/$prefixlen6"; fi
+result tcp6 "$(echo hi | timeout 10 nc -w 5 @PEER6@ @TCP@)"
+rm -f /tmp/u; timeout 10 tftp -g -r src -l /tmp/u @PEER6@ @UDP@ > /dev/null 2>&1
+result udp6 "$(cat /tmp/u 2>/dev/null)"
+cat > /tmp/reply.sh <<EOF
+#!/bin/sh
+read line
+echo "guest got \$line"
+[ "\$line" = done ] && touch /tmp/done
+exit 0
+EOF
+chmod +x /tmp/reply.sh
+nc -ll -p @FWD@ -e /tmp/reply.sh &
+usleep 300000
+echo LISTENING
+i=0
+while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
+"#;
+
+/// The peer's agent, killed even when the test fails.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn connect(ns: &Netns, to: SocketAddr, line: &str) -> Result<String, String> {
+    let out = ns
+        .command(&["python3", "-c", "import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); s.sendall(sys.argv[3].encode()+b'\\n'); print(s.recv(100).decode().strip())", &to.ip().to_string(), &to.port().to_string(), line])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The processes in `ns` running the netbind binary copied to `passt`.
+fn engines(ns: &Netns, passt: &Path) -> Vec<u32> {
+    ns.pids()
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == passt))
+        .collect()
+}
+
+fn wait_for(console: &Path, marker: &str, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(console).unwrap_or_default();
+        if text.lines().any(|l| l.trim() == marker) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no {marker:?} after {timeout:?}; console:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
+    require_privileges(&["qemu-system-x86_64", "busybox", "python3", "libvirtd"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    // What virt-handler sets in a launcher pod for passt.
+    pod.pod
+        .exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.ping_group_range={QEMU_ID} {QEMU_ID}"),
+            "net.ipv4.ip_unprivileged_port_start=0",
+        ])
+        .expect("pod sysctls");
+    let (pod4, pod6) = (pod.pod_ip(false).unwrap(), pod.pod_ip(true).unwrap());
+    let (peer4, peer6) = (pod.peer_ip(false).unwrap(), pod.peer_ip(true).unwrap());
+
+    let bin = tempfile::Builder::new()
+        .prefix("nb-passt-")
+        .tempdir()
+        .unwrap();
+    let passt = bin.path().join("passt");
+    std::fs::copy(NETBIND, &passt).expect("netbind copied as passt");
+    std::process::Command::new("chmod")
+        .args(["0755", &bin.path().display().to_string()])
+        .status()
+        .unwrap();
+    let libvirt = Libvirtd::start(&pod.pod, QEMU_ID, QEMU_ID, &[bin.path()]).expect("libvirtd");
+
+    let mut agent = pod
+        .peer
+        .command(&[
+            "python3",
+            "-c",
+            AGENT,
+            &AGENT_TCP.to_string(),
+            &AGENT_UDP.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("peer agent");
+    let mut ready = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let _agent = Agent(agent);
+    assert_eq!(ready.trim(), "READY");
+
+    let image = GuestImage::get().expect("guest image");
+    let guest = libvirt.guest_dir();
+    let (kernel, initrd) = (guest.join("kernel"), guest.join("initrd"));
+    std::fs::copy(&image.kernel, &kernel).unwrap();
+    let script = SCRIPT
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@PEER6@", &peer6.to_string())
+        .replace("@TCP@", &AGENT_TCP.to_string())
+        .replace("@UDP@", &AGENT_UDP.to_string())
+        .replace("@FWD@", &FORWARDED.to_string());
+    std::fs::write(&initrd, image.initramfs_with(&script)).unwrap();
+    let interface = format!(
+        "    <interface type='user'><backend type='passt'/><mac address='{MAC}'/><model type='virtio'/>\n      <portForward proto='tcp'><range start='{FORWARDED}'/></portForward></interface>"
+    );
+
+    for round in ["first start", "start over the stale socket and pidfile"] {
+        let console = guest.join(format!("console-{}.log", round.len()));
+        let xml = guest.join("domain.xml");
+        std::fs::write(
+            &xml,
+            domain_xml("nbpasst", &kernel, &initrd, &console, &interface),
+        )
+        .unwrap();
+        libvirt
+            .virsh(&["create", &xml.display().to_string()])
+            .unwrap_or_else(|e| panic!("{round}: {e:?}\nlibvirtd:\n{}", libvirt.log()));
+        let engine = engines(&pod.pod, &passt);
+        assert_eq!(engine.len(), 1, "{round}: one engine runs: {engine:?}");
+        let uid = std::fs::read_to_string(format!("/proc/{}/status", engine[0])).unwrap();
+        assert!(
+            uid.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("107")),
+            "{round}: the engine runs as the qemu user: {uid}"
+        );
+
+        wait_for(&console, "LISTENING", Duration::from_secs(150))
+            .unwrap_or_else(|e| panic!("{round}: {e}"));
+        let inbound4 = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
+        let inbound6 = connect(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
+        let done = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
+        let text = wait_for(&console, "DONE", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{round}: {e}"));
+        let r = parse_results(&text);
+        let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("(none)");
+        let prefix4 = pod.result().ipv4().unwrap().prefix_len();
+        assert_eq!(
+            get("address"),
+            format!("{pod4}/{prefix4}"),
+            "{round}: {text}"
+        );
+        assert_eq!(get("tcp4"), format!("src={pod4}"), "{round}: {text}");
+        assert_eq!(get("udp4"), format!("src={pod4}"), "{round}: {text}");
+        assert!(
+            get("address6").starts_with(&format!("{pod6}/")),
+            "{round}: {text}"
+        );
+        assert_eq!(get("tcp6"), format!("src={pod6}"), "{round}: {text}");
+        assert_eq!(get("udp6"), format!("src={pod6}"), "{round}: {text}");
+        assert_eq!(
+            inbound4.as_deref(),
+            Ok("guest got from-peer4"),
+            "{round}: {text}"
+        );
+        assert_eq!(
+            inbound6.as_deref(),
+            Ok("guest got from-peer6"),
+            "{round}: {text}"
+        );
+        assert!(done.is_ok(), "{round}: {done:?}");
+
+        // The guest powers off (the domain ends), QEMU closes the socket: a one-off
+        // engine ends with it, freeing its ports.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !engines(&pod.pod, &passt).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = libvirt.try_virsh(&["destroy", "nbpasst"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !engines(&pod.pod, &passt).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            engines(&pod.pod, &passt).is_empty(),
+            "{round}: the engine outlived its guest"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 //! `ping_group_range` and unprivileged port start set as virt-handler sets them.
 //!
 //! The guest configures itself only from what netbind serves (DHCPv4, DHCPv6), reaches a
-//! peer pod over TCP and UDP on both families with the pod's own addresses as source, and
+//! peer pod over TCP and UDP on both families and by ping with the pod's own addresses as source, and
 //! a peer reaches the guest's listener on the forwarded port. `virsh destroy` ends the
 //! engine (`--one-off`) and the domain starts again over the socket and pidfile the first
 //! run left behind.
@@ -66,6 +66,7 @@ result address "$ip/$mask"
 result tcp4 "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
 rm -f /tmp/u; timeout 10 tftp -g -r src -l /tmp/u @PEER4@ @UDP@ > /dev/null 2>&1
 result udp4 "$(cat /tmp/u 2>/dev/null)"
+if ping -c 2 -W 3 @PEER4@ > /dev/null 2>&1; then result icmp4 ok; else result icmp4 fail; fi
 if dhcp6 $IF; then . /run/dhcp6-$IF.env; result address6 "$ip6/$prefixlen6"; fi
 result tcp6 "$(echo hi | timeout 10 nc -w 5 @PEER6@ @TCP@)"
 rm -f /tmp/u; timeout 10 tftp -g -r src -l /tmp/u @PEER6@ @UDP@ > /dev/null 2>&1
@@ -200,6 +201,7 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
             domain_xml("nbpasst", &kernel, &initrd, &console, &interface),
         )
         .unwrap();
+        let created = Instant::now();
         libvirt
             .virsh(&["create", &xml.display().to_string()])
             .unwrap_or_else(|e| panic!("{round}: {e:?}\nlibvirtd:\n{}", libvirt.log()));
@@ -212,8 +214,11 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
             "{round}: the engine runs as the qemu user: {uid}"
         );
 
+        eprintln!("{round}: created in {:?}", created.elapsed());
+        let booted = Instant::now();
         wait_for(&console, "LISTENING", Duration::from_secs(150))
             .unwrap_or_else(|e| panic!("{round}: {e}"));
+        eprintln!("{round}: the guest listened after {:?}", booted.elapsed());
         let inbound4 = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
         let inbound6 = connect(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
         let done = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
@@ -247,20 +252,27 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
         );
         assert!(done.is_ok(), "{round}: {done:?}");
 
-        // The guest powers off (the domain ends), QEMU closes the socket: a one-off
-        // engine ends with it, freeing its ports.
+        let ended = Instant::now();
+        // The guest powers off, the domain ends (`on_poweroff: destroy`), QEMU closes the
+        // socket: a one-off engine ends with it, freeing its ports.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !engines(&pod.pod, &passt).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = libvirt.try_virsh(&["destroy", "nbpasst"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
         while !engines(&pod.pod, &passt).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(
             engines(&pod.pod, &passt).is_empty(),
-            "{round}: the engine outlived its guest"
+            "{round}: the engine outlived its guest by 20 s"
+        );
+        while libvirt
+            .try_virsh(&["domstate", "nbpasst"])
+            .is_ok_and(|o| o.status.success())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{round}: the engine ended {:?} after the guest",
+            ended.elapsed()
         );
     }
 }

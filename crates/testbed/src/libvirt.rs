@@ -4,9 +4,10 @@
 //! How it works: `libvirtd` runs inside the given network namespace (so that what it
 //! spawns — QEMU, the `passt` of an interface's passt back end — lives there, as in a
 //! launcher pod) and inside a mount namespace of its own where `/run/libvirt`,
-//! `/var/lib/libvirt`, `/var/log/libvirt` and `/var/cache/libvirt` are fresh tmpfs and
-//! `/etc/libvirt` is this fixture's configuration: nothing of the machine's libvirt state is
-//! read or changed, and all of it is gone with the daemon. The daemon's socket is put in the
+//! `/var/lib/libvirt` and `/var/log/libvirt` are fresh tmpfs, `/var/cache/libvirt` is the
+//! test bed's own cache (QEMU's capabilities, slow to probe under TCG) and `/etc/libvirt` is
+//! this fixture's configuration: nothing of the machine's libvirt state is read or
+//! changed, and all but the cache is gone with the daemon. The daemon's socket is put in the
 //! fixture's directory, reachable from outside the mount namespace, and `virsh` talks to it
 //! with `qemu:///system?socket=…`. The QEMU driver runs guests and the programs it spawns
 //! (passt) as the given uid and gid (KubeVirt's qemu user is 107), without a security
@@ -30,12 +31,26 @@ pub struct Libvirtd {
     uri: String,
 }
 
+/// libvirt's cache of what each QEMU binary can do, kept across runs: probing QEMU under
+/// TCG takes a minute, and libvirt checks the cache against the binary and itself.
+const CACHE: &str = "/var/cache/netbind-testbed/libvirt";
+
 /// Mounts the private state directories and starts the daemon (run by `unshare -m`).
 const START: &str = r#"set -e
-for d in /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+for d in /run/libvirt /var/lib/libvirt /var/log/libvirt; do
   mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"
 done
+mkdir -p /var/cache/libvirt "$3"
+mount --bind "$3" /var/cache/libvirt
 mount --bind "$1/etc" /etc/libvirt
+# A /dev/kvm the qemu user cannot open makes libvirt throw its capability cache away and
+# probe QEMU again and again (a minute per domain start): here it may open it. Guests are
+# `type='qemu'` (TCG) all the same.
+if [ -c /dev/kvm ]; then
+  mkdir -p "$1/dev"; mount -t tmpfs tmpfs "$1/dev"
+  mknod -m 0666 "$1/dev/kvm" c $((0x$(stat -c %t /dev/kvm))) $((0x$(stat -c %T /dev/kvm)))
+  mount --bind "$1/dev/kvm" /dev/kvm
+fi
 export PATH="$2:$PATH"
 exec libvirtd -f /etc/libvirt/libvirtd.conf
 "#;
@@ -103,6 +118,7 @@ impl Libvirtd {
             "sh",
             &root.display().to_string(),
             &path.join(":"),
+            CACHE,
         ]);
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -191,6 +207,7 @@ pub fn domain_xml(
     <initrd>{initrd}</initrd>
     <cmdline>console=ttyS0 panic=-1 quiet</cmdline>
   </os>
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>

@@ -30,7 +30,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Wires a VM's network interfaces into its Kubernetes pod, from KubeVirt manifests.
 #[derive(Debug, Parser)]
-#[command(name = "netbind", version, about, propagate_version = true)]
+#[command(
+    name = "netbind",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "netbind passt [PASST OPTIONS]  (or netbind run under the name `passt`): the user-mode \
+                  engine with passt's command line, for libvirt and QEMU; `netbind passt --help`."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -220,6 +227,7 @@ fn main() -> ExitCode {
     }
     if argv.get(1).is_some_and(|a| a == "passt") {
         argv.remove(1);
+        argv[0] = "netbind passt".into();
         return passt::main(argv);
     }
     let cli = Cli::parse();

@@ -483,7 +483,10 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> std::process::ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("passt: {e:#}");
-            tracing::error!("{e:#}");
+            if args.log_file.is_some() {
+                // The log file is where a daemon's supervisor looks (stderr may be gone).
+                tracing::error!("{e:#}");
+            }
             ExitCode::from(1)
         }
     }

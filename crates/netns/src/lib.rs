@@ -4,6 +4,9 @@
 //! (`netbind plan --netns NAME`); [`apply()`] carries a plan out there and [`teardown`]
 //! undoes it, recording what changed in a state directory ([`journal`]); [`run_in_netns`]
 //! runs any closure on a thread inside a namespace (the CLI opens DHCP sockets with it).
+//! Entering a namespace (a thread of its own, with or without a netlink connection) is
+//! [`ns`]; applying and tearing down a plan is [`mod@apply`] (its theory of operation says
+//! which file holds what).
 //!
 //! Reading:
 //! How it works: the namespace file (`/run/netns/<name>` or an absolute path) is opened

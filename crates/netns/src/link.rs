@@ -619,7 +619,7 @@ impl Links {
         }
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             // All tables, every protocol and type; only routes out of this link where the
-            // socket has strict checking (see `crate::in_netns`): else the kernel dumps
+            // socket has strict checking (see `crate::ns::in_netns`): else the kernel dumps
             // every route of the namespace and the filter below does the work.
             let mut filter = RouteMessage::default();
             filter.header.address_family = family;

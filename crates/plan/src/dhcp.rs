@@ -18,7 +18,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::bindings::{Ctx, domain_name};
+use crate::bindings::ctx::Ctx;
+use crate::bindings::shared::domain_name;
 use crate::error::PlanError;
 use crate::model::{ClasslessRoute, Dhcp4Config, Dhcp6Config, PrivateOption, RaConfig};
 

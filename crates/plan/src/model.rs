@@ -423,8 +423,11 @@ pub struct UsernetConfig {
     pub busy_poll_us: u32,
 }
 
+/// How long the user-mode engine looks for events before it sleeps, by default (µs).
+pub const DEFAULT_BUSY_POLL_US: u32 = 200;
+
 fn default_busy_poll_us() -> u32 {
-    crate::bindings::usernet::DEFAULT_BUSY_POLL_US
+    DEFAULT_BUSY_POLL_US
 }
 
 /// Inbound ports for one protocol, in passt's terms.

@@ -30,7 +30,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 use netbind_spec::naming;
 
-use super::{BindingPlan, Ctx, first_global_v4, guest_tap};
+use super::ctx::{BindingPlan, Ctx};
+use super::shared::{first_global_v4, guest_tap, is_global_unicast};
 use crate::dhcp;
 use crate::error::PlanError;
 use crate::mac;
@@ -123,7 +124,7 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
         && link
             .addresses
             .iter()
-            .any(|a| matches!(a, IpNet::V6(n) if super::is_global_unicast(IpAddr::V6(n.addr()))))
+            .any(|a| matches!(a, IpNet::V6(n) if is_global_unicast(IpAddr::V6(n.addr()))))
     {
         bp.notes.push(format!(
             "IPv6 addresses of {pod_link} stay on the dummy; the guest gets none by DHCP (as in KubeVirt)"

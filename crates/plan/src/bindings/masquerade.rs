@@ -39,7 +39,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netbind_spec::cluster::GATE_PORT_RANGES;
 use netbind_spec::naming;
 
-use super::{BindingPlan, Ctx, first_global_v4, first_global_v6, guest_tap};
+pub use super::shared::{ISTIO_ENVOY_PORTS, port_number};
+
+use super::ctx::{BindingPlan, Ctx};
+use super::shared::{first_global_v4, first_global_v6, guest_tap};
 use crate::dhcp;
 use crate::error::PlanError;
 use crate::model::{LinkStep, Sysctl};
@@ -52,9 +55,6 @@ pub const BRIDGE_MAC: &str = "02:00:00:00:00:00";
 pub const DEFAULT_VM_CIDR: &str = "10.0.2.0/24";
 pub const DEFAULT_VM_IPV6_CIDR: &str = "fd10:0:2::/120";
 pub const MIGRATION_PORTS: [u16; 2] = [49152, 49153];
-pub const ISTIO_ENVOY_PORTS: [u16; 10] = [
-    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
-];
 /// Ports Istio does not proxy, DNATed to the guest even with the sidecar.
 pub const ISTIO_NON_PROXIED_PORTS: [u16; 1] = [22];
 /// Where Envoy connects to local workloads from.
@@ -316,17 +316,6 @@ fn protocol(written: Option<&str>, notes: &mut Vec<String>) -> Option<L4Proto> {
             None
         }
     }
-}
-
-pub fn port_number(interface: &str, field: &'static str, value: i64) -> Result<u16, PlanError> {
-    u16::try_from(value)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| PlanError::OutOfRange {
-            interface: interface.into(),
-            field,
-            value,
-        })
 }
 
 /// The NAT tables, one per family the pod has an address in.

@@ -23,19 +23,13 @@ use std::collections::BTreeMap;
 use netbind_spec::VmObject;
 use netbind_spec::multus;
 
-use super::{BindingPlan, Ctx};
+pub use super::ctx::Vf;
+
+use super::ctx::{BindingPlan, Ctx};
+use super::shared::pod_link_name;
 use crate::error::PlanError;
 use crate::podview::PodView;
 use crate::render::parse_pci;
-
-/// A VF chosen for an interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vf {
-    pub pci_address: String,
-    pub mac: Option<String>,
-    /// Where it was found, for the plan's notes.
-    pub found_in: String,
-}
 
 pub fn plan(ctx: &Ctx<'_>) -> Result<BindingPlan, PlanError> {
     let mut bp = BindingPlan::default();
@@ -93,7 +87,7 @@ pub fn assign_vfs(
             .as_ref()
             .map(|m| m.network_name.as_str())
             .unwrap_or("");
-        let link = super::pod_link_name(obj, network, pod, legacy);
+        let link = pod_link_name(obj, network, pod, legacy);
         let found = multus::find_status(&statuses, &obj.namespace, network_name, &link)
             .and_then(|s| Some((s.pci_address().and_then(parse_pci)?, s.mac.clone())));
         match found {

@@ -9,7 +9,7 @@
 //! a tap; libvirt opens the device itself). The descriptor number is planned (`fd`, from 3
 //! up over the plan's macvtaps); the path is known when the pod view has the ifindex.
 
-use super::{BindingPlan, Ctx};
+use super::ctx::{BindingPlan, Ctx};
 use crate::error::PlanError;
 use crate::model::GuestBackend;
 

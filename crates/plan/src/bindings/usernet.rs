@@ -29,14 +29,14 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use super::masquerade::{ISTIO_ENVOY_PORTS, port_number};
-use super::{BindingPlan, Ctx, QEMU_UID, is_global_unicast};
+pub use crate::model::DEFAULT_BUSY_POLL_US;
+
+use super::ctx::{BindingPlan, Ctx};
+use super::shared::{ISTIO_ENVOY_PORTS, QEMU_UID, is_global_unicast, port_number};
 use crate::error::PlanError;
 use crate::model::{PortForward, Sysctl, UsernetConfig};
 
 pub const DEFAULT_MTU: u32 = 65520;
-/// How long the engine looks for events before it sleeps, by default (µs).
-pub const DEFAULT_BUSY_POLL_US: u32 = 200;
 pub const SOCKET_DIR: &str = "/run/netbind";
 /// `sizeof(sockaddr_un.sun_path)` less the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{GuestBackend, InterfacePlan, LinkState, LinkStep, NetworkPlan, Source};
-use crate::nftables::{NftAction, NftMatch, PortSet};
+use crate::nftables::{NftAction, NftMatch, NftRuleset, PortSet};
 
 /// The columns of the picture, left to right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -401,7 +401,7 @@ fn services_on(i: &InterfacePlan, link: &str) -> Vec<String> {
 }
 
 /// The inbound ports NAT sends to the guest: `DNAT tcp 80`, or `DNAT all ports`.
-fn dnat_ports(nft: &crate::NftRuleset) -> Vec<String> {
+fn dnat_ports(nft: &NftRuleset) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let rules = nft
         .tables

@@ -697,6 +697,16 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
         "{}",
         stderr(&plug)
     );
+    // The log names each step the hot-plug took, all of them blue's.
+    let steps: Vec<String> = (stderr(&plug).lines())
+        .filter(|l| l.starts_with("netbind up: step "))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|l| l.contains(" (blue): ")),
+        "{}",
+        stderr(&plug)
+    );
     let links = s.pod.pod.links().unwrap();
     for made in [
         netbind_spec::naming::bridge_name(&blue),
@@ -722,6 +732,15 @@ fn a_hot_plugged_network_is_built_and_unplugged_without_touching_the_others() {
     assert!(
         stderr(&unplug).contains("the plan changed: unplugged blue\n"),
         "{}",
+        stderr(&unplug)
+    );
+    let undone = (stderr(&unplug).lines())
+        .filter(|l| l.starts_with("netbind up: undid step ") && l.contains(" (blue): "))
+        .count();
+    assert_eq!(
+        undone,
+        steps.len(),
+        "each of blue's steps undone: {}",
         stderr(&unplug)
     );
     assert_eq!(s.pod.pod.links().unwrap(), links_before);

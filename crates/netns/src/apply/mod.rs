@@ -160,6 +160,10 @@ fn unplug(ns: &Ns, state: &StateDir, r: &Replan, options: &ApplyOptions) -> Resu
             }
         }
         state.append(&Record::Undone(entry.step))?;
+        tracing::info!(
+            step = entry.step, interface = %entry.interface, what = %entry.what,
+            "undid step {} ({}): {}", entry.step, entry.interface, entry.what
+        );
         if options.kill_after_unplug == Some(n + 1) {
             kill_self();
         }
@@ -224,6 +228,10 @@ pub fn teardown(netns: &str, state_dir: &std::path::Path) -> Result<TeardownRepo
             })?;
             journal.entries.pop();
             state.append(&Record::Undone(entry.step))?;
+            tracing::debug!(
+                step = entry.step, what = %entry.what,
+                "undid step {}: {}", entry.step, entry.what
+            );
             n += 1;
         }
         Ok::<_, ApplyError>(n)

@@ -10,7 +10,8 @@
 //! that rename did (a re-run after a kill in between): done. A step that fails makes the
 //! run undo, newest first, what *this run* recorded, and report which step failed, on
 //! which link and why ([`ApplyError::Step`]); when nothing is left in the journal the
-//! state dir goes too.
+//! state dir goes too. Every step that changed something is a log event (debug on a
+//! fresh build, info when the run changes what was built: a hot-plug).
 
 use netbind_plan::NetworkPlan;
 use netbind_plan::model::LinkStep;
@@ -31,6 +32,9 @@ pub(super) struct Run<'a> {
     pub(super) report: ApplyReport,
     /// Indices (in `journal.entries`) of entries this run added, oldest first.
     new_entries: Vec<usize>,
+    /// The journal had entries when the run began: a hot-plug, a changed plan or a run
+    /// after a kill. Its changes are logged as info events, a fresh build's as debug.
+    on_built: bool,
 }
 
 impl<'a> Run<'a> {
@@ -45,6 +49,7 @@ impl<'a> Run<'a> {
         Ok(Run {
             ctx,
             state,
+            on_built: !journal.entries.is_empty(),
             journal,
             report,
             new_entries: Vec::new(),
@@ -160,7 +165,14 @@ impl<'a> Run<'a> {
             Check::Act(_) => {}
         }
         self.report.changed += 1;
-        dispatch::act(&mut self.ctx, step.kind)
+        dispatch::act(&mut self.ctx, step.kind)?;
+        let (n, interface, what) = (step.number, step.interface, step.describe());
+        if self.on_built {
+            tracing::info!(step = n, %interface, %what, "step {n} ({interface}): {what}");
+        } else {
+            tracing::debug!(step = n, %interface, %what, "step {n} ({interface}): {what}");
+        }
+        Ok(())
     }
 }
 

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
     };
     let initrd = PathBuf::from(out).join("initrd.img");
     if let Err(e) = std::fs::write(&initrd, image.initramfs_with(&script)) {
-        eprintln!("netbind-guest-image: cannot write {}: {e}", initrd.display());
+        eprintln!(
+            "netbind-guest-image: cannot write {}: {e}",
+            initrd.display()
+        );
         return ExitCode::FAILURE;
     }
     println!("kernel {}", image.kernel.display());

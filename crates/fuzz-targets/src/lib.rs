@@ -21,9 +21,12 @@ use netbind_plan::{NetworkPlan, PodView};
 use netbind_spec::{ClusterConfig, Document, defaults, parse_documents, validate};
 use netbind_usernet::{Engine, EngineConfig, MemTx};
 
+/// A fuzz target's body: any bytes in, never a panic.
+pub type Body = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/Cargo.toml` names its binaries and `fuzz/corpus/`
 /// its directories.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("manifest", manifest),
     ("dhcp4", dhcp4),
     ("dhcp6", dhcp6),

@@ -4,7 +4,8 @@
 # without one it says so and exits 0 — the corpora still replay on stable as tests of
 # crates/fuzz-targets. Installs cargo-fuzz when missing (`cargo install --locked`).
 # Each target starts from a temp copy of fuzz/corpus/<target>/, so what it finds never
-# dirties the checkout; a crash fails the run and its input is kept under
+# dirties the checkout (the grown corpus is kept under target/fuzz-corpus/<target>/, to
+# pick interesting inputs from); a crash fails the run and its input is kept under
 # target/fuzz-artifacts/<target>/ (add it to fuzz/corpus/<target>/ once fixed).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail
@@ -43,6 +44,9 @@ for t in "${targets[@]}"; do
   runs=$(grep -o 'Done [0-9]* runs' "$work/$t/log" | awk '{print $2}' | tail -n1)
   cov=$(grep -o 'cov: [0-9]*' "$work/$t/log" | tail -n1 | awk '{print $2}')
   grown=$(find "$work/$t/corpus" -type f | wc -l)
+  rm -rf "$PWD/target/fuzz-corpus/$t"
+  mkdir -p "$PWD/target/fuzz-corpus"
+  cp -r "$work/$t/corpus" "$PWD/target/fuzz-corpus/$t"
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/$t/artifacts")" ]; then
     mkdir -p "$artifacts/$t"
     cp "$work/$t/artifacts/"* "$artifacts/$t/" 2>/dev/null || true

@@ -52,9 +52,9 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// Any bytes as a DHCPv4 request from the guest: answered or dropped.
-pub fn dhcp4(data: &[u8]) {
-    let config = Dhcp4Config {
+/// The DHCPv4 server `dhcp4` talks to (a masquerade interface's).
+pub fn dhcp4_server() -> Server4 {
+    Server4::new(Dhcp4Config {
         interface: "k6t-eth0".into(),
         server_address: [10, 0, 2, 1].into(),
         client_mac: "02:00:00:00:00:0a".into(),
@@ -71,30 +71,35 @@ pub fn dhcp4(data: &[u8]) {
         boot_file: None,
         private_options: vec![],
         lease_seconds: 86400,
-    };
-    let mut server = Server4::new(config).unwrap();
-    let _ = server.handle(data);
+    })
+    .unwrap()
 }
 
-/// Any bytes as a DHCPv6 client message: answered or dropped.
-pub fn dhcp6(data: &[u8]) {
-    let mut server = Server6::new(Dhcp6Config {
+/// Any bytes as a DHCPv4 request from the guest: answered or dropped.
+pub fn dhcp4(data: &[u8]) {
+    let _ = dhcp4_server().handle(data);
+}
+
+/// The DHCPv6 server `dhcp6` talks to.
+pub fn dhcp6_server() -> Server6 {
+    Server6::new(Dhcp6Config {
         interface: "k6t-eth0".into(),
         client_mac: "02:00:00:00:00:0a".into(),
         address: "fd10:0:2::2".parse().unwrap(),
         dns: vec!["fd00::a".parse().unwrap()],
         search: vec!["cluster.local".into()],
         lease_seconds: 86400,
-    });
-    let _ = server.handle(None, data);
+    })
 }
 
-/// Any bytes as Ethernet frames from a hostile guest: the engine answers, relays or drops
-/// them. The input is a sequence of frames, each after a 2-byte big-endian length (the rest
-/// is the last frame), so that state kept across frames — fragments being reassembled, TCP
-/// handshakes — is explored too. Frames that open flows touch real sockets on loopback
-/// only (the gateway and DNS addresses map to the host's loopback).
-pub fn guest_frame(data: &[u8]) {
+/// Any bytes as a DHCPv6 client message: answered or dropped.
+pub fn dhcp6(data: &[u8]) {
+    let _ = dhcp6_server().handle(None, data);
+}
+
+/// The engine `guest_frame` feeds, with frames to the guest kept in memory; the `Poll`
+/// must live as long as the engine.
+pub fn guest_engine() -> (mio::Poll, Engine<MemTx>) {
     let mut cfg = EngineConfig {
         guest_mac: Some([2, 0, 0, 0, 0, 0x0a]),
         guest4: Some("10.0.2.15/24".parse().unwrap()),
@@ -105,8 +110,22 @@ pub fn guest_frame(data: &[u8]) {
     };
     cfg.dns = vec![IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3))];
     let poll = mio::Poll::new().unwrap();
-    let mut engine =
-        Engine::new(cfg, MemTx::default(), poll.registry().try_clone().unwrap()).unwrap();
+    let engine = Engine::new(cfg, MemTx::default(), poll.registry().try_clone().unwrap()).unwrap();
+    (poll, engine)
+}
+
+/// Any bytes as Ethernet frames from a hostile guest: the engine answers, relays or drops
+/// them. The input is a sequence of frames, each after a 2-byte big-endian length (the rest
+/// is the last frame), so that state kept across frames — fragments being reassembled, TCP
+/// handshakes — is explored too. Frames that open flows touch real sockets on loopback
+/// only (the gateway and DNS addresses map to the host's loopback).
+pub fn guest_frame(data: &[u8]) {
+    let (_poll, mut engine) = guest_engine();
+    feed(&mut engine, data);
+}
+
+/// Feeds the frames of a `guest_frame` input to `engine`, then flushes what it sends.
+pub fn feed(engine: &mut Engine<MemTx>, data: &[u8]) {
     for frame in frames(data) {
         engine.guest_frame(frame);
     }

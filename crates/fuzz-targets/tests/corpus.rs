@@ -79,3 +79,64 @@ fn guest_frame_corpus() {
 fn journal_corpus() {
     replay("journal");
 }
+
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir(target).join(name)).unwrap()
+}
+
+/// The packet seeds are what real clients send: the servers answer them and the engine
+/// replies to them, so fuzzing starts deep in the parsers, not at their first check.
+#[test]
+fn the_packet_seeds_are_answered() {
+    use netbind_fuzz_targets::{dhcp4_server, dhcp6_server, feed, guest_engine};
+    for name in [
+        "discover",
+        "request-selecting",
+        "request-init-reboot",
+        "request-renewing",
+        "inform",
+    ] {
+        let r = dhcp4_server().handle(&seed("dhcp4", name));
+        assert!(r.is_ok(), "dhcp4/{name}: not answered: {r:?}");
+    }
+    for name in [
+        "solicit",
+        "solicit-rapid-commit",
+        "request",
+        "renew",
+        "rebind",
+        "information-request",
+    ] {
+        let r = dhcp6_server().handle(None, &seed("dhcp6", name));
+        assert!(r.is_ok(), "dhcp6/{name}: not answered: {r:?}");
+    }
+    for (name, what) in [
+        ("arp-request", "arp_replies"),
+        ("ipv6-neighbour-solicitation", "ndp_replies"),
+        ("ipv6-router-solicitation", "ndp_replies"),
+        ("dhcp4-discover", "dhcp_replies"),
+        ("dhcp6-solicit", "dhcp_replies"),
+        ("ipv4-fragments", "rx_reassembled"),
+        ("ipv6-fragments", "rx_reassembled"),
+        ("tcp-syn-closed-port", "tcp_opened"),
+        ("udp-dns-query", "udp_opened"),
+    ] {
+        let (_poll, mut engine) = guest_engine();
+        feed(&mut engine, &seed("guest_frame", name));
+        let c = engine.counters();
+        let n = match what {
+            "arp_replies" => c.arp_replies,
+            "ndp_replies" => c.ndp_replies,
+            "dhcp_replies" => c.dhcp_replies,
+            "rx_reassembled" => c.rx_reassembled,
+            "tcp_opened" => c.tcp_opened,
+            _ => c.udp_opened,
+        };
+        // The input's empty tail is one more (empty, malformed) frame.
+        assert!(
+            n > 0 && c.rx_malformed <= 1,
+            "guest_frame/{name}: {what} = {n}, malformed = {}",
+            c.rx_malformed
+        );
+    }
+}

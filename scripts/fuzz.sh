@@ -41,8 +41,8 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$work/$t/artifacts/") >"$work/$t/log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'Done [0-9]* runs' "$work/$t/log" | awk '{print $2}' | tail -n1)
-  cov=$(grep -o 'cov: [0-9]*' "$work/$t/log" | tail -n1 | awk '{print $2}')
+  runs=$(grep -o 'Done [0-9]* runs' "$work/$t/log" | awk '{print $2}' | tail -n1 || true)
+  cov=$(grep -o 'cov: [0-9]*' "$work/$t/log" | tail -n1 | awk '{print $2}' || true)
   grown=$(find "$work/$t/corpus" -type f | wc -l)
   rm -rf "$PWD/target/fuzz-corpus/$t"
   mkdir -p "$PWD/target/fuzz-corpus"
@@ -50,7 +50,8 @@ for t in "${targets[@]}"; do
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/$t/artifacts")" ]; then
     mkdir -p "$artifacts/$t"
     cp "$work/$t/artifacts/"* "$artifacts/$t/" 2>/dev/null || true
-    tail -n 60 "$work/$t/log" >&2
+    { grep -a -m 3 -A 2 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)" "$work/$t/log"
+      echo "…"; grep -a -E "^(artifact_prefix|Test unit written|Base64)" "$work/$t/log"; } >&2 || true
     echo "scripts/fuzz.sh: $t FAILED (exit $rc); inputs kept in $artifacts/$t/" >&2
     failed+=("$t")
   else

@@ -4,8 +4,8 @@
 # create namespaces; they fail, never skip, when they cannot run). Installs what the
 # tests need first: Debian packages and the guest kernel (scripts/install-deps.sh), and
 # Rust with rustup when cargo is missing. rustfmt and clippy must pass first. Every test
-# binary runs even when one fails;
-# the last line says how it went.
+# binary runs even when one fails; then scripts/fuzz.sh runs each fuzz target for a bounded
+# time where nightly is available (it says when it skips). The last line says how it went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,10 +27,19 @@ fi
 cargo fmt --all --check || { echo "scripts/test.sh: cargo fmt --all would change files" >&2; exit 1; }
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 start=$(date +%s)
-if cargo test --workspace --locked --no-fail-fast; then
-  echo "scripts/test.sh: all tests passed in $(( $(date +%s) - start )) s"
+tests_rc=0
+cargo test --workspace --locked --no-fail-fast || tests_rc=$?
+tests_took=$(( $(date +%s) - start ))
+# Fuzzing: every cargo-fuzz target for a bounded time (NETBIND_FUZZ_SECONDS, default 45 s
+# each) where a nightly toolchain is available; says so and goes on when there is none.
+fuzz_start=$(date +%s)
+fuzz_rc=0
+scripts/fuzz.sh || fuzz_rc=$?
+fuzz_took=$(( $(date +%s) - fuzz_start ))
+if [ "$tests_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]; then
+  echo "scripts/test.sh: all tests passed in $tests_took s; fuzzing passed in $fuzz_took s"
 else
-  rc=$?
-  echo "scripts/test.sh: some tests FAILED (exit $rc; look for 'FAILED' and 'panicked' above) after $(( $(date +%s) - start )) s" >&2
-  exit "$rc"
+  [ "$tests_rc" -eq 0 ] || echo "scripts/test.sh: some tests FAILED (exit $tests_rc; look for 'FAILED' and 'panicked' above) after $tests_took s" >&2
+  [ "$fuzz_rc" -eq 0 ] || echo "scripts/test.sh: fuzzing FAILED (exit $fuzz_rc; the crashing inputs are under target/fuzz-artifacts/)" >&2
+  exit 1
 fi

@@ -1,0 +1,142 @@
+//! Replays every file of `fuzz/corpus/<target>/` through the fuzz target's own body (the
+//! functions of this crate, which `fuzz/fuzz_targets/*.rs` call): the seeds and every
+//! crasher found by fuzzing run on stable in `cargo test --workspace`. A panic names the
+//! file; a target without a corpus, or an empty one, fails.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use netbind_fuzz_targets::TARGETS;
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+fn replay(target: &str) {
+    let (_, body) = TARGETS.iter().find(|(n, _)| *n == target).unwrap();
+    let dir = corpus_dir(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (every fuzz target has a seed corpus)",
+                dir.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}: empty corpus", dir.display());
+    let mut failed = Vec::new();
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+            failed.push(f.display().to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{target}: panicked on {failed:#?}");
+    eprintln!("{target}: {} corpus files replayed", files.len());
+}
+
+#[test]
+fn every_target_has_a_corpus_and_a_binary() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/Cargo.toml"),
+    )
+    .unwrap();
+    for (name, _) in TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "fuzz/Cargo.toml has no binary {name}"
+        );
+        assert!(corpus_dir(name).is_dir(), "no fuzz/corpus/{name}");
+    }
+}
+
+#[test]
+fn manifest_corpus() {
+    replay("manifest");
+}
+
+#[test]
+fn dhcp4_corpus() {
+    replay("dhcp4");
+}
+
+#[test]
+fn dhcp6_corpus() {
+    replay("dhcp6");
+}
+
+#[test]
+fn guest_frame_corpus() {
+    replay("guest_frame");
+}
+
+#[test]
+fn journal_corpus() {
+    replay("journal");
+}
+
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir(target).join(name)).unwrap()
+}
+
+/// The packet seeds are what real clients send: the servers answer them and the engine
+/// replies to them, so fuzzing starts deep in the parsers, not at their first check.
+#[test]
+fn the_packet_seeds_are_answered() {
+    use netbind_fuzz_targets::{dhcp4_server, dhcp6_server, feed, guest_engine};
+    for name in [
+        "discover",
+        "request-selecting",
+        "request-init-reboot",
+        "request-renewing",
+        "inform",
+    ] {
+        let r = dhcp4_server().handle(&seed("dhcp4", name));
+        assert!(r.is_ok(), "dhcp4/{name}: not answered: {r:?}");
+    }
+    for name in [
+        "solicit",
+        "solicit-rapid-commit",
+        "request",
+        "renew",
+        "rebind",
+        "information-request",
+    ] {
+        let r = dhcp6_server().handle(None, &seed("dhcp6", name));
+        assert!(r.is_ok(), "dhcp6/{name}: not answered: {r:?}");
+    }
+    for (name, what) in [
+        ("arp-request", "arp_replies"),
+        ("ipv6-neighbour-solicitation", "ndp_replies"),
+        ("ipv6-router-solicitation", "ndp_replies"),
+        ("dhcp4-discover", "dhcp_replies"),
+        ("dhcp6-solicit", "dhcp_replies"),
+        ("ipv4-fragments", "rx_reassembled"),
+        ("ipv6-fragments", "rx_reassembled"),
+        ("tcp-syn-closed-port", "tcp_opened"),
+        ("udp-dns-query", "udp_opened"),
+    ] {
+        let (_poll, mut engine) = guest_engine();
+        feed(&mut engine, &seed("guest_frame", name));
+        let c = engine.counters();
+        let n = match what {
+            "arp_replies" => c.arp_replies,
+            "ndp_replies" => c.ndp_replies,
+            "dhcp_replies" => c.dhcp_replies,
+            "rx_reassembled" => c.rx_reassembled,
+            "tcp_opened" => c.tcp_opened,
+            _ => c.udp_opened,
+        };
+        // The input's empty tail is one more (empty, malformed) frame.
+        assert!(
+            n > 0 && c.rx_malformed <= 1,
+            "guest_frame/{name}: {what} = {n}, malformed = {}",
+            c.rx_malformed
+        );
+    }
+}

@@ -38,6 +38,8 @@ pub mod arp;
 pub mod attach;
 pub mod busy_poll;
 pub mod config;
+pub mod counters;
+pub mod ctx;
 pub mod dhcp;
 pub mod engine;
 pub mod errqueue;
@@ -47,15 +49,19 @@ pub mod fragment;
 pub mod frame;
 pub mod harden;
 pub mod icmp;
+pub mod icmp_error;
 pub mod ndp;
 pub mod pcap;
 pub mod ping_raw;
 pub mod ports;
+pub mod route;
 pub mod run;
+pub mod sock;
 #[allow(unsafe_code)] // the crate's only unsafe: each block with a SAFETY comment
 pub mod sys;
 pub mod tcp;
 pub mod udp;
+pub mod wire;
 
 pub use config::EngineConfig;
 pub use engine::{Counters, Engine};

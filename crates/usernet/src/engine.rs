@@ -35,8 +35,8 @@ use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet};
 use crate::arp;
 use crate::config::{ENGINE_MAC, EngineConfig};
 pub use crate::counters::Counters;
-pub use crate::ctx::{FIRST_TOKEN, RAW_PING4};
 use crate::ctx::{Ctx, RAW_PING6};
+pub use crate::ctx::{FIRST_TOKEN, RAW_PING4};
 use crate::dhcp::DhcpServers;
 use crate::flow::{Flow, PingVia};
 use crate::forward::{self, ForwardError, Listener};
@@ -222,7 +222,12 @@ impl<G: GuestTx> Engine<G> {
         let proto = u8::from(ip.next_header());
         if ip.more_frags() || ip.frag_offset() != 0 {
             let id = u32::from(ip.ident());
-            let key = fragment::Key { src, dst, proto, id };
+            let key = fragment::Key {
+                src,
+                dst,
+                proto,
+                id,
+            };
             let f = fragment::Fragment {
                 key,
                 proto,
@@ -326,15 +331,14 @@ impl<G: GuestTx> Engine<G> {
         match (pkt.proto, pkt.is_v6(), icmp_type) {
             (PROTO_TCP, _, _) => tcp::from_guest(cx, &mut self.tcp, pkt),
             (PROTO_UDP, _, _) => udp::from_guest(cx, &self.listeners, &mut self.dhcp, pkt),
-            (PROTO_ICMP, false, Some(ECHO_REQUEST4)) | (PROTO_ICMPV6, true, Some(ECHO_REQUEST6)) => {
+            (PROTO_ICMP, false, Some(ECHO_REQUEST4))
+            | (PROTO_ICMPV6, true, Some(ECHO_REQUEST6)) => {
                 icmp::echo_from_guest(cx, &mut self.raw_ping, pkt)
             }
             (PROTO_ICMPV6, true, Some(ICMPV6_NS)) => ndp::ns_from_guest(cx, pkt),
             (PROTO_ICMPV6, true, Some(ICMPV6_RS)) => ndp::rs_from_guest(cx, &self.ra, pkt),
             (PROTO_ICMP, false, Some(_)) | (PROTO_ICMPV6, true, Some(_)) => {}
-            (PROTO_ICMP, false, None) | (PROTO_ICMPV6, true, None) => {
-                cx.counters.rx_malformed += 1
-            }
+            (PROTO_ICMP, false, None) | (PROTO_ICMPV6, true, None) => cx.counters.rx_malformed += 1,
             _ => cx.counters.rx_unsupported += 1,
         }
     }

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use smoltcp::storage::Assembler;
 
-pub use crate::wire::{FRAG6_HLEN, PROTO_FRAGMENT6};
 use crate::wire::{
-    ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, IpHeader, emit_ip,
-    ethertype, ipv4_header_len, set_ipv4_fragment, set_ipv6_fragment,
+    ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, IpHeader, emit_ip, ethertype,
+    ipv4_header_len, set_ipv4_fragment, set_ipv6_fragment,
 };
+pub use crate::wire::{FRAG6_HLEN, PROTO_FRAGMENT6};
 
 /// Datagrams reassembled at once.
 pub const SLOTS: usize = 4;

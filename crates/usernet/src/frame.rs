@@ -24,8 +24,8 @@ use crate::wire::{self, UDP_CHECKSUM};
 
 pub use crate::wire::{
     ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_HLEN, UDP_HLEN, fill_l4_checksum, ip_hlen,
-    l4_checksum, pseudo_sum, to_v6, unspecified_like, write_ip,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_HLEN, UDP_HLEN, fill_l4_checksum, ip_hlen, l4_checksum,
+    pseudo_sum, to_v6, unspecified_like, write_ip,
 };
 
 /// The guest side of the link, as the engine writes to it.

@@ -85,7 +85,14 @@ pub fn relay_icmp_error<G: GuestTx>(
         Some(a) if a != target && !a.is_loopback() => a,
         _ => remote.ip(),
     };
-    if send_icmp_error(cx, (err.icmp_type, err.icmp_code), err.mtu, from, guest, quote) {
+    if send_icmp_error(
+        cx,
+        (err.icmp_type, err.icmp_code),
+        err.mtu,
+        from,
+        guest,
+        quote,
+    ) {
         cx.counters.icmp_relayed += 1;
     }
 }

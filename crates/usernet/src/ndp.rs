@@ -50,8 +50,7 @@ pub fn ns_from_guest<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>) {
         }
     };
     let IpAddr::V6(src) = pkt.src else { return };
-    if src.is_unspecified() || target.is_multicast() || cx.cfg.is_guest_addr(IpAddr::V6(target))
-    {
+    if src.is_unspecified() || target.is_multicast() || cx.cfg.is_guest_addr(IpAddr::V6(target)) {
         return;
     }
     let mac = pkt.src_mac;
@@ -60,7 +59,14 @@ pub fn ns_from_guest<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>) {
     let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
         let l4 = write_ip(buf, mac, from, to, PROTO_ICMPV6, len, 255);
         ndp::write_na(&mut buf[l4..], target);
-        fill_l4_checksum(&mut buf[..l4 + len], l4, ICMP_CHECKSUM, from, to, PROTO_ICMPV6);
+        fill_l4_checksum(
+            &mut buf[..l4 + len],
+            l4,
+            ICMP_CHECKSUM,
+            from,
+            to,
+            PROTO_ICMPV6,
+        );
         l4 + len
     });
     if sent {
@@ -77,7 +83,14 @@ pub fn send_ra<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, to: Option<(Ipv6Addr, [u8; 
     let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
         let l4 = write_ip(buf, mac, from, dst, PROTO_ICMPV6, len, 255);
         buf[l4..l4 + len].copy_from_slice(msg);
-        fill_l4_checksum(&mut buf[..l4 + len], l4, ICMP_CHECKSUM, from, dst, PROTO_ICMPV6);
+        fill_l4_checksum(
+            &mut buf[..l4 + len],
+            l4,
+            ICMP_CHECKSUM,
+            from,
+            dst,
+            PROTO_ICMPV6,
+        );
         l4 + len
     });
     if sent {

@@ -36,7 +36,9 @@ pub use crate::flow::UdpFlow;
 use crate::flow::{Flow, FlowKey};
 use crate::forward::Listener;
 use crate::frame::{GuestTx, IpPacket};
-use crate::icmp_error::{Quote, Unreachable, relay_icmp_error, send_unreachable, send_unreachable_for};
+use crate::icmp_error::{
+    Quote, Unreachable, relay_icmp_error, send_unreachable, send_unreachable_for,
+};
 use crate::route;
 use crate::sock::{recv_from_into, recv_into};
 use crate::wire::{PROTO_UDP, UDP_HLEN, udp};

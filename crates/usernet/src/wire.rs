@@ -178,7 +178,13 @@ pub fn set_ipv4_fragment(h: &mut [u8], part_len: usize, id: u16, offset: usize, 
 
 /// IPv6: turns a copied fixed header `h` (then room for a Fragment header) into the
 /// header of a fragment of `part_len` bytes at byte `offset`; returns both headers' length.
-pub fn set_ipv6_fragment(h: &mut [u8], part_len: usize, id: u32, offset: usize, more: bool) -> usize {
+pub fn set_ipv6_fragment(
+    h: &mut [u8],
+    part_len: usize,
+    id: u32,
+    offset: usize,
+    more: bool,
+) -> usize {
     let (fixed, frag) = h[..IPV6_HLEN + FRAG6_HLEN].split_at_mut(IPV6_HLEN);
     let mut p = Ipv6Packet::new_unchecked(fixed);
     let next = p.next_header();
@@ -191,7 +197,7 @@ pub fn set_ipv6_fragment(h: &mut [u8], part_len: usize, id: u32, offset: usize, 
     e.set_next_header(next);
     e.set_header_len(0);
     let mut f = Ipv6FragmentHeader::new_unchecked(rest);
-    f.set_frag_offset(offset as u16);
+    f.set_frag_offset((offset / 8) as u16); // in 8-byte units
     f.clear_reserved();
     f.set_more_frags(more);
     f.set_ident(id);
@@ -214,7 +220,7 @@ pub fn parse_frag6(fh: &[u8]) -> Option<Frag6> {
     let f = Ipv6FragmentHeader::new_checked(&fh[2..]).ok()?;
     Some(Frag6 {
         next,
-        offset: usize::from(f.frag_offset()),
+        offset: usize::from(f.frag_offset()) * 8, // in 8-byte units on the wire
         more: f.more_frags(),
         ident: f.ident(),
     })
@@ -534,6 +540,11 @@ mod tests {
         };
         emit_ip(&mut h, &ip);
         assert_eq!(set_ipv6_fragment(&mut h, 96, 0xdead_beef, 1232, true), 48);
+        // The offset field holds 8-byte units, with M in its lowest bit.
+        assert_eq!(
+            &h[IPV6_HLEN + 2..IPV6_HLEN + 4],
+            &(1232u16 | 1).to_be_bytes()
+        );
         let f = parse_frag6(&h[IPV6_HLEN..]).unwrap();
         assert_eq!(
             f,

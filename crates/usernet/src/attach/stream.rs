@@ -8,11 +8,22 @@
 //! few dozen 64 KiB frames, not more, as that memory is resident once used). [`StreamRx`] reads into a fixed buffer and
 //! cuts it into frames; a length above [`MAX_FRAME`] means a broken peer: the connection
 //! is dropped.
+//!
+//! [`StreamLink`] is the attachment the event loop drives: listening on a unix socket
+//! (each new connection replaces the guest; a guest that leaves is waited for again), or
+//! one connected socket inherited from the parent (its end ends the loop).
 
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 
-use super::Read;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+
+use super::{AttachError, Attachment, GUEST, LISTENER, Read};
+use crate::engine::Engine;
+use crate::frame::GuestTx;
 
 /// Largest frame accepted or sent (an MTU-65520 frame plus the Ethernet header).
 pub const MAX_FRAME: usize = 65536;
@@ -161,6 +172,135 @@ impl StreamRx {
                 Err(_) => return Read::Closed,
             }
         }
+    }
+}
+
+impl GuestTx for StreamTx {
+    fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        StreamTx::reserve(self, len)
+    }
+
+    fn commit(&mut self, len: usize) {
+        StreamTx::commit(self, len)
+    }
+}
+
+/// Binds the unix socket (removing a stale one, creating the directory).
+pub fn listen_unix(path: &Path) -> Result<UnixListener, AttachError> {
+    let err = |source| AttachError::Listen {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    Ok(l)
+}
+
+/// A stream attachment: the reading side, the listener if guests connect to one, and
+/// the guest's descriptor while one is on the line.
+pub struct StreamLink {
+    rx: StreamRx,
+    listener: Option<UnixListener>,
+    guest_fd: Option<RawFd>,
+}
+
+impl StreamLink {
+    /// Listens on `path` for guests.
+    pub fn listen(path: &Path) -> Result<(StreamLink, StreamTx), AttachError> {
+        let link = StreamLink {
+            rx: StreamRx::new(),
+            listener: Some(listen_unix(path)?),
+            guest_fd: None,
+        };
+        Ok((link, StreamTx::new()))
+    }
+
+    /// One connected socket (an inherited descriptor).
+    pub fn connected(fd: OwnedFd) -> Result<(StreamLink, StreamTx), AttachError> {
+        let stream = UnixStream::from(fd);
+        stream
+            .set_nonblocking(true)
+            .map_err(AttachError::Descriptor)?;
+        let raw = stream.as_raw_fd();
+        let (mut tx, mut rx) = (StreamTx::new(), StreamRx::new());
+        rx.set_conn(Some(stream.try_clone().map_err(AttachError::Descriptor)?));
+        tx.set_conn(Some(stream));
+        let link = StreamLink {
+            rx,
+            listener: None,
+            guest_fd: Some(raw),
+        };
+        Ok((link, tx))
+    }
+}
+
+impl Attachment for StreamLink {
+    type Tx = StreamTx;
+
+    fn register(&mut self, registry: &Registry) -> io::Result<bool> {
+        if let Some(l) = &self.listener {
+            registry.register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)?;
+        }
+        if let Some(raw) = self.guest_fd {
+            let both = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut SourceFd(&raw), GUEST, both)?;
+        }
+        Ok(self.guest_fd.is_some())
+    }
+
+    fn connected(&self) -> bool {
+        self.guest_fd.is_some()
+    }
+
+    fn next_frame(&mut self) -> Read<'_> {
+        self.rx.next_frame()
+    }
+
+    fn flush(tx: &mut StreamTx) -> bool {
+        tx.flush()
+    }
+
+    fn accept(&mut self, registry: &Registry, engine: &mut Engine<StreamTx>) {
+        let Some(l) = self.listener.as_ref() else {
+            return;
+        };
+        while let Ok((conn, _)) = l.accept() {
+            if conn.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Some(old) = self.guest_fd.take() {
+                let _ = registry.deregister(&mut SourceFd(&old));
+            }
+            let Ok(rx_conn) = conn.try_clone() else {
+                continue;
+            };
+            let raw = conn.as_raw_fd();
+            self.rx.set_conn(Some(rx_conn));
+            engine.guest_mut().set_conn(Some(conn));
+            let both = Interest::READABLE | Interest::WRITABLE;
+            if registry.register(&mut SourceFd(&raw), GUEST, both).is_ok() {
+                self.guest_fd = Some(raw);
+                engine.guest_connected();
+            }
+        }
+    }
+
+    fn disconnect(&mut self, engine: &mut Engine<StreamTx>) -> bool {
+        if self.listener.is_none() {
+            return true;
+        }
+        self.rx.set_conn(None);
+        engine.guest_mut().set_conn(None); // closing the descriptor removes it from epoll
+        self.guest_fd = None;
+        false
     }
 }
 

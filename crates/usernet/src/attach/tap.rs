@@ -29,7 +29,6 @@ use super::{AttachError, Attachment, GUEST, Read};
 use crate::config::{EngineConfig, format_mac};
 use crate::engine::Engine;
 use crate::frame::{GuestTx, TxMeta};
-use crate::sys;
 use crate::wire::vnet;
 
 /// A frame of up to 64 KiB of IP plus Ethernet and virtio-net headers.
@@ -42,7 +41,7 @@ const VNET_GSO_TCPV6: u8 = 4;
 /// Offloads asked of a tap with a virtio-net header: partial checksums and TCP
 /// segmentation both ways.
 const OFFLOADS: nix::libc::c_uint =
-    nix::libc::TUN_F_CSUM | nix::libc::TUN_F_TSO4 | nix::libc::TUN_F_TSO6;
+    netbind_tun::TUN_F_CSUM | netbind_tun::TUN_F_TSO4 | netbind_tun::TUN_F_TSO6;
 
 pub struct TapTx {
     fd: OwnedFd,
@@ -165,7 +164,8 @@ impl TapLink {
             .map_err(|e| AttachError::Descriptor(e.into()))?;
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
         let dup = fd.try_clone().map_err(AttachError::Descriptor)?;
-        let vnet = sys::tun_has_vnet_hdr(fd.as_fd());
+        let vnet =
+            netbind_tun::iff_flags(fd.as_fd()).is_ok_and(|f| f & netbind_tun::IFF_VNET_HDR != 0);
         let link = TapLink {
             rx: TapRx::new(dup, vnet),
             fd: raw,
@@ -227,9 +227,13 @@ pub fn open_tap_with(name: &str, offloads: bool) -> io::Result<OwnedFd> {
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let fd = OwnedFd::from(file);
-    sys::tun_set_tap(fd.as_fd(), name, offloads)?;
+    let mut flags = netbind_tun::IFF_TAP | netbind_tun::IFF_NO_PI;
     if offloads {
-        sys::tun_set_offload(fd.as_fd(), OFFLOADS)?;
+        flags |= netbind_tun::IFF_VNET_HDR;
+    }
+    netbind_tun::set_iff(fd.as_fd(), name, flags)?;
+    if offloads {
+        netbind_tun::set_offload(fd.as_fd(), OFFLOADS)?;
     }
     Ok(fd)
 }

@@ -49,7 +49,7 @@ use crate::ping_raw::RawPing;
 use crate::tcp::{self, TcpRelay};
 use crate::udp;
 use crate::wire::{
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, PROTO_FRAGMENT6,
+    self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, PROTO_FRAGMENT6,
     PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, parse_frag6,
 };
 
@@ -327,7 +327,7 @@ impl<G: GuestTx> Engine<G> {
     /// Where an IP packet from the guest goes, by protocol (and ICMP type).
     fn ip_from_guest(&mut self, pkt: &IpPacket<'_>) {
         let cx = &mut self.cx;
-        let icmp_type = pkt.payload.first().copied();
+        let icmp_type = wire::icmp::msg_type(pkt.payload);
         match (pkt.proto, pkt.is_v6(), icmp_type) {
             (PROTO_TCP, _, _) => tcp::from_guest(cx, &mut self.tcp, pkt),
             (PROTO_UDP, _, _) => udp::from_guest(cx, &self.listeners, &mut self.dhcp, pkt),

@@ -22,8 +22,8 @@ use crate::errqueue::IcmpError;
 use crate::frame::GuestTx;
 use crate::route;
 use crate::wire::{
-    ETH_HLEN, ICMP_CHECKSUM, ICMP_HLEN, PROTO_ICMP, PROTO_ICMPV6, fill_l4_checksum, icmp, ip_hlen,
-    write_ip,
+    ETH_HLEN, ICMP_CHECKSUM, ICMP_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, STAND_IN_L4,
+    fill_l4_checksum, icmp, ip_hlen, write_ip,
 };
 
 /// Why a destination is unreachable, in both families' codes.
@@ -120,12 +120,21 @@ pub fn send_unreachable_for<G: GuestTx>(
     proto: u8,
     guest: SocketAddr,
     remote: SocketAddr,
-    l4_first8: [u8; 8],
+    l4_first8: [u8; STAND_IN_L4],
 ) {
-    let mut q = [0u8; ETH_HLEN + 40 + 8];
-    let l4 = write_ip(&mut q, [0; 6], guest.ip(), remote.ip(), proto, 8, 64);
-    q[l4..l4 + 8].copy_from_slice(&l4_first8);
-    send_unreachable(cx, kind, remote.ip(), guest.ip(), &q[ETH_HLEN..l4 + 8]);
+    let mut q = [0u8; ETH_HLEN + IPV6_HLEN + STAND_IN_L4];
+    let l4 = write_ip(
+        &mut q,
+        [0; 6],
+        guest.ip(),
+        remote.ip(),
+        proto,
+        STAND_IN_L4,
+        64,
+    );
+    let end = l4 + STAND_IN_L4;
+    q[l4..end].copy_from_slice(&l4_first8);
+    send_unreachable(cx, kind, remote.ip(), guest.ip(), &q[ETH_HLEN..end]);
 }
 
 /// An ICMP(v6) error of type and code `ty_code` from `from` to the guest address `to`,

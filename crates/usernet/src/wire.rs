@@ -14,8 +14,8 @@
 //! - [`fill_l4_checksum`]: the one L4 checksum helper (RFC 1071 through smoltcp's
 //!   `checksum`), with the pseudo-header for TCP, UDP and ICMPv6 and without it for
 //!   ICMPv4; [`pseudo_sum`] for a checksum the receiver completes.
-//! - [`stand_in_l4`]: the first 8 bytes of a TCP or UDP header, as an ICMP error quotes a
-//!   packet that is gone.
+//! - [`STAND_IN_L4`]: the first 8 bytes of a TCP or UDP header ([`tcp::first8`],
+//!   [`udp::header`]), as an ICMP error quotes a packet that is gone.
 //!
 //! What holds: writers take a buffer the caller sized for the whole frame (they index
 //! it, so a short buffer is a bug, not input); readers are given slices already checked
@@ -38,6 +38,10 @@ pub const TCP_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 /// The fixed part of an ICMP(v6) message: type, code, checksum, four bytes of rest.
 pub const ICMP_HLEN: usize = 8;
+/// What an ICMP error quotes of an L4 header when the packet is gone: its first 8 bytes
+/// (the ports, and a TCP sequence number or a UDP length), [`tcp::first8`],
+/// [`udp::header`].
+pub const STAND_IN_L4: usize = 8;
 /// The IPv6 Fragment header: next header, reserved, offset and M flag, identification.
 pub const FRAG6_HLEN: usize = 8;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -285,7 +289,12 @@ pub fn set_partial_checksum(buf: &mut [u8], l4: usize, field: usize, sum: u16) {
 pub mod icmp {
     use super::*;
 
-    /// An ICMP(v6) message's type and code, if it has its fixed header.
+    /// An ICMP(v6) message's type, if it has one byte.
+    pub fn msg_type(msg: &[u8]) -> Option<u8> {
+        msg.first().copied()
+    }
+
+    /// An ICMP(v6) message's type and code, if it has them.
     pub fn type_code(msg: &[u8]) -> Option<(u8, u8)> {
         Some((*msg.first()?, *msg.get(1)?))
     }
@@ -430,8 +439,8 @@ pub mod tcp {
     }
 
     /// The first 8 bytes of a TCP header `sport → dport` with sequence number `seq`.
-    pub fn first8(sport: u16, dport: u16, seq: u32) -> [u8; 8] {
-        let mut h = [0u8; 8];
+    pub fn first8(sport: u16, dport: u16, seq: u32) -> [u8; STAND_IN_L4] {
+        let mut h = [0u8; STAND_IN_L4];
         h[0..2].copy_from_slice(&sport.to_be_bytes());
         h[2..4].copy_from_slice(&dport.to_be_bytes());
         h[4..8].copy_from_slice(&seq.to_be_bytes());

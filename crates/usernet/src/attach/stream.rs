@@ -25,15 +25,17 @@ use super::{AttachError, Attachment, GUEST, LISTENER, Read};
 use crate::engine::Engine;
 use crate::frame::GuestTx;
 
+/// Each frame's length before it, big-endian.
+const LEN_PREFIX: usize = 4;
 /// Largest frame accepted or sent (an MTU-65520 frame plus the Ethernet header).
 pub const MAX_FRAME: usize = 65536;
 /// The write buffer: sixteen largest frames. More would only queue in user space what
 /// the socket (whose own buffer QEMU drains) cannot take yet; less would stall a
 /// socket-to-guest burst of 64 KiB frames. Pages are touched only as they fill.
-const TX_BUF: usize = 16 * (MAX_FRAME + 4);
+const TX_BUF: usize = 16 * (MAX_FRAME + LEN_PREFIX);
 /// The read buffer: four largest frames, so one `read()` takes several and a frame cut
 /// by a read boundary always fits behind what is left.
-const RX_BUF: usize = 4 * (MAX_FRAME + 4);
+const RX_BUF: usize = 4 * (MAX_FRAME + LEN_PREFIX);
 
 pub struct StreamTx {
     conn: Option<UnixStream>,
@@ -72,23 +74,25 @@ impl StreamTx {
         if self.conn.is_none() || len > MAX_FRAME {
             return None;
         }
-        if self.buf.len() - self.tail < 4 + len {
+        if self.buf.len() - self.tail < LEN_PREFIX + len {
             self.flush();
             if self.head > 0 {
                 self.buf.copy_within(self.head..self.tail, 0);
                 self.tail -= self.head;
                 self.head = 0;
             }
-            if self.buf.len() - self.tail < 4 + len {
+            if self.buf.len() - self.tail < LEN_PREFIX + len {
                 return None;
             }
         }
-        Some(&mut self.buf[self.tail + 4..self.tail + 4 + len])
+        let at = self.tail + LEN_PREFIX;
+        Some(&mut self.buf[at..at + len])
     }
 
     pub fn commit(&mut self, len: usize) {
-        self.buf[self.tail..self.tail + 4].copy_from_slice(&(len as u32).to_be_bytes());
-        self.tail += 4 + len;
+        let prefix = self.tail..self.tail + LEN_PREFIX;
+        self.buf[prefix].copy_from_slice(&(len as u32).to_be_bytes());
+        self.tail += LEN_PREFIX + len;
     }
 
     /// Writes what the socket takes; false when the connection broke.
@@ -143,20 +147,20 @@ impl StreamRx {
     pub fn next_frame(&mut self) -> Read<'_> {
         loop {
             let avail = self.end - self.start;
-            if avail >= 4 {
+            if avail >= LEN_PREFIX {
                 let mut l = [0u8; 4];
-                l.copy_from_slice(&self.buf[self.start..self.start + 4]);
+                l.copy_from_slice(&self.buf[self.start..self.start + LEN_PREFIX]);
                 let len = u32::from_be_bytes(l) as usize;
                 if len > MAX_FRAME {
                     return Read::Closed;
                 }
-                if avail >= 4 + len {
-                    let frame = self.start + 4..self.start + 4 + len;
-                    self.start += 4 + len;
+                if avail >= LEN_PREFIX + len {
+                    let frame = self.start + LEN_PREFIX..self.start + LEN_PREFIX + len;
+                    self.start += LEN_PREFIX + len;
                     return Read::Frame(&self.buf[frame]);
                 }
             }
-            if self.start > 0 && self.buf.len() - self.end < MAX_FRAME + 4 {
+            if self.start > 0 && self.buf.len() - self.end < MAX_FRAME + LEN_PREFIX {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;

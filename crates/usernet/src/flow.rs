@@ -3,7 +3,7 @@
 //! How it works: flows live in slots of a vector (a slab with a free list); a hash map
 //! from [`FlowKey`] — protocol, the guest's address and port, and the remote address and
 //! port *as the guest sees them* — finds a slot. Each flow owns one socket, registered
-//! with the event loop under a token derived from its slot ([`crate::engine`]).
+//! with the event loop under a token derived from its slot ([`crate::ctx`]).
 //!
 //! What holds: at most `cap` flows exist (default 65,536). Past the cap `insert` refuses
 //! and the caller answers the guest with RST or ICMP unreachable; memory grows with the

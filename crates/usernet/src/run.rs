@@ -15,7 +15,7 @@
 //!
 //! Layout: [`run`] opens the attachment (`attach/`) and hands it to [`EventLoop`], which
 //! is generic over it (`attach::Attachment`). `EventLoop::new` is the set-up (poll,
-//! registration, capture, engine, signals, hardening), [`EventLoop::wait`] the wait, and
+//! registration, capture, engine, signals, hardening), `EventLoop::wait` the wait, and
 //! one method per event source: `on_guest` (frames in, the guest side writable again),
 //! `on_listener` (a new guest), `on_signals`, `on_clock` (timers, the stats file, CPU
 //! pinning); flow sockets go straight to `Engine::handle_event`.
@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-pub use crate::attach::Attach;
+pub use crate::attach::open::Attach;
 pub use crate::attach::stream::listen_unix;
 use crate::attach::{AttachError, Attachment, Driver, GUEST, LISTENER, Read};
 use crate::busy_poll::{BusyPoll, Wait};

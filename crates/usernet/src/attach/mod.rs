@@ -12,20 +12,20 @@
 //! large writes; reads fill a buffer that is cut into frames.
 //!
 //! How the event loop (`run.rs`) drives an attachment: through [`Attachment`] alone. An
-//! attachment is split in two when opened ([`Attach::open`]): its transmit side
+//! attachment is split in two when opened (`open::Attach::open`): its transmit side
 //! ([`Attachment::Tx`], a [`GuestTx`]) goes to the engine, which builds frames in it;
 //! the rest stays with the loop, which registers it ([`GUEST`] for the guest's
 //! descriptor, [`LISTENER`] for one that waits for guests), reads frames from it, lets
 //! it take a new guest and tells it when the guest went away. The loop is generic over
 //! the attachment, so the data path has no dynamic dispatch. A new attachment (next:
-//! vhost-user) is one file here implementing the trait, and its variant in [`Attach`].
+//! vhost-user) is one file here implementing the trait, and its variant in
+//! `open.rs` (`Attach`, which picks the attachment a command line asked for).
 
+pub mod open;
 pub mod stream;
 pub mod tap;
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
 use mio::{Registry, Token};
 
@@ -103,44 +103,8 @@ pub trait Attachment {
     fn disconnect(&mut self, engine: &mut Engine<Self::Tx>) -> bool;
 }
 
-/// How the guest is attached.
-pub enum Attach {
-    /// Listen on a unix socket for QEMU (`-netdev stream,addr.type=unix`).
-    Socket(PathBuf),
-    /// A tap device's descriptor.
-    Tap(OwnedFd),
-    /// An inherited descriptor: a connected stream socket, or a tap.
-    Fd(OwnedFd),
-}
-
 /// What runs the event loop over an attachment of any kind (`run.rs`).
 pub trait Driver {
     type Output;
     fn drive<A: Attachment>(self, attachment: A, tx: A::Tx) -> Self::Output;
-}
-
-impl Attach {
-    /// Opens the attachment and hands it, split in two, to `driver`.
-    pub fn open<D: Driver>(self, driver: D) -> Result<D::Output, AttachError> {
-        Ok(match self {
-            Attach::Socket(path) => {
-                let (a, tx) = stream::StreamLink::listen(&path)?;
-                driver.drive(a, tx)
-            }
-            Attach::Fd(fd) if is_socket(&fd) => {
-                let (a, tx) = stream::StreamLink::connected(fd)?;
-                driver.drive(a, tx)
-            }
-            Attach::Tap(fd) | Attach::Fd(fd) => {
-                let (a, tx) = tap::TapLink::new(fd)?;
-                driver.drive(a, tx)
-            }
-        })
-    }
-}
-
-fn is_socket(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd)
-        .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK)
-        .unwrap_or(false)
 }

@@ -61,7 +61,7 @@
 //! window is probed with an old sequence number, for as long as the guest answers the
 //! probes (each answer resets the count of tries). A peer that resets a connection
 //! before the guest has acknowledged our SYN-ACK is an RST to the guest at once. The
-//! guest reaches loopback addresses only through the gateway mapping (`engine.rs`).
+//! guest reaches loopback addresses only through the gateway mapping (`route.rs`).
 //!
 //! File layout: `segment` parses and writes segments; `conn` is one connection's state
 //! machine (its theory of operation has the table of states and events); `held` keeps

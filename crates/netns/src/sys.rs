@@ -1,4 +1,5 @@
-//! The crate's only `unsafe` code: the tun/tap ioctls that make a persistent tap.
+//! Persistent taps, made through the tun/tap ioctls of `netbind-tun` (the one place
+//! that does them, shared with the user-mode engine; no `unsafe` here any more).
 //!
 //! Linux cannot create a tap through rtnetlink (the `tun` link kind refuses `RTM_NEWLINK`),
 //! so a tap is made the way `ip tuntap add` and KubeVirt's `create-tap` make it: open
@@ -7,37 +8,13 @@
 //! unprivileged hypervisor may attach, `TUNSETPERSIST` so the device outlives the file,
 //! then close. Everything else about the tap (MTU, master, up) goes through netlink.
 //!
-//! What holds: every ioctl gets a live descriptor and, for `TUNSETIFF`, a pointer to a
-//! properly sized, initialised `struct ifreq` that lives across the call; names are
-//! checked (1–15 bytes) before they are copied in, so the kernel always sees a
-//! NUL-terminated name.
+//! What holds: names are checked (1–15 bytes, no NUL) before `/dev/net/tun` is opened;
+//! the descriptor lives across every ioctl and is closed at the end.
 
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
-const IFF_TAP: i16 = 0x0002;
-const IFF_NO_PI: i16 = 0x1000;
-const IFF_MULTI_QUEUE: i16 = 0x0100;
-const IFF_VNET_HDR: i16 = 0x4000;
-const IFNAMSIZ: usize = 16;
-
-/// `struct ifreq` as `TUNSETIFF` reads it: the name, then the flags (a `short`) at the
-/// start of the 24-byte union; 40 bytes in all on Linux.
-#[repr(C)]
-struct IfReq {
-    name: [u8; IFNAMSIZ],
-    flags: i16,
-    pad: [u8; 22],
-}
-
-nix::ioctl_write_ptr_bad!(
-    tunsetiff,
-    nix::request_code_write!(b'T', 202, std::mem::size_of::<std::os::raw::c_int>()),
-    IfReq
-);
-nix::ioctl_write_int!(tunsetpersist, b'T', 203);
-nix::ioctl_write_int!(tunsetowner, b'T', 204);
-nix::ioctl_write_int!(tunsetgroup, b'T', 206);
+use netbind_tun::{IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
@@ -50,7 +27,7 @@ pub enum TapError {
         op: &'static str,
         name: String,
         #[source]
-        source: nix::Error,
+        source: std::io::Error,
     },
 }
 
@@ -61,8 +38,7 @@ pub fn create_persistent_tap(
     uid: u32,
     gid: u32,
 ) -> Result<(), TapError> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= IFNAMSIZ || bytes.contains(&0) {
+    if !netbind_tun::valid_name(name) {
         return Err(TapError::Name {
             name: name.to_string(),
         });
@@ -72,29 +48,16 @@ pub fn create_persistent_tap(
         .write(true)
         .open("/dev/net/tun")
         .map_err(TapError::Open)?;
-    let fd = file.as_raw_fd();
-    let mut req = IfReq {
-        name: [0; IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
-        pad: [0; 22],
-    };
-    req.name[..bytes.len()].copy_from_slice(bytes);
+    let fd = file.as_fd();
+    let flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
     let failed = |op: &'static str| {
         let name = name.to_string();
         move |source| TapError::Ioctl { op, name, source }
     };
-    // SAFETY: `fd` is open for the whole call (owned by `file`, dropped at the end of this
-    // function); `req` is a live, initialised `struct ifreq` of the kernel's size whose
-    // name is NUL-terminated (at most 15 bytes copied into 16 zeroed ones).
-    unsafe { tunsetiff(fd, &req) }.map_err(failed("TUNSETIFF"))?;
-    // SAFETY: the three calls below pass plain integers by value on the same live `fd`.
-    unsafe { tunsetowner(fd, uid as nix::sys::ioctl::ioctl_param_type) }
-        .map_err(failed("TUNSETOWNER"))?;
-    // SAFETY: as above.
-    unsafe { tunsetgroup(fd, gid as nix::sys::ioctl::ioctl_param_type) }
-        .map_err(failed("TUNSETGROUP"))?;
-    // SAFETY: as above.
-    unsafe { tunsetpersist(fd, 1) }.map_err(failed("TUNSETPERSIST"))?;
+    netbind_tun::set_iff(fd, name, flags).map_err(failed("TUNSETIFF"))?;
+    netbind_tun::set_owner(fd, uid).map_err(failed("TUNSETOWNER"))?;
+    netbind_tun::set_group(fd, gid).map_err(failed("TUNSETGROUP"))?;
+    netbind_tun::set_persist(fd, true).map_err(failed("TUNSETPERSIST"))?;
     drop(file);
     Ok(())
 }
@@ -102,11 +65,6 @@ pub fn create_persistent_tap(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ifreq_has_the_kernel_size() {
-        assert_eq!(std::mem::size_of::<IfReq>(), 40);
-    }
 
     #[test]
     fn names_of_sixteen_bytes_are_refused_before_any_ioctl() {

@@ -8,50 +8,48 @@
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 
 use crate::config::ENGINE_MAC;
-use crate::engine::Engine;
-use crate::frame::{ETHERTYPE_ARP, GuestTx};
+use crate::ctx::Ctx;
+use crate::frame::GuestTx;
+use crate::wire::{ETH_HLEN, ETHERTYPE_ARP, write_eth};
 
-impl<G: GuestTx> Engine<G> {
-    pub(crate) fn arp_from_guest(&mut self, bytes: &[u8]) {
-        let Ok(packet) = ArpPacket::new_checked(bytes) else {
-            self.counters.rx_malformed += 1;
-            return;
-        };
-        let Ok(ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
-        }) = ArpRepr::parse(&packet)
-        else {
-            self.counters.rx_unsupported += 1;
-            return;
-        };
-        if operation != ArpOperation::Request
-            || source_protocol_addr.is_unspecified()
-            || target_protocol_addr == source_protocol_addr
-            || self.cfg.is_guest_addr(target_protocol_addr.into())
-        {
-            return;
-        }
-        let reply = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
-            source_hardware_addr: EthernetAddress(ENGINE_MAC),
-            source_protocol_addr: target_protocol_addr,
-            target_hardware_addr: source_hardware_addr,
-            target_protocol_addr: source_protocol_addr,
-        };
-        let sent = self.out.emit(14 + reply.buffer_len(), |buf, _| {
-            buf[0..6].copy_from_slice(&source_hardware_addr.0);
-            buf[6..12].copy_from_slice(&ENGINE_MAC);
-            buf[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-            let mut arp = ArpPacket::new_unchecked(&mut buf[14..14 + reply.buffer_len()]);
-            reply.emit(&mut arp);
-            14 + reply.buffer_len()
-        });
-        if sent {
-            self.counters.arp_replies += 1;
-        }
+/// An ARP packet from the guest (after the Ethernet header).
+pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, bytes: &[u8]) {
+    let Ok(packet) = ArpPacket::new_checked(bytes) else {
+        cx.counters.rx_malformed += 1;
+        return;
+    };
+    let Ok(ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    }) = ArpRepr::parse(&packet)
+    else {
+        cx.counters.rx_unsupported += 1;
+        return;
+    };
+    if operation != ArpOperation::Request
+        || source_protocol_addr.is_unspecified()
+        || target_protocol_addr == source_protocol_addr
+        || cx.cfg.is_guest_addr(target_protocol_addr.into())
+    {
+        return;
+    }
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(ENGINE_MAC),
+        source_protocol_addr: target_protocol_addr,
+        target_hardware_addr: source_hardware_addr,
+        target_protocol_addr: source_protocol_addr,
+    };
+    let len = ETH_HLEN + reply.buffer_len();
+    let sent = cx.out.emit(len, |buf, _| {
+        let l3 = write_eth(buf, source_hardware_addr.0, ENGINE_MAC, ETHERTYPE_ARP);
+        reply.emit(&mut ArpPacket::new_unchecked(&mut buf[l3..len]));
+        len
+    });
+    if sent {
+        cx.counters.arp_replies += 1;
     }
 }

@@ -15,60 +15,87 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use netbind_dhcp::v4::Server4;
 use netbind_dhcp::v6::Server6;
 
-use crate::config::{ENGINE_LINK_LOCAL, format_mac};
-use crate::engine::Engine;
+use crate::config::{ENGINE_LINK_LOCAL, EngineConfig, format_mac};
+use crate::ctx::Ctx;
 use crate::frame::{GuestTx, IpPacket};
 
-impl<G: GuestTx> Engine<G> {
-    pub(crate) fn dhcp4_from_guest(&mut self, pkt: &IpPacket<'_>, payload: &[u8]) {
-        if self.dhcp4.is_none() {
-            let Some(mut cfg) = self.cfg.dhcp4() else {
-                return;
-            };
-            if self.cfg.guest_mac.is_none() {
-                cfg.client_mac = format_mac(pkt.src_mac);
-            }
-            self.dhcp4 = Server4::new(cfg).ok();
-        }
-        let Some(server) = self.dhcp4.as_mut() else {
-            return;
-        };
-        let Ok(reply) = server.handle(payload) else {
-            return;
-        };
-        let from = SocketAddr::new(IpAddr::V4(server.config().server_address), 67);
-        let to = SocketAddr::new(IpAddr::V4(reply.destination), 68);
-        let mac = if reply.destination == Ipv4Addr::BROADCAST {
-            [0xff; 6]
-        } else {
-            pkt.src_mac
-        };
-        if self.emit_udp(from, to, &reply.payload, Some(mac)) {
-            self.counters.dhcp_replies += 1;
+/// The DHCP servers of the engine (made when first needed).
+pub struct DhcpServers {
+    v4: Option<Server4>,
+    v6: Option<Server6>,
+    /// The DHCPv6 server was remade for the MAC of the first guest that asked.
+    v6_mac_learned: bool,
+}
+
+impl DhcpServers {
+    pub fn new(cfg: &EngineConfig) -> DhcpServers {
+        DhcpServers {
+            v4: None,
+            v6: cfg.dhcp6().map(Server6::new),
+            v6_mac_learned: false,
         }
     }
+}
 
-    pub(crate) fn dhcp6_from_guest(&mut self, pkt: &IpPacket<'_>, sport: u16, payload: &[u8]) {
-        if self.dhcp6.is_none() || (self.cfg.guest_mac.is_none() && !self.dhcp6_mac_learned) {
-            let Some(mut cfg) = self.cfg.dhcp6() else {
-                return;
-            };
-            if self.cfg.guest_mac.is_none() {
-                cfg.client_mac = format_mac(pkt.src_mac);
-                self.dhcp6_mac_learned = true;
-            }
-            self.dhcp6 = Some(Server6::new(cfg));
-        }
-        let Some(server) = self.dhcp6.as_mut() else {
+pub fn dhcp4_from_guest<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    servers: &mut DhcpServers,
+    pkt: &IpPacket<'_>,
+    payload: &[u8],
+) {
+    if servers.v4.is_none() {
+        let Some(mut cfg) = cx.cfg.dhcp4() else {
             return;
         };
-        let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else {
+        if cx.cfg.guest_mac.is_none() {
+            cfg.client_mac = format_mac(pkt.src_mac);
+        }
+        servers.v4 = Server4::new(cfg).ok();
+    }
+    let Some(server) = servers.v4.as_mut() else {
+        return;
+    };
+    let Ok(reply) = server.handle(payload) else {
+        return;
+    };
+    let from = SocketAddr::new(IpAddr::V4(server.config().server_address), 67);
+    let to = SocketAddr::new(IpAddr::V4(reply.destination), 68);
+    let mac = if reply.destination == Ipv4Addr::BROADCAST {
+        [0xff; 6]
+    } else {
+        pkt.src_mac
+    };
+    if cx.out.emit_udp(from, to, &reply.payload, Some(mac)) {
+        cx.counters.dhcp_replies += 1;
+    }
+}
+
+pub fn dhcp6_from_guest<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    servers: &mut DhcpServers,
+    pkt: &IpPacket<'_>,
+    sport: u16,
+    payload: &[u8],
+) {
+    if servers.v6.is_none() || (cx.cfg.guest_mac.is_none() && !servers.v6_mac_learned) {
+        let Some(mut cfg) = cx.cfg.dhcp6() else {
             return;
         };
-        let from = SocketAddr::new(IpAddr::V6(ENGINE_LINK_LOCAL), 547);
-        let to = SocketAddr::new(pkt.src, sport);
-        if self.emit_udp(from, to, &reply.payload, Some(pkt.src_mac)) {
-            self.counters.dhcp_replies += 1;
+        if cx.cfg.guest_mac.is_none() {
+            cfg.client_mac = format_mac(pkt.src_mac);
+            servers.v6_mac_learned = true;
         }
+        servers.v6 = Some(Server6::new(cfg));
+    }
+    let Some(server) = servers.v6.as_mut() else {
+        return;
+    };
+    let Ok(reply) = server.handle(Some(pkt.src_mac), payload) else {
+        return;
+    };
+    let from = SocketAddr::new(IpAddr::V6(ENGINE_LINK_LOCAL), 547);
+    let to = SocketAddr::new(pkt.src, sport);
+    if cx.out.emit_udp(from, to, &reply.payload, Some(pkt.src_mac)) {
+        cx.counters.dhcp_replies += 1;
     }
 }

@@ -27,6 +27,9 @@ use nix::libc;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use socket2::Socket;
 
+/// The hop limit a new socket sends with (`net.ipv4.ip_default_ttl`, IPv6's default).
+pub const DEFAULT_HOP: u8 = 64;
+
 /// One ICMP error from the network, as the kernel recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {

@@ -3,19 +3,54 @@
 //! How it works: flows live in slots of a vector (a slab with a free list); a hash map
 //! from [`FlowKey`] — protocol, the guest's address and port, and the remote address and
 //! port *as the guest sees them* — finds a slot. Each flow owns one socket, registered
-//! with the event loop under a token derived from its slot ([`crate::engine`]).
+//! with the event loop under a token derived from its slot ([`crate::ctx`]).
 //!
 //! What holds: at most `cap` flows exist (default 65,536). Past the cap `insert` refuses
 //! and the caller answers the guest with RST or ICMP unreachable; memory grows with the
 //! number of live flows only, never with traffic. Slots are reused, so an event for a
 //! closed flow may reach its slot's next flow: every handler copes with spurious events.
+//!
+//! The kinds of flow: a TCP connection's state machine is `tcp/conn.rs`; a UDP flow
+//! ([`UdpFlow`], handled by `udp.rs`) and a ping flow ([`PingFlow`], `icmp.rs`) are a
+//! socket and a few addresses, kept here so that the table sits below every handler.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-use crate::icmp::PingFlow;
-use crate::tcp::TcpConn;
-use crate::udp::UdpFlow;
+use socket2::Socket;
+
+use crate::tcp::conn::TcpConn;
+
+pub struct UdpFlow {
+    /// The flow's own connected socket; `None` for inbound flows.
+    pub sock: Option<Socket>,
+    /// For inbound flows: the listener (index) and the real peer address.
+    pub via_listener: Option<(usize, SocketAddr)>,
+    pub guest: SocketAddr,
+    pub remote: SocketAddr,
+    pub last: Instant,
+    /// The hop limit the socket sends with (the guest's, last seen).
+    pub hop: u8,
+}
+
+pub struct PingFlow {
+    pub via: PingVia,
+    pub guest: IpAddr,
+    pub guest_id: u16,
+    pub remote: IpAddr,
+    pub last: Instant,
+}
+
+/// How a ping flow reaches the network.
+pub enum PingVia {
+    /// Its own ping socket, connected to the destination, and the hop limit it sends
+    /// with (the guest's, last seen).
+    Socket { sock: Socket, hop: u8 },
+    /// The engine's shared raw socket (`ping_raw.rs`), sending to `target` with
+    /// identifier `wire` (the raw socket keeps its own hop limit).
+    Raw { target: IpAddr, wire: u16 },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {

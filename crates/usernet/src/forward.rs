@@ -6,7 +6,8 @@
 //! non-blocking socket is bound (IPv6 ones `IPV6_V6ONLY`, with `SO_REUSEADDR` for TCP;
 //! to the spec's device too, `SO_BINDTODEVICE`) and registered with an odd token. So a
 //! spec listens only where it asks. An accepted connection becomes a TCP flow that starts
-//! with a SYN to the guest (`tcp`); a datagram becomes an inbound UDP flow (`udp`); both
+//! with a SYN to the guest (`tcp::accept`); a datagram becomes an inbound UDP flow
+//! (`udp::listener_ready`; the engine hands a listener's readiness to either); both
 //! go to the spec's guest port (`8080:80`: port 80). The peer appears to the guest as itself, or as the gateway
 //! when it is the namespace's loopback or own address.
 //!
@@ -27,9 +28,29 @@ use mio::Interest;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, EngineError};
-use crate::frame::GuestTx;
+use crate::ctx::Ctx;
 use crate::ports::PortSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot listen on {proto} port {port} ({at})")]
+    Listen {
+        proto: &'static str,
+        port: u16,
+        /// The address, and `%device` when the spec named one.
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{proto} port spec for {addr}: the guest has no {family} address to forward to")]
+    NoFamily {
+        proto: &'static str,
+        addr: IpAddr,
+        family: &'static str,
+    },
+    #[error("cannot register a socket with the event loop")]
+    Register(#[source] std::io::Error),
+}
 
 pub struct Listener {
     pub sock: Socket,
@@ -40,74 +61,58 @@ pub struct Listener {
     pub v6: bool,
 }
 
-impl<G: GuestTx> Engine<G> {
-    pub(crate) fn open_listeners(&mut self) -> Result<(), EngineError> {
-        let ephemeral = ephemeral_range();
-        let specs = self.cfg.tcp_ports.iter().map(|s| (true, s));
-        let specs = specs.chain(self.cfg.udp_ports.iter().map(|s| (false, s)));
-        let mut opened = Vec::new();
-        for (is_tcp, spec) in specs {
-            let proto = if is_tcp { "TCP" } else { "UDP" };
-            let addrs = listen_addrs(&self.cfg, spec, proto)?;
-            let every = spec.ports.every;
-            for port in spec.ports.iter() {
-                if every && ephemeral.contains(&port) {
-                    continue;
-                }
-                for addr in &addrs {
-                    let sock = match bind(*addr, spec.dev.as_deref(), port, is_tcp) {
-                        Ok(l) => l,
-                        Err(e) if every && e.kind() == std::io::ErrorKind::AddrInUse => {
-                            continue;
-                        }
-                        Err(source) => {
-                            let at = match &spec.dev {
-                                Some(dev) => format!("{addr}%{dev}"),
-                                None => addr.to_string(),
-                            };
-                            return Err(EngineError::Listen {
-                                proto,
-                                port,
-                                at,
-                                source,
-                            });
-                        }
-                    };
-                    opened.push(Listener {
-                        sock,
-                        tcp: is_tcp,
-                        port,
-                        guest_port: spec.guest_port(port),
-                        v6: addr.is_ipv6(),
-                    });
-                }
+/// Opens and registers the listeners of every `-t`/`-u` spec of `cx.cfg`.
+pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
+    let ephemeral = ephemeral_range();
+    let specs = cx.cfg.tcp_ports.iter().map(|s| (true, s));
+    let specs = specs.chain(cx.cfg.udp_ports.iter().map(|s| (false, s)));
+    let mut opened = Vec::new();
+    for (is_tcp, spec) in specs {
+        let proto = if is_tcp { "TCP" } else { "UDP" };
+        let addrs = listen_addrs(&cx.cfg, spec, proto)?;
+        let every = spec.ports.every;
+        for port in spec.ports.iter() {
+            if every && ephemeral.contains(&port) {
+                continue;
+            }
+            for addr in &addrs {
+                let sock = match bind(*addr, spec.dev.as_deref(), port, is_tcp) {
+                    Ok(l) => l,
+                    Err(e) if every && e.kind() == std::io::ErrorKind::AddrInUse => {
+                        continue;
+                    }
+                    Err(source) => {
+                        let at = match &spec.dev {
+                            Some(dev) => format!("{addr}%{dev}"),
+                            None => addr.to_string(),
+                        };
+                        return Err(ForwardError::Listen {
+                            proto,
+                            port,
+                            at,
+                            source,
+                        });
+                    }
+                };
+                opened.push(Listener {
+                    sock,
+                    tcp: is_tcp,
+                    port,
+                    guest_port: spec.guest_port(port),
+                    v6: addr.is_ipv6(),
+                });
             }
         }
-        for listener in opened {
-            let index = self.listeners.len();
-            self.register_fd(
-                listener.sock.as_raw_fd(),
-                Self::listener_token(index),
-                Interest::READABLE,
-            )
-            .map_err(EngineError::Register)?;
-            self.listeners.push(listener);
-        }
-        Ok(())
     }
-
-    pub(crate) fn listener_ready(&mut self, index: usize) {
-        match self.listeners.get(index) {
-            Some(l) if l.tcp => self.tcp_accept(index),
-            Some(_) => self.udp_listener_ready(index),
-            None => {}
-        }
+    for (index, listener) in opened.iter().enumerate() {
+        cx.register_fd(
+            listener.sock.as_raw_fd(),
+            Ctx::<G>::listener_token(index),
+            Interest::READABLE,
+        )
+        .map_err(ForwardError::Register)?;
     }
-
-    /// The local ports listened on (for logs and tests), as (tcp, port, v6).
-    pub fn listening(&self) -> impl Iterator<Item = (bool, u16, bool)> + '_ {
-        self.listeners.iter().map(|l| (l.tcp, l.port, l.v6))
-    }
+    Ok(opened)
 }
 
 /// Where one spec listens: its address (whose family the guest must have), or the
@@ -116,7 +121,7 @@ fn listen_addrs(
     cfg: &EngineConfig,
     spec: &PortSpec,
     proto: &'static str,
-) -> Result<Vec<IpAddr>, EngineError> {
+) -> Result<Vec<IpAddr>, ForwardError> {
     match spec.addr {
         Some(addr) => {
             let has = match addr {
@@ -125,7 +130,7 @@ fn listen_addrs(
             };
             if !has {
                 let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
-                return Err(EngineError::NoFamily {
+                return Err(ForwardError::NoFamily {
                     proto,
                     addr,
                     family,

@@ -30,9 +30,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use smoltcp::storage::Assembler;
-use smoltcp::wire::checksum;
 
-use crate::frame::{ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, to_v6};
+use crate::wire::{
+    ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, IpHeader, emit_ip, ethertype,
+    ipv4_header_len, set_ipv4_fragment, set_ipv6_fragment,
+};
+pub use crate::wire::{FRAG6_HLEN, PROTO_FRAGMENT6};
 
 /// Datagrams reassembled at once.
 pub const SLOTS: usize = 4;
@@ -44,9 +47,6 @@ const HDR_ROOM: usize = IPV6_HLEN;
 /// The largest payload: what an IPv4 total length (65,535) leaves after the header;
 /// IPv6's payload length field allows a little more, but no guest datagram needs it.
 const MAX_PAYLOAD: usize = 65535 - IPV4_HLEN;
-/// The IPv6 Fragment header: next header, reserved, offset and M flag, identification.
-pub const FRAG6_HLEN: usize = 8;
-pub const PROTO_FRAGMENT6: u8 = 44;
 
 /// Which datagram a fragment belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,34 +272,19 @@ impl Reassembly {
 /// Writes the IP header of a reassembled datagram right before `HDR_ROOM` (the end of
 /// `room`); returns where it starts.
 fn write_header(room: &mut [u8], key: &Key, proto: u8, hop: u8, len: usize) -> usize {
-    match (key.src, key.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let start = HDR_ROOM - IPV4_HLEN;
-            let ip = &mut room[start..HDR_ROOM];
-            ip.fill(0);
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&((IPV4_HLEN + len) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&(key.id as u16).to_be_bytes());
-            ip[8] = hop;
-            ip[9] = proto;
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let sum = !checksum::data(ip);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            start
-        }
-        (s, d) => {
-            let ip = &mut room[..IPV6_HLEN];
-            ip.fill(0);
-            ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-            ip[6] = proto;
-            ip[7] = hop;
-            ip[8..24].copy_from_slice(&to_v6(s).octets());
-            ip[24..40].copy_from_slice(&to_v6(d).octets());
-            0
-        }
-    }
+    let v4 = key.src.is_ipv4() && key.dst.is_ipv4();
+    let start = if v4 { HDR_ROOM - IPV4_HLEN } else { 0 };
+    let h = IpHeader {
+        src: key.src,
+        dst: key.dst,
+        proto,
+        l4_len: len,
+        hop,
+        ident: key.id as u16,
+        dont_frag: false,
+    };
+    emit_ip(&mut room[start..HDR_ROOM], &h);
+    start
 }
 
 /// The payload bytes each fragment of a frame carries on a link of `mtu`, or `None`
@@ -308,9 +293,9 @@ fn chunk(frame: &[u8], mtu: usize) -> Option<(usize, usize)> {
     if frame.len() < ETH_HLEN {
         return None;
     }
-    match u16::from_be_bytes([frame[12], frame[13]]) {
+    match ethertype(frame) {
         ETHERTYPE_IPV4 if frame.len() >= ETH_HLEN + IPV4_HLEN => {
-            let hl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+            let hl = ipv4_header_len(&frame[ETH_HLEN..]);
             (hl >= IPV4_HLEN && mtu > hl + 8).then_some((hl, (mtu - hl) / 8 * 8))
         }
         ETHERTYPE_IPV6 if frame.len() >= ETH_HLEN + IPV6_HLEN => {
@@ -347,27 +332,14 @@ pub fn write_fragment(frame: &[u8], mtu: usize, id: u32, index: usize, out: &mut
     let more = offset + part.len() < payload.len();
     out[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
     let ip = &frame[ETH_HLEN..ETH_HLEN + hl];
-    let body = if hl == IPV6_HLEN && frame[12..14] == ETHERTYPE_IPV6.to_be_bytes() {
-        let h = &mut out[ETH_HLEN..ETH_HLEN + IPV6_HLEN + FRAG6_HLEN];
+    let body = if hl == IPV6_HLEN && ethertype(frame) == ETHERTYPE_IPV6 {
+        let h = &mut out[ETH_HLEN..];
         h[..IPV6_HLEN].copy_from_slice(ip);
-        h[4..6].copy_from_slice(&((FRAG6_HLEN + part.len()) as u16).to_be_bytes());
-        h[6] = PROTO_FRAGMENT6;
-        let fh = &mut h[IPV6_HLEN..];
-        fh[0] = ip[6];
-        fh[1] = 0;
-        fh[2..4].copy_from_slice(&((offset as u16) | u16::from(more)).to_be_bytes());
-        fh[4..8].copy_from_slice(&id.to_be_bytes());
-        ETH_HLEN + IPV6_HLEN + FRAG6_HLEN
+        ETH_HLEN + set_ipv6_fragment(h, part.len(), id, offset, more)
     } else {
         let h = &mut out[ETH_HLEN..ETH_HLEN + hl];
         h.copy_from_slice(ip);
-        h[2..4].copy_from_slice(&((hl + part.len()) as u16).to_be_bytes());
-        h[4..6].copy_from_slice(&(id as u16).to_be_bytes());
-        let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
-        h[6..8].copy_from_slice(&flags.to_be_bytes());
-        h[10..12].copy_from_slice(&[0, 0]);
-        let sum = !checksum::data(h);
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        set_ipv4_fragment(h, part.len(), id as u16, offset, more);
         ETH_HLEN + hl
     };
     out[body..body + part.len()].copy_from_slice(part);
@@ -377,6 +349,7 @@ pub fn write_fragment(frame: &[u8], mtu: usize, id: u32, index: usize, out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::checksum;
     use std::net::Ipv4Addr;
 
     fn key(id: u32) -> Key {

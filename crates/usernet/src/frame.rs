@@ -7,35 +7,26 @@
 //! it, recording it in the pcap file first. There is no per-frame allocation and one
 //! copy from a socket to the guest.
 //!
-//! Headers are written by [`write_ip`] (Ethernet + IPv4/IPv6) and checksummed with
-//! [`l4_checksum`] (smoltcp's RFC 1071 code). IPv4 packets go out with DF and TTL 64;
-//! IPv6 with hop limit 64, or 255 for NDP. A datagram bigger than the guest's MTU (a
+//! Headers are written by `wire` (Ethernet + IPv4/IPv6, the L4 headers, the one
+//! checksum helper; re-exported here for the tests). IPv4 packets go out with DF and TTL
+//! 64; IPv6 with hop limit 64, or 255 for NDP. A datagram bigger than the guest's MTU (a
 //! large UDP datagram or echo reply) is built in a side buffer and sent as fragments.
 //!
 //! What holds: a frame is committed only when complete; when the guest side is full,
 //! `emit` returns false and counts a drop (TCP retries later, everything else is lost as
 //! it would be on a congested link).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, SocketAddr};
 
-use smoltcp::wire::{IpProtocol, checksum};
-
-use crate::config::ENGINE_MAC;
 use crate::fragment;
 use crate::pcap::Pcap;
+use crate::wire::{self, UDP_CHECKSUM};
 
-pub const ETH_HLEN: usize = 14;
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
-pub const TCP_HLEN: usize = 20;
-pub const UDP_HLEN: usize = 8;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
+pub use crate::wire::{
+    ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_HLEN, UDP_HLEN, fill_l4_checksum, ip_hlen, l4_checksum,
+    pseudo_sum, to_v6, unspecified_like, write_ip,
+};
 
 /// The guest side of the link, as the engine writes to it.
 pub trait GuestTx {
@@ -233,126 +224,41 @@ impl<G: GuestTx> Out<G> {
         true
     }
 
+    /// Sends one UDP datagram `from → to` to the guest (`mac` overrides the destination
+    /// MAC); the payload is copied once, into the frame.
+    pub fn emit_udp(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        payload: &[u8],
+        mac: Option<[u8; 6]>,
+    ) -> bool {
+        let total = ETH_HLEN + ip_hlen(to.is_ipv6()) + UDP_HLEN + payload.len();
+        self.emit(total, |buf, guest_mac| {
+            write_udp(buf, mac.unwrap_or(guest_mac), from, to, payload)
+        })
+    }
+
     /// Whether the guest side has room for a frame of `len` bytes right now.
     pub fn has_room(&mut self, len: usize) -> bool {
         self.guest.reserve(len).is_some()
     }
 }
 
-pub fn ip_hlen(v6: bool) -> usize {
-    if v6 { IPV6_HLEN } else { IPV4_HLEN }
-}
-
-/// Writes the Ethernet and IP headers of a packet `src → dst` carrying `l4_len` bytes of
-/// protocol `proto`; returns where the L4 header starts. `buf` must hold the whole frame.
-pub fn write_ip(
+/// Writes a whole UDP frame `from → to`; returns its length.
+pub fn write_udp(
     buf: &mut [u8],
-    dst_mac: [u8; 6],
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-    l4_len: usize,
-    hop: u8,
+    mac: [u8; 6],
+    from: SocketAddr,
+    to: SocketAddr,
+    payload: &[u8],
 ) -> usize {
-    buf[0..6].copy_from_slice(&dst_mac);
-    buf[6..12].copy_from_slice(&ENGINE_MAC);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            let ip = &mut buf[ETH_HLEN..ETH_HLEN + IPV4_HLEN];
-            let total = (IPV4_HLEN + l4_len) as u16;
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&total.to_be_bytes());
-            ip[4..6].copy_from_slice(&[0, 0]);
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = hop;
-            ip[9] = proto;
-            ip[10..12].copy_from_slice(&[0, 0]);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let sum = !checksum::data(ip);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            ETH_HLEN + IPV4_HLEN
-        }
-        _ => {
-            let s = to_v6(src);
-            let d = to_v6(dst);
-            buf[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            let ip = &mut buf[ETH_HLEN..ETH_HLEN + IPV6_HLEN];
-            ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            ip[6] = proto;
-            ip[7] = hop;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-            ETH_HLEN + IPV6_HLEN
-        }
-    }
-}
-
-pub fn to_v6(a: IpAddr) -> Ipv6Addr {
-    match a {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-    }
-}
-
-/// The checksum of an L4 segment (its checksum field zero) with the pseudo-header.
-pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
-    let pseudo = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4.len() as u32)
-        }
-        _ => checksum::pseudo_header_v6(
-            &to_v6(src),
-            &to_v6(dst),
-            IpProtocol::from(proto),
-            l4.len() as u32,
-        ),
-    };
-    !checksum::combine(&[pseudo, checksum::data(l4)])
-}
-
-/// The pseudo-header sum alone (not complemented): what an L4 checksum field holds when
-/// the receiver completes the checksum (a partial checksum, [`TxMeta::csum_start`]).
-pub fn pseudo_sum(src: IpAddr, dst: IpAddr, proto: u8, l4_len: usize) -> u16 {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum::pseudo_header_v4(&s, &d, IpProtocol::from(proto), l4_len as u32)
-        }
-        _ => checksum::pseudo_header_v6(
-            &to_v6(src),
-            &to_v6(dst),
-            IpProtocol::from(proto),
-            l4_len as u32,
-        ),
-    }
-}
-
-/// Writes the checksum of the L4 segment starting at `buf[l4..]` at `l4 + field`.
-pub fn fill_l4_checksum(
-    buf: &mut [u8],
-    l4: usize,
-    field: usize,
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-) {
-    buf[l4 + field..l4 + field + 2].copy_from_slice(&[0, 0]);
-    let mut sum = l4_checksum(src, dst, proto, &buf[l4..]);
-    if proto == PROTO_UDP && sum == 0 {
-        sum = 0xffff;
-    }
-    buf[l4 + field..l4 + field + 2].copy_from_slice(&sum.to_be_bytes());
-}
-
-/// An unspecified address of the family of `a`.
-pub fn unspecified_like(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
+    let len = UDP_HLEN + payload.len();
+    let l4 = write_ip(buf, mac, from.ip(), to.ip(), PROTO_UDP, len, 64);
+    buf[l4..l4 + UDP_HLEN].copy_from_slice(&wire::udp::header(from.port(), to.port(), len));
+    buf[l4 + UDP_HLEN..l4 + len].copy_from_slice(payload);
+    fill_l4_checksum(buf, l4, UDP_CHECKSUM, from.ip(), to.ip(), PROTO_UDP);
+    l4 + len
 }
 
 /// One IP packet from the guest, after the checked parse in `engine`.

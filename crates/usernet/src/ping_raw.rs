@@ -25,7 +25,9 @@ use std::os::fd::AsFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::icmp::DEFAULT_HOP;
+use crate::errqueue::DEFAULT_HOP;
+use crate::sock::recv_from_into;
+use crate::wire::{ICMP_HLEN, icmp, ipv4_header_len};
 
 const ECHO_REPLY4: u8 = 0;
 const ECHO_REPLY6: u8 = 129;
@@ -110,11 +112,11 @@ impl RawPing {
             }
             self.hop[usize::from(v6)] = hop;
         }
-        body[4..6].copy_from_slice(&wire.to_be_bytes());
-        body[2..4].copy_from_slice(&[0, 0]);
-        if !v6 {
-            let sum = !smoltcp::wire::checksum::data(body);
-            body[2..4].copy_from_slice(&sum.to_be_bytes());
+        icmp::set_echo_ident(body, wire);
+        if v6 {
+            icmp::clear_checksum(body); // the kernel checksums ICMPv6
+        } else {
+            icmp::fill_checksum_v4(body);
         }
         sock.send_to(body, &SockAddr::from(SocketAddr::new(target, 0)))?;
         Ok(())
@@ -126,20 +128,22 @@ impl RawPing {
         let Some(sock) = self.socket(v6) else {
             return Err(std::io::ErrorKind::WouldBlock.into());
         };
-        let (n, from) = crate::icmp::recv_from_into(sock, buf)?;
+        let (n, from) = recv_from_into(sock, buf)?;
         let Some(from) = from else { return Ok(None) };
         // A raw IPv4 socket reads the IP header too; a raw IPv6 socket does not.
-        let start = if v6 {
+        let start = if v6 || buf.is_empty() {
             0
         } else {
-            usize::from(buf.first().map_or(0, |b| b & 0x0f)) * 4
+            ipv4_header_len(buf)
         };
         let reply = if v6 { ECHO_REPLY6 } else { ECHO_REPLY4 };
         let msg = buf.get(start..n).unwrap_or_default();
-        if msg.len() < 8 || msg[0] != reply || msg[1] != 0 {
+        let (Some((ty, 0)), Some(wire)) = (icmp::type_code(msg), icmp::echo_ident(msg)) else {
+            return Ok(None);
+        };
+        if msg.len() < ICMP_HLEN || ty != reply {
             return Ok(None);
         }
-        let wire = u16::from_be_bytes([msg[4], msg[5]]);
         let source = from.ip().to_canonical();
         Ok(self
             .waiting

@@ -12,26 +12,33 @@
 //! with [`RunOptions::harden`], the process gives up its privileges (`harden.rs`). A
 //! stream guest that disconnects is replaced by the next connection on the socket; a tap
 //! or inherited descriptor that closes ends the loop.
+//!
+//! Layout: [`run`] opens the attachment (`attach/`) and hands it to [`EventLoop`], which
+//! is generic over it (`attach::Attachment`). `EventLoop::new` is the set-up (poll,
+//! registration, capture, engine, signals, hardening), `EventLoop::wait` the wait, and
+//! one method per event source: `on_guest` (frames in, the guest side writable again),
+//! `on_listener` (a new guest), `on_signals`, `on_clock` (timers, the stats file, CPU
+//! pinning); flow sockets go straight to `Engine::handle_event`.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::attach::stream::{StreamRx, StreamTx};
-use crate::attach::tap::{TapRx, TapTx};
-use crate::attach::{AttachError, GuestReader, GuestSide, Read};
+pub use crate::attach::open::Attach;
+pub use crate::attach::stream::listen_unix;
+use crate::attach::{AttachError, Attachment, Driver, GUEST, LISTENER, Read};
 use crate::busy_poll::{BusyPoll, Wait};
 use crate::config::EngineConfig;
-use crate::engine::{Counters, Engine, EngineError};
+use crate::engine::{Counters, DELACK_WAIT, Engine, EngineError};
 use crate::harden::{HardenError, Hardening};
 use crate::pcap::{Pcap, PcapError};
 
@@ -39,9 +46,7 @@ use crate::pcap::{Pcap, PcapError};
 pub const TICK: Duration = Duration::from_millis(20);
 /// The longest sleep (the stats file is rewritten and the CPUs checked every second).
 pub const IDLE_WAIT: Duration = Duration::from_secs(1);
-const GUEST: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const LISTENER: Token = Token(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -57,24 +62,6 @@ pub enum RunError {
     Signals(#[source] nix::Error),
     #[error(transparent)]
     Harden(#[from] HardenError),
-}
-
-/// How the guest is attached.
-pub enum Attach {
-    /// Listen on a unix socket for QEMU (`-netdev stream,addr.type=unix`).
-    Socket(PathBuf),
-    /// A unix socket bound already ([`listen_unix`]): by a caller that must know it is
-    /// bound before the engine runs (a daemon's parent, which exits only then). With
-    /// `one_off` the engine ends when its first guest connection does (passt's
-    /// `--one-off`), else it waits for the next (a guest reboot, a QEMU restart).
-    Listener {
-        listener: UnixListener,
-        one_off: bool,
-    },
-    /// A tap device's descriptor.
-    Tap(OwnedFd),
-    /// An inherited descriptor: a connected stream socket, or a tap.
-    Fd(OwnedFd),
 }
 
 pub struct RunOptions {
@@ -107,160 +94,163 @@ fn write_stats(path: &Path, counters: &Counters) {
     }
 }
 
-/// Binds the unix socket (removing a stale one, creating the directory).
-pub fn listen_unix(path: &Path) -> Result<UnixListener, AttachError> {
-    let err = |source| AttachError::Listen {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    let l = UnixListener::bind(path).map_err(err)?;
-    l.set_nonblocking(true).map_err(err)?;
-    Ok(l)
-}
-
-fn is_socket(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd)
-        .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK)
-        .unwrap_or(false)
-}
-
-/// The listener, registered for the guest's connections.
-fn listening(l: UnixListener, registry: &mio::Registry) -> Result<UnixListener, RunError> {
-    registry
-        .register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)
-        .map_err(RunError::Poll)?;
-    Ok(l)
-}
-
 /// Runs the engine until stopped; returns the final counters.
 pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counters, RunError> {
-    let mut poll = Poll::new().map_err(RunError::Poll)?;
-    let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
-    let mut listener: Option<UnixListener> = None;
-    let mut one_off = false;
-    let (side, mut reader, mut guest_fd): (GuestSide, GuestReader, Option<i32>) = match attach {
-        Attach::Socket(path) => {
-            listener = Some(listening(listen_unix(&path)?, &registry)?);
-            (
-                GuestSide::Stream(StreamTx::new()),
-                GuestReader::Stream(StreamRx::new()),
-                None,
-            )
-        }
-        Attach::Listener {
-            listener: l,
-            one_off: once,
-        } => {
-            listener = Some(listening(l, &registry)?);
-            one_off = once;
-            (
-                GuestSide::Stream(StreamTx::new()),
-                GuestReader::Stream(StreamRx::new()),
-                None,
-            )
-        }
-        Attach::Fd(fd) if is_socket(&fd) => {
-            let stream = UnixStream::from(fd);
-            stream.set_nonblocking(true).map_err(RunError::Poll)?;
-            let raw = stream.as_raw_fd();
-            let mut tx = StreamTx::new();
-            let mut rx = StreamRx::new();
-            rx.set_conn(Some(stream.try_clone().map_err(RunError::Poll)?));
-            tx.set_conn(Some(stream));
-            (GuestSide::Stream(tx), GuestReader::Stream(rx), Some(raw))
-        }
-        Attach::Tap(fd) | Attach::Fd(fd) => {
-            nix::fcntl::fcntl(
-                &fd,
-                nix::fcntl::FcntlArg::F_SETFL(
-                    nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_RDWR,
-                ),
-            )
-            .map_err(|e| RunError::Poll(e.into()))?;
-            let raw = fd.as_raw_fd();
-            let dup = fd.try_clone().map_err(RunError::Poll)?;
-            let vnet = crate::sys::tun_has_vnet_hdr(std::os::fd::AsFd::as_fd(&fd));
-            (
-                GuestSide::Tap(TapTx::new(fd, vnet)),
-                GuestReader::Tap(TapRx::new(dup, vnet)),
-                Some(raw),
-            )
-        }
-    };
-    if let Some(raw) = guest_fd {
-        registry
-            .register(
-                &mut SourceFd(&raw),
-                GUEST,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(RunError::Poll)?;
+    attach.open(Start { cfg, opts })?
+}
+
+/// Takes over an opened attachment of any kind (see `attach::Driver`).
+struct Start {
+    cfg: EngineConfig,
+    opts: RunOptions,
+}
+
+impl Driver for Start {
+    type Output = Result<Counters, RunError>;
+
+    fn drive<A: Attachment>(self, link: A, tx: A::Tx) -> Self::Output {
+        let mut events = Events::with_capacity(1024);
+        EventLoop::new(self.cfg, link, tx, self.opts)?.run(&mut events)
     }
-    let pcap = opts.pcap.as_deref().map(Pcap::create).transpose()?;
-    let mut engine = Engine::new(cfg, side, registry)?;
-    engine.set_pcap(pcap);
-    if guest_fd.is_some() {
-        engine.guest_connected();
+}
+
+/// Whether the loop goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Go,
+    End,
+}
+
+/// The event loop over attachment `A` (see the module's theory of operation).
+pub struct EventLoop<A: Attachment> {
+    poll: Poll,
+    engine: Engine<A::Tx>,
+    link: A,
+    signals: Option<SignalFd>,
+    opts: RunOptions,
+    busy: BusyPoll,
+    last_timers: Instant,
+    last_second: Instant,
+    /// Events since the last timer pass (which may have set new deadlines): until the
+    /// next pass, the loop wakes every TICK.
+    active: bool,
+}
+
+impl<A: Attachment> EventLoop<A> {
+    /// The set-up: poll, the attachment's registration, the capture, the engine, the
+    /// signal descriptor, then hardening (everything that needs a privilege is open).
+    fn new(cfg: EngineConfig, mut link: A, tx: A::Tx, opts: RunOptions) -> Result<Self, RunError> {
+        let poll = Poll::new().map_err(RunError::Poll)?;
+        let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
+        let connected = link.register(poll.registry()).map_err(RunError::Poll)?;
+        let pcap = opts.pcap.as_deref().map(Pcap::create).transpose()?;
+        let mut engine = Engine::new(cfg, tx, registry)?;
+        engine.set_pcap(pcap);
+        if connected {
+            engine.guest_connected();
+        }
+        let signals = if opts.signals {
+            Some(take_signals(&poll)?)
+        } else {
+            None
+        };
+        if let Some(h) = opts.harden.as_ref() {
+            // Everything that needs a privilege is open: the guest side, the listeners
+            // (inbound ports, the unix socket), the capture, the signal descriptor.
+            crate::harden::lock_down(h)?;
+        }
+        if let Some(p) = opts.stats.as_deref() {
+            write_stats(p, &engine.counters());
+        }
+        let mut busy = BusyPoll::new(opts.busy_poll);
+        if let Ok(n) = crate::sys::cpus_allowed() {
+            busy.set_cpus(n);
+        }
+        let now = Instant::now();
+        Ok(EventLoop {
+            poll,
+            engine,
+            link,
+            signals,
+            opts,
+            busy,
+            last_timers: now,
+            last_second: now,
+            active: true,
+        })
     }
 
-    let signals = if opts.signals {
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGUSR1);
-        set.add(Signal::SIGINT);
-        set.add(Signal::SIGTERM);
-        set.thread_block().map_err(RunError::Signals)?;
-        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(RunError::Signals)?;
-        poll.registry()
-            .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
-            .map_err(RunError::Poll)?;
-        Some(sfd)
-    } else {
-        None
-    };
+    /// Rounds until stopped; then the capture is flushed and the counters kept.
+    fn run(mut self, events: &mut Events) -> Result<Counters, RunError> {
+        while !self.opts.stop.load(Ordering::Relaxed) {
+            if self.round(events)? == Next::End {
+                break;
+            }
+        }
+        self.engine.set_pcap(None); // flushes the capture
+        if let Some(p) = self.opts.stats.as_deref() {
+            write_stats(p, &self.engine.counters());
+        }
+        Ok(self.engine.counters())
+    }
 
-    let mut events = Events::with_capacity(1024);
-    if let Some(h) = opts.harden.as_ref() {
-        // Everything that needs a privilege is open: the guest side, the listeners
-        // (inbound ports, the unix socket), the capture, the signal descriptor.
-        crate::harden::lock_down(h)?;
+    /// One round: wait, hand every event to its source's method, send the owed ACKs,
+    /// run the clock, write the guest side out.
+    fn round(&mut self, events: &mut Events) -> Result<Next, RunError> {
+        self.wait(events)?;
+        self.engine.set_now(Instant::now());
+        for event in events.iter() {
+            let next = match event.token() {
+                GUEST => self.on_guest(event),
+                LISTENER => {
+                    self.link.accept(self.poll.registry(), &mut self.engine);
+                    Next::Go
+                }
+                SIGNALS => self.on_signals(),
+                _ => {
+                    self.engine.handle_event(event);
+                    Next::Go
+                }
+            };
+            if next == Next::End {
+                return Ok(Next::End);
+            }
+        }
+        self.engine.flush();
+        self.on_clock();
+        if self.link.connected()
+            && !A::flush(self.engine.guest_mut())
+            && self.link.disconnect(&mut self.engine)
+        {
+            return Ok(Next::End);
+        }
+        Ok(Next::Go)
     }
-    let mut last_timers = Instant::now();
-    let mut last_second = Instant::now();
-    if let Some(p) = opts.stats.as_deref() {
-        write_stats(p, &engine.counters());
-    }
-    // Events since the last timer pass (which may have set new deadlines): until the
-    // next pass, the loop wakes every TICK.
-    let mut active = true;
-    let mut busy = BusyPoll::new(opts.busy_poll);
-    if let Ok(n) = crate::sys::cpus_allowed() {
-        busy.set_cpus(n);
-    }
-    'outer: while !opts.stop.load(Ordering::Relaxed) {
-        let wait = if engine.acks_delayed() {
-            crate::engine::DELACK_WAIT
-        } else if active {
+
+    /// How long this round may sleep: briefly while ACKs are delayed or events came
+    /// since the last timer pass, else until the next timer or the next second.
+    fn timeout(&self) -> Duration {
+        if self.engine.acks_delayed() {
+            DELACK_WAIT
+        } else if self.active {
             TICK
         } else {
             // Until the next timer, or the next second's stats and CPU check.
-            let second = last_second + Duration::from_secs(1);
-            let due = engine.next_timer().map_or(second, |t| t.min(second));
+            let second = self.last_second + Duration::from_secs(1);
+            let due = self.engine.next_timer().map_or(second, |t| t.min(second));
             due.saturating_duration_since(Instant::now())
                 .clamp(TICK, IDLE_WAIT)
-        };
+        }
+    }
+
+    /// The wait: spinning for the busy-poll window, then asleep for [`Self::timeout`];
+    /// counts how it ended (`busy_poll.rs`).
+    fn wait(&mut self, events: &mut Events) -> Result<(), RunError> {
+        let timeout = self.timeout();
         let started = Instant::now();
-        let caught = spin(&mut poll, &mut events, busy.window()).map_err(RunError::Poll)?;
+        let caught = spin(&mut self.poll, events, self.busy.window()).map_err(RunError::Poll)?;
         if !caught
-            && let Err(e) = poll.poll(&mut events, Some(wait))
+            && let Err(e) = self.poll.poll(events, Some(timeout))
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(RunError::Poll(e));
@@ -272,141 +262,107 @@ pub fn run(cfg: EngineConfig, attach: Attach, opts: RunOptions) -> Result<Counte
         } else {
             Wait::Woken(started.elapsed())
         };
-        if busy.would_open(wait)
+        if self.busy.would_open(wait)
             && let Ok(n) = crate::sys::cpus_allowed()
         {
-            busy.set_cpus(n); // pinned since the last check: stays closed
+            self.busy.set_cpus(n); // pinned since the last check: stays closed
         }
-        busy.record(wait);
-        engine.count_wait(caught, busy.window());
-        active |= !events.is_empty();
-        engine.set_now(Instant::now());
-        for event in events.iter() {
-            match event.token() {
-                GUEST => {
-                    if event.is_writable() {
-                        if !engine.guest_mut().flush() {
-                            if disconnect(
-                                &mut engine,
-                                &mut reader,
-                                &mut guest_fd,
-                                listener.is_some() && !one_off,
-                            ) {
-                                break 'outer;
-                            }
-                            continue;
-                        }
-                        engine.guest_writable();
-                    }
-                    if event.is_readable() || event.is_read_closed() {
-                        let mut closed = false;
-                        loop {
-                            match reader.next_frame() {
-                                Read::Frame(f) => engine.guest_frame(f),
-                                Read::Empty => break,
-                                Read::Closed => {
-                                    closed = true;
-                                    break;
-                                }
-                            }
-                        }
-                        engine.flush();
-                        if closed
-                            && disconnect(
-                                &mut engine,
-                                &mut reader,
-                                &mut guest_fd,
-                                listener.is_some() && !one_off,
-                            )
-                        {
-                            break 'outer;
-                        }
+        self.busy.record(wait);
+        self.engine.count_wait(caught, self.busy.window());
+        self.active |= !events.is_empty();
+        Ok(())
+    }
+
+    /// The guest side: writable again (what is buffered goes out, stopped flows go on),
+    /// readable (every frame it has goes into the engine), or gone.
+    fn on_guest(&mut self, event: &Event) -> Next {
+        if event.is_writable() {
+            if !A::flush(self.engine.guest_mut()) {
+                return self.disconnected();
+            }
+            self.engine.guest_writable();
+        }
+        if event.is_readable() || event.is_read_closed() {
+            let mut closed = false;
+            loop {
+                match self.link.next_frame() {
+                    Read::Frame(f) => self.engine.guest_frame(f),
+                    Read::Empty => break,
+                    Read::Closed => {
+                        closed = true;
+                        break;
                     }
                 }
-                LISTENER => {
-                    let Some(l) = listener.as_ref() else { continue };
-                    while let Ok((conn, _)) = l.accept() {
-                        if conn.set_nonblocking(true).is_err() {
-                            continue;
-                        }
-                        if let Some(old) = guest_fd.take() {
-                            let _ = engine_registry_deregister(&poll, old);
-                        }
-                        let Ok(rx_conn) = conn.try_clone() else {
-                            continue;
-                        };
-                        let raw = conn.as_raw_fd();
-                        if let GuestReader::Stream(rx) = &mut reader {
-                            rx.set_conn(Some(rx_conn));
-                        }
-                        if let GuestSide::Stream(tx) = engine.guest_mut() {
-                            tx.set_conn(Some(conn));
-                        }
-                        if poll
-                            .registry()
-                            .register(
-                                &mut SourceFd(&raw),
-                                GUEST,
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .is_ok()
-                        {
-                            guest_fd = Some(raw);
-                            engine.guest_connected();
-                        }
-                    }
-                }
-                SIGNALS => {
-                    if let Some(sfd) = signals.as_ref() {
-                        while let Ok(Some(info)) = sfd.read_signal() {
-                            if info.ssi_signo == Signal::SIGUSR1 as u32 {
-                                eprintln!("netbind usernet: {}", engine.counters());
-                                if let Some(p) = opts.stats.as_deref() {
-                                    write_stats(p, &engine.counters());
-                                }
-                            } else {
-                                break 'outer;
-                            }
-                        }
-                    }
-                }
-                _ => engine.handle_event(event),
+            }
+            self.engine.flush();
+            if closed {
+                return self.disconnected();
             }
         }
-        engine.flush();
-        let now = Instant::now();
-        if now.duration_since(last_timers) >= TICK {
-            engine.timers(now);
-            last_timers = now;
-            active = false;
+        Next::Go
+    }
+
+    /// The guest went away: the loop ends unless another guest can come.
+    fn disconnected(&mut self) -> Next {
+        if self.link.disconnect(&mut self.engine) {
+            Next::End
+        } else {
+            Next::Go
         }
-        if now.duration_since(last_second) >= Duration::from_secs(1) {
-            if let Some(p) = opts.stats.as_deref() {
-                write_stats(p, &engine.counters());
+    }
+
+    /// `SIGUSR1` prints the counters (and rewrites the stats file); `SIGINT`/`SIGTERM`
+    /// end the loop.
+    fn on_signals(&mut self) -> Next {
+        let Some(sfd) = self.signals.as_ref() else {
+            return Next::Go;
+        };
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if info.ssi_signo != Signal::SIGUSR1 as u32 {
+                return Next::End;
+            }
+            eprintln!("netbind usernet: {}", self.engine.counters());
+            if let Some(p) = self.opts.stats.as_deref() {
+                write_stats(p, &self.engine.counters());
+            }
+        }
+        Next::Go
+    }
+
+    /// Timers every [`TICK`]; the stats file and the CPUs allowed every second.
+    fn on_clock(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.last_timers) >= TICK {
+            self.engine.timers(now);
+            self.last_timers = now;
+            self.active = false;
+        }
+        if now.duration_since(self.last_second) >= Duration::from_secs(1) {
+            if let Some(p) = self.opts.stats.as_deref() {
+                write_stats(p, &self.engine.counters());
             }
             // Pinning can change while the engine runs (taskset, a CPU manager).
             if let Ok(n) = crate::sys::cpus_allowed() {
-                busy.set_cpus(n);
+                self.busy.set_cpus(n);
             }
-            last_second = now;
-        }
-        if guest_fd.is_some()
-            && !engine.guest_mut().flush()
-            && disconnect(
-                &mut engine,
-                &mut reader,
-                &mut guest_fd,
-                listener.is_some() && !one_off,
-            )
-        {
-            break;
+            self.last_second = now;
         }
     }
-    engine.set_pcap(None); // flushes the capture
-    if let Some(p) = opts.stats.as_deref() {
-        write_stats(p, &engine.counters());
-    }
-    Ok(engine.counters())
+}
+
+/// Blocks SIGUSR1, SIGINT and SIGTERM and registers a descriptor that reads them.
+fn take_signals(poll: &Poll) -> Result<SignalFd, RunError> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGUSR1);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().map_err(RunError::Signals)?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(RunError::Signals)?;
+    poll.registry()
+        .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
+        .map_err(RunError::Poll)?;
+    Ok(sfd)
 }
 
 /// Looks for events without sleeping for up to `window` (see `busy_poll.rs`), giving
@@ -425,30 +381,6 @@ fn spin(poll: &mut Poll, events: &mut Events, window: Duration) -> io::Result<bo
             _ => std::thread::yield_now(),
         }
     }
-}
-
-fn engine_registry_deregister(poll: &Poll, fd: i32) -> io::Result<()> {
-    poll.registry().deregister(&mut SourceFd(&fd))
-}
-
-/// The guest went away. Returns true when the loop should end (no listener to wait on).
-fn disconnect(
-    engine: &mut Engine<GuestSide>,
-    reader: &mut GuestReader,
-    guest_fd: &mut Option<i32>,
-    can_wait: bool,
-) -> bool {
-    if !can_wait {
-        return true;
-    }
-    if let GuestReader::Stream(rx) = reader {
-        rx.set_conn(None);
-    }
-    if let GuestSide::Stream(tx) = engine.guest_mut() {
-        tx.set_conn(None); // closing the descriptor removes it from epoll
-    }
-    *guest_fd = None;
-    false
 }
 
 /// Takes ownership of an inherited descriptor number (`--fd N`).

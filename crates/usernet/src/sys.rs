@@ -10,12 +10,13 @@
 //! - `poll(POLLOUT)` with no timeout: asks the kernel whether a TCP socket is writable; a
 //!   "no" also arms the socket's write-space wakeup (`SOCK_NOSPACE`), which an
 //!   edge-triggered epoll otherwise never gets for a socket that never filled up.
-//! - `TUNSETIFF`/`TUNGETIFF`/`TUNSETOFFLOAD`: turn an open `/dev/net/tun` into a named
-//!   tap device, with a virtio-net header and offloads (see `attach/tap.rs`).
 //! - `ICMP_FILTER` / `ICMPV6_FILTER` on raw ICMP sockets: the kernel delivers only the
 //!   message types asked for (`ping_raw.rs`), not every ICMP packet the pod receives.
 //! - `PR_SET_NO_NEW_PRIVS` and `madvise(MADV_DONTNEED)` on read-only file mappings, for
 //!   `harden.rs`.
+//!
+//! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
+//! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
 //!
 //! What holds: every pointer handed to the kernel points into a live Rust object of the
 //! stated length for the duration of the call; nothing here keeps a pointer.
@@ -130,58 +131,6 @@ pub fn writable_or_arm(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: one pollfd, valid for the call; a zero timeout never blocks.
     let rc = unsafe { libc::poll(&raw mut p, 1, 0) };
     rc > 0 && p.revents & libc::POLLOUT != 0
-}
-
-/// Makes `fd` (an open `/dev/net/tun`) the tap device `name`, without packet information,
-/// and with a virtio-net header before each frame when `vnet_hdr` is set.
-pub fn tun_set_tap(fd: BorrowedFd<'_>, name: &str, vnet_hdr: bool) -> io::Result<()> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad interface name",
-        ));
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
-    if vnet_hdr {
-        flags |= libc::IFF_VNET_HDR;
-    }
-    req.ifr_ifru.ifru_flags = flags as libc::c_short;
-    // SAFETY: TUNSETIFF reads (and may write back the name into) one ifreq, which `req` is.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &raw mut req) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Whether an open tun/tap descriptor carries a virtio-net header (`IFF_VNET_HDR`);
-/// false for anything that is not a tun/tap.
-pub fn tun_has_vnet_hdr(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    // SAFETY: TUNGETIFF writes one ifreq into `req`; on other descriptors it fails.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &raw mut req) };
-    // SAFETY: after TUNGETIFF the flags member of the union is the one written.
-    rc == 0 && i32::from(unsafe { req.ifr_ifru.ifru_flags }) & libc::IFF_VNET_HDR != 0
-}
-
-/// Tells a tap with a virtio-net header which offloads its reader handles
-/// (`TUN_F_CSUM`, `TUN_F_TSO4`, …): the kernel then hands over partial checksums and
-/// TCP segments of up to 64 KiB.
-pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
-    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int), no pointer.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Owns descriptor `n`, inherited from the parent process for this one to use.

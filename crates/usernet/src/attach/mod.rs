@@ -10,13 +10,32 @@
 //! Both sides are non-blocking and buffered without allocation per frame: the stream's
 //! write buffer receives frames built in place (see `frame.rs`) and is written out in
 //! large writes; reads fill a buffer that is cut into frames.
+//!
+//! How the event loop (`run.rs`) drives an attachment: through [`Attachment`] alone. An
+//! attachment is split in two when opened (`open::Attach::open`): its transmit side
+//! ([`Attachment::Tx`], a [`GuestTx`]) goes to the engine, which builds frames in it;
+//! the rest stays with the loop, which registers it ([`GUEST`] for the guest's
+//! descriptor, [`LISTENER`] for one that waits for guests), reads frames from it, lets
+//! it take a new guest and tells it when the guest went away. The loop is generic over
+//! the attachment, so the data path has no dynamic dispatch. A new attachment (next:
+//! vhost-user) is one file here implementing the trait, and its variant in
+//! `open.rs` (`Attach`, which picks the attachment a command line asked for).
 
+pub mod open;
 pub mod stream;
 pub mod tap;
 
 use std::io;
 
+use mio::{Registry, Token};
+
+use crate::engine::Engine;
 use crate::frame::GuestTx;
+
+/// The guest's descriptor, as registered with the event loop.
+pub const GUEST: Token = Token(0);
+/// A descriptor on which new guests arrive (a listening socket).
+pub const LISTENER: Token = Token(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -38,71 +57,14 @@ pub enum AttachError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot set up the guest's descriptor")]
+    Descriptor(#[source] io::Error),
     #[error("cannot configure tap device {name}: `{command}` failed: {detail}")]
     Configure {
         name: String,
         command: String,
         detail: String,
     },
-}
-
-/// The guest side, as the engine writes to it.
-pub enum GuestSide {
-    Stream(stream::StreamTx),
-    Tap(tap::TapTx),
-}
-
-impl GuestTx for GuestSide {
-    fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
-        match self {
-            GuestSide::Stream(s) => s.reserve(len),
-            GuestSide::Tap(t) => t.reserve(len),
-        }
-    }
-
-    fn commit(&mut self, len: usize) {
-        match self {
-            GuestSide::Stream(s) => s.commit(len),
-            GuestSide::Tap(t) => t.commit(len),
-        }
-    }
-
-    fn offloads(&self) -> bool {
-        match self {
-            GuestSide::Stream(_) => false,
-            GuestSide::Tap(t) => t.offloads(),
-        }
-    }
-
-    fn commit_meta(&mut self, len: usize, meta: crate::frame::TxMeta) {
-        match self {
-            GuestSide::Stream(s) => s.commit(len),
-            GuestSide::Tap(t) => t.commit_meta(len, meta),
-        }
-    }
-}
-
-impl GuestSide {
-    /// Writes out what is buffered; false when the connection is gone.
-    pub fn flush(&mut self) -> bool {
-        match self {
-            GuestSide::Stream(s) => s.flush(),
-            GuestSide::Tap(_) => true,
-        }
-    }
-
-    pub fn backlog(&self) -> usize {
-        match self {
-            GuestSide::Stream(s) => s.backlog(),
-            GuestSide::Tap(_) => 0,
-        }
-    }
-}
-
-/// The guest side, as the event loop reads from it.
-pub enum GuestReader {
-    Stream(stream::StreamRx),
-    Tap(tap::TapRx),
 }
 
 /// What a read from the guest gave.
@@ -114,11 +76,35 @@ pub enum Read<'a> {
     Closed,
 }
 
-impl GuestReader {
-    pub fn next_frame(&mut self) -> Read<'_> {
-        match self {
-            GuestReader::Stream(s) => s.next_frame(),
-            GuestReader::Tap(t) => t.next_frame(),
-        }
-    }
+/// A guest attachment as the event loop drives it (see the module's theory of operation).
+pub trait Attachment {
+    /// The transmit side, owned by the engine.
+    type Tx: GuestTx;
+
+    /// Registers the attachment's descriptors under [`GUEST`] and [`LISTENER`];
+    /// whether a guest is on the line already.
+    fn register(&mut self, registry: &Registry) -> io::Result<bool>;
+
+    /// Whether a guest is on the line.
+    fn connected(&self) -> bool;
+
+    /// The next frame from the guest.
+    fn next_frame(&mut self) -> Read<'_>;
+
+    /// Writes out what the transmit side holds; false when the guest is gone.
+    fn flush(tx: &mut Self::Tx) -> bool;
+
+    /// [`LISTENER`] is readable: takes the guests waiting (the last one stays on the
+    /// line), telling the engine of each ([`Engine::guest_connected`]).
+    fn accept(&mut self, registry: &Registry, engine: &mut Engine<Self::Tx>);
+
+    /// The guest went away. Returns true when the loop should end (no other guest can
+    /// come).
+    fn disconnect(&mut self, engine: &mut Engine<Self::Tx>) -> bool;
+}
+
+/// What runs the event loop over an attachment of any kind (`run.rs`).
+pub trait Driver {
+    type Output;
+    fn drive<A: Attachment>(self, attachment: A, tx: A::Tx) -> Self::Output;
 }

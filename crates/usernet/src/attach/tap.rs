@@ -22,22 +22,26 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{AttachError, Read};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+
+use super::{AttachError, Attachment, GUEST, Read};
 use crate::config::{EngineConfig, format_mac};
-use crate::frame::TxMeta;
-use crate::sys;
+use crate::engine::Engine;
+use crate::frame::{GuestTx, TxMeta};
+use crate::wire::vnet;
 
 /// A frame of up to 64 KiB of IP plus Ethernet and virtio-net headers.
 const BUF: usize = 65536 + 64;
 /// `struct virtio_net_hdr` (no `num_buffers`): what `IFF_VNET_HDR` puts before a frame.
-pub const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = vnet::LEN;
 const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_GSO_TCPV4: u8 = 1;
 const VNET_GSO_TCPV6: u8 = 4;
 /// Offloads asked of a tap with a virtio-net header: partial checksums and TCP
 /// segmentation both ways.
 const OFFLOADS: nix::libc::c_uint =
-    nix::libc::TUN_F_CSUM | nix::libc::TUN_F_TSO4 | nix::libc::TUN_F_TSO6;
+    netbind_tun::TUN_F_CSUM | netbind_tun::TUN_F_TSO4 | netbind_tun::TUN_F_TSO6;
 
 pub struct TapTx {
     fd: OwnedFd,
@@ -72,22 +76,22 @@ impl TapTx {
 
     pub fn commit_meta(&mut self, len: usize, meta: TxMeta) {
         if self.hdr != 0 {
-            let h = &mut self.buf[..VNET_HDR_LEN];
-            h.fill(0);
+            let mut h = vnet::Hdr::default();
             if meta.csum_start != 0 {
-                h[0] = VNET_F_NEEDS_CSUM;
-                h[6..8].copy_from_slice(&meta.csum_start.to_ne_bytes());
-                h[8..10].copy_from_slice(&meta.csum_offset.to_ne_bytes());
+                h.flags = VNET_F_NEEDS_CSUM;
+                h.csum_start = meta.csum_start;
+                h.csum_offset = meta.csum_offset;
             }
             if meta.gso_size != 0 {
-                h[1] = if meta.gso_v6 {
+                h.gso_type = if meta.gso_v6 {
                     VNET_GSO_TCPV6
                 } else {
                     VNET_GSO_TCPV4
                 };
-                h[2..4].copy_from_slice(&meta.hdr_len.to_ne_bytes());
-                h[4..6].copy_from_slice(&meta.gso_size.to_ne_bytes());
+                h.hdr_len = meta.hdr_len;
+                h.gso_size = meta.gso_size;
             }
+            vnet::write(&mut self.buf[..VNET_HDR_LEN], &h);
         }
         if nix::unistd::write(self.fd.as_fd(), &self.buf[..self.hdr + len]).is_err() {
             self.write_errors += 1;
@@ -126,6 +130,78 @@ impl TapRx {
     }
 }
 
+impl GuestTx for TapTx {
+    fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        TapTx::reserve(self, len)
+    }
+
+    fn commit(&mut self, len: usize) {
+        TapTx::commit(self, len)
+    }
+
+    fn offloads(&self) -> bool {
+        TapTx::offloads(self)
+    }
+
+    fn commit_meta(&mut self, len: usize, meta: TxMeta) {
+        TapTx::commit_meta(self, len, meta)
+    }
+}
+
+/// A tap attachment (made here or inherited): its reading side and descriptor. It is
+/// on the line from the start; when it closes, the loop ends.
+pub struct TapLink {
+    rx: TapRx,
+    fd: std::os::fd::RawFd,
+}
+
+impl TapLink {
+    /// Splits an open tap into its attachment and its transmit side (non-blocking, with
+    /// a virtio-net header if it was made with one).
+    pub fn new(fd: OwnedFd) -> Result<(TapLink, TapTx), AttachError> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR))
+            .map_err(|e| AttachError::Descriptor(e.into()))?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let dup = fd.try_clone().map_err(AttachError::Descriptor)?;
+        let vnet =
+            netbind_tun::iff_flags(fd.as_fd()).is_ok_and(|f| f & netbind_tun::IFF_VNET_HDR != 0);
+        let link = TapLink {
+            rx: TapRx::new(dup, vnet),
+            fd: raw,
+        };
+        Ok((link, TapTx::new(fd, vnet)))
+    }
+}
+
+impl Attachment for TapLink {
+    type Tx = TapTx;
+
+    fn register(&mut self, registry: &Registry) -> io::Result<bool> {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        registry.register(&mut SourceFd(&self.fd), GUEST, both)?;
+        Ok(true)
+    }
+
+    fn connected(&self) -> bool {
+        true
+    }
+
+    fn next_frame(&mut self) -> Read<'_> {
+        self.rx.next_frame()
+    }
+
+    fn flush(_: &mut TapTx) -> bool {
+        true
+    }
+
+    fn accept(&mut self, _: &Registry, _: &mut Engine<TapTx>) {}
+
+    fn disconnect(&mut self, _: &mut Engine<TapTx>) -> bool {
+        true
+    }
+}
+
 /// Where a namespace name points: `/run/netns/NAME`, or a path as given.
 pub fn netns_path(name: &str) -> PathBuf {
     if name.starts_with('/') {
@@ -151,9 +227,13 @@ pub fn open_tap_with(name: &str, offloads: bool) -> io::Result<OwnedFd> {
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let fd = OwnedFd::from(file);
-    sys::tun_set_tap(fd.as_fd(), name, offloads)?;
+    let mut flags = netbind_tun::IFF_TAP | netbind_tun::IFF_NO_PI;
     if offloads {
-        sys::tun_set_offload(fd.as_fd(), OFFLOADS)?;
+        flags |= netbind_tun::IFF_VNET_HDR;
+    }
+    netbind_tun::set_iff(fd.as_fd(), name, flags)?;
+    if offloads {
+        netbind_tun::set_offload(fd.as_fd(), OFFLOADS)?;
     }
     Ok(fd)
 }

@@ -18,6 +18,43 @@
 //! not of its whole window. A reset from the guest counts only at exactly the expected
 //! sequence number; one elsewhere in the window gets a challenge ACK, others nothing
 //! (RFC 5961 §3).
+//!
+//! States and events: a segment from the guest ([`TcpConn::on_segment`]) is taken in
+//! the order of the rows below, one step per group, each step a method; a step that
+//! ends the handling says so (→). The flag bits of one segment combine: an ACK that
+//! carries data and FIN passes the ACK, data and FIN steps in turn.
+//!
+//! ```text
+//! step       state        segment (flags as they combine)        action                                    next
+//! 1 RST      SynSent      RST+ACK of our SYN                     abort the socket (RST to the peer) →      removed
+//!            other        RST at exactly rcv_nxt                 abort the socket →                        removed
+//!            other        RST elsewhere in our window            challenge ACK →                           same
+//!            any          RST anywhere else                      nothing →                                 same
+//! 2 hand-    Connecting   anything                               nothing: connect() under way →            Connecting
+//!   shake    SynSent      SYN+ACK acking our SYN                 take ISN, MSS, scale, SACK; ACK; send
+//!                                                                what the socket has →                     Established
+//!            SynSent      anything else                          nothing →                                 SynSent
+//!            SynAckSent   SYN without ACK                        SYN-ACK again (ours was lost) →           SynAckSent
+//!            SynAckSent   ACK of our SYN-ACK (+data, +FIN)       established; the socket may hold data     Established
+//!            SynAckSent   anything else                          nothing →                                 SynAckSent
+//! 3 SYN      Established  SYN (a stray or repeated one)          nothing →                                 Established
+//! 4 ACK      Established  ACK of new data (or of our FIN)        drop the bytes from the socket; timers,
+//!                                                                RTT sample; SACK recovery: next holes     Established
+//!                         ACK, nothing outstanding               a probe answered: retries reset           Established
+//!                         duplicate ACK (no data, no FIN, same   SACK: resend the holes (a recovery); no
+//!                         window or SACK blocks, no D-SACK)      SACK: the third rewinds to snd_una        Established
+//!                         any ACK whose window moved             a stalled sender resumes (TX_KICK)        Established
+//! 5 data     Established  data after a hole                     hold it (and its FIN); duplicate ACK+SACK Established
+//!                         data already had, or after guest FIN   ACK owed                                  Established
+//!                         data in order                          send() to the socket; ACK owed (may wait
+//!                                                                a round: a lone small push); the rest
+//!                                                                held if refused; held data follows        Established
+//! 6 FIN      Established  FIN in order                           shutdown(SHUT_WR); ACK                    +GUEST_FIN
+//!                         FIN again (after GUEST_FIN)            ACK                                       same
+//!                         FIN after a hole                       remembered with the held data             same
+//! 7 close    any          GUEST_FIN and FIN_ACKED both set       the ACK owed →                            removed
+//! 8 resume   Established  TX_KICK set by steps 2–4               send what the socket has                  same
+//! ```
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -27,8 +64,9 @@ use socket2::Socket;
 
 use super::held::{Held, HeldBudget, RING};
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment, before};
-use crate::frame::{ETH_HLEN, GuestTx, Out, TxMeta, ip_hlen};
+use crate::frame::{GuestTx, Out, TxMeta};
 use crate::sys;
+use crate::wire::{ETH_HLEN, TCP_CHECKSUM, ip_hlen};
 
 pub const RTO_INIT: Duration = Duration::from_millis(200);
 pub const RTO_MAX: Duration = Duration::from_secs(10);
@@ -145,14 +183,8 @@ pub struct TcpConn {
     pub mss: u16,
     /// MSS we announce to the guest.
     pub our_mss: u16,
-    pub dup_acks: u8,
-    /// In loss recovery until the guest acknowledges this (`snd_nxt` when it began):
-    /// duplicate ACKs meanwhile answer our resends and start nothing.
-    pub recover: Option<u32>,
-    /// `snd_nxt` when holes were last resent: SACKed data beyond it was sent later.
-    pub resent_edge: u32,
-    /// How far this recovery resent the holes the guest's SACK blocks showed.
-    pub resent_to: u32,
+    /// Loss recovery: duplicate ACKs, holes resent, a resend held up.
+    pub rec: Recovery,
     /// Smoothed round trip to the guest and back (RFC 6298's SRTT), once measured.
     pub srtt: Option<Duration>,
     /// The byte whose acknowledgement ends the round trip being timed, and when it left
@@ -160,8 +192,6 @@ pub struct TcpConn {
     pub rtt_probe: Option<(u32, Instant)>,
     /// Probes sent since the guest last acknowledged data.
     pub probes: u8,
-    /// A resend the full guest side held up: `(from, len)`, sent when it has room.
-    pub pending_resend: Option<(u32, u32)>,
     pub retries: u8,
     pub rto: Duration,
     pub deadline: Option<Instant>,
@@ -175,6 +205,21 @@ pub struct TcpConn {
     /// Guest data waiting for the socket (allocated while there is some).
     pub held: Option<Held>,
     pub stats: Stats,
+}
+
+/// Where loss recovery stands (see `on_dup_ack`, `resend_holes`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recovery {
+    pub dup_acks: u8,
+    /// In loss recovery until the guest acknowledges this (`snd_nxt` when it began):
+    /// duplicate ACKs meanwhile answer our resends and start nothing.
+    pub recover: Option<u32>,
+    /// `snd_nxt` when holes were last resent: SACKed data beyond it was sent later.
+    pub resent_edge: u32,
+    /// How far this recovery resent the holes the guest's SACK blocks showed.
+    pub resent_to: u32,
+    /// A resend the full guest side held up: `(from, len)`, sent when it has room.
+    pub pending_resend: Option<(u32, u32)>,
 }
 
 /// What the socket's send buffer could take at the last measure, less what was sent
@@ -216,14 +261,10 @@ impl TcpConn {
             our_ws: OUR_WSCALE,
             mss: our_mss,
             our_mss,
-            dup_acks: 0,
-            recover: None,
-            resent_edge: 0,
-            resent_to: 0,
+            rec: Recovery::default(),
             srtt: None,
             rtt_probe: None,
             probes: 0,
-            pending_resend: None,
             retries: 0,
             rto: RTO_INIT,
             deadline: None,
@@ -393,7 +434,8 @@ impl TcpConn {
     }
 
     /// A segment from the guest for this connection; `budget` provides the ring for
-    /// data that must be held.
+    /// data that must be held. The steps follow the table in the module's theory of
+    /// operation, in its order: RST, handshake, SYN, ACK, data, FIN, close, resume.
     pub fn on_segment<G: GuestTx>(
         &mut self,
         s: &Segment<'_>,
@@ -405,11 +447,54 @@ impl TcpConn {
         if s.flags & RST != 0 {
             return self.on_rst(s, out);
         }
+        if let Some(action) = self.on_handshake(s, out, now, discard) {
+            return action;
+        }
+        if s.flags & SYN != 0 {
+            return Action::Keep;
+        }
+        if s.flags & ACK != 0
+            && let Err(action) = self.on_ack(s, out, now, discard)
+        {
+            return action;
+        }
+        if !s.payload.is_empty()
+            && let Err(action) = self.on_data(s, out, budget)
+        {
+            return action;
+        }
+        if s.flags & FIN != 0 {
+            self.on_fin(s, out);
+        }
+        if self.has(GUEST_FIN) && self.has(FIN_ACKED) {
+            if self.has(ACK_PENDING) {
+                self.send_ack(out);
+            }
+            return Action::Close;
+        }
+        // Only when this segment may have let more data go: peeking a socket that has
+        // nothing costs a system call per guest segment.
+        if self.has(TX_KICK) {
+            self.data_from_sock(out, now, discard)
+        } else {
+            Action::Keep
+        }
+    }
+
+    /// The handshake rows of the table: `Some` ends the segment's handling there;
+    /// `None` goes on as in `Established` (which the ACK of our SYN-ACK makes it).
+    fn on_handshake<G: GuestTx>(
+        &mut self,
+        s: &Segment<'_>,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Option<Action> {
         match self.state {
-            State::Connecting => return Action::Keep,
+            State::Connecting => Some(Action::Keep),
             State::SynSent => {
                 if s.flags & (SYN | ACK) != SYN | ACK || s.ack != self.snd_nxt {
-                    return Action::Keep;
+                    return Some(Action::Keep);
                 }
                 self.rcv_nxt = s.seq.wrapping_add(1);
                 self.snd_una = s.ack;
@@ -425,143 +510,168 @@ impl TcpConn {
                 self.sack = s.sack_permitted;
                 self.established();
                 self.send_ack(out);
-                return self.data_from_sock(out, now, discard);
+                Some(self.data_from_sock(out, now, discard))
             }
             State::SynAckSent => {
                 if s.flags & SYN != 0 && s.flags & ACK == 0 {
                     self.send_synack(out, now); // our SYN-ACK was lost
-                    return Action::Keep;
+                    return Some(Action::Keep);
                 }
                 if s.flags & ACK == 0 || s.ack != self.snd_nxt {
-                    return Action::Keep;
+                    return Some(Action::Keep);
                 }
                 self.snd_una = s.ack;
                 self.established();
                 self.flags |= TX_STALLED; // the socket may hold data already
+                None
             }
-            State::Established => {}
+            State::Established => None,
         }
-        if s.flags & SYN != 0 {
-            return Action::Keep;
+    }
+
+    /// The ACK rows: new data acknowledged, a zero-window probe answered, a duplicate,
+    /// a window change. `Err` when the socket failed (reset).
+    fn on_ack<G: GuestTx>(
+        &mut self,
+        s: &Segment<'_>,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Result<(), Action> {
+        let wnd = u32::from(s.window) << self.guest_ws;
+        let acked = s.ack.wrapping_sub(self.snd_una);
+        let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
+        if acked > 0 && acked <= inflight {
+            self.on_new_ack(s, acked, out, now, discard)?;
+        } else if acked == 0 && inflight == 0 {
+            // Nothing outstanding: an answer to a zero-window probe (or a window
+            // update). The guest is alive; probing goes on as long as it answers.
+            self.retries = 0;
+        } else if acked == 0
+            && s.payload.is_empty()
+            && s.flags & FIN == 0
+            && inflight > 0
+            // A window update is no duplicate (RFC 5681), unless SACK blocks come
+            // with it: the guest's window moves as its out-of-order queue fills.
+            && (wnd == self.snd_wnd || (self.sack && s.sack[0].is_some()))
+            && !s.dsack()
+        {
+            self.on_dup_ack(s, out, discard);
         }
-        if s.flags & ACK != 0 {
-            let wnd = u32::from(s.window) << self.guest_ws;
-            let acked = s.ack.wrapping_sub(self.snd_una);
-            let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
-            if acked > 0 && acked <= inflight {
-                let mut data = acked;
-                if self.has(FIN_SENT) && s.ack == self.snd_nxt {
-                    data -= 1;
-                    self.flags |= FIN_ACKED;
-                }
-                if data > 0 && !self.discard(data as usize) {
-                    return Action::Reset;
-                }
-                self.snd_una = s.ack;
-                self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
-                self.dup_acks = 0;
-                self.retries = 0;
-                self.probes = 0;
-                self.rto = RTO_INIT;
-                if let Some((seq, sent)) = self.rtt_probe
-                    && !before(s.ack, seq)
-                {
-                    let sample = now.saturating_duration_since(sent);
-                    self.srtt = Some(self.srtt.map_or(sample, |v| (v * 7 + sample) / 8));
-                    self.rtt_probe = None;
-                }
-                self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.data_timeout());
-                match self.recover {
-                    Some(r) if before(self.snd_una, r) && self.sack => {
-                        // A partial ACK in recovery: the next holes go at once.
-                        self.resend_holes(s, out, discard);
-                    }
-                    Some(r) if before(self.snd_una, r) => {}
-                    _ => self.recover = None,
-                }
-            } else if acked == 0 && inflight == 0 {
-                // Nothing outstanding: an answer to a zero-window probe (or a window
-                // update). The guest is alive; probing goes on as long as it answers.
-                self.retries = 0;
-            } else if acked == 0
-                && s.payload.is_empty()
-                && s.flags & FIN == 0
-                && inflight > 0
-                // A window update is no duplicate (RFC 5681), unless SACK blocks come
-                // with it: the guest's window moves as its out-of-order queue fills.
-                && (wnd == self.snd_wnd || (self.sack && s.sack[0].is_some()))
-                && !s.dsack()
+        if wnd != self.snd_wnd {
+            self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
+        }
+        self.snd_wnd = wnd;
+        Ok(())
+    }
+
+    /// `acked` bytes of sequence space (data, and our FIN) newly acknowledged: they
+    /// leave the socket's queue; timers and the round-trip sample follow; a partial ACK
+    /// in a SACK recovery resends the next holes.
+    fn on_new_ack<G: GuestTx>(
+        &mut self,
+        s: &Segment<'_>,
+        acked: u32,
+        out: &mut Out<G>,
+        now: Instant,
+        discard: &mut [u8],
+    ) -> Result<(), Action> {
+        let mut data = acked;
+        if self.has(FIN_SENT) && s.ack == self.snd_nxt {
+            data -= 1;
+            self.flags |= FIN_ACKED;
+        }
+        if data > 0 && !self.discard(data as usize) {
+            return Err(Action::Reset);
+        }
+        self.snd_una = s.ack;
+        self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
+        self.rec.dup_acks = 0;
+        self.retries = 0;
+        self.probes = 0;
+        self.rto = RTO_INIT;
+        if let Some((seq, sent)) = self.rtt_probe
+            && !before(s.ack, seq)
+        {
+            let sample = now.saturating_duration_since(sent);
+            self.srtt = Some(self.srtt.map_or(sample, |v| (v * 7 + sample) / 8));
+            self.rtt_probe = None;
+        }
+        self.deadline = (self.snd_una != self.snd_nxt).then(|| now + self.data_timeout());
+        match self.rec.recover {
+            Some(r) if before(self.snd_una, r) && self.sack => {
+                // A partial ACK in recovery: the next holes go at once.
+                self.resend_holes(s, out, discard);
+            }
+            Some(r) if before(self.snd_una, r) => {}
+            _ => self.rec.recover = None,
+        }
+        Ok(())
+    }
+
+    /// The data rows: after a hole it is held (and a duplicate ACK says what we
+    /// expect); already had, or after the guest's FIN, it is acknowledged again; in
+    /// order it goes to the socket. `Err` when the socket failed (reset).
+    fn on_data<G: GuestTx>(
+        &mut self,
+        s: &Segment<'_>,
+        out: &mut Out<G>,
+        budget: &HeldBudget,
+    ) -> Result<(), Action> {
+        let already = self.rcv_nxt.wrapping_sub(s.seq);
+        if (already as i32) < 0 {
+            // A hole before this segment: hold it until the hole is filled, and say
+            // what we expect (a duplicate ACK, with SACK blocks for what we hold).
+            self.hold(s.seq, s.payload, budget);
+            if s.flags & FIN != 0
+                && let Some(h) = self.held.as_mut()
             {
-                self.on_dup_ack(s, out, discard);
+                h.fin = Some(s.seq.wrapping_add(s.payload.len() as u32));
             }
-            if wnd != self.snd_wnd {
-                self.flags |= (self.flags & TX_STALLED) << 1;
-            }
-            self.snd_wnd = wnd;
+            self.send_ack(out);
+            return Ok(());
         }
-        if !s.payload.is_empty() {
-            let already = self.rcv_nxt.wrapping_sub(s.seq);
-            if (already as i32) < 0 {
-                // A hole before this segment: hold it until the hole is filled, and say
-                // what we expect (a duplicate ACK, with SACK blocks for what we hold).
-                self.hold(s.seq, s.payload, budget);
-                if s.flags & FIN != 0
-                    && let Some(h) = self.held.as_mut()
-                {
-                    h.fin = Some(s.seq.wrapping_add(s.payload.len() as u32));
-                }
-                self.send_ack(out);
-            } else if already as usize >= s.payload.len() || self.has(GUEST_FIN) {
-                self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
-            } else {
-                let data = &s.payload[already as usize..];
-                // A lone small pushed segment, with nothing else owed: its ACK may wait
-                // for the reply (one loop round). A second segment is acknowledged at once.
-                let lone = !self.has(ACK_PENDING)
-                    && s.flags & PSH != 0
-                    && already == 0
-                    && data.len() <= DELACK_MAX
-                    && self.held.is_none();
-                self.flags &= !ACK_DELAYABLE;
-                let Ok(took) = send(&self.sock, data, &[]) else {
-                    return Action::Reset;
-                };
-                self.took(took);
-                if took < data.len() {
-                    self.refused(&data[took..], budget);
-                } else {
-                    if lone {
-                        self.flags |= ACK_DELAYABLE;
-                    }
-                    // The segment may have filled a hole: what was held after it follows.
-                    if self.held.is_some() && self.flush_held(out).is_err() {
-                        return Action::Reset;
-                    }
-                }
-            }
+        if already as usize >= s.payload.len() || self.has(GUEST_FIN) {
+            self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
+            return Ok(());
         }
-        if s.flags & FIN != 0 {
-            let fin_seq = s.seq.wrapping_add(s.payload.len() as u32);
-            if !self.has(GUEST_FIN) && fin_seq == self.rcv_nxt {
-                self.guest_fin(out);
-            } else if self.has(GUEST_FIN) {
-                self.send_ack(out);
-            } else if let Some(h) = self.held.as_mut() {
-                h.fin = Some(fin_seq); // the data before it is held or yet to come
-            }
+        let data = &s.payload[already as usize..];
+        // A lone small pushed segment, with nothing else owed: its ACK may wait for the
+        // reply (one loop round). A second segment is acknowledged at once.
+        let lone = !self.has(ACK_PENDING)
+            && s.flags & PSH != 0
+            && already == 0
+            && data.len() <= DELACK_MAX
+            && self.held.is_none();
+        self.flags &= !ACK_DELAYABLE;
+        let Ok(took) = send(&self.sock, data, &[]) else {
+            return Err(Action::Reset);
+        };
+        self.took(took);
+        if took < data.len() {
+            self.refused(&data[took..], budget);
+            return Ok(());
         }
-        if self.has(GUEST_FIN) && self.has(FIN_ACKED) {
-            if self.has(ACK_PENDING) {
-                self.send_ack(out);
-            }
-            return Action::Close;
+        if lone {
+            self.flags |= ACK_DELAYABLE;
         }
-        // Only when this segment may have let more data go: peeking a socket that has
-        // nothing costs a system call per guest segment.
-        if self.has(TX_KICK) {
-            self.data_from_sock(out, now, discard)
-        } else {
-            Action::Keep
+        // The segment may have filled a hole: what was held after it follows.
+        if self.held.is_some() && self.flush_held(out).is_err() {
+            return Err(Action::Reset);
+        }
+        Ok(())
+    }
+
+    /// The FIN rows: in order it shuts the socket down for writing; again, it is
+    /// acknowledged again; after a hole, where it sits is remembered with the held data.
+    fn on_fin<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>) {
+        let fin_seq = s.seq.wrapping_add(s.payload.len() as u32);
+        if !self.has(GUEST_FIN) && fin_seq == self.rcv_nxt {
+            self.guest_fin(out);
+        } else if self.has(GUEST_FIN) {
+            self.send_ack(out);
+        } else if let Some(h) = self.held.as_mut() {
+            h.fin = Some(fin_seq); // the data before it is held or yet to come
         }
     }
 
@@ -692,21 +802,21 @@ impl TcpConn {
         if self.sack
             && let Some(sacked_to) = sacked_to
         {
-            let lost_again = self.recover.is_some() && before(self.resent_edge, sacked_to);
-            if self.recover.is_none() || lost_again {
+            let lost_again = self.rec.recover.is_some() && before(self.rec.resent_edge, sacked_to);
+            if self.rec.recover.is_none() || lost_again {
                 // A new recovery, or a resend that was lost: from the first hole again.
-                self.recover.get_or_insert(self.snd_nxt);
-                self.resent_to = self.snd_una;
+                self.rec.recover.get_or_insert(self.snd_nxt);
+                self.rec.resent_to = self.snd_una;
             }
             self.resend_holes(s, out, discard);
             return;
         }
-        if self.recover.is_some() {
+        if self.rec.recover.is_some() {
             return;
         }
-        self.dup_acks = self.dup_acks.saturating_add(1);
-        if self.dup_acks == 3 {
-            self.recover = Some(self.snd_nxt);
+        self.rec.dup_acks = self.rec.dup_acks.saturating_add(1);
+        if self.rec.dup_acks == 3 {
+            self.rec.recover = Some(self.snd_nxt);
             self.rewind();
             self.stats.retransmits += 1;
             self.flags |= TX_KICK;
@@ -797,7 +907,7 @@ impl TcpConn {
                     }
                     if offload {
                         meta.csum_start = (ETH_HLEN + ip_hlen(v6)) as u16;
-                        meta.csum_offset = 16;
+                        meta.csum_offset = TCP_CHECKSUM as u16;
                         if n > usize::from(mss) {
                             meta.gso_size = mss;
                             meta.gso_v6 = v6;
@@ -849,7 +959,7 @@ impl TcpConn {
                 None => {
                     // The guest side is full: the rest goes when it has room again
                     // (a resend lost here would cost a probe timeout).
-                    self.pending_resend = Some((from.wrapping_add(at), len - at));
+                    self.rec.pending_resend = Some((from.wrapping_add(at), len - at));
                     self.flags |= WANT_TX;
                     break;
                 }
@@ -882,14 +992,14 @@ impl TcpConn {
         }
         let blocks = &mut blocks[..n];
         blocks.sort_unstable();
-        let mut cursor = self.resent_to.wrapping_sub(una);
+        let mut cursor = self.rec.resent_to.wrapping_sub(una);
         if cursor > flight {
             cursor = 0; // `resent_to` is behind `snd_una`: nothing of this flight resent
         }
         if blocks.is_empty() {
             if cursor == 0 {
                 self.resend(out, una, u32::from(self.mss), discard);
-                self.resent_to = una.wrapping_add(u32::from(self.mss));
+                self.rec.resent_to = una.wrapping_add(u32::from(self.mss));
             }
             return;
         }
@@ -906,8 +1016,8 @@ impl TcpConn {
             }
             cursor = cursor.max(b);
         }
-        self.resent_to = una.wrapping_add(cursor);
-        self.resent_edge = self.snd_nxt;
+        self.rec.resent_to = una.wrapping_add(cursor);
+        self.rec.resent_edge = self.snd_nxt;
     }
 
     /// Sends what the socket has, as far as the guest's window and the guest side allow.
@@ -918,7 +1028,7 @@ impl TcpConn {
         discard: &mut [u8],
     ) -> Action {
         self.flags &= !(TX_STALLED | TX_KICK);
-        if let Some((from, len)) = self.pending_resend.take() {
+        if let Some((from, len)) = self.rec.pending_resend.take() {
             // What is still unacknowledged of a resend the full guest side held up.
             let acked = self.snd_una.wrapping_sub(from);
             if (acked as i32) <= 0 {
@@ -926,7 +1036,7 @@ impl TcpConn {
             } else if acked < len {
                 self.resend(out, self.snd_una, len - acked, discard);
             }
-            if self.pending_resend.is_some() {
+            if self.rec.pending_resend.is_some() {
                 return Action::Keep;
             }
         }
@@ -1101,7 +1211,7 @@ impl TcpConn {
                     }
                     self.retries = 0;
                 } else {
-                    self.recover = Some(self.snd_nxt);
+                    self.rec.recover = Some(self.snd_nxt);
                     self.rewind();
                     self.stats.retransmits += 1;
                 }

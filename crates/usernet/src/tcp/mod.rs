@@ -61,10 +61,14 @@
 //! window is probed with an old sequence number, for as long as the guest answers the
 //! probes (each answer resets the count of tries). A peer that resets a connection
 //! before the guest has acknowledged our SYN-ACK is an RST to the guest at once. The
-//! guest reaches loopback addresses only through the gateway mapping (`engine.rs`).
+//! guest reaches loopback addresses only through the gateway mapping (`route.rs`).
 //!
 //! File layout: `segment` parses and writes segments; `conn` is one connection's state
-//! machine; this file opens, accepts, dispatches and closes.
+//! machine (its theory of operation has the table of states and events); `held` keeps
+//! guest data after a hole; this file opens, accepts, dispatches and closes. Its
+//! functions take the narrow context (`ctx.rs`: flow table, guest side, counters,
+//! configuration, clock) and the relay's own state ([`TcpRelay`]: the lists of owed and
+//! delayed ACKs, the flows waiting for room on the guest side, the rings' budget).
 
 pub mod conn;
 pub mod held;
@@ -79,361 +83,392 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 pub use conn::TcpConn;
 use conn::{Action, State, flags};
+use held::HeldBudget;
 use segment::{ACK, RST, SYN, Segment};
 
-use crate::engine::{DISCARD, Engine};
+use crate::config::EngineConfig;
+use crate::ctx::Ctx;
 use crate::flow::{Flow, FlowKey};
-use crate::frame::{GuestTx, IpPacket, PROTO_TCP, TCP_HLEN, ip_hlen};
-use crate::icmp::Unreachable;
+use crate::forward::Listener;
+use crate::frame::{GuestTx, IpPacket};
+use crate::icmp_error::{Unreachable, send_unreachable, send_unreachable_for};
+use crate::route;
+use crate::wire::{PROTO_TCP, TCP_HLEN, ip_hlen, tcp};
 
-impl<G: GuestTx> Engine<G> {
-    pub(crate) fn tcp_from_guest(&mut self, pkt: &IpPacket<'_>) {
-        let Ok(s) = Segment::parse(pkt.payload) else {
-            self.counters.rx_malformed += 1;
-            return;
-        };
-        let key = FlowKey {
-            proto: PROTO_TCP,
-            guest: SocketAddr::new(pkt.src, s.src_port),
-            remote: SocketAddr::new(pkt.dst, s.dst_port),
-        };
-        let Some(slot) = self.flows.lookup(&key) else {
-            self.tcp_open(pkt, &s, key);
-            return;
-        };
-        let now = self.now;
-        let Engine {
-            flows,
-            out,
-            discard,
-            held_budget,
-            ..
-        } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
-            return;
-        };
-        let action = c.on_segment(&s, out, now, discard, held_budget);
-        self.tcp_after(slot, action);
+/// Size of the buffer bytes already sent are peeked into on kernels without
+/// `SO_PEEK_OFF` for TCP (caps the bytes in flight to the guest there).
+pub(crate) const DISCARD: usize = 1 << 20;
+
+/// The relay's state beside the flow table: what is owed across connections.
+pub struct TcpRelay {
+    /// Where bytes already sent are peeked into without `SO_PEEK_OFF` (made when first
+    /// needed).
+    discard: Box<[u8]>,
+    /// Rings for guest TCP data held until the socket takes it (`held.rs`).
+    held_budget: HeldBudget,
+    ack_pending: Vec<usize>,
+    /// ACKs for lone small segments, held for one round of the loop ([`flush_acks`]).
+    ack_delayed: Vec<usize>,
+    /// The round `ack_delayed` was filled in; rounds are counted by [`TcpRelay::next_round`].
+    delayed_round: u64,
+    round: u64,
+    /// Flows that stopped sending because the guest side was full.
+    tx_blocked: Vec<usize>,
+}
+
+impl Default for TcpRelay {
+    fn default() -> Self {
+        TcpRelay {
+            discard: Vec::new().into_boxed_slice(),
+            held_budget: HeldBudget::default(),
+            ack_pending: Vec::with_capacity(1024),
+            ack_delayed: Vec::with_capacity(1024),
+            delayed_round: 0,
+            round: 0,
+            tx_blocked: Vec::new(),
+        }
+    }
+}
+
+impl TcpRelay {
+    /// A new round of the event loop (delayed ACKs wait for the next one).
+    pub fn next_round(&mut self) {
+        self.round += 1;
     }
 
-    /// A segment for no connection: a SYN opens one, anything else is answered with RST.
-    fn tcp_open(&mut self, pkt: &IpPacket<'_>, s: &Segment<'_>, key: FlowKey) {
-        if s.flags & (SYN | ACK | RST) != SYN {
-            self.tcp_rst_for(key, s);
+    /// Whether ACKs are being held for the next round.
+    pub fn acks_delayed(&self) -> bool {
+        !self.ack_delayed.is_empty()
+    }
+}
+
+/// A segment from the guest: to its connection, or it opens one.
+pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPacket<'_>) {
+    let Ok(s) = Segment::parse(pkt.payload) else {
+        cx.counters.rx_malformed += 1;
+        return;
+    };
+    let key = FlowKey {
+        proto: PROTO_TCP,
+        guest: SocketAddr::new(pkt.src, s.src_port),
+        remote: SocketAddr::new(pkt.dst, s.dst_port),
+    };
+    let Some(slot) = cx.flows.lookup(&key) else {
+        open(cx, pkt, &s, key);
+        return;
+    };
+    let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+        return;
+    };
+    let budget = &relay.held_budget;
+    let action = c.on_segment(&s, &mut cx.out, cx.now, &mut relay.discard, budget);
+    after(cx, relay, slot, action);
+}
+
+/// A segment for no connection: a SYN opens one, anything else is answered with RST.
+fn open<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>, s: &Segment<'_>, key: FlowKey) {
+    if s.flags & (SYN | ACK | RST) != SYN {
+        rst_for(cx, key, s);
+        return;
+    }
+    if !route::destination_ok(pkt.dst) || s.dst_port == 0 {
+        return;
+    }
+    if cx.flows.next_slot().is_none() {
+        cx.counters.refused_full += 1;
+        rst_for(cx, key, s);
+        return;
+    }
+    let target = route::outbound(&cx.cfg, pkt.dst, s.dst_port, true);
+    let Ok(sock) = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    ) else {
+        rst_for(cx, key, s);
+        return;
+    };
+    let _ = sock.set_tcp_nodelay(true);
+    match sock.connect(&SockAddr::from(target)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
+        Err(e) => {
+            match Unreachable::from_io(&e) {
+                Some(Unreachable::Port) | None => rst_for(cx, key, s),
+                Some(kind) => send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet),
+            }
             return;
         }
-        if !self.flow_destination_ok(pkt.dst) || s.dst_port == 0 {
-            return;
+    }
+    let isn = cx.next_random();
+    let our_mss = our_mss(&cx.cfg, pkt.is_v6());
+    let mut conn = TcpConn::new(sock, key.guest, key.remote, State::Connecting, isn, our_mss);
+    conn.rcv_nxt = s.seq.wrapping_add(1);
+    conn.snd_wnd = u32::from(s.window);
+    conn.guest_ws = s.wscale.map_or(0, |w| w.min(14));
+    if s.wscale.is_none() {
+        conn.our_ws = 0;
+    }
+    conn.mss = conn.our_mss.min(s.mss.unwrap_or(536).max(64));
+    conn.sack = s.sack_permitted;
+    insert(cx, key, conn);
+    cx.counters.tcp_opened += 1;
+}
+
+/// The MSS we announce: the MTU less the IP and TCP headers.
+fn our_mss(cfg: &EngineConfig, v6: bool) -> u16 {
+    (usize::from(cfg.mtu) - ip_hlen(v6) - TCP_HLEN).min(65535) as u16
+}
+
+fn insert<G>(cx: &mut Ctx<G>, key: FlowKey, conn: TcpConn) -> Option<usize> {
+    let fd = conn.sock.as_raw_fd();
+    let slot = cx.flows.insert(key, Flow::Tcp(Box::new(conn))).ok()?;
+    cx.register_flow(slot, fd, Interest::READABLE | Interest::WRITABLE)
+        .then_some(slot)
+}
+
+/// RST for a segment that belongs to no connection (RFC 9293, 3.10.7.1).
+fn rst_for<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, s: &Segment<'_>) {
+    if s.flags & RST != 0 {
+        return;
+    }
+    let (seq, ack, flags) = if s.flags & ACK != 0 {
+        (s.ack, 0, RST)
+    } else {
+        (0, s.seq.wrapping_add(s.seq_len()), RST | ACK)
+    };
+    send_rst(cx, key.remote, key.guest, seq, ack, flags);
+}
+
+/// A bare RST (or RST-ACK) `from → to`, counted when sent.
+fn send_rst<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) {
+    let h = segment::Header {
+        from,
+        to,
+        seq,
+        ack,
+        flags,
+        window: 0,
+    };
+    let len = segment::payload_offset(to.is_ipv6(), 0);
+    if cx
+        .out
+        .emit(len, |buf, mac| segment::write(buf, mac, &h, &[], 0))
+    {
+        cx.counters.rst_sent += 1;
+    }
+}
+
+/// Applies what a connection asked for after an event.
+fn after<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, slot: usize, action: Action) {
+    let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+        return;
+    };
+    // Fold the connection's byte counts into the engine's.
+    let st = std::mem::take(&mut c.stats);
+    cx.counters.tcp_bytes_from_guest += st.from_guest;
+    cx.counters.tcp_bytes_to_guest += st.to_guest;
+    cx.counters.retransmits += st.retransmits;
+    cx.counters.tcp_send_refused += st.refused;
+    cx.counters.tcp_segments_held += st.held;
+    if c.has(flags::ACK_PENDING) && !c.has(flags::ACK_QUEUED) {
+        c.flags |= flags::ACK_QUEUED;
+        relay.ack_pending.push(slot);
+    }
+    if c.has(flags::WANT_TX) && !c.has(flags::TX_QUEUED) {
+        c.flags |= flags::TX_QUEUED;
+        relay.tx_blocked.push(slot);
+    }
+    match action {
+        Action::Keep => {}
+        Action::Close => {
+            cx.remove_flow(slot);
         }
-        if self.flows.next_slot().is_none() {
-            self.counters.refused_full += 1;
-            self.tcp_rst_for(key, s);
-            return;
+        Action::Abort => {
+            cx.abort_flow(slot);
         }
-        let target = self.map_outbound(pkt.dst, s.dst_port, true);
-        let Ok(sock) = Socket::new(
-            Domain::for_address(target),
-            Type::STREAM.nonblocking().cloexec(),
-            None,
-        ) else {
-            self.tcp_rst_for(key, s);
-            return;
-        };
-        let _ = sock.set_tcp_nodelay(true);
-        match sock.connect(&SockAddr::from(target)) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
-            Err(e) => {
-                match Unreachable::from_io(&e) {
-                    Some(Unreachable::Port) | None => self.tcp_rst_for(key, s),
-                    Some(kind) => self.send_unreachable(kind, pkt.dst, pkt.src, pkt.packet),
+        Action::Reset => {
+            c.send_rst(&mut cx.out);
+            cx.counters.rst_sent += 1;
+            cx.abort_flow(slot);
+        }
+        Action::Refused(e) => {
+            let (guest, remote, rcv_nxt) = (c.guest, c.remote, c.rcv_nxt);
+            match Unreachable::from_io(&e) {
+                Some(kind @ (Unreachable::Net | Unreachable::Host)) => {
+                    let first8 = tcp::first8(guest.port(), remote.port(), rcv_nxt.wrapping_sub(1));
+                    send_unreachable_for(cx, kind, PROTO_TCP, guest, remote, first8);
                 }
-                return;
+                // Refused, timed out, reset: as a closed port would answer.
+                _ => send_rst(cx, remote, guest, 0, rcv_nxt, RST | ACK),
             }
-        }
-        let v6 = pkt.is_v6();
-        let isn = self.next_random();
-        let mut conn = TcpConn::new(
-            sock,
-            key.guest,
-            key.remote,
-            State::Connecting,
-            isn,
-            self.our_mss(v6),
-        );
-        conn.rcv_nxt = s.seq.wrapping_add(1);
-        conn.snd_wnd = u32::from(s.window);
-        conn.guest_ws = s.wscale.map_or(0, |w| w.min(14));
-        if s.wscale.is_none() {
-            conn.our_ws = 0;
-        }
-        conn.mss = conn.our_mss.min(s.mss.unwrap_or(536).max(64));
-        conn.sack = s.sack_permitted;
-        self.tcp_insert(key, conn);
-        self.counters.tcp_opened += 1;
-    }
-
-    /// The MSS we announce: the MTU less the IP and TCP headers.
-    fn our_mss(&self, v6: bool) -> u16 {
-        (usize::from(self.cfg.mtu) - ip_hlen(v6) - TCP_HLEN).min(65535) as u16
-    }
-
-    fn tcp_insert(&mut self, key: FlowKey, conn: TcpConn) -> Option<usize> {
-        let fd = conn.sock.as_raw_fd();
-        let slot = self.flows.insert(key, Flow::Tcp(Box::new(conn))).ok()?;
-        if self
-            .register_fd(
-                fd,
-                Self::flow_token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            self.abort_flow(slot);
-            return None;
-        }
-        Some(slot)
-    }
-
-    /// RST for a segment that belongs to no connection (RFC 9293, 3.10.7.1).
-    fn tcp_rst_for(&mut self, key: FlowKey, s: &Segment<'_>) {
-        if s.flags & RST != 0 {
-            return;
-        }
-        let (seq, ack, flags) = if s.flags & ACK != 0 {
-            (s.ack, 0, RST)
-        } else {
-            (0, s.seq.wrapping_add(s.seq_len()), RST | ACK)
-        };
-        let h = segment::Header {
-            from: key.remote,
-            to: key.guest,
-            seq,
-            ack,
-            flags,
-            window: 0,
-        };
-        let v6 = key.guest.is_ipv6();
-        if self.out.emit(segment::payload_offset(v6, 0), |buf, mac| {
-            segment::write(buf, mac, &h, &[], 0)
-        }) {
-            self.counters.rst_sent += 1;
+            cx.remove_flow(slot);
         }
     }
+}
 
-    /// Applies what a connection asked for after an event.
-    fn tcp_after(&mut self, slot: usize, action: Action) {
-        let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) else {
-            return;
-        };
-        // Fold the connection's byte counts into the engine's.
-        let st = std::mem::take(&mut c.stats);
-        self.counters.tcp_bytes_from_guest += st.from_guest;
-        self.counters.tcp_bytes_to_guest += st.to_guest;
-        self.counters.retransmits += st.retransmits;
-        self.counters.tcp_send_refused += st.refused;
-        self.counters.tcp_segments_held += st.held;
-        if c.has(flags::ACK_PENDING) && !c.has(flags::ACK_QUEUED) {
-            c.flags |= flags::ACK_QUEUED;
-            self.ack_pending.push(slot);
-        }
-        if c.has(flags::WANT_TX) && !c.has(flags::TX_QUEUED) {
-            c.flags |= flags::TX_QUEUED;
-            self.tx_blocked.push(slot);
-        }
-        match action {
-            Action::Keep => {}
-            Action::Close => self.remove_flow(slot),
-            Action::Abort => self.abort_flow(slot),
-            Action::Reset => {
-                c.send_rst(&mut self.out);
-                self.counters.rst_sent += 1;
-                self.abort_flow(slot);
-            }
-            Action::Refused(e) => {
-                let (guest, remote, first8) = {
-                    let mut first8 = [0u8; 8];
-                    first8[0..2].copy_from_slice(&c.guest.port().to_be_bytes());
-                    first8[2..4].copy_from_slice(&c.remote.port().to_be_bytes());
-                    first8[4..8].copy_from_slice(&c.rcv_nxt.wrapping_sub(1).to_be_bytes());
-                    (c.guest, c.remote, first8)
-                };
-                match Unreachable::from_io(&e) {
-                    Some(kind @ (Unreachable::Net | Unreachable::Host)) => {
-                        self.send_unreachable_for(kind, PROTO_TCP, guest, remote, first8);
-                    }
-                    _ => {
-                        // Refused, timed out, reset: as a closed port would answer.
-                        let h = segment::Header {
-                            from: remote,
-                            to: guest,
-                            seq: 0,
-                            ack: c.rcv_nxt,
-                            flags: RST | ACK,
-                            window: 0,
-                        };
-                        if self
-                            .out
-                            .emit(segment::payload_offset(guest.is_ipv6(), 0), |buf, mac| {
-                                segment::write(buf, mac, &h, &[], 0)
-                            })
-                        {
-                            self.counters.rst_sent += 1;
-                        }
-                    }
-                }
-                self.remove_flow(slot);
-            }
-        }
+/// Socket readiness of a connection.
+pub fn ready<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    relay: &mut TcpRelay,
+    slot: usize,
+    (readable, writable, error): (bool, bool, bool),
+) {
+    let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+        return;
+    };
+    if c.has(flags::PEEK_FALLBACK) && relay.discard.is_empty() {
+        relay.discard = vec![0; DISCARD].into_boxed_slice();
     }
+    let action = c.on_ready(
+        readable,
+        writable,
+        error,
+        &mut cx.out,
+        cx.now,
+        &mut relay.discard,
+    );
+    after(cx, relay, slot, action);
+}
 
-    pub(crate) fn tcp_ready(&mut self, slot: usize, readable: bool, writable: bool, error: bool) {
-        let now = self.now;
-        let Engine {
-            flows,
-            out,
-            discard,
-            ..
-        } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
-            return;
-        };
-        if c.has(flags::PEEK_FALLBACK) && discard.is_empty() {
-            *discard = vec![0; DISCARD].into_boxed_slice();
-        }
-        let action = c.on_ready(readable, writable, error, out, now, discard);
-        self.tcp_after(slot, action);
+/// The connection's retransmission, probe or handshake timer, if it is due; returns
+/// when it is due next.
+pub fn timer<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    relay: &mut TcpRelay,
+    slot: usize,
+) -> Option<std::time::Instant> {
+    let now = cx.now;
+    let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+        return None;
+    };
+    if c.deadline.is_some_and(|d| now >= d) {
+        let action = c.on_timer(&mut cx.out, now, &mut relay.discard);
+        after(cx, relay, slot, action);
     }
-
-    pub(crate) fn tcp_timer(&mut self, slot: usize) {
-        let now = self.now;
-        let Engine {
-            flows,
-            out,
-            discard,
-            ..
-        } = self;
-        let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
-            return;
-        };
-        if c.deadline.is_none_or(|d| now < d) {
-            return;
-        }
-        let action = c.on_timer(out, now, discard);
-        self.tcp_after(slot, action);
+    match cx.flows.get_mut(slot) {
+        Some(Flow::Tcp(c)) => c.deadline,
+        _ => None,
     }
+}
 
-    pub(crate) fn tcp_flush_acks(&mut self) {
-        // ACKs held in an earlier round go now, unless a reply carried them meanwhile.
-        let mut delayed = std::mem::take(&mut self.ack_delayed);
-        if self.delayed_round != self.round {
-            for &slot in &delayed {
-                if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot)
-                    && c.has(flags::ACK_DELAYED)
-                {
-                    c.flags &= !(flags::ACK_DELAYED | flags::ACK_DELAYABLE);
-                    if c.has(flags::ACK_PENDING) {
-                        c.send_ack(&mut self.out);
-                    }
-                }
-            }
-            delayed.clear();
-        }
-        let mut pending = std::mem::take(&mut self.ack_pending);
-        for &slot in &pending {
-            if let Some(Flow::Tcp(c)) = self.flows.get_mut(slot) {
-                c.flags &= !flags::ACK_QUEUED;
-                if !c.has(flags::ACK_PENDING) {
-                    continue;
-                }
-                if !c.has(flags::ACK_DELAYABLE) {
-                    c.send_ack(&mut self.out);
-                } else if !c.has(flags::ACK_DELAYED) {
-                    c.flags |= flags::ACK_DELAYED;
-                    delayed.push(slot);
-                    self.delayed_round = self.round;
+/// The end of a batch of guest frames: the ACKs owed go out, but for a lone small
+/// segment's, which waits one round (a reply may carry it); the round after sends it.
+pub fn flush_acks<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
+    // ACKs held in an earlier round go now, unless a reply carried them meanwhile.
+    let mut delayed = std::mem::take(&mut relay.ack_delayed);
+    if relay.delayed_round != relay.round {
+        for &slot in &delayed {
+            if let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot)
+                && c.has(flags::ACK_DELAYED)
+            {
+                c.flags &= !(flags::ACK_DELAYED | flags::ACK_DELAYABLE);
+                if c.has(flags::ACK_PENDING) {
+                    c.send_ack(&mut cx.out);
                 }
             }
         }
-        pending.clear();
-        self.ack_pending = pending;
-        self.ack_delayed = delayed;
+        delayed.clear();
     }
-
-    /// The guest side has room again: resume the flows that stopped for it (only those:
-    /// with many flows, a scan of the whole table per guest wakeup would cost latency).
-    pub(crate) fn tcp_resume_blocked(&mut self) {
-        // Flows that block again while resuming are queued anew behind the first `n`.
-        let n = self.tx_blocked.len();
-        let mut done = 0;
-        while done < n && self.out.has_room(65536) {
-            let slot = self.tx_blocked[done];
-            done += 1;
-            let now = self.now;
-            let Engine {
-                flows,
-                out,
-                discard,
-                ..
-            } = self;
-            let Some(Flow::Tcp(c)) = flows.get_mut(slot) else {
-                continue;
-            };
-            if !c.has(flags::WANT_TX) {
+    let mut pending = std::mem::take(&mut relay.ack_pending);
+    for &slot in &pending {
+        if let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) {
+            c.flags &= !flags::ACK_QUEUED;
+            if !c.has(flags::ACK_PENDING) {
                 continue;
             }
-            c.flags &= !(flags::WANT_TX | flags::TX_QUEUED);
-            let action = c.data_from_sock(out, now, discard);
-            self.tcp_after(slot, action);
-        }
-        self.tx_blocked.drain(..done);
-    }
-
-    /// Connections on an inbound TCP listener.
-    pub(crate) fn tcp_accept(&mut self, index: usize) {
-        loop {
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
-            let (port, v6) = (listener.guest_port, listener.v6);
-            let (sock, peer) = match listener.sock.accept() {
-                Ok(x) => x,
-                Err(_) => return,
-            };
-            let Some(peer) = peer.as_socket() else {
-                continue;
-            };
-            let (Some(guest_ip), Some(seen)) = (self.guest_addr(v6), self.map_inbound(peer.ip()))
-            else {
-                continue;
-            };
-            if self.flows.next_slot().is_none() {
-                self.counters.refused_full += 1;
-                let _ = sock.set_linger(Some(Duration::ZERO));
-                continue;
-            }
-            let _ = sock.set_nonblocking(true);
-            let _ = sock.set_tcp_nodelay(true);
-            let guest = SocketAddr::new(guest_ip, port);
-            let remote = SocketAddr::new(seen, peer.port());
-            let isn = self.next_random();
-            let mut conn = TcpConn::new(sock, guest, remote, State::SynSent, isn, self.our_mss(v6));
-            if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {
-                conn.flags |= flags::PEEK_FALLBACK;
-            }
-            let key = FlowKey {
-                proto: PROTO_TCP,
-                guest,
-                remote,
-            };
-            if self.flows.lookup(&key).is_some() {
-                continue;
-            }
-            let now = self.now;
-            conn.send_syn(&mut self.out, now);
-            if self.tcp_insert(key, conn).is_some() {
-                self.counters.tcp_accepted += 1;
+            if !c.has(flags::ACK_DELAYABLE) {
+                c.send_ack(&mut cx.out);
+            } else if !c.has(flags::ACK_DELAYED) {
+                c.flags |= flags::ACK_DELAYED;
+                delayed.push(slot);
+                relay.delayed_round = relay.round;
             }
         }
+    }
+    pending.clear();
+    relay.ack_pending = pending;
+    relay.ack_delayed = delayed;
+}
+
+/// The guest side has room again: resume the flows that stopped for it (only those:
+/// with many flows, a scan of the whole table per guest wakeup would cost latency).
+pub fn resume_blocked<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
+    // Flows that block again while resuming are queued anew behind the first `n`.
+    let n = relay.tx_blocked.len();
+    let mut done = 0;
+    while done < n && cx.out.has_room(65536) {
+        let slot = relay.tx_blocked[done];
+        done += 1;
+        let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+            continue;
+        };
+        if !c.has(flags::WANT_TX) {
+            continue;
+        }
+        c.flags &= !(flags::WANT_TX | flags::TX_QUEUED);
+        let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.discard);
+        after(cx, relay, slot, action);
+    }
+    relay.tx_blocked.drain(..done);
+}
+
+/// Connections on inbound TCP listener `index`: each starts with a SYN to the guest.
+pub fn accept<G: GuestTx>(cx: &mut Ctx<G>, listeners: &[Listener], index: usize) {
+    let Some(listener) = listeners.get(index) else {
+        return;
+    };
+    let (port, v6) = (listener.guest_port, listener.v6);
+    loop {
+        let (sock, peer) = match listener.sock.accept() {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        let Some(peer) = peer.as_socket() else {
+            continue;
+        };
+        let guest_ip = route::guest_addr(&cx.cfg, v6);
+        let (Some(guest_ip), Some(seen)) = (guest_ip, route::inbound(&cx.cfg, peer.ip())) else {
+            continue;
+        };
+        if cx.flows.next_slot().is_none() {
+            cx.counters.refused_full += 1;
+            let _ = sock.set_linger(Some(Duration::ZERO));
+            continue;
+        }
+        let guest = SocketAddr::new(guest_ip, port);
+        let remote = SocketAddr::new(seen, peer.port());
+        accept_one(cx, sock, guest, remote);
+    }
+}
+
+/// One accepted connection `remote → guest`: a SYN to the guest, and a flow.
+fn accept_one<G: GuestTx>(cx: &mut Ctx<G>, sock: Socket, guest: SocketAddr, remote: SocketAddr) {
+    let _ = sock.set_nonblocking(true);
+    let _ = sock.set_tcp_nodelay(true);
+    let isn = cx.next_random();
+    let our_mss = our_mss(&cx.cfg, guest.is_ipv6());
+    let mut conn = TcpConn::new(sock, guest, remote, State::SynSent, isn, our_mss);
+    if crate::sys::set_peek_off(std::os::fd::AsFd::as_fd(&conn.sock), 0).is_err() {
+        conn.flags |= flags::PEEK_FALLBACK;
+    }
+    let key = FlowKey {
+        proto: PROTO_TCP,
+        guest,
+        remote,
+    };
+    if cx.flows.lookup(&key).is_some() {
+        return;
+    }
+    conn.send_syn(&mut cx.out, cx.now);
+    if insert(cx, key, conn).is_some() {
+        cx.counters.tcp_accepted += 1;
     }
 }

@@ -9,15 +9,11 @@ use std::net::SocketAddr;
 
 use smoltcp::wire::TcpPacket;
 
-use crate::frame::{
-    ETH_HLEN, PROTO_TCP, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum, write_ip,
+pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SACK_BLOCKS, SYN, sack_option, syn_options};
+use crate::wire::{
+    ETH_HLEN, PROTO_TCP, TCP_CHECKSUM, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum,
+    set_partial_checksum, tcp, write_ip,
 };
-
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentError {
@@ -64,7 +60,7 @@ impl<'a> Segment<'a> {
             dst_port: packet.dst_port(),
             seq: packet.seq_number().0 as u32,
             ack: packet.ack_number().0 as u32,
-            flags: l4[13] & 0x3f,
+            flags: tcp::flags(&packet),
             window: packet.window_len(),
             mss,
             wscale,
@@ -122,7 +118,7 @@ pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len:
     fill_l4_checksum(
         &mut buf[..l4 + tcp_len],
         l4,
-        16,
+        TCP_CHECKSUM,
         h.from.ip(),
         h.to.ip(),
         PROTO_TCP,
@@ -135,7 +131,7 @@ pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len:
 pub fn write_partial(buf: &mut [u8], mac: [u8; 6], h: &Header, payload_len: usize) -> usize {
     let (l4, tcp_len) = write_headers(buf, mac, h, &[], payload_len);
     let sum = pseudo_sum(h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len);
-    buf[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+    set_partial_checksum(buf, l4, TCP_CHECKSUM, sum);
     l4 + tcp_len
 }
 
@@ -148,54 +144,16 @@ fn write_headers(
 ) -> (usize, usize) {
     let tcp_len = TCP_HLEN + opts.len() + payload_len;
     let l4 = write_ip(buf, mac, h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len, 64);
-    let t = &mut buf[l4..l4 + TCP_HLEN + opts.len()];
-    t[0..2].copy_from_slice(&h.from.port().to_be_bytes());
-    t[2..4].copy_from_slice(&h.to.port().to_be_bytes());
-    t[4..8].copy_from_slice(&h.seq.to_be_bytes());
-    t[8..12].copy_from_slice(&h.ack.to_be_bytes());
-    t[12] = (((TCP_HLEN + opts.len()) / 4) as u8) << 4;
-    t[13] = h.flags;
-    t[14..16].copy_from_slice(&h.window.to_be_bytes());
-    t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    t[TCP_HLEN..].copy_from_slice(opts);
+    let f = tcp::Fields {
+        sport: h.from.port(),
+        dport: h.to.port(),
+        seq: h.seq,
+        ack: h.ack,
+        flags: h.flags,
+        window: h.window,
+    };
+    tcp::write(&mut buf[l4..], &f, opts);
     (l4, tcp_len)
-}
-
-/// SYN options: MSS, window scale when `wscale` is given, SACK-permitted when `sack`.
-pub fn syn_options(mss: u16, wscale: Option<u8>, sack: bool) -> ([u8; 12], usize) {
-    let m = mss.to_be_bytes();
-    let mut o = [0u8; 12];
-    o[..4].copy_from_slice(&[2, 4, m[0], m[1]]);
-    let mut n = 4;
-    if let Some(ws) = wscale {
-        o[n..n + 4].copy_from_slice(&[1, 3, 3, ws]);
-        n += 4;
-    }
-    if sack {
-        o[n..n + 4].copy_from_slice(&[1, 1, 4, 2]);
-        n += 4;
-    }
-    (o, n)
-}
-
-/// Most SACK blocks an ACK carries: 3 fit beside other options, as Linux sends them.
-pub const SACK_BLOCKS: usize = 3;
-
-/// The SACK option (two NOPs first, for alignment) with `blocks`; its length, 0 when
-/// there are no blocks.
-pub fn sack_option(blocks: impl Iterator<Item = (u32, u32)>) -> ([u8; 4 + 8 * SACK_BLOCKS], usize) {
-    let mut o = [0u8; 4 + 8 * SACK_BLOCKS];
-    let mut n = 4;
-    for (start, end) in blocks.take(SACK_BLOCKS) {
-        o[n..n + 4].copy_from_slice(&start.to_be_bytes());
-        o[n + 4..n + 8].copy_from_slice(&end.to_be_bytes());
-        n += 8;
-    }
-    if n == 4 {
-        return (o, 0);
-    }
-    o[..4].copy_from_slice(&[1, 1, 5, (n - 2) as u8]);
-    (o, n)
 }
 
 #[cfg(test)]

@@ -1,0 +1,141 @@
+//! The engine's counters: what happened, for `SIGUSR1`, the stats file and the exit
+//! report. Handlers add to them through their context (`ctx.rs`); the transmit side
+//! keeps its own ([`TxCounters`]) and [`crate::Engine::counters`] puts them together.
+
+use crate::frame::TxCounters;
+
+/// What happened, for `SIGUSR1` and the exit report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_malformed: u64,
+    pub rx_unsupported: u64,
+    pub rx_fragments: u64,
+    /// Guest datagrams put back together from fragments, and given up unfinished.
+    pub rx_reassembled: u64,
+    pub rx_fragments_dropped: u64,
+    pub tx: TxCounters,
+    pub tcp_opened: u64,
+    pub tcp_accepted: u64,
+    pub udp_opened: u64,
+    pub ping_opened: u64,
+    pub ping_denied: u64,
+    pub refused_full: u64,
+    pub rst_sent: u64,
+    pub unreachable_sent: u64,
+    /// ICMP errors from the network relayed to the guest (time exceeded, unreachable…).
+    pub icmp_relayed: u64,
+    pub retransmits: u64,
+    /// Guest TCP segments the socket took only in part (the window was too optimistic).
+    pub tcp_send_refused: u64,
+    /// Guest TCP segments held for the socket: after a hole, or refused in part.
+    pub tcp_segments_held: u64,
+    pub tcp_bytes_from_guest: u64,
+    pub tcp_bytes_to_guest: u64,
+    pub udp_bytes_from_guest: u64,
+    pub udp_bytes_to_guest: u64,
+    pub arp_replies: u64,
+    pub ndp_replies: u64,
+    pub dhcp_replies: u64,
+    pub flows_now: u64,
+    pub flows_cap: u64,
+    /// Waits of the event loop that ended with events found while busy polling (no
+    /// wake-up needed), and waits that slept (`busy_poll.rs`).
+    pub waits_polled: u64,
+    pub waits_slept: u64,
+    /// How long the loop polls before it sleeps now, in microseconds (0: it sleeps).
+    pub busy_poll_window_us: u64,
+}
+
+impl Counters {
+    /// One `name value` line per counter, for `--stats FILE` and scripts.
+    pub fn lines(&self) -> String {
+        let fields: [(&str, u64); 35] = [
+            ("flows_now", self.flows_now),
+            ("flows_cap", self.flows_cap),
+            ("tcp_opened", self.tcp_opened),
+            ("tcp_accepted", self.tcp_accepted),
+            ("udp_opened", self.udp_opened),
+            ("ping_opened", self.ping_opened),
+            ("ping_denied", self.ping_denied),
+            ("refused_full", self.refused_full),
+            ("rst_sent", self.rst_sent),
+            ("unreachable_sent", self.unreachable_sent),
+            ("icmp_relayed", self.icmp_relayed),
+            ("retransmits", self.retransmits),
+            ("tcp_send_refused", self.tcp_send_refused),
+            ("tcp_segments_held", self.tcp_segments_held),
+            ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
+            ("tcp_bytes_to_guest", self.tcp_bytes_to_guest),
+            ("udp_bytes_from_guest", self.udp_bytes_from_guest),
+            ("udp_bytes_to_guest", self.udp_bytes_to_guest),
+            ("rx_frames", self.rx_frames),
+            ("rx_bytes", self.rx_bytes),
+            ("rx_malformed", self.rx_malformed),
+            ("rx_unsupported", self.rx_unsupported),
+            ("rx_fragments", self.rx_fragments),
+            ("rx_reassembled", self.rx_reassembled),
+            ("rx_fragments_dropped", self.rx_fragments_dropped),
+            ("arp_replies", self.arp_replies),
+            ("ndp_replies", self.ndp_replies),
+            ("dhcp_replies", self.dhcp_replies),
+            ("tx_frames", self.tx.frames),
+            ("tx_bytes", self.tx.bytes),
+            ("tx_dropped_full", self.tx.dropped_full),
+            ("tx_fragmented", self.tx.fragmented),
+            ("waits_polled", self.waits_polled),
+            ("waits_slept", self.waits_slept),
+            ("busy_poll_window_us", self.busy_poll_window_us),
+        ];
+        fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+    }
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
+             guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {} → {} datagrams, {} given up); \
+             guest tx {} frames {} bytes (dropped, guest side full {}; fragmented {}); \
+             tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, held {}, rst {}; udp bytes from/to guest {}/{}; \
+             icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}; \
+             waits polled {} slept {}",
+            self.flows_now,
+            self.flows_cap,
+            self.tcp_opened,
+            self.tcp_accepted,
+            self.udp_opened,
+            self.ping_opened,
+            self.refused_full,
+            self.rx_frames,
+            self.rx_bytes,
+            self.rx_malformed,
+            self.rx_unsupported,
+            self.rx_fragments,
+            self.rx_reassembled,
+            self.rx_fragments_dropped,
+            self.tx.frames,
+            self.tx.bytes,
+            self.tx.dropped_full,
+            self.tx.fragmented,
+            self.tcp_bytes_from_guest,
+            self.tcp_bytes_to_guest,
+            self.retransmits,
+            self.tcp_send_refused,
+            self.tcp_segments_held,
+            self.rst_sent,
+            self.udp_bytes_from_guest,
+            self.udp_bytes_to_guest,
+            self.unreachable_sent,
+            self.icmp_relayed,
+            self.ping_denied,
+            self.arp_replies,
+            self.ndp_replies,
+            self.dhcp_replies,
+            self.waits_polled,
+            self.waits_slept,
+        )
+    }
+}

@@ -1,0 +1,71 @@
+//! Where a guest's flow really goes, and how a peer appears to the guest.
+//!
+//! The guest has the pod's own addresses and sees remote hosts as they are. Traffic to a
+//! gateway address goes to the namespace's loopback (`map_gateway`), and DNS to an
+//! advertised resolver goes to the upstream resolvers ([`outbound`]); inbound connections
+//! from the loopback, or from the namespace's own address, appear to come from the
+//! gateway ([`inbound`]). The guest may open flows only to unicast addresses that are not
+//! loopback ones ([`destination_ok`]): the namespace's loopback is reached through the
+//! gateway mapping alone, which can be turned off.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::config::{ENGINE_LINK_LOCAL, EngineConfig};
+
+/// Whether the guest may open a flow to `dst`: a unicast address, not its own link,
+/// and not a loopback address.
+pub fn destination_ok(dst: IpAddr) -> bool {
+    match dst.to_canonical() {
+        IpAddr::V4(a) => {
+            !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+        }
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+    }
+}
+
+/// Where a guest flow to `dst:port` really goes.
+pub fn outbound(cfg: &EngineConfig, dst: IpAddr, port: u16, dns_capable: bool) -> SocketAddr {
+    if dns_capable && port == 53 && cfg.dns.contains(&dst) {
+        let upstream = cfg
+            .dns_upstream
+            .iter()
+            .find(|u| u.is_ipv4() == dst.is_ipv4())
+            .or(cfg.dns_upstream.first());
+        if let Some(u) = upstream {
+            return *u;
+        }
+    }
+    if cfg.map_gateway {
+        match dst {
+            IpAddr::V4(a) if Some(a) == cfg.gateway4 => {
+                return SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+            }
+            IpAddr::V6(a) if Some(a) == cfg.gateway6 || a == ENGINE_LINK_LOCAL => {
+                return SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+            }
+            _ => {}
+        }
+    }
+    SocketAddr::new(dst, port)
+}
+
+/// How a peer of an inbound connection appears to the guest.
+pub fn inbound(cfg: &EngineConfig, peer: IpAddr) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
+    if peer.is_loopback() || cfg.is_guest_addr(peer) {
+        return match peer {
+            IpAddr::V4(_) => cfg.gateway4.map(IpAddr::V4),
+            IpAddr::V6(_) => cfg.gateway6.map(IpAddr::V6),
+        };
+    }
+    Some(peer)
+}
+
+/// The guest's address of a family.
+pub fn guest_addr(cfg: &EngineConfig, v6: bool) -> Option<IpAddr> {
+    if v6 {
+        cfg.guest6.map(|n| IpAddr::V6(n.addr()))
+    } else {
+        cfg.guest4.map(|n| IpAddr::V4(n.addr()))
+    }
+}

@@ -52,7 +52,7 @@ if [ -c /dev/kvm ]; then
   mount --bind "$1/dev/kvm" /dev/kvm
 fi
 export PATH="$2:$PATH"
-exec libvirtd -f /etc/libvirt/libvirtd.conf
+exec libvirtd -f /etc/libvirt/libvirtd.conf --pid-file "$1/libvirtd.pid"
 "#;
 
 impl Libvirtd {

@@ -189,12 +189,15 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
         .replace("@UDP@", &AGENT_UDP.to_string())
         .replace("@FWD@", &FORWARDED.to_string());
     std::fs::write(&initrd, image.initramfs_with(&script)).unwrap();
+    let log = guest.join("passt.log");
     let interface = format!(
-        "    <interface type='user'><backend type='passt'/><mac address='{MAC}'/><model type='virtio'/>\n      <portForward proto='tcp'><range start='{FORWARDED}'/></portForward></interface>"
+        "    <interface type='user'><backend type='passt' logFile='{}'/><mac address='{MAC}'/><model type='virtio'/>\n      <portForward proto='tcp'><range start='{FORWARDED}'/></portForward></interface>",
+        log.display()
     );
 
     for round in ["first start", "start over the stale socket and pidfile"] {
         let console = guest.join(format!("console-{}.log", round.len()));
+        let _ = std::fs::remove_file(&log); // each round's engine writes its own
         let xml = guest.join("domain.xml");
         std::fs::write(
             &xml,
@@ -251,6 +254,15 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
             "{round}: {text}"
         );
         assert!(done.is_ok(), "{round}: {done:?}");
+        // libvirt passed `--log-file` (the back end's `logFile`): what the engine did.
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            logged.contains("passt: guest connected")
+                && logged.contains(&format!(
+                    "passt: DHCPv4: lease of {pod4}/{prefix4} given to {MAC}"
+                )),
+            "{round}: {logged}"
+        );
 
         let ended = Instant::now();
         // The guest powers off, the domain ends (`on_poweroff: destroy`), QEMU closes the

@@ -7,6 +7,9 @@
 //! client's. When the guest's MAC was not configured, each server is (re)made on the
 //! first request: it answers the MAC that asked first.
 //!
+//! The first lease of each family is an info event; renewals and other replies are debug
+//! events (a guest that asks in a loop does not flood the log).
+//!
 //! Replies are built in the core with dhcproto and allocated there: this is control
 //! traffic, a handful of messages per boot, not the data path.
 
@@ -25,6 +28,9 @@ pub struct DhcpServers {
     v6: Option<Server6>,
     /// The DHCPv6 server was remade for the MAC of the first guest that asked.
     v6_mac_learned: bool,
+    /// A lease was given (logged once at info level; renewals at debug).
+    leased4: bool,
+    leased6: bool,
 }
 
 impl DhcpServers {
@@ -33,6 +39,8 @@ impl DhcpServers {
             v4: None,
             v6: cfg.dhcp6().map(Server6::new),
             v6_mac_learned: false,
+            leased4: false,
+            leased6: false,
         }
     }
 }
@@ -67,6 +75,13 @@ pub fn dhcp4_from_guest<G: GuestTx>(
     };
     if cx.out.emit_udp(from, to, &reply.payload, Some(mac)) {
         cx.counters.dhcp_replies += 1;
+        let (address, mac) = (server.config().address, format_mac(pkt.src_mac));
+        if reply.kind == dhcproto::v4::MessageType::Ack && !servers.leased4 {
+            servers.leased4 = true;
+            tracing::info!(%address, %mac, "DHCPv4: lease of {address} given to {mac}");
+        } else {
+            tracing::debug!(%address, %mac, "DHCPv4: {:?} sent to {mac}", reply.kind);
+        }
     }
 }
 
@@ -97,5 +112,12 @@ pub fn dhcp6_from_guest<G: GuestTx>(
     let to = SocketAddr::new(pkt.src, sport);
     if cx.out.emit_udp(from, to, &reply.payload, Some(pkt.src_mac)) {
         cx.counters.dhcp_replies += 1;
+        let (address, client) = (server.config().address, pkt.src);
+        if reply.kind == dhcproto::v6::MessageType::Reply && !servers.leased6 {
+            servers.leased6 = true;
+            tracing::info!(%address, %client, "DHCPv6: lease of {address} given to {client}");
+        } else {
+            tracing::debug!(%address, %client, "DHCPv6: {:?} sent to {client}", reply.kind);
+        }
     }
 }

@@ -169,6 +169,7 @@ impl<G: GuestTx> Engine<G> {
             self.forget_ping(gone, slot);
         }
         self.cx.out.guest_mac = self.cx.cfg.guest_mac.unwrap_or([0; 6]);
+        tracing::info!("guest connected");
         ndp::send_ra(&mut self.cx, &self.ra, None);
         self.ra.next = Some(self.cx.now + RA_INTERVAL);
     }

@@ -95,6 +95,7 @@ pub fn send_ra<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, to: Option<(Ipv6Addr, [u8; 
     });
     if sent {
         cx.counters.ndp_replies += 1;
+        tracing::debug!(to = %dst, "router advertisement sent to {dst}");
     }
 }
 

@@ -305,8 +305,10 @@ impl<A: Attachment> EventLoop<A> {
     /// The guest went away: the loop ends unless another guest can come.
     fn disconnected(&mut self) -> Next {
         if self.link.disconnect(&mut self.engine) {
+            tracing::info!("guest disconnected; the engine ends");
             Next::End
         } else {
+            tracing::info!("guest disconnected; waiting for the next");
             Next::Go
         }
     }
@@ -321,7 +323,7 @@ impl<A: Attachment> EventLoop<A> {
             if info.ssi_signo != Signal::SIGUSR1 as u32 {
                 return Next::End;
             }
-            eprintln!("netbind usernet: {}", self.engine.counters());
+            tracing::info!("{}", self.engine.counters());
             if let Some(p) = self.opts.stats.as_deref() {
                 write_stats(p, &self.engine.counters());
             }

@@ -77,3 +77,99 @@ fn the_parent_returns_once_the_daemon_listens_and_its_pid_is_written() {
         "the daemon still runs after its guest left: {state}"
     );
 }
+
+/// `-t all -u all` under these machines' descriptor limit (20,000, which root cannot
+/// raise): passt refuses to start; netbind keeps a reserve for flows, binds the
+/// well-known ports and then TCP's, skips what is taken and the ephemeral range, and says
+/// what it left out.
+#[test]
+fn forward_all_under_the_descriptor_limit_takes_the_common_ports_and_names_the_rest() {
+    require_privileges(&["ip", "prlimit", "ss", "python3"]).unwrap();
+    let ns = Netns::new("fwdall").unwrap();
+    ns.sh("ip link set lo up; ip link add eth0 type veth peer name eth1; ip addr add 10.79.0.5/24 dev eth0; ip link set eth0 up; ip link set eth1 up; ip route add default via 10.79.0.1 dev eth0")
+        .unwrap();
+    // Port 80 is taken by another process of the pod.
+    let mut holder = ns
+        .spawn(&["python3", "-c", "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 80)); s.listen(); print('up', flush=True); time.sleep(60)"])
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.child().stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "up");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p.socket");
+    let log = dir.path().join("p.log");
+    let mut engine = ns
+        .spawn(&[
+            "prlimit",
+            "--nofile=20000:20000",
+            NETBIND,
+            "passt",
+            "--foreground",
+            "--socket",
+            &socket.display().to_string(),
+            "--log-file",
+            &log.display().to_string(),
+            "-t",
+            "all",
+            "-u",
+            "all",
+        ])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("UDP listeners"))
+        && Instant::now() < deadline
+    {
+        assert!(
+            engine
+                .wait_timeout(Duration::from_millis(50))
+                .unwrap()
+                .is_none(),
+            "the engine exited: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let pid = engine.id();
+    let ours = |proto: &str| -> Vec<u16> {
+        let out = ns.sh(&format!("ss -{proto}lnpH")).unwrap();
+        out.lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(3)?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let (tcp, udp) = (ours("t"), ours("u"));
+    for port in [22, 443, 8080] {
+        assert!(tcp.contains(&port), "TCP {port} forwarded: {logged}");
+    }
+    assert!(!tcp.contains(&80), "port 80 is another process's");
+    assert!(
+        udp.contains(&53) && udp.contains(&123),
+        "well-known UDP ports forwarded"
+    );
+    let range = ns.sh("sysctl -n net.ipv4.ip_local_port_range").unwrap();
+    let mut r = range.split_whitespace().map(|p| p.parse::<u16>().unwrap());
+    let (lo, hi) = (r.next().unwrap(), r.next().unwrap());
+    assert!(
+        !tcp.iter().chain(&udp).any(|p| (lo..=hi).contains(p)),
+        "nothing in the ephemeral range {lo}-{hi}"
+    );
+    assert!(
+        logged.contains("not forwarded: TCP ") && logged.contains("UDP 1024-"),
+        "{logged}"
+    );
+    assert!(
+        engine.wait_timeout(Duration::ZERO).unwrap().is_none(),
+        "still running"
+    );
+}

@@ -18,8 +18,10 @@
 //! [`PortSet::every`](crate::PortSet)) takes what is free, as passt does: ports in the
 //! namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where the engine's own
 //! outbound sockets get their ports) and ports another socket holds are left out. That is
-//! still tens of thousands of sockets per protocol and family: the descriptor limit must
-//! allow them.
+//! still tens of thousands of sockets per protocol and family, more than a descriptor limit
+//! often allows (passt then refuses to start): the engine raises its soft limit to the hard
+//! one, keeps a reserve for flows, binds the well-known ports first, then TCP's before
+//! UDP's, and logs, by range, what it leaves out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -61,48 +63,90 @@ pub struct Listener {
     pub v6: bool,
 }
 
-/// Opens and registers the listeners of every `-t`/`-u` spec of `cx.cfg`.
+/// Descriptors kept free for flows and the engine's own use when "every port" would take
+/// more than the limit leaves: at least this many, or a quarter of the limit.
+const RESERVE_MIN: usize = 1024;
+
+/// One socket to open: a port of a spec, on one address.
+struct Want {
+    tcp: bool,
+    port: u16,
+    guest_port: u16,
+    addr: IpAddr,
+    dev: Option<String>,
+}
+
+/// Opens and registers the listeners of every `-t`/`-u` spec of `cx.cfg`: the listed
+/// ports first (each must bind), then the free ones of "every port" specs — the well-known
+/// ports of both protocols, then TCP's, then UDP's, lowest first — as many as the
+/// descriptor limit allows after a reserve for flows. What "every port" leaves out for the limit is logged by range.
 pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
     let ephemeral = ephemeral_range();
     let specs = cx.cfg.tcp_ports.iter().map(|s| (true, s));
     let specs = specs.chain(cx.cfg.udp_ports.iter().map(|s| (false, s)));
-    let mut opened = Vec::new();
-    for (is_tcp, spec) in specs {
-        let proto = if is_tcp { "TCP" } else { "UDP" };
-        let addrs = listen_addrs(&cx.cfg, spec, proto)?;
-        let every = spec.ports.every;
+    let (mut listed, mut every) = (Vec::new(), Vec::new());
+    for (tcp, spec) in specs {
+        let addrs = listen_addrs(&cx.cfg, spec, proto_name(tcp))?;
         for port in spec.ports.iter() {
-            if every && ephemeral.contains(&port) {
+            if spec.ports.every && ephemeral.contains(&port) {
                 continue;
             }
-            for addr in &addrs {
-                let sock = match bind(*addr, spec.dev.as_deref(), port, is_tcp) {
-                    Ok(l) => l,
-                    Err(e) if every && e.kind() == std::io::ErrorKind::AddrInUse => {
-                        continue;
-                    }
-                    Err(source) => {
-                        let at = match &spec.dev {
-                            Some(dev) => format!("{addr}%{dev}"),
-                            None => addr.to_string(),
-                        };
-                        return Err(ForwardError::Listen {
-                            proto,
-                            port,
-                            at,
-                            source,
-                        });
-                    }
-                };
-                opened.push(Listener {
-                    sock,
-                    tcp: is_tcp,
+            for &addr in &addrs {
+                let want = Want {
+                    tcp,
                     port,
                     guest_port: spec.guest_port(port),
-                    v6: addr.is_ipv6(),
-                });
+                    addr,
+                    dev: spec.dev.clone(),
+                };
+                if spec.ports.every {
+                    every.push(want)
+                } else {
+                    listed.push(want)
+                }
             }
         }
+    }
+    let mut opened = Vec::with_capacity(listed.len());
+    for want in &listed {
+        opened.push(open(want).map_err(|source| listen_error(want, source))?);
+    }
+    // What a limit leaves room for goes to the well-known ports of both protocols first,
+    // then TCP's (services are mostly TCP), then UDP's, each from the lowest port up.
+    every.sort_by_key(|w| {
+        (
+            w.port >= 1024,
+            w.port >= 1024 && !w.tcp,
+            w.port,
+            !w.tcp,
+            w.addr.is_ipv6(),
+        )
+    });
+    let budget = descriptor_budget(every.len(), cx.cfg.max_flows);
+    let mut left_out = Vec::new();
+    for want in every {
+        if opened.len() - listed.len() >= budget {
+            left_out.push(want);
+            continue;
+        }
+        match open(&want) {
+            Ok(l) => opened.push(l),
+            // Taken by another socket: "every port" means the free ones.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(source) => return Err(listen_error(&want, source)),
+        }
+    }
+    if !left_out.is_empty() {
+        tracing::warn!(
+            limit = budget,
+            "the descriptor limit leaves room for {budget} listeners of \"every port\" after a reserve for flows; not forwarded: {}",
+            describe(&left_out)
+        );
+    }
+    if !opened.is_empty() {
+        let tcp = opened.iter().filter(|l| l.tcp).count();
+        let udp = opened.len() - tcp;
+        tracing::info!(tcp, udp, "inbound: {tcp} TCP and {udp} UDP listeners");
     }
     for (index, listener) in opened.iter().enumerate() {
         cx.register_fd(
@@ -113,6 +157,87 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
         .map_err(ForwardError::Register)?;
     }
     Ok(opened)
+}
+
+fn proto_name(tcp: bool) -> &'static str {
+    if tcp { "TCP" } else { "UDP" }
+}
+
+fn open(want: &Want) -> std::io::Result<Listener> {
+    let sock = bind(want.addr, want.dev.as_deref(), want.port, want.tcp)?;
+    Ok(Listener {
+        sock,
+        tcp: want.tcp,
+        port: want.port,
+        guest_port: want.guest_port,
+        v6: want.addr.is_ipv6(),
+    })
+}
+
+fn listen_error(want: &Want, source: std::io::Error) -> ForwardError {
+    let at = match &want.dev {
+        Some(dev) => format!("{}%{dev}", want.addr),
+        None => want.addr.to_string(),
+    };
+    ForwardError::Listen {
+        proto: proto_name(want.tcp),
+        port: want.port,
+        at,
+        source,
+    }
+}
+
+/// How many "every port" listeners fit: the soft descriptor limit raised to the hard one,
+/// less the descriptors open now and a reserve for flows (a quarter of the limit, at least
+/// [`RESERVE_MIN`], at most `max_flows`). `wanted` when everything fits.
+fn descriptor_budget(wanted: usize, max_flows: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let open_now = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+    let reserve = (limit / 4).max(RESERVE_MIN).min(max_flows.max(RESERVE_MIN));
+    wanted.min(limit.saturating_sub(open_now + reserve))
+}
+
+/// `TCP 12001-32767, 61000-65535; UDP …`: ports by protocol, as ranges.
+fn describe(left_out: &[Want]) -> String {
+    let mut parts = Vec::new();
+    for tcp in [true, false] {
+        let mut ports: Vec<u16> = (left_out.iter())
+            .filter(|w| w.tcp == tcp)
+            .map(|w| w.port)
+            .collect();
+        if ports.is_empty() {
+            continue;
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        let mut ranges: Vec<(u16, u16)> = Vec::new();
+        for p in ports {
+            match ranges.last_mut() {
+                Some((_, hi)) if u32::from(*hi) + 1 == u32::from(p) => *hi = p,
+                _ => ranges.push((p, p)),
+            }
+        }
+        let text: Vec<String> = (ranges.iter())
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        parts.push(format!("{} {}", proto_name(tcp), text.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// Where one spec listens: its address (whose family the guest must have), or the

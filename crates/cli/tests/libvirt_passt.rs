@@ -16,13 +16,12 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::NETBIND;
+use netbind_testbed::agent::{SourceAgent, tcp_line};
 use netbind_testbed::libvirt::{Libvirtd, domain_xml};
 use netbind_testbed::{GuestImage, Netns, PodFixture, parse_results, require_privileges};
 
@@ -32,31 +31,6 @@ const AGENT_UDP: u16 = 7001;
 const FORWARDED: u16 = 8080;
 /// KubeVirt's qemu user and group.
 const QEMU_ID: u32 = 107;
-
-/// On the peer: answers each TCP line and each TFTP read request with the source address
-/// it saw (`src=ADDR`).
-const AGENT: &str = r#"
-import socket, sys, threading
-def tcp():
-    l = socket.socket(socket.AF_INET6); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    l.bind(("::", int(sys.argv[1]))); l.listen(16)
-    while True:
-        c, a = l.accept()
-        c.recv(100)
-        c.sendall(("src=%s\n" % a[0].replace("::ffff:", "")).encode()); c.close()
-def udp():
-    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    u.bind(("::", int(sys.argv[2])))
-    while True:
-        d, a = u.recvfrom(600)
-        if d[:2] == b"\x00\x01":
-            u.sendto(b"\x00\x03\x00\x01" + ("src=%s" % a[0].replace("::ffff:", "")).encode(), a)
-threading.Thread(target=udp, daemon=True).start()
-print("READY", flush=True)
-tcp()
-"#;
 
 const SCRIPT: &str = r#"
 IF=$(nic_by_mac @MAC@)
@@ -85,28 +59,6 @@ echo LISTENING
 i=0
 while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
 "#;
-
-/// The peer's agent, killed even when the test fails.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn connect(ns: &Netns, to: SocketAddr, line: &str) -> Result<String, String> {
-    let out = ns
-        .command(&["python3", "-c", "import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); s.sendall(sys.argv[3].encode()+b'\\n'); print(s.recv(100).decode().strip())", &to.ip().to_string(), &to.port().to_string(), line])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 /// The processes in `ns` running the netbind binary copied to `passt`.
 fn engines(ns: &Netns, passt: &Path) -> Vec<u32> {
@@ -158,24 +110,7 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
         .unwrap();
     let libvirt = Libvirtd::start(&pod.pod, QEMU_ID, QEMU_ID, &[bin.path()]).expect("libvirtd");
 
-    let mut agent = pod
-        .peer
-        .command(&[
-            "python3",
-            "-c",
-            AGENT,
-            &AGENT_TCP.to_string(),
-            &AGENT_UDP.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("peer agent");
-    let mut ready = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let _agent = Agent(agent);
-    assert_eq!(ready.trim(), "READY");
+    let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
 
     let image = GuestImage::get().expect("guest image");
     let guest = libvirt.guest_dir();
@@ -222,9 +157,9 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
         wait_for(&console, "LISTENING", Duration::from_secs(150))
             .unwrap_or_else(|e| panic!("{round}: {e}"));
         eprintln!("{round}: the guest listened after {:?}", booted.elapsed());
-        let inbound4 = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
-        let inbound6 = connect(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
-        let done = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
+        let inbound4 = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
+        let inbound6 = tcp_line(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
+        let done = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
         let text = wait_for(&console, "DONE", Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{round}: {e}"));
         let r = parse_results(&text);

@@ -54,6 +54,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod cmd;
 mod cni;
 mod cpio;

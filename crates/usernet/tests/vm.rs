@@ -13,12 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use netbind_testbed::{Guest, GuestNic, Netns, PodFixture, require_privileges};
+use netbind_testbed::agent::{SourceAgent, tcp_line};
+use netbind_testbed::{Guest, GuestNic, PodFixture, require_privileges};
 use netbind_usernet::run::{Attach, RunOptions, run};
 use netbind_usernet::{EngineConfig, PortSpec};
 
@@ -26,31 +26,6 @@ const MAC: &str = "02:00:00:75:e1:01";
 const AGENT_TCP: u16 = 7000;
 const AGENT_UDP: u16 = 7001;
 const FORWARDED: u16 = 8080;
-
-/// Reports the source of every TCP line, and of every TFTP read request (busybox nc has
-/// no UDP here; busybox tftp does) as a one-block file: `src=ADDR`.
-const AGENT: &str = r#"
-import socket, sys, threading
-def tcp():
-    l = socket.socket(socket.AF_INET6); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    l.bind(("::", int(sys.argv[1]))); l.listen(16)
-    while True:
-        c, a = l.accept()
-        c.recv(100)
-        c.sendall(("src=%s\n" % a[0].replace("::ffff:", "")).encode()); c.close()
-def udp():
-    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    u.bind(("::", int(sys.argv[2])))
-    while True:
-        d, a = u.recvfrom(600)
-        if d[:2] == b"\x00\x01":  # a TFTP read request: one data block says the source
-            u.sendto(b"\x00\x03\x00\x01" + ("src=%s" % a[0].replace("::ffff:", "")).encode(), a)
-threading.Thread(target=udp, daemon=True).start()
-print("READY", flush=True)
-tcp()
-"#;
 
 const SCRIPT: &str = r#"
 IF=$(nic_by_mac @MAC@)
@@ -86,19 +61,14 @@ i=0
 while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
 "#;
 
-/// The engine thread and the peer agent, stopped even when the test fails.
+/// The engine thread, stopped even when the test fails.
 struct Running {
     stop: Arc<AtomicBool>,
     engine: Option<std::thread::JoinHandle<String>>,
-    agent: Option<Child>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.engine.take() {
             let _ = t.join();
@@ -133,18 +103,6 @@ fn engine_config(pod: &PodFixture) -> EngineConfig {
     cfg.fill_gateways();
     cfg.set_resolvers(&["10.88.0.10".parse().unwrap()]);
     cfg
-}
-
-fn connect(ns: &Netns, to: SocketAddr, line: &str) -> Result<String, String> {
-    let out = ns
-        .command(&["python3", "-c", "import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); s.sendall(sys.argv[3].encode()+b'\\n'); print(s.recv(100).decode().strip())", &to.ip().to_string(), &to.port().to_string(), line])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str {
@@ -184,28 +142,8 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
     let mut running = Running {
         stop: Arc::new(AtomicBool::new(false)),
         engine: None,
-        agent: None,
     };
-    let mut agent = pod
-        .peer
-        .command(&[
-            "python3",
-            "-c",
-            AGENT,
-            &AGENT_TCP.to_string(),
-            &AGENT_UDP.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("peer agent");
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(agent.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "READY");
-    running.agent = Some(agent);
+    let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
 
     // The engine, in the pod's namespace, listening before QEMU starts (QEMU 7.2 does
     // not reconnect).
@@ -249,9 +187,9 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
         panic!("{e}\nconsole:\n{}", guest.console());
     }
     // Inbound: the peer reaches the guest at the pod's address, on the forwarded port.
-    let inbound4 = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
-    let inbound6 = connect(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
-    let done = connect(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
+    let inbound4 = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
+    let inbound6 = tcp_line(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
+    let done = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
     let results = guest.wait_done(Duration::from_secs(60));
     let console = guest.console();
     let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));

@@ -111,6 +111,15 @@ mod tests {
     }
 
     #[test]
+    fn bridge_netfilter_keys_have_dashes() {
+        assert_eq!(
+            path("net.bridge.bridge-nf-call-iptables").unwrap(),
+            PathBuf::from("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        );
+        assert!(path("net.bridge.-x").is_err());
+    }
+
+    #[test]
     fn device_names_keep_their_dots_and_dashes() {
         assert_eq!(
             path("net.ipv4.conf.k6t-eth0.route_localnet").unwrap(),

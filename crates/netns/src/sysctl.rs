@@ -7,7 +7,7 @@
 //! per-device keys (`net.ipv4.conf.<dev>.<leaf>`, `net.ipv6.conf.…`, `net.ipv4.neigh.…`,
 //! `net.ipv6.neigh.…`) split on their known prefix and on the *last* dot, so a device name
 //! that contains dots (`eth0.100`) stays one directory; every other key must be made of
-//! `[a-z0-9_]` words joined by dots, each of which becomes one directory.
+//! `[a-z0-9_-]` words (not starting with `-`: `net.bridge.bridge-nf-call-iptables`) joined by dots, each of which becomes one directory.
 //!
 //! What holds: a key that does not fit these shapes is refused, never guessed at.
 
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SysctlError {
     #[error(
-        "sysctl key {key:?} is not a network sysctl netbind can write (net.…, [a-z0-9_] words)"
+        "sysctl key {key:?} is not a network sysctl netbind can write (net.…, [a-z0-9_-] words)"
     )]
     Key { key: String },
     #[error("cannot read {path}")]
@@ -43,8 +43,9 @@ const PER_DEVICE: [&str; 4] = [
 
 fn word(w: &str) -> bool {
     !w.is_empty()
+        && !w.starts_with('-')
         && w.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The `/proc/sys` path of a dotted network sysctl key.
@@ -107,6 +108,15 @@ mod tests {
             path("net.ipv6.conf.all.forwarding").unwrap(),
             PathBuf::from("/proc/sys/net/ipv6/conf/all/forwarding")
         );
+    }
+
+    #[test]
+    fn bridge_netfilter_keys_have_dashes() {
+        assert_eq!(
+            path("net.bridge.bridge-nf-call-iptables").unwrap(),
+            PathBuf::from("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        );
+        assert!(path("net.bridge.-x").is_err());
     }
 
     #[test]

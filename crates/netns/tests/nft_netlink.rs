@@ -183,7 +183,7 @@ fn every_masquerade_variant_loads_exactly_like_nft_json() {
         let text_a = normalise(&nft(&a, &["list", "ruleset"], None));
         let text_b = normalise(&nft(&b, &["list", "ruleset"], None));
         assert_eq!(text_a, text_b, "{name}: `nft list ruleset` differs");
-        assert!(text_a.contains("table ip nat"), "{name}: {text_a}");
+        assert!(text_a.contains("table ip netbind"), "{name}: {text_a}");
         let code_a = normalise(&nft(&a, &["--debug=netlink", "list", "ruleset"], None));
         let code_b = normalise(&nft(&b, &["--debug=netlink", "list", "ruleset"], None));
         assert_eq!(code_a, code_b, "{name}: bytecode differs");
@@ -216,8 +216,12 @@ fn unload_in(ns: &Netns, before: &[netbind_netns::nft::TableBefore]) {
         .expect("unload")
 }
 
-/// Istio's init container leaves a `nat` table with chains and rules of its own.
+/// Istio's init container leaves a `nat` table with chains and rules of its own; and a
+/// `netbind` table someone else put a chain in (so the load adds to a table that exists).
 const FOREIGN: &str = "\
+add table ip netbind
+add chain ip netbind THEIRS
+add rule ip netbind THEIRS counter return
 add table ip nat
 add chain ip nat PREROUTING { type nat hook prerouting priority -100; }
 add chain ip nat ISTIO_INBOUND
@@ -249,7 +253,7 @@ fn unload_removes_exactly_what_load_added_next_to_a_foreign_nat_table() {
     assert!(is_loaded_in(&a, &before), "loaded");
     let loaded = nft(&a, &["list", "ruleset"], None);
     assert!(loaded.contains("KUBEVIRT_PREINBOUND") && loaded.contains("ISTIO_INBOUND"));
-    assert!(loaded.contains("table ip6 nat"));
+    assert!(loaded.contains("table ip6 netbind") && loaded.contains("table ip nat"));
 
     unload_in(&a, &before);
     assert_eq!(

@@ -83,7 +83,13 @@ fn pod_link_is_renamed_bridged_and_replaced_by_a_dummy() {
     assert!(bridge_mac.starts_with("02:"));
     assert_eq!(
         i.sysctls,
-        vec![Sysctl::new("net.ipv4.conf.all.arp_ignore", "1")]
+        vec![
+            Sysctl::new("net.ipv4.conf.all.arp_ignore", "1"),
+            // Bridged frames stay out of the pod's netfilter (a mesh's capture rules).
+            Sysctl::new("net.bridge.bridge-nf-call-iptables", "0"),
+            Sysctl::new("net.bridge.bridge-nf-call-ip6tables", "0"),
+            Sysctl::new("net.bridge.bridge-nf-call-arptables", "0"),
+        ]
     );
 }
 

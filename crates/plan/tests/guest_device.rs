@@ -256,7 +256,7 @@ fn table_names_every_section_of_an_interface() {
         assert!(labels.contains(&label), "{label} missing in\n{t}");
     }
     assert!(
-        t.contains("\nnftables    ip nat: 8 rules, ip6 nat: 8 rules\n"),
+        t.contains("\nnftables    ip netbind: 8 rules, ip6 netbind: 8 rules\n"),
         "{t}"
     );
     assert!(

@@ -25,7 +25,7 @@ fn istio(yaml: String) -> String {
 fn rules(yaml: &str, family: &str) -> Vec<String> {
     let p = plan(yaml);
     let text = p.interfaces[0].nftables.as_ref().unwrap().to_nft_text();
-    let prefix = format!("add rule {family} nat ");
+    let prefix = format!("add rule {family} netbind ");
     text.lines()
         .filter_map(|l| l.strip_prefix(&prefix))
         .map(str::to_string)
@@ -95,21 +95,21 @@ fn no_ports_dnats_everything_and_keeps_migration_ports() {
         .collect();
     assert_eq!(
         ipv4,
-        "add table ip nat\n\
-         add chain ip nat prerouting { type nat hook prerouting priority -100; }\n\
-         add chain ip nat input { type nat hook input priority 100; }\n\
-         add chain ip nat output { type nat hook output priority -100; }\n\
-         add chain ip nat postrouting { type nat hook postrouting priority 100; }\n\
-         add chain ip nat KUBEVIRT_PREINBOUND\n\
-         add chain ip nat KUBEVIRT_POSTINBOUND\n\
-         add rule ip nat prerouting iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND\n\
-         add rule ip nat output tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return\n\
-         add rule ip nat output ip daddr { 127.0.0.1 } counter dnat to 10.0.2.2\n\
-         add rule ip nat postrouting ip saddr 10.0.2.2 counter masquerade\n\
-         add rule ip nat postrouting oifname \"k6t-eth0\" counter jump KUBEVIRT_POSTINBOUND\n\
-         add rule ip nat KUBEVIRT_PREINBOUND counter dnat to 10.0.2.2\n\
-         add rule ip nat KUBEVIRT_POSTINBOUND tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return\n\
-         add rule ip nat KUBEVIRT_POSTINBOUND ip saddr { 127.0.0.1 } counter snat to 10.0.2.1\n"
+        "add table ip netbind\n\
+         add chain ip netbind prerouting { type nat hook prerouting priority -100; }\n\
+         add chain ip netbind input { type nat hook input priority 100; }\n\
+         add chain ip netbind output { type nat hook output priority -100; }\n\
+         add chain ip netbind postrouting { type nat hook postrouting priority 100; }\n\
+         add chain ip netbind KUBEVIRT_PREINBOUND\n\
+         add chain ip netbind KUBEVIRT_POSTINBOUND\n\
+         add rule ip netbind prerouting iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND\n\
+         add rule ip netbind output tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return\n\
+         add rule ip netbind output ip daddr { 127.0.0.1 } counter dnat to 10.0.2.2\n\
+         add rule ip netbind postrouting ip saddr 10.0.2.2 counter masquerade\n\
+         add rule ip netbind postrouting oifname \"k6t-eth0\" counter jump KUBEVIRT_POSTINBOUND\n\
+         add rule ip netbind KUBEVIRT_PREINBOUND counter dnat to 10.0.2.2\n\
+         add rule ip netbind KUBEVIRT_POSTINBOUND tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return\n\
+         add rule ip netbind KUBEVIRT_POSTINBOUND ip saddr { 127.0.0.1 } counter snat to 10.0.2.1\n"
     );
 }
 
@@ -180,13 +180,13 @@ fn istio_without_ports_excludes_envoy_ports_and_dnats_only_ssh() {
         vec![
             "prerouting iifname \"eth0\" counter jump KUBEVIRT_PREINBOUND",
             "output tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return",
-            "output tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr 127.0.0.1 counter return",
+            "output tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr { 127.0.0.1, 127.0.0.6 } counter return",
             "output ip daddr { 127.0.0.1, 10.244.0.5 } counter dnat to 10.0.2.2",
             "postrouting ip saddr 10.0.2.2 counter masquerade",
             "postrouting oifname \"k6t-eth0\" counter jump KUBEVIRT_POSTINBOUND",
             "KUBEVIRT_PREINBOUND tcp dport { 22 } counter dnat to 10.0.2.2",
             "KUBEVIRT_POSTINBOUND tcp dport { 49152, 49153 } ip saddr 127.0.0.1 counter return",
-            "KUBEVIRT_POSTINBOUND tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr 127.0.0.1 counter return",
+            "KUBEVIRT_POSTINBOUND tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr { 127.0.0.1, 127.0.0.6 } counter return",
             "KUBEVIRT_POSTINBOUND ip saddr { 127.0.0.1, 127.0.0.6 } counter snat to 10.0.2.1",
         ]
     );
@@ -221,7 +221,7 @@ fn json_rendering_carries_the_same_rules() {
     assert_eq!(cmds.len(), 2 + 12 + 16);
     assert_eq!(
         cmds[0],
-        serde_json::json!({"add": {"table": {"family": "ip", "name": "nat"}}})
+        serde_json::json!({"add": {"table": {"family": "ip", "name": "netbind"}}})
     );
     let masquerade = cmds
         .iter()

@@ -79,6 +79,6 @@ fn istio_example_excludes_the_envoy_ports() {
     let obj = defaults::apply(&obj, &cluster);
     let plan = netbind_plan::plan(&obj, &cluster, &PodView::typical(&obj)).unwrap();
     let text = plan.nft_text();
-    assert!(text.contains("tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr 127.0.0.1 counter return"), "{text}");
+    assert!(text.contains("tcp dport { 15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090 } ip saddr { 127.0.0.1, 127.0.0.6 } counter return"), "{text}");
     assert!(!text.contains("KUBEVIRT_PREINBOUND counter dnat"), "{text}");
 }

@@ -30,6 +30,8 @@ pub const ISTIO_KUBEVIRT_INTERFACES_ANNOTATION: &str =
     "traffic.sidecar.istio.io/kubevirtInterfaces";
 /// Istio 1.25 and later.
 pub const ISTIO_REROUTE_ANNOTATION: &str = "istio.io/reroute-virtual-interfaces";
+/// Interfaces whose traffic Istio's rules leave alone (`-I PREROUTING 1 -i X -j RETURN`).
+pub const ISTIO_EXCLUDE_INTERFACES_ANNOTATION: &str = "traffic.sidecar.istio.io/excludeInterfaces";
 
 /// One element of the `k8s.v1.cni.cncf.io/networks` list (fields in Multus' order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +122,30 @@ pub fn annotations(obj: &VmObject, cluster: &ClusterConfig) -> BTreeMap<String, 
             bridge.clone(),
         );
         out.insert(ISTIO_REROUTE_ANNOTATION.to_string(), bridge);
+    }
+    // The bridges of bridge-bound interfaces carry the guest's L2 traffic, which a mesh
+    // must not redirect (netbind also keeps bridged frames out of the pod's netfilter).
+    let mut bridged = Vec::new();
+    for iface in obj.interfaces() {
+        if iface.bridge.is_none() || iface.state() == "absent" {
+            continue;
+        }
+        let Some(network) = obj.networks().iter().find(|n| n.name == iface.name) else {
+            continue;
+        };
+        let pod_link =
+            if network.pod.is_some() || network.multus.as_ref().is_some_and(|m| m.default) {
+                naming::PRIMARY_POD_LINK.to_string()
+            } else {
+                naming::secondary_pod_link(&network.name)
+            };
+        bridged.push(naming::bridge_name(&pod_link));
+    }
+    if !bridged.is_empty() {
+        out.insert(
+            ISTIO_EXCLUDE_INTERFACES_ANNOTATION.to_string(),
+            bridged.join(","),
+        );
     }
     out
 }
@@ -228,6 +254,12 @@ mod tests {
             a[NETWORKS_ANNOTATION],
             r#"[{"name":"blue-nad","namespace":"other","mac":"02:00:00:00:00:0a","interface":"pod16477688c0e"}]"#
         );
+    }
+
+    #[test]
+    fn bridged_interfaces_are_excluded_from_istio_capture() {
+        let a = annotations(&object(TWO_NETWORKS), &ClusterConfig::default());
+        assert_eq!(a[ISTIO_EXCLUDE_INTERFACES_ANNOTATION], "k6t-16477688c0e");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Sysctl steps: a key set to a value in the namespace ([`Undo::Sysctl`]: the value read
 //! before). Check compares with the value as written (trimmed); undo writes the old value
 //! back only when it differs, and a key whose device is gone (deleted with its link) has
-//! nothing to put back.
+//! nothing to put back. A `net.bridge.…` key that does not exist (br_netfilter is not
+//! loaded on the node, so bridged frames never reach netfilter) counts as done: the plan
+//! sets those keys only to keep bridged frames out of the pod's netfilter hooks.
 
 use netbind_plan::model::Sysctl;
 
@@ -11,7 +13,15 @@ use crate::journal::Undo;
 use crate::sysctl::{self, SysctlError};
 
 pub(super) fn check(s: &Sysctl) -> Result<Check, StepError> {
-    let now = sysctl::read(&s.key)?;
+    let now = match sysctl::read(&s.key) {
+        Err(SysctlError::Read { source, .. })
+            if s.key.starts_with("net.bridge.")
+                && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(Check::Done);
+        }
+        other => other?,
+    };
     Ok(if now == s.value.trim() {
         Check::Done
     } else {

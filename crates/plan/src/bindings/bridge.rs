@@ -15,6 +15,15 @@
 //! With IPv4 on the pod link, `net.ipv4.conf.all.arp_ignore=1` keeps the pod from
 //! answering ARP for the dummy's addresses on the bridge.
 //!
+//! Always (netbind, not KubeVirt): `net.bridge.bridge-nf-call-{iptables,ip6tables,arptables}=0`
+//! in the pod ([`BRIDGE_NF_OFF`]). With br_netfilter loaded on the node a new namespace
+//! starts with them at 1, so frames the pod's bridge forwards between the guest and its
+//! L2 network pass the pod's IP netfilter hooks; a mesh's capture rules (Istio's
+//! `PREROUTING -p tcp -j ISTIO_INBOUND`, no interface match) then redirect the guest's
+//! bridged TCP to the sidecar and it dies. The keys are per namespace (Linux 5.3 and
+//! later); without br_netfilter they do not exist and bridged frames never reach netfilter,
+//! which the applier takes as already done.
+//!
 //! The guest gets the pod link's MAC and, by DHCP, its first IPv4 address with the pod's
 //! IPv4 routes on that link (classless routes, default last; the connected route left
 //! out). A pod link without IPv4 gives plain L2: no fake address, no DHCP. IPv6 addresses
@@ -36,6 +45,13 @@ use crate::dhcp;
 use crate::error::PlanError;
 use crate::mac;
 use crate::model::{ClasslessRoute, LinkStep, Sysctl};
+
+/// Bridged frames skip the pod's IP, IPv6 and ARP netfilter hooks (see the module docs).
+pub const BRIDGE_NF_OFF: [&str; 3] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+];
 
 pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> {
     let link = ctx.require_link()?;
@@ -102,6 +118,8 @@ pub fn plan(ctx: &Ctx<'_>, managed_tap: bool) -> Result<BindingPlan, PlanError> 
         bp.sysctls
             .push(Sysctl::new("net.ipv4.conf.all.arp_ignore", "1"));
     }
+    bp.sysctls
+        .extend(BRIDGE_NF_OFF.iter().map(|k| Sysctl::new(*k, "0")));
 
     match (v4, fake) {
         (Some(address), Some(server)) => {

@@ -8,7 +8,8 @@
 //! Sysctls: `net.ipv4.ip_forward=1` and `route_localnet=1` on the bridge (so DNAT from
 //! 127.0.0.1 to the guest routes) with IPv4; `net.ipv6.conf.all.forwarding=1` with IPv6.
 //!
-//! NAT ([`nat_ruleset`]), per family with an address on the pod link, table `nat`:
+//! NAT ([`nat_ruleset`]), per family with an address on the pod link, table `netbind`
+//! ([`NAT_TABLE`]; KubeVirt uses `nat`, which iptables-nft owns, see there):
 //! base chains prerouting (nat, -100), input (nat, 100), output (nat, -100), postrouting
 //! (nat, 100) and regular chains KUBEVIRT_PREINBOUND / KUBEVIRT_POSTINBOUND. Rules, in
 //! KubeVirt's order:
@@ -26,7 +27,9 @@
 //!
 //! With Istio (`sidecar.istio.io/inject: "true"`) the sidecar owns inbound traffic: no
 //! blanket DNAT; the Envoy ports (15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021,
-//! 15053, 15090) `return` from loopback in output and POSTINBOUND; only SSH (22) is DNATed
+//! 15053, 15090) `return` from loopback and from Envoy's 127.0.0.6 in output and
+//! POSTINBOUND (KubeVirt matches only 127.0.0.1, so Envoy's inbound passthrough of a
+//! connection to pod IP:15000 is DNATed to the guest there); only SSH (22) is DNATed
 //! from outside; traffic from Envoy's 127.0.0.6 is SNATed like loopback; output DNAT
 //! covers the pod's own IPv4 address as well as loopback.
 //!
@@ -59,6 +62,13 @@ pub const MIGRATION_PORTS: [u16; 2] = [49152, 49153];
 pub const ISTIO_NON_PROXIED_PORTS: [u16; 1] = [22];
 /// Where Envoy connects to local workloads from.
 pub const ISTIO_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+
+/// netbind's NAT table (per family). Not `nat`: that table belongs to iptables-nft, which
+/// refuses to list or restore a `nat` table holding chains it did not make (`iptables-save
+/// -t nat` fails with "Table `nat' is incompatible"), and Istio's tooling reads and repairs
+/// its capture rules with iptables-save/restore. The base chains keep the priorities of
+/// iptables' `nat` chains (-100 / 100), so the precedence against them is what it was.
+pub const NAT_TABLE: &str = "netbind";
 
 pub const PREINBOUND: &str = "KUBEVIRT_PREINBOUND";
 pub const POSTINBOUND: &str = "KUBEVIRT_POSTINBOUND";
@@ -374,20 +384,19 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
         },
     ));
 
-    let skip = |ports: &[u16]| {
+    let skip_from = |ports: &[u16], from: AddrSet| {
         NftRule::new(
             vec![
                 NftMatch::Dport {
                     protocol: L4Proto::Tcp,
                     ports: PortSet::Set(ports.to_vec()),
                 },
-                NftMatch::Saddr {
-                    addrs: AddrSet::One(loopback),
-                },
+                NftMatch::Saddr { addrs: from },
             ],
             NftAction::Return,
         )
     };
+    let skip = |ports: &[u16]| skip_from(ports, AddrSet::One(loopback));
     output.push(skip(&MIGRATION_PORTS));
     post_in.push(skip(&MIGRATION_PORTS));
 
@@ -463,8 +472,11 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
 
     if input.ports.is_empty() {
         if input.istio {
-            output.push(skip(&ISTIO_ENVOY_PORTS));
-            post_in.push(skip(&ISTIO_ENVOY_PORTS));
+            // From 127.0.0.6 too: Envoy's inbound passthrough relays a connection it
+            // captured on 15006 from there, to the original destination (pod IP:port).
+            let envoy_from = AddrSet::Set(snat_addrs.clone());
+            output.push(skip_from(&ISTIO_ENVOY_PORTS, envoy_from.clone()));
+            post_in.push(skip_from(&ISTIO_ENVOY_PORTS, envoy_from));
             pre_in.push(NftRule::new(
                 vec![NftMatch::Dport {
                     protocol: L4Proto::Tcp,
@@ -491,7 +503,7 @@ fn nat_table(family: NftFamily, net: FamilyNet, input: &NatInput) -> NftTable {
 
     NftTable {
         family,
-        name: "nat".into(),
+        name: NAT_TABLE.into(),
         chains: vec![
             NftChain {
                 name: "prerouting".into(),

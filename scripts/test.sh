@@ -36,7 +36,7 @@ tests_took=$(( $(date +%s) - start ))
 # each) where a nightly toolchain is available; says so and goes on when there is none.
 fuzz_start=$(date +%s)
 fuzz_rc=0
-NETBIND_FUZZ_SECONDS="${NETBIND_FUZZ_SECONDS:-20}" scripts/fuzz.sh || fuzz_rc=$?
+NETBIND_FUZZ_DEV="${NETBIND_FUZZ_DEV:-1}" NETBIND_FUZZ_SECONDS="${NETBIND_FUZZ_SECONDS:-20}" scripts/fuzz.sh || fuzz_rc=$?
 fuzz_took=$(( $(date +%s) - fuzz_start ))
 if [ "$tests_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]; then
   echo "scripts/test.sh: all tests passed in $tests_took s; fuzzing passed in $fuzz_took s"

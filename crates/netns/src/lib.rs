@@ -22,7 +22,7 @@
 //! loopback link, IPv6 link-local addresses (fe80::/10) and routes outside the main
 //! table are left out. DNS comes from `/etc/netns/<name>/resolv.conf` (where
 //! `ip netns exec` would bind-mount it) when that file exists, otherwise the view has none.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod convert;
@@ -30,7 +30,6 @@ pub mod journal;
 pub mod link;
 pub mod nft;
 pub mod ns;
-#[allow(unsafe_code)]
 pub mod sys;
 pub mod sysctl;
 

@@ -151,13 +151,9 @@ impl Service {
                             log.dhcp4(&reply, server.config());
                         }
                         Ok(reply) => {
-                            totals.dropped += 1;
-                            log.unsent(&format!("{:?}", reply.kind));
+                            log.dropped(&mut totals, &format!("{:?} not sent", reply.kind))
                         }
-                        Err(why) => {
-                            totals.dropped += 1;
-                            log.dropped(&why);
-                        }
+                        Err(why) => log.dropped(&mut totals, &why),
                     }
                 }
             }
@@ -180,13 +176,9 @@ impl Service {
                             log.dhcp6(&reply, server.config(), from);
                         }
                         Ok(reply) => {
-                            totals.dropped += 1;
-                            log.unsent(&format!("{:?}", reply.kind));
+                            log.dropped(&mut totals, &format!("{:?} not sent", reply.kind))
                         }
-                        Err(why) => {
-                            totals.dropped += 1;
-                            log.dropped(&why);
-                        }
+                        Err(why) => log.dropped(&mut totals, &why),
                     }
                 }
             }
@@ -208,7 +200,7 @@ impl Service {
                             totals.answered += 1;
                             log.advertised(solicited, prefix);
                         } else {
-                            log.unsent("router advertisement");
+                            tracing::debug!(service = %log.service, "{}: could not send the router advertisement", log.service);
                         }
                         last = Some(Instant::now());
                         solicited = false;
@@ -224,8 +216,7 @@ impl Service {
                             if ra::is_router_solicitation(&buf[..n]) {
                                 solicited = true;
                             } else {
-                                totals.dropped += 1;
-                                log.dropped(&"not a router solicitation");
+                                log.dropped(&mut totals, &"not a router solicitation");
                             }
                         }
                         Err(e) => pause_after(&e, stop),
@@ -303,14 +294,11 @@ impl Log {
         }
     }
 
-    fn dropped(&self, why: &dyn std::fmt::Display) {
+    /// A message that got no answer: counted, and logged at debug level with why.
+    fn dropped(&self, totals: &mut Totals, why: &dyn std::fmt::Display) {
+        totals.dropped += 1;
         let service = &self.service;
         tracing::debug!(%service, reason = %why, "{service}: dropped a message: {why}");
-    }
-
-    fn unsent(&self, what: &str) {
-        let service = &self.service;
-        tracing::debug!(%service, "{service}: could not send the {what}");
     }
 }
 

@@ -438,6 +438,9 @@ pub enum GuestNic {
     },
     /// Raw QEMU arguments (e.g. `NetworkPlan::qemu_args()`, or a `-netdev stream` pair).
     Args(Vec<String>),
+    /// A virtio-net NIC whose back end is the vhost-user server on `socket` (start it
+    /// before booting); the guest's memory is then a shared memfd, as vhost-user needs.
+    VhostUser { socket: PathBuf, mac: String },
 }
 
 impl GuestNic {
@@ -467,6 +470,14 @@ impl GuestNic {
         ])
     }
 
+    /// A virtio-net NIC on the vhost-user back end listening on `socket`.
+    pub fn vhost_user(socket: &Path, mac: &str) -> GuestNic {
+        GuestNic::VhostUser {
+            socket: socket.to_path_buf(),
+            mac: mac.to_string(),
+        }
+    }
+
     fn qemu_args(&self, index: usize) -> Vec<String> {
         match self {
             GuestNic::Tap { ifname, mac, mtu } => {
@@ -483,6 +494,17 @@ impl GuestNic {
                 ]
             }
             GuestNic::Args(a) => a.clone(),
+            GuestNic::VhostUser { socket, mac } => vec![
+                "-chardev".into(),
+                format!(
+                    "socket,id=nbvu{index},path={}",
+                    socket.display().to_string().replace(',', ",,")
+                ),
+                "-netdev".into(),
+                format!("vhost-user,id=nbnic{index},chardev=nbvu{index}"),
+                "-device".into(),
+                format!("virtio-net-pci,netdev=nbnic{index},mac={mac}"),
+            ],
         }
     }
 }
@@ -575,6 +597,18 @@ impl Guest {
                 .trim()
                 .to_string(),
         ];
+        if nics.iter().any(|n| matches!(n, GuestNic::VhostUser { .. })) {
+            // A vhost-user back end maps the guest's memory: it must be shareable.
+            argv.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=nbmem,size={}M,share=on",
+                    opts.memory_mb
+                ),
+                "-machine".into(),
+                "memory-backend=nbmem".into(),
+            ]);
+        }
         for (i, nic) in nics.iter().enumerate() {
             argv.extend(nic.qemu_args(i));
         }

@@ -4,6 +4,27 @@
 
 use crate::frame::TxCounters;
 
+/// What a vhost-user device did (zero for other attachments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// Frames taken from the transmit queue and put on the receive queue.
+    pub frames_from_guest: u64,
+    pub frames_to_guest: u64,
+    /// The largest frame each way (TCP segmentation offload shows here).
+    pub largest_from_guest: u64,
+    pub largest_to_guest: u64,
+    /// Receive buffers a frame used beyond its first (mergeable buffers).
+    pub rx_merged_buffers: u64,
+    /// Chains that could not be read or written: the queue was stopped.
+    pub queue_errors: u64,
+    /// Transmit chains too short or too long for a frame (dropped, given back).
+    pub bad_frames: u64,
+    /// Eventfd signals to the guest.
+    pub notifies: u64,
+    /// Times the device was started by the guest's driver (boots, resets).
+    pub starts: u64,
+}
+
 /// What happened, for `SIGUSR1` and the exit report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -46,12 +67,14 @@ pub struct Counters {
     pub waits_slept: u64,
     /// How long the loop polls before it sleeps now, in microseconds (0: it sleeps).
     pub busy_poll_window_us: u64,
+    pub device: DeviceCounters,
 }
 
 impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
-        let fields: [(&str, u64); 35] = [
+        let d = &self.device;
+        let fields: [(&str, u64); 44] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -87,6 +110,15 @@ impl Counters {
             ("waits_polled", self.waits_polled),
             ("waits_slept", self.waits_slept),
             ("busy_poll_window_us", self.busy_poll_window_us),
+            ("vu_frames_from_guest", d.frames_from_guest),
+            ("vu_frames_to_guest", d.frames_to_guest),
+            ("vu_largest_from_guest", d.largest_from_guest),
+            ("vu_largest_to_guest", d.largest_to_guest),
+            ("vu_rx_merged_buffers", d.rx_merged_buffers),
+            ("vu_queue_errors", d.queue_errors),
+            ("vu_bad_frames", d.bad_frames),
+            ("vu_notifies", d.notifies),
+            ("vu_starts", d.starts),
         ];
         fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
     }

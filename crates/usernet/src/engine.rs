@@ -150,6 +150,7 @@ impl<G: GuestTx> Engine<G> {
         c.rx_fragments_dropped = self.frag.dropped;
         c.flows_now = self.cx.flows.len() as u64;
         c.flows_cap = self.cx.flows.cap() as u64;
+        c.device = self.cx.out.guest.device_counters().unwrap_or_default();
         c
     }
 

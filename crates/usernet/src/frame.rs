@@ -45,6 +45,10 @@ pub trait GuestTx {
         let _ = meta;
         self.commit(len);
     }
+    /// What a device under the guest side counted (vhost-user's queues).
+    fn device_counters(&self) -> Option<crate::counters::DeviceCounters> {
+        None
+    }
 }
 
 /// How the receiver finishes a frame the engine left unfinished on purpose: the

@@ -35,7 +35,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 pub use crate::attach::open::Attach;
 pub use crate::attach::stream::listen_unix;
-use crate::attach::{AttachError, Attachment, Driver, GUEST, LISTENER, Read};
+use crate::attach::{AttachError, Attachment, Driver, GUEST, LINK_TOKENS, LISTENER, Read, Ready};
 use crate::busy_poll::{BusyPoll, Wait};
 use crate::config::EngineConfig;
 use crate::engine::{Counters, DELACK_WAIT, Engine, EngineError};
@@ -207,6 +207,10 @@ impl<A: Attachment> EventLoop<A> {
                     Next::Go
                 }
                 SIGNALS => self.on_signals(),
+                t if LINK_TOKENS.contains(&t.0) => {
+                    let ready = self.link.on_event(t, self.poll.registry(), &mut self.engine);
+                    self.on_ready(ready)
+                }
                 _ => {
                     self.engine.handle_event(event);
                     Next::Go
@@ -273,16 +277,28 @@ impl<A: Attachment> EventLoop<A> {
         Ok(())
     }
 
+    /// The guest's descriptor: writable, readable, or gone (see [`Self::on_ready`]).
+    fn on_guest(&mut self, event: &Event) -> Next {
+        self.on_ready(Ready {
+            readable: event.is_readable() || event.is_read_closed(),
+            writable: event.is_writable(),
+            closed: false,
+        })
+    }
+
     /// The guest side: writable again (what is buffered goes out, stopped flows go on),
     /// readable (every frame it has goes into the engine), or gone.
-    fn on_guest(&mut self, event: &Event) -> Next {
-        if event.is_writable() {
+    fn on_ready(&mut self, ready: Ready) -> Next {
+        if ready.closed {
+            return self.disconnected();
+        }
+        if ready.writable {
             if !A::flush(self.engine.guest_mut()) {
                 return self.disconnected();
             }
             self.engine.guest_writable();
         }
-        if event.is_readable() || event.is_read_closed() {
+        if ready.readable {
             let mut closed = false;
             loop {
                 match self.link.next_frame() {

@@ -111,8 +111,35 @@ fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str
         .unwrap_or_else(|| panic!("the guest reported no {key:?}; console:\n{console}"))
 }
 
+/// How the guest's NIC reaches the engine.
+#[derive(Clone, Copy)]
+enum Nic {
+    /// `-netdev stream` on a unix socket.
+    Stream,
+    /// `-netdev vhost-user`: the guest's virtqueues in shared memory.
+    VhostUser,
+}
+
 #[test]
 fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
+    let counters = vm_is_the_pod(Nic::Stream);
+    assert_eq!(counters.get("vu_starts"), Some(&0), "{counters:?}");
+}
+
+#[test]
+fn a_vm_on_vhost_user_is_the_pod_to_everyone_else() {
+    let c = vm_is_the_pod(Nic::VhostUser);
+    // The frames went through the guest's queues, and with the offloads negotiated
+    // the guest sent TCP segments larger than its MTU (1500).
+    assert_eq!(c.get("vu_starts"), Some(&1), "{c:?}");
+    assert_eq!(c.get("vu_queue_errors"), Some(&0), "{c:?}");
+    assert!(c["vu_frames_from_guest"] > 20, "{c:?}");
+    assert!(c["vu_frames_to_guest"] > 20, "{c:?}");
+}
+
+/// Boots a guest on `nic` and checks it is the pod: addresses by DHCP, TCP, UDP and
+/// ping both families out, a forwarded port in. Returns the engine's counters.
+fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
     require_privileges(&[
         "ip",
         "qemu-system-x86_64",
@@ -147,32 +174,39 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
 
     // The engine, in the pod's namespace, listening before QEMU starts (QEMU 7.2 does
     // not reconnect).
-    let (stop, ns_path, sock) = (running.stop.clone(), pod.pod.path(), socket.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
+    // Bound before QEMU starts (QEMU does not wait for it).
+    let listener = netbind_usernet::run::listen_unix(&socket).expect("listen");
+    let attach = match nic {
+        Nic::Stream => Attach::Listener {
+            listener,
+            one_off: false,
+        },
+        Nic::VhostUser => Attach::VhostUser {
+            listener,
+            one_off: false,
+        },
+    };
+    let (stop, ns_path, stats) = (
+        running.stop.clone(),
+        pod.pod.path(),
+        dir.path().join("stats"),
+    );
+    let stats_file = stats.clone();
     running.engine = Some(std::thread::spawn(move || {
         netbind_testbed::enter(ns_path).unwrap();
-        let listener_ready = tx;
         let opts = RunOptions {
             pcap: None,
             signals: false,
             stop,
-            stats: None,
+            stats: Some(stats),
             harden: None,
             busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
         };
-        let _ = listener_ready.send(());
-        match run(cfg, Attach::Socket(sock), opts) {
+        match run(cfg, attach, opts) {
             Ok(c) => c.to_string(),
             Err(e) => format!("engine failed: {e}"),
         }
     }));
-    rx.recv().unwrap();
-    for _ in 0..50 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let script = SCRIPT
         .replace("@MAC@", MAC)
@@ -181,10 +215,18 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
         .replace("@TCP@", &AGENT_TCP.to_string())
         .replace("@UDP@", &AGENT_UDP.to_string())
         .replace("@FWD@", &FORWARDED.to_string());
-    let mut guest =
-        Guest::boot(&pod.pod, &[GuestNic::stream(&socket, MAC)], &script).expect("guest boots");
+    let guest_nic = match nic {
+        Nic::Stream => GuestNic::stream(&socket, MAC),
+        Nic::VhostUser => GuestNic::vhost_user(&socket, MAC),
+    };
+    let mut guest = Guest::boot(&pod.pod, &[guest_nic], &script).expect("guest boots");
     if let Err(e) = guest.wait_for("LISTENING", Duration::from_secs(150)) {
-        panic!("{e}\nconsole:\n{}", guest.console());
+        let stats = std::fs::read_to_string(&stats_file).unwrap_or_default();
+        panic!(
+            "{e}\nconsole:\n{}\nQEMU: {}\nengine:\n{stats}",
+            guest.console(),
+            guest.qemu_stderr()
+        );
     }
     // Inbound: the peer reaches the guest at the pod's address, on the forwarded port.
     let inbound4 = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
@@ -235,4 +277,10 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
     assert_eq!(inbound4.as_deref(), Ok("guest got from-peer4"), "{console}");
     assert_eq!(inbound6.as_deref(), Ok("guest got from-peer6"), "{console}");
     assert!(done.is_ok(), "{done:?}");
+    let stats = std::fs::read_to_string(&stats_file).expect("stats file");
+    stats
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+        .collect()
 }

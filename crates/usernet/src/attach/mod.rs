@@ -7,6 +7,9 @@
 //!   offloads when made here), one frame per read/write; made in
 //!   another namespace and configured like the pod (`--netns`), or inherited.
 //!
+//! - `vhost_user`: QEMU's `-netdev vhost-user`: the guest's virtqueues in shared
+//!   memory, QEMU's requests on a unix socket, eventfds for notifications.
+//!
 //! Both sides are non-blocking and buffered without allocation per frame: the stream's
 //! write buffer receives frames built in place (see `frame.rs`) and is written out in
 //! large writes; reads fill a buffer that is cut into frames.
@@ -17,13 +20,14 @@
 //! the rest stays with the loop, which registers it ([`GUEST`] for the guest's
 //! descriptor, [`LISTENER`] for one that waits for guests), reads frames from it, lets
 //! it take a new guest and tells it when the guest went away. The loop is generic over
-//! the attachment, so the data path has no dynamic dispatch. A new attachment (next:
-//! vhost-user) is one file here implementing the trait, and its variant in
-//! `open.rs` (`Attach`, which picks the attachment a command line asked for).
+//! the attachment, so the data path has no dynamic dispatch. A new attachment is one
+//! module here implementing the trait, and its variant in `open.rs` (`Attach`, which
+//! picks the attachment a command line asked for).
 
 pub mod open;
 pub mod stream;
 pub mod tap;
+pub mod vhost_user;
 
 use std::io;
 
@@ -36,6 +40,9 @@ use crate::frame::GuestTx;
 pub const GUEST: Token = Token(0);
 /// A descriptor on which new guests arrive (a listening socket).
 pub const LISTENER: Token = Token(2);
+/// Tokens an attachment may give its other descriptors (a control channel, notifiers);
+/// their events go to [`Attachment::on_event`].
+pub const LINK_TOKENS: std::ops::Range<usize> = 3..crate::ctx::FIRST_TOKEN - 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -76,6 +83,17 @@ pub enum Read<'a> {
     Closed,
 }
 
+/// What an event means for the guest side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Frames from the guest wait.
+    pub readable: bool,
+    /// The guest side takes frames again.
+    pub writable: bool,
+    /// The guest went away.
+    pub closed: bool,
+}
+
 /// A guest attachment as the event loop drives it (see the module's theory of operation).
 pub trait Attachment {
     /// The transmit side, owned by the engine.
@@ -97,6 +115,17 @@ pub trait Attachment {
     /// [`LISTENER`] is readable: takes the guests waiting (the last one stays on the
     /// line), telling the engine of each ([`Engine::guest_connected`]).
     fn accept(&mut self, registry: &Registry, engine: &mut Engine<Self::Tx>);
+
+    /// An event on one of the attachment's [`LINK_TOKENS`]: what it means.
+    fn on_event(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        engine: &mut Engine<Self::Tx>,
+    ) -> Ready {
+        let _ = (token, registry, engine);
+        Ready::default()
+    }
 
     /// The guest went away. Returns true when the loop should end (no other guest can
     /// come).

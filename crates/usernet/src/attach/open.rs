@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use super::stream::StreamLink;
 use super::tap::TapLink;
+use super::vhost_user::VhostUserLink;
 use super::{AttachError, Driver};
 
 /// How the guest is attached.
@@ -25,6 +26,14 @@ pub enum Attach {
         listener: UnixListener,
         one_off: bool,
     },
+    /// Be QEMU's vhost-user back end (`-netdev vhost-user`) on a unix socket bound
+    /// already; `one_off` as for [`Attach::Listener`].
+    VhostUser {
+        listener: UnixListener,
+        one_off: bool,
+    },
+    /// A vhost-user control socket QEMU is connected to already (`--vhost-user --fd`).
+    VhostUserFd(OwnedFd),
     /// A tap device's descriptor.
     Tap(OwnedFd),
     /// An inherited descriptor: a connected stream socket, or a tap.
@@ -41,6 +50,14 @@ impl Attach {
             }
             Attach::Listener { listener, one_off } => {
                 let (a, tx) = StreamLink::listening(listener, one_off);
+                driver.drive(a, tx)
+            }
+            Attach::VhostUser { listener, one_off } => {
+                let (a, tx) = VhostUserLink::listening(listener, one_off);
+                driver.drive(a, tx)
+            }
+            Attach::VhostUserFd(fd) => {
+                let (a, tx) = VhostUserLink::connected(fd)?;
                 driver.drive(a, tx)
             }
             Attach::Fd(fd) if is_socket(&fd) => {

@@ -1,0 +1,714 @@
+//! The vhost-user device as QEMU configures it: features, the guest's memory, the
+//! virtqueues and their notifiers — and the two data-path operations on them.
+//!
+//! How it works: QEMU's requests arrive through `vhost`'s `BackendReqHandler` (the
+//! protocol: framing, descriptors passed over the socket, replies), which calls the
+//! [`VhostUserBackendReqHandlerMut`] methods of [`Device`] here. `SET_MEM_TABLE` maps
+//! each region QEMU shares (`vm_memory`, shared mappings of its memfd); `SET_VRING_*`
+//! give a queue its size, its rings (in QEMU's addresses, translated to the guest's
+//! through the regions), its first index and its two eventfds; a queue runs once it has
+//! its kick (and, with `PROTOCOL_FEATURES`, once enabled) and stops at `GET_VRING_BASE`.
+//!
+//! The data path (one thread; the event loop calls in): [`Device::pop_frame`] copies the
+//! next chain the guest offers on the transmit queue into a buffer and gives it back at
+//! once; [`Device::rx_room`] walks the receive queue's offered chains (then puts them
+//! back) to tell whether a frame fits; [`Device::push_frame`] writes a frame across as
+//! many chains as it needs (mergeable buffers) and marks them used; [`Device::notify`]
+//! signals the guest when the queue's event index says it waits for it. Every guest
+//! address goes through `vm_memory`'s checked accessors and every chain through
+//! `virtio_queue`'s bounded walk (length, loops, nested indirect tables): a hostile
+//! guest can make its own queue stop (counted in `queue_errors`), not make the engine
+//! read or write outside its memory.
+
+use std::fs::File;
+use std::io;
+
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags,
+    VhostUserInflight, VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures,
+    VhostUserShMemConfig, VhostUserSharedMsg, VhostUserSingleMemoryRegion,
+    VhostUserVirtioFeatures, VhostUserVringAddrFlags, VhostUserVringState,
+};
+use vhost::vhost_user::{
+    Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
+};
+use vhost::VhostUserMemoryRegionBase;
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MRG_RXBUF,
+};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+
+pub use crate::counters::DeviceCounters;
+
+/// One queue pair: receive (to the guest) and transmit (from it).
+pub const QUEUES: usize = 2;
+pub const RX: usize = 0;
+pub const TX: usize = 1;
+/// The largest queue QEMU configures (`rx_queue_size`/`tx_queue_size` ≤ 1024).
+const QUEUE_MAX: u16 = 1024;
+/// `struct virtio_net_hdr_v1`: what precedes every frame (VERSION_1 is required).
+pub const HDR_LEN: usize = 12;
+/// The largest frame either way: a 64 KiB TCP segment with its headers.
+pub const MAX_FRAME: usize = 65536 + 64;
+
+const fn bit(b: u32) -> u64 {
+    1 << b
+}
+
+/// What the device offers: virtio 1.0, mergeable receive buffers, event indices,
+/// indirect tables, and checksum and TCP segmentation offloads both ways.
+pub const FEATURES: u64 = bit(VIRTIO_F_VERSION_1)
+    | bit(VIRTIO_NET_F_MRG_RXBUF)
+    | bit(VIRTIO_RING_F_EVENT_IDX)
+    | bit(VIRTIO_RING_F_INDIRECT_DESC)
+    | bit(VIRTIO_NET_F_CSUM)
+    | bit(VIRTIO_NET_F_GUEST_CSUM)
+    | bit(VIRTIO_NET_F_HOST_TSO4)
+    | bit(VIRTIO_NET_F_HOST_TSO6)
+    | bit(VIRTIO_NET_F_GUEST_TSO4)
+    | bit(VIRTIO_NET_F_GUEST_TSO6)
+    | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+
+/// The features the engine needs to hand the guest unfinished TCP segments.
+const GUEST_OFFLOADS: u64 =
+    bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6);
+
+/// Protocol features: acknowledged requests, and the queue count (one pair).
+fn protocol_features() -> VhostUserProtocolFeatures {
+    VhostUserProtocolFeatures::REPLY_ACK | VhostUserProtocolFeatures::MQ
+}
+
+/// One virtqueue and its notifiers.
+pub struct Ring {
+    queue: Queue,
+    kick: Option<File>,
+    call: Option<File>,
+    /// `SET_VRING_ENABLE` (rings start disabled when `PROTOCOL_FEATURES` is acked).
+    enabled: bool,
+    /// Between its kick and `GET_VRING_BASE`.
+    started: bool,
+    /// A chain could not be read or written: no more service until the driver resets.
+    broken: bool,
+    /// The kick descriptor changed: the event loop registers it.
+    kick_changed: bool,
+    /// Used entries were added since the last notification check.
+    used_added: bool,
+}
+
+impl Ring {
+    fn new() -> Ring {
+        Ring {
+            // 1024 is a power of two: cannot fail.
+            queue: Queue::new(QUEUE_MAX).unwrap_or_else(|_| unreachable!()),
+            kick: None,
+            call: None,
+            enabled: false,
+            started: false,
+            broken: false,
+            kick_changed: false,
+            used_added: false,
+        }
+    }
+
+    /// The kick eventfd, for the event loop to register.
+    pub fn kick(&self) -> Option<&File> {
+        self.kick.as_ref()
+    }
+}
+
+/// A region of the guest's memory as QEMU sees it: for ring addresses, given in QEMU's
+/// own address space.
+struct Mapping {
+    user_addr: u64,
+    size: u64,
+    guest_addr: u64,
+}
+
+/// The device's state (see the module's theory of operation).
+pub struct Device {
+    acked: u64,
+    features_set: bool,
+    protocol: u64,
+    mem: Option<GuestMemoryMmap>,
+    mappings: Vec<Mapping>,
+    rings: [Ring; QUEUES],
+    counters: DeviceCounters,
+}
+
+/// What the transmit queue gave.
+pub enum Pop {
+    /// A frame of this many bytes is in the buffer.
+    Frame(usize),
+    Empty,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Device::new()
+    }
+}
+
+impl Device {
+    pub fn new() -> Device {
+        Device {
+            acked: 0,
+            features_set: false,
+            protocol: 0,
+            mem: None,
+            mappings: Vec::new(),
+            rings: [Ring::new(), Ring::new()],
+            counters: DeviceCounters::default(),
+        }
+    }
+
+    /// Back to a device QEMU has not configured (a new connection, a reset); the
+    /// counters stay.
+    pub fn reset(&mut self) {
+        *self = Device {
+            counters: self.counters,
+            ..Device::new()
+        };
+    }
+
+    pub fn counters(&self) -> DeviceCounters {
+        self.counters
+    }
+
+    /// Whether queue `q` is served now.
+    pub fn running(&self, q: usize) -> bool {
+        let r = &self.rings[q];
+        r.started && r.enabled && !r.broken && self.mem.is_some()
+    }
+
+    /// Whether QEMU has set the features (`SET_FEATURES`).
+    pub fn features_set(&self) -> bool {
+        self.features_set
+    }
+
+    /// Enables or disables queue `index`; false when there is no such queue.
+    pub fn set_enabled(&mut self, index: u32, enable: bool) -> bool {
+        self.ring(index).map(|r| r.enabled = enable).is_ok()
+    }
+
+    /// Whether the guest takes unfinished TCP segments (partial checksums, 64 KiB).
+    pub fn guest_offloads(&self) -> bool {
+        self.acked & GUEST_OFFLOADS == GUEST_OFFLOADS
+    }
+
+    /// Queues whose kick descriptor changed since the last call (to register).
+    pub fn take_kick_changes(&mut self) -> impl Iterator<Item = (usize, &Ring)> {
+        let changed: [bool; QUEUES] =
+            std::array::from_fn(|q| std::mem::take(&mut self.rings[q].kick_changed));
+        self.rings
+            .iter()
+            .enumerate()
+            .filter(move |(q, _)| changed[*q])
+    }
+
+    /// The next frame the guest transmits, copied into `buf` without its virtio-net
+    /// header; its chain goes back to the guest at once.
+    pub fn pop_frame(&mut self, buf: &mut [u8]) -> Pop {
+        if !self.running(TX) {
+            return Pop::Empty;
+        }
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[TX], &mut self.counters)
+        else {
+            return Pop::Empty;
+        };
+        loop {
+            let chain = match ring.queue.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(e) => return stop(ring, c, TX, &e),
+            };
+            let Some(chain) = chain else {
+                // Nothing more: ask for a kick, unless more came meanwhile.
+                match ring.queue.enable_notification(mem) {
+                    Ok(true) => continue,
+                    Ok(false) => return Pop::Empty,
+                    Err(e) => return stop(ring, c, TX, &e),
+                }
+            };
+            let head = chain.head_index();
+            let mut skip = HDR_LEN;
+            let mut len = 0usize;
+            let mut fits = true;
+            for desc in chain.readable() {
+                let n = desc.len() as usize;
+                let header = skip.min(n);
+                skip -= header;
+                if n == header {
+                    continue;
+                }
+                let Some(dst) = buf.get_mut(len..len + n - header) else {
+                    fits = false;
+                    break;
+                };
+                let Some(addr) = desc.addr().checked_add(header as u64) else {
+                    return stop(ring, c, TX, &OUTSIDE);
+                };
+                if mem.read_slice(dst, addr).is_err() {
+                    return stop(ring, c, TX, &OUTSIDE);
+                }
+                len += n - header;
+            }
+            if let Err(e) = ring.queue.add_used(mem, head, 0) {
+                return stop(ring, c, TX, &e);
+            }
+            ring.used_added = true;
+            if !fits || skip > 0 || len < crate::wire::ETH_HLEN {
+                c.bad_frames += 1;
+                continue;
+            }
+            c.frames_from_guest += 1;
+            c.largest_from_guest = c.largest_from_guest.max(len as u64);
+            return Pop::Frame(len);
+        }
+    }
+
+    /// Whether `len` bytes (header included) fit in the chains the guest offers on the
+    /// receive queue now. When they do not, the guest is asked for a kick when it adds
+    /// buffers.
+    pub fn rx_room(&mut self, len: usize) -> bool {
+        if !self.running(RX) {
+            return false;
+        }
+        let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[RX], &mut self.counters)
+        else {
+            return false;
+        };
+        // Twice at most: buffers may come between a short walk and the kick request.
+        for _ in 0..2 {
+            match walk_rx(&mut ring.queue, mem, len, mergeable, None) {
+                Ok(Walk { room, .. }) if room >= len => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    stop(ring, c, RX, &e);
+                    return false;
+                }
+            }
+            match ring.queue.enable_notification(mem) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => {
+                    stop(ring, c, RX, &e);
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Writes `frame` (virtio-net header first, its `num_buffers` filled in here)
+    /// across the receive chains it needs; false when they did not hold it (the frame is
+    /// dropped; the chains stay the guest's).
+    pub fn push_frame(&mut self, frame: &mut [u8]) -> bool {
+        if !self.running(RX) || frame.len() < HDR_LEN {
+            return false;
+        }
+        let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[RX], &mut self.counters)
+        else {
+            return false;
+        };
+        // First pass: how many chains the frame takes, and how much of it each holds
+        // (the header must say how many before the frame is written).
+        let mut takes = [0u32; MAX_MERGED];
+        let walk = match walk_rx(&mut ring.queue, mem, frame.len(), mergeable, Some(&mut takes)) {
+            Ok(w) if w.room >= frame.len() => w,
+            Ok(_) => return false,
+            Err(e) => return stop(ring, c, RX, &e).is_frame(),
+        };
+        frame[10..12].copy_from_slice(&(walk.chains as u16).to_le_bytes());
+        // Second pass: the same chains again, written and marked used.
+        let mut at = 0usize;
+        for &take in &takes[..walk.chains] {
+            let chain = match ring.queue.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(e) => return stop(ring, c, RX, &e).is_frame(),
+            };
+            let Some(chain) = chain else {
+                return stop(ring, c, RX, &CHANGED).is_frame();
+            };
+            let head = chain.head_index();
+            let end = at + take as usize;
+            let mut pos = at;
+            for desc in chain.writable() {
+                if pos == end {
+                    break;
+                }
+                let n = (desc.len() as usize).min(end - pos);
+                if mem.write_slice(&frame[pos..pos + n], desc.addr()).is_err() {
+                    return stop(ring, c, RX, &OUTSIDE).is_frame();
+                }
+                pos += n;
+            }
+            if pos != end {
+                return stop(ring, c, RX, &CHANGED).is_frame();
+            }
+            if let Err(e) = ring.queue.add_used(mem, head, take) {
+                return stop(ring, c, RX, &e).is_frame();
+            }
+            at = end;
+        }
+        ring.used_added = true;
+        c.frames_to_guest += 1;
+        c.largest_to_guest = c.largest_to_guest.max((frame.len() - HDR_LEN) as u64);
+        c.rx_merged_buffers += walk.chains as u64 - 1;
+        true
+    }
+
+    /// Signals the guest on queue `q` if it added used entries the guest waits for.
+    pub fn notify(&mut self, q: usize) {
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
+        else {
+            return;
+        };
+        if !std::mem::take(&mut ring.used_added) {
+            return;
+        }
+        match ring.queue.needs_notification(mem) {
+            Ok(true) => {
+                if let Some(call) = ring.call.as_ref() {
+                    let _ = nix::unistd::write(call, &1u64.to_ne_bytes());
+                    c.notifies += 1;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                stop(ring, c, q, &e);
+            }
+        }
+    }
+
+    /// Clears a kick eventfd's count (edge-triggered: the loop reads it out).
+    pub fn drain_kick(&self, q: usize) {
+        if let Some(k) = self.rings[q].kick.as_ref() {
+            let mut v = [0u8; 8];
+            let _ = nix::unistd::read(k, &mut v);
+        }
+    }
+
+    fn ring(&mut self, index: u32) -> VuResult<&mut Ring> {
+        self.rings
+            .get_mut(index as usize)
+            .ok_or(VuError::InvalidParam)
+    }
+
+    /// QEMU's address of a ring, as a guest address.
+    fn guest_addr(&self, user_addr: u64) -> VuResult<GuestAddress> {
+        self.mappings
+            .iter()
+            .find(|m| user_addr >= m.user_addr && user_addr - m.user_addr < m.size)
+            .map(|m| GuestAddress(user_addr - m.user_addr + m.guest_addr))
+            .ok_or(VuError::InvalidParam)
+    }
+
+    /// A queue starts when it has its kick (and its rings are valid).
+    fn start(&mut self, q: usize) {
+        let event_idx = self.acked & bit(VIRTIO_RING_F_EVENT_IDX) != 0;
+        let valid = self.mem.as_ref().is_some_and(|mem| {
+            let queue = &mut self.rings[q].queue;
+            queue.set_event_idx(event_idx);
+            queue.set_ready(true);
+            queue.is_valid(mem)
+        });
+        let ring = &mut self.rings[q];
+        ring.started = true;
+        ring.broken = !valid;
+        if !valid {
+            self.counters.queue_errors += 1;
+            tracing::warn!("vhost-user: queue {q} has rings outside the guest's memory");
+        } else if q == RX {
+            self.counters.starts += 1;
+        }
+    }
+}
+
+impl Pop {
+    fn is_frame(&self) -> bool {
+        matches!(self, Pop::Frame(_))
+    }
+}
+
+/// Chains one frame may take on the receive queue (64 KiB in 1,500-byte buffers is 44).
+const MAX_MERGED: usize = 64;
+const OUTSIDE: &str = "a descriptor points outside the guest's memory";
+const CHANGED: &str = "a receive chain changed while the engine wrote to it";
+
+/// What the walk over the offered receive chains found.
+struct Walk {
+    room: usize,
+    chains: usize,
+}
+
+/// Walks the receive chains the guest offers until `len` bytes fit (or, without
+/// mergeable buffers, the first chain), noting in `takes` how much of the frame each
+/// chain gets; the queue's position is put back after.
+fn walk_rx(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    len: usize,
+    mergeable: bool,
+    mut takes: Option<&mut [u32; MAX_MERGED]>,
+) -> Result<Walk, virtio_queue::Error> {
+    let mut walk = Walk { room: 0, chains: 0 };
+    while walk.room < len && walk.chains < MAX_MERGED {
+        let Some(chain) = queue.iter(mem)?.next() else {
+            break;
+        };
+        let room: usize = chain.writable().map(|d| d.len() as usize).sum();
+        let take = room.min(len - walk.room);
+        if let Some(t) = takes.as_deref_mut() {
+            t[walk.chains] = take as u32;
+        }
+        walk.room += take;
+        walk.chains += 1;
+        if !mergeable {
+            break;
+        }
+    }
+    for _ in 0..walk.chains {
+        queue.go_to_previous_position();
+    }
+    Ok(walk)
+}
+
+/// Stops a queue after a chain it could not use: counted, said once.
+fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Display) -> Pop {
+    if !ring.broken {
+        ring.broken = true;
+        c.queue_errors += 1;
+        let which = if q == RX { "receive" } else { "transmit" };
+        tracing::warn!(
+            "vhost-user: the guest's {which} queue is unusable ({e}); it stays stopped until the guest resets the device"
+        );
+    }
+    Pop::Empty
+}
+
+fn unsupported<T>() -> VuResult<T> {
+    Err(VuError::InvalidOperation("not supported by netbind"))
+}
+
+impl VhostUserBackendReqHandlerMut for Device {
+    fn set_owner(&mut self) -> VuResult<()> {
+        Ok(())
+    }
+
+    fn reset_owner(&mut self) -> VuResult<()> {
+        self.reset();
+        Ok(())
+    }
+
+    fn reset_device(&mut self) -> VuResult<()> {
+        self.reset_owner()
+    }
+
+    fn get_features(&mut self) -> VuResult<u64> {
+        Ok(FEATURES)
+    }
+
+    fn set_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !FEATURES != 0 {
+            return Err(VuError::InvalidParam);
+        }
+        self.acked = features;
+        self.features_set = true;
+        // Without PROTOCOL_FEATURES a queue runs as soon as it starts.
+        let enabled = features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0;
+        for r in &mut self.rings {
+            if enabled {
+                r.enabled = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_mem_table(
+        &mut self,
+        ctx: &[VhostUserMemoryRegion],
+        files: Vec<File>,
+        _postcopy_listening: Option<bool>,
+    ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        let mut regions = Vec::with_capacity(ctx.len());
+        let mut mappings = Vec::with_capacity(ctx.len());
+        for (region, file) in ctx.iter().zip(files) {
+            let mapped = GuestRegionMmap::new(
+                region.mmap_region(file)?,
+                GuestAddress(region.guest_phys_addr),
+            )
+            .ok_or(VuError::InvalidParam)?;
+            regions.push(mapped);
+            mappings.push(Mapping {
+                user_addr: region.user_addr,
+                size: region.memory_size,
+                guest_addr: region.guest_phys_addr,
+            });
+        }
+        let mem = GuestMemoryMmap::from_regions(regions)
+            .map_err(|e| VuError::ReqHandlerError(io::Error::other(e)))?;
+        self.mem = Some(mem);
+        self.mappings = mappings;
+        Ok(None)
+    }
+
+    fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        let size = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
+        let ring = self.ring(index)?;
+        ring.queue
+            .try_set_size(size)
+            .map_err(|_| VuError::InvalidParam)
+    }
+
+    fn set_vring_addr(
+        &mut self,
+        index: u32,
+        _flags: VhostUserVringAddrFlags,
+        descriptor: u64,
+        used: u64,
+        available: u64,
+        _log: u64,
+    ) -> VuResult<()> {
+        let (d, u, a) = (
+            self.guest_addr(descriptor)?,
+            self.guest_addr(used)?,
+            self.guest_addr(available)?,
+        );
+        let queue = &mut self.ring(index)?.queue;
+        queue
+            .try_set_desc_table_address(d)
+            .and_then(|()| queue.try_set_used_ring_address(u))
+            .and_then(|()| queue.try_set_avail_ring_address(a))
+            .map_err(|_| VuError::InvalidParam)
+    }
+
+    fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
+        let queue = &mut self.ring(index)?.queue;
+        queue.set_next_avail(base);
+        queue.set_next_used(base);
+        Ok(())
+    }
+
+    fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        let ring = self.ring(index)?;
+        ring.started = false;
+        ring.queue.set_ready(false);
+        let base = ring.queue.next_avail();
+        // The notifiers end with the queue (new ones come with the next start).
+        ring.kick = None;
+        ring.call = None;
+        Ok(VhostUserVringState::new(index, u32::from(base)))
+    }
+
+    fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        let q = usize::from(index);
+        let ring = self.ring(u32::from(index))?;
+        ring.kick = fd;
+        ring.kick_changed = true;
+        self.start(q);
+        Ok(())
+    }
+
+    fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        self.ring(u32::from(index))?.call = fd;
+        Ok(())
+    }
+
+    fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        self.ring(u32::from(index)).map(|_| ())
+    }
+
+    fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
+        Ok(protocol_features())
+    }
+
+    fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !protocol_features().bits() != 0 {
+            return Err(VuError::InvalidParam);
+        }
+        self.protocol = features;
+        Ok(())
+    }
+
+    fn get_queue_num(&mut self) -> VuResult<u64> {
+        Ok(QUEUES as u64)
+    }
+
+    fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        self.ring(index)?.enabled = enable;
+        Ok(())
+    }
+
+    fn get_config(
+        &mut self,
+        _offset: u32,
+        _size: u32,
+        _flags: VhostUserConfigFlags,
+    ) -> VuResult<Vec<u8>> {
+        unsupported()
+    }
+
+    fn set_config(&mut self, _: u32, _: &[u8], _: VhostUserConfigFlags) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn set_gpu_socket(&mut self, _: GpuBackend) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_shared_object(&mut self, _: VhostUserSharedMsg) -> VuResult<File> {
+        unsupported()
+    }
+
+    fn get_inflight_fd(&mut self, _: &VhostUserInflight) -> VuResult<(VhostUserInflight, File)> {
+        unsupported()
+    }
+
+    fn set_inflight_fd(&mut self, _: &VhostUserInflight, _: File) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_max_mem_slots(&mut self) -> VuResult<u64> {
+        unsupported()
+    }
+
+    fn add_mem_region(
+        &mut self,
+        _: &VhostUserSingleMemoryRegion,
+        _: File,
+        _: Option<bool>,
+    ) -> VuResult<Option<VhostUserMemoryRegionBase>> {
+        unsupported()
+    }
+
+    fn remove_mem_region(&mut self, _: &VhostUserSingleMemoryRegion) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn set_device_state_fd(
+        &mut self,
+        _: VhostTransferStateDirection,
+        _: VhostTransferStatePhase,
+        _: File,
+    ) -> VuResult<Option<File>> {
+        unsupported()
+    }
+
+    fn check_device_state(&mut self) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_shmem_config(&mut self) -> VuResult<VhostUserShMemConfig> {
+        unsupported()
+    }
+
+    fn set_log_base(&mut self, _: &VhostUserLog, _: File) -> VuResult<()> {
+        unsupported()
+    }
+}

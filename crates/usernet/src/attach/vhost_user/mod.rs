@@ -1,0 +1,414 @@
+//! vhost-user: the engine as the guest NIC's back end, reading and writing the guest's
+//! virtqueues in memory QEMU shares with it.
+//!
+//! How it works: QEMU (`-chardev socket,path=P -netdev vhost-user,chardev=…`, guest
+//! memory from a shared memfd) connects to the unix socket the engine listens on, or
+//! hands over a connected one (`--fd`). Over it come QEMU's requests — features, the
+//! memory table, each queue's rings and eventfds — handled by `vhost`'s protocol layer
+//! into [`device::Device`]. Frames then move without the socket: the guest's transmit
+//! queue is read when its kick eventfd fires (a copy per frame, into a buffer the engine
+//! reads as from any other attachment; the chain goes back to the guest at once), and
+//! frames to the guest are built in [`VhostUserTx`]'s buffer and written across the
+//! receive queue's chains (mergeable buffers), the guest signalled at the end of the
+//! round if its event index asks for it.
+//!
+//! Why not `vhost-user-backend`'s daemon: it runs a thread per queue set and a thread
+//! for the socket, with the device behind locks; the engine is one thread that owns its
+//! flows, so it takes the protocol layer (`vhost`), the memory (`vm-memory`) and the
+//! queues (`virtio-queue`) and drives them from its own event loop. The device sits
+//! behind a `Mutex` only because `vhost`'s handler wants one; it is never contended.
+//!
+//! Tokens: the transmit kick is [`GUEST`] (readable: frames to read), the receive kick
+//! [`RX_KICK`] (the guest added buffers: the engine may send again), the control socket
+//! [`CONTROL`], the listening socket [`LISTENER`]. The engine learns of a guest when its
+//! driver starts the receive queue (boot, reset after a reboot), and of its end when
+//! QEMU closes the socket: with `one_off` the engine then ends, else it waits for the
+//! next QEMU.
+//!
+//! Offloads: the device offers checksum and TCP segmentation offload both ways, so the
+//! guest sends 64 KiB TCP segments with partial checksums (the engine relays payloads
+//! and verifies no checksum) and, when the guest acks GUEST_CSUM and GUEST_TSO4/6, the
+//! engine hands it 64 KiB segments the same way (`frame::TxMeta`), as it does a tap.
+
+pub mod device;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use vhost::vhost_user::BackendReqHandler;
+
+use super::{AttachError, Attachment, GUEST, LISTENER, Read, Ready};
+use crate::engine::Engine;
+use crate::frame::{GuestTx, TxMeta};
+use device::{Device, HDR_LEN, MAX_FRAME, Pop, RX, TX};
+
+pub use device::DeviceCounters;
+
+/// The receive queue's kick.
+pub const RX_KICK: Token = Token(3);
+/// The vhost-user control socket.
+pub const CONTROL: Token = Token(4);
+
+/// How long one request may take to arrive whole once it started, or its reply to
+/// leave: QEMU writes each at once, so only a stuck peer waits this long.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
+
+type Shared = Arc<Mutex<Device>>;
+
+fn lock(d: &Shared) -> MutexGuard<'_, Device> {
+    // One thread uses the device: a poisoned lock only means a panic elsewhere
+    // already ended the engine; the state is still consistent enough to drop.
+    d.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The engine's side towards the guest: frames built here, then written into the
+/// guest's receive queue.
+pub struct VhostUserTx {
+    device: Shared,
+    buf: Box<[u8]>,
+    /// The room last reserved is in use (the receive queue had room for it).
+    reserved: bool,
+}
+
+impl VhostUserTx {
+    fn new(device: Shared) -> VhostUserTx {
+        VhostUserTx {
+            device,
+            buf: vec![0; HDR_LEN + MAX_FRAME].into_boxed_slice(),
+            reserved: false,
+        }
+    }
+
+    /// What the device counted.
+    pub fn device_counters(&self) -> DeviceCounters {
+        lock(&self.device).counters()
+    }
+}
+
+impl GuestTx for VhostUserTx {
+    fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > MAX_FRAME || !lock(&self.device).rx_room(HDR_LEN + len) {
+            self.reserved = false;
+            return None;
+        }
+        self.reserved = true;
+        Some(&mut self.buf[HDR_LEN..HDR_LEN + len])
+    }
+
+    fn commit(&mut self, len: usize) {
+        self.commit_meta(len, TxMeta::default());
+    }
+
+    fn offloads(&self) -> bool {
+        lock(&self.device).guest_offloads()
+    }
+
+    fn commit_meta(&mut self, len: usize, meta: TxMeta) {
+        if !std::mem::take(&mut self.reserved) {
+            return;
+        }
+        let h = &mut self.buf[..HDR_LEN];
+        h.fill(0);
+        if meta.csum_start != 0 {
+            h[0] = VNET_F_NEEDS_CSUM;
+            h[6..8].copy_from_slice(&meta.csum_start.to_le_bytes());
+            h[8..10].copy_from_slice(&meta.csum_offset.to_le_bytes());
+        }
+        if meta.gso_size != 0 {
+            h[1] = if meta.gso_v6 {
+                VNET_GSO_TCPV6
+            } else {
+                VNET_GSO_TCPV4
+            };
+            h[2..4].copy_from_slice(&meta.hdr_len.to_le_bytes());
+            h[4..6].copy_from_slice(&meta.gso_size.to_le_bytes());
+        }
+        // The room was checked at `reserve`; a guest that took its buffers back since
+        // loses this frame (as on a full link).
+        let _ = lock(&self.device).push_frame(&mut self.buf[..HDR_LEN + len]);
+    }
+
+    fn device_counters(&self) -> Option<DeviceCounters> {
+        Some(VhostUserTx::device_counters(self))
+    }
+}
+
+/// The vhost-user attachment (see the module's theory of operation).
+pub struct VhostUserLink {
+    device: Shared,
+    listener: Option<UnixListener>,
+    control: Option<BackendReqHandler<Mutex<Device>>>,
+    control_fd: Option<RawFd>,
+    /// The transmit queue's frames are copied here for the engine.
+    frame: Box<[u8]>,
+    /// The receive queue was running at the last look (its start means a guest).
+    rx_running: bool,
+    one_off: bool,
+}
+
+impl VhostUserLink {
+    /// Guests' QEMUs connect to `listener` (bound already); with `one_off` the first
+    /// that leaves ends the engine.
+    pub fn listening(listener: UnixListener, one_off: bool) -> (VhostUserLink, VhostUserTx) {
+        VhostUserLink::new(Some(listener), None, one_off)
+    }
+
+    /// A control socket QEMU is connected to already (an inherited descriptor).
+    pub fn connected(fd: OwnedFd) -> Result<(VhostUserLink, VhostUserTx), AttachError> {
+        let stream = UnixStream::from(fd);
+        Ok(VhostUserLink::new(None, Some(stream), true))
+    }
+
+    fn new(
+        listener: Option<UnixListener>,
+        stream: Option<UnixStream>,
+        one_off: bool,
+    ) -> (VhostUserLink, VhostUserTx) {
+        let device: Shared = Arc::new(Mutex::new(Device::new()));
+        let mut link = VhostUserLink {
+            device: device.clone(),
+            listener,
+            control: None,
+            control_fd: None,
+            frame: vec![0; MAX_FRAME].into_boxed_slice(),
+            rx_running: false,
+            one_off,
+        };
+        if let Some(s) = stream {
+            link.take_control(s);
+        }
+        (link, VhostUserTx::new(device))
+    }
+
+    /// Serves QEMU on `stream` from now on (a fresh device).
+    fn take_control(&mut self, stream: UnixStream) -> bool {
+        if stream.set_nonblocking(false).is_err()
+            || stream.set_read_timeout(Some(CONTROL_TIMEOUT)).is_err()
+            || stream.set_write_timeout(Some(CONTROL_TIMEOUT)).is_err()
+        {
+            return false;
+        }
+        lock(&self.device).reset();
+        self.rx_running = false;
+        self.control_fd = Some(stream.as_raw_fd());
+        self.control = Some(BackendReqHandler::from_stream(stream, self.device.clone()));
+        true
+    }
+
+    /// Handles every request waiting on the control socket; false when QEMU is gone
+    /// (or spoke nonsense).
+    fn serve_control(&mut self) -> bool {
+        let (Some(handler), Some(fd)) = (self.control.as_mut(), self.control_fd) else {
+            return false;
+        };
+        loop {
+            match waiting(fd) {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(_) => return false,
+            }
+            match early_enable(fd, &self.device) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!("vhost-user: cannot answer QEMU: {e}; closing");
+                    return false;
+                }
+            }
+            if let Err(e) = handler.handle_request() {
+                match e {
+                    vhost::vhost_user::Error::Disconnected
+                    | vhost::vhost_user::Error::PartialMessage => {}
+                    e => tracing::warn!("vhost-user: QEMU's request failed: {e}; closing"),
+                }
+                return false;
+            }
+        }
+    }
+
+    /// Registers kick descriptors that changed; tells the engine when the guest's
+    /// driver started (or restarted) the device.
+    fn after_control(&mut self, registry: &Registry, engine: &mut Engine<VhostUserTx>) -> Ready {
+        let mut dev = lock(&self.device);
+        for (q, ring) in dev.take_kick_changes() {
+            if let Some(k) = ring.kick() {
+                let token = if q == RX { RX_KICK } else { GUEST };
+                let _ = registry.register(&mut SourceFd(&k.as_raw_fd()), token, Interest::READABLE);
+            }
+        }
+        let running = dev.running(RX) && dev.running(TX);
+        drop(dev);
+        let started = running && !self.rx_running;
+        self.rx_running = running;
+        if started {
+            engine.guest_connected();
+        }
+        Ready {
+            readable: started,
+            writable: started,
+            closed: false,
+        }
+    }
+
+    fn drop_control(&mut self) {
+        self.control = None; // closes the socket (and with it its registration)
+        self.control_fd = None;
+        self.rx_running = false;
+        // The queues' eventfds and the memory go with the device.
+        lock(&self.device).reset();
+    }
+}
+
+/// `VHOST_USER_SET_VRING_ENABLE`, and what its reply carries.
+const SET_VRING_ENABLE: u32 = 18;
+const FLAG_VERSION: u32 = 0x1;
+const FLAG_REPLY: u32 = 0x4;
+const FLAG_NEED_REPLY: u32 = 0x8;
+
+/// Answers a `SET_VRING_ENABLE` that comes before `SET_FEATURES`; true when it did.
+///
+/// QEMU's vhost-user-net sends one at start-up (rings disabled, waiting for the ack)
+/// before the features are set; `vhost`'s handler refuses it until PROTOCOL_FEATURES is
+/// acknowledged and closes no reply, so QEMU would wait forever. This one message is
+/// read and answered here (header: request, flags, size; body: index, num — all u32
+/// little-endian); everything else goes to `vhost`.
+fn early_enable(fd: RawFd, device: &Shared) -> io::Result<bool> {
+    use nix::sys::socket::{MsgFlags, recv, send};
+    if lock(device).features_set() {
+        return Ok(false);
+    }
+    let mut msg = [0u8; 20];
+    let n = recv(fd, &mut msg, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)?;
+    let word = |i: usize| u32::from_le_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
+    let (request, flags, size, index, num) = (word(0), word(4), word(8), word(12), word(16));
+    if n < 20 || request != SET_VRING_ENABLE || size != 8 {
+        return Ok(false);
+    }
+    recv(fd, &mut msg, MsgFlags::MSG_DONTWAIT)?;
+    let ok = lock(device).set_enabled(index, num == 1);
+    if flags & FLAG_NEED_REPLY != 0 {
+        let mut reply = [0u8; 20];
+        reply[0..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+        reply[4..8].copy_from_slice(&(FLAG_VERSION | FLAG_REPLY).to_le_bytes());
+        reply[8..12].copy_from_slice(&8u32.to_le_bytes());
+        reply[12..20].copy_from_slice(&u64::from(!ok).to_le_bytes());
+        send(fd, &reply, MsgFlags::MSG_NOSIGNAL)?;
+    }
+    Ok(true)
+}
+
+/// Whether bytes wait on the control socket (without blocking).
+fn waiting(fd: RawFd) -> io::Result<bool> {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut b = [0u8; 1];
+    match recv(fd, &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN) => Ok(false),
+        Err(nix::errno::Errno::EINTR) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Attachment for VhostUserLink {
+    type Tx = VhostUserTx;
+
+    fn register(&mut self, registry: &Registry) -> io::Result<bool> {
+        if let Some(l) = &self.listener {
+            registry.register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)?;
+        }
+        if let Some(fd) = self.control_fd {
+            registry.register(&mut SourceFd(&fd), CONTROL, Interest::READABLE)?;
+        }
+        // The guest counts as there once its driver starts the queues.
+        Ok(false)
+    }
+
+    fn connected(&self) -> bool {
+        self.control.is_some()
+    }
+
+    fn next_frame(&mut self) -> Read<'_> {
+        let mut dev = lock(&self.device);
+        dev.drain_kick(TX);
+        match dev.pop_frame(&mut self.frame) {
+            Pop::Frame(n) => {
+                drop(dev);
+                Read::Frame(&self.frame[..n])
+            }
+            Pop::Empty => {
+                dev.notify(TX);
+                Read::Empty
+            }
+        }
+    }
+
+    fn flush(tx: &mut VhostUserTx) -> bool {
+        lock(&tx.device).notify(RX);
+        true
+    }
+
+    fn accept(&mut self, registry: &Registry, engine: &mut Engine<VhostUserTx>) {
+        while let Some(Ok((conn, _))) = self.listener.as_ref().map(UnixListener::accept) {
+            if self.control.is_some() {
+                tracing::info!("vhost-user: a new QEMU connected; the previous one is dropped");
+                self.drop_control();
+            }
+            if !self.take_control(conn) {
+                continue;
+            }
+            if let Some(fd) = self.control_fd
+                && registry
+                    .register(&mut SourceFd(&fd), CONTROL, Interest::READABLE)
+                    .is_err()
+            {
+                self.drop_control();
+            }
+        }
+        let _ = engine; // told when the guest's driver starts the queues
+    }
+
+    fn on_event(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        engine: &mut Engine<VhostUserTx>,
+    ) -> Ready {
+        match token {
+            CONTROL => {
+                if !self.serve_control() {
+                    return Ready {
+                        closed: true,
+                        ..Ready::default()
+                    };
+                }
+                self.after_control(registry, engine)
+            }
+            RX_KICK => {
+                lock(&self.device).drain_kick(RX);
+                Ready {
+                    writable: true,
+                    ..Ready::default()
+                }
+            }
+            _ => Ready::default(),
+        }
+    }
+
+    fn disconnect(&mut self, _engine: &mut Engine<VhostUserTx>) -> bool {
+        if self.one_off || self.listener.is_none() {
+            return true;
+        }
+        self.drop_control();
+        false
+    }
+}

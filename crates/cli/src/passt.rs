@@ -180,10 +180,11 @@ pub struct PasstArgs {
     /// Inbound UDP ports; may be repeated.
     #[arg(short = 'u', long, value_name = "SPEC")]
     pub udp_ports: Vec<String>,
-    /// vhost-user back end (refused until netbind's engine has one).
+    /// Be QEMU's vhost-user back end on the socket (or --fd) instead of the stream
+    /// protocol.
     #[arg(long)]
     pub vhost_user: bool,
-    /// vhost-user: print the back end's capabilities as JSON (refused, as --vhost-user).
+    /// vhost-user: print the back end's capabilities as JSON (`{"type": "net"}`), exit.
     #[arg(long)]
     pub print_capabilities: bool,
     /// Where `passt-repair` connects during a migration (accepted; not used yet).
@@ -202,6 +203,8 @@ pub enum Guest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasstRun {
     pub guest: Guest,
+    /// vhost-user instead of the stream protocol.
+    pub vhost_user: bool,
     pub daemon: bool,
     pub one_off: bool,
     pub pidfile: Option<PathBuf>,
@@ -261,8 +264,6 @@ impl PasstArgs {
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
             (self.freebind, "--freebind"),
-            (self.vhost_user, "--vhost-user"),
-            (self.print_capabilities, "--print-capabilities"),
         ];
         flags
             .into_iter()
@@ -300,6 +301,7 @@ impl PasstArgs {
             // and waits for no daemon; passt stays in the foreground then too.
             daemon: !self.foreground && matches!(guest, Guest::Socket(_)),
             guest,
+            vhost_user: self.vhost_user,
             one_off: self.one_off,
             pidfile: self.pid.clone(),
             log_file: self.log_file.clone(),
@@ -472,6 +474,11 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> std::process::ExitCode {
             return ExitCode::from(1);
         }
     };
+    if args.print_capabilities {
+        // What libvirt asks of a vhost-user back end: the device type it serves.
+        println!("{{\n  \"type\": \"net\"\n}}");
+        return ExitCode::SUCCESS;
+    }
     if args.version {
         println!(
             "netbind {} (passt's command line)",
@@ -519,7 +526,14 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
     let mut cfg = crate::usernet::from_namespace(run.interface.as_deref())?;
     run.changes.apply_to(&mut cfg);
     let attach = match &run.guest {
-        Guest::Fd(n) => Attach::Fd(run::inherited_fd(*n).with_context(|| format!("--fd {n}"))?),
+        Guest::Fd(n) => {
+            let fd = run::inherited_fd(*n).with_context(|| format!("--fd {n}"))?;
+            if run.vhost_user {
+                Attach::VhostUserFd(fd)
+            } else {
+                Attach::Fd(fd)
+            }
+        }
         Guest::Socket(path) => {
             let listener = match std::env::var(LISTENER_FD) {
                 // The daemon: its parent bound the socket and handed it down.
@@ -540,9 +554,16 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
                 write_pidfile(pidfile, std::process::id())?;
             }
             tracing::info!(socket = %path.display(), "listening on {}", path.display());
-            Attach::Listener {
-                listener,
-                one_off: run.one_off,
+            if run.vhost_user {
+                Attach::VhostUser {
+                    listener,
+                    one_off: run.one_off,
+                }
+            } else {
+                Attach::Listener {
+                    listener,
+                    one_off: run.one_off,
+                }
             }
         }
     };
@@ -845,18 +866,31 @@ mod tests {
     }
 
     #[test]
-    fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&[
+    fn vhost_user_as_libvirt_asks_is_a_one_off_daemon_on_the_socket() {
+        let run = plan(&[
             "--vhost-user",
-            "--no-dhcp",
-            "--mac-addr",
-            "9a:55:9a:55:9a:55",
+            "--one-off",
+            "--socket",
+            "/run/libvirt/qemu/passt/1-vm-ua-default.socket",
+            "--pid",
+            "/run/libvirt/qemu/passt/1-vm-ua-default-passt.pid",
         ])
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        assert!(run.vhost_user && run.daemon && run.one_off);
+        assert_eq!(
+            run.guest,
+            Guest::Socket("/run/libvirt/qemu/passt/1-vm-ua-default.socket".into())
+        );
+    }
+
+    #[test]
+    fn every_option_netbind_lacks_is_named_in_one_refusal() {
+        let err = plan(&["--freebind", "--no-dhcp", "--mac-addr", "9a:55:9a:55:9a:55"])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --mac-addr, --no-dhcp, --vhost-user"
+            "netbind does not implement passt's options: --mac-addr, --no-dhcp, --freebind"
         );
     }
 

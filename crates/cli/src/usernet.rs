@@ -39,6 +39,10 @@ pub struct UsernetArgs {
     /// Use an inherited descriptor: a connected stream socket or a tap.
     #[arg(long, value_name = "N", group = "guest")]
     fd: Option<i32>,
+    /// Be QEMU's vhost-user back end (`-netdev vhost-user`) on --socket or --fd,
+    /// instead of the stream protocol: the guest's queues in memory QEMU shares.
+    #[arg(long)]
+    vhost_user: bool,
     /// Name of the tap made with --netns.
     #[arg(long, value_name = "NAME", default_value = "tap0")]
     tap_name: String,
@@ -113,7 +117,23 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         cfg.mtu = mtu;
     }
     cfg.max_flows = args.max_flows.max(1);
+    let vhost_user = |path: &std::path::Path| -> anyhow::Result<Attach> {
+        Ok(Attach::VhostUser {
+            listener: run::listen_unix(path)?,
+            one_off: false,
+        })
+    };
     let attach = match (&args.socket, &args.netns, args.fd) {
+        (_, Some(_), _) if args.vhost_user => {
+            bail!("--vhost-user serves QEMU on --socket or --fd, not a tap (--netns)")
+        }
+        (Some(path), None, None) if args.vhost_user => vhost_user(path)?,
+        (None, None, Some(n)) if args.vhost_user => Attach::VhostUserFd(
+            run::inherited_fd(n).with_context(|| format!("--fd {n}"))?,
+        ),
+        (None, None, None) if args.vhost_user && args.plan.is_some() => {
+            vhost_user(std::path::Path::new(&socket_from_plan(args)?))?
+        }
         (Some(path), None, None) => Attach::Socket(path.clone()),
         (None, Some(ns), None) => {
             Attach::Tap(attach::tap::create_in_netns(ns, &args.tap_name, &cfg)?)

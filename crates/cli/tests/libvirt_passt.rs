@@ -84,6 +84,25 @@ fn wait_for(console: &Path, marker: &str, timeout: Duration) -> Result<String, S
 
 #[test]
 fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
+    libvirt_runs_netbind_as_passt(
+        "<interface type='user'><backend type='passt' logFile='@LOG@'/><mac address='@MAC@'/><model type='virtio'/>\n      <portForward proto='tcp'><range start='@FWD@'/></portForward></interface>",
+    );
+}
+
+/// The interface as KubeVirt's virt-launcher writes it for a `passtBinding` with
+/// `ports` (v1.8+): vhost-user with the passt back end, shared memfd memory (in
+/// `domain_xml`), libvirt starting `passt --vhost-user --one-off --socket … --pid …
+/// --interface eth0 --log-file … --tcp-ports 8080`.
+#[test]
+fn libvirt_runs_netbind_as_the_passt_of_kubevirts_vhostuser_interface() {
+    libvirt_runs_netbind_as_passt(
+        "<interface type='vhostuser'><source dev='eth0'/><mac address='@MAC@'/><model type='virtio-non-transitional'/><alias name='ua-default'/><backend type='passt' logFile='@LOG@'/>\n      <portForward proto='tcp'><range start='@FWD@'/></portForward></interface>",
+    );
+}
+
+/// Starts a domain with `interface` (`@LOG@`, `@MAC@`, `@FWD@` filled in) twice, and
+/// checks each time what the module's summary says.
+fn libvirt_runs_netbind_as_passt(interface: &str) {
     require_privileges(&["qemu-system-x86_64", "busybox", "python3", "libvirtd"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     // What virt-handler sets in a launcher pod for passt.
@@ -125,10 +144,10 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
         .replace("@FWD@", &FORWARDED.to_string());
     std::fs::write(&initrd, image.initramfs_with(&script)).unwrap();
     let log = guest.join("passt.log");
-    let interface = format!(
-        "    <interface type='user'><backend type='passt' logFile='{}'/><mac address='{MAC}'/><model type='virtio'/>\n      <portForward proto='tcp'><range start='{FORWARDED}'/></portForward></interface>",
-        log.display()
-    );
+    let interface = format!("    {interface}")
+        .replace("@LOG@", &log.display().to_string())
+        .replace("@MAC@", MAC)
+        .replace("@FWD@", &FORWARDED.to_string());
 
     for round in ["first start", "start over the stale socket and pidfile"] {
         let console = guest.join(format!("console-{}.log", round.len()));
@@ -150,6 +169,13 @@ fn libvirt_runs_netbind_as_the_passt_of_a_user_interface() {
             uid.lines()
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("107")),
             "{round}: the engine runs as the qemu user: {uid}"
+        );
+        let argv = std::fs::read(format!("/proc/{}/cmdline", engine[0])).unwrap();
+        let argv: Vec<_> = argv.split(|b| *b == 0).map(String::from_utf8_lossy).collect();
+        assert_eq!(
+            argv.iter().any(|a| a == "--vhost-user"),
+            interface.contains("type='vhostuser'"),
+            "{round}: libvirt's command line: {argv:?}"
         );
 
         eprintln!("{round}: created in {:?}", created.elapsed());

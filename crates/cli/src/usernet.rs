@@ -128,9 +128,9 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
             bail!("--vhost-user serves QEMU on --socket or --fd, not a tap (--netns)")
         }
         (Some(path), None, None) if args.vhost_user => vhost_user(path)?,
-        (None, None, Some(n)) if args.vhost_user => Attach::VhostUserFd(
-            run::inherited_fd(n).with_context(|| format!("--fd {n}"))?,
-        ),
+        (None, None, Some(n)) if args.vhost_user => {
+            Attach::VhostUserFd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?)
+        }
         (None, None, None) if args.vhost_user && args.plan.is_some() => {
             vhost_user(std::path::Path::new(&socket_from_plan(args)?))?
         }

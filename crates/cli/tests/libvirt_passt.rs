@@ -171,7 +171,10 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
             "{round}: the engine runs as the qemu user: {uid}"
         );
         let argv = std::fs::read(format!("/proc/{}/cmdline", engine[0])).unwrap();
-        let argv: Vec<_> = argv.split(|b| *b == 0).map(String::from_utf8_lossy).collect();
+        let argv: Vec<_> = argv
+            .split(|b| *b == 0)
+            .map(String::from_utf8_lossy)
+            .collect();
         assert_eq!(
             argv.iter().any(|a| a == "--vhost-user"),
             interface.contains("type='vhostuser'"),

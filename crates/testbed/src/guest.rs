@@ -522,6 +522,8 @@ pub struct GuestOptions {
     /// QEMU (e.g. a macvtap's `/dev/tap<ifindex>` for `-netdev tap,fd=<fd>`). Done by a
     /// shell redirection (`exec 3<>path`) in front of QEMU: no unsafe code here.
     pub fds: Vec<(u32, PathBuf)>,
+    /// A reboot in the guest resets the machine (else QEMU exits: `-no-reboot`).
+    pub reboot: bool,
 }
 
 impl Default for GuestOptions {
@@ -531,6 +533,7 @@ impl Default for GuestOptions {
             append: String::new(),
             extra_args: Vec::new(),
             fds: Vec::new(),
+            reboot: false,
         }
     }
 }
@@ -585,7 +588,6 @@ impl Guest {
             "-no-user-config".into(),
             "-display".into(),
             "none".into(),
-            "-no-reboot".into(),
             "-serial".into(),
             format!("file:{}", console.display()),
             "-kernel".into(),
@@ -608,6 +610,9 @@ impl Guest {
                 "-machine".into(),
                 "memory-backend=nbmem".into(),
             ]);
+        }
+        if !opts.reboot {
+            argv.push("-no-reboot".into());
         }
         for (i, nic) in nics.iter().enumerate() {
             argv.extend(nic.qemu_args(i));

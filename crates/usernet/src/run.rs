@@ -208,7 +208,9 @@ impl<A: Attachment> EventLoop<A> {
                 }
                 SIGNALS => self.on_signals(),
                 t if LINK_TOKENS.contains(&t.0) => {
-                    let ready = self.link.on_event(t, self.poll.registry(), &mut self.engine);
+                    let ready = self
+                        .link
+                        .on_event(t, self.poll.registry(), &mut self.engine);
                     self.on_ready(ready)
                 }
                 _ => {

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,6 +66,64 @@ while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
 struct Running {
     stop: Arc<AtomicBool>,
     engine: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// The engine in the pod's namespace on `socket` (bound here, before QEMU starts:
+    /// QEMU does not wait for it), keeping its counters in `dir/stats`.
+    fn start(pod: &PodFixture, cfg: EngineConfig, nic: Nic, socket: &Path, dir: &Path) -> Running {
+        let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
+        let attach = match nic {
+            Nic::Stream => Attach::Listener {
+                listener,
+                one_off: false,
+            },
+            Nic::VhostUser => Attach::VhostUser {
+                listener,
+                one_off: false,
+            },
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopped, ns_path, stats) = (stop.clone(), pod.pod.path(), dir.join("stats"));
+        let engine = std::thread::spawn(move || {
+            netbind_testbed::enter(ns_path).unwrap();
+            let opts = RunOptions {
+                pcap: None,
+                signals: false,
+                stop: stopped,
+                stats: Some(stats),
+                harden: None,
+                busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
+            };
+            match run(cfg, attach, opts) {
+                Ok(c) => c.to_string(),
+                Err(e) => format!("engine failed: {e}"),
+            }
+        });
+        Running {
+            stop,
+            engine: Some(engine),
+        }
+    }
+
+    /// Stops the engine; its last counters.
+    fn stop(mut self, dir: &Path) -> BTreeMap<String, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.engine.take() {
+            eprintln!("engine: {}", t.join().unwrap());
+        }
+        read_stats(&dir.join("stats"))
+    }
+}
+
+/// The engine's stats file (`name value` lines).
+fn read_stats(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+        .collect()
 }
 
 impl Drop for Running {
@@ -166,47 +225,9 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
         .tempdir()
         .unwrap();
     let socket = dir.path().join("usernet.sock");
-    let mut running = Running {
-        stop: Arc::new(AtomicBool::new(false)),
-        engine: None,
-    };
     let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
-
-    // The engine, in the pod's namespace, listening before QEMU starts (QEMU 7.2 does
-    // not reconnect).
-    // Bound before QEMU starts (QEMU does not wait for it).
-    let listener = netbind_usernet::run::listen_unix(&socket).expect("listen");
-    let attach = match nic {
-        Nic::Stream => Attach::Listener {
-            listener,
-            one_off: false,
-        },
-        Nic::VhostUser => Attach::VhostUser {
-            listener,
-            one_off: false,
-        },
-    };
-    let (stop, ns_path, stats) = (
-        running.stop.clone(),
-        pod.pod.path(),
-        dir.path().join("stats"),
-    );
-    let stats_file = stats.clone();
-    running.engine = Some(std::thread::spawn(move || {
-        netbind_testbed::enter(ns_path).unwrap();
-        let opts = RunOptions {
-            pcap: None,
-            signals: false,
-            stop,
-            stats: Some(stats),
-            harden: None,
-            busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
-        };
-        match run(cfg, attach, opts) {
-            Ok(c) => c.to_string(),
-            Err(e) => format!("engine failed: {e}"),
-        }
-    }));
+    let running = Running::start(&pod, cfg, nic, &socket, dir.path());
+    let stats_file = dir.path().join("stats");
 
     let script = SCRIPT
         .replace("@MAC@", MAC)
@@ -221,9 +242,9 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
     };
     let mut guest = Guest::boot(&pod.pod, &[guest_nic], &script).expect("guest boots");
     if let Err(e) = guest.wait_for("LISTENING", Duration::from_secs(150)) {
-        let stats = std::fs::read_to_string(&stats_file).unwrap_or_default();
+        let stats = read_stats(&stats_file);
         panic!(
-            "{e}\nconsole:\n{}\nQEMU: {}\nengine:\n{stats}",
+            "{e}\nconsole:\n{}\nQEMU: {}\nengine: {stats:?}",
             guest.console(),
             guest.qemu_stderr()
         );
@@ -236,9 +257,7 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
     let console = guest.console();
     let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
     drop(guest);
-    running.stop.store(true, Ordering::Relaxed);
-    let counters = running.engine.take().unwrap().join().unwrap();
-    eprintln!("engine: {counters}");
+    let counters = running.stop(dir.path());
 
     let prefix4 = pod.result().ipv4().unwrap().prefix_len();
     assert_eq!(
@@ -277,10 +296,147 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
     assert_eq!(inbound4.as_deref(), Ok("guest got from-peer4"), "{console}");
     assert_eq!(inbound6.as_deref(), Ok("guest got from-peer6"), "{console}");
     assert!(done.is_ok(), "{done:?}");
-    let stats = std::fs::read_to_string(&stats_file).expect("stats file");
-    stats
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
-        .collect()
+    counters
+}
+
+/// A peer that sends `BULK` bytes to every connection on its first port and takes
+/// whatever comes on its second, both until the other side closes.
+const BULK_AGENT: &str = r#"
+import socket, sys, threading
+def serve(port, fn):
+    l = socket.socket(socket.AF_INET); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("0.0.0.0", port)); l.listen(4)
+    while True:
+        c, _ = l.accept(); threading.Thread(target=fn, args=(c,), daemon=True).start()
+def source(c):
+    c.sendall(b"x" * int(sys.argv[3])); c.close()
+def sink(c):
+    while c.recv(1 << 16): pass
+    c.close()
+threading.Thread(target=serve, args=(int(sys.argv[2]), sink), daemon=True).start()
+print("READY", flush=True)
+serve(int(sys.argv[1]), source)
+"#;
+const BULK: usize = 4 << 20;
+const BULK_DOWN: u16 = 7100;
+const BULK_UP: u16 = 7101;
+
+const BULK_SCRIPT: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+result mtu "$(cat /sys/class/net/$IF/mtu)"
+result down "$(timeout 60 nc @PEER4@ @DOWN@ < /dev/null | wc -c)"
+dd if=/dev/zero bs=65536 count=64 2>/dev/null | timeout 60 nc @PEER4@ @UP@ > /dev/null
+result up done
+"#;
+
+/// With the offloads negotiated, a guest at MTU 1500 sends TCP segments of many MTUs and
+/// takes them whole from the engine: what the engine saw as its largest frames.
+#[test]
+fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let peer4 = pod.peer_ip(false).unwrap();
+    let mut cfg = engine_config(&pod);
+    cfg.mtu = 1500;
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-vm-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("usernet.sock");
+    let mut agent = pod.peer.command(&[
+        "python3",
+        "-c",
+        BULK_AGENT,
+        &BULK_DOWN.to_string(),
+        &BULK_UP.to_string(),
+        &BULK.to_string(),
+    ]);
+    agent
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut agent = pod.peer.spawn_command(agent).expect("bulk agent");
+    let mut ready = String::new();
+    if let Some(out) = agent.child().stdout.take() {
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready);
+    }
+    assert_eq!(ready.trim(), "READY", "the bulk agent did not start");
+    let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
+    let script = BULK_SCRIPT
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@DOWN@", &BULK_DOWN.to_string())
+        .replace("@UP@", &BULK_UP.to_string());
+    let mut guest =
+        Guest::boot(&pod.pod, &[GuestNic::vhost_user(&socket, MAC)], &script).expect("guest boots");
+    let results = guest.wait_done(Duration::from_secs(180));
+    let console = guest.console();
+    let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    drop(guest);
+    let c = running.stop(dir.path());
+
+    assert_eq!(get(&r, "mtu", &console), "1500", "{console}");
+    assert_eq!(get(&r, "down", &console), BULK.to_string(), "{console}");
+    assert_eq!(get(&r, "up", &console), "done", "{console}");
+    assert!(c["tcp_bytes_from_guest"] >= BULK as u64, "{c:?}");
+    // Larger than one MTU-sized frame (1514): segmentation offload both ways.
+    assert!(c["vu_largest_from_guest"] > 3 * 1514, "{c:?}");
+    assert!(c["vu_largest_to_guest"] > 3 * 1514, "{c:?}");
+    assert!(c["vu_rx_merged_buffers"] > 0, "{c:?}");
+    assert_eq!(c["vu_queue_errors"], 0, "{c:?}");
+}
+
+const REBOOT_SCRIPT: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+. /run/dhcp-$IF.env
+echo "ROUND $ip $(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
+reboot -f
+"#;
+
+/// A guest that reboots resets its NIC: QEMU stops the queues and its driver sets them
+/// up again; the engine serves the new queues (DHCP and TCP again).
+#[test]
+fn a_vhost_user_guest_that_reboots_gets_its_link_back() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let (pod4, peer4) = (pod.pod_ip(false).unwrap(), pod.peer_ip(false).unwrap());
+    let cfg = engine_config(&pod);
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-vm-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("usernet.sock");
+    let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
+    let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
+    let script = REBOOT_SCRIPT
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@TCP@", &AGENT_TCP.to_string());
+    let opts = netbind_testbed::GuestOptions {
+        reboot: true,
+        ..Default::default()
+    };
+    let guest = Guest::boot_with(
+        &pod.pod,
+        &[GuestNic::vhost_user(&socket, MAC)],
+        &script,
+        &opts,
+    )
+    .expect("guest boots");
+    let want = format!("ROUND {pod4} src={pod4}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let rounds = |console: &str| console.lines().filter(|l| l.trim() == want).count();
+    while rounds(&guest.console()) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let console = guest.console();
+    drop(guest);
+    let c = running.stop(dir.path());
+    assert!(
+        rounds(&console) >= 2,
+        "want two {want:?}; console:\n{console}"
+    );
+    assert!(c["vu_starts"] >= 2, "{c:?}");
+    assert_eq!(c["vu_queue_errors"], 0, "{c:?}");
 }

@@ -23,16 +23,16 @@
 use std::fs::File;
 use std::io;
 
+use vhost::VhostUserMemoryRegionBase;
 use vhost::vhost_user::message::{
-    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags,
-    VhostUserInflight, VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures,
-    VhostUserShMemConfig, VhostUserSharedMsg, VhostUserSingleMemoryRegion,
-    VhostUserVirtioFeatures, VhostUserVringAddrFlags, VhostUserVringState,
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
+    VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures, VhostUserShMemConfig,
+    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVirtioFeatures,
+    VhostUserVringAddrFlags, VhostUserVringState,
 };
 use vhost::vhost_user::{
     Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
 };
-use vhost::VhostUserMemoryRegionBase;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
@@ -318,7 +318,13 @@ impl Device {
         // First pass: how many chains the frame takes, and how much of it each holds
         // (the header must say how many before the frame is written).
         let mut takes = [0u32; MAX_MERGED];
-        let walk = match walk_rx(&mut ring.queue, mem, frame.len(), mergeable, Some(&mut takes)) {
+        let walk = match walk_rx(
+            &mut ring.queue,
+            mem,
+            frame.len(),
+            mergeable,
+            Some(&mut takes),
+        ) {
             Ok(w) if w.room >= frame.len() => w,
             Ok(_) => return false,
             Err(e) => return stop(ring, c, RX, &e).is_frame(),

@@ -439,8 +439,13 @@ pub enum GuestNic {
     /// Raw QEMU arguments (e.g. `NetworkPlan::qemu_args()`, or a `-netdev stream` pair).
     Args(Vec<String>),
     /// A virtio-net NIC whose back end is the vhost-user server on `socket` (start it
-    /// before booting); the guest's memory is then a shared memfd, as vhost-user needs.
-    VhostUser { socket: PathBuf, mac: String },
+    /// before booting), with `queues` queue pairs; the guest's memory is then a shared
+    /// memfd, as vhost-user needs.
+    VhostUser {
+        socket: PathBuf,
+        mac: String,
+        queues: u16,
+    },
 }
 
 impl GuestNic {
@@ -475,6 +480,7 @@ impl GuestNic {
         GuestNic::VhostUser {
             socket: socket.to_path_buf(),
             mac: mac.to_string(),
+            queues: 1,
         }
     }
 
@@ -494,17 +500,32 @@ impl GuestNic {
                 ]
             }
             GuestNic::Args(a) => a.clone(),
-            GuestNic::VhostUser { socket, mac } => vec![
-                "-chardev".into(),
-                format!(
-                    "socket,id=nbvu{index},path={}",
-                    socket.display().to_string().replace(',', ",,")
-                ),
-                "-netdev".into(),
-                format!("vhost-user,id=nbnic{index},chardev=nbvu{index}"),
-                "-device".into(),
-                format!("virtio-net-pci,netdev=nbnic{index},mac={mac}"),
-            ],
+            GuestNic::VhostUser {
+                socket,
+                mac,
+                queues,
+            } => {
+                let (mut netdev, mut dev) = (
+                    format!("vhost-user,id=nbnic{index},chardev=nbvu{index}"),
+                    format!("virtio-net-pci,netdev=nbnic{index},mac={mac}"),
+                );
+                if *queues > 1 {
+                    // A vector per queue, one for the control queue and one for config.
+                    netdev.push_str(&format!(",queues={queues}"));
+                    dev.push_str(&format!(",mq=on,vectors={}", 2 * queues + 2));
+                }
+                vec![
+                    "-chardev".into(),
+                    format!(
+                        "socket,id=nbvu{index},path={}",
+                        socket.display().to_string().replace(',', ",,")
+                    ),
+                    "-netdev".into(),
+                    netdev,
+                    "-device".into(),
+                    dev,
+                ]
+            }
         }
     }
 }
@@ -524,6 +545,7 @@ pub struct GuestOptions {
     pub fds: Vec<(u32, PathBuf)>,
     /// A reboot in the guest resets the machine (else QEMU exits: `-no-reboot`).
     pub reboot: bool,
+    pub cpus: u32,
 }
 
 impl Default for GuestOptions {
@@ -534,6 +556,7 @@ impl Default for GuestOptions {
             extra_args: Vec::new(),
             fds: Vec::new(),
             reboot: false,
+            cpus: 1,
         }
     }
 }
@@ -583,7 +606,7 @@ impl Guest {
             "-m".into(),
             opts.memory_mb.to_string(),
             "-smp".into(),
-            "1".into(),
+            opts.cpus.to_string(),
             "-nodefaults".into(),
             "-no-user-config".into(),
             "-display".into(),

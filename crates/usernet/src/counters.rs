@@ -23,6 +23,8 @@ pub struct DeviceCounters {
     pub notifies: u64,
     /// Times the device was started by the guest's driver (boots, resets).
     pub starts: u64,
+    /// Frames per queue (even: to the guest, odd: from it).
+    pub queue_frames: [u64; 8],
 }
 
 /// What happened, for `SIGUSR1` and the exit report.
@@ -120,7 +122,15 @@ impl Counters {
             ("vu_notifies", d.notifies),
             ("vu_starts", d.starts),
         ];
-        fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+        let queues = d.queue_frames.iter().enumerate().map(|(q, n)| {
+            let way = if q % 2 == 0 { "rx" } else { "tx" };
+            format!("vu_{way}{}_frames {n}\n", q / 2)
+        });
+        fields
+            .iter()
+            .map(|(k, v)| format!("{k} {v}\n"))
+            .chain(queues)
+            .collect()
     }
 }
 

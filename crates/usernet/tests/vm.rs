@@ -318,6 +318,32 @@ print("READY", flush=True)
 serve(int(sys.argv[1]), source)
 "#;
 const BULK: usize = 4 << 20;
+
+/// [`BULK_AGENT`] running in the peer pod (killed on drop).
+struct BulkAgent(#[allow(dead_code)] netbind_testbed::Process);
+
+impl BulkAgent {
+    /// Sends `bytes` per download connection on [`BULK_DOWN`], sinks [`BULK_UP`].
+    fn start(pod: &PodFixture, bytes: usize) -> BulkAgent {
+        let (down, up, n) = (
+            BULK_DOWN.to_string(),
+            BULK_UP.to_string(),
+            bytes.to_string(),
+        );
+        let mut c = pod
+            .peer
+            .command(&["python3", "-c", BULK_AGENT, &down, &up, &n]);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut agent = pod.peer.spawn_command(c).expect("bulk agent");
+        let mut ready = String::new();
+        if let Some(out) = agent.child().stdout.take() {
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready);
+        }
+        assert_eq!(ready.trim(), "READY", "the bulk agent did not start");
+        BulkAgent(agent)
+    }
+}
 const BULK_DOWN: u16 = 7100;
 const BULK_UP: u16 = 7101;
 
@@ -344,23 +370,7 @@ fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways()
         .tempdir()
         .unwrap();
     let socket = dir.path().join("usernet.sock");
-    let mut agent = pod.peer.command(&[
-        "python3",
-        "-c",
-        BULK_AGENT,
-        &BULK_DOWN.to_string(),
-        &BULK_UP.to_string(),
-        &BULK.to_string(),
-    ]);
-    agent
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut agent = pod.peer.spawn_command(agent).expect("bulk agent");
-    let mut ready = String::new();
-    if let Some(out) = agent.child().stdout.take() {
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready);
-    }
-    assert_eq!(ready.trim(), "READY", "the bulk agent did not start");
+    let _agent = BulkAgent::start(&pod, BULK);
     let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
     let script = BULK_SCRIPT
         .replace("@MAC@", MAC)
@@ -438,5 +448,70 @@ fn a_vhost_user_guest_that_reboots_gets_its_link_back() {
         "want two {want:?}; console:\n{console}"
     );
     assert!(c["vu_starts"] >= 2, "{c:?}");
+    assert_eq!(c["vu_queue_errors"], 0, "{c:?}");
+}
+
+const MQ_SCRIPT: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+result queues "$(ls -d /sys/class/net/$IF/queues/rx-* | wc -l)"
+for i in 1 2 3 4 5 6 7 8; do
+  cpu=$((i % 2 + 1))
+  (taskset $cpu sh -c "timeout 60 nc @PEER4@ @DOWN@ < /dev/null | wc -c > /tmp/down$i") &
+  (taskset $cpu sh -c "dd if=/dev/zero bs=65536 count=4 2>/dev/null | timeout 60 nc @PEER4@ @UP@ > /dev/null") &
+done
+wait
+result down "$(cat /tmp/down* | sort -u | tr '\n' ' ')"
+"#;
+
+/// Two vCPUs, two queue pairs: the guest sends on both transmit queues (one per CPU) and
+/// the engine spreads flows over both receive queues.
+#[test]
+fn a_vhost_user_guest_with_two_vcpus_uses_two_queue_pairs() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let peer4 = pod.peer_ip(false).unwrap();
+    let cfg = engine_config(&pod);
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-vm-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("usernet.sock");
+    let _agent = BulkAgent::start(&pod, 256 << 10);
+    let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
+    let script = MQ_SCRIPT
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@DOWN@", &BULK_DOWN.to_string())
+        .replace("@UP@", &BULK_UP.to_string());
+    let opts = netbind_testbed::GuestOptions {
+        cpus: 2,
+        ..Default::default()
+    };
+    let nic = GuestNic::VhostUser {
+        socket: socket.clone(),
+        mac: MAC.to_string(),
+        queues: 2,
+    };
+    let mut guest = Guest::boot_with(&pod.pod, &[nic], &script, &opts).expect("guest boots");
+    let results = guest.wait_done(Duration::from_secs(180));
+    let console = guest.console();
+    let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    drop(guest);
+    let c = running.stop(dir.path());
+    assert_eq!(get(&r, "queues", &console), "2", "{console}");
+    assert_eq!(
+        get(&r, "down", &console).trim(),
+        (256 << 10).to_string(),
+        "{console}"
+    );
+    for q in [
+        "vu_rx0_frames",
+        "vu_rx1_frames",
+        "vu_tx0_frames",
+        "vu_tx1_frames",
+    ] {
+        assert!(c[q] > 0, "no frames on {q}: {c:?}");
+    }
     assert_eq!(c["vu_queue_errors"], 0, "{c:?}");
 }

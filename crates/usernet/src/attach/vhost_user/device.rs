@@ -36,7 +36,8 @@ use vhost::vhost_user::{
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
-    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_MTU,
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -44,8 +45,10 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 
 pub use crate::counters::DeviceCounters;
 
-/// One queue pair: receive (to the guest) and transmit (from it).
-pub const QUEUES: usize = 2;
+/// Up to four queue pairs (multiqueue): queue `2n` receives (to the guest), `2n + 1`
+/// transmits (from it).
+pub const MAX_QUEUES: usize = 8;
+/// The first pair's queues: the guest is there when its driver started them.
 pub const RX: usize = 0;
 pub const TX: usize = 1;
 /// The largest queue QEMU configures (`rx_queue_size`/`tx_queue_size` ≤ 1024).
@@ -60,9 +63,13 @@ const fn bit(b: u32) -> u64 {
 }
 
 /// What the device offers: virtio 1.0, mergeable receive buffers, event indices,
-/// indirect tables, and checksum and TCP segmentation offloads both ways.
+/// indirect tables, checksum and TCP segmentation offloads both ways, multiqueue, and
+/// the MTU (QEMU's `host_mtu`: QEMU keeps the config space, but passes the bit only if
+/// the back end offers it).
 pub const FEATURES: u64 = bit(VIRTIO_F_VERSION_1)
     | bit(VIRTIO_NET_F_MRG_RXBUF)
+    | bit(VIRTIO_NET_F_MQ)
+    | bit(VIRTIO_NET_F_MTU)
     | bit(VIRTIO_RING_F_EVENT_IDX)
     | bit(VIRTIO_RING_F_INDIRECT_DESC)
     | bit(VIRTIO_NET_F_CSUM)
@@ -135,7 +142,9 @@ pub struct Device {
     protocol: u64,
     mem: Option<GuestMemoryMmap>,
     mappings: Vec<Mapping>,
-    rings: [Ring; QUEUES],
+    rings: [Ring; MAX_QUEUES],
+    /// The transmit queue looked at first next time (queues take turns).
+    next_tx: usize,
     counters: DeviceCounters,
 }
 
@@ -160,7 +169,8 @@ impl Device {
             protocol: 0,
             mem: None,
             mappings: Vec::new(),
-            rings: [Ring::new(), Ring::new()],
+            rings: std::array::from_fn(|_| Ring::new()),
+            next_tx: TX,
             counters: DeviceCounters::default(),
         }
     }
@@ -201,7 +211,7 @@ impl Device {
 
     /// Queues whose kick descriptor changed since the last call (to register).
     pub fn take_kick_changes(&mut self) -> impl Iterator<Item = (usize, &Ring)> {
-        let changed: [bool; QUEUES] =
+        let changed: [bool; MAX_QUEUES] =
             std::array::from_fn(|q| std::mem::take(&mut self.rings[q].kick_changed));
         self.rings
             .iter()
@@ -209,27 +219,40 @@ impl Device {
             .filter(move |(q, _)| changed[*q])
     }
 
-    /// The next frame the guest transmits, copied into `buf` without its virtio-net
-    /// header; its chain goes back to the guest at once.
+    /// The next frame the guest transmits on any of its transmit queues (they take
+    /// turns), copied into `buf` without its virtio-net header; its chain goes back to
+    /// the guest at once.
     pub fn pop_frame(&mut self, buf: &mut [u8]) -> Pop {
-        if !self.running(TX) {
+        for turn in 0..MAX_QUEUES / 2 {
+            let q = (self.next_tx + 2 * turn) % MAX_QUEUES;
+            if let Pop::Frame(n) = self.pop_from(q, buf) {
+                self.next_tx = (q + 2) % MAX_QUEUES;
+                return Pop::Frame(n);
+            }
+        }
+        Pop::Empty
+    }
+
+    /// As [`Self::pop_frame`], from transmit queue `q`.
+    fn pop_from(&mut self, q: usize, buf: &mut [u8]) -> Pop {
+        if !self.running(q) {
             return Pop::Empty;
         }
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[TX], &mut self.counters)
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
         else {
             return Pop::Empty;
         };
         loop {
             let chain = match ring.queue.iter(mem) {
                 Ok(mut it) => it.next(),
-                Err(e) => return stop(ring, c, TX, &e),
+                Err(e) => return stop(ring, c, q, &e),
             };
             let Some(chain) = chain else {
                 // Nothing more: ask for a kick, unless more came meanwhile.
                 match ring.queue.enable_notification(mem) {
                     Ok(true) => continue,
                     Ok(false) => return Pop::Empty,
-                    Err(e) => return stop(ring, c, TX, &e),
+                    Err(e) => return stop(ring, c, q, &e),
                 }
             };
             let head = chain.head_index();
@@ -248,15 +271,15 @@ impl Device {
                     break;
                 };
                 let Some(addr) = desc.addr().checked_add(header as u64) else {
-                    return stop(ring, c, TX, &OUTSIDE);
+                    return stop(ring, c, q, &OUTSIDE);
                 };
                 if mem.read_slice(dst, addr).is_err() {
-                    return stop(ring, c, TX, &OUTSIDE);
+                    return stop(ring, c, q, &OUTSIDE);
                 }
                 len += n - header;
             }
             if let Err(e) = ring.queue.add_used(mem, head, 0) {
-                return stop(ring, c, TX, &e);
+                return stop(ring, c, q, &e);
             }
             ring.used_added = true;
             if !fits || skip > 0 || len < crate::wire::ETH_HLEN {
@@ -264,20 +287,32 @@ impl Device {
                 continue;
             }
             c.frames_from_guest += 1;
+            c.queue_frames[q] += 1;
             c.largest_from_guest = c.largest_from_guest.max(len as u64);
             return Pop::Frame(len);
         }
     }
 
-    /// Whether `len` bytes (header included) fit in the chains the guest offers on the
-    /// receive queue now. When they do not, the guest is asked for a kick when it adds
-    /// buffers.
+    /// Whether `len` bytes (header included) fit in the chains the guest offers on every
+    /// running receive queue now (a frame may go to any: its flow picks). When one is
+    /// short, the guest is asked for a kick on it when it adds buffers.
     pub fn rx_room(&mut self, len: usize) -> bool {
-        if !self.running(RX) {
-            return false;
+        let mut any = false;
+        for q in (0..MAX_QUEUES).step_by(2) {
+            if self.running(q) {
+                if !self.room_in(q, len) {
+                    return false;
+                }
+                any = true;
+            }
         }
+        any
+    }
+
+    /// As [`Self::rx_room`], for receive queue `q`.
+    fn room_in(&mut self, q: usize, len: usize) -> bool {
         let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[RX], &mut self.counters)
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
         else {
             return false;
         };
@@ -287,7 +322,7 @@ impl Device {
                 Ok(Walk { room, .. }) if room >= len => return true,
                 Ok(_) => {}
                 Err(e) => {
-                    stop(ring, c, RX, &e);
+                    stop(ring, c, q, &e);
                     return false;
                 }
             }
@@ -295,7 +330,7 @@ impl Device {
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {
-                    stop(ring, c, RX, &e);
+                    stop(ring, c, q, &e);
                     return false;
                 }
             }
@@ -307,11 +342,26 @@ impl Device {
     /// across the receive chains it needs; false when they did not hold it (the frame is
     /// dropped; the chains stay the guest's).
     pub fn push_frame(&mut self, frame: &mut [u8]) -> bool {
-        if !self.running(RX) || frame.len() < HDR_LEN {
+        if frame.len() < HDR_LEN {
             return false;
         }
+        // The flow's queue: one of the running receive queues, by a hash of the
+        // frame's addresses and ports (a flow stays on one queue: no reordering).
+        let running: [bool; MAX_QUEUES / 2] = std::array::from_fn(|p| self.running(2 * p));
+        let count = running.iter().filter(|r| **r).count();
+        if count == 0 {
+            return false;
+        }
+        let pick = flow_hash(&frame[HDR_LEN..]) as usize % count;
+        let Some(q) = (0..MAX_QUEUES / 2)
+            .filter(|p| running[*p])
+            .nth(pick)
+            .map(|p| 2 * p)
+        else {
+            return false;
+        };
         let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[RX], &mut self.counters)
+        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
         else {
             return false;
         };
@@ -327,7 +377,7 @@ impl Device {
         ) {
             Ok(w) if w.room >= frame.len() => w,
             Ok(_) => return false,
-            Err(e) => return stop(ring, c, RX, &e).is_frame(),
+            Err(e) => return stop(ring, c, q, &e).is_frame(),
         };
         frame[10..12].copy_from_slice(&(walk.chains as u16).to_le_bytes());
         // Second pass: the same chains again, written and marked used.
@@ -335,10 +385,10 @@ impl Device {
         for &take in &takes[..walk.chains] {
             let chain = match ring.queue.iter(mem) {
                 Ok(mut it) => it.next(),
-                Err(e) => return stop(ring, c, RX, &e).is_frame(),
+                Err(e) => return stop(ring, c, q, &e).is_frame(),
             };
             let Some(chain) = chain else {
-                return stop(ring, c, RX, &CHANGED).is_frame();
+                return stop(ring, c, q, &CHANGED).is_frame();
             };
             let head = chain.head_index();
             let end = at + take as usize;
@@ -349,20 +399,21 @@ impl Device {
                 }
                 let n = (desc.len() as usize).min(end - pos);
                 if mem.write_slice(&frame[pos..pos + n], desc.addr()).is_err() {
-                    return stop(ring, c, RX, &OUTSIDE).is_frame();
+                    return stop(ring, c, q, &OUTSIDE).is_frame();
                 }
                 pos += n;
             }
             if pos != end {
-                return stop(ring, c, RX, &CHANGED).is_frame();
+                return stop(ring, c, q, &CHANGED).is_frame();
             }
             if let Err(e) = ring.queue.add_used(mem, head, take) {
-                return stop(ring, c, RX, &e).is_frame();
+                return stop(ring, c, q, &e).is_frame();
             }
             at = end;
         }
         ring.used_added = true;
         c.frames_to_guest += 1;
+        c.queue_frames[q] += 1;
         c.largest_to_guest = c.largest_to_guest.max((frame.len() - HDR_LEN) as u64);
         c.rx_merged_buffers += walk.chains as u64 - 1;
         true
@@ -484,14 +535,42 @@ fn walk_rx(
     Ok(walk)
 }
 
+/// A hash of a frame's IP addresses and TCP/UDP ports (0 for anything else): FNV-1a,
+/// enough to spread flows over queues.
+fn flow_hash(frame: &[u8]) -> u32 {
+    let ethertype = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
+    let (addrs, proto, l4) = match ethertype {
+        Some(0x0800) => {
+            let ihl = frame.get(14).map_or(0, |b| usize::from(b & 0xf) * 4);
+            (26..34, frame.get(23).copied(), 14 + ihl)
+        }
+        Some(0x86dd) => (22..54, frame.get(20).copied(), 54),
+        _ => return 0,
+    };
+    let ports = match proto {
+        Some(6 | 17) => l4..l4 + 4,
+        _ => l4..l4,
+    };
+    let mut h = 0x811c_9dc5u32;
+    for &b in frame
+        .get(addrs)
+        .unwrap_or(&[])
+        .iter()
+        .chain(frame.get(ports).unwrap_or(&[]))
+    {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
 /// Stops a queue after a chain it could not use: counted, said once.
 fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Display) -> Pop {
     if !ring.broken {
         ring.broken = true;
         c.queue_errors += 1;
-        let which = if q == RX { "receive" } else { "transmit" };
+        let which = if q % 2 == 0 { "receive" } else { "transmit" };
         tracing::warn!(
-            "vhost-user: the guest's {which} queue is unusable ({e}); it stays stopped until the guest resets the device"
+            "vhost-user: the guest's {which} queue {q} is unusable ({e}); it stays stopped until the guest resets the device"
         );
     }
     Pop::Empty
@@ -643,7 +722,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn get_queue_num(&mut self) -> VuResult<u64> {
-        Ok(QUEUES as u64)
+        Ok(MAX_QUEUES as u64)
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {

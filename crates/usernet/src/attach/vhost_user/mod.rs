@@ -18,12 +18,18 @@
 //! queues (`virtio-queue`) and drives them from its own event loop. The device sits
 //! behind a `Mutex` only because `vhost`'s handler wants one; it is never contended.
 //!
-//! Tokens: the transmit kick is [`GUEST`] (readable: frames to read), the receive kick
-//! [`RX_KICK`] (the guest added buffers: the engine may send again), the control socket
-//! [`CONTROL`], the listening socket [`LISTENER`]. The engine learns of a guest when its
-//! driver starts the receive queue (boot, reset after a reboot), and of its end when
-//! QEMU closes the socket: with `one_off` the engine then ends, else it waits for the
-//! next QEMU.
+//! Tokens: the control socket is [`CONTROL`], the listening socket [`LISTENER`], queue
+//! `q`'s kick `FIRST_KICK + q` — a transmit queue's means frames to read, a receive
+//! queue's that the guest added buffers (the engine may send again). The engine learns
+//! of a guest when its driver starts the first queue pair (boot, reset after a reboot),
+//! and of its end when QEMU closes the socket: with `one_off` the engine then ends, else
+//! it waits for the next QEMU.
+//!
+//! Multiqueue: up to four pairs (QEMU `queues=N`, the guest's driver enables as many as
+//! it has vCPUs). The guest picks the transmit queue (per CPU); the engine reads them in
+//! turn and puts each frame to the guest on the receive queue its flow hashes to, so a
+//! flow keeps its order. A frame is built only when every running receive queue has
+//! room for it.
 //!
 //! Offloads: the device offers checksum and TCP segmentation offload both ways, so the
 //! guest sends 64 KiB TCP segments with partial checksums (the engine relays payloads
@@ -42,17 +48,18 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use vhost::vhost_user::BackendReqHandler;
 
-use super::{AttachError, Attachment, GUEST, LISTENER, Read, Ready};
+use super::{AttachError, Attachment, LISTENER, Read, Ready};
 use crate::engine::Engine;
 use crate::frame::{GuestTx, TxMeta};
-use device::{Device, HDR_LEN, MAX_FRAME, Pop, RX, TX};
+use device::{Device, HDR_LEN, MAX_FRAME, MAX_QUEUES, Pop, RX, TX};
 
 pub use device::DeviceCounters;
 
-/// The receive queue's kick.
-pub const RX_KICK: Token = Token(3);
 /// The vhost-user control socket.
-pub const CONTROL: Token = Token(4);
+pub const CONTROL: Token = Token(3);
+/// Queue `q`'s kick is `Token(FIRST_KICK + q)`.
+const FIRST_KICK: usize = 4;
+const _: () = assert!(FIRST_KICK + MAX_QUEUES <= super::LINK_TOKENS.end);
 
 /// How long one request may take to arrive whole once it started, or its reply to
 /// leave: QEMU writes each at once, so only a stuck peer waits this long.
@@ -241,7 +248,7 @@ impl VhostUserLink {
         let mut dev = lock(&self.device);
         for (q, ring) in dev.take_kick_changes() {
             if let Some(k) = ring.kick() {
-                let token = if q == RX { RX_KICK } else { GUEST };
+                let token = Token(FIRST_KICK + q);
                 let _ = registry.register(&mut SourceFd(&k.as_raw_fd()), token, Interest::READABLE);
             }
         }
@@ -339,21 +346,25 @@ impl Attachment for VhostUserLink {
 
     fn next_frame(&mut self) -> Read<'_> {
         let mut dev = lock(&self.device);
-        dev.drain_kick(TX);
         match dev.pop_frame(&mut self.frame) {
             Pop::Frame(n) => {
                 drop(dev);
                 Read::Frame(&self.frame[..n])
             }
             Pop::Empty => {
-                dev.notify(TX);
+                for q in (TX..MAX_QUEUES).step_by(2) {
+                    dev.notify(q);
+                }
                 Read::Empty
             }
         }
     }
 
     fn flush(tx: &mut VhostUserTx) -> bool {
-        lock(&tx.device).notify(RX);
+        let mut dev = lock(&tx.device);
+        for q in (RX..MAX_QUEUES).step_by(2) {
+            dev.notify(q);
+        }
         true
     }
 
@@ -393,11 +404,13 @@ impl Attachment for VhostUserLink {
                 }
                 self.after_control(registry, engine)
             }
-            RX_KICK => {
-                lock(&self.device).drain_kick(RX);
+            Token(t) if (FIRST_KICK..FIRST_KICK + MAX_QUEUES).contains(&t) => {
+                let q = t - FIRST_KICK;
+                lock(&self.device).drain_kick(q);
                 Ready {
-                    writable: true,
-                    ..Ready::default()
+                    readable: q % 2 == 1,
+                    writable: q % 2 == 0,
+                    closed: false,
                 }
             }
             _ => Ready::default(),

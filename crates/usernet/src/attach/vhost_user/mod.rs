@@ -409,7 +409,7 @@ impl Attachment for VhostUserLink {
                 lock(&self.device).drain_kick(q);
                 Ready {
                     readable: q % 2 == 1,
-                    writable: q % 2 == 0,
+                    writable: q.is_multiple_of(2),
                     closed: false,
                 }
             }

@@ -41,7 +41,16 @@ use virtio_bindings::virtio_net::{
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap,
+};
+
+use super::log::{DirtyLog, LogMap, RegionLog};
+
+/// The guest's memory as mapped here: every write through it (frames, used rings)
+/// marks its pages in QEMU's dirty log once QEMU gave one (`SET_LOG_BASE`, migration).
+type Memory = GuestMemoryMmap<DirtyLog>;
 
 pub use crate::counters::DeviceCounters;
 
@@ -78,15 +87,19 @@ pub const FEATURES: u64 = bit(VIRTIO_F_VERSION_1)
     | bit(VIRTIO_NET_F_HOST_TSO6)
     | bit(VIRTIO_NET_F_GUEST_TSO4)
     | bit(VIRTIO_NET_F_GUEST_TSO6)
+    | VhostUserVirtioFeatures::LOG_ALL.bits()
     | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
 
 /// The features the engine needs to hand the guest unfinished TCP segments.
 const GUEST_OFFLOADS: u64 =
     bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6);
 
-/// Protocol features: acknowledged requests, and the queue count (one pair).
+/// Protocol features: acknowledged requests, the queue count, and the dirty log in
+/// shared memory (what QEMU requires to migrate a vhost-user device).
 fn protocol_features() -> VhostUserProtocolFeatures {
-    VhostUserProtocolFeatures::REPLY_ACK | VhostUserProtocolFeatures::MQ
+    VhostUserProtocolFeatures::REPLY_ACK
+        | VhostUserProtocolFeatures::MQ
+        | VhostUserProtocolFeatures::LOG_SHMFD
 }
 
 /// One virtqueue and its notifiers.
@@ -140,7 +153,7 @@ pub struct Device {
     acked: u64,
     features_set: bool,
     protocol: u64,
-    mem: Option<GuestMemoryMmap>,
+    mem: Option<Memory>,
     mappings: Vec<Mapping>,
     rings: [Ring; MAX_QUEUES],
     /// The transmit queue looked at first next time (queues take turns).
@@ -508,7 +521,7 @@ struct Walk {
 /// chain gets; the queue's position is put back after.
 fn walk_rx(
     queue: &mut Queue,
-    mem: &GuestMemoryMmap,
+    mem: &Memory,
     len: usize,
     mergeable: bool,
     mut takes: Option<&mut [u32; MAX_MERGED]>,
@@ -624,7 +637,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         let mut mappings = Vec::with_capacity(ctx.len());
         for (region, file) in ctx.iter().zip(files) {
             let mapped = GuestRegionMmap::new(
-                region.mmap_region(file)?,
+                region.mmap_region::<DirtyLog>(file)?,
                 GuestAddress(region.guest_phys_addr),
             )
             .ok_or(VuError::InvalidParam)?;
@@ -793,7 +806,30 @@ impl VhostUserBackendReqHandlerMut for Device {
         unsupported()
     }
 
-    fn set_log_base(&mut self, _: &VhostUserLog, _: File) -> VuResult<()> {
-        unsupported()
+    fn set_log_base(&mut self, log: &VhostUserLog, file: File) -> VuResult<()> {
+        let Some(mem) = self.mem.as_ref() else {
+            return Err(VuError::InvalidOperation("a dirty log before the memory table"));
+        };
+        let log = std::sync::Arc::new(
+            LogMap::new(file, log.mmap_offset, log.mmap_size).map_err(VuError::ReqHandlerError)?,
+        );
+        const PAGE: u64 = 4096;
+        // Every region must fit in the log before any uses it.
+        let places: Vec<RegionLog> = mem
+            .iter()
+            .map(|r| RegionLog {
+                log: log.clone(),
+                first_page: r.start_addr().raw_value() / PAGE,
+                pages: r.len().div_ceil(PAGE),
+            })
+            .collect();
+        if places.iter().any(|p| p.first_page + p.pages > log.pages()) {
+            return Err(VuError::InvalidParam);
+        }
+        for (region, place) in mem.iter().zip(places) {
+            region.bitmap().start(place);
+        }
+        tracing::info!("vhost-user: QEMU logs the pages the engine writes (a migration)");
+        Ok(())
     }
 }

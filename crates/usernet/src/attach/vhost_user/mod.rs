@@ -37,6 +37,7 @@
 //! engine hands it 64 KiB segments the same way (`frame::TxMeta`), as it does a tap.
 
 pub mod device;
+pub mod log;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -63,6 +63,7 @@ pub mod libvirt;
 pub mod lossy;
 mod netns;
 mod pod;
+pub mod qmp;
 
 use std::path::PathBuf;
 

@@ -11,17 +11,15 @@
 //! since the engine's sockets are the pod's. Inbound, the peer connects to the pod's
 //! address on a forwarded port (`-t 8080`) and reaches the guest's listener.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::pod::{Nic, Running, engine_config, read_stats};
 use netbind_testbed::agent::{SourceAgent, tcp_line};
 use netbind_testbed::{Guest, GuestNic, PodFixture, require_privileges};
-use netbind_usernet::run::{Attach, RunOptions, run};
-use netbind_usernet::{EngineConfig, PortSpec};
 
 const MAC: &str = "02:00:00:75:e1:01";
 const AGENT_TCP: u16 = 7000;
@@ -62,121 +60,10 @@ i=0
 while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
 "#;
 
-/// The engine thread, stopped even when the test fails.
-struct Running {
-    stop: Arc<AtomicBool>,
-    engine: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Running {
-    /// The engine in the pod's namespace on `socket` (bound here, before QEMU starts:
-    /// QEMU does not wait for it), keeping its counters in `dir/stats`.
-    fn start(pod: &PodFixture, cfg: EngineConfig, nic: Nic, socket: &Path, dir: &Path) -> Running {
-        let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
-        let attach = match nic {
-            Nic::Stream => Attach::Listener {
-                listener,
-                one_off: false,
-            },
-            Nic::VhostUser => Attach::VhostUser {
-                listener,
-                one_off: false,
-            },
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stopped, ns_path, stats) = (stop.clone(), pod.pod.path(), dir.join("stats"));
-        let engine = std::thread::spawn(move || {
-            netbind_testbed::enter(ns_path).unwrap();
-            let opts = RunOptions {
-                pcap: None,
-                signals: false,
-                stop: stopped,
-                stats: Some(stats),
-                harden: None,
-                busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
-            };
-            match run(cfg, attach, opts) {
-                Ok(c) => c.to_string(),
-                Err(e) => format!("engine failed: {e}"),
-            }
-        });
-        Running {
-            stop,
-            engine: Some(engine),
-        }
-    }
-
-    /// Stops the engine; its last counters.
-    fn stop(mut self, dir: &Path) -> BTreeMap<String, u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.engine.take() {
-            eprintln!("engine: {}", t.join().unwrap());
-        }
-        read_stats(&dir.join("stats"))
-    }
-}
-
-/// The engine's stats file (`name value` lines).
-fn read_stats(path: &Path) -> BTreeMap<String, u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
-        .collect()
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.engine.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The engine's configuration as `netbind usernet` derives it inside the pod: the pod's
-/// addresses and gateways, its resolver, the forwarded port.
-fn engine_config(pod: &PodFixture) -> EngineConfig {
-    let r = pod.result();
-    let mut cfg = EngineConfig {
-        guest4: r.ipv4().map(|n| match n {
-            ipnet::IpNet::V4(n) => n,
-            ipnet::IpNet::V6(_) => unreachable!(),
-        }),
-        guest6: r.ipv6().map(|n| match n {
-            ipnet::IpNet::V6(n) => n,
-            ipnet::IpNet::V4(_) => unreachable!(),
-        }),
-        gateway4: match r.gateway(false) {
-            Some(IpAddr::V4(g)) => Some(g),
-            _ => None,
-        },
-        gateway6: match r.gateway(true) {
-            Some(IpAddr::V6(g)) => Some(g),
-            _ => None,
-        },
-        tcp_ports: vec![PortSpec::parse(&FORWARDED.to_string()).unwrap()],
-        ..EngineConfig::default()
-    };
-    cfg.fill_gateways();
-    cfg.set_resolvers(&["10.88.0.10".parse().unwrap()]);
-    cfg
-}
-
 fn get<'a>(r: &'a BTreeMap<String, String>, key: &str, console: &str) -> &'a str {
     r.get(key)
         .map(String::as_str)
         .unwrap_or_else(|| panic!("the guest reported no {key:?}; console:\n{console}"))
-}
-
-/// How the guest's NIC reaches the engine.
-#[derive(Clone, Copy)]
-enum Nic {
-    /// `-netdev stream` on a unix socket.
-    Stream,
-    /// `-netdev vhost-user`: the guest's virtqueues in shared memory.
-    VhostUser,
 }
 
 #[test]
@@ -212,7 +99,7 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
     let pod6 = pod.pod_ip(true).unwrap();
     let peer4 = pod.peer_ip(false).unwrap();
     let peer6 = pod.peer_ip(true).unwrap();
-    let cfg = engine_config(&pod);
+    let cfg = engine_config(&pod, &[FORWARDED]);
     // Ping sockets (the engine's ICMP echo) need the pod's ping_group_range to include
     // the engine's group; kubelet sets it for pods (a "safe sysctl"), CNI does not.
     pod.pod
@@ -363,7 +250,7 @@ fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways()
     require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     let peer4 = pod.peer_ip(false).unwrap();
-    let mut cfg = engine_config(&pod);
+    let mut cfg = engine_config(&pod, &[FORWARDED]);
     cfg.mtu = 1500;
     let dir = tempfile::Builder::new()
         .prefix("nbu-vm-")
@@ -411,7 +298,7 @@ fn a_vhost_user_guest_that_reboots_gets_its_link_back() {
     require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     let (pod4, peer4) = (pod.pod_ip(false).unwrap(), pod.peer_ip(false).unwrap());
-    let cfg = engine_config(&pod);
+    let cfg = engine_config(&pod, &[FORWARDED]);
     let dir = tempfile::Builder::new()
         .prefix("nbu-vm-")
         .tempdir()
@@ -471,7 +358,7 @@ fn a_vhost_user_guest_with_two_vcpus_uses_two_queue_pairs() {
     require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     let peer4 = pod.peer_ip(false).unwrap();
-    let cfg = engine_config(&pod);
+    let cfg = engine_config(&pod, &[FORWARDED]);
     let dir = tempfile::Builder::new()
         .prefix("nbu-vm-")
         .tempdir()

@@ -2,6 +2,8 @@
 //! what the engine sends back.
 #![allow(dead_code)]
 
+pub mod pod;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 

@@ -581,7 +581,11 @@ fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Dis
     if !ring.broken {
         ring.broken = true;
         c.queue_errors += 1;
-        let which = if q.is_multiple_of(2) { "receive" } else { "transmit" };
+        let which = if q.is_multiple_of(2) {
+            "receive"
+        } else {
+            "transmit"
+        };
         tracing::warn!(
             "vhost-user: the guest's {which} queue {q} is unusable ({e}); it stays stopped until the guest resets the device"
         );
@@ -808,7 +812,9 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_log_base(&mut self, log: &VhostUserLog, file: File) -> VuResult<()> {
         let Some(mem) = self.mem.as_ref() else {
-            return Err(VuError::InvalidOperation("a dirty log before the memory table"));
+            return Err(VuError::InvalidOperation(
+                "a dirty log before the memory table",
+            ));
         };
         let log = std::sync::Arc::new(
             LogMap::new(file, log.mmap_offset, log.mmap_size).map_err(VuError::ReqHandlerError)?,

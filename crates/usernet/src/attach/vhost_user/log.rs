@@ -35,8 +35,8 @@ impl LogMap {
         if size == 0 {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        let map = MmapRegion::from_file(FileOffset::new(file, offset), size)
-            .map_err(io::Error::other)?;
+        let map =
+            MmapRegion::from_file(FileOffset::new(file, offset), size).map_err(io::Error::other)?;
         Ok(LogMap { map })
     }
 
@@ -145,7 +145,10 @@ mod tests {
         bitmap.slice_at(4000).mark_dirty(95, 2);
         let mut bits = vec![0u8; 64];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bits, 0).unwrap();
-        assert_eq!(bits[2], 0b11, "guest pages 16 and 17 are byte 2's bits 0 and 1");
+        assert_eq!(
+            bits[2], 0b11,
+            "guest pages 16 and 17 are byte 2's bits 0 and 1"
+        );
         assert!(bits.iter().enumerate().all(|(i, b)| i == 2 || *b == 0));
     }
 

@@ -1,0 +1,132 @@
+//! An engine in a CNI pod's namespace, on a unix socket a QEMU guest attaches to: the
+//! set-up of the VM tests (`vm.rs`, `migrate.rs`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use netbind_testbed::PodFixture;
+use netbind_usernet::run::{Attach, RunOptions, run};
+use netbind_usernet::{EngineConfig, PortSpec};
+
+/// The engine thread, stopped even when the test fails.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    engine: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// The engine in the pod's namespace on `socket` (bound here, before QEMU starts:
+    /// QEMU does not wait for it), keeping its counters in `dir/stats`.
+    pub fn start(
+        pod: &PodFixture,
+        cfg: EngineConfig,
+        nic: Nic,
+        socket: &Path,
+        dir: &Path,
+    ) -> Running {
+        let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
+        let attach = match nic {
+            Nic::Stream => Attach::Listener {
+                listener,
+                one_off: false,
+            },
+            Nic::VhostUser => Attach::VhostUser {
+                listener,
+                one_off: false,
+            },
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopped, ns_path, stats) = (stop.clone(), pod.pod.path(), dir.join("stats"));
+        let engine = std::thread::spawn(move || {
+            netbind_testbed::enter(ns_path).unwrap();
+            let opts = RunOptions {
+                pcap: None,
+                signals: false,
+                stop: stopped,
+                stats: Some(stats),
+                harden: None,
+                busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
+            };
+            match run(cfg, attach, opts) {
+                Ok(c) => c.to_string(),
+                Err(e) => format!("engine failed: {e}"),
+            }
+        });
+        Running {
+            stop,
+            engine: Some(engine),
+        }
+    }
+
+    /// Stops the engine; its last counters.
+    pub fn stop(mut self, dir: &Path) -> BTreeMap<String, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.engine.take() {
+            eprintln!("engine: {}", t.join().unwrap());
+        }
+        read_stats(&dir.join("stats"))
+    }
+}
+
+/// The engine's stats file (`name value` lines).
+pub fn read_stats(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+        .collect()
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.engine.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine's configuration as `netbind usernet` derives it inside the pod: the pod's
+/// addresses and gateways, its resolver, the forwarded port.
+pub fn engine_config(pod: &PodFixture, forwarded: &[u16]) -> EngineConfig {
+    let r = pod.result();
+    let mut cfg = EngineConfig {
+        guest4: r.ipv4().map(|n| match n {
+            ipnet::IpNet::V4(n) => n,
+            ipnet::IpNet::V6(_) => unreachable!(),
+        }),
+        guest6: r.ipv6().map(|n| match n {
+            ipnet::IpNet::V6(n) => n,
+            ipnet::IpNet::V4(_) => unreachable!(),
+        }),
+        gateway4: match r.gateway(false) {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        },
+        gateway6: match r.gateway(true) {
+            Some(IpAddr::V6(g)) => Some(g),
+            _ => None,
+        },
+        tcp_ports: forwarded
+            .iter()
+            .map(|p| PortSpec::parse(&p.to_string()).unwrap())
+            .collect(),
+        ..EngineConfig::default()
+    };
+    cfg.fill_gateways();
+    cfg.set_resolvers(&["10.88.0.10".parse().unwrap()]);
+    cfg
+}
+
+/// How the guest's NIC reaches the engine.
+#[derive(Clone, Copy)]
+pub enum Nic {
+    /// `-netdev stream` on a unix socket.
+    Stream,
+    /// `-netdev vhost-user`: the guest's virtqueues in shared memory.
+    VhostUser,
+}

@@ -225,6 +225,16 @@ fn main() -> ExitCode {
     if argv.first().is_some_and(|a| passt::invoked_as_passt(a)) {
         return passt::main(argv);
     }
+    if argv
+        .first()
+        .is_some_and(|a| passt::invoked_as_passt_repair(a))
+    {
+        return passt::repair_main(argv);
+    }
+    if argv.get(1).is_some_and(|a| a == "passt-repair") {
+        argv.remove(1);
+        return passt::repair_main(argv);
+    }
     if argv.get(1).is_some_and(|a| a == "passt") {
         argv.remove(1);
         argv[0] = "netbind passt".into();

@@ -187,7 +187,8 @@ pub struct PasstArgs {
     /// vhost-user: print the back end's capabilities as JSON (`{"type": "net"}`), exit.
     #[arg(long)]
     pub print_capabilities: bool,
-    /// Where `passt-repair` connects during a migration (accepted; not used yet).
+    /// vhost-user: where `passt-repair` connects during a migration [default: the
+    /// socket's path with `.repair` added].
     #[arg(long, value_name = "PATH")]
     pub repair_path: Option<PathBuf>,
 }
@@ -555,9 +556,14 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
             }
             tracing::info!(socket = %path.display(), "listening on {}", path.display());
             if run.vhost_user {
+                let repair = args
+                    .repair_path
+                    .clone()
+                    .unwrap_or_else(|| repair_path_for(path));
                 Attach::VhostUser {
                     listener,
                     one_off: run.one_off,
+                    repair: Some(netbind_usernet::migrate::repair::Repair::listen(&repair)?),
                 }
             } else {
                 Attach::Listener {
@@ -630,12 +636,45 @@ fn write_pidfile(path: &std::path::Path, pid: u32) -> anyhow::Result<()> {
         .with_context(|| format!("--pid {}: cannot write", path.display()))
 }
 
+/// Where the repair helper connects by default: `<socket>.repair` (passt's default,
+/// and where KubeVirt's virt-handler looks: `*.socket.repair`).
+pub fn repair_path_for(socket: &std::path::Path) -> std::path::PathBuf {
+    let mut p = socket.as_os_str().to_owned();
+    p.push(".repair");
+    p.into()
+}
+
+/// `passt-repair PATH` (or `netbind passt-repair PATH`): the repair helper of a
+/// migration. PATH is the engine's repair socket, or a directory where one appears.
+pub fn repair_main(argv: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let Some(path) = argv.get(1) else {
+        eprintln!("usage: passt-repair PATH (the engine's repair socket, or its directory)");
+        return ExitCode::from(1);
+    };
+    let path = std::path::Path::new(path);
+    match netbind_usernet::migrate::repair::helper(path, std::time::Duration::from_secs(60)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("passt-repair: {}: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// True when this process was started under passt's name (a symlink or copy of netbind
 /// at libvirt's `passt` path).
 pub fn invoked_as_passt(argv0: &std::ffi::OsStr) -> bool {
     std::path::Path::new(argv0)
         .file_name()
         .is_some_and(|n| n == "passt")
+}
+
+/// True when started under passt-repair's name.
+pub fn invoked_as_passt_repair(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .is_some_and(|n| n == "passt-repair")
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub struct UsernetArgs {
     /// instead of the stream protocol: the guest's queues in memory QEMU shares.
     #[arg(long)]
     vhost_user: bool,
+    /// vhost-user: where a migration's repair helper (passt-repair, `netbind
+    /// passt-repair`) connects [default: the socket's path with `.repair` added].
+    #[arg(long, value_name = "PATH")]
+    repair_path: Option<PathBuf>,
     /// Name of the tap made with --netns.
     #[arg(long, value_name = "NAME", default_value = "tap0")]
     tap_name: String,
@@ -118,9 +122,14 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
     }
     cfg.max_flows = args.max_flows.max(1);
     let vhost_user = |path: &std::path::Path| -> anyhow::Result<Attach> {
+        let repair = args
+            .repair_path
+            .clone()
+            .unwrap_or_else(|| crate::passt::repair_path_for(path));
         Ok(Attach::VhostUser {
             listener: run::listen_unix(path)?,
             one_off: false,
+            repair: Some(netbind_usernet::migrate::repair::Repair::listen(&repair)?),
         })
     };
     let attach = match (&args.socket, &args.netns, args.fd) {

@@ -69,6 +69,11 @@ pub struct Counters {
     pub waits_slept: u64,
     /// How long the loop polls before it sleeps now, in microseconds (0: it sleeps).
     pub busy_poll_window_us: u64,
+    /// TCP connections handed to a migration's target, taken over from a source, and
+    /// not carried (`migrate/`).
+    pub tcp_migrated_out: u64,
+    pub tcp_migrated_in: u64,
+    pub tcp_migrate_failed: u64,
     pub device: DeviceCounters,
 }
 
@@ -76,7 +81,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 44] = [
+        let fields: [(&str, u64); 47] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -112,6 +117,9 @@ impl Counters {
             ("waits_polled", self.waits_polled),
             ("waits_slept", self.waits_slept),
             ("busy_poll_window_us", self.busy_poll_window_us),
+            ("tcp_migrated_out", self.tcp_migrated_out),
+            ("tcp_migrated_in", self.tcp_migrated_in),
+            ("tcp_migrate_failed", self.tcp_migrate_failed),
             ("vu_frames_from_guest", d.frames_from_guest),
             ("vu_frames_to_guest", d.frames_to_guest),
             ("vu_largest_from_guest", d.largest_from_guest),

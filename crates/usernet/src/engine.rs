@@ -163,6 +163,24 @@ impl<G: GuestTx> Engine<G> {
         self.listeners.iter().map(|l| (l.tcp, l.port, l.v6))
     }
 
+    /// The state a migration hands the target's engine (the guest is stopped); the TCP
+    /// connections carried are closed silently (`migrate.rs`).
+    pub fn export_state(
+        &mut self,
+        repair: Option<&mut crate::migrate::repair::Repair>,
+    ) -> crate::migrate::format::State {
+        crate::migrate::export(&mut self.cx, repair)
+    }
+
+    /// Takes over the state a migration's source handed over (before the guest runs).
+    pub fn import_state(
+        &mut self,
+        state: crate::migrate::format::State,
+        repair: Option<&mut crate::migrate::repair::Repair>,
+    ) -> crate::migrate::Imported {
+        crate::migrate::import(&mut self.cx, state, repair)
+    }
+
     /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.
     pub fn guest_connected(&mut self) {
         for slot in self.cx.flows.slots().collect::<Vec<_>>() {

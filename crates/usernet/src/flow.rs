@@ -125,6 +125,10 @@ impl FlowTable {
         Ok(slot)
     }
 
+    pub fn get(&self, slot: usize) -> Option<&Flow> {
+        self.slots.get(slot)?.as_ref().map(|(_, f)| f)
+    }
+
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut Flow> {
         self.slots.get_mut(slot)?.as_mut().map(|(_, f)| f)
     }

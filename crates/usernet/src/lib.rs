@@ -64,6 +64,7 @@ pub mod frame;
 pub mod harden;
 pub mod icmp;
 pub mod icmp_error;
+pub mod migrate;
 pub mod ndp;
 pub mod pcap;
 pub mod ping_raw;

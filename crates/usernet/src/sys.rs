@@ -15,6 +15,12 @@
 //! - `PR_SET_NO_NEW_PRIVS` and `madvise(MADV_DONTNEED)` on read-only file mappings, for
 //!   `harden.rs`.
 //!
+//! - The TCP repair options (`TCP_REPAIR_QUEUE`, `TCP_QUEUE_SEQ`, `TCP_REPAIR_OPTIONS`,
+//!   `TCP_REPAIR_WINDOW`, `TCP_TIMESTAMP`, and `TCP_REPAIR` itself for the repair
+//!   helper), `TCP_INFO`'s option bits and window scales, and the queue lengths
+//!   (`FIONREAD`/`TIOCOUTQ` on a TCP socket: unread bytes, unacknowledged bytes), for
+//!   moving a connection's kernel state during a migration (`migrate/`).
+//!
 //! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
 //! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
 //!
@@ -236,4 +242,89 @@ impl Drop for ZeroPages {
         // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
+}
+
+/// `include/uapi/linux/tcp.h`.
+pub mod tcp_repair {
+    pub const TCP_REPAIR: i32 = 19;
+    pub const TCP_REPAIR_QUEUE: i32 = 20;
+    pub const TCP_QUEUE_SEQ: i32 = 21;
+    pub const TCP_REPAIR_OPTIONS: i32 = 22;
+    pub const TCP_TIMESTAMP: i32 = 24;
+    pub const TCP_REPAIR_WINDOW: i32 = 29;
+    pub const NO_QUEUE: i32 = 0;
+    pub const RECV_QUEUE: i32 = 1;
+    pub const SEND_QUEUE: i32 = 2;
+    /// `tcp_repair_opt` codes.
+    pub const OPT_MSS: u32 = 2;
+    pub const OPT_WINDOW: u32 = 3;
+    pub const OPT_SACK_PERM: u32 = 4;
+    pub const OPT_TIMESTAMP: u32 = 8;
+    /// `tcpi_options` bits.
+    pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
+    pub const TCPI_OPT_SACK: u8 = 2;
+    pub const TCPI_OPT_WSCALE: u8 = 4;
+}
+
+/// Sets a TCP-level option from a plain array of `u32` (an `int`, a `struct
+/// tcp_repair_window`, an array of `struct tcp_repair_opt`).
+pub fn tcp_set(fd: BorrowedFd<'_>, name: i32, value: &[u32]) -> io::Result<()> {
+    // SAFETY: `value` is a live slice of exactly the length passed for the call; the
+    // kernel copies it and keeps no pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            name,
+            value.as_ptr().cast(),
+            size_of_val(value) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads a TCP-level option of `N` `u32`s (an `int`, a `struct tcp_repair_window`).
+pub fn tcp_get<const N: usize>(fd: BorrowedFd<'_>, name: i32) -> io::Result<[u32; N]> {
+    let mut v = [0u32; N];
+    let mut len = size_of_val(&v) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`, which is that long, and
+    // stores the length it wrote into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            name,
+            v.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// `TCP_INFO`'s `tcpi_options` and the window scales `(snd, rcv)`.
+pub fn tcp_info_options(fd: BorrowedFd<'_>) -> io::Result<(u8, u8, u8)> {
+    // `struct tcp_info` starts with state, ca_state, retransmits, probes, backoff,
+    // options (u8 each), then snd_wscale:4 and rcv_wscale:4 in one byte.
+    let w: [u32; 2] = tcp_get(fd, libc::TCP_INFO)?;
+    let b = [w[0].to_ne_bytes(), w[1].to_ne_bytes()].concat();
+    Ok((b[5], b[6] & 0xf, b[6] >> 4))
+}
+
+/// An `int`-valued ioctl on a socket: `FIONREAD` (a TCP socket's unread bytes) or
+/// `TIOCOUTQ` (its unacknowledged bytes).
+pub fn socket_ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: both requests write one `int` through the pointer, to `v`, live here.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, &raw mut v) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(v).map_err(|_| io::ErrorKind::InvalidData.into())
 }

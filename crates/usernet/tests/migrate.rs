@@ -7,6 +7,18 @@
 //! with a running count; the source's console has the first ones, the target's the
 //! rest. After the switch the target's engine serves the migrated queues: the count
 //! goes on with the pod's address as the source the peer saw.
+//!
+//! TCP connections move with their kernel state (repair mode, the helper run as
+//! virt-handler runs passt-repair): 100 idle ones, a stream from the guest the peer
+//! checks number by number, and one from the peer the guest checks the same way — every
+//! byte once, in order, no reset.
+//!
+//! Not yet covered: the peer's stream holds still over the switch. With both engines in
+//! one namespace, a segment that reaches the source's socket after it was read out is
+//! acknowledged there and lost, and one that arrives between the source closing its
+//! sockets and the target rebuilding them draws a reset from the kernel (seen in one
+//! run of two with the peer sending every 10 ms). Closing that window needs the
+//! segments held back during the switch.
 
 mod common;
 
@@ -173,4 +185,257 @@ fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
     assert!(dst["vu_frames_from_guest"] > 0, "{dst:?}");
     assert_eq!(dst["vu_queue_errors"], 0, "{dst:?}");
     assert_eq!(src["vu_queue_errors"], 0, "{src:?}");
+}
+
+/// A peer for the connections that must survive: 100 idle ones (the guest echoes what
+/// they carry: `check` sends a line on each and counts the echoes), a sink that checks
+/// the guest's stream of consecutive numbers, a source that sends one until `stop`, and
+/// a phase port the guest polls for `stop`.
+const PEER: &str = r#"
+import socket, sys, threading, time
+E, S, R, P = map(int, sys.argv[1:5])
+idle, st = [], {"phase": "wait", "sink": 0, "gap": None, "sent": 0, "err": None, "pause": False}
+def listen(port):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("0.0.0.0", port)); l.listen(256); return l
+def echoes():
+    l = listen(E)
+    while True: idle.append(l.accept()[0])
+def sink():
+    c, buf, n = listen(S).accept()[0], b"", 0
+    while True:
+        try: d = c.recv(65536)
+        except OSError as e: st["err"] = "sink: %s" % e; return
+        if not d: return
+        buf += d
+        *lines, buf = buf.split(b"\n")
+        for x in lines:
+            v = int(x)
+            if v != n + 1 and st["gap"] is None: st["gap"] = "%d then %d" % (n, v)
+            n = v
+        st["sink"] = n
+def source():
+    c, i = listen(R).accept()[0], 1
+    try:
+        while st["phase"] != "stop":
+            if st["pause"]: time.sleep(0.01); continue
+            c.sendall(b"".join(b"%d\n" % (i + k) for k in range(100))); i += 100
+            st["sent"] = i - 1; time.sleep(0.01)
+        c.close()
+    except OSError as e: st["err"] = "source: %s" % e
+def phase():
+    l = listen(P)
+    while True:
+        c = l.accept()[0]; c.sendall((st["phase"] + "\n").encode()); c.close()
+for f in (echoes, sink, source, phase): threading.Thread(target=f, daemon=True).start()
+print("READY", flush=True)
+for line in sys.stdin:
+    if line.strip() == "check":
+        ok = 0
+        for i, c in enumerate(list(idle)):
+            try:
+                c.settimeout(10); c.sendall(b"ping %d\n" % i)
+                if c.recv(100) == b"ping %d\n" % i: ok += 1
+            except OSError: pass
+        print("IDLE %d %d" % (ok, len(idle)), flush=True)
+    elif line.strip() in ("pause", "resume"):
+        st["pause"] = line.strip() == "pause"; time.sleep(0.5)
+        print("SENT %d" % st["sent"], flush=True)
+    elif line.strip() == "stop":
+        st["phase"] = "stop"; time.sleep(2)
+        print("SINK %d GAP %s SENT %d ERR %s" % (st["sink"], st["gap"], st["sent"], st["err"]), flush=True)
+"#;
+const ECHO: u16 = 7200;
+const SINK: u16 = 7201;
+const SOURCE: u16 = 7202;
+const PHASE: u16 = 7203;
+
+const STREAMS: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+i=0
+while [ $i -lt 100 ]; do nc @PEER4@ @ECHO@ -e /bin/cat & i=$((i + 1)); done
+seq 1 100000000 | nc @PEER4@ @SINK@ &
+sleep 100000 | nc @PEER4@ @SOURCE@ | awk 'BEGIN { n = 0; gap = "" } { if (gap == "" && $1 != n + 1) gap = n " then " $1; n = $1 } END { print "RESULT received " n; print "RESULT gap " (gap == "" ? "none" : gap) }' > /tmp/received &
+echo STREAMING
+while [ "$(nc @PEER4@ @PHASE@)" != stop ]; do sleep 1; done
+i=0
+while [ "$(wc -l < /tmp/received)" -lt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
+cat /tmp/received
+"#;
+
+/// The test's end of the peer script: its commands and answers.
+struct Peer {
+    process: netbind_testbed::Process,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Peer {
+    fn start(pod: &PodFixture) -> Peer {
+        let ports = [ECHO, SINK, SOURCE, PHASE].map(|p| p.to_string());
+        let mut argv = vec!["python3", "-c", PEER];
+        argv.extend(ports.iter().map(String::as_str));
+        let mut c = pod.peer.command(&argv);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        let mut process = pod.peer.spawn_command(c).expect("peer");
+        let out = std::io::BufReader::new(process.child().stdout.take().unwrap());
+        let mut peer = Peer { process, out };
+        assert_eq!(peer.line(), "READY");
+        peer
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut l).expect("peer answers");
+        l.trim().to_string()
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        let stdin = self.process.child().stdin.as_mut().unwrap();
+        std::io::Write::write_all(stdin, format!("{command}\n").as_bytes()).unwrap();
+        self.line()
+    }
+}
+
+/// The repair helper as virt-handler runs passt-repair: against the engine's
+/// `<socket>.repair`, as root, until the engine closes it.
+fn repair_helper(socket: &std::path::Path) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let mut path = socket.as_os_str().to_owned();
+    path.push(".repair");
+    std::thread::spawn(move || {
+        netbind_usernet::migrate::repair::helper(path.as_ref(), Duration::from_secs(30))
+    })
+}
+
+#[test]
+fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let peer4 = pod.peer_ip(false).unwrap();
+    let mut peer = Peer::start(&pod);
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-mig-")
+        .tempdir()
+        .unwrap();
+    let (src_dir, dst_dir) = (dir.path().join("source"), dir.path().join("target"));
+    std::fs::create_dir_all(&src_dir).unwrap();
+    std::fs::create_dir_all(&dst_dir).unwrap();
+    let (src_sock, dst_sock) = (src_dir.join("vu.sock"), dst_dir.join("vu.sock"));
+    let source_engine = Running::start(
+        &pod,
+        engine_config(&pod, &[]),
+        Nic::VhostUser,
+        &src_sock,
+        &src_dir,
+    );
+    let target_engine = Running::start(
+        &pod,
+        engine_config(&pod, &[]),
+        Nic::VhostUser,
+        &dst_sock,
+        &dst_dir,
+    );
+    let _helpers = (repair_helper(&src_sock), repair_helper(&dst_sock));
+    let script = STREAMS
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@ECHO@", &ECHO.to_string())
+        .replace("@SINK@", &SINK.to_string())
+        .replace("@SOURCE@", &SOURCE.to_string())
+        .replace("@PHASE@", &PHASE.to_string());
+    let (src_qmp, dst_qmp, channel) = (
+        dir.path().join("source.qmp"),
+        dir.path().join("target.qmp"),
+        dir.path().join("migration.sock"),
+    );
+    let qmp_arg = |p: &std::path::Path| format!("unix:{},server=on,wait=off", p.display());
+    let opts = |extra: Vec<String>| GuestOptions {
+        extra_args: extra,
+        ..GuestOptions::default()
+    };
+    let source = Guest::boot_with(
+        &pod.pod,
+        &[GuestNic::vhost_user(&src_sock, MAC)],
+        &script,
+        &opts(vec!["-qmp".into(), qmp_arg(&src_qmp)]),
+    )
+    .expect("source guest boots");
+    wait_until("the guest streams", Duration::from_secs(150), || {
+        source.console().lines().any(|l| l.trim() == "STREAMING")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(peer.ask("check"), "IDLE 100 100", "before the migration");
+    let target = Guest::boot_with(
+        &pod.pod,
+        &[GuestNic::vhost_user(&dst_sock, MAC)],
+        &script,
+        &opts(vec![
+            "-qmp".into(),
+            qmp_arg(&dst_qmp),
+            "-incoming".into(),
+            format!("unix:{}", channel.display()),
+        ]),
+    )
+    .expect("target QEMU starts");
+    let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+    let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
+    // The peer's stream holds still over the switch (see the module's last paragraph).
+    peer.ask("pause");
+    qmp.execute(
+        "migrate",
+        serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
+    )
+    .expect("migrate");
+    let mut status = serde_json::Value::Null;
+    wait_until("the migration completes", Duration::from_secs(120), || {
+        status = qmp
+            .execute("query-migrate", serde_json::json!({}))
+            .expect("query-migrate");
+        assert_ne!(
+            status["status"],
+            "failed",
+            "{status}\n{}",
+            source.qemu_stderr()
+        );
+        status["status"] == "completed"
+    });
+    eprintln!("downtime {} ms", status["downtime"]);
+    peer.ask("resume");
+    drop(source);
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_after = peer.ask("check");
+    let streams = peer.ask("stop");
+    eprintln!("after: {idle_after}; streams: {streams}");
+    let results = {
+        let mut target = target;
+        let r = target.wait_done(Duration::from_secs(60));
+        let console = target.console();
+        r.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"))
+    };
+    let src = source_engine.stop(&src_dir);
+    let dst = target_engine.stop(&dst_dir);
+    eprintln!("source engine: {src:?}\ntarget engine: {dst:?}");
+    assert_eq!(idle_after, "IDLE 100 100", "after the migration");
+    // 100 idle connections and the two streams, carried and taken over.
+    assert_eq!(src["tcp_migrated_out"], 102, "{src:?}");
+    assert_eq!(dst["tcp_migrated_in"], 102, "{dst:?}");
+    assert_eq!(dst["tcp_migrate_failed"], 0, "{dst:?}");
+    // The guest's stream reached the sink whole, in order, and went on after the switch.
+    let fields: Vec<&str> = streams.split_whitespace().collect();
+    assert_eq!(fields[2..4], ["GAP", "None"], "{streams}");
+    assert_eq!(fields[6..], ["ERR", "None"], "{streams}");
+    // The peer's stream reached the guest whole and in order.
+    let sent = fields[5];
+    assert_eq!(
+        results.get("gap").map(String::as_str),
+        Some("none"),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.get("received").map(String::as_str),
+        Some(sent),
+        "{results:?}"
+    );
 }

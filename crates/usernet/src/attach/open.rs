@@ -31,6 +31,8 @@ pub enum Attach {
     VhostUser {
         listener: UnixListener,
         one_off: bool,
+        /// Where a migration's repair helper connects (`migrate::repair`).
+        repair: Option<crate::migrate::repair::Repair>,
     },
     /// A vhost-user control socket QEMU is connected to already (`--vhost-user --fd`).
     VhostUserFd(OwnedFd),
@@ -52,9 +54,13 @@ impl Attach {
                 let (a, tx) = StreamLink::listening(listener, one_off);
                 driver.drive(a, tx)
             }
-            Attach::VhostUser { listener, one_off } => {
+            Attach::VhostUser {
+                listener,
+                one_off,
+                repair,
+            } => {
                 let (a, tx) = VhostUserLink::listening(listener, one_off);
-                driver.drive(a, tx)
+                driver.drive(a.with_repair(repair), tx)
             }
             Attach::VhostUserFd(fd) => {
                 let (a, tx) = VhostUserLink::connected(fd)?;

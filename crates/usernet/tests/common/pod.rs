@@ -33,10 +33,17 @@ impl Running {
                 listener,
                 one_off: false,
             },
-            Nic::VhostUser => Attach::VhostUser {
-                listener,
-                one_off: false,
-            },
+            Nic::VhostUser => {
+                let mut repair = socket.as_os_str().to_owned();
+                repair.push(".repair");
+                let repair = netbind_usernet::migrate::repair::Repair::listen(repair.as_ref())
+                    .expect("repair socket");
+                Attach::VhostUser {
+                    listener,
+                    one_off: false,
+                    repair: Some(repair),
+                }
+            }
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (stopped, ns_path, stats) = (stop.clone(), pod.pod.path(), dir.join("stats"));

@@ -100,6 +100,14 @@ fn protocol_features() -> VhostUserProtocolFeatures {
     VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::MQ
         | VhostUserProtocolFeatures::LOG_SHMFD
+        | VhostUserProtocolFeatures::DEVICE_STATE
+}
+
+/// A state transfer QEMU asked for (`SET_DEVICE_STATE_FD`): the engine's state goes
+/// out through `file` (`save`) or comes in from it.
+pub struct Transfer {
+    pub save: bool,
+    pub file: File,
 }
 
 /// One virtqueue and its notifiers.
@@ -156,6 +164,10 @@ pub struct Device {
     mem: Option<Memory>,
     mappings: Vec<Mapping>,
     rings: [Ring; MAX_QUEUES],
+    /// A transfer asked for and not yet done; how the last one went (for
+    /// `CHECK_DEVICE_STATE`).
+    transfer: Option<Transfer>,
+    transfer_ok: bool,
     /// The transmit queue looked at first next time (queues take turns).
     next_tx: usize,
     counters: DeviceCounters,
@@ -183,6 +195,8 @@ impl Device {
             mem: None,
             mappings: Vec::new(),
             rings: std::array::from_fn(|_| Ring::new()),
+            transfer: None,
+            transfer_ok: true,
             next_tx: TX,
             counters: DeviceCounters::default(),
         }
@@ -205,6 +219,16 @@ impl Device {
     pub fn running(&self, q: usize) -> bool {
         let r = &self.rings[q];
         r.started && r.enabled && !r.broken && self.mem.is_some()
+    }
+
+    /// The state transfer QEMU asked for, to be done now (the reply has gone).
+    pub fn take_transfer(&mut self) -> Option<Transfer> {
+        self.transfer.take()
+    }
+
+    /// How the transfer went, for QEMU's `CHECK_DEVICE_STATE`.
+    pub fn transfer_done(&mut self, ok: bool) {
+        self.transfer_ok = ok;
     }
 
     /// Whether QEMU has set the features (`SET_FEATURES`).
@@ -795,15 +819,29 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_device_state_fd(
         &mut self,
-        _: VhostTransferStateDirection,
-        _: VhostTransferStatePhase,
-        _: File,
+        direction: VhostTransferStateDirection,
+        phase: VhostTransferStatePhase,
+        file: File,
     ) -> VuResult<Option<File>> {
-        unsupported()
+        if !matches!(phase, VhostTransferStatePhase::STOPPED) {
+            return Err(VuError::InvalidParam);
+        }
+        self.transfer = Some(Transfer {
+            save: matches!(direction, VhostTransferStateDirection::SAVE),
+            file,
+        });
+        self.transfer_ok = true;
+        Ok(None)
     }
 
     fn check_device_state(&mut self) -> VuResult<()> {
-        unsupported()
+        if self.transfer_ok {
+            Ok(())
+        } else {
+            Err(VuError::InvalidOperation(
+                "the engine's state did not transfer",
+            ))
+        }
     }
 
     fn get_shmem_config(&mut self) -> VuResult<VhostUserShMemConfig> {

@@ -52,15 +52,21 @@ use vhost::vhost_user::BackendReqHandler;
 use super::{AttachError, Attachment, LISTENER, Read, Ready};
 use crate::engine::Engine;
 use crate::frame::{GuestTx, TxMeta};
+use crate::migrate::format::State;
+use crate::migrate::repair::Repair;
 use device::{Device, HDR_LEN, MAX_FRAME, MAX_QUEUES, Pop, RX, TX};
 
 pub use device::DeviceCounters;
 
 /// The vhost-user control socket.
 pub const CONTROL: Token = Token(3);
+/// The repair helper's listening socket (migration).
+const REPAIR: Token = Token(12);
 /// Queue `q`'s kick is `Token(FIRST_KICK + q)`.
 const FIRST_KICK: usize = 4;
-const _: () = assert!(FIRST_KICK + MAX_QUEUES <= super::LINK_TOKENS.end);
+const _: () = assert!(FIRST_KICK + MAX_QUEUES <= REPAIR.0 && REPAIR.0 < super::LINK_TOKENS.end);
+/// The largest engine state accepted from QEMU (queues of thousands of connections).
+const MAX_STATE: u64 = 1 << 30;
 
 /// How long one request may take to arrive whole once it started, or its reply to
 /// leave: QEMU writes each at once, so only a stuck peer waits this long.
@@ -160,7 +166,11 @@ pub struct VhostUserLink {
     frame: Box<[u8]>,
     /// The receive queue was running at the last look (its start means a guest).
     rx_running: bool,
+    /// State came in from a migration's source: the queues' next start continues
+    /// that guest, it is no new one.
+    migrated_in: bool,
     one_off: bool,
+    repair: Option<Repair>,
 }
 
 impl VhostUserLink {
@@ -168,6 +178,12 @@ impl VhostUserLink {
     /// that leaves ends the engine.
     pub fn listening(listener: UnixListener, one_off: bool) -> (VhostUserLink, VhostUserTx) {
         VhostUserLink::new(Some(listener), None, one_off)
+    }
+
+    /// Serves the repair helper of migrations on `repair`.
+    pub fn with_repair(mut self, repair: Option<Repair>) -> VhostUserLink {
+        self.repair = repair;
+        self
     }
 
     /// A control socket QEMU is connected to already (an inherited descriptor).
@@ -189,7 +205,9 @@ impl VhostUserLink {
             control_fd: None,
             frame: vec![0; MAX_FRAME].into_boxed_slice(),
             rx_running: false,
+            migrated_in: false,
             one_off,
+            repair: None,
         };
         if let Some(s) = stream {
             link.take_control(s);
@@ -214,7 +232,7 @@ impl VhostUserLink {
 
     /// Handles every request waiting on the control socket; false when QEMU is gone
     /// (or spoke nonsense).
-    fn serve_control(&mut self) -> bool {
+    fn serve_control(&mut self, engine: &mut Engine<VhostUserTx>) -> bool {
         let (Some(handler), Some(fd)) = (self.control.as_mut(), self.control_fd) else {
             return false;
         };
@@ -240,6 +258,17 @@ impl VhostUserLink {
                 }
                 return false;
             }
+            let transfer = lock(&self.device).take_transfer();
+            if let Some(t) = transfer {
+                let ok = if t.save {
+                    save(t.file, engine, self.repair.as_mut())
+                } else {
+                    let ok = load(t.file, engine, self.repair.as_mut());
+                    self.migrated_in |= ok;
+                    ok
+                };
+                lock(&self.device).transfer_done(ok);
+            }
         }
     }
 
@@ -257,7 +286,7 @@ impl VhostUserLink {
         drop(dev);
         let started = running && !self.rx_running;
         self.rx_running = running;
-        if started {
+        if started && !std::mem::take(&mut self.migrated_in) {
             engine.guest_connected();
         }
         Ready {
@@ -273,6 +302,59 @@ impl VhostUserLink {
         self.rx_running = false;
         // The queues' eventfds and the memory go with the device.
         lock(&self.device).reset();
+    }
+}
+
+/// Writes the engine's state for the migration's target (QEMU reads meanwhile).
+fn save(
+    file: std::fs::File,
+    engine: &mut Engine<VhostUserTx>,
+    repair: Option<&mut Repair>,
+) -> bool {
+    use std::io::Write;
+    let bytes = engine.export_state(repair).encode();
+    let _ = nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    );
+    let mut file = file;
+    match file.write_all(&bytes) {
+        Ok(()) => {
+            tracing::info!("migration: {} bytes of state handed to QEMU", bytes.len());
+            true
+        }
+        Err(e) => {
+            tracing::warn!("migration: cannot hand the state to QEMU: {e}");
+            false
+        }
+    }
+}
+
+/// Reads the source's state (QEMU writes meanwhile) and takes it over.
+fn load(
+    file: std::fs::File,
+    engine: &mut Engine<VhostUserTx>,
+    repair: Option<&mut Repair>,
+) -> bool {
+    use std::io::Read;
+    let _ = nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    );
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(MAX_STATE).read_to_end(&mut bytes) {
+        tracing::warn!("migration: cannot read the state from QEMU: {e}");
+        return false;
+    }
+    match State::decode(&bytes) {
+        Ok(state) => {
+            engine.import_state(state, repair);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("migration: the state from QEMU is refused: {e}");
+            false
+        }
     }
 }
 
@@ -337,6 +419,9 @@ impl Attachment for VhostUserLink {
         if let Some(fd) = self.control_fd {
             registry.register(&mut SourceFd(&fd), CONTROL, Interest::READABLE)?;
         }
+        if let Some(r) = &self.repair {
+            registry.register(&mut SourceFd(&r.listener_fd()), REPAIR, Interest::READABLE)?;
+        }
         // The guest counts as there once its driver starts the queues.
         Ok(false)
     }
@@ -396,8 +481,14 @@ impl Attachment for VhostUserLink {
         engine: &mut Engine<VhostUserTx>,
     ) -> Ready {
         match token {
+            REPAIR => {
+                if let Some(r) = self.repair.as_mut() {
+                    r.accept();
+                }
+                Ready::default()
+            }
             CONTROL => {
-                if !self.serve_control() {
+                if !self.serve_control(engine) {
                     return Ready {
                         closed: true,
                         ..Ready::default()

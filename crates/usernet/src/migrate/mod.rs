@@ -1,0 +1,218 @@
+//! Live migration: the engine's state handed to the engine on the target, through QEMU.
+//!
+//! How it works: QEMU asks the source's vhost-user back end for its state once the guest
+//! is stopped, and hands it to the target's before the guest runs there
+//! (`attach/vhost_user`: `SET_DEVICE_STATE_FD`, `CHECK_DEVICE_STATE`). The state is
+//! [`format::State`]: the guest's MAC and every established TCP connection — the relay's
+//! sequence numbers and windows toward the guest, and the kernel socket's own state,
+//! read in repair mode (`sock.rs`). The repair helper (`repair.rs`, passt-repair's
+//! protocol) switches sockets in and out of repair mode, as the engine has no privilege.
+//!
+//! Source ([`export`]): established connections into repair mode, each read, then closed
+//! — in repair mode a close sends nothing, so the peer sees no FIN or RST. Target
+//! ([`import`]): for each connection a fresh socket into repair mode, rebuilt, out of
+//! repair mode with a window probe (the peer learns where the connection stands and
+//! resends what it must), then a relay flow over it with the sequence numbers the
+//! guest knows. What the guest has not acknowledged is still in the receive queue, so
+//! the relay resends it as after any loss; guest data not acknowledged is resent by the
+//! guest. Connections that cannot move (not established, or failing to rebuild) are
+//! not carried: the guest's next segment for one draws an RST from the target.
+//!
+//! Without a repair helper nothing but the MAC moves, and every connection ends that
+//! way.
+
+pub mod format;
+pub mod repair;
+pub mod sock;
+
+use std::os::fd::AsFd;
+
+use mio::Interest;
+
+use crate::ctx::Ctx;
+use crate::flow::{Flow, FlowKey};
+use crate::frame::GuestTx;
+use crate::tcp::TcpConn;
+use crate::tcp::conn::{State as ConnState, flags};
+use crate::wire::PROTO_TCP;
+use format::{State, TcpState};
+use repair::{Mode, Repair};
+
+pub use format::FormatError;
+pub use repair::RepairError;
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub tcp_restored: usize,
+    pub tcp_failed: usize,
+}
+
+/// Reads the engine's movable state out (the source, its guest stopped); the TCP
+/// connections carried are closed silently.
+pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State {
+    let mut state = State {
+        guest_mac: cx.out.guest_mac,
+        tcp: Vec::new(),
+    };
+    let movable: Vec<usize> = cx
+        .flows
+        .slots()
+        .filter(|&slot| match cx.flows.get(slot) {
+            Some(Flow::Tcp(c)) => {
+                c.state == ConnState::Established
+                    && !c.has(flags::FIN_SENT)
+                    && !c.has(flags::GUEST_FIN)
+            }
+            _ => false,
+        })
+        .collect();
+    let Some(repair) = repair else {
+        if !movable.is_empty() {
+            tracing::warn!(
+                "migration: no repair helper; {} TCP connections cannot move",
+                movable.len()
+            );
+        }
+        return state;
+    };
+    let conns: Vec<&TcpConn> = movable
+        .iter()
+        .filter_map(|&slot| match cx.flows.get(slot) {
+            Some(Flow::Tcp(c)) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let fds: Vec<_> = conns.iter().map(|c| c.sock.as_fd()).collect();
+    if let Err(e) = repair.set(&fds, Mode::On) {
+        tracing::warn!("migration: {e}; the TCP connections cannot move");
+        return state;
+    }
+    for c in conns {
+        match sock::dump(&c.sock) {
+            Ok(s) => state.tcp.push(TcpState {
+                guest: c.guest,
+                remote: c.remote,
+                rcv_nxt: c.rcv_nxt,
+                snd_una: c.snd_una,
+                snd_nxt: c.snd_nxt,
+                snd_wnd: c.snd_wnd,
+                guest_ws: c.guest_ws,
+                our_ws: c.our_ws,
+                mss: c.mss,
+                our_mss: c.our_mss,
+                sack: c.sack,
+                sock: s,
+            }),
+            Err(e) => tracing::warn!("migration: cannot read {} ↔ {}: {e}", c.guest, c.remote),
+        }
+    }
+    // Closed in repair mode: nothing goes to the peers.
+    for slot in movable {
+        cx.remove_flow(slot);
+    }
+    cx.counters.tcp_migrated_out += state.tcp.len() as u64;
+    tracing::info!("migration: {} TCP connections read out", state.tcp.len());
+    state
+}
+
+/// Takes over `state` (the target, before its guest runs).
+pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Repair>) -> Imported {
+    let mut done = Imported::default();
+    cx.out.guest_mac = state.guest_mac;
+    if state.tcp.is_empty() {
+        return done;
+    }
+    let Some(repair) = repair else {
+        tracing::warn!(
+            "migration: no repair helper; {} TCP connections are not rebuilt",
+            state.tcp.len()
+        );
+        done.tcp_failed = state.tcp.len();
+        return done;
+    };
+    let mut fresh = Vec::with_capacity(state.tcp.len());
+    for t in state.tcp {
+        match sock::fresh(&t.sock) {
+            Ok(s) => fresh.push((t, s)),
+            Err(e) => {
+                tracing::warn!("migration: no socket for {} ↔ {}: {e}", t.guest, t.remote);
+                done.tcp_failed += 1;
+            }
+        }
+    }
+    let fds: Vec<_> = fresh.iter().map(|(_, s)| s.as_fd()).collect();
+    if let Err(e) = repair.set(&fds, Mode::On) {
+        tracing::warn!("migration: {e}; the TCP connections are not rebuilt");
+        done.tcp_failed += fresh.len();
+        return done;
+    }
+    let mut rebuilt = Vec::with_capacity(fresh.len());
+    for (t, s) in fresh {
+        match sock::restore(&s, &t.sock) {
+            Ok(()) => rebuilt.push((t, s)),
+            Err(e) => {
+                tracing::warn!("migration: cannot rebuild {} ↔ {}: {e}", t.guest, t.remote);
+                done.tcp_failed += 1;
+            }
+        }
+    }
+    let fds: Vec<_> = rebuilt.iter().map(|(_, s)| s.as_fd()).collect();
+    if let Err(e) = repair.set(&fds, Mode::Off) {
+        tracing::warn!("migration: {e}; the rebuilt TCP connections stay unused");
+        done.tcp_failed += rebuilt.len();
+        return done;
+    }
+    for (t, s) in rebuilt {
+        if relay(cx, t, s) {
+            done.tcp_restored += 1;
+        } else {
+            done.tcp_failed += 1;
+        }
+    }
+    cx.counters.tcp_migrated_in += done.tcp_restored as u64;
+    cx.counters.tcp_migrate_failed += done.tcp_failed as u64;
+    tracing::info!(
+        "migration: {} TCP connections rebuilt, {} not",
+        done.tcp_restored,
+        done.tcp_failed
+    );
+    done
+}
+
+/// A relay flow over a rebuilt socket, where the source's left off.
+fn relay<G: GuestTx>(cx: &mut Ctx<G>, t: TcpState, sock: socket2::Socket) -> bool {
+    if sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut c = TcpConn::new(
+        sock,
+        t.guest,
+        t.remote,
+        ConnState::Established,
+        t.snd_una,
+        t.our_mss,
+    );
+    c.rcv_nxt = t.rcv_nxt;
+    c.snd_nxt = t.snd_nxt;
+    c.snd_wnd = t.snd_wnd;
+    c.guest_ws = t.guest_ws;
+    c.our_ws = t.our_ws;
+    c.mss = t.mss;
+    c.sack = t.sack;
+    // What the guest has seen but not acknowledged stays at the head of the queue.
+    let in_flight = t.snd_nxt.wrapping_sub(t.snd_una);
+    if crate::sys::set_peek_off(c.sock.as_fd(), in_flight as i32).is_err() {
+        c.flags |= flags::PEEK_FALLBACK;
+    }
+    let key = FlowKey {
+        proto: PROTO_TCP,
+        guest: t.guest,
+        remote: t.remote,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&c.sock);
+    let Ok(slot) = cx.flows.insert(key, Flow::Tcp(Box::new(c))) else {
+        return false;
+    };
+    cx.register_flow(slot, fd, Interest::READABLE | Interest::WRITABLE)
+}

@@ -1,0 +1,155 @@
+//! A connected TCP socket's kernel state, read out and rebuilt in repair mode.
+//!
+//! Read ([`dump`], the socket in repair mode): both queues' ends (`TCP_QUEUE_SEQ` with the
+//! queue selected), the send queue (what the peer has not acknowledged: with the send
+//! queue selected, a peek reads it from its start) and the receive queue (what was not
+//! read: the relay only peeks, so this is also what the guest has not acknowledged),
+//! the MSS, the options and window scales the handshake agreed, the timestamp clock and
+//! the window state.
+//!
+//! Rebuilt (a [`fresh`] socket, put in repair mode by the helper, then [`restore`]):
+//! buffers large enough for the queues (as far as the unprivileged limits allow:
+//! `net.core.wmem_max`/`rmem_max`), the queues' starting sequences, bind and connect (in repair mode, no handshake: the socket is established
+//! at once), the options, the timestamp clock, the queues' bytes written back (in
+//! repair mode a write to the send queue is taken as sent, one to the receive queue as
+//! received), the window state. Leaving repair mode with a window probe then tells the
+//! peer where the connection stands, and unacknowledged data goes again on the
+//! kernel's own timers.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::format::SockState;
+use crate::sys::{self, tcp_repair as r};
+
+fn select(fd: BorrowedFd<'_>, queue: i32) -> io::Result<()> {
+    sys::tcp_set(fd, r::TCP_REPAIR_QUEUE, &[queue as u32])
+}
+
+/// Peeks the first `len` bytes of the selected queue (a peek without an offset starts
+/// at the head: one call reads them all or fewer).
+fn peek(sock: &Socket, len: usize) -> io::Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; len];
+    let n = nix::sys::socket::recv(
+        std::os::fd::AsRawFd::as_raw_fd(sock),
+        &mut buf,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Reads the state of `sock`, which is in repair mode.
+pub fn dump(sock: &Socket) -> io::Result<SockState> {
+    let fd = sock.as_fd();
+    let addr = |a: io::Result<SockAddr>| {
+        a?.as_socket()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    };
+    let local = addr(sock.local_addr())?;
+    let peer = addr(sock.peer_addr())?;
+    // The receive queue from its head: the relay's peek offset would skip what the
+    // guest has seen but not acknowledged.
+    let _ = sys::set_peek_off(fd, 0);
+    select(fd, r::SEND_QUEUE)?;
+    let [send_seq] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
+    let unacked = sys::socket_ioctl_int(fd, nix::libc::TIOCOUTQ)? as usize;
+    let send_queue = peek(sock, unacked)?;
+    select(fd, r::RECV_QUEUE)?;
+    let [recv_seq] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
+    let unread = sys::socket_ioctl_int(fd, nix::libc::FIONREAD)? as usize;
+    let recv_queue = peek(sock, unread)?;
+    select(fd, r::NO_QUEUE)?;
+    let [mss] = sys::tcp_get::<1>(fd, nix::libc::TCP_MAXSEG)?;
+    let (options, snd_wscale, rcv_wscale) = sys::tcp_info_options(fd)?;
+    let [timestamp] = sys::tcp_get::<1>(fd, r::TCP_TIMESTAMP)?;
+    let window = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
+    if send_queue.len() != unacked || recv_queue.len() != unread {
+        return Err(io::Error::other("a socket queue read short"));
+    }
+    Ok(SockState {
+        local,
+        peer,
+        send_seq,
+        recv_seq,
+        mss,
+        options,
+        snd_wscale,
+        rcv_wscale,
+        timestamp,
+        window,
+        send_queue,
+        recv_queue,
+    })
+}
+
+/// A fresh socket of `s`'s family, to be put in repair mode and then [`restore`]d.
+pub fn fresh(s: &SockState) -> io::Result<Socket> {
+    let domain = if s.local.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let sock = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    // Room for the queues written back (the kernel doubles what is asked, and caps it).
+    let _ = sock.set_send_buffer_size(s.send_queue.len().max(1 << 16));
+    let _ = sock.set_recv_buffer_size(s.recv_queue.len().max(1 << 16));
+    Ok(sock)
+}
+
+/// Rebuilds the connection `s` on `sock` (a [`fresh`] socket, in repair mode now).
+pub fn restore(sock: &Socket, s: &SockState) -> io::Result<()> {
+    let fd = sock.as_fd();
+    // The queues start where their bytes start; writing the bytes moves the ends.
+    select(fd, r::SEND_QUEUE)?;
+    let send_start = s.send_seq.wrapping_sub(s.send_queue.len() as u32);
+    sys::tcp_set(fd, r::TCP_QUEUE_SEQ, &[send_start])?;
+    select(fd, r::RECV_QUEUE)?;
+    let recv_start = s.recv_seq.wrapping_sub(s.recv_queue.len() as u32);
+    sys::tcp_set(fd, r::TCP_QUEUE_SEQ, &[recv_start])?;
+    select(fd, r::NO_QUEUE)?;
+    sock.bind(&s.local.into())?;
+    sock.connect(&s.peer.into())?;
+    let mut opts = vec![r::OPT_MSS, s.mss];
+    if s.options & r::TCPI_OPT_WSCALE != 0 {
+        opts.extend([
+            r::OPT_WINDOW,
+            u32::from(s.snd_wscale) | (u32::from(s.rcv_wscale) << 16),
+        ]);
+    }
+    if s.options & r::TCPI_OPT_SACK != 0 {
+        opts.extend([r::OPT_SACK_PERM, 0]);
+    }
+    if s.options & r::TCPI_OPT_TIMESTAMPS != 0 {
+        opts.extend([r::OPT_TIMESTAMP, 0]);
+    }
+    sys::tcp_set(fd, r::TCP_REPAIR_OPTIONS, &opts)?;
+    sys::tcp_set(fd, r::TCP_TIMESTAMP, &[s.timestamp])?;
+    for (queue, bytes) in [
+        (r::SEND_QUEUE, &s.send_queue),
+        (r::RECV_QUEUE, &s.recv_queue),
+    ] {
+        if bytes.is_empty() {
+            continue;
+        }
+        select(fd, queue)?;
+        let mut at = 0;
+        while at < bytes.len() {
+            match sock.send(&bytes[at..]) {
+                Ok(0) => return Err(io::Error::other("a socket queue took nothing")),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    select(fd, r::NO_QUEUE)?;
+    sys::tcp_set(fd, r::TCP_REPAIR_WINDOW, &s.window)?;
+    Ok(())
+}

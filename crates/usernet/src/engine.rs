@@ -85,6 +85,8 @@ pub struct Engine<G> {
     frag: Reassembly,
     /// The earliest time [`Engine::timers`] has work, as its last pass found it.
     next_timer: Option<Instant>,
+    /// Migrated connections that could not be rebuilt, reset once the guest runs.
+    pending_resets: Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u32)>,
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -104,6 +106,7 @@ impl<G: GuestTx> Engine<G> {
             ra,
             frag: Reassembly::default(),
             next_timer: None,
+            pending_resets: Vec::new(),
         };
         if engine.cx.cfg.raw_ping {
             engine.open_raw_ping()?;
@@ -178,7 +181,19 @@ impl<G: GuestTx> Engine<G> {
         state: crate::migrate::format::State,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::Imported {
-        crate::migrate::import(&mut self.cx, state, repair)
+        let done = crate::migrate::import(&mut self.cx, state, repair);
+        // DHCP and RA serve what the guest was told (the source's view, adopted).
+        self.dhcp = DhcpServers::new(&self.cx.cfg);
+        self.ra = Ra::new(&self.cx.cfg);
+        self.pending_resets = done.resets.clone();
+        done
+    }
+
+    /// The migrated guest runs here now: connections that did not move are reset.
+    pub fn migration_resumed(&mut self) {
+        for (from, to, seq, ack) in std::mem::take(&mut self.pending_resets) {
+            tcp::reset_guest(&mut self.cx, from, to, seq, ack);
+        }
     }
 
     /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.

@@ -24,7 +24,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::pod::{Nic, Running, engine_config};
+use common::pod::{Nic, Running, engine_config, engine_config_from};
 use netbind_testbed::agent::SourceAgent;
 use netbind_testbed::qmp::Qmp;
 use netbind_testbed::{Guest, GuestNic, GuestOptions, PodFixture, require_privileges};
@@ -438,4 +438,143 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
         Some(sent),
         "{results:?}"
     );
+}
+
+const MOVED: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+nc @PEER4@ @ECHO@ -e /bin/cat &
+IDLE=$!
+echo STARTED
+while [ "$(nc @PEER4@ @PHASE@)" != stop ]; do sleep 1; done
+i=0
+while kill -0 $IDLE 2> /dev/null && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+if kill -0 $IDLE 2> /dev/null; then result idle open; else result idle reset; fi
+result address "$(ip -4 addr show dev $IF | grep -o 'inet [0-9.]*' | cut -d' ' -f2)"
+dhcp4 $IF > /dev/null 2>&1
+. /run/dhcp-$IF.env
+result lease "$ip"
+result tcp "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
+"#;
+
+/// The target's engine runs in another pod, with another address: the guest keeps the
+/// address, gateway and lease the source gave it; a connection that cannot move (its
+/// address is not the target's) is reset at once; new connections leave with the
+/// target pod's address. (The other pod is the fixture's peer: the target engine runs
+/// there, beside the peer's services.)
+#[test]
+fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let (pod4, peer4) = (pod.pod_ip(false).unwrap(), pod.peer_ip(false).unwrap());
+    let mut peer = Peer::start(&pod);
+    let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-mig-")
+        .tempdir()
+        .unwrap();
+    let (src_dir, dst_dir) = (dir.path().join("source"), dir.path().join("target"));
+    std::fs::create_dir_all(&src_dir).unwrap();
+    std::fs::create_dir_all(&dst_dir).unwrap();
+    let (src_sock, dst_sock) = (src_dir.join("vu.sock"), dst_dir.join("vu.sock"));
+    let source_engine = Running::start(
+        &pod,
+        engine_config(&pod, &[]),
+        Nic::VhostUser,
+        &src_sock,
+        &src_dir,
+    );
+    let target_engine = Running::start_in(
+        &pod.peer,
+        engine_config_from(pod.peer_result(), &[]),
+        Nic::VhostUser,
+        &dst_sock,
+        &dst_dir,
+    );
+    let _helpers = (repair_helper(&src_sock), repair_helper(&dst_sock));
+    let script = MOVED
+        .replace("@MAC@", MAC)
+        .replace("@PEER4@", &peer4.to_string())
+        .replace("@ECHO@", &ECHO.to_string())
+        .replace("@PHASE@", &PHASE.to_string())
+        .replace("@TCP@", &AGENT_TCP.to_string());
+    let (src_qmp, dst_qmp, channel) = (
+        dir.path().join("source.qmp"),
+        dir.path().join("target.qmp"),
+        dir.path().join("migration.sock"),
+    );
+    let source = Guest::boot_with(
+        &pod.pod,
+        &[GuestNic::vhost_user(&src_sock, MAC)],
+        &script,
+        &GuestOptions {
+            extra_args: vec![
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", src_qmp.display()),
+            ],
+            ..GuestOptions::default()
+        },
+    )
+    .expect("source guest boots");
+    wait_until("the guest starts", Duration::from_secs(150), || {
+        source.console().lines().any(|l| l.trim() == "STARTED")
+    });
+    let mut idle = String::new();
+    wait_until("the idle connection is up", Duration::from_secs(20), || {
+        idle = peer.ask("check");
+        idle == "IDLE 1 1"
+    });
+    let mut target = Guest::boot_with(
+        &pod.peer,
+        &[GuestNic::vhost_user(&dst_sock, MAC)],
+        &script,
+        &GuestOptions {
+            extra_args: vec![
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", dst_qmp.display()),
+                "-incoming".into(),
+                format!("unix:{}", channel.display()),
+            ],
+            ..GuestOptions::default()
+        },
+    )
+    .expect("target QEMU starts");
+    // Its monitor answers once it listens for the migration.
+    let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
+    let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+    qmp.execute(
+        "migrate",
+        serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
+    )
+    .expect("migrate");
+    wait_until("the migration completes", Duration::from_secs(120), || {
+        let status = qmp
+            .execute("query-migrate", serde_json::json!({}))
+            .expect("query-migrate");
+        assert_ne!(
+            status["status"],
+            "failed",
+            "{status}\n{}",
+            source.qemu_stderr()
+        );
+        status["status"] == "completed"
+    });
+    drop(source);
+    peer.ask("stop");
+    let results = target.wait_done(Duration::from_secs(60));
+    let console = target.console();
+    let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    drop(target);
+    let dst = target_engine.stop(&dst_dir);
+    drop(source_engine);
+    assert_eq!(r.get("address"), Some(&pod4.to_string()), "{console}");
+    assert_eq!(r.get("lease"), Some(&pod4.to_string()), "{console}");
+    assert_eq!(
+        r.get("idle").map(String::as_str),
+        Some("reset"),
+        "{console}"
+    );
+    assert_eq!(r.get("tcp"), Some(&format!("src={peer4}")), "{console}");
+    assert_eq!(dst["tcp_migrate_failed"], 1, "{dst:?}");
+    assert!(dst["rst_sent"] >= 1, "{dst:?}");
 }

@@ -5,7 +5,10 @@
 //! ```text
 //! header   "NBMIGRAT" (8 bytes) | version u16 | reserved u16 = 0 | body length u32
 //!          | FNV-1a-64 of the body u64
-//! body     guest MAC [6] | TCP flow count u32 | that many TCP flows
+//! body     guest MAC [6] | the guest's view: IPv4 address and prefix, IPv6 address and
+//!          prefix, IPv4 and IPv6 gateway (each: present u8 0|1, then the address
+//!          and, for addresses, the prefix length u8), DNS server count u8 and each
+//!          (family u8, address) | TCP flow count u32 | that many TCP flows
 //! flow     guest address, remote address (as the guest sees it), the socket's local
 //!          and peer address (each: family u8 4|6, address 4|16 bytes, port u16)
 //!          | the relay's rcv_nxt, snd_una, snd_nxt, snd_wnd u32 | guest_ws, our_ws u8
@@ -22,6 +25,8 @@
 //! bytes are refused. Nothing in a refused stream is used.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
 
 pub const MAGIC: &[u8; 8] = b"NBMIGRAT";
 pub const VERSION: u16 = 1;
@@ -80,10 +85,22 @@ pub struct TcpState {
     pub sock: SockState,
 }
 
+/// What the guest was told by the source (DHCP, RA): it keeps it on the target, whatever
+/// the target pod's own addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestView {
+    pub guest4: Option<Ipv4Net>,
+    pub guest6: Option<Ipv6Net>,
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub dns: Vec<IpAddr>,
+}
+
 /// Everything one engine hands the next.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     pub guest_mac: [u8; 6],
+    pub view: GuestView,
     pub tcp: Vec<TcpState>,
 }
 
@@ -97,6 +114,42 @@ impl State {
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&self.guest_mac);
+        let v = &self.view;
+        match v.guest4 {
+            Some(n) => {
+                body.push(1);
+                body.extend_from_slice(&n.addr().octets());
+                body.push(n.prefix_len());
+            }
+            None => body.push(0),
+        }
+        match v.guest6 {
+            Some(n) => {
+                body.push(1);
+                body.extend_from_slice(&n.addr().octets());
+                body.push(n.prefix_len());
+            }
+            None => body.push(0),
+        }
+        match v.gateway4 {
+            Some(g) => {
+                body.push(1);
+                body.extend_from_slice(&g.octets());
+            }
+            None => body.push(0),
+        }
+        match v.gateway6 {
+            Some(g) => {
+                body.push(1);
+                body.extend_from_slice(&g.octets());
+            }
+            None => body.push(0),
+        }
+        let dns = &v.dns[..v.dns.len().min(usize::from(u8::MAX))];
+        body.push(dns.len() as u8);
+        for ip in dns {
+            put_ip(&mut body, *ip);
+        }
         body.extend_from_slice(&(self.tcp.len() as u32).to_le_bytes());
         for f in &self.tcp {
             for a in [f.guest, f.remote, f.sock.local, f.sock.peer] {
@@ -156,6 +209,7 @@ impl State {
         let mut r = Reader(body);
         let mut guest_mac = [0u8; 6];
         guest_mac.copy_from_slice(r.take(6, "guest MAC")?);
+        let view = r.view()?;
         let count = r.u32("flow count")? as usize;
         // Each flow takes well over 64 bytes: a count beyond that is a lie.
         if count > r.0.len() / 64 {
@@ -229,12 +283,21 @@ impl State {
         if !r.0.is_empty() {
             return Err(FormatError::Invalid("bytes after the last flow"));
         }
-        Ok(State { guest_mac, tcp })
+        Ok(State {
+            guest_mac,
+            view,
+            tcp,
+        })
     }
 }
 
 fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
-    match a.ip() {
+    put_ip(out, a.ip());
+    out.extend_from_slice(&a.port().to_le_bytes());
+}
+
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
         IpAddr::V4(ip) => {
             out.push(4);
             out.extend_from_slice(&ip.octets());
@@ -244,7 +307,6 @@ fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
             out.extend_from_slice(&ip.octets());
         }
     }
-    out.extend_from_slice(&a.port().to_le_bytes());
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -281,23 +343,74 @@ impl<'a> Reader<'a> {
     }
 
     fn addr(&mut self) -> Result<SocketAddr, FormatError> {
-        let ip = match self.u8("address")? {
-            4 => {
-                let b = self.take(4, "address")?;
-                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            6 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(self.take(16, "address")?);
-                IpAddr::V6(Ipv6Addr::from(a))
-            }
+        let ip = self.ip()?;
+        Ok(SocketAddr::new(ip, self.u16("port")?))
+    }
+
+    fn present(&mut self, what: &'static str) -> Result<bool, FormatError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(FormatError::Invalid("a flag that is neither 0 nor 1")),
+        }
+    }
+
+    fn v4(&mut self) -> Result<Ipv4Addr, FormatError> {
+        let b = self.take(4, "address")?;
+        Ok(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+
+    fn v6(&mut self) -> Result<Ipv6Addr, FormatError> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16, "address")?);
+        Ok(Ipv6Addr::from(a))
+    }
+
+    fn view(&mut self) -> Result<GuestView, FormatError> {
+        let bad = |_| FormatError::Invalid("a prefix length out of range");
+        let guest4 = if self.present("guest view")? {
+            let a = self.v4()?;
+            Some(Ipv4Net::new(a, self.u8("guest view")?).map_err(bad)?)
+        } else {
+            None
+        };
+        let guest6 = if self.present("guest view")? {
+            let a = self.v6()?;
+            Some(Ipv6Net::new(a, self.u8("guest view")?).map_err(bad)?)
+        } else {
+            None
+        };
+        let gateway4 = if self.present("guest view")? {
+            Some(self.v4()?)
+        } else {
+            None
+        };
+        let gateway6 = if self.present("guest view")? {
+            Some(self.v6()?)
+        } else {
+            None
+        };
+        let n = self.u8("guest view")?;
+        let dns = (0..n).map(|_| self.ip()).collect::<Result<_, _>>()?;
+        Ok(GuestView {
+            guest4,
+            guest6,
+            gateway4,
+            gateway6,
+            dns,
+        })
+    }
+
+    fn ip(&mut self) -> Result<IpAddr, FormatError> {
+        Ok(match self.u8("address")? {
+            4 => IpAddr::V4(self.v4()?),
+            6 => IpAddr::V6(self.v6()?),
             _ => {
                 return Err(FormatError::Invalid(
                     "an address family that is neither 4 nor 6",
                 ));
             }
-        };
-        Ok(SocketAddr::new(ip, self.u16("port")?))
+        })
     }
 
     fn queue(&mut self) -> Result<Vec<u8>, FormatError> {
@@ -317,6 +430,13 @@ mod tests {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
         State {
             guest_mac: [2, 0, 0, 0, 0, 1],
+            view: GuestView {
+                guest4: Some("10.88.0.5/16".parse().unwrap()),
+                guest6: Some("fd00:10:88::5/64".parse().unwrap()),
+                gateway4: Some("10.88.0.1".parse().unwrap()),
+                gateway6: None,
+                dns: vec!["10.96.0.10".parse().unwrap(), "fd00::a".parse().unwrap()],
+            },
             tcp: vec![TcpState {
                 guest: a("10.0.2.15:40000"),
                 remote: a("[fd00::1]:443"),

@@ -35,24 +35,35 @@ use crate::frame::GuestTx;
 use crate::tcp::TcpConn;
 use crate::tcp::conn::{State as ConnState, flags};
 use crate::wire::PROTO_TCP;
-use format::{State, TcpState};
+use format::{GuestView, State, TcpState};
 use repair::{Mode, Repair};
 
 pub use format::FormatError;
 pub use repair::RepairError;
 
 /// What an import did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Imported {
     pub tcp_restored: usize,
     pub tcp_failed: usize,
+    /// Connections that could not be rebuilt: the guest gets an RST for each as soon
+    /// as it runs (`from, to, seq, ack`).
+    pub resets: Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u32)>,
 }
 
 /// Reads the engine's movable state out (the source, its guest stopped); the TCP
 /// connections carried are closed silently.
 pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State {
+    let cfg = &cx.cfg;
     let mut state = State {
         guest_mac: cx.out.guest_mac,
+        view: GuestView {
+            guest4: cfg.guest4,
+            guest6: cfg.guest6,
+            gateway4: cfg.gateway4,
+            gateway6: cfg.gateway6,
+            dns: cfg.dns.clone(),
+        },
         tcp: Vec::new(),
     };
     let movable: Vec<usize> = cx
@@ -120,54 +131,55 @@ pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State
 pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Repair>) -> Imported {
     let mut done = Imported::default();
     cx.out.guest_mac = state.guest_mac;
-    if state.tcp.is_empty() {
-        return done;
-    }
-    let Some(repair) = repair else {
-        tracing::warn!(
-            "migration: no repair helper; {} TCP connections are not rebuilt",
-            state.tcp.len()
-        );
-        done.tcp_failed = state.tcp.len();
-        return done;
+    adopt(&mut cx.cfg, state.view);
+    let fail = |done: &mut Imported, t: &TcpState, why: &dyn std::fmt::Display| {
+        tracing::warn!("migration: {} ↔ {} not rebuilt: {why}", t.guest, t.remote);
+        done.tcp_failed += 1;
+        done.resets.push((t.remote, t.guest, t.snd_nxt, t.rcv_nxt));
     };
     let mut fresh = Vec::with_capacity(state.tcp.len());
     for t in state.tcp {
         match sock::fresh(&t.sock) {
             Ok(s) => fresh.push((t, s)),
-            Err(e) => {
-                tracing::warn!("migration: no socket for {} ↔ {}: {e}", t.guest, t.remote);
-                done.tcp_failed += 1;
-            }
+            Err(e) => fail(&mut done, &t, &e),
         }
-    }
-    let fds: Vec<_> = fresh.iter().map(|(_, s)| s.as_fd()).collect();
-    if let Err(e) = repair.set(&fds, Mode::On) {
-        tracing::warn!("migration: {e}; the TCP connections are not rebuilt");
-        done.tcp_failed += fresh.len();
-        return done;
     }
     let mut rebuilt = Vec::with_capacity(fresh.len());
-    for (t, s) in fresh {
-        match sock::restore(&s, &t.sock) {
-            Ok(()) => rebuilt.push((t, s)),
+    if !fresh.is_empty() {
+        let fds: Vec<_> = fresh.iter().map(|(_, s)| s.as_fd()).collect();
+        let on = match repair {
+            Some(r) => r.set(&fds, Mode::On).map(|()| r),
+            None => Err(RepairError::NoHelper("(no repair socket)".into())),
+        };
+        match on {
+            Ok(r) => {
+                for (t, s) in fresh {
+                    match sock::restore(&s, &t.sock) {
+                        Ok(()) => rebuilt.push((t, s)),
+                        Err(e) => fail(&mut done, &t, &e),
+                    }
+                }
+                let fds: Vec<_> = rebuilt.iter().map(|(_, s)| s.as_fd()).collect();
+                if let Err(e) = r.set(&fds, Mode::Off) {
+                    for (t, _) in rebuilt.drain(..) {
+                        fail(&mut done, &t, &e);
+                    }
+                }
+            }
             Err(e) => {
-                tracing::warn!("migration: cannot rebuild {} ↔ {}: {e}", t.guest, t.remote);
-                done.tcp_failed += 1;
+                for (t, _) in fresh {
+                    fail(&mut done, &t, &e);
+                }
             }
         }
     }
-    let fds: Vec<_> = rebuilt.iter().map(|(_, s)| s.as_fd()).collect();
-    if let Err(e) = repair.set(&fds, Mode::Off) {
-        tracing::warn!("migration: {e}; the rebuilt TCP connections stay unused");
-        done.tcp_failed += rebuilt.len();
-        return done;
-    }
     for (t, s) in rebuilt {
+        let (remote, guest, seq, ack) = (t.remote, t.guest, t.snd_nxt, t.rcv_nxt);
         if relay(cx, t, s) {
             done.tcp_restored += 1;
         } else {
             done.tcp_failed += 1;
+            done.resets.push((remote, guest, seq, ack));
         }
     }
     cx.counters.tcp_migrated_in += done.tcp_restored as u64;
@@ -178,6 +190,26 @@ pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Rep
         done.tcp_failed
     );
     done
+}
+
+/// The guest keeps what it was told: its addresses, gateways and DNS servers stay
+/// those of the source, whatever the target pod's are (the engine's sockets use the
+/// target's own addresses, as for any flow).
+fn adopt(cfg: &mut crate::config::EngineConfig, view: GuestView) {
+    if cfg.guest4 != view.guest4 || cfg.guest6 != view.guest6 {
+        tracing::info!(
+            "migration: the guest keeps {:?} {:?} (this pod has {:?} {:?})",
+            view.guest4,
+            view.guest6,
+            cfg.guest4,
+            cfg.guest6
+        );
+    }
+    cfg.guest4 = view.guest4;
+    cfg.guest6 = view.guest6;
+    cfg.gateway4 = view.gateway4;
+    cfg.gateway6 = view.gateway6;
+    cfg.dns = view.dns;
 }
 
 /// A relay flow over a rebuilt socket, where the source's left off.

@@ -240,6 +240,20 @@ fn rst_for<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, s: &Segment<'_>) {
     send_rst(cx, key.remote, key.guest, seq, ack, flags);
 }
 
+/// Resets a connection the guest has with `from` that the engine no longer holds (a
+/// migration could not carry it): RST-ACK at `seq`, acknowledging `ack`. Should the
+/// guest have seen less than `seq`, it answers with a challenge ACK, which draws an
+/// RST at exactly the right place (`rst_for`).
+pub fn reset_guest<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+) {
+    send_rst(cx, from, to, seq, ack, RST | ACK);
+}
+
 /// A bare RST (or RST-ACK) `from → to`, counted when sent.
 fn send_rst<G: GuestTx>(
     cx: &mut Ctx<G>,

@@ -27,6 +27,17 @@ impl Running {
         socket: &Path,
         dir: &Path,
     ) -> Running {
+        Running::start_in(&pod.pod, cfg, nic, socket, dir)
+    }
+
+    /// As [`Running::start`], in namespace `ns`.
+    pub fn start_in(
+        ns: &netbind_testbed::Netns,
+        cfg: EngineConfig,
+        nic: Nic,
+        socket: &Path,
+        dir: &Path,
+    ) -> Running {
         let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
         let attach = match nic {
             Nic::Stream => Attach::Listener {
@@ -46,7 +57,7 @@ impl Running {
             }
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (stopped, ns_path, stats) = (stop.clone(), pod.pod.path(), dir.join("stats"));
+        let (stopped, ns_path, stats) = (stop.clone(), ns.path(), dir.join("stats"));
         let engine = std::thread::spawn(move || {
             netbind_testbed::enter(ns_path).unwrap();
             let opts = RunOptions {
@@ -100,7 +111,11 @@ impl Drop for Running {
 /// The engine's configuration as `netbind usernet` derives it inside the pod: the pod's
 /// addresses and gateways, its resolver, the forwarded port.
 pub fn engine_config(pod: &PodFixture, forwarded: &[u16]) -> EngineConfig {
-    let r = pod.result();
+    engine_config_from(pod.result(), forwarded)
+}
+
+/// The configuration from a CNI result (a pod's addresses and gateways).
+pub fn engine_config_from(r: &netbind_testbed::CniResult, forwarded: &[u16]) -> EngineConfig {
     let mut cfg = EngineConfig {
         guest4: r.ipv4().map(|n| match n {
             ipnet::IpNet::V4(n) => n,

@@ -286,8 +286,12 @@ impl VhostUserLink {
         drop(dev);
         let started = running && !self.rx_running;
         self.rx_running = running;
-        if started && !std::mem::take(&mut self.migrated_in) {
-            engine.guest_connected();
+        if started {
+            if std::mem::take(&mut self.migrated_in) {
+                engine.migration_resumed();
+            } else {
+                engine.guest_connected();
+            }
         }
         Ready {
             readable: started,

@@ -14,7 +14,7 @@ seconds="${1:-${NETBIND_FUZZ_SECONDS:-45}}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest dhcp4 dhcp6 guest_frame journal)
+  targets=(manifest dhcp4 dhcp6 guest_frame journal migration_state)
 fi
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "scripts/fuzz.sh: SKIPPED fuzzing: no nightly toolchain (\`cargo +nightly --version\` fails; \`rustup toolchain install nightly\` enables it); the corpora were replayed on stable by crates/fuzz-targets' tests"

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the packet seeds of fuzz/corpus/{dhcp4,dhcp6,guest_frame}/: well-formed messages
+"""Writes the packet seeds of fuzz/corpus/{dhcp4,dhcp6,guest_frame}/ and the migration
+state seeds of fuzz/corpus/migration_state/ (encoded here from the layout documented in
+crates/usernet/src/migrate/format.rs, so they also check that the table is right): well-formed messages
 as real clients send them (busybox udhcpc, ISC dhclient -6, a Linux guest's ARP, NDP,
 ICMP, TCP and UDP, IP fragments), with correct lengths and checksums, so that the fuzzer
 starts from inputs that get deep into the parsers. Deterministic; run from anywhere:
@@ -227,7 +229,42 @@ def guest_frame_seeds():
     write("guest_frame", "runt-and-lie", b"\xff\xff" + GW_MAC + GUEST_MAC + b"\x08")
 
 
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def mig_addr(ip, port):
+    return (b"\x04" if len(ip) == 4 else b"\x06") + ip + struct.pack("<H", port)
+
+
+def mig_state(flows, dns=(DNS4,)):
+    body = GUEST_MAC
+    body += b"\x01" + GUEST4 + b"\x18" + b"\x01" + GUEST6 + b"\x40" + b"\x01" + GW4 + b"\x00"
+    body += bytes([len(dns)]) + b"".join((b"\x04" if len(d) == 4 else b"\x06") + d for d in dns)
+    body += struct.pack("<I", len(flows))
+    for port, sendq, recvq in flows:
+        body += mig_addr(GUEST4, port) + mig_addr(GW4, 80) + mig_addr(bytes([10, 88, 0, 5]), port) + mig_addr(bytes([10, 88, 0, 9]), 80)
+        body += struct.pack("<IIII", 1000, 5000, 5000 + len(recvq) // 2, 65535)
+        body += bytes([7, 7]) + struct.pack("<HH", 1460, 65480) + b"\x01"
+        body += struct.pack("<III", 777 + len(sendq), 999 + len(recvq), 1448) + bytes([7, 7, 9])
+        body += struct.pack("<I", 123456) + struct.pack("<5I", 1, 65535, 65535, 65535, 999)
+        body += struct.pack("<I", len(sendq)) + sendq + struct.pack("<I", len(recvq)) + recvq
+    return b"NBMIGRAT" + struct.pack("<HHIQ", 1, 0, len(body), fnv1a64(body)) + body
+
+
+def migration_state_seeds():
+    write("migration_state", "no-connections", mig_state([]))
+    write("migration_state", "two-connections", mig_state([(40000, b"to the peer", b"to the guest"), (40001, b"", b"x" * 300)]))
+    damaged = bytearray(mig_state([(40000, b"abc", b"def")]))
+    damaged[-1] ^= 0xFF
+    write("migration_state", "damaged", bytes(damaged))
+
+
 if __name__ == "__main__":
+    migration_state_seeds()
     dhcp4_seeds()
     dhcp6_seeds()
     guest_frame_seeds()

@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("dhcp6", dhcp6),
     ("guest_frame", guest_frame),
     ("journal", journal),
+    ("migration_state", migration_state),
 ];
 
 /// Any bytes as a manifest: read, default, validate, plan and render (table, DOT, SVG).
@@ -122,6 +123,21 @@ pub fn guest_engine() -> (mio::Poll, Engine<MemTx>) {
 pub fn guest_frame(data: &[u8]) {
     let (_poll, mut engine) = guest_engine();
     feed(&mut engine, data);
+}
+
+/// Any bytes as the state a migration's source sent (a damaged or hostile stream):
+/// refused, or read — then it writes back to the same bytes and an engine takes it over
+/// (with no repair helper, every connection in it is refused and queued for an RST).
+pub fn migration_state(data: &[u8]) {
+    use netbind_usernet::migrate::format::State;
+    let Ok(state) = State::decode(data) else {
+        return;
+    };
+    assert_eq!(state.encode(), data, "a state read back must write the same bytes");
+    let (_poll, mut engine) = guest_engine();
+    let done = engine.import_state(state, None);
+    assert_eq!(done.tcp_restored, 0);
+    engine.migration_resumed();
 }
 
 /// Feeds the frames of a `guest_frame` input to `engine`, then flushes what it sends.

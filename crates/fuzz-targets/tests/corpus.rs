@@ -80,6 +80,11 @@ fn journal_corpus() {
     replay("journal");
 }
 
+#[test]
+fn migration_state_corpus() {
+    replay("migration_state");
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     std::fs::read(corpus_dir(target).join(name)).unwrap()
 }
@@ -139,4 +144,20 @@ fn the_packet_seeds_are_answered() {
             c.rx_malformed
         );
     }
+}
+
+/// The migration seeds follow the documented layout (they are encoded by
+/// `fuzz/seeds/make-seeds.py` from the table in `migrate/format.rs`): read, all but the
+/// damaged one.
+#[test]
+fn the_migration_seeds_are_read_and_the_damaged_one_refused() {
+    use netbind_usernet::migrate::format::{FormatError, State};
+    let two = State::decode(&seed("migration_state", "two-connections")).unwrap();
+    assert_eq!(two.tcp.len(), 2);
+    assert_eq!(two.tcp[0].sock.recv_queue, b"to the guest");
+    assert!(State::decode(&seed("migration_state", "no-connections")).is_ok());
+    assert_eq!(
+        State::decode(&seed("migration_state", "damaged")),
+        Err(FormatError::Checksum)
+    );
 }

@@ -18,8 +18,18 @@
 //! guest. Connections that cannot move (not established, or failing to rebuild) are
 //! not carried: the guest's next segment for one draws an RST from the target.
 //!
-//! Without a repair helper nothing but the MAC moves, and every connection ends that
-//! way.
+//! The guest's view moves too (its addresses, gateways, DNS servers): the target serves
+//! the same DHCP lease and RA prefix whatever its own pod's addresses, and a
+//! connection whose address the target does not have is reset toward the guest as soon
+//! as it runs there. Without a repair helper the view and the MAC move, and every
+//! connection ends that way.
+//!
+//! Known windows (both engines in one namespace): in repair mode the kernel still takes
+//! and acknowledges the peer's segments, so one that reaches a source socket between its
+//! read-out and its close is lost (each socket is closed right after it is read, to keep
+//! that window to microseconds); and a segment that arrives after the close and before
+//! the target rebuilt the connection draws a reset from the kernel. Closing both needs
+//! the peer's segments held back during the switch.
 
 pub mod format;
 pub mod repair;
@@ -87,39 +97,42 @@ pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State
         }
         return state;
     };
-    let conns: Vec<&TcpConn> = movable
+    let fds: Vec<_> = movable
         .iter()
         .filter_map(|&slot| match cx.flows.get(slot) {
-            Some(Flow::Tcp(c)) => Some(c.as_ref()),
+            Some(Flow::Tcp(c)) => Some(c.sock.as_fd()),
             _ => None,
         })
         .collect();
-    let fds: Vec<_> = conns.iter().map(|c| c.sock.as_fd()).collect();
     if let Err(e) = repair.set(&fds, Mode::On) {
         tracing::warn!("migration: {e}; the TCP connections cannot move");
         return state;
     }
-    for c in conns {
-        match sock::dump(&c.sock) {
-            Ok(s) => state.tcp.push(TcpState {
-                guest: c.guest,
-                remote: c.remote,
-                rcv_nxt: c.rcv_nxt,
-                snd_una: c.snd_una,
-                snd_nxt: c.snd_nxt,
-                snd_wnd: c.snd_wnd,
-                guest_ws: c.guest_ws,
-                our_ws: c.our_ws,
-                mss: c.mss,
-                our_mss: c.our_mss,
-                sack: c.sack,
-                sock: s,
-            }),
-            Err(e) => tracing::warn!("migration: cannot read {} ↔ {}: {e}", c.guest, c.remote),
-        }
-    }
-    // Closed in repair mode: nothing goes to the peers.
+    // Each read out and closed at once (in repair mode a close sends nothing to the
+    // peer): a segment the kernel takes between the two is acknowledged and not in the
+    // state, so the two stay as close together as they can be.
     for slot in movable {
+        if let Some(Flow::Tcp(c)) = cx.flows.get(slot) {
+            match sock::dump(&c.sock) {
+                Ok(s) => state.tcp.push(TcpState {
+                    guest: c.guest,
+                    remote: c.remote,
+                    rcv_nxt: c.rcv_nxt,
+                    snd_una: c.snd_una,
+                    snd_nxt: c.snd_nxt,
+                    snd_wnd: c.snd_wnd,
+                    guest_ws: c.guest_ws,
+                    our_ws: c.our_ws,
+                    mss: c.mss,
+                    our_mss: c.our_mss,
+                    sack: c.sack,
+                    sock: s,
+                }),
+                Err(e) => {
+                    tracing::warn!("migration: cannot read {} ↔ {}: {e}", c.guest, c.remote)
+                }
+            }
+        }
         cx.remove_flow(slot);
     }
     cx.counters.tcp_migrated_out += state.tcp.len() as u64;

@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt;
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netbind_usernet::PortSpec;
-use netbind_usernet::config::EngineConfig;
+use netbind_usernet::config::{EngineConfig, parse_mac};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasstError {
@@ -42,6 +42,8 @@ pub enum PasstError {
     NoFamily,
     #[error("--socket and --fd together: the guest connects to one of them")]
     SocketAndFd,
+    #[error("--mac-addr {0}: not a unicast MAC address (six hex bytes, e.g. 9a:55:9a:55:9a:55)")]
+    MacAddr(String),
     #[error("{option} {spec}: {source}")]
     Ports {
         option: &'static str,
@@ -101,7 +103,7 @@ pub struct PasstArgs {
     /// The guest's IPv4 netmask (dotted or a prefix length).
     #[arg(short = 'n', long, value_name = "MASK")]
     pub netmask: Option<String>,
-    /// The engine's own MAC address, as the guest sees it (refused: netbind's is fixed).
+    /// The engine's own MAC address, as the guest sees it (default 9a:55:9a:55:9a:55).
     #[arg(short = 'M', long, value_name = "MAC")]
     pub mac_addr: Option<String>,
     /// The guest's default gateway (once per family).
@@ -231,6 +233,8 @@ pub struct ConfigChanges {
     pub dns: Option<Vec<IpAddr>>,
     pub search: Option<Vec<String>>,
     pub hostname: Option<String>,
+    /// The engine's own MAC (`--mac-addr`).
+    pub engine_mac: Option<[u8; 6]>,
     pub no_map_gw: bool,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
@@ -246,7 +250,6 @@ impl PasstArgs {
     fn unsupported(&self) -> Vec<String> {
         let flags = [
             (self.log_size.is_some(), "--log-size"),
-            (self.mac_addr.is_some(), "--mac-addr"),
             (!self.outbound.is_empty(), "--outbound"),
             (self.outbound_if4.is_some(), "--outbound-if4"),
             (self.outbound_if6.is_some(), "--outbound-if6"),
@@ -373,6 +376,13 @@ impl PasstArgs {
                     .collect(),
             );
         }
+        if let Some(m) = &self.mac_addr {
+            c.engine_mac = Some(
+                parse_mac(m)
+                    .filter(|b| b[0] & 1 == 0 && *b != [0; 6])
+                    .ok_or_else(|| PasstError::MacAddr(m.clone()))?,
+            );
+        }
         c.tcp_ports = specs("--tcp-ports", &self.tcp_ports)?;
         c.udp_ports = specs("--udp-ports", &self.udp_ports)?;
         Ok(c)
@@ -447,6 +457,9 @@ impl ConfigChanges {
         }
         if self.no_map_gw {
             cfg.map_gateway = false;
+        }
+        if let Some(mac) = self.engine_mac {
+            cfg.engine_mac = mac;
         }
         if !self.tcp_ports.is_empty() {
             cfg.tcp_ports = self.tcp_ports.clone();
@@ -894,6 +907,29 @@ mod tests {
     }
 
     #[test]
+    fn mac_addr_becomes_the_engines_own_mac() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--mac-addr", "02:11:22:33:44:55"]).apply_to(&mut cfg);
+        assert_eq!(cfg.engine_mac, [0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        let mut cfg = EngineConfig::default();
+        changes(&[]).apply_to(&mut cfg);
+        assert_eq!(cfg.engine_mac, netbind_usernet::config::ENGINE_MAC);
+    }
+
+    #[test]
+    fn a_mac_addr_that_is_not_one_unicast_address_is_refused() {
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "9a:55:9a:55:9a",
+            "nope",
+        ] {
+            let err = plan(&["--mac-addr", bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--mac-addr {bad}: ")), "{err}");
+        }
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -924,12 +960,12 @@ mod tests {
 
     #[test]
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&["--freebind", "--no-dhcp", "--mac-addr", "9a:55:9a:55:9a:55"])
+        let err = plan(&["--freebind", "--no-dhcp", "--outbound", "10.0.0.1"])
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --mac-addr, --no-dhcp, --freebind"
+            "netbind does not implement passt's options: --outbound, --no-dhcp, --freebind"
         );
     }
 

@@ -21,7 +21,8 @@ use netbind_plan::model::{ClasslessRoute, Dhcp4Config, Dhcp6Config, RaConfig, Us
 
 use crate::ports::PortSpec;
 
-/// The MAC the engine answers with, for every address (passt's, locally administered).
+/// The MAC the engine answers with, for every address, unless configured otherwise
+/// ([`EngineConfig::engine_mac`], passt's `--mac-addr`): passt's, locally administered.
 pub const ENGINE_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
 /// The engine's link-local address: source of RAs, NAs, DHCPv6 replies; the guest's IPv6
 /// default router.
@@ -69,6 +70,9 @@ pub struct EngineConfig {
     /// Echo through raw ICMP sockets opened at start (needs `CAP_NET_RAW`), for where
     /// `net.ipv4.ping_group_range` denies ping sockets.
     pub raw_ping: bool,
+    /// The engine's own MAC: the source of every frame to the guest, what ARP and NDP
+    /// answer and RAs carry (default [`ENGINE_MAC`]).
+    pub engine_mac: [u8; 6],
 }
 
 impl Default for EngineConfig {
@@ -93,6 +97,7 @@ impl Default for EngineConfig {
             udp_idle: Duration::from_secs(180),
             icmp_idle: Duration::from_secs(60),
             raw_ping: false,
+            engine_mac: ENGINE_MAC,
         }
     }
 }
@@ -274,7 +279,7 @@ impl EngineConfig {
         let prefix = Ipv6Net::new(g.addr(), g.prefix_len().min(64)).ok()?.trunc();
         Some(RaConfig {
             interface: "usernet".into(),
-            router_mac: format_mac(ENGINE_MAC),
+            router_mac: format_mac(self.engine_mac),
             prefix,
             autonomous: false,
             managed: true,

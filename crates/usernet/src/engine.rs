@@ -33,7 +33,7 @@ use mio::{Interest, Registry, Token};
 use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet};
 
 use crate::arp;
-use crate::config::{ENGINE_MAC, EngineConfig};
+use crate::config::EngineConfig;
 pub use crate::counters::Counters;
 use crate::ctx::{Ctx, RAW_PING6};
 pub use crate::ctx::{FIRST_TOKEN, RAW_PING4};
@@ -41,7 +41,7 @@ use crate::dhcp::DhcpServers;
 use crate::flow::{Flow, PingVia};
 use crate::forward::{self, ForwardError, Listener};
 use crate::fragment::{self, Reassembly};
-use crate::frame::{GuestTx, IpPacket, Out};
+use crate::frame::{GuestTx, IpPacket, Macs, Out};
 use crate::icmp::{self, ECHO_REQUEST4, ECHO_REQUEST6};
 use crate::ndp::{self, ICMPV6_NS, ICMPV6_RS, RA_INTERVAL, Ra};
 use crate::pcap::Pcap;
@@ -91,7 +91,11 @@ impl<G: GuestTx> Engine<G> {
     /// An engine writing to `guest`, registering its sockets with `registry` (a clone of
     /// the event loop's). Opens the inbound listeners at once.
     pub fn new(cfg: EngineConfig, guest: G, registry: Registry) -> Result<Engine<G>, EngineError> {
-        let out = Out::new(guest, cfg.guest_mac.unwrap_or([0; 6]), cfg.mtu);
+        let macs = Macs {
+            dst: cfg.guest_mac.unwrap_or([0; 6]),
+            src: cfg.engine_mac,
+        };
+        let out = Out::new(guest, macs, cfg.mtu);
         let (dhcp, ra) = (DhcpServers::new(&cfg), Ra::new(&cfg));
         let cx = Ctx::new(cfg, out, registry);
         let listeners = forward::open_listeners(&cx)?;
@@ -215,7 +219,7 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         let src_mac = eth.src_addr().0;
-        if eth.src_addr().is_unicast() && src_mac != ENGINE_MAC && src_mac != [0; 6] {
+        if eth.src_addr().is_unicast() && src_mac != self.cx.out.engine_mac && src_mac != [0; 6] {
             self.cx.out.guest_mac = src_mac;
         }
         let payload = eth.payload();

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use crate::config::{ENGINE_LINK_LOCAL, ENGINE_MAC, EngineConfig};
+use crate::config::{ENGINE_LINK_LOCAL, EngineConfig};
 use crate::ctx::Ctx;
 use crate::frame::{GuestTx, IpPacket};
 use crate::wire::{
@@ -34,7 +34,7 @@ impl Ra {
     pub fn new(cfg: &EngineConfig) -> Ra {
         let msg = cfg
             .ra()
-            .map(|r| netbind_dhcp::ra::advertisement(&r, ENGINE_MAC));
+            .map(|r| netbind_dhcp::ra::advertisement(&r, cfg.engine_mac));
         Ra { msg, next: None }
     }
 }
@@ -56,9 +56,9 @@ pub fn ns_from_guest<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>) {
     let mac = pkt.src_mac;
     let (from, to) = (IpAddr::V6(target), IpAddr::V6(src));
     let len = ndp::NA_LEN;
-    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
-        let l4 = write_ip(buf, mac, from, to, PROTO_ICMPV6, len, 255);
-        ndp::write_na(&mut buf[l4..], target);
+    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, macs| {
+        let l4 = write_ip(buf, macs.to(mac), from, to, PROTO_ICMPV6, len, 255);
+        ndp::write_na(&mut buf[l4..], target, macs.src);
         fill_l4_checksum(
             &mut buf[..l4 + len],
             l4,
@@ -80,8 +80,8 @@ pub fn send_ra<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, to: Option<(Ipv6Addr, [u8; 
     let (dst, mac) = to.unwrap_or((Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ALL_NODES_MAC));
     let (from, dst) = (IpAddr::V6(ENGINE_LINK_LOCAL), IpAddr::V6(dst));
     let len = msg.len();
-    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
-        let l4 = write_ip(buf, mac, from, dst, PROTO_ICMPV6, len, 255);
+    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, macs| {
+        let l4 = write_ip(buf, macs.to(mac), from, dst, PROTO_ICMPV6, len, 255);
         buf[l4..l4 + len].copy_from_slice(msg);
         fill_l4_checksum(
             &mut buf[..l4 + len],

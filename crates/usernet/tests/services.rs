@@ -5,6 +5,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
+use netbind_usernet::EngineConfig;
 use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
 
 fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
@@ -111,10 +112,9 @@ fn an_ra_greets_a_newly_connected_guest() {
     );
 }
 
-#[test]
-fn dhcp_discover_gets_an_offer_of_the_pods_address() {
-    use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
-    let mut h = Harness::new(config());
+/// A DHCPDISCOVER from the guest, broadcast.
+fn dhcp_discover() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v4};
     let mut msg = v4::Message::default();
     msg.set_chaddr(&GUEST_MAC)
         .set_flags(v4::Flags::default().set_broadcast());
@@ -122,11 +122,40 @@ fn dhcp_discover_gets_an_offer_of_the_pods_address() {
         .insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
     let mut payload = Vec::new();
     msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-    h.send(&udp_frame(
+    udp_frame(
         "0.0.0.0:68".parse().unwrap(),
         "255.255.255.255:67".parse().unwrap(),
         &payload,
-    ));
+    )
+}
+
+/// A DHCPv6 SOLICIT from the guest for one address (IA_NA).
+fn dhcpv6_solicit() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v6};
+    let mut msg = v6::Message::new(v6::MessageType::Solicit);
+    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
+        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
+    ]));
+    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
+        id: 1,
+        t1: 0,
+        t2: 0,
+        opts: v6::DhcpOptions::new(),
+    }));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    udp_frame(
+        "[fe80::15]:546".parse().unwrap(),
+        "[ff02::1:2]:547".parse().unwrap(),
+        &payload,
+    )
+}
+
+#[test]
+fn dhcp_discover_gets_an_offer_of_the_pods_address() {
+    use dhcproto::{Decodable, Decoder, v4};
+    let mut h = Harness::new(config());
+    h.send(&dhcp_discover());
     let got = h.take();
     assert_eq!(got.len(), 1, "{got:?}");
     let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
@@ -140,25 +169,8 @@ fn dhcp_discover_gets_an_offer_of_the_pods_address() {
 
 #[test]
 fn dhcpv6_solicit_gets_an_advertise_with_the_pods_address() {
-    use dhcproto::{Encodable, Encoder, v6};
     let mut h = Harness::new(config());
-    let mut msg = v6::Message::new(v6::MessageType::Solicit);
-    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
-        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
-    ]));
-    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
-        id: 1,
-        t1: 0,
-        t2: 0,
-        opts: v6::DhcpOptions::new(),
-    }));
-    let mut payload = Vec::new();
-    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-    h.send(&udp_frame(
-        "[fe80::15]:546".parse().unwrap(),
-        "[ff02::1:2]:547".parse().unwrap(),
-        &payload,
-    ));
+    h.send(&dhcpv6_solicit());
     let got = h.take();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].src, IpAddr::V6(ENGINE_LINK_LOCAL));
@@ -203,4 +215,36 @@ fn hostile_frames_do_not_panic_or_open_flows() {
     }
     let c = h.engine.counters();
     assert!(c.rx_malformed > 0);
+}
+
+/// `--mac-addr`: the engine's MAC, as configured, is what ARP and NDP answer, what RAs
+/// carry and where every frame to the guest comes from.
+#[test]
+fn the_configured_engine_mac_is_answered_advertised_and_the_source_of_every_frame() {
+    let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+    let mut h = Harness::new(EngineConfig {
+        engine_mac: mac,
+        ..config()
+    });
+    h.send(&arp_request(GW4, GUEST4));
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(ENGINE_LINK_LOCAL.octets());
+    h.send(&icmp6(GUEST6, "ff02::1:ff00:1".parse().unwrap(), &ns));
+    h.send(&icmp6(
+        "fe80::15".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    ));
+    h.send(&dhcp_discover());
+    let got = h.take();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.iter().all(|g| g.raw[6..12] == mac), "Ethernet source");
+    assert_eq!(&got[0].raw[22..28], &mac, "ARP sender hardware address");
+    assert_eq!(&got[1].l4[26..32], &mac, "NA target link-layer address");
+    let ra = &got[2].l4;
+    assert!(
+        ra.windows(8).any(|w| w[..2] == [1, 1] && w[2..] == mac),
+        "RA source link-layer address"
+    );
+    assert!(!ra.windows(6).any(|w| w == ENGINE_MAC), "not the default");
 }

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
-use netbind_usernet::config::ENGINE_LINK_LOCAL;
-use netbind_usernet::frame::{PROTO_TCP, PROTO_UDP, fill_l4_checksum, write_ip};
+use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
+use netbind_usernet::frame::{Macs, PROTO_TCP, PROTO_UDP, fill_l4_checksum, write_ip};
 use netbind_usernet::{Engine, EngineConfig, MemTx};
 
 pub const GUEST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x15];
@@ -209,18 +209,11 @@ pub const ACK: u8 = 16;
 /// An IP frame from the guest.
 pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], hop: u8) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + 40 + l4.len()];
-    let off = write_ip(
-        &mut buf,
-        [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55],
-        src,
-        dst,
-        proto,
-        l4.len(),
-        hop,
-    );
-    // write_ip writes engine → guest MACs; swap to guest → engine.
-    buf[0..6].copy_from_slice(&[0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55]);
-    buf[6..12].copy_from_slice(&GUEST_MAC);
+    let macs = Macs {
+        dst: ENGINE_MAC,
+        src: GUEST_MAC,
+    };
+    let off = write_ip(&mut buf, macs, src, dst, proto, l4.len(), hop);
     buf[off..off + l4.len()].copy_from_slice(l4);
     buf.truncate(off + l4.len());
     let field = match proto {

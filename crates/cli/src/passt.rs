@@ -144,12 +144,16 @@ pub struct PasstArgs {
     pub no_udp: bool,
     #[arg(long)]
     pub no_icmp: bool,
+    /// Do not answer DHCP.
     #[arg(long)]
     pub no_dhcp: bool,
+    /// Do not answer neighbour or router solicitations (and send no RA).
     #[arg(long)]
     pub no_ndp: bool,
+    /// Do not answer DHCPv6.
     #[arg(long)]
     pub no_dhcpv6: bool,
+    /// Send no router advertisements, answer no router solicitation.
     #[arg(long)]
     pub no_ra: bool,
     /// Do not map the gateway address to the host's loopback.
@@ -235,6 +239,11 @@ pub struct ConfigChanges {
     pub hostname: Option<String>,
     /// The engine's own MAC (`--mac-addr`).
     pub engine_mac: Option<[u8; 6]>,
+    /// Services not to answer: `--no-dhcp`, `--no-dhcpv6`, `--no-ndp`, `--no-ra`.
+    pub no_dhcp4: bool,
+    pub no_dhcp6: bool,
+    pub no_ndp: bool,
+    pub no_ra: bool,
     pub no_map_gw: bool,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
@@ -261,10 +270,6 @@ impl PasstArgs {
             (self.no_tcp, "--no-tcp"),
             (self.no_udp, "--no-udp"),
             (self.no_icmp, "--no-icmp"),
-            (self.no_dhcp, "--no-dhcp"),
-            (self.no_ndp, "--no-ndp"),
-            (self.no_dhcpv6, "--no-dhcpv6"),
-            (self.no_ra, "--no-ra"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
             (self.freebind, "--freebind"),
@@ -323,6 +328,10 @@ impl PasstArgs {
             ipv4_only: self.ipv4_only,
             ipv6_only: self.ipv6_only,
             hostname: self.hostname.clone(),
+            no_dhcp4: self.no_dhcp,
+            no_dhcp6: self.no_dhcpv6,
+            no_ndp: self.no_ndp,
+            no_ra: self.no_ra,
             ..ConfigChanges::default()
         };
         let prefix4 = match &self.netmask {
@@ -461,6 +470,10 @@ impl ConfigChanges {
         if let Some(mac) = self.engine_mac {
             cfg.engine_mac = mac;
         }
+        cfg.serve_dhcp4 &= !self.no_dhcp4;
+        cfg.serve_dhcp6 &= !self.no_dhcp6;
+        cfg.serve_ndp &= !self.no_ndp;
+        cfg.serve_ra &= !self.no_ra;
         if !self.tcp_ports.is_empty() {
             cfg.tcp_ports = self.tcp_ports.clone();
         }
@@ -930,6 +943,25 @@ mod tests {
     }
 
     #[test]
+    fn no_dhcp_no_dhcpv6_no_ndp_no_ra_turn_those_services_off() {
+        let served = |args: &[&str]| {
+            let mut cfg = EngineConfig::default();
+            changes(args).apply_to(&mut cfg);
+            [
+                cfg.serve_dhcp4,
+                cfg.serve_dhcp6,
+                cfg.serve_ndp,
+                cfg.serve_ra,
+            ]
+        };
+        assert_eq!(served(&[]), [true; 4]);
+        assert_eq!(served(&["--no-dhcp"]), [false, true, true, true]);
+        assert_eq!(served(&["--no-dhcpv6"]), [true, false, true, true]);
+        assert_eq!(served(&["--no-ndp"]), [true, true, false, true]);
+        assert_eq!(served(&["--no-ra"]), [true, true, true, false]);
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -960,12 +992,12 @@ mod tests {
 
     #[test]
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&["--freebind", "--no-dhcp", "--outbound", "10.0.0.1"])
+        let err = plan(&["--freebind", "--no-tcp", "--outbound", "10.0.0.1"])
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --outbound, --no-dhcp, --freebind"
+            "netbind does not implement passt's options: --outbound, --no-tcp, --freebind"
         );
     }
 

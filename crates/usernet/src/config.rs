@@ -73,6 +73,14 @@ pub struct EngineConfig {
     /// The engine's own MAC: the source of every frame to the guest, what ARP and NDP
     /// answer and RAs carry (default [`ENGINE_MAC`]).
     pub engine_mac: [u8; 6],
+    /// The services the engine answers itself, each on by default (passt's `--no-dhcp`,
+    /// `--no-dhcpv6`, `--no-ndp`, `--no-ra` turn one off): what the guest sends to a
+    /// service turned off is dropped and counted (`rx_disabled`). NDP is neighbour and
+    /// router solicitations: without it no RA goes out either.
+    pub serve_dhcp4: bool,
+    pub serve_dhcp6: bool,
+    pub serve_ndp: bool,
+    pub serve_ra: bool,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +106,10 @@ impl Default for EngineConfig {
             icmp_idle: Duration::from_secs(60),
             raw_ping: false,
             engine_mac: ENGINE_MAC,
+            serve_dhcp4: true,
+            serve_dhcp6: true,
+            serve_ndp: true,
+            serve_ra: true,
         }
     }
 }

@@ -7,6 +7,10 @@
 //! client's. When the guest's MAC was not configured, each server is (re)made on the
 //! first request: it answers the MAC that asked first.
 //!
+//! DHCPv4 or DHCPv6 turned off (`serve_dhcp4`, `serve_dhcp6`: passt's `--no-dhcp`,
+//! `--no-dhcpv6`): requests are dropped and counted, as UDP to a service that is not
+//! there; they never become flows either.
+//!
 //! The first lease of each family is an info event; renewals and other replies are debug
 //! events (a guest that asks in a loop does not flood the log).
 //!
@@ -51,6 +55,10 @@ pub fn dhcp4_from_guest<G: GuestTx>(
     pkt: &IpPacket<'_>,
     payload: &[u8],
 ) {
+    if !cx.cfg.serve_dhcp4 {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if servers.v4.is_none() {
         let Some(mut cfg) = cx.cfg.dhcp4() else {
             return;
@@ -92,6 +100,10 @@ pub fn dhcp6_from_guest<G: GuestTx>(
     sport: u16,
     payload: &[u8],
 ) {
+    if !cx.cfg.serve_dhcp6 {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if servers.v6.is_none() || (cx.cfg.guest_mac.is_none() && !servers.v6_mac_learned) {
         let Some(mut cfg) = cx.cfg.dhcp6() else {
             return;

@@ -193,8 +193,10 @@ impl<G: GuestTx> Engine<G> {
         }
         self.cx.out.guest_mac = self.cx.cfg.guest_mac.unwrap_or([0; 6]);
         tracing::info!("guest connected");
-        ndp::send_ra(&mut self.cx, &self.ra, None);
-        self.ra.next = Some(self.cx.now + RA_INTERVAL);
+        if self.ra.enabled() {
+            ndp::send_ra(&mut self.cx, &self.ra, None);
+            self.ra.next = Some(self.cx.now + RA_INTERVAL);
+        }
     }
 
     /// A ping flow on the raw sockets that was removed gives its identifier back.

@@ -227,14 +227,8 @@ fn the_configured_engine_mac_is_answered_advertised_and_the_source_of_every_fram
         ..config()
     });
     h.send(&arp_request(GW4, GUEST4));
-    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
-    ns.extend(ENGINE_LINK_LOCAL.octets());
-    h.send(&icmp6(GUEST6, "ff02::1:ff00:1".parse().unwrap(), &ns));
-    h.send(&icmp6(
-        "fe80::15".parse().unwrap(),
-        "ff02::2".parse().unwrap(),
-        &[133, 0, 0, 0, 0, 0, 0, 0],
-    ));
+    h.send(&neighbour_solicitation_for_the_router());
+    h.send(&router_solicitation());
     h.send(&dhcp_discover());
     let got = h.take();
     assert_eq!(got.len(), 4, "{got:?}");
@@ -247,4 +241,79 @@ fn the_configured_engine_mac_is_answered_advertised_and_the_source_of_every_fram
         "RA source link-layer address"
     );
     assert!(!ra.windows(6).any(|w| w == ENGINE_MAC), "not the default");
+}
+
+fn neighbour_solicitation_for_the_router() -> Vec<u8> {
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(ENGINE_LINK_LOCAL.octets());
+    icmp6(GUEST6, "ff02::1:ff00:1".parse().unwrap(), &ns)
+}
+
+fn router_solicitation() -> Vec<u8> {
+    icmp6(
+        "fe80::15".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    )
+}
+
+#[test]
+fn no_dhcp_leaves_a_discover_unanswered_and_counted() {
+    let mut h = Harness::new(EngineConfig {
+        serve_dhcp4: false,
+        ..config()
+    });
+    h.send(&dhcp_discover());
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    assert_eq!(h.engine.flow_count(), 0, "not relayed either");
+    h.send(&dhcpv6_solicit());
+    assert_eq!(h.take().len(), 1, "DHCPv6 still answers");
+}
+
+#[test]
+fn no_dhcpv6_leaves_a_solicit_unanswered_and_counted() {
+    let mut h = Harness::new(EngineConfig {
+        serve_dhcp6: false,
+        ..config()
+    });
+    h.send(&dhcpv6_solicit());
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    assert_eq!(h.engine.flow_count(), 0, "not relayed either");
+    h.send(&dhcp_discover());
+    assert_eq!(h.take().len(), 1, "DHCPv4 still answers");
+}
+
+#[test]
+fn no_ndp_leaves_neighbour_and_router_solicitations_unanswered_and_sends_no_ra() {
+    let mut h = Harness::new(EngineConfig {
+        serve_ndp: false,
+        ..config()
+    });
+    h.engine.guest_connected();
+    h.send(&neighbour_solicitation_for_the_router());
+    h.send(&router_solicitation());
+    h.timers_at(std::time::Duration::from_secs(120));
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 2);
+    h.send(&arp_request(GW4, GUEST4));
+    assert_eq!(h.take().len(), 1, "ARP still answers");
+}
+
+#[test]
+fn no_ra_sends_no_router_advertisement_but_answers_neighbour_solicitations() {
+    let mut h = Harness::new(EngineConfig {
+        serve_ra: false,
+        ..config()
+    });
+    h.engine.guest_connected();
+    h.send(&router_solicitation());
+    h.timers_at(std::time::Duration::from_secs(120));
+    assert!(h.take().is_empty(), "no RA, greeting, answer or periodic");
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    h.send(&neighbour_solicitation_for_the_router());
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].l4[0], 136, "a neighbour advertisement");
 }

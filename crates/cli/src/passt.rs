@@ -42,6 +42,13 @@ pub enum PasstError {
     NoFamily,
     #[error("--socket and --fd together: the guest connects to one of them")]
     SocketAndFd,
+    #[error(
+        "{ports} with {off}: that protocol is not relayed, so none of its ports can be forwarded; drop one of them"
+    )]
+    PortsOfProtocolOff {
+        ports: &'static str,
+        off: &'static str,
+    },
     #[error("--mac-addr {0}: not a unicast MAC address (six hex bytes, e.g. 9a:55:9a:55:9a:55)")]
     MacAddr(String),
     #[error("{option} {spec}: {source}")]
@@ -138,10 +145,13 @@ pub struct PasstArgs {
     /// The guest's fully qualified name (DHCP option 81; refused).
     #[arg(long, value_name = "NAME")]
     pub fqdn: Option<String>,
+    /// Relay no TCP (the guest's is dropped; no TCP port forwarded).
     #[arg(long)]
     pub no_tcp: bool,
+    /// Relay no UDP (DHCP is still served).
     #[arg(long)]
     pub no_udp: bool,
+    /// Relay no ICMP echo.
     #[arg(long)]
     pub no_icmp: bool,
     /// Do not answer DHCP.
@@ -244,6 +254,10 @@ pub struct ConfigChanges {
     pub no_dhcp6: bool,
     pub no_ndp: bool,
     pub no_ra: bool,
+    /// Protocols not to relay: `--no-tcp`, `--no-udp`, `--no-icmp`.
+    pub no_tcp: bool,
+    pub no_udp: bool,
+    pub no_icmp: bool,
     pub no_map_gw: bool,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
@@ -267,9 +281,6 @@ impl PasstArgs {
             (self.no_dhcp_dns, "--no-dhcp-dns"),
             (self.no_dhcp_search, "--no-dhcp-search"),
             (self.fqdn.is_some(), "--fqdn"),
-            (self.no_tcp, "--no-tcp"),
-            (self.no_udp, "--no-udp"),
-            (self.no_icmp, "--no-icmp"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
             (self.freebind, "--freebind"),
@@ -332,6 +343,9 @@ impl PasstArgs {
             no_dhcp6: self.no_dhcpv6,
             no_ndp: self.no_ndp,
             no_ra: self.no_ra,
+            no_tcp: self.no_tcp,
+            no_udp: self.no_udp,
+            no_icmp: self.no_icmp,
             ..ConfigChanges::default()
         };
         let prefix4 = match &self.netmask {
@@ -394,6 +408,17 @@ impl PasstArgs {
         }
         c.tcp_ports = specs("--tcp-ports", &self.tcp_ports)?;
         c.udp_ports = specs("--udp-ports", &self.udp_ports)?;
+        for (ports, given, off, off_name) in [
+            ("--tcp-ports", &c.tcp_ports, self.no_tcp, "--no-tcp"),
+            ("--udp-ports", &c.udp_ports, self.no_udp, "--no-udp"),
+        ] {
+            if off && !given.is_empty() {
+                return Err(PasstError::PortsOfProtocolOff {
+                    ports,
+                    off: off_name,
+                });
+            }
+        }
         Ok(c)
     }
 }
@@ -474,6 +499,9 @@ impl ConfigChanges {
         cfg.serve_dhcp6 &= !self.no_dhcp6;
         cfg.serve_ndp &= !self.no_ndp;
         cfg.serve_ra &= !self.no_ra;
+        cfg.relay_tcp &= !self.no_tcp;
+        cfg.relay_udp &= !self.no_udp;
+        cfg.relay_icmp &= !self.no_icmp;
         if !self.tcp_ports.is_empty() {
             cfg.tcp_ports = self.tcp_ports.clone();
         }
@@ -604,9 +632,10 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(netbind_usernet::harden::Hardening::parse_runas)
         .transpose()?;
-    cfg.raw_ping = crate::usernet::pings_need_raw_sockets(
-        runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g),
-    );
+    cfg.raw_ping = cfg.relay_icmp
+        && crate::usernet::pings_need_raw_sockets(
+            runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g),
+        );
     let opts = RunOptions {
         pcap: run.pcap.clone(),
         signals: true,
@@ -962,6 +991,28 @@ mod tests {
     }
 
     #[test]
+    fn no_tcp_no_udp_no_icmp_turn_those_protocols_off() {
+        let relayed = |args: &[&str]| {
+            let mut cfg = EngineConfig::default();
+            changes(args).apply_to(&mut cfg);
+            [cfg.relay_tcp, cfg.relay_udp, cfg.relay_icmp]
+        };
+        assert_eq!(relayed(&[]), [true; 3]);
+        assert_eq!(relayed(&["--no-tcp"]), [false, true, true]);
+        assert_eq!(relayed(&["--no-udp", "-t", "22"]), [true, false, true]);
+        assert_eq!(relayed(&["--no-icmp"]), [true, true, false]);
+    }
+
+    #[test]
+    fn ports_of_a_protocol_turned_off_are_refused() {
+        let err = plan(&["--no-tcp", "-t", "22"]).unwrap_err().to_string();
+        assert!(err.starts_with("--tcp-ports with --no-tcp: "), "{err}");
+        let err = plan(&["--no-udp", "-u", "53"]).unwrap_err().to_string();
+        assert!(err.starts_with("--udp-ports with --no-udp: "), "{err}");
+        assert!(plan(&["--no-tcp", "-t", "none"]).is_ok());
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -992,12 +1043,18 @@ mod tests {
 
     #[test]
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&["--freebind", "--no-tcp", "--outbound", "10.0.0.1"])
-            .unwrap_err()
-            .to_string();
+        let err = plan(&[
+            "--freebind",
+            "--fqdn",
+            "vm.example",
+            "--outbound",
+            "10.0.0.1",
+        ])
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --outbound, --no-tcp, --freebind"
+            "netbind does not implement passt's options: --outbound, --fqdn, --freebind"
         );
     }
 

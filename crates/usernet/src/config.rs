@@ -81,6 +81,14 @@ pub struct EngineConfig {
     pub serve_dhcp6: bool,
     pub serve_ndp: bool,
     pub serve_ra: bool,
+    /// The protocols the engine relays, each on by default (passt's `--no-tcp`,
+    /// `--no-udp`, `--no-icmp` turn one off): the guest's packets of a protocol turned
+    /// off are dropped and counted (`rx_disabled`), and no port of it is forwarded.
+    /// ICMP is echo (the errors the engine sends for TCP and UDP flows still go out);
+    /// DHCP is not relayed but served (`serve_dhcp4`, `serve_dhcp6`).
+    pub relay_tcp: bool,
+    pub relay_udp: bool,
+    pub relay_icmp: bool,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +118,9 @@ impl Default for EngineConfig {
             serve_dhcp6: true,
             serve_ndp: true,
             serve_ra: true,
+            relay_tcp: true,
+            relay_udp: true,
+            relay_icmp: true,
         }
     }
 }

@@ -109,7 +109,7 @@ impl<G: GuestTx> Engine<G> {
             frag: Reassembly::default(),
             next_timer: None,
         };
-        if engine.cx.cfg.raw_ping {
+        if engine.cx.cfg.raw_ping && engine.cx.cfg.relay_icmp {
             engine.open_raw_ping()?;
         }
         Ok(engine)

@@ -82,8 +82,11 @@ struct Want {
 /// descriptor limit allows after a reserve for flows. What "every port" leaves out for the limit is logged by range.
 pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
     let ephemeral = ephemeral_range();
-    let specs = cx.cfg.tcp_ports.iter().map(|s| (true, s));
-    let specs = specs.chain(cx.cfg.udp_ports.iter().map(|s| (false, s)));
+    // A protocol the engine does not relay has no forwards either.
+    let tcp_specs = cx.cfg.tcp_ports.iter().filter(|_| cx.cfg.relay_tcp);
+    let udp_specs = cx.cfg.udp_ports.iter().filter(|_| cx.cfg.relay_udp);
+    let specs = tcp_specs.map(|s| (true, s));
+    let specs = specs.chain(udp_specs.map(|s| (false, s)));
     let (mut listed, mut every) = (Vec::new(), Vec::new());
     for (tcp, spec) in specs {
         let addrs = listen_addrs(&cx.cfg, spec, proto_name(tcp))?;

@@ -144,6 +144,10 @@ impl TcpRelay {
 
 /// A segment from the guest: to its connection, or it opens one.
 pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPacket<'_>) {
+    if !cx.cfg.relay_tcp {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     let Ok(s) = Segment::parse(pkt.payload) else {
         cx.counters.rx_malformed += 1;
         return;

@@ -241,6 +241,45 @@ pub fn udp_frame(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     ip_frame(from.ip(), to.ip(), PROTO_UDP, &l4, 64)
 }
 
+/// A DHCPDISCOVER from the guest, broadcast.
+pub fn dhcp_discover() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v4};
+    let mut msg = v4::Message::default();
+    msg.set_chaddr(&GUEST_MAC)
+        .set_flags(v4::Flags::default().set_broadcast());
+    msg.opts_mut()
+        .insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    udp_frame(
+        "0.0.0.0:68".parse().unwrap(),
+        "255.255.255.255:67".parse().unwrap(),
+        &payload,
+    )
+}
+
+/// A DHCPv6 SOLICIT from the guest for one address (IA_NA).
+pub fn dhcpv6_solicit() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v6};
+    let mut msg = v6::Message::new(v6::MessageType::Solicit);
+    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
+        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
+    ]));
+    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
+        id: 1,
+        t1: 0,
+        t2: 0,
+        opts: v6::DhcpOptions::new(),
+    }));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    udp_frame(
+        "[fe80::15]:546".parse().unwrap(),
+        "[ff02::1:2]:547".parse().unwrap(),
+        &payload,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_frame(
     from: SocketAddr,

@@ -135,8 +135,10 @@ pub struct PasstArgs {
     /// Search domains the guest is told about, space-separated (`none`: none).
     #[arg(short = 'S', long, value_name = "LIST")]
     pub search: Vec<String>,
+    /// Tell the guest no resolvers (DHCP, DHCPv6, RAs); its queries still go upstream.
     #[arg(long)]
     pub no_dhcp_dns: bool,
+    /// Tell the guest no search list (DHCP, DHCPv6, RAs).
     #[arg(long)]
     pub no_dhcp_search: bool,
     /// The guest's hostname (DHCP option 12).
@@ -258,6 +260,9 @@ pub struct ConfigChanges {
     pub no_tcp: bool,
     pub no_udp: bool,
     pub no_icmp: bool,
+    /// What DHCP and RAs leave out: `--no-dhcp-dns`, `--no-dhcp-search`.
+    pub no_dhcp_dns: bool,
+    pub no_dhcp_search: bool,
     pub no_map_gw: bool,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
@@ -278,8 +283,6 @@ impl PasstArgs {
             (self.outbound_if6.is_some(), "--outbound-if6"),
             (!self.dns_forward.is_empty(), "--dns-forward"),
             (!self.dns_host.is_empty(), "--dns-host"),
-            (self.no_dhcp_dns, "--no-dhcp-dns"),
-            (self.no_dhcp_search, "--no-dhcp-search"),
             (self.fqdn.is_some(), "--fqdn"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
@@ -346,6 +349,8 @@ impl PasstArgs {
             no_tcp: self.no_tcp,
             no_udp: self.no_udp,
             no_icmp: self.no_icmp,
+            no_dhcp_dns: self.no_dhcp_dns,
+            no_dhcp_search: self.no_dhcp_search,
             ..ConfigChanges::default()
         };
         let prefix4 = match &self.netmask {
@@ -502,6 +507,8 @@ impl ConfigChanges {
         cfg.relay_tcp &= !self.no_tcp;
         cfg.relay_udp &= !self.no_udp;
         cfg.relay_icmp &= !self.no_icmp;
+        cfg.advertise_dns &= !self.no_dhcp_dns;
+        cfg.advertise_search &= !self.no_dhcp_search;
         if !self.tcp_ports.is_empty() {
             cfg.tcp_ports = self.tcp_ports.clone();
         }
@@ -1010,6 +1017,17 @@ mod tests {
         let err = plan(&["--no-udp", "-u", "53"]).unwrap_err().to_string();
         assert!(err.starts_with("--udp-ports with --no-udp: "), "{err}");
         assert!(plan(&["--no-tcp", "-t", "none"]).is_ok());
+    }
+
+    #[test]
+    fn no_dhcp_dns_and_no_dhcp_search_keep_them_from_the_guest_not_from_the_engine() {
+        let mut cfg = EngineConfig::default();
+        changes(&["-D", "10.0.2.3", "-S", "a.example", "--no-dhcp-dns"]).apply_to(&mut cfg);
+        assert!(!cfg.advertise_dns && cfg.advertise_search);
+        assert_eq!(cfg.dns_upstream, vec!["10.0.2.3:53".parse().unwrap()]);
+        let mut cfg = EngineConfig::default();
+        changes(&["--no-dhcp-search"]).apply_to(&mut cfg);
+        assert!(cfg.advertise_dns && !cfg.advertise_search);
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct EngineConfig {
     pub relay_tcp: bool,
     pub relay_udp: bool,
     pub relay_icmp: bool,
+    /// Whether DHCPv4, DHCPv6 and RAs tell the guest the resolvers (`dns`) and the
+    /// search list (`search`, and option 15 from it); passt's `--no-dhcp-dns`,
+    /// `--no-dhcp-search` clear them. The guest's queries to `dns` still go upstream.
+    pub advertise_dns: bool,
+    pub advertise_search: bool,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +126,8 @@ impl Default for EngineConfig {
             relay_tcp: true,
             relay_udp: true,
             relay_icmp: true,
+            advertise_dns: true,
+            advertise_search: true,
         }
     }
 }
@@ -254,15 +261,15 @@ impl EngineConfig {
             router: Some(router),
             classless_routes,
             dns: self
-                .dns
+                .told_dns()
                 .iter()
                 .filter_map(|a| match a {
                     IpAddr::V4(a) => Some(*a),
                     IpAddr::V6(_) => None,
                 })
                 .collect(),
-            search: self.search.clone(),
-            domain_name: self.search.first().cloned(),
+            search: self.told_search().to_vec(),
+            domain_name: self.told_search().first().cloned(),
             hostname: self.hostname.clone(),
             mtu: self.mtu,
             ntp: Vec::new(),
@@ -280,13 +287,27 @@ impl EngineConfig {
             client_mac: format_mac(self.guest_mac.unwrap_or([0; 6])),
             address,
             dns: self.dns6(),
-            search: self.search.clone(),
+            search: self.told_search().to_vec(),
             lease_seconds: 999 * 86400,
         })
     }
 
+    /// The resolvers DHCP and RAs tell the guest (none with `advertise_dns` off).
+    fn told_dns(&self) -> &[IpAddr] {
+        if self.advertise_dns { &self.dns } else { &[] }
+    }
+
+    /// The search list DHCP and RAs tell the guest (none with `advertise_search` off).
+    fn told_search(&self) -> &[String] {
+        if self.advertise_search {
+            &self.search
+        } else {
+            &[]
+        }
+    }
+
     fn dns6(&self) -> Vec<Ipv6Addr> {
-        self.dns
+        self.told_dns()
             .iter()
             .filter_map(|a| match a {
                 IpAddr::V6(a) => Some(*a),
@@ -310,7 +331,7 @@ impl EngineConfig {
             router_lifetime_seconds: 1800,
             mtu: u32::from(self.mtu),
             rdnss: self.dns6(),
-            dnssl: self.search.clone(),
+            dnssl: self.told_search().to_vec(),
         })
     }
 }

@@ -278,3 +278,61 @@ fn no_ra_sends_no_router_advertisement_but_answers_neighbour_solicitations() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].l4[0], 136, "a neighbour advertisement");
 }
+
+/// Whether DHCPv4, DHCPv6 and the RA tell the guest resolvers, and a search list (for
+/// DHCPv4: option 119 or 15).
+fn told(cfg: EngineConfig) -> ([bool; 3], [bool; 3]) {
+    use dhcproto::{Decodable, Decoder, v4, v6};
+    let mut h = Harness::new(EngineConfig {
+        dns: vec!["10.0.2.3".parse().unwrap(), "fd00::3".parse().unwrap()],
+        search: vec!["example.test".into()],
+        ..cfg
+    });
+    h.send(&dhcp_discover());
+    h.send(&dhcpv6_solicit());
+    h.send(&router_solicitation());
+    let got = h.take();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
+    let advertise = v6::Message::decode(&mut Decoder::new(got[1].udp_payload())).unwrap();
+    let ra = &got[2].l4;
+    let mut ra_options = Vec::new();
+    let mut at = 16;
+    while at + 2 <= ra.len() && ra[at + 1] > 0 {
+        ra_options.push(ra[at]);
+        at += usize::from(ra[at + 1]) * 8;
+    }
+    let v4 = |code| offer.opts().get(code).is_some();
+    let v6 = |code| advertise.opts().get(code).is_some();
+    (
+        [
+            v4(v4::OptionCode::DomainNameServer),
+            v6(v6::OptionCode::DomainNameServers),
+            ra_options.contains(&25),
+        ],
+        [
+            v4(v4::OptionCode::DomainSearch) || v4(v4::OptionCode::DomainName),
+            v6(v6::OptionCode::DomainSearchList),
+            ra_options.contains(&31),
+        ],
+    )
+}
+
+#[test]
+fn no_dhcp_dns_leaves_the_resolvers_out_of_dhcp_dhcpv6_and_the_ra() {
+    assert_eq!(told(config()), ([true; 3], [true; 3]), "told by default");
+    let cfg = EngineConfig {
+        advertise_dns: false,
+        ..config()
+    };
+    assert_eq!(told(cfg), ([false; 3], [true; 3]));
+}
+
+#[test]
+fn no_dhcp_search_leaves_the_search_list_out_of_dhcp_dhcpv6_and_the_ra() {
+    let cfg = EngineConfig {
+        advertise_search: false,
+        ..config()
+    };
+    assert_eq!(told(cfg), ([true; 3], [false; 3]));
+}

@@ -49,6 +49,10 @@ pub enum PasstError {
         ports: &'static str,
         off: &'static str,
     },
+    #[error(
+        "--fqdn {0}: not a domain name (dot-separated labels of 1 to 63 letters, digits or hyphens; 253 characters at most)"
+    )]
+    Fqdn(String),
     #[error("--mac-addr {0}: not a unicast MAC address (six hex bytes, e.g. 9a:55:9a:55:9a:55)")]
     MacAddr(String),
     #[error("{option} {spec}: {source}")]
@@ -144,7 +148,7 @@ pub struct PasstArgs {
     /// The guest's hostname (DHCP option 12).
     #[arg(short = 'H', long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// The guest's fully qualified name (DHCP option 81; refused).
+    /// The guest's fully qualified name (DHCP option 81, DHCPv6 option 39).
     #[arg(long, value_name = "NAME")]
     pub fqdn: Option<String>,
     /// Relay no TCP (the guest's is dropped; no TCP port forwarded).
@@ -249,6 +253,7 @@ pub struct ConfigChanges {
     pub dns: Option<Vec<IpAddr>>,
     pub search: Option<Vec<String>>,
     pub hostname: Option<String>,
+    pub fqdn: Option<String>,
     /// The engine's own MAC (`--mac-addr`).
     pub engine_mac: Option<[u8; 6]>,
     /// Services not to answer: `--no-dhcp`, `--no-dhcpv6`, `--no-ndp`, `--no-ra`.
@@ -283,7 +288,6 @@ impl PasstArgs {
             (self.outbound_if6.is_some(), "--outbound-if6"),
             (!self.dns_forward.is_empty(), "--dns-forward"),
             (!self.dns_host.is_empty(), "--dns-host"),
-            (self.fqdn.is_some(), "--fqdn"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
             (self.freebind, "--freebind"),
@@ -404,6 +408,12 @@ impl PasstArgs {
                     .collect(),
             );
         }
+        if let Some(name) = &self.fqdn {
+            if !is_domain_name(name) {
+                return Err(PasstError::Fqdn(name.clone()));
+            }
+            c.fqdn = Some(name.trim_end_matches('.').to_string());
+        }
         if let Some(m) = &self.mac_addr {
             c.engine_mac = Some(
                 parse_mac(m)
@@ -442,6 +452,22 @@ fn specs(option: &'static str, given: &[String]) -> Result<Vec<PortSpec>, PasstE
             })
         })
         .collect()
+}
+
+/// Whether `name` is a domain name a DHCP option can carry: labels of letters, digits
+/// and hyphens (not at either end), 1 to 63 each, 253 characters in all (a root dot may
+/// end it).
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// `255.255.255.0` or `24` → 24.
@@ -493,6 +519,9 @@ impl ConfigChanges {
         }
         if let Some(h) = &self.hostname {
             cfg.hostname = h.clone();
+        }
+        if let Some(f) = &self.fqdn {
+            cfg.fqdn = f.clone();
         }
         if self.no_map_gw {
             cfg.map_gateway = false;
@@ -1031,6 +1060,18 @@ mod tests {
     }
 
     #[test]
+    fn fqdn_reaches_the_engine_configuration_and_a_malformed_one_is_refused() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--fqdn", "vm.example.test."]).apply_to(&mut cfg);
+        assert_eq!(cfg.fqdn, "vm.example.test");
+        let long = format!("{}.example", "a".repeat(64));
+        for bad in ["", "a..b", "vm-.example", "vm_1.example", long.as_str()] {
+            let err = plan(&["--fqdn", bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--fqdn {bad}: ")), "{err}");
+        }
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -1063,8 +1104,8 @@ mod tests {
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
         let err = plan(&[
             "--freebind",
-            "--fqdn",
-            "vm.example",
+            "--dns-host",
+            "10.0.0.53",
             "--outbound",
             "10.0.0.1",
         ])
@@ -1072,7 +1113,7 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --outbound, --fqdn, --freebind"
+            "netbind does not implement passt's options: --outbound, --dns-host, --freebind"
         );
     }
 

@@ -12,11 +12,17 @@ use netbind_testbed::{Netns, require_privileges};
 
 #[test]
 fn an_option_netbind_lacks_is_refused_by_name_with_exit_1() {
-    let out = run(&["passt", "--one-off", "--fqdn", "vm.example", "--freebind"]);
+    let out = run(&[
+        "passt",
+        "--one-off",
+        "--dns-host",
+        "10.0.0.53",
+        "--freebind",
+    ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "passt: netbind does not implement passt's options: --fqdn, --freebind\n"
+        "passt: netbind does not implement passt's options: --dns-host, --freebind\n"
     );
 }
 

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub dns_upstream: Vec<SocketAddr>,
     pub search: Vec<String>,
     pub hostname: String,
+    /// The guest's fully qualified name, told by DHCPv4 (option 81) and DHCPv6 (option
+    /// 39); empty: not told (passt's `--fqdn`).
+    pub fqdn: String,
     pub max_flows: usize,
     /// Inbound TCP forwards, one spec per `-t`.
     pub tcp_ports: Vec<PortSpec>,
@@ -110,6 +113,7 @@ impl Default for EngineConfig {
             dns_upstream: Vec::new(),
             search: Vec::new(),
             hostname: String::new(),
+            fqdn: String::new(),
             max_flows: DEFAULT_MAX_FLOWS,
             tcp_ports: Vec::new(),
             udp_ports: Vec::new(),

@@ -41,12 +41,21 @@ impl DhcpServers {
     pub fn new(cfg: &EngineConfig) -> DhcpServers {
         DhcpServers {
             v4: None,
-            v6: cfg.dhcp6().map(Server6::new),
+            v6: cfg.dhcp6().map(|d| server6(cfg, d)),
             v6_mac_learned: false,
             leased4: false,
             leased6: false,
         }
     }
+}
+
+/// A DHCPv6 server for `d`, telling the guest its fully qualified name if it has one.
+fn server6(cfg: &EngineConfig, d: netbind_plan::model::Dhcp6Config) -> Server6 {
+    let mut s = Server6::new(d);
+    if !cfg.fqdn.is_empty() {
+        s.set_fqdn(&cfg.fqdn);
+    }
+    s
 }
 
 pub fn dhcp4_from_guest<G: GuestTx>(
@@ -67,6 +76,11 @@ pub fn dhcp4_from_guest<G: GuestTx>(
             cfg.client_mac = format_mac(pkt.src_mac);
         }
         servers.v4 = Server4::new(cfg).ok();
+        if let Some(s) = servers.v4.as_mut()
+            && !cx.cfg.fqdn.is_empty()
+        {
+            s.set_fqdn(&cx.cfg.fqdn);
+        }
     }
     let Some(server) = servers.v4.as_mut() else {
         return;
@@ -112,7 +126,7 @@ pub fn dhcp6_from_guest<G: GuestTx>(
             cfg.client_mac = format_mac(pkt.src_mac);
             servers.v6_mac_learned = true;
         }
-        servers.v6 = Some(Server6::new(cfg));
+        servers.v6 = Some(server6(&cx.cfg, cfg));
     }
     let Some(server) = servers.v6.as_mut() else {
         return;

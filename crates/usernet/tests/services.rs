@@ -336,3 +336,31 @@ fn no_dhcp_search_leaves_the_search_list_out_of_dhcp_dhcpv6_and_the_ra() {
     };
     assert_eq!(told(cfg), ([true; 3], [false; 3]));
 }
+
+#[test]
+fn fqdn_reaches_the_guest_in_dhcp_option_81_and_dhcpv6_option_39() {
+    use dhcproto::{Decodable, Decoder, v4};
+    let mut h = Harness::new(EngineConfig {
+        fqdn: "vm.example.test".into(),
+        ..config()
+    });
+    h.send(&dhcp_discover());
+    h.send(&dhcpv6_solicit());
+    let got = h.take();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
+    let Some(v4::DhcpOption::ClientFQDN(fqdn)) = offer.opts().get(v4::OptionCode::ClientFQDN)
+    else {
+        panic!("no option 81 in {offer:?}");
+    };
+    assert_eq!(fqdn.domain().to_ascii(), "vm.example.test.");
+    let mut option39 = vec![0, 39, 0, 18, 0x04];
+    option39.extend(b"\x02vm\x07example\x04test\x00");
+    assert!(
+        got[1]
+            .udp_payload()
+            .windows(option39.len())
+            .any(|w| w == option39),
+        "option 39 in the advertise"
+    );
+}

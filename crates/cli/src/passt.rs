@@ -179,6 +179,7 @@ pub struct PasstArgs {
     pub map_host_loopback: Option<String>,
     #[arg(long, value_name = "ADDR")]
     pub map_guest_addr: Option<String>,
+    /// Forwards bound to an address may bind it before the namespace has it.
     #[arg(long)]
     pub freebind: bool,
     /// IPv4 only.
@@ -269,6 +270,7 @@ pub struct ConfigChanges {
     pub no_dhcp_dns: bool,
     pub no_dhcp_search: bool,
     pub no_map_gw: bool,
+    pub freebind: bool,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
     pub tcp_ports: Vec<PortSpec>,
@@ -290,7 +292,6 @@ impl PasstArgs {
             (!self.dns_host.is_empty(), "--dns-host"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
             (self.map_guest_addr.is_some(), "--map-guest-addr"),
-            (self.freebind, "--freebind"),
         ];
         flags
             .into_iter()
@@ -343,6 +344,7 @@ impl PasstArgs {
     fn changes(&self) -> Result<ConfigChanges, PasstError> {
         let mut c = ConfigChanges {
             no_map_gw: self.no_map_gw,
+            freebind: self.freebind,
             ipv4_only: self.ipv4_only,
             ipv6_only: self.ipv6_only,
             hostname: self.hostname.clone(),
@@ -526,6 +528,7 @@ impl ConfigChanges {
         if self.no_map_gw {
             cfg.map_gateway = false;
         }
+        cfg.freebind |= self.freebind;
         if let Some(mac) = self.engine_mac {
             cfg.engine_mac = mac;
         }
@@ -1072,6 +1075,13 @@ mod tests {
     }
 
     #[test]
+    fn freebind_reaches_the_engine_configuration() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--freebind", "-t", "192.0.2.7/80"]).apply_to(&mut cfg);
+        assert!(cfg.freebind);
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -1103,7 +1113,8 @@ mod tests {
     #[test]
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
         let err = plan(&[
-            "--freebind",
+            "--log-size",
+            "1000",
             "--dns-host",
             "10.0.0.53",
             "--outbound",
@@ -1113,7 +1124,7 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --outbound, --dns-host, --freebind"
+            "netbind does not implement passt's options: --log-size, --outbound, --dns-host"
         );
     }
 

@@ -68,6 +68,9 @@ pub struct EngineConfig {
     /// Address the inbound listeners of a spec without one bind to (any by default).
     pub listen4: Ipv4Addr,
     pub listen6: Ipv6Addr,
+    /// Inbound listeners bound to a specific address may bind it before the namespace
+    /// has it (`IP_FREEBIND`/`IPV6_FREEBIND`; passt's `--freebind`).
+    pub freebind: bool,
     pub udp_idle: Duration,
     pub icmp_idle: Duration,
     /// Echo through raw ICMP sockets opened at start (needs `CAP_NET_RAW`), for where
@@ -119,6 +122,7 @@ impl Default for EngineConfig {
             udp_ports: Vec::new(),
             listen4: Ipv4Addr::UNSPECIFIED,
             listen6: Ipv6Addr::UNSPECIFIED,
+            freebind: false,
             udp_idle: Duration::from_secs(180),
             icmp_idle: Duration::from_secs(60),
             raw_ping: false,

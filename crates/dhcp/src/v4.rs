@@ -84,8 +84,9 @@ pub struct Counters {
 pub struct Server4 {
     config: Dhcp4Config,
     client_mac: [u8; 6],
-    /// The client's fully qualified name (option 81).
-    fqdn: Option<Name>,
+    /// The client's fully qualified name (option 81), boxed: a `Name` is large and
+    /// seldom set.
+    fqdn: Option<Box<Name>>,
     pub counters: Counters,
 }
 
@@ -113,7 +114,9 @@ impl Server4 {
     /// nothing told, when it is not a domain name.
     pub fn set_fqdn(&mut self, fqdn: &str) -> bool {
         let rooted = format!("{}.", fqdn.trim_end_matches('.'));
-        self.fqdn = crate::ra::encode_name(fqdn).and_then(|_| Name::from_ascii(rooted).ok());
+        self.fqdn = crate::ra::encode_name(fqdn)
+            .and_then(|_| Name::from_ascii(rooted).ok())
+            .map(Box::new);
         self.fqdn.is_some()
     }
 

@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt;
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netbind_usernet::PortSpec;
-use netbind_usernet::config::{EngineConfig, parse_mac};
+use netbind_usernet::config::{EngineConfig, Outbound, parse_mac};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasstError {
@@ -123,10 +123,13 @@ pub struct PasstArgs {
     /// The host interface whose addresses and routes the guest gets.
     #[arg(short = 'i', long, value_name = "NAME")]
     pub interface: Option<String>,
+    /// The guest's outbound flows leave from this address (once per family).
     #[arg(short = 'o', long, value_name = "ADDR")]
     pub outbound: Vec<IpAddr>,
+    /// The guest's outbound IPv4 flows leave through this link.
     #[arg(long, value_name = "NAME")]
     pub outbound_if4: Option<String>,
+    /// The guest's outbound IPv6 flows leave through this link.
     #[arg(long, value_name = "NAME")]
     pub outbound_if6: Option<String>,
     /// Resolvers the guest is told about (`none`: none).
@@ -271,6 +274,9 @@ pub struct ConfigChanges {
     pub no_dhcp_search: bool,
     pub no_map_gw: bool,
     pub freebind: bool,
+    /// Where outbound flows leave from: `--outbound`, `--outbound-if4`, `--outbound-if6`.
+    pub outbound4: Outbound,
+    pub outbound6: Outbound,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
     pub tcp_ports: Vec<PortSpec>,
@@ -285,9 +291,6 @@ impl PasstArgs {
     fn unsupported(&self) -> Vec<String> {
         let flags = [
             (self.log_size.is_some(), "--log-size"),
-            (!self.outbound.is_empty(), "--outbound"),
-            (self.outbound_if4.is_some(), "--outbound-if4"),
-            (self.outbound_if6.is_some(), "--outbound-if6"),
             (!self.dns_forward.is_empty(), "--dns-forward"),
             (!self.dns_host.is_empty(), "--dns-host"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
@@ -345,6 +348,14 @@ impl PasstArgs {
         let mut c = ConfigChanges {
             no_map_gw: self.no_map_gw,
             freebind: self.freebind,
+            outbound4: Outbound {
+                addr: self.outbound.iter().rfind(|a| a.is_ipv4()).copied(),
+                dev: self.outbound_if4.clone(),
+            },
+            outbound6: Outbound {
+                addr: self.outbound.iter().rfind(|a| a.is_ipv6()).copied(),
+                dev: self.outbound_if6.clone(),
+            },
             ipv4_only: self.ipv4_only,
             ipv6_only: self.ipv6_only,
             hostname: self.hostname.clone(),
@@ -529,6 +540,12 @@ impl ConfigChanges {
             cfg.map_gateway = false;
         }
         cfg.freebind |= self.freebind;
+        if self.outbound4.is_set() {
+            cfg.outbound4 = self.outbound4.clone();
+        }
+        if self.outbound6.is_set() {
+            cfg.outbound6 = self.outbound6.clone();
+        }
         if let Some(mac) = self.engine_mac {
             cfg.engine_mac = mac;
         }
@@ -619,6 +636,7 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
 
     let mut cfg = crate::usernet::from_namespace(run.interface.as_deref())?;
     run.changes.apply_to(&mut cfg);
+    check_outbound(&cfg)?;
     let attach = match &run.guest {
         Guest::Fd(n) => {
             let fd = run::inherited_fd(*n).with_context(|| format!("--fd {n}"))?;
@@ -689,6 +707,51 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
     let counters = run::run(cfg, attach, opts)?;
     tracing::info!("{counters}");
     Ok(())
+}
+
+/// The outbound address and links (`--outbound`, `--outbound-if4`, `--outbound-if6`)
+/// are the namespace's, and sockets can be bound to those links once the engine has
+/// dropped its capabilities (Linux 5.7 lets a process without `CAP_NET_RAW` bind a
+/// socket to a device). Checked at start: a mistake would otherwise fail every flow.
+fn check_outbound(cfg: &EngineConfig) -> anyhow::Result<()> {
+    use netbind_usernet::route::OutboundError;
+    let option = |v6: bool| {
+        if v6 {
+            "--outbound-if6"
+        } else {
+            "--outbound-if4"
+        }
+    };
+    for (v6, out) in [(false, &cfg.outbound4), (true, &cfg.outbound6)] {
+        if let Some(dev) = &out.dev
+            && let Some(release) = kernel_before(5, 7)
+        {
+            anyhow::bail!(
+                "{} {dev}: Linux {release} lets only a process with CAP_NET_RAW bind sockets to a link, and the engine drops its capabilities once started (5.7 and later do not need it)",
+                option(v6)
+            );
+        }
+    }
+    netbind_usernet::route::check_outbound(cfg).map_err(|e| match e {
+        OutboundError::Addr { addr, source } => {
+            anyhow::anyhow!("--outbound {addr}: not an address of this namespace ({source})")
+        }
+        OutboundError::Dev { dev, v6, source } => {
+            anyhow::anyhow!(
+                "{} {dev}: no such link in this namespace ({source})",
+                option(v6)
+            )
+        }
+    })
+}
+
+/// The running kernel's release when it is older than `major.minor`.
+fn kernel_before(major: u32, minor: u32) -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let release = release.trim().to_string();
+    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    let running = (parts.next()??, parts.next()??);
+    (running < (major, minor)).then_some(release)
 }
 
 /// Starts this same command again in the foreground as the daemon, handing it the bound
@@ -1082,6 +1145,39 @@ mod tests {
     }
 
     #[test]
+    fn outbound_and_outbound_if_reach_the_engine_configuration_per_family() {
+        let mut cfg = EngineConfig::default();
+        changes(&[
+            "-o",
+            "10.0.9.2",
+            "-o",
+            "2001:db8::2",
+            "--outbound-if4",
+            "eth1",
+            "--outbound-if6",
+            "eth2",
+        ])
+        .apply_to(&mut cfg);
+        assert_eq!(
+            cfg.outbound4,
+            Outbound {
+                addr: Some("10.0.9.2".parse().unwrap()),
+                dev: Some("eth1".into())
+            }
+        );
+        assert_eq!(
+            cfg.outbound6,
+            Outbound {
+                addr: Some("2001:db8::2".parse().unwrap()),
+                dev: Some("eth2".into())
+            }
+        );
+        let mut cfg = EngineConfig::default();
+        changes(&["--outbound-if6", "eth2"]).apply_to(&mut cfg);
+        assert!(!cfg.outbound4.is_set());
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -1117,14 +1213,14 @@ mod tests {
             "1000",
             "--dns-host",
             "10.0.0.53",
-            "--outbound",
-            "10.0.0.1",
+            "--dns-forward",
+            "10.0.0.3",
         ])
         .unwrap_err()
         .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --log-size, --outbound, --dns-host"
+            "netbind does not implement passt's options: --log-size, --dns-forward, --dns-host"
         );
     }
 

@@ -17,13 +17,13 @@ fn an_option_netbind_lacks_is_refused_by_name_with_exit_1() {
         "--one-off",
         "--dns-host",
         "10.0.0.53",
-        "-o",
-        "10.0.0.1",
+        "--log-size",
+        "1000",
     ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "passt: netbind does not implement passt's options: --outbound, --dns-host\n"
+        "passt: netbind does not implement passt's options: --log-size, --dns-host\n"
     );
 }
 
@@ -35,6 +35,41 @@ fn an_option_passt_does_not_have_is_exit_1_too() {
         stderr(&out).contains("--no-such-option"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// `--outbound` and `--outbound-if4` that the namespace cannot honour fail at start,
+/// naming the option, before the socket is bound.
+#[test]
+fn an_outbound_address_or_link_the_namespace_lacks_is_refused_at_start() {
+    require_privileges(&["ip"]).unwrap();
+    let ns = Netns::new("passtout").unwrap();
+    ns.sh("ip link set lo up; ip link add eth0 type veth peer name eth1; ip addr add 10.79.0.5/24 dev eth0; ip link set eth0 up; ip link set eth1 up; ip route add default via 10.79.0.1 dev eth0")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p.socket").display().to_string();
+    let start = |extra: &[&str]| {
+        let mut argv = vec![NETBIND, "passt", "--foreground", "--socket", &socket];
+        argv.extend(extra);
+        ns.command(&argv).output().unwrap()
+    };
+    let out = start(&["-o", "192.0.2.99"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("passt: --outbound 192.0.2.99: not an address of this namespace"),
+        "{}",
+        stderr(&out)
+    );
+    let out = start(&["--outbound-if4", "eth9"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("passt: --outbound-if4 eth9: no such link in this namespace"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("p.socket").exists(),
+        "refused before listening"
     );
 }
 

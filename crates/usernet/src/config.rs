@@ -71,6 +71,10 @@ pub struct EngineConfig {
     /// Inbound listeners bound to a specific address may bind it before the namespace
     /// has it (`IP_FREEBIND`/`IPV6_FREEBIND`; passt's `--freebind`).
     pub freebind: bool,
+    /// Where the guest's outbound flows of each family leave from (passt's `--outbound`,
+    /// `--outbound-if4`, `--outbound-if6`; default: wherever the namespace's routes say).
+    pub outbound4: Outbound,
+    pub outbound6: Outbound,
     pub udp_idle: Duration,
     pub icmp_idle: Duration,
     /// Echo through raw ICMP sockets opened at start (needs `CAP_NET_RAW`), for where
@@ -123,6 +127,8 @@ impl Default for EngineConfig {
             listen4: Ipv4Addr::UNSPECIFIED,
             listen6: Ipv6Addr::UNSPECIFIED,
             freebind: false,
+            outbound4: Outbound::default(),
+            outbound6: Outbound::default(),
             udp_idle: Duration::from_secs(180),
             icmp_idle: Duration::from_secs(60),
             raw_ping: false,
@@ -137,6 +143,23 @@ impl Default for EngineConfig {
             advertise_dns: true,
             advertise_search: true,
         }
+    }
+}
+
+/// What the sockets of outbound flows of one family are bound to before they connect:
+/// an address of the namespace (port 0), a device (`SO_BINDTODEVICE`: without
+/// `CAP_NET_RAW` since Linux 5.7). Flows to the namespace's loopback (the gateway
+/// mapping, a loopback resolver) are left unbound, as they must stay on `lo`; so are the
+/// shared raw ICMP sockets (`raw_ping`), which serve every destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbound {
+    pub addr: Option<IpAddr>,
+    pub dev: Option<String>,
+}
+
+impl Outbound {
+    pub fn is_set(&self) -> bool {
+        self.addr.is_some() || self.dev.is_some()
     }
 }
 

@@ -46,6 +46,7 @@ use crate::icmp::{self, ECHO_REQUEST4, ECHO_REQUEST6};
 use crate::ndp::{self, ICMPV6_NS, ICMPV6_RS, RA_INTERVAL, Ra};
 use crate::pcap::Pcap;
 use crate::ping_raw::RawPing;
+use crate::route;
 use crate::tcp::{self, TcpRelay};
 use crate::udp;
 use crate::wire::{
@@ -70,6 +71,8 @@ pub enum EngineError {
     Register(#[source] std::io::Error),
     #[error("cannot open raw ICMP sockets for the guest's pings (they need CAP_NET_RAW)")]
     RawPing(#[source] std::io::Error),
+    #[error(transparent)]
+    Outbound(#[from] route::OutboundError),
 }
 
 pub struct Engine<G> {
@@ -95,6 +98,7 @@ impl<G: GuestTx> Engine<G> {
             dst: cfg.guest_mac.unwrap_or([0; 6]),
             src: cfg.engine_mac,
         };
+        route::check_outbound(&cfg)?;
         let out = Out::new(guest, macs, cfg.mtu);
         let (dhcp, ra) = (DhcpServers::new(&cfg), Ra::new(&cfg));
         let cx = Ctx::new(cfg, out, registry);

@@ -165,6 +165,7 @@ fn open_ping_socket<G: GuestTx>(
             return None;
         }
     };
+    route::bind_outbound(&cx.cfg, &sock, target).ok()?;
     if let Err(e) = sock.connect(&SockAddr::from(target)) {
         if let Some(kind) = Unreachable::from_io(&e) {
             send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);

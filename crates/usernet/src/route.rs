@@ -6,9 +6,12 @@
 //! from the loopback, or from the namespace's own address, appear to come from the
 //! gateway ([`inbound`]). The guest may open flows only to unicast addresses that are not
 //! loopback ones ([`destination_ok`]): the namespace's loopback is reached through the
-//! gateway mapping alone, which can be turned off.
+//! gateway mapping alone, which can be turned off. A flow's socket leaves from the
+//! configured outbound address and device of its family, if any ([`bind_outbound`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::{ENGINE_LINK_LOCAL, EngineConfig};
 
@@ -47,6 +50,68 @@ pub fn outbound(cfg: &EngineConfig, dst: IpAddr, port: u16, dns_capable: bool) -
         }
     }
     SocketAddr::new(dst, port)
+}
+
+/// Binds the socket of a flow to `target` to the outbound address and device of its
+/// family (`EngineConfig::outbound4`, `outbound6`), unless `target` is a loopback address.
+pub fn bind_outbound(cfg: &EngineConfig, sock: &Socket, target: SocketAddr) -> std::io::Result<()> {
+    let out = if target.is_ipv6() {
+        &cfg.outbound6
+    } else {
+        &cfg.outbound4
+    };
+    if !out.is_set() || target.ip().to_canonical().is_loopback() {
+        return Ok(());
+    }
+    if let Some(dev) = &out.dev {
+        sock.bind_device(Some(dev.as_bytes()))?;
+    }
+    if let Some(addr) = out.addr {
+        sock.bind(&SockAddr::from(SocketAddr::new(addr, 0)))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("outbound address {addr}: cannot bind a socket to it (not this namespace's?)")]
+    Addr {
+        addr: IpAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("outbound device {dev}: cannot bind a socket to it")]
+    Dev {
+        dev: String,
+        v6: bool,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks, once at start, that sockets can be bound as `outbound4` and `outbound6` say
+/// (the address is the namespace's, the device exists), so that a mistake is an error
+/// then rather than every flow failing.
+pub fn check_outbound(cfg: &EngineConfig) -> Result<(), OutboundError> {
+    for (v6, out) in [(false, &cfg.outbound4), (true, &cfg.outbound6)] {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let socket = || Socket::new(domain, Type::DGRAM.cloexec(), None);
+        if let Some(dev) = &out.dev {
+            socket()
+                .and_then(|s| s.bind_device(Some(dev.as_bytes())))
+                .map_err(|source| OutboundError::Dev {
+                    dev: dev.clone(),
+                    v6,
+                    source,
+                })?;
+        }
+        if let Some(addr) = out.addr {
+            socket()
+                .and_then(|s| s.bind(&SockAddr::from(SocketAddr::new(addr, 0))))
+                .map_err(|source| OutboundError::Addr { addr, source })?;
+        }
+    }
+    Ok(())
 }
 
 /// How a peer of an inbound connection appears to the guest.

@@ -124,6 +124,7 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, pkt: &IpPacket<'_>) -> Option
         None,
     )
     .ok()?;
+    route::bind_outbound(&cx.cfg, &sock, target).ok()?;
     if let Err(e) = sock.connect(&SockAddr::from(target)) {
         if let Some(kind) = Unreachable::from_io(&e) {
             send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);

@@ -192,6 +192,10 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>, s: &Segment<'_>, key: F
         rst_for(cx, key, s);
         return;
     };
+    if route::bind_outbound(&cx.cfg, &sock, target).is_err() {
+        rst_for(cx, key, s);
+        return;
+    }
     let _ = sock.set_tcp_nodelay(true);
     match sock.connect(&SockAddr::from(target)) {
         Ok(()) => {}

@@ -53,6 +53,10 @@ pub enum PasstError {
         "--fqdn {0}: not a domain name (dot-separated labels of 1 to 63 letters, digits or hyphens; 253 characters at most)"
     )]
     Fqdn(String),
+    #[error("--log-size {0}: must be a number of bytes, {MIN_LOG_SIZE} or more")]
+    LogSize(String),
+    #[error("--log-size needs --log-file")]
+    LogSizeWithoutFile,
     #[error("--mac-addr {0}: not a unicast MAC address (six hex bytes, e.g. 9a:55:9a:55:9a:55)")]
     MacAddr(String),
     #[error("{option} {spec}: {source}")]
@@ -90,7 +94,7 @@ pub struct PasstArgs {
     /// Log to this file.
     #[arg(short = 'l', long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Most size of the log file (passt rotates it; refused: netbind does not).
+    /// Keep the log file under this many bytes: its older half goes when it is full.
     #[arg(long, value_name = "SIZE")]
     pub log_size: Option<String>,
     /// After opening its sockets, run as this user (`UID`, `UID:GID`).
@@ -236,6 +240,8 @@ pub struct PasstRun {
     pub one_off: bool,
     pub pidfile: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    /// Bytes the log file is kept under (`--log-size`).
+    pub log_size: Option<u64>,
     pub pcap: Option<PathBuf>,
     pub runas: Option<String>,
     /// `-1` quiet … `2` trace.
@@ -283,6 +289,9 @@ pub struct ConfigChanges {
     pub udp_ports: Vec<PortSpec>,
 }
 
+/// The smallest `--log-size`: room for a few dozen lines after the older half goes.
+pub const MIN_LOG_SIZE: u64 = 4096;
+
 /// libvirt's default when it gives no socket: passt's own default directory.
 pub const DEFAULT_SOCKET: &str = "/tmp/passt_1.socket";
 
@@ -290,7 +299,6 @@ impl PasstArgs {
     /// The options netbind does not implement (by their long names).
     fn unsupported(&self) -> Vec<String> {
         let flags = [
-            (self.log_size.is_some(), "--log-size"),
             (!self.dns_forward.is_empty(), "--dns-forward"),
             (!self.dns_host.is_empty(), "--dns-host"),
             (self.map_host_loopback.is_some(), "--map-host-loopback"),
@@ -336,12 +344,26 @@ impl PasstArgs {
             one_off: self.one_off,
             pidfile: self.pid.clone(),
             log_file: self.log_file.clone(),
+            log_size: self.log_size()?,
             pcap: self.pcap.clone(),
             runas: self.runas.clone(),
             verbosity,
             interface: self.interface.clone(),
             changes: self.changes()?,
         })
+    }
+
+    fn log_size(&self) -> Result<Option<u64>, PasstError> {
+        let Some(size) = &self.log_size else {
+            return Ok(None);
+        };
+        if self.log_file.is_none() {
+            return Err(PasstError::LogSizeWithoutFile);
+        }
+        let bytes = (size.parse::<u64>().ok())
+            .filter(|n| *n >= MIN_LOG_SIZE)
+            .ok_or_else(|| PasstError::LogSize(size.clone()))?;
+        Ok(Some(bytes))
     }
 
     fn changes(&self) -> Result<ConfigChanges, PasstError> {
@@ -620,8 +642,10 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
         Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)
+                .and_then(|f| crate::log::LogFile::new(f, run.log_size))
                 .with_context(|| format!("--log-file {}: cannot open", path.display()))?,
         ),
         None => None,
@@ -1178,6 +1202,23 @@ mod tests {
     }
 
     #[test]
+    fn log_size_is_a_number_of_bytes_for_the_log_file() {
+        let run = plan(&["-l", "/tmp/p.log", "--log-size", "1048576"]).unwrap();
+        assert_eq!(run.log_size, Some(1 << 20));
+        assert_eq!(plan(&[]).unwrap().log_size, None);
+        for bad in ["1M", "100", "-1"] {
+            let err = plan(&["-l", "/tmp/p.log", &format!("--log-size={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("--log-size {bad}: ")), "{err}");
+        }
+        assert!(matches!(
+            plan(&["--log-size", "8192"]),
+            Err(PasstError::LogSizeWithoutFile)
+        ));
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -1208,19 +1249,12 @@ mod tests {
 
     #[test]
     fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&[
-            "--log-size",
-            "1000",
-            "--dns-host",
-            "10.0.0.53",
-            "--dns-forward",
-            "10.0.0.3",
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = plan(&["--dns-host", "10.0.0.53", "--map-guest-addr", "10.0.2.9"])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
-            "netbind does not implement passt's options: --log-size, --dns-forward, --dns-host"
+            "netbind does not implement passt's options: --dns-host, --map-guest-addr"
         );
     }
 

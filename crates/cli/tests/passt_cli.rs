@@ -17,13 +17,13 @@ fn an_option_netbind_lacks_is_refused_by_name_with_exit_1() {
         "--one-off",
         "--dns-host",
         "10.0.0.53",
-        "--log-size",
-        "1000",
+        "--map-guest-addr",
+        "10.0.2.9",
     ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "passt: netbind does not implement passt's options: --log-size, --dns-host\n"
+        "passt: netbind does not implement passt's options: --dns-host, --map-guest-addr\n"
     );
 }
 

@@ -6,8 +6,9 @@
 //! of them is an "unexpected argument"; [`PasstArgs::plan`] turns them into a
 //! [`PasstRun`]: the changes to the engine's configuration (addresses, gateway, MTU,
 //! resolvers, ports, families) and the process around it (where the guest connects,
-//! daemon or foreground, pidfile, log file, one connection or many). An option netbind
-//! does not implement is refused by name, all such options in one message, exit 1 —
+//! daemon or foreground, pidfile, log file, one connection or many). Every option acts
+//! as passt's does, each through a knob of the engine's configuration; a value that is
+//! wrong, or that the namespace cannot honour, is refused naming the option, exit 1 —
 //! never silently ignored, since a launcher that passes it expects it to act.
 //!
 //! What holds: the plan is a pure function of the arguments (tested option by option);
@@ -26,12 +27,12 @@ use netbind_usernet::config::{EngineConfig, Outbound, parse_mac};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasstError {
+    #[error("--dns {0}: not an address (or `none`)")]
+    Dns(String),
     #[error(
-        "netbind does not implement passt's {}: {}",
-        if .0.len() == 1 { "option" } else { "options" },
-        .0.join(", ")
+        "{option} {addr}: the guest cannot reach it (not a unicast address, or a loopback one)"
     )]
-    Unsupported(Vec<String>),
+    Unreachable { option: &'static str, addr: String },
     #[error("--netmask {0}: not an IPv4 netmask or prefix length")]
     Netmask(String),
     #[error("--netmask needs an IPv4 --address")]
@@ -139,8 +140,12 @@ pub struct PasstArgs {
     /// Resolvers the guest is told about (`none`: none).
     #[arg(short = 'D', long, value_name = "ADDR")]
     pub dns: Vec<String>,
+    /// The guest's DNS to this address goes to the namespace's resolver; the guest is
+    /// told it instead of a loopback resolver (once per family).
     #[arg(long, value_name = "ADDR")]
     pub dns_forward: Vec<IpAddr>,
+    /// The resolver the guest's DNS goes to (once per family; default: the namespace's
+    /// first).
     #[arg(long, value_name = "ADDR")]
     pub dns_host: Vec<IpAddr>,
     /// Search domains the guest is told about, space-separated (`none`: none).
@@ -182,10 +187,14 @@ pub struct PasstArgs {
     /// Do not map the gateway address to the host's loopback.
     #[arg(long)]
     pub no_map_gw: bool,
+    /// This address, not the gateway, leads to the host's loopback (once per family;
+    /// `none`: none does).
     #[arg(long, value_name = "ADDR")]
-    pub map_host_loopback: Option<String>,
+    pub map_host_loopback: Vec<String>,
+    /// This address leads to the host's own address, the guest's (once per family;
+    /// `none`: none does, the default).
     #[arg(long, value_name = "ADDR")]
-    pub map_guest_addr: Option<String>,
+    pub map_guest_addr: Vec<String>,
     /// Forwards bound to an address may bind it before the namespace has it.
     #[arg(long)]
     pub freebind: bool,
@@ -280,6 +289,12 @@ pub struct ConfigChanges {
     pub no_dhcp_search: bool,
     pub no_map_gw: bool,
     pub freebind: bool,
+    /// Addresses standing for the namespace: `--dns-forward`, `--map-host-loopback`,
+    /// `--map-guest-addr`; and where the guest's DNS goes, `--dns-host`.
+    pub dns_forward: Vec<IpAddr>,
+    pub dns_host: Vec<IpAddr>,
+    pub map_host_loopback: Vec<IpAddr>,
+    pub map_guest_addr: Vec<IpAddr>,
     /// Where outbound flows leave from: `--outbound`, `--outbound-if4`, `--outbound-if6`.
     pub outbound4: Outbound,
     pub outbound6: Outbound,
@@ -296,27 +311,8 @@ pub const MIN_LOG_SIZE: u64 = 4096;
 pub const DEFAULT_SOCKET: &str = "/tmp/passt_1.socket";
 
 impl PasstArgs {
-    /// The options netbind does not implement (by their long names).
-    fn unsupported(&self) -> Vec<String> {
-        let flags = [
-            (!self.dns_forward.is_empty(), "--dns-forward"),
-            (!self.dns_host.is_empty(), "--dns-host"),
-            (self.map_host_loopback.is_some(), "--map-host-loopback"),
-            (self.map_guest_addr.is_some(), "--map-guest-addr"),
-        ];
-        flags
-            .into_iter()
-            .filter(|(given, _)| *given)
-            .map(|(_, name)| name.to_string())
-            .collect()
-    }
-
     /// What the arguments ask for, or why they cannot be served.
     pub fn plan(&self) -> Result<PasstRun, PasstError> {
-        let unsupported = self.unsupported();
-        if !unsupported.is_empty() {
-            return Err(PasstError::Unsupported(unsupported));
-        }
         if self.ipv4_only && self.ipv6_only {
             return Err(PasstError::NoFamily);
         }
@@ -427,9 +423,7 @@ impl PasstArgs {
             let mut dns = Vec::new();
             for d in &self.dns {
                 if d != "none" {
-                    dns.push(d.parse().map_err(|_| {
-                        PasstError::Unsupported(vec![format!("--dns {d} (not an address)")])
-                    })?);
+                    dns.push(d.parse().map_err(|_| PasstError::Dns(d.clone()))?);
                 }
             }
             c.dns = Some(dns);
@@ -456,6 +450,23 @@ impl PasstArgs {
                     .ok_or_else(|| PasstError::MacAddr(m.clone()))?,
             );
         }
+        c.dns_forward = reachable("--dns-forward", &self.dns_forward)?;
+        c.dns_host = self.dns_host.clone();
+        let addrs = |option, given: &[String]| -> Result<Vec<IpAddr>, PasstError> {
+            let unreachable = |a: &String| PasstError::Unreachable {
+                option,
+                addr: a.clone(),
+            };
+            let parsed = (given.iter().filter(|a| a.as_str() != "none"))
+                .map(|a| a.parse().map_err(|_| unreachable(a)))
+                .collect::<Result<Vec<IpAddr>, _>>()?;
+            reachable(option, &parsed)
+        };
+        c.map_host_loopback = addrs("--map-host-loopback", &self.map_host_loopback)?;
+        if self.map_host_loopback.iter().any(|a| a == "none") {
+            c.no_map_gw = true;
+        }
+        c.map_guest_addr = addrs("--map-guest-addr", &self.map_guest_addr)?;
         c.tcp_ports = specs("--tcp-ports", &self.tcp_ports)?;
         c.udp_ports = specs("--udp-ports", &self.udp_ports)?;
         for (ports, given, off, off_name) in [
@@ -471,6 +482,20 @@ impl PasstArgs {
         }
         Ok(c)
     }
+}
+
+/// `addrs`, if the guest can send to each: unicast, not loopback (the engine's flows go
+/// only there, `netbind_usernet::route::destination_ok`).
+fn reachable(option: &'static str, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, PasstError> {
+    for a in addrs {
+        if !netbind_usernet::route::destination_ok(*a) {
+            return Err(PasstError::Unreachable {
+                option,
+                addr: a.to_string(),
+            });
+        }
+    }
+    Ok(addrs.to_vec())
 }
 
 fn specs(option: &'static str, given: &[String]) -> Result<Vec<PortSpec>, PasstError> {
@@ -546,9 +571,6 @@ impl ConfigChanges {
         if let Some(mtu) = self.mtu {
             cfg.mtu = mtu;
         }
-        if let Some(dns) = &self.dns {
-            cfg.set_resolvers(dns);
-        }
         if let Some(search) = &self.search {
             cfg.search = search.clone();
         }
@@ -585,6 +607,29 @@ impl ConfigChanges {
         }
         if !self.udp_ports.is_empty() {
             cfg.udp_ports = self.udp_ports.clone();
+        }
+        if !self.map_host_loopback.is_empty() {
+            cfg.map_host_loopback = self.map_host_loopback.clone();
+        }
+        if !self.map_guest_addr.is_empty() {
+            cfg.map_guest_addr = self.map_guest_addr.clone();
+        }
+        if !self.dns_forward.is_empty() {
+            cfg.dns_forward = self.dns_forward.clone();
+        }
+        // What the guest is told for a loopback resolver depends on the gateway, the
+        // loopback's address and `--dns-forward`: told anew, from `--dns` or the
+        // namespace's resolvers.
+        let upstream: Vec<IpAddr> = match &self.dns {
+            Some(dns) => dns.clone(),
+            None => cfg.dns_upstream.iter().map(|u| u.ip()).collect(),
+        };
+        cfg.set_resolvers(&upstream);
+        // `--dns-host`: the one resolver of its family the guest's DNS goes to.
+        for host in &self.dns_host {
+            cfg.dns_upstream.retain(|u| u.is_ipv4() != host.is_ipv4());
+            cfg.dns_upstream
+                .insert(0, std::net::SocketAddr::new(*host, 53));
         }
     }
 }
@@ -1248,14 +1293,65 @@ mod tests {
     }
 
     #[test]
-    fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&["--dns-host", "10.0.0.53", "--map-guest-addr", "10.0.2.9"])
-            .unwrap_err()
-            .to_string();
+    fn dns_forward_and_dns_host_reach_the_engine_configuration() {
+        let namespace = || {
+            let mut cfg = EngineConfig {
+                gateway4: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                ..EngineConfig::default()
+            };
+            cfg.set_resolvers(&["127.0.0.53".parse().unwrap()]);
+            cfg
+        };
+        let mut cfg = namespace();
+        changes(&[]).apply_to(&mut cfg);
+        assert_eq!(cfg.dns, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2))]);
+        let mut cfg = namespace();
+        changes(&["--dns-forward", "10.0.2.3", "--dns-host", "10.96.0.10"]).apply_to(&mut cfg);
+        let forward: IpAddr = "10.0.2.3".parse().unwrap();
+        assert_eq!(cfg.dns_forward, vec![forward]);
         assert_eq!(
-            err,
-            "netbind does not implement passt's options: --dns-host, --map-guest-addr"
+            cfg.dns,
+            vec![forward],
+            "told instead of the loopback resolver"
         );
+        assert_eq!(cfg.dns_upstream, vec!["10.96.0.10:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn map_host_loopback_and_map_guest_addr_reach_the_engine_configuration() {
+        let mut cfg = EngineConfig::default();
+        changes(&[
+            "--map-host-loopback",
+            "10.0.2.99",
+            "--map-guest-addr",
+            "10.0.2.77",
+        ])
+        .apply_to(&mut cfg);
+        assert_eq!(
+            cfg.map_host_loopback,
+            vec!["10.0.2.99".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            cfg.map_guest_addr,
+            vec!["10.0.2.77".parse::<IpAddr>().unwrap()]
+        );
+        assert!(cfg.map_gateway);
+        let mut cfg = EngineConfig::default();
+        changes(&["--map-host-loopback", "none", "--map-guest-addr", "none"]).apply_to(&mut cfg);
+        assert!(!cfg.map_gateway && cfg.map_guest_addr.is_empty());
+    }
+
+    #[test]
+    fn an_address_the_guest_cannot_reach_cannot_stand_for_the_namespace() {
+        for (option, bad) in [
+            ("--dns-forward", "127.0.0.1"),
+            ("--map-host-loopback", "::1"),
+            ("--map-guest-addr", "ff02::1"),
+            ("--map-guest-addr", "nope"),
+        ] {
+            let err = plan(&[option, bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{option} {bad}: ")), "{err}");
+        }
     }
 
     #[test]

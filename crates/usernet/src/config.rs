@@ -9,9 +9,16 @@
 //! and served by the `netbind-dhcp` cores.
 //!
 //! DNS: the guest is told `dns` (the pod's resolvers, with loopback ones replaced by the
-//! gateway address, which the guest can reach); queries the guest sends to any advertised
-//! resolver on port 53 go to the first of `dns_upstream` (the namespace's resolv.conf
-//! servers, loopback ones included), so a resolver on the namespace's loopback works.
+//! `dns_forward` address of their family, else the address that leads to the loopback:
+//! the gateway unless `map_host_loopback` says otherwise); queries the guest sends to any
+//! advertised resolver or `dns_forward` address on port 53 go to the first of
+//! `dns_upstream` of their family (the namespace's resolv.conf servers, loopback ones
+//! included), so a resolver on the namespace's loopback works.
+//!
+//! Addresses that stand for the namespace (`route.rs`): the gateway (or the
+//! `map_host_loopback` address of a family) leads to its loopback, a `map_guest_addr`
+//! address to its own address, the one the guest has; inbound flows from those appear
+//! to come from them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -51,11 +58,20 @@ pub struct EngineConfig {
     pub gateway6: Option<Ipv6Addr>,
     /// Guest traffic to a gateway address goes to the namespace's loopback.
     pub map_gateway: bool,
+    /// The guest addresses, one per family, that lead to the namespace's loopback instead
+    /// of the gateway (passt's `--map-host-loopback`), when `map_gateway` is on.
+    pub map_host_loopback: Vec<IpAddr>,
+    /// Guest addresses, one per family, that lead to the namespace's own address, the one
+    /// the guest has (passt's `--map-guest-addr`): the guest cannot reach it otherwise.
+    pub map_guest_addr: Vec<IpAddr>,
     pub mtu: u16,
     /// Resolvers the guest is told about.
     pub dns: Vec<IpAddr>,
     /// Where the guest's queries to `dns` go.
     pub dns_upstream: Vec<SocketAddr>,
+    /// Addresses, one per family, whose DNS goes to `dns_upstream` too, and which the
+    /// guest is told instead of a loopback resolver (passt's `--dns-forward`).
+    pub dns_forward: Vec<IpAddr>,
     pub search: Vec<String>,
     pub hostname: String,
     /// The guest's fully qualified name, told by DHCPv4 (option 81) and DHCPv6 (option
@@ -115,9 +131,12 @@ impl Default for EngineConfig {
             gateway4: None,
             gateway6: None,
             map_gateway: true,
+            map_host_loopback: Vec::new(),
+            map_guest_addr: Vec::new(),
             mtu: MAX_MTU,
             dns: Vec::new(),
             dns_upstream: Vec::new(),
+            dns_forward: Vec::new(),
             search: Vec::new(),
             hostname: String::new(),
             fqdn: String::new(),
@@ -161,6 +180,11 @@ impl Outbound {
     pub fn is_set(&self) -> bool {
         self.addr.is_some() || self.dev.is_some()
     }
+}
+
+/// The address of `addrs` of a family (the last given).
+pub fn of_family(addrs: &[IpAddr], v6: bool) -> Option<IpAddr> {
+    addrs.iter().rfind(|a| a.is_ipv6() == v6).copied()
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -221,16 +245,15 @@ impl EngineConfig {
     }
 
     /// Sets the upstream resolvers and what the guest is told: loopback resolvers are
-    /// not reachable from the guest, so it is told the gateway address instead.
+    /// not reachable from the guest, so it is told the `dns_forward` address of the
+    /// family instead, else the one that leads to the loopback ([`Self::loopback_alias`]).
     pub fn set_resolvers(&mut self, upstream: &[IpAddr]) {
         self.dns_upstream = upstream.iter().map(|a| SocketAddr::new(*a, 53)).collect();
         self.dns.clear();
         for a in upstream {
             let told = if a.is_loopback() {
-                match a {
-                    IpAddr::V4(_) => self.gateway4.map(IpAddr::V4),
-                    IpAddr::V6(_) => self.gateway6.map(IpAddr::V6),
-                }
+                of_family(&self.dns_forward, a.is_ipv6())
+                    .or_else(|| self.loopback_alias(a.is_ipv6()))
             } else {
                 Some(*a)
             };
@@ -240,6 +263,16 @@ impl EngineConfig {
                 self.dns.push(t);
             }
         }
+    }
+
+    /// The guest's address of the namespace's loopback in a family: the
+    /// `map_host_loopback` one, else the gateway.
+    pub fn loopback_alias(&self, v6: bool) -> Option<IpAddr> {
+        of_family(&self.map_host_loopback, v6).or(if v6 {
+            self.gateway6.map(IpAddr::V6)
+        } else {
+            self.gateway4.map(IpAddr::V4)
+        })
     }
 
     /// Picks gateway addresses when the namespace has no default route of a family: the
@@ -404,6 +437,24 @@ mod tests {
             ]
         );
         assert_eq!(c.dns_upstream[1], "127.0.0.53:53".parse().unwrap());
+    }
+
+    #[test]
+    fn a_loopback_resolver_is_told_as_the_dns_forward_address_else_the_loopback_alias() {
+        let mut c = EngineConfig::from_usernet(&usernet()).unwrap();
+        c.map_host_loopback = vec!["169.254.1.99".parse().unwrap()];
+        c.set_resolvers(&["127.0.0.53".parse().unwrap()]);
+        assert_eq!(c.dns, vec!["169.254.1.99".parse::<IpAddr>().unwrap()]);
+        c.dns_forward = vec!["169.254.1.53".parse().unwrap()];
+        c.set_resolvers(&["127.0.0.53".parse().unwrap(), "10.96.0.10".parse().unwrap()]);
+        assert_eq!(
+            c.dns,
+            vec![
+                "169.254.1.53".parse::<IpAddr>().unwrap(),
+                "10.96.0.10".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.dns_upstream[0], "127.0.0.53:53".parse().unwrap());
     }
 
     #[test]

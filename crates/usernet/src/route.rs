@@ -1,10 +1,13 @@
 //! Where a guest's flow really goes, and how a peer appears to the guest.
 //!
 //! The guest has the pod's own addresses and sees remote hosts as they are. Traffic to a
-//! gateway address goes to the namespace's loopback (`map_gateway`), and DNS to an
-//! advertised resolver goes to the upstream resolvers ([`outbound`]); inbound connections
-//! from the loopback, or from the namespace's own address, appear to come from the
-//! gateway ([`inbound`]). The guest may open flows only to unicast addresses that are not
+//! gateway address (or the `map_host_loopback` address of its family) goes to the
+//! namespace's loopback (`map_gateway`), to a `map_guest_addr` address to the
+//! namespace's own address (the guest's), and DNS to an advertised resolver or a
+//! `dns_forward` address goes to the upstream resolvers ([`outbound`]); inbound
+//! connections from the loopback, or from the namespace's own address, appear to come
+//! from the address that leads there: the gateway unless those say otherwise
+//! ([`inbound`]). The guest may open flows only to unicast addresses that are not
 //! loopback ones ([`destination_ok`]): the namespace's loopback is reached through the
 //! gateway mapping alone, which can be turned off. A flow's socket leaves from the
 //! configured outbound address and device of its family, if any ([`bind_outbound`]).
@@ -13,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::config::{ENGINE_LINK_LOCAL, EngineConfig};
+use crate::config::{ENGINE_LINK_LOCAL, EngineConfig, of_family};
 
 /// Whether the guest may open a flow to `dst`: a unicast address, not its own link,
 /// and not a loopback address.
@@ -28,7 +31,7 @@ pub fn destination_ok(dst: IpAddr) -> bool {
 
 /// Where a guest flow to `dst:port` really goes.
 pub fn outbound(cfg: &EngineConfig, dst: IpAddr, port: u16, dns_capable: bool) -> SocketAddr {
-    if dns_capable && port == 53 && cfg.dns.contains(&dst) {
+    if dns_capable && port == 53 && (cfg.dns.contains(&dst) || cfg.dns_forward.contains(&dst)) {
         let upstream = cfg
             .dns_upstream
             .iter()
@@ -38,16 +41,24 @@ pub fn outbound(cfg: &EngineConfig, dst: IpAddr, port: u16, dns_capable: bool) -
             return *u;
         }
     }
-    if cfg.map_gateway {
-        match dst {
-            IpAddr::V4(a) if Some(a) == cfg.gateway4 => {
-                return SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-            }
-            IpAddr::V6(a) if Some(a) == cfg.gateway6 || a == ENGINE_LINK_LOCAL => {
-                return SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
-            }
-            _ => {}
-        }
+    let v6 = dst.is_ipv6();
+    // The engine's own link-local address leads there too, unless another address was
+    // given for it.
+    let own_link_local = v6
+        && of_family(&cfg.map_host_loopback, true).is_none()
+        && dst == IpAddr::V6(ENGINE_LINK_LOCAL);
+    if cfg.map_gateway && (cfg.loopback_alias(v6) == Some(dst) || own_link_local) {
+        let lo = if v6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        return SocketAddr::new(lo, port);
+    }
+    if of_family(&cfg.map_guest_addr, v6) == Some(dst)
+        && let Some(own) = guest_addr(cfg, v6)
+    {
+        return SocketAddr::new(own, port);
     }
     SocketAddr::new(dst, port)
 }
@@ -117,11 +128,12 @@ pub fn check_outbound(cfg: &EngineConfig) -> Result<(), OutboundError> {
 /// How a peer of an inbound connection appears to the guest.
 pub fn inbound(cfg: &EngineConfig, peer: IpAddr) -> Option<IpAddr> {
     let peer = peer.to_canonical();
-    if peer.is_loopback() || cfg.is_guest_addr(peer) {
-        return match peer {
-            IpAddr::V4(_) => cfg.gateway4.map(IpAddr::V4),
-            IpAddr::V6(_) => cfg.gateway6.map(IpAddr::V6),
-        };
+    let v6 = peer.is_ipv6();
+    if peer.is_loopback() {
+        return cfg.loopback_alias(v6);
+    }
+    if cfg.is_guest_addr(peer) {
+        return of_family(&cfg.map_guest_addr, v6).or_else(|| cfg.loopback_alias(v6));
     }
     Some(peer)
 }

@@ -23,7 +23,7 @@ use std::os::unix::process::CommandExt;
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netbind_usernet::PortSpec;
-use netbind_usernet::config::{EngineConfig, Outbound, parse_mac};
+use netbind_usernet::config::{EngineConfig, Outbound, of_family, parse_mac};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasstError {
@@ -367,11 +367,11 @@ impl PasstArgs {
             no_map_gw: self.no_map_gw,
             freebind: self.freebind,
             outbound4: Outbound {
-                addr: self.outbound.iter().rfind(|a| a.is_ipv4()).copied(),
+                addr: of_family(&self.outbound, false),
                 dev: self.outbound_if4.clone(),
             },
             outbound6: Outbound {
-                addr: self.outbound.iter().rfind(|a| a.is_ipv6()).copied(),
+                addr: of_family(&self.outbound, true),
                 dev: self.outbound_if6.clone(),
             },
             ipv4_only: self.ipv4_only,
@@ -795,9 +795,9 @@ fn check_outbound(cfg: &EngineConfig) -> anyhow::Result<()> {
         if let Some(dev) = &out.dev
             && let Some(release) = kernel_before(5, 7)
         {
+            let option = option(v6);
             anyhow::bail!(
-                "{} {dev}: Linux {release} lets only a process with CAP_NET_RAW bind sockets to a link, and the engine drops its capabilities once started (5.7 and later do not need it)",
-                option(v6)
+                "{option} {dev}: on Linux {release} binding sockets to a link needs CAP_NET_RAW, which the engine drops once started (5.7 and later do not need it); leave {option} out or run a newer kernel"
             );
         }
     }

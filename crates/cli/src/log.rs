@@ -14,6 +14,10 @@
 //! `-q` leaves warnings and errors only, `-qq` errors. An engine that `up` starts gets the
 //! same options ([`child_args`]), so its lines join `up`'s in one format.
 //!
+//! A log file (`passt --log-file`) may be kept under a size ([`LogFile`], passt's
+//! `--log-size`): when a line would take it past the limit, the older half of the file
+//! is dropped, from a line boundary on, and a line says so.
+//!
 //! What holds: every event is one write of one whole line (the subscriber formats into a
 //! buffer first), so the lines of `up`'s threads and of its engines never interleave.
 //! Diagnostics about the manifest (located violations, carets) are not logs: they go to
@@ -73,7 +77,7 @@ pub fn install(
     level: LevelFilter,
     format: LogFormat,
     program: &'static str,
-    file: Option<std::fs::File>,
+    file: Option<LogFile>,
 ) {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let writer = match file {
@@ -94,6 +98,58 @@ pub fn install(
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// A log file opened for appending, kept under `limit` bytes if there is one.
+pub struct LogFile {
+    file: std::fs::File,
+    len: u64,
+    limit: Option<u64>,
+}
+
+impl LogFile {
+    /// `file` must be open for reading and appending.
+    pub fn new(file: std::fs::File, limit: Option<u64>) -> std::io::Result<LogFile> {
+        let len = file.metadata()?.len();
+        Ok(LogFile { file, len, limit })
+    }
+
+    /// Drops the older half of the file (up to the line boundary after it), noting it.
+    /// Seek, read, truncate and write: the calls the engine's seccomp filter allows.
+    fn make_room(&mut self, limit: u64) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut kept = Vec::new();
+        self.file
+            .seek(SeekFrom::Start(self.len.saturating_sub(limit / 2)))?;
+        self.file.read_to_end(&mut kept)?;
+        let from = kept
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(kept.len(), |i| i + 1);
+        self.file.set_len(0)?;
+        let note = format!("(older lines dropped: the log is kept under {limit} bytes)\n");
+        self.file.write_all(note.as_bytes())?;
+        self.file.write_all(&kept[from..])?;
+        self.len = (note.len() + kept.len() - from) as u64;
+        Ok(())
+    }
+}
+
+impl std::io::Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(limit) = self.limit
+            && self.len + buf.len() as u64 > limit
+        {
+            self.make_room(limit)?;
+        }
+        let n = self.file.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// The options to give a child `netbind` (an engine) so that it logs as this process does.
@@ -159,6 +215,42 @@ impl tracing::field::Visit for Message {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_log_file_with_a_size_limit_keeps_its_newest_whole_lines_under_it() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passt.log");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        let mut log = LogFile::new(open(), Some(4096)).unwrap();
+        for n in 0..1000 {
+            log.write_all(format!("line {n:04} of the engine's log\n").as_bytes())
+                .unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 4096, "{} bytes", text.len());
+        assert!(text.ends_with("line 0999 of the engine's log\n"));
+        assert!(!text.contains("line 0000"));
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("(older lines dropped: the log is kept under 4096 bytes)")
+        );
+        assert!(lines.all(|l| l.starts_with("line ") && l.ends_with(" log")));
+        // Reopened (a restarted engine), the file's size so far counts.
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut log = LogFile::new(open(), Some(4096)).unwrap();
+        log.write_all(&[b'x'; 100]).unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after <= 4096 && (after == before + 100 || after < before));
+    }
 
     #[derive(Debug, Parser)]
     struct Cli {

@@ -6,8 +6,9 @@
 //! of them is an "unexpected argument"; [`PasstArgs::plan`] turns them into a
 //! [`PasstRun`]: the changes to the engine's configuration (addresses, gateway, MTU,
 //! resolvers, ports, families) and the process around it (where the guest connects,
-//! daemon or foreground, pidfile, log file, one connection or many). An option netbind
-//! does not implement is refused by name, all such options in one message, exit 1 —
+//! daemon or foreground, pidfile, log file, one connection or many). Every option acts
+//! as passt's does, each through a knob of the engine's configuration; a value that is
+//! wrong, or that the namespace cannot honour, is refused naming the option, exit 1 —
 //! never silently ignored, since a launcher that passes it expects it to act.
 //!
 //! What holds: the plan is a pure function of the arguments (tested option by option);
@@ -22,16 +23,16 @@ use std::os::unix::process::CommandExt;
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netbind_usernet::PortSpec;
-use netbind_usernet::config::EngineConfig;
+use netbind_usernet::config::{EngineConfig, Outbound, of_family, parse_mac};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasstError {
+    #[error("--dns {0}: not an address (or `none`)")]
+    Dns(String),
     #[error(
-        "netbind does not implement passt's {}: {}",
-        if .0.len() == 1 { "option" } else { "options" },
-        .0.join(", ")
+        "{option} {addr}: the guest cannot reach it (not a unicast address, or a loopback one)"
     )]
-    Unsupported(Vec<String>),
+    Unreachable { option: &'static str, addr: String },
     #[error("--netmask {0}: not an IPv4 netmask or prefix length")]
     Netmask(String),
     #[error("--netmask needs an IPv4 --address")]
@@ -42,6 +43,23 @@ pub enum PasstError {
     NoFamily,
     #[error("--socket and --fd together: the guest connects to one of them")]
     SocketAndFd,
+    #[error(
+        "{ports} with {off}: that protocol is not relayed, so none of its ports can be forwarded; drop one of them"
+    )]
+    PortsOfProtocolOff {
+        ports: &'static str,
+        off: &'static str,
+    },
+    #[error(
+        "--fqdn {0}: not a domain name (dot-separated labels of 1 to 63 letters, digits or hyphens; 253 characters at most)"
+    )]
+    Fqdn(String),
+    #[error("--log-size {0}: must be a number of bytes, {MIN_LOG_SIZE} or more")]
+    LogSize(String),
+    #[error("--log-size needs --log-file")]
+    LogSizeWithoutFile,
+    #[error("--mac-addr {0}: not a unicast MAC address (six hex bytes, e.g. 9a:55:9a:55:9a:55)")]
+    MacAddr(String),
     #[error("{option} {spec}: {source}")]
     Ports {
         option: &'static str,
@@ -77,7 +95,7 @@ pub struct PasstArgs {
     /// Log to this file.
     #[arg(short = 'l', long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Most size of the log file (passt rotates it; refused: netbind does not).
+    /// Keep the log file under this many bytes: its older half goes when it is full.
     #[arg(long, value_name = "SIZE")]
     pub log_size: Option<String>,
     /// After opening its sockets, run as this user (`UID`, `UID:GID`).
@@ -101,7 +119,7 @@ pub struct PasstArgs {
     /// The guest's IPv4 netmask (dotted or a prefix length).
     #[arg(short = 'n', long, value_name = "MASK")]
     pub netmask: Option<String>,
-    /// The engine's own MAC address, as the guest sees it (refused: netbind's is fixed).
+    /// The engine's own MAC address, as the guest sees it (default 9a:55:9a:55:9a:55).
     #[arg(short = 'M', long, value_name = "MAC")]
     pub mac_addr: Option<String>,
     /// The guest's default gateway (once per family).
@@ -110,53 +128,74 @@ pub struct PasstArgs {
     /// The host interface whose addresses and routes the guest gets.
     #[arg(short = 'i', long, value_name = "NAME")]
     pub interface: Option<String>,
+    /// The guest's outbound flows leave from this address (once per family).
     #[arg(short = 'o', long, value_name = "ADDR")]
     pub outbound: Vec<IpAddr>,
+    /// The guest's outbound IPv4 flows leave through this link.
     #[arg(long, value_name = "NAME")]
     pub outbound_if4: Option<String>,
+    /// The guest's outbound IPv6 flows leave through this link.
     #[arg(long, value_name = "NAME")]
     pub outbound_if6: Option<String>,
     /// Resolvers the guest is told about (`none`: none).
     #[arg(short = 'D', long, value_name = "ADDR")]
     pub dns: Vec<String>,
+    /// The guest's DNS to this address goes to the namespace's resolver; the guest is
+    /// told it instead of a loopback resolver (once per family).
     #[arg(long, value_name = "ADDR")]
     pub dns_forward: Vec<IpAddr>,
+    /// The resolver the guest's DNS goes to (once per family; default: the namespace's
+    /// first).
     #[arg(long, value_name = "ADDR")]
     pub dns_host: Vec<IpAddr>,
     /// Search domains the guest is told about, space-separated (`none`: none).
     #[arg(short = 'S', long, value_name = "LIST")]
     pub search: Vec<String>,
+    /// Tell the guest no resolvers (DHCP, DHCPv6, RAs); its queries still go upstream.
     #[arg(long)]
     pub no_dhcp_dns: bool,
+    /// Tell the guest no search list (DHCP, DHCPv6, RAs).
     #[arg(long)]
     pub no_dhcp_search: bool,
     /// The guest's hostname (DHCP option 12).
     #[arg(short = 'H', long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// The guest's fully qualified name (DHCP option 81; refused).
+    /// The guest's fully qualified name (DHCP option 81, DHCPv6 option 39).
     #[arg(long, value_name = "NAME")]
     pub fqdn: Option<String>,
+    /// Relay no TCP (the guest's is dropped; no TCP port forwarded).
     #[arg(long)]
     pub no_tcp: bool,
+    /// Relay no UDP (DHCP is still served).
     #[arg(long)]
     pub no_udp: bool,
+    /// Relay no ICMP echo.
     #[arg(long)]
     pub no_icmp: bool,
+    /// Do not answer DHCP.
     #[arg(long)]
     pub no_dhcp: bool,
+    /// Do not answer neighbour or router solicitations (and send no RA).
     #[arg(long)]
     pub no_ndp: bool,
+    /// Do not answer DHCPv6.
     #[arg(long)]
     pub no_dhcpv6: bool,
+    /// Send no router advertisements, answer no router solicitation.
     #[arg(long)]
     pub no_ra: bool,
     /// Do not map the gateway address to the host's loopback.
     #[arg(long)]
     pub no_map_gw: bool,
+    /// This address, not the gateway, leads to the host's loopback (once per family;
+    /// `none`: none does).
     #[arg(long, value_name = "ADDR")]
-    pub map_host_loopback: Option<String>,
+    pub map_host_loopback: Vec<String>,
+    /// This address leads to the host's own address, the guest's (once per family;
+    /// `none`: none does, the default).
     #[arg(long, value_name = "ADDR")]
-    pub map_guest_addr: Option<String>,
+    pub map_guest_addr: Vec<String>,
+    /// Forwards bound to an address may bind it before the namespace has it.
     #[arg(long)]
     pub freebind: bool,
     /// IPv4 only.
@@ -210,6 +249,8 @@ pub struct PasstRun {
     pub one_off: bool,
     pub pidfile: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    /// Bytes the log file is kept under (`--log-size`).
+    pub log_size: Option<u64>,
     pub pcap: Option<PathBuf>,
     pub runas: Option<String>,
     /// `-1` quiet … `2` trace.
@@ -231,54 +272,47 @@ pub struct ConfigChanges {
     pub dns: Option<Vec<IpAddr>>,
     pub search: Option<Vec<String>>,
     pub hostname: Option<String>,
+    pub fqdn: Option<String>,
+    /// The engine's own MAC (`--mac-addr`).
+    pub engine_mac: Option<[u8; 6]>,
+    /// Services not to answer: `--no-dhcp`, `--no-dhcpv6`, `--no-ndp`, `--no-ra`.
+    pub no_dhcp4: bool,
+    pub no_dhcp6: bool,
+    pub no_ndp: bool,
+    pub no_ra: bool,
+    /// Protocols not to relay: `--no-tcp`, `--no-udp`, `--no-icmp`.
+    pub no_tcp: bool,
+    pub no_udp: bool,
+    pub no_icmp: bool,
+    /// What DHCP and RAs leave out: `--no-dhcp-dns`, `--no-dhcp-search`.
+    pub no_dhcp_dns: bool,
+    pub no_dhcp_search: bool,
     pub no_map_gw: bool,
+    pub freebind: bool,
+    /// Addresses standing for the namespace: `--dns-forward`, `--map-host-loopback`,
+    /// `--map-guest-addr`; and where the guest's DNS goes, `--dns-host`.
+    pub dns_forward: Vec<IpAddr>,
+    pub dns_host: Vec<IpAddr>,
+    pub map_host_loopback: Vec<IpAddr>,
+    pub map_guest_addr: Vec<IpAddr>,
+    /// Where outbound flows leave from: `--outbound`, `--outbound-if4`, `--outbound-if6`.
+    pub outbound4: Outbound,
+    pub outbound6: Outbound,
     pub ipv4_only: bool,
     pub ipv6_only: bool,
     pub tcp_ports: Vec<PortSpec>,
     pub udp_ports: Vec<PortSpec>,
 }
 
+/// The smallest `--log-size`: room for a few dozen lines after the older half goes.
+pub const MIN_LOG_SIZE: u64 = 4096;
+
 /// libvirt's default when it gives no socket: passt's own default directory.
 pub const DEFAULT_SOCKET: &str = "/tmp/passt_1.socket";
 
 impl PasstArgs {
-    /// The options netbind does not implement (by their long names).
-    fn unsupported(&self) -> Vec<String> {
-        let flags = [
-            (self.log_size.is_some(), "--log-size"),
-            (self.mac_addr.is_some(), "--mac-addr"),
-            (!self.outbound.is_empty(), "--outbound"),
-            (self.outbound_if4.is_some(), "--outbound-if4"),
-            (self.outbound_if6.is_some(), "--outbound-if6"),
-            (!self.dns_forward.is_empty(), "--dns-forward"),
-            (!self.dns_host.is_empty(), "--dns-host"),
-            (self.no_dhcp_dns, "--no-dhcp-dns"),
-            (self.no_dhcp_search, "--no-dhcp-search"),
-            (self.fqdn.is_some(), "--fqdn"),
-            (self.no_tcp, "--no-tcp"),
-            (self.no_udp, "--no-udp"),
-            (self.no_icmp, "--no-icmp"),
-            (self.no_dhcp, "--no-dhcp"),
-            (self.no_ndp, "--no-ndp"),
-            (self.no_dhcpv6, "--no-dhcpv6"),
-            (self.no_ra, "--no-ra"),
-            (self.map_host_loopback.is_some(), "--map-host-loopback"),
-            (self.map_guest_addr.is_some(), "--map-guest-addr"),
-            (self.freebind, "--freebind"),
-        ];
-        flags
-            .into_iter()
-            .filter(|(given, _)| *given)
-            .map(|(_, name)| name.to_string())
-            .collect()
-    }
-
     /// What the arguments ask for, or why they cannot be served.
     pub fn plan(&self) -> Result<PasstRun, PasstError> {
-        let unsupported = self.unsupported();
-        if !unsupported.is_empty() {
-            return Err(PasstError::Unsupported(unsupported));
-        }
         if self.ipv4_only && self.ipv6_only {
             return Err(PasstError::NoFamily);
         }
@@ -306,6 +340,7 @@ impl PasstArgs {
             one_off: self.one_off,
             pidfile: self.pid.clone(),
             log_file: self.log_file.clone(),
+            log_size: self.log_size()?,
             pcap: self.pcap.clone(),
             runas: self.runas.clone(),
             verbosity,
@@ -314,12 +349,43 @@ impl PasstArgs {
         })
     }
 
+    fn log_size(&self) -> Result<Option<u64>, PasstError> {
+        let Some(size) = &self.log_size else {
+            return Ok(None);
+        };
+        if self.log_file.is_none() {
+            return Err(PasstError::LogSizeWithoutFile);
+        }
+        let bytes = (size.parse::<u64>().ok())
+            .filter(|n| *n >= MIN_LOG_SIZE)
+            .ok_or_else(|| PasstError::LogSize(size.clone()))?;
+        Ok(Some(bytes))
+    }
+
     fn changes(&self) -> Result<ConfigChanges, PasstError> {
         let mut c = ConfigChanges {
             no_map_gw: self.no_map_gw,
+            freebind: self.freebind,
+            outbound4: Outbound {
+                addr: of_family(&self.outbound, false),
+                dev: self.outbound_if4.clone(),
+            },
+            outbound6: Outbound {
+                addr: of_family(&self.outbound, true),
+                dev: self.outbound_if6.clone(),
+            },
             ipv4_only: self.ipv4_only,
             ipv6_only: self.ipv6_only,
             hostname: self.hostname.clone(),
+            no_dhcp4: self.no_dhcp,
+            no_dhcp6: self.no_dhcpv6,
+            no_ndp: self.no_ndp,
+            no_ra: self.no_ra,
+            no_tcp: self.no_tcp,
+            no_udp: self.no_udp,
+            no_icmp: self.no_icmp,
+            no_dhcp_dns: self.no_dhcp_dns,
+            no_dhcp_search: self.no_dhcp_search,
             ..ConfigChanges::default()
         };
         let prefix4 = match &self.netmask {
@@ -357,9 +423,7 @@ impl PasstArgs {
             let mut dns = Vec::new();
             for d in &self.dns {
                 if d != "none" {
-                    dns.push(d.parse().map_err(|_| {
-                        PasstError::Unsupported(vec![format!("--dns {d} (not an address)")])
-                    })?);
+                    dns.push(d.parse().map_err(|_| PasstError::Dns(d.clone()))?);
                 }
             }
             c.dns = Some(dns);
@@ -373,10 +437,65 @@ impl PasstArgs {
                     .collect(),
             );
         }
+        if let Some(name) = &self.fqdn {
+            if !is_domain_name(name) {
+                return Err(PasstError::Fqdn(name.clone()));
+            }
+            c.fqdn = Some(name.trim_end_matches('.').to_string());
+        }
+        if let Some(m) = &self.mac_addr {
+            c.engine_mac = Some(
+                parse_mac(m)
+                    .filter(|b| b[0] & 1 == 0 && *b != [0; 6])
+                    .ok_or_else(|| PasstError::MacAddr(m.clone()))?,
+            );
+        }
+        c.dns_forward = reachable("--dns-forward", &self.dns_forward)?;
+        c.dns_host = self.dns_host.clone();
+        let addrs = |option, given: &[String]| -> Result<Vec<IpAddr>, PasstError> {
+            let unreachable = |a: &String| PasstError::Unreachable {
+                option,
+                addr: a.clone(),
+            };
+            let parsed = (given.iter().filter(|a| a.as_str() != "none"))
+                .map(|a| a.parse().map_err(|_| unreachable(a)))
+                .collect::<Result<Vec<IpAddr>, _>>()?;
+            reachable(option, &parsed)
+        };
+        c.map_host_loopback = addrs("--map-host-loopback", &self.map_host_loopback)?;
+        if self.map_host_loopback.iter().any(|a| a == "none") {
+            c.no_map_gw = true;
+        }
+        c.map_guest_addr = addrs("--map-guest-addr", &self.map_guest_addr)?;
         c.tcp_ports = specs("--tcp-ports", &self.tcp_ports)?;
         c.udp_ports = specs("--udp-ports", &self.udp_ports)?;
+        for (ports, given, off, off_name) in [
+            ("--tcp-ports", &c.tcp_ports, self.no_tcp, "--no-tcp"),
+            ("--udp-ports", &c.udp_ports, self.no_udp, "--no-udp"),
+        ] {
+            if off && !given.is_empty() {
+                return Err(PasstError::PortsOfProtocolOff {
+                    ports,
+                    off: off_name,
+                });
+            }
+        }
         Ok(c)
     }
+}
+
+/// `addrs`, if the guest can send to each: unicast, not loopback (the engine's flows go
+/// only there, `netbind_usernet::route::destination_ok`).
+fn reachable(option: &'static str, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, PasstError> {
+    for a in addrs {
+        if !netbind_usernet::route::destination_ok(*a) {
+            return Err(PasstError::Unreachable {
+                option,
+                addr: a.to_string(),
+            });
+        }
+    }
+    Ok(addrs.to_vec())
 }
 
 fn specs(option: &'static str, given: &[String]) -> Result<Vec<PortSpec>, PasstError> {
@@ -393,6 +512,22 @@ fn specs(option: &'static str, given: &[String]) -> Result<Vec<PortSpec>, PasstE
             })
         })
         .collect()
+}
+
+/// Whether `name` is a domain name a DHCP option can carry: labels of letters, digits
+/// and hyphens (not at either end), 1 to 63 each, 253 characters in all (a root dot may
+/// end it).
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// `255.255.255.0` or `24` → 24.
@@ -436,23 +571,65 @@ impl ConfigChanges {
         if let Some(mtu) = self.mtu {
             cfg.mtu = mtu;
         }
-        if let Some(dns) = &self.dns {
-            cfg.set_resolvers(dns);
-        }
         if let Some(search) = &self.search {
             cfg.search = search.clone();
         }
         if let Some(h) = &self.hostname {
             cfg.hostname = h.clone();
         }
+        if let Some(f) = &self.fqdn {
+            cfg.fqdn = f.clone();
+        }
         if self.no_map_gw {
             cfg.map_gateway = false;
         }
+        cfg.freebind |= self.freebind;
+        if self.outbound4.is_set() {
+            cfg.outbound4 = self.outbound4.clone();
+        }
+        if self.outbound6.is_set() {
+            cfg.outbound6 = self.outbound6.clone();
+        }
+        if let Some(mac) = self.engine_mac {
+            cfg.engine_mac = mac;
+        }
+        cfg.serve_dhcp4 &= !self.no_dhcp4;
+        cfg.serve_dhcp6 &= !self.no_dhcp6;
+        cfg.serve_ndp &= !self.no_ndp;
+        cfg.serve_ra &= !self.no_ra;
+        cfg.relay_tcp &= !self.no_tcp;
+        cfg.relay_udp &= !self.no_udp;
+        cfg.relay_icmp &= !self.no_icmp;
+        cfg.advertise_dns &= !self.no_dhcp_dns;
+        cfg.advertise_search &= !self.no_dhcp_search;
         if !self.tcp_ports.is_empty() {
             cfg.tcp_ports = self.tcp_ports.clone();
         }
         if !self.udp_ports.is_empty() {
             cfg.udp_ports = self.udp_ports.clone();
+        }
+        if !self.map_host_loopback.is_empty() {
+            cfg.map_host_loopback = self.map_host_loopback.clone();
+        }
+        if !self.map_guest_addr.is_empty() {
+            cfg.map_guest_addr = self.map_guest_addr.clone();
+        }
+        if !self.dns_forward.is_empty() {
+            cfg.dns_forward = self.dns_forward.clone();
+        }
+        // What the guest is told for a loopback resolver depends on the gateway, the
+        // loopback's address and `--dns-forward`: told anew, from `--dns` or the
+        // namespace's resolvers.
+        let upstream: Vec<IpAddr> = match &self.dns {
+            Some(dns) => dns.clone(),
+            None => cfg.dns_upstream.iter().map(|u| u.ip()).collect(),
+        };
+        cfg.set_resolvers(&upstream);
+        // `--dns-host`: the one resolver of its family the guest's DNS goes to.
+        for host in &self.dns_host {
+            cfg.dns_upstream.retain(|u| u.is_ipv4() != host.is_ipv4());
+            cfg.dns_upstream
+                .insert(0, std::net::SocketAddr::new(*host, 53));
         }
     }
 }
@@ -510,8 +687,10 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
         Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)
+                .and_then(|f| crate::log::LogFile::new(f, run.log_size))
                 .with_context(|| format!("--log-file {}: cannot open", path.display()))?,
         ),
         None => None,
@@ -526,6 +705,7 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
 
     let mut cfg = crate::usernet::from_namespace(run.interface.as_deref())?;
     run.changes.apply_to(&mut cfg);
+    check_outbound(&cfg)?;
     let attach = match &run.guest {
         Guest::Fd(n) => {
             let fd = run::inherited_fd(*n).with_context(|| format!("--fd {n}"))?;
@@ -578,9 +758,10 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(netbind_usernet::harden::Hardening::parse_runas)
         .transpose()?;
-    cfg.raw_ping = crate::usernet::pings_need_raw_sockets(
-        runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g),
-    );
+    cfg.raw_ping = cfg.relay_icmp
+        && crate::usernet::pings_need_raw_sockets(
+            runas.map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g),
+        );
     let opts = RunOptions {
         pcap: run.pcap.clone(),
         signals: true,
@@ -595,6 +776,51 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
     let counters = run::run(cfg, attach, opts)?;
     tracing::info!("{counters}");
     Ok(())
+}
+
+/// The outbound address and links (`--outbound`, `--outbound-if4`, `--outbound-if6`)
+/// are the namespace's, and sockets can be bound to those links once the engine has
+/// dropped its capabilities (Linux 5.7 lets a process without `CAP_NET_RAW` bind a
+/// socket to a device). Checked at start: a mistake would otherwise fail every flow.
+fn check_outbound(cfg: &EngineConfig) -> anyhow::Result<()> {
+    use netbind_usernet::route::OutboundError;
+    let option = |v6: bool| {
+        if v6 {
+            "--outbound-if6"
+        } else {
+            "--outbound-if4"
+        }
+    };
+    for (v6, out) in [(false, &cfg.outbound4), (true, &cfg.outbound6)] {
+        if let Some(dev) = &out.dev
+            && let Some(release) = kernel_before(5, 7)
+        {
+            let option = option(v6);
+            anyhow::bail!(
+                "{option} {dev}: on Linux {release} binding sockets to a link needs CAP_NET_RAW, which the engine drops once started (5.7 and later do not need it); leave {option} out or run a newer kernel"
+            );
+        }
+    }
+    netbind_usernet::route::check_outbound(cfg).map_err(|e| match e {
+        OutboundError::Addr { addr, source } => {
+            anyhow::anyhow!("--outbound {addr}: not an address of this namespace ({source})")
+        }
+        OutboundError::Dev { dev, v6, source } => {
+            anyhow::anyhow!(
+                "{} {dev}: no such link in this namespace ({source})",
+                option(v6)
+            )
+        }
+    })
+}
+
+/// The running kernel's release when it is older than `major.minor`.
+fn kernel_before(major: u32, minor: u32) -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let release = release.trim().to_string();
+    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    let running = (parts.next()??, parts.next()??);
+    (running < (major, minor)).then_some(release)
 }
 
 /// Starts this same command again in the foreground as the daemon, handing it the bound
@@ -894,6 +1120,150 @@ mod tests {
     }
 
     #[test]
+    fn mac_addr_becomes_the_engines_own_mac() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--mac-addr", "02:11:22:33:44:55"]).apply_to(&mut cfg);
+        assert_eq!(cfg.engine_mac, [0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        let mut cfg = EngineConfig::default();
+        changes(&[]).apply_to(&mut cfg);
+        assert_eq!(cfg.engine_mac, netbind_usernet::config::ENGINE_MAC);
+    }
+
+    #[test]
+    fn a_mac_addr_that_is_not_one_unicast_address_is_refused() {
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "9a:55:9a:55:9a",
+            "nope",
+        ] {
+            let err = plan(&["--mac-addr", bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--mac-addr {bad}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn no_dhcp_no_dhcpv6_no_ndp_no_ra_turn_those_services_off() {
+        let served = |args: &[&str]| {
+            let mut cfg = EngineConfig::default();
+            changes(args).apply_to(&mut cfg);
+            [
+                cfg.serve_dhcp4,
+                cfg.serve_dhcp6,
+                cfg.serve_ndp,
+                cfg.serve_ra,
+            ]
+        };
+        assert_eq!(served(&[]), [true; 4]);
+        assert_eq!(served(&["--no-dhcp"]), [false, true, true, true]);
+        assert_eq!(served(&["--no-dhcpv6"]), [true, false, true, true]);
+        assert_eq!(served(&["--no-ndp"]), [true, true, false, true]);
+        assert_eq!(served(&["--no-ra"]), [true, true, true, false]);
+    }
+
+    #[test]
+    fn no_tcp_no_udp_no_icmp_turn_those_protocols_off() {
+        let relayed = |args: &[&str]| {
+            let mut cfg = EngineConfig::default();
+            changes(args).apply_to(&mut cfg);
+            [cfg.relay_tcp, cfg.relay_udp, cfg.relay_icmp]
+        };
+        assert_eq!(relayed(&[]), [true; 3]);
+        assert_eq!(relayed(&["--no-tcp"]), [false, true, true]);
+        assert_eq!(relayed(&["--no-udp", "-t", "22"]), [true, false, true]);
+        assert_eq!(relayed(&["--no-icmp"]), [true, true, false]);
+    }
+
+    #[test]
+    fn ports_of_a_protocol_turned_off_are_refused() {
+        let err = plan(&["--no-tcp", "-t", "22"]).unwrap_err().to_string();
+        assert!(err.starts_with("--tcp-ports with --no-tcp: "), "{err}");
+        let err = plan(&["--no-udp", "-u", "53"]).unwrap_err().to_string();
+        assert!(err.starts_with("--udp-ports with --no-udp: "), "{err}");
+        assert!(plan(&["--no-tcp", "-t", "none"]).is_ok());
+    }
+
+    #[test]
+    fn no_dhcp_dns_and_no_dhcp_search_keep_them_from_the_guest_not_from_the_engine() {
+        let mut cfg = EngineConfig::default();
+        changes(&["-D", "10.0.2.3", "-S", "a.example", "--no-dhcp-dns"]).apply_to(&mut cfg);
+        assert!(!cfg.advertise_dns && cfg.advertise_search);
+        assert_eq!(cfg.dns_upstream, vec!["10.0.2.3:53".parse().unwrap()]);
+        let mut cfg = EngineConfig::default();
+        changes(&["--no-dhcp-search"]).apply_to(&mut cfg);
+        assert!(cfg.advertise_dns && !cfg.advertise_search);
+    }
+
+    #[test]
+    fn fqdn_reaches_the_engine_configuration_and_a_malformed_one_is_refused() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--fqdn", "vm.example.test."]).apply_to(&mut cfg);
+        assert_eq!(cfg.fqdn, "vm.example.test");
+        let long = format!("{}.example", "a".repeat(64));
+        for bad in ["", "a..b", "vm-.example", "vm_1.example", long.as_str()] {
+            let err = plan(&["--fqdn", bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--fqdn {bad}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn freebind_reaches_the_engine_configuration() {
+        let mut cfg = EngineConfig::default();
+        changes(&["--freebind", "-t", "192.0.2.7/80"]).apply_to(&mut cfg);
+        assert!(cfg.freebind);
+    }
+
+    #[test]
+    fn outbound_and_outbound_if_reach_the_engine_configuration_per_family() {
+        let mut cfg = EngineConfig::default();
+        changes(&[
+            "-o",
+            "10.0.9.2",
+            "-o",
+            "2001:db8::2",
+            "--outbound-if4",
+            "eth1",
+            "--outbound-if6",
+            "eth2",
+        ])
+        .apply_to(&mut cfg);
+        assert_eq!(
+            cfg.outbound4,
+            Outbound {
+                addr: Some("10.0.9.2".parse().unwrap()),
+                dev: Some("eth1".into())
+            }
+        );
+        assert_eq!(
+            cfg.outbound6,
+            Outbound {
+                addr: Some("2001:db8::2".parse().unwrap()),
+                dev: Some("eth2".into())
+            }
+        );
+        let mut cfg = EngineConfig::default();
+        changes(&["--outbound-if6", "eth2"]).apply_to(&mut cfg);
+        assert!(!cfg.outbound4.is_set());
+    }
+
+    #[test]
+    fn log_size_is_a_number_of_bytes_for_the_log_file() {
+        let run = plan(&["-l", "/tmp/p.log", "--log-size", "1048576"]).unwrap();
+        assert_eq!(run.log_size, Some(1 << 20));
+        assert_eq!(plan(&[]).unwrap().log_size, None);
+        for bad in ["1M", "100", "-1"] {
+            let err = plan(&["-l", "/tmp/p.log", &format!("--log-size={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("--log-size {bad}: ")), "{err}");
+        }
+        assert!(matches!(
+            plan(&["--log-size", "8192"]),
+            Err(PasstError::LogSizeWithoutFile)
+        ));
+    }
+
+    #[test]
     fn ports_none_forwards_nothing() {
         assert!(changes(&["-t", "none", "-u", "none"]).tcp_ports.is_empty());
     }
@@ -923,14 +1293,65 @@ mod tests {
     }
 
     #[test]
-    fn every_option_netbind_lacks_is_named_in_one_refusal() {
-        let err = plan(&["--freebind", "--no-dhcp", "--mac-addr", "9a:55:9a:55:9a:55"])
-            .unwrap_err()
-            .to_string();
+    fn dns_forward_and_dns_host_reach_the_engine_configuration() {
+        let namespace = || {
+            let mut cfg = EngineConfig {
+                gateway4: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                ..EngineConfig::default()
+            };
+            cfg.set_resolvers(&["127.0.0.53".parse().unwrap()]);
+            cfg
+        };
+        let mut cfg = namespace();
+        changes(&[]).apply_to(&mut cfg);
+        assert_eq!(cfg.dns, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2))]);
+        let mut cfg = namespace();
+        changes(&["--dns-forward", "10.0.2.3", "--dns-host", "10.96.0.10"]).apply_to(&mut cfg);
+        let forward: IpAddr = "10.0.2.3".parse().unwrap();
+        assert_eq!(cfg.dns_forward, vec![forward]);
         assert_eq!(
-            err,
-            "netbind does not implement passt's options: --mac-addr, --no-dhcp, --freebind"
+            cfg.dns,
+            vec![forward],
+            "told instead of the loopback resolver"
         );
+        assert_eq!(cfg.dns_upstream, vec!["10.96.0.10:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn map_host_loopback_and_map_guest_addr_reach_the_engine_configuration() {
+        let mut cfg = EngineConfig::default();
+        changes(&[
+            "--map-host-loopback",
+            "10.0.2.99",
+            "--map-guest-addr",
+            "10.0.2.77",
+        ])
+        .apply_to(&mut cfg);
+        assert_eq!(
+            cfg.map_host_loopback,
+            vec!["10.0.2.99".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            cfg.map_guest_addr,
+            vec!["10.0.2.77".parse::<IpAddr>().unwrap()]
+        );
+        assert!(cfg.map_gateway);
+        let mut cfg = EngineConfig::default();
+        changes(&["--map-host-loopback", "none", "--map-guest-addr", "none"]).apply_to(&mut cfg);
+        assert!(!cfg.map_gateway && cfg.map_guest_addr.is_empty());
+    }
+
+    #[test]
+    fn an_address_the_guest_cannot_reach_cannot_stand_for_the_namespace() {
+        for (option, bad) in [
+            ("--dns-forward", "127.0.0.1"),
+            ("--map-host-loopback", "::1"),
+            ("--map-guest-addr", "ff02::1"),
+            ("--map-guest-addr", "nope"),
+        ] {
+            let err = plan(&[option, bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{option} {bad}: ")), "{err}");
+        }
     }
 
     #[test]

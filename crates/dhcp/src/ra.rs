@@ -77,7 +77,7 @@ pub fn advertisement(cfg: &RaConfig, router_mac: [u8; 6]) -> Vec<u8> {
 }
 
 /// `a.b.c` → `1a1b1c0`, or None for an empty or oversized label.
-fn encode_name(domain: &str) -> Option<Vec<u8>> {
+pub(crate) fn encode_name(domain: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(domain.len() + 2);
     for label in domain.trim_end_matches('.').split('.') {
         let len = u8::try_from(label.len())

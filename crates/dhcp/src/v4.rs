@@ -13,7 +13,10 @@
 //!
 //! Every reply carries the planned options: 1, 3, 6, 12, 15, 26, 42, 51, 54, 66, 67,
 //! 119, 121 and 224–254. When routes go in option 121 the router is sent in option 3 as
-//! well, for clients that do not know 121 (RFC 3442 clients ignore 3 then).
+//! well, for clients that do not know 121 (RFC 3442 clients ignore 3 then). With a
+//! fully qualified name set ([`Server4::set_fqdn`]), option 81 too (RFC 4702): the name,
+//! in the encoding the client's own option 81 asked for (wire format by default), and
+//! flags saying the server updates no DNS record (N; O when the client asked it to).
 //!
 //! Requests are read by [`Request::parse`], a small checked view written here rather
 //! than with dhcproto's decoder: our property test found inputs on which that decoder
@@ -81,6 +84,9 @@ pub struct Counters {
 pub struct Server4 {
     config: Dhcp4Config,
     client_mac: [u8; 6],
+    /// The client's fully qualified name (option 81), boxed: a `Name` is large and
+    /// seldom set.
+    fqdn: Option<Box<Name>>,
     pub counters: Counters,
 }
 
@@ -99,8 +105,19 @@ impl Server4 {
         Ok(Server4 {
             config,
             client_mac,
+            fqdn: None,
             counters: Counters::default(),
         })
+    }
+
+    /// Tells the client `fqdn` as its fully qualified name (option 81); false, and
+    /// nothing told, when it is not a domain name.
+    pub fn set_fqdn(&mut self, fqdn: &str) -> bool {
+        let rooted = format!("{}.", fqdn.trim_end_matches('.'));
+        self.fqdn = crate::ra::encode_name(fqdn)
+            .and_then(|_| Name::from_ascii(rooted).ok())
+            .map(Box::new);
+        self.fqdn.is_some()
     }
 
     pub fn config(&self) -> &Dhcp4Config {
@@ -178,6 +195,9 @@ impl Server4 {
             opts.insert(DhcpOption::AddressLeaseTime(c.lease_seconds));
         }
         self.insert_configuration(opts);
+        if let Some(name) = &self.fqdn {
+            opts.insert(DhcpOption::ClientFQDN(fqdn_reply(name, request.fqdn_flags)));
+        }
         let broadcast_flag = request.flags & 0x8000 != 0;
         let destination = if request.ciaddr.is_unspecified() || (broadcast_flag && !inform) {
             Ipv4Addr::BROADCAST
@@ -269,6 +289,8 @@ struct Request {
     message_type: Option<u8>,
     requested: Option<Ipv4Addr>,
     server_id: Option<Ipv4Addr>,
+    /// The flags of the client's option 81, when it sent one.
+    fqdn_flags: Option<u8>,
 }
 
 const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
@@ -303,6 +325,7 @@ impl Request {
             message_type: None,
             requested: None,
             server_id: None,
+            fqdn_flags: None,
         };
         let mut rest = &b[OPTIONS_START..];
         while let [code, tail @ ..] = rest {
@@ -317,6 +340,7 @@ impl Request {
                         53 => req.message_type = value.first().copied().filter(|_| len == 1),
                         50 => req.requested = addr,
                         54 => req.server_id = addr,
+                        81 => req.fqdn_flags = value.first().copied(),
                         _ => {}
                     }
                     rest = &tail[usize::from(len)..];
@@ -325,6 +349,19 @@ impl Request {
         }
         Ok(req)
     }
+}
+
+/// Option 81 of a reply (RFC 4702 §3.1): `name`, wire format unless the client's flags
+/// (`client`) asked for ASCII (E clear); N set, as the server updates no DNS record, and
+/// O when that overrides the client's request for an update (its S).
+fn fqdn_reply(name: &Name, client: Option<u8>) -> dhcproto::v4::fqdn::ClientFQDN {
+    use dhcproto::v4::fqdn::{ClientFQDN, FqdnFlags};
+    let asked = client.map(FqdnFlags::new);
+    let flags = FqdnFlags::default()
+        .set_e(asked.is_none_or(|f| f.e()))
+        .set_o(asked.is_some_and(|f| f.s()))
+        .set_n(true);
+    ClientFQDN::new(flags, name.clone())
 }
 
 fn encode(m: &Message) -> Vec<u8> {
@@ -441,6 +478,47 @@ mod tests {
                 OptionCode::Unknown(240),
                 b"hello".to_vec()
             )))
+        );
+    }
+
+    #[test]
+    fn a_set_fqdn_goes_in_option_81_in_wire_format_with_no_server_update() {
+        let mut s = Server4::new(config()).unwrap();
+        assert!(s.set_fqdn("vm1.example.test"));
+        let reply = s
+            .handle(&request(MessageType::Discover, GUEST, &[]))
+            .unwrap();
+        let raw = &reply.payload;
+        let at = raw
+            .windows(3)
+            .position(|w| w == [81, 3 + 18, 0x0c])
+            .expect("option 81 with flags E and N");
+        assert_eq!(&raw[at + 3..at + 5], &[255, 255], "RCODE1, RCODE2");
+        assert_eq!(&raw[at + 5..at + 23], b"\x03vm1\x07example\x04test\x00");
+        assert!(!Server4::new(config()).unwrap().set_fqdn("a..b"));
+    }
+
+    #[test]
+    fn a_client_asking_for_an_ascii_name_and_a_server_update_is_answered_in_kind() {
+        use dhcproto::v4::fqdn::{ClientFQDN, FqdnFlags};
+        let mut s = Server4::new(config()).unwrap();
+        s.set_fqdn("vm1.example.test");
+        let asked = ClientFQDN::new(
+            FqdnFlags::default().set_s(true),
+            Name::from_ascii("vm1").unwrap(),
+        );
+        let reply = s
+            .handle(&request(
+                MessageType::Discover,
+                GUEST,
+                &[DhcpOption::ClientFQDN(asked)],
+            ))
+            .unwrap();
+        let mut want = vec![81, 3 + 17, 0x0a, 255, 255];
+        want.extend(b"vm1.example.test.");
+        assert!(
+            reply.payload.windows(want.len()).any(|w| w == want),
+            "option 81: ASCII (E clear), N and O set, S clear"
         );
     }
 

@@ -13,7 +13,9 @@
 //! - INFORMATION-REQUEST → REPLY with DNS servers and search list only.
 //!
 //! Every reply echoes the client's DUID, carries the server DUID and the DNS options
-//! (23, 24). The server's DUID is DUID-LL of the masquerade bridge MAC
+//! (23, 24), and the client's fully qualified name when one is set
+//! ([`Server6::set_fqdn`]: option 39, RFC 4704, with flags saying the server updates
+//! no DNS record: N, and O when the client asked it to). The server's DUID is DUID-LL of the masquerade bridge MAC
 //! 02:00:00:00:00:00, the same in every pod, as a DUID must only be unique per link.
 //!
 //! When the runner knows the sender's MAC (packet socket, user-mode engine) it passes it
@@ -24,7 +26,9 @@
 
 use std::net::Ipv6Addr;
 
-use dhcproto::v6::{DhcpOption, IAAddr, IANA, Message, MessageType, Status, StatusCode};
+use dhcproto::v6::{
+    DhcpOption, IAAddr, IANA, Message, MessageType, OptionCode, Status, StatusCode, UnknownOption,
+};
 use dhcproto::{Encodable, Encoder, Name};
 use netbind_plan::model::Dhcp6Config;
 
@@ -66,6 +70,8 @@ pub struct Counters6 {
 pub struct Server6 {
     config: Dhcp6Config,
     client_mac: Option<[u8; 6]>,
+    /// The client's fully qualified name, in DNS wire format (option 39).
+    fqdn: Option<Vec<u8>>,
     pub counters: Counters6,
 }
 
@@ -75,8 +81,16 @@ impl Server6 {
         Server6 {
             config,
             client_mac,
+            fqdn: None,
             counters: Counters6::default(),
         }
+    }
+
+    /// Tells the client `fqdn` as its fully qualified name (option 39); false, and
+    /// nothing told, when it is not a domain name.
+    pub fn set_fqdn(&mut self, fqdn: &str) -> bool {
+        self.fqdn = crate::ra::encode_name(fqdn).filter(|w| w.len() <= 255);
+        self.fqdn.is_some()
     }
 
     pub fn config(&self) -> &Dhcp6Config {
@@ -161,6 +175,15 @@ impl Server6 {
         if !search.is_empty() {
             opts.insert(DhcpOption::DomainSearchList(search));
         }
+        if let Some(name) = &self.fqdn {
+            // RFC 4704 §4.1 flags: N (0x04), the server updates nothing; O (0x02) when
+            // that overrides the client's S (0x01).
+            let overridden = req.fqdn_flags.is_some_and(|f| f & 0x01 != 0);
+            let mut data = vec![0x04 | if overridden { 0x02 } else { 0 }];
+            data.extend_from_slice(name);
+            let code = OptionCode::ClientFqdn;
+            opts.insert(DhcpOption::Unknown(UnknownOption::new(code, data)));
+        }
         let mut payload = Vec::with_capacity(256);
         // Values come from the plan; encoding into a Vec does not fail for them.
         if m.encode(&mut Encoder::new(&mut payload)).is_err() {
@@ -202,6 +225,8 @@ struct Request {
     iaid: Option<u32>,
     /// Addresses inside the IA_NA options.
     addresses: Vec<Ipv6Addr>,
+    /// The flags of the client's FQDN option, when it sent one.
+    fqdn_flags: Option<u8>,
 }
 
 /// Iterates over DHCPv6 options (code u16, length u16, value), failing on truncation.
@@ -243,6 +268,7 @@ impl Request {
                 1 => req.client_id = Some(value.to_vec()),
                 2 => req.server_id = Some(value.to_vec()),
                 14 => req.rapid_commit = true,
+                39 => req.fqdn_flags = value.first().copied(),
                 3 if req.iaid.is_none() => {
                     let head = value.get(..12).ok_or(Drop6::Malformed)?;
                     req.iaid = Some(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
@@ -341,6 +367,31 @@ mod tests {
                 .get(dhcproto::v6::OptionCode::DomainNameServers)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_set_fqdn_goes_in_option_39_in_wire_format_with_no_server_update() {
+        let mut s = Server6::new(config());
+        assert!(s.set_fqdn("vm1.example.test."));
+        let r = s
+            .handle(None, &client(MessageType::Solicit, vec![ia(None)]))
+            .unwrap();
+        let mut want = vec![0, 39, 0, 19, 0x04];
+        want.extend(b"\x03vm1\x07example\x04test\x00");
+        assert!(r.payload.windows(want.len()).any(|w| w == want), "{r:?}");
+        let asked = DhcpOption::Unknown(UnknownOption::new(
+            OptionCode::ClientFqdn,
+            b"\x01\x03vm1\x00".to_vec(),
+        ));
+        let r = s
+            .handle(None, &client(MessageType::Solicit, vec![ia(None), asked]))
+            .unwrap();
+        want[4] = 0x06;
+        assert!(
+            r.payload.windows(want.len()).any(|w| w == want),
+            "O set: the client asked for an update"
+        );
+        assert!(!Server6::new(config()).set_fqdn("a..b"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Counters {
     pub rx_bytes: u64,
     pub rx_malformed: u64,
     pub rx_unsupported: u64,
+    /// Guest frames for a service or protocol turned off (`--no-dhcp`, `--no-tcp`, …).
+    pub rx_disabled: u64,
     pub rx_fragments: u64,
     /// Guest datagrams put back together from fragments, and given up unfinished.
     pub rx_reassembled: u64,
@@ -81,7 +83,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 47] = [
+        let fields: [(&str, u64); 48] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -104,6 +106,7 @@ impl Counters {
             ("rx_bytes", self.rx_bytes),
             ("rx_malformed", self.rx_malformed),
             ("rx_unsupported", self.rx_unsupported),
+            ("rx_disabled", self.rx_disabled),
             ("rx_fragments", self.rx_fragments),
             ("rx_reassembled", self.rx_reassembled),
             ("rx_fragments_dropped", self.rx_fragments_dropped),
@@ -147,7 +150,7 @@ impl std::fmt::Display for Counters {
         write!(
             f,
             "flows {}/{} (tcp opened {} accepted {}, udp {}, ping {}), refused (table full) {}; \
-             guest rx {} frames {} bytes (malformed {}, unsupported {}, fragments {} → {} datagrams, {} given up); \
+             guest rx {} frames {} bytes (malformed {}, unsupported {}, turned off {}, fragments {} → {} datagrams, {} given up); \
              guest tx {} frames {} bytes (dropped, guest side full {}; fragmented {}); \
              tcp bytes from/to guest {}/{}, retransmits {}, refused by socket {}, held {}, rst {}; udp bytes from/to guest {}/{}; \
              icmp unreachable {}, relayed {}, ping denied {}; arp {}, ndp {}, dhcp {}; \
@@ -163,6 +166,7 @@ impl std::fmt::Display for Counters {
             self.rx_bytes,
             self.rx_malformed,
             self.rx_unsupported,
+            self.rx_disabled,
             self.rx_fragments,
             self.rx_reassembled,
             self.rx_fragments_dropped,

@@ -7,6 +7,10 @@
 //! client's. When the guest's MAC was not configured, each server is (re)made on the
 //! first request: it answers the MAC that asked first.
 //!
+//! DHCPv4 or DHCPv6 turned off (`serve_dhcp4`, `serve_dhcp6`: passt's `--no-dhcp`,
+//! `--no-dhcpv6`): requests are dropped and counted, as UDP to a service that is not
+//! there; they never become flows either.
+//!
 //! The first lease of each family is an info event; renewals and other replies are debug
 //! events (a guest that asks in a loop does not flood the log).
 //!
@@ -37,12 +41,21 @@ impl DhcpServers {
     pub fn new(cfg: &EngineConfig) -> DhcpServers {
         DhcpServers {
             v4: None,
-            v6: cfg.dhcp6().map(Server6::new),
+            v6: cfg.dhcp6().map(|d| server6(cfg, d)),
             v6_mac_learned: false,
             leased4: false,
             leased6: false,
         }
     }
+}
+
+/// A DHCPv6 server for `d`, telling the guest its fully qualified name if it has one.
+fn server6(cfg: &EngineConfig, d: netbind_plan::model::Dhcp6Config) -> Server6 {
+    let mut s = Server6::new(d);
+    if !cfg.fqdn.is_empty() {
+        s.set_fqdn(&cfg.fqdn);
+    }
+    s
 }
 
 pub fn dhcp4_from_guest<G: GuestTx>(
@@ -51,6 +64,10 @@ pub fn dhcp4_from_guest<G: GuestTx>(
     pkt: &IpPacket<'_>,
     payload: &[u8],
 ) {
+    if !cx.cfg.serve_dhcp4 {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if servers.v4.is_none() {
         let Some(mut cfg) = cx.cfg.dhcp4() else {
             return;
@@ -59,6 +76,11 @@ pub fn dhcp4_from_guest<G: GuestTx>(
             cfg.client_mac = format_mac(pkt.src_mac);
         }
         servers.v4 = Server4::new(cfg).ok();
+        if let Some(s) = servers.v4.as_mut()
+            && !cx.cfg.fqdn.is_empty()
+        {
+            s.set_fqdn(&cx.cfg.fqdn);
+        }
     }
     let Some(server) = servers.v4.as_mut() else {
         return;
@@ -92,6 +114,10 @@ pub fn dhcp6_from_guest<G: GuestTx>(
     sport: u16,
     payload: &[u8],
 ) {
+    if !cx.cfg.serve_dhcp6 {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if servers.v6.is_none() || (cx.cfg.guest_mac.is_none() && !servers.v6_mac_learned) {
         let Some(mut cfg) = cx.cfg.dhcp6() else {
             return;
@@ -100,7 +126,7 @@ pub fn dhcp6_from_guest<G: GuestTx>(
             cfg.client_mac = format_mac(pkt.src_mac);
             servers.v6_mac_learned = true;
         }
-        servers.v6 = Some(Server6::new(cfg));
+        servers.v6 = Some(server6(&cx.cfg, cfg));
     }
     let Some(server) = servers.v6.as_mut() else {
         return;

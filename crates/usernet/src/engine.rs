@@ -33,7 +33,7 @@ use mio::{Interest, Registry, Token};
 use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet};
 
 use crate::arp;
-use crate::config::{ENGINE_MAC, EngineConfig};
+use crate::config::EngineConfig;
 pub use crate::counters::Counters;
 use crate::ctx::{Ctx, RAW_PING6};
 pub use crate::ctx::{FIRST_TOKEN, RAW_PING4};
@@ -41,11 +41,12 @@ use crate::dhcp::DhcpServers;
 use crate::flow::{Flow, PingVia};
 use crate::forward::{self, ForwardError, Listener};
 use crate::fragment::{self, Reassembly};
-use crate::frame::{GuestTx, IpPacket, Out};
+use crate::frame::{GuestTx, IpPacket, Macs, Out};
 use crate::icmp::{self, ECHO_REQUEST4, ECHO_REQUEST6};
 use crate::ndp::{self, ICMPV6_NS, ICMPV6_RS, RA_INTERVAL, Ra};
 use crate::pcap::Pcap;
 use crate::ping_raw::RawPing;
+use crate::route;
 use crate::tcp::{self, TcpRelay};
 use crate::udp;
 use crate::wire::{
@@ -70,6 +71,8 @@ pub enum EngineError {
     Register(#[source] std::io::Error),
     #[error("cannot open raw ICMP sockets for the guest's pings (they need CAP_NET_RAW)")]
     RawPing(#[source] std::io::Error),
+    #[error(transparent)]
+    Outbound(#[from] route::OutboundError),
 }
 
 pub struct Engine<G> {
@@ -93,7 +96,12 @@ impl<G: GuestTx> Engine<G> {
     /// An engine writing to `guest`, registering its sockets with `registry` (a clone of
     /// the event loop's). Opens the inbound listeners at once.
     pub fn new(cfg: EngineConfig, guest: G, registry: Registry) -> Result<Engine<G>, EngineError> {
-        let out = Out::new(guest, cfg.guest_mac.unwrap_or([0; 6]), cfg.mtu);
+        let macs = Macs {
+            dst: cfg.guest_mac.unwrap_or([0; 6]),
+            src: cfg.engine_mac,
+        };
+        route::check_outbound(&cfg)?;
+        let out = Out::new(guest, macs, cfg.mtu);
         let (dhcp, ra) = (DhcpServers::new(&cfg), Ra::new(&cfg));
         let cx = Ctx::new(cfg, out, registry);
         let listeners = forward::open_listeners(&cx)?;
@@ -108,7 +116,7 @@ impl<G: GuestTx> Engine<G> {
             next_timer: None,
             pending_resets: Vec::new(),
         };
-        if engine.cx.cfg.raw_ping {
+        if engine.cx.cfg.raw_ping && engine.cx.cfg.relay_icmp {
             engine.open_raw_ping()?;
         }
         Ok(engine)
@@ -204,8 +212,10 @@ impl<G: GuestTx> Engine<G> {
         }
         self.cx.out.guest_mac = self.cx.cfg.guest_mac.unwrap_or([0; 6]);
         tracing::info!("guest connected");
-        ndp::send_ra(&mut self.cx, &self.ra, None);
-        self.ra.next = Some(self.cx.now + RA_INTERVAL);
+        if self.ra.enabled() {
+            ndp::send_ra(&mut self.cx, &self.ra, None);
+            self.ra.next = Some(self.cx.now + RA_INTERVAL);
+        }
     }
 
     /// A ping flow on the raw sockets that was removed gives its identifier back.
@@ -230,7 +240,7 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         let src_mac = eth.src_addr().0;
-        if eth.src_addr().is_unicast() && src_mac != ENGINE_MAC && src_mac != [0; 6] {
+        if eth.src_addr().is_unicast() && src_mac != self.cx.out.engine_mac && src_mac != [0; 6] {
             self.cx.out.guest_mac = src_mac;
         }
         let payload = eth.payload();

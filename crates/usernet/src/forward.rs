@@ -11,9 +11,13 @@
 //! go to the spec's guest port (`8080:80`: port 80). The peer appears to the guest as itself, or as the gateway
 //! when it is the namespace's loopback or own address.
 //!
+//! With `freebind` (passt's `--freebind`), a listener bound to a specific address sets
+//! `IP_FREEBIND`/`IPV6_FREEBIND` first: the address need not be the namespace's yet
+//! (connections arrive once it is).
+//!
 //! What holds: listeners are opened once, at start; a listed port that cannot be bound is
 //! an error naming it and where (another process has it, the address is not the
-//! namespace's, or privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and
+//! namespace's and `freebind` is off, or privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and
 //! so is an address of a family the guest has no address in. A set of every port (`all`, exclusions alone:
 //! [`PortSet::every`](crate::PortSet)) takes what is free, as passt does: ports in the
 //! namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where the engine's own
@@ -82,8 +86,11 @@ struct Want {
 /// descriptor limit allows after a reserve for flows. What "every port" leaves out for the limit is logged by range.
 pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
     let ephemeral = ephemeral_range();
-    let specs = cx.cfg.tcp_ports.iter().map(|s| (true, s));
-    let specs = specs.chain(cx.cfg.udp_ports.iter().map(|s| (false, s)));
+    // A protocol the engine does not relay has no forwards either.
+    let tcp_specs = cx.cfg.tcp_ports.iter().filter(|_| cx.cfg.relay_tcp);
+    let udp_specs = cx.cfg.udp_ports.iter().filter(|_| cx.cfg.relay_udp);
+    let specs = tcp_specs.map(|s| (true, s));
+    let specs = specs.chain(udp_specs.map(|s| (false, s)));
     let (mut listed, mut every) = (Vec::new(), Vec::new());
     for (tcp, spec) in specs {
         let addrs = listen_addrs(&cx.cfg, spec, proto_name(tcp))?;
@@ -107,9 +114,10 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
             }
         }
     }
+    let freebind = cx.cfg.freebind;
     let mut opened = Vec::with_capacity(listed.len());
     for want in &listed {
-        opened.push(open(want).map_err(|source| listen_error(want, source))?);
+        opened.push(open(want, freebind).map_err(|source| listen_error(want, source))?);
     }
     // What a limit leaves room for goes to the well-known ports of both protocols first,
     // then TCP's (services are mostly TCP), then UDP's, each from the lowest port up.
@@ -129,7 +137,7 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
             left_out.push(want);
             continue;
         }
-        match open(&want) {
+        match open(&want, freebind) {
             Ok(l) => opened.push(l),
             // Taken by another socket: "every port" means the free ones.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
@@ -163,8 +171,15 @@ fn proto_name(tcp: bool) -> &'static str {
     if tcp { "TCP" } else { "UDP" }
 }
 
-fn open(want: &Want) -> std::io::Result<Listener> {
-    let sock = bind(want.addr, want.dev.as_deref(), want.port, want.tcp)?;
+fn open(want: &Want, freebind: bool) -> std::io::Result<Listener> {
+    let freebind = freebind && !want.addr.is_unspecified();
+    let sock = bind(
+        want.addr,
+        want.dev.as_deref(),
+        want.port,
+        want.tcp,
+        freebind,
+    )?;
     Ok(Listener {
         sock,
         tcp: want.tcp,
@@ -282,7 +297,13 @@ fn ephemeral_range() -> std::ops::RangeInclusive<u16> {
     }
 }
 
-fn bind(addr: IpAddr, dev: Option<&str>, port: u16, tcp: bool) -> std::io::Result<Socket> {
+fn bind(
+    addr: IpAddr,
+    dev: Option<&str>,
+    port: u16,
+    tcp: bool,
+    freebind: bool,
+) -> std::io::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -295,6 +316,11 @@ fn bind(addr: IpAddr, dev: Option<&str>, port: u16, tcp: bool) -> std::io::Resul
     }
     if tcp {
         sock.set_reuse_address(true)?;
+    }
+    match (freebind, addr.is_ipv6()) {
+        (false, _) => {}
+        (true, false) => sock.set_freebind_v4(true)?,
+        (true, true) => sock.set_freebind_v6(true)?,
     }
     if let Some(dev) = dev {
         // Without CAP_NET_RAW since Linux 5.7, as long as the socket is not yet bound.

@@ -23,9 +23,9 @@ use crate::pcap::Pcap;
 use crate::wire::{self, UDP_CHECKSUM};
 
 pub use crate::wire::{
-    ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_HLEN, UDP_HLEN, fill_l4_checksum, ip_hlen, l4_checksum,
-    pseudo_sum, to_v6, unspecified_like, write_ip,
+    ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HLEN, IPV6_HLEN, Macs,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_HLEN, UDP_HLEN, fill_l4_checksum, ip_hlen,
+    l4_checksum, pseudo_sum, to_v6, unspecified_like, write_ip,
 };
 
 /// The guest side of the link, as the engine writes to it.
@@ -131,6 +131,8 @@ pub struct Out<G> {
     pub pcap: Option<Pcap>,
     /// Destination of every frame; learned from the guest's frames.
     pub guest_mac: [u8; 6],
+    /// Source of every frame: the engine's MAC (`EngineConfig::engine_mac`).
+    pub engine_mac: [u8; 6],
     pub counters: TxCounters,
     /// The guest's MTU (IP bytes per frame): bigger datagrams go out in fragments.
     mtu: usize,
@@ -141,11 +143,12 @@ pub struct Out<G> {
 }
 
 impl<G: GuestTx> Out<G> {
-    pub fn new(guest: G, guest_mac: [u8; 6], mtu: u16) -> Out<G> {
+    pub fn new(guest: G, macs: Macs, mtu: u16) -> Out<G> {
         Out {
             guest,
             pcap: None,
-            guest_mac,
+            guest_mac: macs.dst,
+            engine_mac: macs.src,
             counters: TxCounters::default(),
             mtu: usize::from(mtu),
             big: Vec::new(),
@@ -153,14 +156,19 @@ impl<G: GuestTx> Out<G> {
         }
     }
 
+    /// The Ethernet addresses of a frame to the guest.
+    pub fn macs(&self) -> Macs {
+        Macs {
+            dst: self.guest_mac,
+            src: self.engine_mac,
+        }
+    }
+
     /// Builds one frame of at most `max_len` bytes with `build` (which gets the room and
-    /// the guest's MAC and returns the frame length, 0 to send nothing) and sends it; an
-    /// IP packet bigger than the MTU leaves in fragments (`fragment.rs`).
-    pub fn emit(
-        &mut self,
-        max_len: usize,
-        build: impl FnOnce(&mut [u8], [u8; 6]) -> usize,
-    ) -> bool {
+    /// the frame's MACs, the guest's and the engine's, and returns the frame length, 0
+    /// to send nothing) and sends it; an IP packet bigger than the MTU leaves in
+    /// fragments (`fragment.rs`).
+    pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8], Macs) -> usize) -> bool {
         if max_len > ETH_HLEN + self.mtu {
             return self.emit_fragmented(max_len, build);
         }
@@ -170,13 +178,13 @@ impl<G: GuestTx> Out<G> {
     fn emit_fragmented(
         &mut self,
         max_len: usize,
-        build: impl FnOnce(&mut [u8], [u8; 6]) -> usize,
+        build: impl FnOnce(&mut [u8], Macs) -> usize,
     ) -> bool {
         let mut big = std::mem::take(&mut self.big);
         if big.len() < max_len {
             big.resize(max_len, 0);
         }
-        let len = build(&mut big[..max_len], self.guest_mac).min(max_len);
+        let len = build(&mut big[..max_len], self.macs()).min(max_len);
         let frame = &big[..len];
         let sent = if len <= ETH_HLEN + self.mtu {
             self.emit_meta(len, |buf, _| {
@@ -207,9 +215,9 @@ impl<G: GuestTx> Out<G> {
     pub fn emit_meta(
         &mut self,
         max_len: usize,
-        build: impl FnOnce(&mut [u8], [u8; 6]) -> (usize, TxMeta),
+        build: impl FnOnce(&mut [u8], Macs) -> (usize, TxMeta),
     ) -> bool {
-        let mac = self.guest_mac;
+        let mac = self.macs();
         let Some(buf) = self.guest.reserve(max_len) else {
             self.counters.dropped_full += 1;
             return false;
@@ -238,8 +246,9 @@ impl<G: GuestTx> Out<G> {
         mac: Option<[u8; 6]>,
     ) -> bool {
         let total = ETH_HLEN + ip_hlen(to.is_ipv6()) + UDP_HLEN + payload.len();
-        self.emit(total, |buf, guest_mac| {
-            write_udp(buf, mac.unwrap_or(guest_mac), from, to, payload)
+        self.emit(total, |buf, macs| {
+            let macs = mac.map_or(macs, |m| macs.to(m));
+            write_udp(buf, macs, from, to, payload)
         })
     }
 
@@ -252,7 +261,7 @@ impl<G: GuestTx> Out<G> {
 /// Writes a whole UDP frame `from → to`; returns its length.
 pub fn write_udp(
     buf: &mut [u8],
-    mac: [u8; 6],
+    mac: Macs,
     from: SocketAddr,
     to: SocketAddr,
     payload: &[u8],

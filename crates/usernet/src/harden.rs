@@ -31,6 +31,7 @@
 //!                 recvfrom recvmsg recvmmsg sendto sendmsg sendmmsg ioctl(FIONBIO|FIONREAD|TIOCOUTQ)
 //! descriptors     fcntl dup (try_clone on a reconnecting guest)
 //! stats, pcap     openat rename renameat renameat2 fsync lseek newfstatat fstat statx
+//! log file        ftruncate (a front end's log kept under a size: `passt --log-size`)
 //! memory          mmap munmap mremap brk madvise mprotect
 //! time, signals   clock_gettime clock_nanosleep nanosleep gettimeofday rt_sigprocmask
 //!                 rt_sigaction rt_sigreturn sigaltstack
@@ -203,6 +204,7 @@ fn plain_syscalls() -> Vec<i64> {
         libc::SYS_renameat2,
         libc::SYS_fsync,
         libc::SYS_lseek,
+        libc::SYS_ftruncate,
         libc::SYS_newfstatat,
         libc::SYS_fstat,
         libc::SYS_statx,

@@ -9,7 +9,9 @@
 //! process's group in `net.ipv4.ping_group_range` (KubeVirt sets it for passtBinding).
 //! Where they are denied, an engine started with `CAP_NET_RAW` sends through two shared
 //! raw sockets instead (`raw_ping`, see `ping_raw.rs`); without either, requests are
-//! dropped and counted (`ping denied`).
+//! dropped and counted (`ping denied`). With echo turned off (`relay_icmp`, passt's
+//! `--no-icmp`) requests are dropped and counted (`rx_disabled`) and no raw socket is
+//! opened.
 //!
 //! ICMP errors the network sent for a ping flow (time exceeded, unreachable; see
 //! `errqueue.rs`) are relayed to the guest from the router that sent them
@@ -57,6 +59,10 @@ pub fn echo_from_guest<G: GuestTx>(
     raw_ping: &mut Option<RawPing>,
     pkt: &IpPacket<'_>,
 ) {
+    if !cx.cfg.relay_icmp {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     let body = pkt.payload;
     let (Some((_, 0)), Some(id)) = (icmp::type_code(body), icmp::echo_ident(body)) else {
         cx.counters.rx_malformed += 1;
@@ -159,6 +165,7 @@ fn open_ping_socket<G: GuestTx>(
             return None;
         }
     };
+    route::bind_outbound(&cx.cfg, &sock, target).ok()?;
     if let Err(e) = sock.connect(&SockAddr::from(target)) {
         if let Some(kind) = Unreachable::from_io(&e) {
             send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);

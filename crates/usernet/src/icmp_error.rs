@@ -22,7 +22,7 @@ use crate::errqueue::IcmpError;
 use crate::frame::GuestTx;
 use crate::route;
 use crate::wire::{
-    ETH_HLEN, ICMP_CHECKSUM, ICMP_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, STAND_IN_L4,
+    ETH_HLEN, ICMP_CHECKSUM, ICMP_HLEN, IPV6_HLEN, Macs, PROTO_ICMP, PROTO_ICMPV6, STAND_IN_L4,
     fill_l4_checksum, icmp, ip_hlen, write_ip,
 };
 
@@ -125,7 +125,7 @@ pub fn send_unreachable_for<G: GuestTx>(
     let mut q = [0u8; ETH_HLEN + IPV6_HLEN + STAND_IN_L4];
     let l4 = write_ip(
         &mut q,
-        [0; 6],
+        Macs::default(),
         guest.ip(),
         remote.ip(),
         proto,
@@ -188,7 +188,15 @@ impl Quote {
 
     /// Writes the IP header for an L4 message of `l4_len` bytes; returns where L4 starts.
     pub fn l4(&mut self, guest: IpAddr, remote: IpAddr, proto: u8, l4_len: usize) -> usize {
-        write_ip(&mut self.buf, [0; 6], guest, remote, proto, l4_len, 1)
+        write_ip(
+            &mut self.buf,
+            Macs::default(),
+            guest,
+            remote,
+            proto,
+            l4_len,
+            1,
+        )
     }
 
     /// Copies what fits of `bytes` at `at`; returns how many.

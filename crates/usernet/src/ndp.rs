@@ -1,7 +1,9 @@
 //! NDP: neighbour solicitations are answered for every address but the guest's own
 //! (the engine is the guest's only neighbour), router solicitations with a router
 //! advertisement built by `netbind_dhcp::ra` (prefix, MTU, RDNSS, DNSSL; addresses by
-//! DHCPv6). An RA also goes out when a guest connects and every minute.
+//! DHCPv6). An RA also goes out when a guest connects and every minute. Either can be
+//! turned off (`serve_ndp`: both; `serve_ra`: RAs only): solicitations are then dropped
+//! and counted, and no RA goes out.
 //!
 //! What holds: DAD probes (source `::`) get no answer; NDP is sent with hop limit 255
 //! from the engine's link-local address (an NA from the target address), as RFC 4861
@@ -10,7 +12,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use crate::config::{ENGINE_LINK_LOCAL, ENGINE_MAC, EngineConfig};
+use crate::config::{ENGINE_LINK_LOCAL, EngineConfig};
 use crate::ctx::Ctx;
 use crate::frame::{GuestTx, IpPacket};
 use crate::wire::{
@@ -31,16 +33,27 @@ pub struct Ra {
 }
 
 impl Ra {
+    /// The RA of `cfg`; none when RAs are turned off.
     pub fn new(cfg: &EngineConfig) -> Ra {
-        let msg = cfg
-            .ra()
-            .map(|r| netbind_dhcp::ra::advertisement(&r, ENGINE_MAC));
+        let msg = (cfg.serve_ndp && cfg.serve_ra)
+            .then(|| cfg.ra())
+            .flatten()
+            .map(|r| netbind_dhcp::ra::advertisement(&r, cfg.engine_mac));
         Ra { msg, next: None }
+    }
+
+    /// Whether RAs go out at all.
+    pub fn enabled(&self) -> bool {
+        self.msg.is_some()
     }
 }
 
 /// A neighbour solicitation from the guest: answered for every address but its own.
 pub fn ns_from_guest<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>) {
+    if !cx.cfg.serve_ndp {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     let body = pkt.payload;
     let target = match (icmp::type_code(body), ndp::ns_target(body)) {
         (Some((_, 0)), Some(t)) if pkt.hop == 255 => t,
@@ -56,9 +69,9 @@ pub fn ns_from_guest<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>) {
     let mac = pkt.src_mac;
     let (from, to) = (IpAddr::V6(target), IpAddr::V6(src));
     let len = ndp::NA_LEN;
-    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
-        let l4 = write_ip(buf, mac, from, to, PROTO_ICMPV6, len, 255);
-        ndp::write_na(&mut buf[l4..], target);
+    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, macs| {
+        let l4 = write_ip(buf, macs.to(mac), from, to, PROTO_ICMPV6, len, 255);
+        ndp::write_na(&mut buf[l4..], target, macs.src);
         fill_l4_checksum(
             &mut buf[..l4 + len],
             l4,
@@ -80,8 +93,8 @@ pub fn send_ra<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, to: Option<(Ipv6Addr, [u8; 
     let (dst, mac) = to.unwrap_or((Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ALL_NODES_MAC));
     let (from, dst) = (IpAddr::V6(ENGINE_LINK_LOCAL), IpAddr::V6(dst));
     let len = msg.len();
-    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, _| {
-        let l4 = write_ip(buf, mac, from, dst, PROTO_ICMPV6, len, 255);
+    let sent = cx.out.emit(ETH_HLEN + IPV6_HLEN + len, |buf, macs| {
+        let l4 = write_ip(buf, macs.to(mac), from, dst, PROTO_ICMPV6, len, 255);
         buf[l4..l4 + len].copy_from_slice(msg);
         fill_l4_checksum(
             &mut buf[..l4 + len],
@@ -101,6 +114,10 @@ pub fn send_ra<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, to: Option<(Ipv6Addr, [u8; 
 
 /// A router solicitation from the guest: answered with the RA.
 pub fn rs_from_guest<G: GuestTx>(cx: &mut Ctx<G>, ra: &Ra, pkt: &IpPacket<'_>) {
+    if !(cx.cfg.serve_ndp && cx.cfg.serve_ra) {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if pkt.payload.len() < 8 || pkt.hop != 255 {
         cx.counters.rx_malformed += 1;
         return;

@@ -11,7 +11,8 @@
 //! of its own; the guest's replies leave through the listener, so the peer sees them
 //! come from the port it sent to.
 //!
-//! DHCP (ports 67 and 547) never becomes a flow: it is served by `dhcp`. The flow state
+//! DHCP (ports 67 and 547) never becomes a flow: it is served by `dhcp`, also when UDP
+//! is not relayed (`relay_udp` off: every other datagram is dropped and counted). The flow state
 //! ([`UdpFlow`]) lives in the flow table (`flow.rs`); the handlers here take the narrow
 //! context (`ctx.rs`) and the listeners (`forward.rs`).
 //!
@@ -66,6 +67,10 @@ pub fn from_guest<G: GuestTx>(
         (true, 547) => return dhcp::dhcp6_from_guest(cx, dhcp, pkt, sport, data),
         _ => {}
     }
+    if !cx.cfg.relay_udp {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     if !route::destination_ok(pkt.dst) || dport == 0 {
         return;
     }
@@ -119,6 +124,7 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, pkt: &IpPacket<'_>) -> Option
         None,
     )
     .ok()?;
+    route::bind_outbound(&cx.cfg, &sock, target).ok()?;
     if let Err(e) = sock.connect(&SockAddr::from(target)) {
         if let Some(kind) = Unreachable::from_io(&e) {
             send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);

@@ -29,8 +29,6 @@ use smoltcp::wire::{
     RawHardwareAddress, checksum,
 };
 
-use crate::config::ENGINE_MAC;
-
 pub const ETH_HLEN: usize = 14;
 pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
@@ -73,6 +71,21 @@ pub fn unspecified_like(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// The Ethernet addresses of a frame to the guest: the guest's (or a group's) and the
+/// engine's own, as the guest side hands them to a frame's builder (`frame::Out::emit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Macs {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+}
+
+impl Macs {
+    /// The same source, to `dst`.
+    pub fn to(self, dst: [u8; 6]) -> Macs {
+        Macs { dst, ..self }
     }
 }
 
@@ -140,11 +153,12 @@ pub fn emit_ip(ip: &mut [u8], h: &IpHeader) -> usize {
     }
 }
 
-/// Writes the Ethernet and IP headers of a packet `src → dst` carrying `l4_len` bytes of
-/// protocol `proto`; returns where the L4 header starts. `buf` must hold the whole frame.
+/// Writes the Ethernet (`macs`) and IP headers of a packet `src → dst` carrying `l4_len`
+/// bytes of protocol `proto`; returns where the L4 header starts. `buf` must hold the
+/// whole frame.
 pub fn write_ip(
     buf: &mut [u8],
-    dst_mac: [u8; 6],
+    macs: Macs,
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
@@ -153,7 +167,7 @@ pub fn write_ip(
 ) -> usize {
     let v4 = src.is_ipv4() && dst.is_ipv4();
     let ethertype = if v4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
-    let l3 = write_eth(buf, dst_mac, ENGINE_MAC, ethertype);
+    let l3 = write_eth(buf, macs.dst, macs.src, ethertype);
     let h = IpHeader {
         src,
         dst,
@@ -354,9 +368,10 @@ pub mod ndp {
         (msg.len() >= 24).then(|| p.target_addr())
     }
 
-    /// A solicited neighbour advertisement for `target` at the engine's MAC (router,
-    /// solicited, override), checksum zero, into the first [`NA_LEN`] bytes of `msg`.
-    pub fn write_na(msg: &mut [u8], target: Ipv6Addr) {
+    /// A solicited neighbour advertisement for `target` at the engine's MAC `mac`
+    /// (router, solicited, override), checksum zero, into the first [`NA_LEN`] bytes of
+    /// `msg`.
+    pub fn write_na(msg: &mut [u8], target: Ipv6Addr, mac: [u8; 6]) {
         let msg = &mut msg[..NA_LEN];
         msg.fill(0);
         let na = NdiscRepr::NeighborAdvert {
@@ -364,7 +379,7 @@ pub mod ndp {
                 | NdiscNeighborFlags::SOLICITED
                 | NdiscNeighborFlags::OVERRIDE,
             target_addr: target,
-            lladdr: Some(RawHardwareAddress::from_bytes(&ENGINE_MAC)),
+            lladdr: Some(RawHardwareAddress::from_bytes(&mac)),
         };
         na.emit(&mut Icmpv6Packet::new_unchecked(msg));
     }
@@ -525,7 +540,7 @@ mod tests {
             IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
             IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)),
         );
-        let l4 = write_ip(&mut buf, [2; 6], s, d, PROTO_UDP, 8, 64);
+        let l4 = write_ip(&mut buf, Macs::default(), s, d, PROTO_UDP, 8, 64);
         assert_eq!(l4, ETH_HLEN + IPV4_HLEN);
         let ip = Ipv4Packet::new_checked(&buf[ETH_HLEN..]).unwrap();
         assert!(ip.verify_checksum());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use netbind_testbed::Netns;
 use netbind_usernet::frame::PROTO_TCP;
-use netbind_usernet::{Engine, MemTx, PortSpec};
+use netbind_usernet::{Engine, EngineConfig, MemTx, PortSpec};
 
 const PORT: u16 = 2201;
 const GUEST_PORT: u16 = 22;
@@ -158,4 +158,40 @@ fn an_address_not_in_the_namespace_is_an_error_naming_port_and_address() {
         err.as_deref(),
         Some("cannot listen on TCP port 2203 (192.0.2.1%lo)")
     );
+}
+
+/// `--freebind`: a spec's address need not be the namespace's yet (without it, the
+/// engine refuses to start: see above); once it is, its connections reach the guest.
+#[test]
+fn freebind_listens_on_an_address_the_namespace_gets_only_later() {
+    need_root();
+    let ns = Netns::new("fwdfree").expect("namespace");
+    let spec = PortSpec::parse(&format!("10.66.0.1/{PORT}")).unwrap();
+    let path = ns.path();
+    let name = ns.name().to_string();
+    let guest_port = std::thread::spawn(move || {
+        netbind_testbed::enter(path).expect("enter the namespace");
+        let mut h = Harness::new(EngineConfig {
+            guest6: None,
+            tcp_ports: vec![spec],
+            freebind: true,
+            ..config()
+        });
+        netbind_testbed::run_ok(&[
+            "ip",
+            "-n",
+            &name,
+            "addr",
+            "add",
+            "10.66.0.1/32",
+            "dev",
+            "lo",
+        ]);
+        netbind_testbed::run_ok(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        let _c = connect(&format!("10.66.0.1:{PORT}")).expect("the address, now the namespace's");
+        syn_to_guest(&mut h)
+    })
+    .join()
+    .expect("the engine started with freebind");
+    assert_eq!(guest_port, PORT);
 }

@@ -5,6 +5,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
+use netbind_usernet::EngineConfig;
 use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
 
 fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
@@ -113,20 +114,9 @@ fn an_ra_greets_a_newly_connected_guest() {
 
 #[test]
 fn dhcp_discover_gets_an_offer_of_the_pods_address() {
-    use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
+    use dhcproto::{Decodable, Decoder, v4};
     let mut h = Harness::new(config());
-    let mut msg = v4::Message::default();
-    msg.set_chaddr(&GUEST_MAC)
-        .set_flags(v4::Flags::default().set_broadcast());
-    msg.opts_mut()
-        .insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
-    let mut payload = Vec::new();
-    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-    h.send(&udp_frame(
-        "0.0.0.0:68".parse().unwrap(),
-        "255.255.255.255:67".parse().unwrap(),
-        &payload,
-    ));
+    h.send(&dhcp_discover());
     let got = h.take();
     assert_eq!(got.len(), 1, "{got:?}");
     let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
@@ -140,25 +130,8 @@ fn dhcp_discover_gets_an_offer_of_the_pods_address() {
 
 #[test]
 fn dhcpv6_solicit_gets_an_advertise_with_the_pods_address() {
-    use dhcproto::{Encodable, Encoder, v6};
     let mut h = Harness::new(config());
-    let mut msg = v6::Message::new(v6::MessageType::Solicit);
-    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
-        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
-    ]));
-    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
-        id: 1,
-        t1: 0,
-        t2: 0,
-        opts: v6::DhcpOptions::new(),
-    }));
-    let mut payload = Vec::new();
-    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
-    h.send(&udp_frame(
-        "[fe80::15]:546".parse().unwrap(),
-        "[ff02::1:2]:547".parse().unwrap(),
-        &payload,
-    ));
+    h.send(&dhcpv6_solicit());
     let got = h.take();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].src, IpAddr::V6(ENGINE_LINK_LOCAL));
@@ -203,4 +176,191 @@ fn hostile_frames_do_not_panic_or_open_flows() {
     }
     let c = h.engine.counters();
     assert!(c.rx_malformed > 0);
+}
+
+/// `--mac-addr`: the engine's MAC, as configured, is what ARP and NDP answer, what RAs
+/// carry and where every frame to the guest comes from.
+#[test]
+fn the_configured_engine_mac_is_answered_advertised_and_the_source_of_every_frame() {
+    let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+    let mut h = Harness::new(EngineConfig {
+        engine_mac: mac,
+        ..config()
+    });
+    h.send(&arp_request(GW4, GUEST4));
+    h.send(&neighbour_solicitation_for_the_router());
+    h.send(&router_solicitation());
+    h.send(&dhcp_discover());
+    let got = h.take();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.iter().all(|g| g.raw[6..12] == mac), "Ethernet source");
+    assert_eq!(&got[0].raw[22..28], &mac, "ARP sender hardware address");
+    assert_eq!(&got[1].l4[26..32], &mac, "NA target link-layer address");
+    let ra = &got[2].l4;
+    assert!(
+        ra.windows(8).any(|w| w[..2] == [1, 1] && w[2..] == mac),
+        "RA source link-layer address"
+    );
+    assert!(!ra.windows(6).any(|w| w == ENGINE_MAC), "not the default");
+}
+
+fn neighbour_solicitation_for_the_router() -> Vec<u8> {
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(ENGINE_LINK_LOCAL.octets());
+    icmp6(GUEST6, "ff02::1:ff00:1".parse().unwrap(), &ns)
+}
+
+fn router_solicitation() -> Vec<u8> {
+    icmp6(
+        "fe80::15".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    )
+}
+
+#[test]
+fn no_dhcp_leaves_a_discover_unanswered_and_counted() {
+    let mut h = Harness::new(EngineConfig {
+        serve_dhcp4: false,
+        ..config()
+    });
+    h.send(&dhcp_discover());
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    assert_eq!(h.engine.flow_count(), 0, "not relayed either");
+    h.send(&dhcpv6_solicit());
+    assert_eq!(h.take().len(), 1, "DHCPv6 still answers");
+}
+
+#[test]
+fn no_dhcpv6_leaves_a_solicit_unanswered_and_counted() {
+    let mut h = Harness::new(EngineConfig {
+        serve_dhcp6: false,
+        ..config()
+    });
+    h.send(&dhcpv6_solicit());
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    assert_eq!(h.engine.flow_count(), 0, "not relayed either");
+    h.send(&dhcp_discover());
+    assert_eq!(h.take().len(), 1, "DHCPv4 still answers");
+}
+
+#[test]
+fn no_ndp_leaves_neighbour_and_router_solicitations_unanswered_and_sends_no_ra() {
+    let mut h = Harness::new(EngineConfig {
+        serve_ndp: false,
+        ..config()
+    });
+    h.engine.guest_connected();
+    h.send(&neighbour_solicitation_for_the_router());
+    h.send(&router_solicitation());
+    h.timers_at(std::time::Duration::from_secs(120));
+    assert!(h.take().is_empty());
+    assert_eq!(h.engine.counters().rx_disabled, 2);
+    h.send(&arp_request(GW4, GUEST4));
+    assert_eq!(h.take().len(), 1, "ARP still answers");
+}
+
+#[test]
+fn no_ra_sends_no_router_advertisement_but_answers_neighbour_solicitations() {
+    let mut h = Harness::new(EngineConfig {
+        serve_ra: false,
+        ..config()
+    });
+    h.engine.guest_connected();
+    h.send(&router_solicitation());
+    h.timers_at(std::time::Duration::from_secs(120));
+    assert!(h.take().is_empty(), "no RA, greeting, answer or periodic");
+    assert_eq!(h.engine.counters().rx_disabled, 1);
+    h.send(&neighbour_solicitation_for_the_router());
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].l4[0], 136, "a neighbour advertisement");
+}
+
+/// Whether DHCPv4, DHCPv6 and the RA tell the guest resolvers, and a search list (for
+/// DHCPv4: option 119 or 15).
+fn told(cfg: EngineConfig) -> ([bool; 3], [bool; 3]) {
+    use dhcproto::{Decodable, Decoder, v4, v6};
+    let mut h = Harness::new(EngineConfig {
+        dns: vec!["10.0.2.3".parse().unwrap(), "fd00::3".parse().unwrap()],
+        search: vec!["example.test".into()],
+        ..cfg
+    });
+    h.send(&dhcp_discover());
+    h.send(&dhcpv6_solicit());
+    h.send(&router_solicitation());
+    let got = h.take();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
+    let advertise = v6::Message::decode(&mut Decoder::new(got[1].udp_payload())).unwrap();
+    let ra = &got[2].l4;
+    let mut ra_options = Vec::new();
+    let mut at = 16;
+    while at + 2 <= ra.len() && ra[at + 1] > 0 {
+        ra_options.push(ra[at]);
+        at += usize::from(ra[at + 1]) * 8;
+    }
+    let v4 = |code| offer.opts().get(code).is_some();
+    let v6 = |code| advertise.opts().get(code).is_some();
+    (
+        [
+            v4(v4::OptionCode::DomainNameServer),
+            v6(v6::OptionCode::DomainNameServers),
+            ra_options.contains(&25),
+        ],
+        [
+            v4(v4::OptionCode::DomainSearch) || v4(v4::OptionCode::DomainName),
+            v6(v6::OptionCode::DomainSearchList),
+            ra_options.contains(&31),
+        ],
+    )
+}
+
+#[test]
+fn no_dhcp_dns_leaves_the_resolvers_out_of_dhcp_dhcpv6_and_the_ra() {
+    assert_eq!(told(config()), ([true; 3], [true; 3]), "told by default");
+    let cfg = EngineConfig {
+        advertise_dns: false,
+        ..config()
+    };
+    assert_eq!(told(cfg), ([false; 3], [true; 3]));
+}
+
+#[test]
+fn no_dhcp_search_leaves_the_search_list_out_of_dhcp_dhcpv6_and_the_ra() {
+    let cfg = EngineConfig {
+        advertise_search: false,
+        ..config()
+    };
+    assert_eq!(told(cfg), ([true; 3], [false; 3]));
+}
+
+#[test]
+fn fqdn_reaches_the_guest_in_dhcp_option_81_and_dhcpv6_option_39() {
+    use dhcproto::{Decodable, Decoder, v4};
+    let mut h = Harness::new(EngineConfig {
+        fqdn: "vm.example.test".into(),
+        ..config()
+    });
+    h.send(&dhcp_discover());
+    h.send(&dhcpv6_solicit());
+    let got = h.take();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let offer = v4::Message::decode(&mut Decoder::new(got[0].udp_payload())).unwrap();
+    let Some(v4::DhcpOption::ClientFQDN(fqdn)) = offer.opts().get(v4::OptionCode::ClientFQDN)
+    else {
+        panic!("no option 81 in {offer:?}");
+    };
+    assert_eq!(fqdn.domain().to_ascii(), "vm.example.test.");
+    let mut option39 = vec![0, 39, 0, 18, 0x04];
+    option39.extend(b"\x02vm\x07example\x04test\x00");
+    assert!(
+        got[1]
+            .udp_payload()
+            .windows(option39.len())
+            .any(|w| w == option39),
+        "option 39 in the advertise"
+    );
 }

@@ -144,6 +144,10 @@ impl TcpRelay {
 
 /// A segment from the guest: to its connection, or it opens one.
 pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPacket<'_>) {
+    if !cx.cfg.relay_tcp {
+        cx.counters.rx_disabled += 1;
+        return;
+    }
     let Ok(s) = Segment::parse(pkt.payload) else {
         cx.counters.rx_malformed += 1;
         return;
@@ -188,6 +192,10 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>, s: &Segment<'_>, key: F
         rst_for(cx, key, s);
         return;
     };
+    if route::bind_outbound(&cx.cfg, &sock, target).is_err() {
+        rst_for(cx, key, s);
+        return;
+    }
     let _ = sock.set_tcp_nodelay(true);
     match sock.connect(&SockAddr::from(target)) {
         Ok(()) => {}

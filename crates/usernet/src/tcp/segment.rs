@@ -11,7 +11,7 @@ use smoltcp::wire::TcpPacket;
 
 pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SACK_BLOCKS, SYN, sack_option, syn_options};
 use crate::wire::{
-    ETH_HLEN, PROTO_TCP, TCP_CHECKSUM, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum,
+    ETH_HLEN, Macs, PROTO_TCP, TCP_CHECKSUM, TCP_HLEN, fill_l4_checksum, ip_hlen, pseudo_sum,
     set_partial_checksum, tcp, write_ip,
 };
 
@@ -113,7 +113,7 @@ pub struct Header {
 
 /// Writes a segment whose `payload_len` bytes are already in place at
 /// `payload_offset(.., opts.len())`; returns the frame length.
-pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len: usize) -> usize {
+pub fn write(buf: &mut [u8], mac: Macs, h: &Header, opts: &[u8], payload_len: usize) -> usize {
     let (l4, tcp_len) = write_headers(buf, mac, h, opts, payload_len);
     fill_l4_checksum(
         &mut buf[..l4 + tcp_len],
@@ -128,7 +128,7 @@ pub fn write(buf: &mut [u8], mac: [u8; 6], h: &Header, opts: &[u8], payload_len:
 
 /// As [`write`] without options, leaving the checksum to the receiver: the field holds
 /// the pseudo-header sum (for a guest side with offloads, see `frame::TxMeta`).
-pub fn write_partial(buf: &mut [u8], mac: [u8; 6], h: &Header, payload_len: usize) -> usize {
+pub fn write_partial(buf: &mut [u8], mac: Macs, h: &Header, payload_len: usize) -> usize {
     let (l4, tcp_len) = write_headers(buf, mac, h, &[], payload_len);
     let sum = pseudo_sum(h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len);
     set_partial_checksum(buf, l4, TCP_CHECKSUM, sum);
@@ -137,7 +137,7 @@ pub fn write_partial(buf: &mut [u8], mac: [u8; 6], h: &Header, payload_len: usiz
 
 fn write_headers(
     buf: &mut [u8],
-    mac: [u8; 6],
+    mac: Macs,
     h: &Header,
     opts: &[u8],
     payload_len: usize,

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
-use netbind_usernet::config::ENGINE_LINK_LOCAL;
-use netbind_usernet::frame::{PROTO_TCP, PROTO_UDP, fill_l4_checksum, write_ip};
+use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
+use netbind_usernet::frame::{Macs, PROTO_TCP, PROTO_UDP, fill_l4_checksum, write_ip};
 use netbind_usernet::{Engine, EngineConfig, MemTx};
 
 pub const GUEST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x15];
@@ -209,18 +209,11 @@ pub const ACK: u8 = 16;
 /// An IP frame from the guest.
 pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], hop: u8) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + 40 + l4.len()];
-    let off = write_ip(
-        &mut buf,
-        [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55],
-        src,
-        dst,
-        proto,
-        l4.len(),
-        hop,
-    );
-    // write_ip writes engine → guest MACs; swap to guest → engine.
-    buf[0..6].copy_from_slice(&[0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55]);
-    buf[6..12].copy_from_slice(&GUEST_MAC);
+    let macs = Macs {
+        dst: ENGINE_MAC,
+        src: GUEST_MAC,
+    };
+    let off = write_ip(&mut buf, macs, src, dst, proto, l4.len(), hop);
     buf[off..off + l4.len()].copy_from_slice(l4);
     buf.truncate(off + l4.len());
     let field = match proto {
@@ -246,6 +239,45 @@ pub fn udp_frame(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     l4[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     l4[8..].copy_from_slice(payload);
     ip_frame(from.ip(), to.ip(), PROTO_UDP, &l4, 64)
+}
+
+/// A DHCPDISCOVER from the guest, broadcast.
+pub fn dhcp_discover() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v4};
+    let mut msg = v4::Message::default();
+    msg.set_chaddr(&GUEST_MAC)
+        .set_flags(v4::Flags::default().set_broadcast());
+    msg.opts_mut()
+        .insert(v4::DhcpOption::MessageType(v4::MessageType::Discover));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    udp_frame(
+        "0.0.0.0:68".parse().unwrap(),
+        "255.255.255.255:67".parse().unwrap(),
+        &payload,
+    )
+}
+
+/// A DHCPv6 SOLICIT from the guest for one address (IA_NA).
+pub fn dhcpv6_solicit() -> Vec<u8> {
+    use dhcproto::{Encodable, Encoder, v6};
+    let mut msg = v6::Message::new(v6::MessageType::Solicit);
+    msg.opts_mut().insert(v6::DhcpOption::ClientId(vec![
+        0, 3, 0, 1, 2, 0, 0, 0, 0, 0x15,
+    ]));
+    msg.opts_mut().insert(v6::DhcpOption::IANA(v6::IANA {
+        id: 1,
+        t1: 0,
+        t2: 0,
+        opts: v6::DhcpOptions::new(),
+    }));
+    let mut payload = Vec::new();
+    msg.encode(&mut Encoder::new(&mut payload)).unwrap();
+    udp_frame(
+        "[fe80::15]:546".parse().unwrap(),
+        "[ff02::1:2]:547".parse().unwrap(),
+        &payload,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

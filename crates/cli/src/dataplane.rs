@@ -15,17 +15,24 @@
 //!    `NETBIND_KILL_AFTER_STEP=N` are test hooks.
 //! 4. **render** (none): `--domain-out FILE` gets JSON, written when the guest can start
 //!    (with serving: after the services are open and every engine listens)
-//!    `{"object": …, "qemuArgs": [...], "libvirtXml": "...", "fds": [...], "interfaces":
-//!    [{"name", "alias", "linkState", "qemuArgs", "libvirtXml"}]}` — the guest
-//!    devices as QEMU arguments (one array element per argument) and as libvirt
-//!    `<interface>`/`<hostdev>` XML, and the descriptors the launcher must open read-write
-//!    and pass to QEMU under the numbers `qemuArgs` name (`{"fd": 3, "path":
-//!    "/dev/tap12", "link": "pod…"}` for a macvtap), written atomically.
+//!    `{"object": …, "launcher": "qemu", "qemuArgs": [...], "libvirtXml": "...",
+//!    "libvirtDomainXml": "...", "fds": [...], "interfaces": [{"name", "alias",
+//!    "linkState", "qemuArgs", "libvirtXml"}]}` — the guest devices as QEMU arguments
+//!    (one array element per argument; the shared guest memory of vhost-user NICs
+//!    first) and as libvirt `<interface>`/`<hostdev>` XML for `<devices>`, what the
+//!    domain itself needs for them (`<memoryBacking>`, for directly under `<domain>`),
+//!    and the descriptors the launcher must open read-write and pass to QEMU under the
+//!    numbers `qemuArgs` name (`{"fd": 3, "path": "/dev/tap12", "link": "pod…"}` for a
+//!    macvtap), written atomically.
 //! 5. **serve** (opening: CAP_NET_BIND_SERVICE + CAP_NET_RAW; serving: none): every
 //!    proxied interface (`passtBinding`, sidecar binding plugins) gets its own user-mode
-//!    engine, `netbind usernet --plan <state dir>/plan.json --interface NAME`, started
-//!    from a thread inside the pod's namespace (a child forked there lives there), which
-//!    drops its own privileges; SIGTERM to `up` is passed on to the engines. The DHCPv4,
+//!    engine, `netbind usernet --plan <state dir>/plan.json --interface NAME` (with
+//!    `--vhost-user` for a vhost-user NIC), started from a thread inside the pod's
+//!    namespace (a child forked there lives there), which drops its own privileges;
+//!    SIGTERM to `up` is passed on to the engines. Except with `--launcher libvirt`:
+//!    libvirt starts the `passt` of a vhost-user NIC itself (netbind as passt, from the
+//!    `<backend type='passt'/>` of `libvirtXml`), so `up` runs no engine for it (the
+//!    plan's sysctls are still set; `InterfacePlan::engine_run_by_up` decides). The DHCPv4,
 //!    DHCPv6 and RA services the plan asks for are opened on a thread inside the pod's
 //!    namespace; then every capability is dropped (bounding, ambient, inheritable,
 //!    effective, permitted) on the main thread *before* one thread per service is spawned
@@ -50,7 +57,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use netbind_netns::journal::StateDir;
 use netbind_netns::{ApplyOptions, apply_with, teardown};
-use netbind_plan::NetworkPlan;
+use netbind_plan::{Launcher, NetworkPlan, UsernetAttachment};
 use netbind_spec::{ClusterConfig, Document, VmObject, defaults};
 
 use crate::input::{self, display_name};
@@ -110,12 +117,15 @@ pub(crate) fn state_dir(given: Option<&PathBuf>, obj: &VmObject) -> PathBuf {
     }
 }
 
-/// The guest devices, for `--domain-out`.
-pub fn domain_json(plan: &NetworkPlan) -> serde_json::Value {
+/// The guest devices, for `--domain-out`, as `launcher` is to start the guest.
+pub fn domain_json(plan: &NetworkPlan, launcher: Launcher) -> serde_json::Value {
     serde_json::json!({
         "object": plan.object,
+        // Whose rendering the engines `up` runs go with: `qemuArgs` or `libvirtXml`.
+        "launcher": launcher.as_str(),
         "qemuArgs": plan.qemu_args(),
         "libvirtXml": plan.libvirt_xml(),
+        "libvirtDomainXml": plan.libvirt_domain_xml(),
         // Descriptors the launcher opens (read-write) and passes to QEMU under these
         // numbers: `qemuArgs` name them as `fd=N` (macvtaps, `/dev/tap<ifindex>`).
         "fds": plan.passed_fds(),
@@ -252,19 +262,30 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
         applied.elapsed.as_secs_f64() * 1e3,
     );
 
+    let out = DomainOut {
+        path: args.domain_out.as_deref(),
+        launcher: args.launcher.into(),
+    };
     if args.no_serve {
-        write_domain(&plan, args.domain_out.as_deref())?;
+        write_domain(&plan, out)?;
         return Ok(Outcome::Ok);
     }
-    serve(&plan, &args.netns, &dir, args.domain_out.as_deref())
+    serve(&plan, &args.netns, &dir, out)
+}
+
+/// Where `--domain-out` goes, and who starts the guest from it.
+#[derive(Debug, Clone, Copy)]
+struct DomainOut<'a> {
+    path: Option<&'a std::path::Path>,
+    launcher: Launcher,
 }
 
 /// `--domain-out`, written once the guest can be started: everything it connects to exists.
-fn write_domain(plan: &NetworkPlan, out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    if let Some(out) = out {
-        let text = serde_json::to_string_pretty(&domain_json(plan))? + "\n";
-        write_atomically(out, &text)
-            .with_context(|| format!("--domain-out {}: cannot write", out.display()))?;
+fn write_domain(plan: &NetworkPlan, out: DomainOut<'_>) -> anyhow::Result<()> {
+    if let Some(path) = out.path {
+        let text = serde_json::to_string_pretty(&domain_json(plan, out.launcher))? + "\n";
+        write_atomically(path, &text)
+            .with_context(|| format!("--domain-out {}: cannot write", path.display()))?;
     }
     Ok(())
 }
@@ -275,7 +296,7 @@ fn serve(
     plan: &NetworkPlan,
     netns: &str,
     dir: &std::path::Path,
-    domain_out: Option<&std::path::Path>,
+    domain_out: DomainOut<'_>,
 ) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -325,11 +346,12 @@ fn serve_these(
     plan: &NetworkPlan,
     netns: &str,
     dir: &std::path::Path,
-    domain_out: Option<&std::path::Path>,
+    domain_out: DomainOut<'_>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
     use netbind_dhcp::runner;
-    let mut engines = start_engines(mine, netns, dir)?;
+    let launcher = domain_out.launcher;
+    let mut engines = start_engines(mine, netns, dir, launcher)?;
     let services = netbind_netns::run_in_netns(netns, || {
         let mut out = Vec::new();
         for iface in &mine.interfaces {
@@ -352,7 +374,7 @@ fn serve_these(
         wait_for_engines(mine, &mut engines).and_then(|()| write_domain(plan, domain_out))
     {
         stop_engines(&mut engines);
-        remove_engine_sockets(mine);
+        remove_engine_sockets(mine, launcher);
         return Err(e);
     }
 
@@ -399,7 +421,7 @@ fn serve_these(
     }
     services_stop.stop();
     stop_engines(&mut engines);
-    remove_engine_sockets(mine);
+    remove_engine_sockets(mine, launcher);
     for (name, t) in names.iter().zip(threads) {
         match t.join() {
             Ok(totals) => tracing::info!(
@@ -425,18 +447,27 @@ fn serve_these(
     Ok(Outcome::Ok)
 }
 
-/// Starts `netbind usernet` for every interface the plan gives a user-mode engine, inside
-/// the pod's namespace. The plan goes to the state dir for the engines to read.
+/// Starts `netbind usernet` for every interface the plan gives a user-mode engine that
+/// `launcher` does not start itself (libvirt, a vhost-user NIC's passt), inside the pod's
+/// namespace. The plan goes to the state dir for the engines to read.
 fn start_engines(
     plan: &NetworkPlan,
     netns: &str,
     dir: &std::path::Path,
+    launcher: Launcher,
 ) -> anyhow::Result<Vec<(String, std::process::Child)>> {
-    let proxied: Vec<_> = plan
+    let (proxied, libvirts): (Vec<_>, Vec<_>) = plan
         .interfaces
         .iter()
         .filter(|i| i.usernet.is_some())
-        .collect();
+        .partition(|i| i.engine_run_by_up(launcher));
+    for i in &libvirts {
+        tracing::info!(
+            interface = %i.name,
+            "{}: vhost-user served by the passt libvirt starts (netbind as passt); no engine here",
+            i.name
+        );
+    }
     if proxied.is_empty() {
         return Ok(Vec::new());
     }
@@ -462,12 +493,17 @@ fn start_engines(
     let started = netbind_netns::run_in_netns(netns, || {
         let mut children = Vec::new();
         for iface in &proxied {
+            let vhost_user = iface
+                .usernet
+                .as_ref()
+                .is_some_and(|u| u.attachment == UsernetAttachment::VhostUser);
             let child = std::process::Command::new(&exe)
                 .arg("usernet")
                 .arg("--plan")
                 .arg(&plan_path)
                 .arg("--interface")
                 .arg(&iface.name)
+                .args(vhost_user.then_some("--vhost-user"))
                 .arg("--stats")
                 .arg(state.engine_stats_path(&iface.name))
                 .args(crate::log::child_args())
@@ -500,7 +536,8 @@ fn start_engines(
 }
 
 /// Waits until every engine accepts connections on its socket (QEMU does not retry a
-/// stream socket that is not there yet), at most 10 s.
+/// socket that is not there yet), at most 10 s. A vhost-user engine takes the probe's
+/// connection for a QEMU that left at once, and waits for the next.
 fn wait_for_engines(
     plan: &NetworkPlan,
     engines: &mut [(String, std::process::Child)],
@@ -537,8 +574,12 @@ fn wait_for_engines(
 /// SIGTERM to every engine (they print their counters), SIGKILL after 5 s.
 /// The engines' sockets go with them (an engine leaves its socket behind, and one left in
 /// the state dir would keep `down` from removing the dir).
-fn remove_engine_sockets(plan: &NetworkPlan) {
-    for u in plan.interfaces.iter().filter_map(|i| i.usernet.as_ref()) {
+fn remove_engine_sockets(plan: &NetworkPlan, launcher: Launcher) {
+    let ran = plan
+        .interfaces
+        .iter()
+        .filter(|i| i.engine_run_by_up(launcher));
+    for u in ran.filter_map(|i| i.usernet.as_ref()) {
         let _ = std::fs::remove_file(&u.socket);
     }
 }

@@ -94,6 +94,27 @@ struct UpArgs {
     /// Return after building (and writing --domain-out); serve nothing.
     #[arg(long)]
     no_serve: bool,
+    /// Who starts the guest from --domain-out: `qemu` (its qemuArgs; `up` runs every
+    /// user-mode engine) or `libvirt` (its libvirtXml, whose vhost-user interfaces
+    /// libvirt serves by starting netbind as its `passt`; `up` runs only the engines of
+    /// stream sockets). Give the same one to every `up` of the VM.
+    #[arg(long, value_enum, default_value_t = LauncherArg::Qemu)]
+    launcher: LauncherArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LauncherArg {
+    Qemu,
+    Libvirt,
+}
+
+impl From<LauncherArg> for netbind_plan::Launcher {
+    fn from(l: LauncherArg) -> Self {
+        match l {
+            LauncherArg::Qemu => netbind_plan::Launcher::Qemu,
+            LauncherArg::Libvirt => netbind_plan::Launcher::Libvirt,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

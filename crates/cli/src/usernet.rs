@@ -6,8 +6,10 @@
 //! the resolvers; either way the guest's DNS queries go to the resolvers it is told
 //! about (loopback ones through the gateway address). Flags override
 //! ports, MTU, gateway mapping and the flow cap. The guest attaches by `--socket`
-//! (QEMU `-netdev stream`), `--netns` (a tap made in that namespace, configured like the
-//! pod) or `--fd`. Counters go to stderr on SIGUSR1 and at exit. Once everything is
+//! (QEMU `-netdev stream`; with `--vhost-user` QEMU's vhost-user back end), `--netns` (a
+//! tap made in that namespace, configured like the pod) or `--fd`; with `--plan` and none
+//! of them, on the plan's socket, as the plan's `attachment` says (`--vhost-user` or not
+//! overrides it). Counters go to stderr on SIGUSR1 and at exit. Once everything is
 //! open, the engine drops all capabilities, switches user with `--runas`, and runs under a
 //! seccomp allowlist unless `--no-seccomp` (netbind_usernet::harden). What it does is
 //! logged (`crate::log`): its addresses at start, the guest's pings, its counters at exit.
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
+use netbind_plan::model::UsernetAttachment;
 use netbind_usernet::config::{EngineConfig, MAX_MTU};
 use netbind_usernet::harden::Hardening;
 use netbind_usernet::run::{Attach, RunOptions};
@@ -40,7 +43,8 @@ pub struct UsernetArgs {
     #[arg(long, value_name = "N", group = "guest")]
     fd: Option<i32>,
     /// Be QEMU's vhost-user back end (`-netdev vhost-user`) on --socket or --fd,
-    /// instead of the stream protocol: the guest's queues in memory QEMU shares.
+    /// instead of the stream protocol: the guest's queues in memory QEMU shares. With
+    /// --plan alone the plan's attachment decides; this forces vhost-user.
     #[arg(long)]
     vhost_user: bool,
     /// vhost-user: where a migration's repair helper (passt-repair, `netbind
@@ -140,8 +144,13 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         (None, None, Some(n)) if args.vhost_user => {
             Attach::VhostUserFd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?)
         }
-        (None, None, None) if args.vhost_user && args.plan.is_some() => {
-            vhost_user(std::path::Path::new(&socket_from_plan(args)?))?
+        (None, None, None) if args.plan.is_some() => {
+            let u = planned(args)?;
+            if args.vhost_user || u.attachment == UsernetAttachment::VhostUser {
+                vhost_user(std::path::Path::new(&u.socket))?
+            } else {
+                Attach::Socket(PathBuf::from(&u.socket))
+            }
         }
         (Some(path), None, None) => Attach::Socket(path.clone()),
         (None, Some(ns), None) => {
@@ -150,10 +159,7 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         (None, None, Some(n)) => {
             Attach::Fd(run::inherited_fd(n).with_context(|| format!("--fd {n}"))?)
         }
-        (None, None, None) => match &args.plan {
-            Some(_) => Attach::Socket(PathBuf::from(&socket_from_plan(args)?)),
-            None => bail!("say where the guest is: --socket PATH, --netns NS or --fd N"),
-        },
+        (None, None, None) => bail!("say where the guest is: --socket PATH, --netns NS or --fd N"),
         _ => bail!("give only one of --socket, --netns, --fd"),
     };
     tracing::info!(
@@ -254,9 +260,10 @@ fn usernet_config(
         })
 }
 
-fn socket_from_plan(args: &UsernetArgs) -> Result<String> {
+/// The usernet config of `--plan` (and `--interface`).
+fn planned(args: &UsernetArgs) -> Result<netbind_plan::model::UsernetConfig> {
     let path = args.plan.as_ref().context("no plan")?;
-    Ok(usernet_config(path, args.interface.as_deref())?.socket)
+    usernet_config(path, args.interface.as_deref())
 }
 
 /// The engine's configuration and busy-poll window (µs) from a plan.

@@ -10,6 +10,11 @@
 //! busybox `tftp`, ICMP); the guest serves TCP with busybox `nc -ll -e` and waits for the
 //! test's `done` line once it printed `LISTENING`.
 //!
+//! The proxied interface (`passtBinding`, served by the engine `up` starts) runs on each
+//! attachment the plan knows: vhost-user, its default (the guest boots on the plan's
+//! chardev, vhost-user netdev and shared guest memory), and the stream socket the VM's
+//! `netbind.io/usernet-attachment: stream` asks for.
+//!
 //! Binding plugins (registered by `--cluster-config`): `managedTap` (netbind's bridge and
 //! tap, no DHCP — the guest sets a static address) and `tap` on a macvtap made as
 //! KubeVirt's macvtap-cni makes it, which QEMU gets as an inherited descriptor of
@@ -825,9 +830,26 @@ serve_tcp 8080
 await_peer
 "#;
 
+/// The passtBinding NIC on the plan's default attachment: vhost-user, the engine in the
+/// guest's shared memory (the plan sizes it from the VM's memory request).
 #[test]
-fn proxied_pod_network_and_bridged_multus_network_work_on_one_vm() {
-    let mut t = Timer::start("passtBinding + bridge");
+fn proxied_pod_network_over_vhost_user_and_bridged_multus_network_work_on_one_vm() {
+    proxied_and_bridged(None);
+}
+
+/// The same on the attachment the VM's annotation asks for: QEMU's stream socket.
+#[test]
+fn proxied_pod_network_over_a_stream_socket_and_bridged_multus_network_work_on_one_vm() {
+    proxied_and_bridged(Some("stream"));
+}
+
+/// One VM: passtBinding on the pod network (`attachment`: the VM's
+/// `netbind.io/usernet-attachment`, none for the default), bridge on a Multus network.
+fn proxied_and_bridged(attachment: Option<&str>) {
+    let mut t = Timer::start(match attachment {
+        None => "passtBinding (vhost-user) + bridge",
+        Some(_) => "passtBinding (stream) + bridge",
+    });
     let pod = pod_fixture(&[Secondary::bridge("blue")]);
     let blue = pod.secondary("blue").unwrap();
     let blue_peer = blue.peer().unwrap();
@@ -837,23 +859,56 @@ fn proxied_pod_network_and_bridged_multus_network_work_on_one_vm() {
     let pod4 = pod.pod_ip(false).unwrap();
     t.lap("pod fixture + peer agents");
     // A VM name of its own: the engine's socket lives under /run/netbind/<ns>/<vm>/.
+    let annotations = attachment
+        .map(|a| format!(", annotations: {{netbind.io/usernet-attachment: {a}}}"))
+        .unwrap_or_default();
     let manifest = format!(
         "kind: VirtualMachineInstance
-metadata: {{name: both{pid}, namespace: e2e}}
+metadata: {{name: both{pid}{kind}, namespace: e2e{annotations}}}
 spec:
   domain:
     devices:
       interfaces:
       - {{name: default, passtBinding: {{}}, macAddress: '{MAC_POD}', ports: [{{port: 8080}}]}}
       - {{name: blue, bridge: {{}}, macAddress: '{MAC_BLUE}'}}
+    resources: {{requests: {{memory: 256Mi}}}}
   networks:
   - {{name: default, pod: {{}}}}
   - {{name: blue, multus: {{networkName: blue}}}}
 ",
-        pid = std::process::id()
+        pid = std::process::id(),
+        kind = attachment.unwrap_or("vu"),
     );
     let dp = DataPlane::up(&pod, &manifest);
     t.lap("netbind up (bridge built, engine listening)");
+    // The guest boots on exactly what the plan says: for vhost-user the chardev, the
+    // vhost-user netdev and the shared memory (once; the testbed adds none of its own).
+    let args = dp.qemu_args();
+    let has = |prefix: &str| args.iter().filter(|a| a.starts_with(prefix)).count();
+    let engine = dp
+        .log()
+        .lines()
+        .find_map(|l| l.split("user-mode engine for default: pid ").nth(1))
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no engine started:\n{}", dp.log()));
+    let engine_argv = std::fs::read(format!("/proc/{engine}/cmdline")).unwrap_or_default();
+    let engine_vhost_user = engine_argv.split(|b| *b == 0).any(|a| a == b"--vhost-user");
+    if attachment.is_none() {
+        assert_eq!(has("vhost-user,"), 1, "{args:?}");
+        assert_eq!(has("socket,id=charua-default,path="), 1, "{args:?}");
+        assert_eq!(
+            has("memory-backend-memfd,id=mem,size=256M,share=on"),
+            1,
+            "{args:?}"
+        );
+        assert_eq!(has("memory-backend=mem"), 1, "{args:?}");
+        assert_eq!(has("stream,"), 0, "{args:?}");
+        assert!(engine_vhost_user, "the engine: {engine_argv:?}");
+    } else {
+        assert_eq!(has("stream,"), 1, "{args:?}");
+        assert_eq!(has("vhost-user,") + has("memory-backend"), 0, "{args:?}");
+        assert!(!engine_vhost_user, "the engine: {engine_argv:?}");
+    }
     let s = script(
         BOTH_GUEST,
         &[

@@ -13,6 +13,11 @@
 //! a peer reaches the guest's listener on the forwarded port. `virsh destroy` ends the
 //! engine (`--one-off`) and the domain starts again over the socket and pidfile the first
 //! run left behind.
+//!
+//! The interface is written by hand in KubeVirt's shapes (`type='user'`; `passtBinding`'s
+//! `type='vhostuser'`), and once as netbind's plan renders it: `netbind up --launcher
+//! libvirt` prepares the pod (its sysctls) and hands over `libvirtXml` without running an
+//! engine of its own, so libvirt's passt is the guest's only engine.
 
 mod common;
 
@@ -100,20 +105,132 @@ fn libvirt_runs_netbind_as_the_passt_of_kubevirts_vhostuser_interface() {
     );
 }
 
-/// Starts a domain with `interface` (`@LOG@`, `@MAC@`, `@FWD@` filled in) twice, and
-/// checks each time what the module's summary says.
+/// The interface as `netbind up --launcher libvirt` renders it for a `passtBinding` with
+/// `macAddress` and `ports`: KubeVirt's vhost-user shape. `up` sets the pod's sysctls and
+/// runs no engine; its `logFile` (KubeVirt's `/var/run/kubevirt/passt.log`) is pointed
+/// at the test's directory, which this machine has instead.
+#[test]
+fn libvirt_runs_netbind_as_the_passt_of_the_plans_vhostuser_interface() {
+    libvirt_runs_netbind_as_passt("@PLAN@");
+}
+
+/// `netbind up --launcher libvirt` serving a passtBinding VM in `pod` until dropped
+/// (SIGTERM, then `netbind down`).
+struct PlannedUp {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    netns: String,
+    /// `libvirtXml` of its `--domain-out`.
+    interface: String,
+}
+
+impl PlannedUp {
+    fn start(pod: &PodFixture) -> PlannedUp {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("vm.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "kind: VirtualMachineInstance\nmetadata: {{name: lvplan{pid}, namespace: e2e}}\nspec:\n  domain:\n    devices: {{interfaces: [{{name: default, passtBinding: {{}}, macAddress: '{MAC}', ports: [{{port: {FORWARDED}}}]}}]}}\n    resources: {{requests: {{memory: 256Mi}}}}\n  networks: [{{name: default, pod: {{}}}}]\n",
+                pid = std::process::id()
+            ),
+        )
+        .unwrap();
+        let domain = dir.path().join("domain.json");
+        let netns = pod.pod.name().to_string();
+        let child = std::process::Command::new(NETBIND)
+            .args(["up", &manifest.display().to_string(), "--netns", &netns])
+            .args(["--launcher", "libvirt", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("--domain-out")
+            .arg(&domain)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
+            .spawn()
+            .expect("netbind up");
+        let mut up = PlannedUp {
+            child,
+            dir,
+            netns,
+            interface: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let out: serde_json::Value = loop {
+            if let Some(v) = std::fs::read_to_string(&domain)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+            {
+                break v;
+            }
+            assert!(
+                Instant::now() < deadline && matches!(up.child.try_wait(), Ok(None)),
+                "netbind up wrote no --domain-out:\n{}",
+                up.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(out["launcher"], "libvirt", "{out}");
+        up.interface = out["libvirtXml"].as_str().unwrap().to_string();
+        up
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PlannedUp {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let manifest = self.dir.path().join("vm.yaml");
+        let _ = std::process::Command::new(NETBIND)
+            .args([
+                "down",
+                &manifest.display().to_string(),
+                "--netns",
+                &self.netns,
+            ])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .output();
+    }
+}
+
+/// Starts a domain with `interface` (`@LOG@`, `@MAC@`, `@FWD@` filled in; `@PLAN@`: the
+/// one [`PlannedUp`] renders) twice, and checks each time what the module's summary says.
 fn libvirt_runs_netbind_as_passt(interface: &str) {
     require_privileges(&["qemu-system-x86_64", "busybox", "python3", "libvirtd"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
-    // What virt-handler sets in a launcher pod for passt.
-    pod.pod
-        .exec(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv4.ping_group_range={QEMU_ID} {QEMU_ID}"),
-            "net.ipv4.ip_unprivileged_port_start=0",
-        ])
-        .expect("pod sysctls");
+    let planned = (interface == "@PLAN@").then(|| PlannedUp::start(&pod));
+    let interface = match &planned {
+        Some(up) => {
+            let xml = up
+                .interface
+                .replace("logFile='/var/run/kubevirt/passt.log'", "logFile='@LOG@'");
+            assert!(
+                xml.starts_with("<interface type='vhostuser'>") && xml.contains("@LOG@"),
+                "{xml}"
+            );
+            xml
+        }
+        None => {
+            // What virt-handler sets in a launcher pod for passt.
+            pod.pod
+                .exec(&[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.ping_group_range={QEMU_ID} {QEMU_ID}"),
+                    "net.ipv4.ip_unprivileged_port_start=0",
+                ])
+                .expect("pod sysctls");
+            interface.to_string()
+        }
+    };
+    let interface = interface.as_str();
     let (pod4, pod6) = (pod.pod_ip(false).unwrap(), pod.pod_ip(true).unwrap());
     let (peer4, peer6) = (pod.peer_ip(false).unwrap(), pod.peer_ip(true).unwrap());
 
@@ -164,6 +281,20 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
             .unwrap_or_else(|e| panic!("{round}: {e:?}\nlibvirtd:\n{}", libvirt.log()));
         let engine = engines(&pod.pod, &passt);
         assert_eq!(engine.len(), 1, "{round}: one engine runs: {engine:?}");
+        if let Some(up) = &planned {
+            let others: Vec<u32> = (pod.pod.pids().into_iter())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"usernet"))
+                })
+                .collect();
+            assert_eq!(
+                others,
+                Vec::<u32>::new(),
+                "{round}: `up` ran an engine beside libvirt's passt:\n{}",
+                up.log()
+            );
+        }
         let uid = std::fs::read_to_string(format!("/proc/{}/status", engine[0])).unwrap();
         assert!(
             uid.lines()

@@ -587,17 +587,26 @@ fn a_passt_binding_interface_gets_its_own_engine_which_stops_with_up() {
         })
         .expect("up wrote no --domain-out");
     let args: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(args["launcher"], "qemu", "{args}");
     let socket = args["qemuArgs"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|a| a.as_str()?.split("addr.path=").nth(1))
+        .filter_map(|a| a.as_str()?.strip_prefix("socket,")?.split("path=").nth(1))
         .map(|p| p.split(',').next().unwrap().to_string())
         .next()
-        .expect("a -netdev stream argument with addr.path");
+        .expect("a -chardev socket argument with path=");
     assert!(
         std::os::unix::net::UnixStream::connect(&socket).is_ok(),
         "nothing listens on {socket} although --domain-out was written"
+    );
+    // The plan's attachment is vhost-user unless the VM asks for a stream socket. (Read
+    // once the engine listens: right after its spawn, its exec may still be under way.)
+    let argv = std::fs::read(format!("/proc/{engine_pid}/cmdline")).unwrap();
+    assert!(
+        argv.split(|b| *b == 0).any(|a| a == b"--vhost-user"),
+        "{}",
+        String::from_utf8_lossy(&argv)
     );
 
     // `status` shows the engine's counters, which it keeps in the state dir (written
@@ -660,6 +669,105 @@ spec:
 
 /// `ip -o link show LINK` in the pod: index, name, flags, MTU, master, state, MAC. A link
 /// that was deleted and made again reads differently (its index).
+/// The processes in the pod's namespace running netbind as a user-mode engine.
+fn engines_in(s: &Setup) -> Vec<String> {
+    s.pod
+        .pod
+        .pids()
+        .into_iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" usernet "))
+        .collect()
+}
+
+/// With libvirt starting the guest, libvirt runs the passt of a vhost-user NIC (netbind
+/// as passt, from the interface's `<backend type='passt'/>`): `up` sets the pod up for it
+/// (the sysctls passt needs) and runs no engine of its own, whose ports would collide
+/// with passt's. A stream socket's engine it still runs: libvirt only passes QEMU the
+/// arguments that connect to it.
+#[test]
+fn with_libvirt_launching_up_leaves_a_vhost_user_nic_to_libvirts_passt() {
+    let vm = format!("lvpasst{}", std::process::id());
+    let manifest = |annotations: &str| {
+        format!(
+            "kind: VirtualMachineInstance\nmetadata: {{name: {vm}, namespace: ns{annotations}}}\nspec:\n  domain: {{devices: {{interfaces: [{{name: default, passtBinding: {{}}, ports: [{{port: 8080}}]}}]}}}}\n  networks: [{{name: default, pod: {{}}}}]\n"
+        )
+    };
+    let s = setup(&manifest(""), false);
+    let domain = s.dir.path().join("domain.json");
+    let mut cmd = s.up_command();
+    cmd.args(["--launcher", "libvirt", "--log-format", "text"])
+        .arg("--domain-out")
+        .arg(&domain);
+    let (mut up, seen, _) = up_until(cmd, "what it serves", |l| {
+        l.contains("serving ") || l.contains("nothing to serve")
+    });
+    let said = seen.join("\n");
+    assert!(
+        said.contains(
+            "default: vhost-user served by the passt libvirt starts (netbind as passt); no engine here"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("user-mode engine for"), "{said}");
+    assert_eq!(engines_in(&s), Vec::<String>::new());
+    let out: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&domain).unwrap()).unwrap();
+    assert_eq!(out["launcher"], "libvirt", "{out}");
+    let xml = out["libvirtXml"].as_str().unwrap();
+    assert!(
+        xml.starts_with("<interface type='vhostuser'>")
+            && xml.contains("<backend type='passt' logFile='/var/run/kubevirt/passt.log'/>")
+            && xml.contains("<range start='8080'/>"),
+        "{xml}"
+    );
+    assert!(
+        out["libvirtDomainXml"]
+            .as_str()
+            .unwrap()
+            .contains("<access mode='shared'/>"),
+        "{out}"
+    );
+    // What libvirt's passt (the qemu user) needs of the pod: pings by ping sockets,
+    // listening on low ports.
+    assert_eq!(
+        s.pod
+            .pod
+            .sh("cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["107", "107", "0"]
+    );
+    nix_kill(up.0.id());
+    assert_eq!(up.0.wait().unwrap().code(), Some(0));
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+
+    // The same VM on a stream socket: libvirt gets `<qemu:commandline>`, `up` the engine.
+    let stream = manifest(", annotations: {netbind.io/usernet-attachment: stream}");
+    std::fs::write(&s.manifest, stream).unwrap();
+    let mut cmd = s.up_command();
+    cmd.args(["--launcher", "libvirt", "--log-format", "text"]);
+    // Once it serves, its engine listens (and so has long been exec'd).
+    let (mut up, seen, _) = up_until(cmd, "what it serves", |l| {
+        l.contains("serving ") || l.contains("nothing to serve")
+    });
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("netbind up: user-mode engine for default: pid ")),
+        "{seen:?}"
+    );
+    let engines = engines_in(&s);
+    assert_eq!(engines.len(), 1, "{seen:?} {engines:?}");
+    assert!(!engines[0].contains("--vhost-user"), "{engines:?}");
+    nix_kill(up.0.id());
+    assert_eq!(up.0.wait().unwrap().code(), Some(0));
+    let down = s.down();
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+}
+
 fn link_line(s: &Setup, link: &str) -> String {
     s.pod
         .pod

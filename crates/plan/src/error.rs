@@ -81,6 +81,15 @@ pub enum PlanError {
         looked: String,
     },
 
+    #[error(
+        "interface {interface}: annotation {annotation}: {value:?} is not one of vhostUser, stream"
+    )]
+    BadAttachment {
+        interface: String,
+        annotation: &'static str,
+        value: String,
+    },
+
     #[error("pod view: network-status cannot be read: {reason}")]
     NetworkStatus { reason: String },
 }

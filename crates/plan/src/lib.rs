@@ -50,7 +50,7 @@ impl NetworkPlan {
         render::svg::render(self)
     }
 
-    /// Every guest device's libvirt XML, in interface order.
+    /// Every guest device's libvirt XML, in interface order (for under `<devices>`).
     pub fn libvirt_xml(&self) -> String {
         self.interfaces
             .iter()
@@ -58,11 +58,26 @@ impl NetworkPlan {
             .collect()
     }
 
-    /// Every guest device's QEMU arguments, in interface order.
+    /// What the devices need of the domain itself, for directly under `<domain>`: the
+    /// shared `<memoryBacking>` of vhost-user NICs; empty when they need nothing.
+    pub fn libvirt_domain_xml(&self) -> String {
+        self.shared_memory
+            .as_ref()
+            .map(|m| m.libvirt_xml.clone())
+            .unwrap_or_default()
+    }
+
+    /// The QEMU arguments of the whole plan: the shared memory vhost-user NICs need
+    /// (once), then every guest device's, in interface order.
     pub fn qemu_args(&self) -> Vec<String> {
-        self.interfaces
-            .iter()
-            .flat_map(|i| i.guest.qemu_args.iter().cloned())
+        let memory = self.shared_memory.iter().flat_map(|m| m.qemu_args.iter());
+        memory
+            .chain(
+                self.interfaces
+                    .iter()
+                    .flat_map(|i| i.guest.qemu_args.iter()),
+            )
+            .cloned()
             .collect()
     }
 

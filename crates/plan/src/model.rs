@@ -25,9 +25,33 @@ pub struct NetworkPlan {
     /// (interfaces with `state: absent` are left out and named in `notes`).
     #[serde(default)]
     pub interfaces: Vec<InterfacePlan>,
+    /// The guest's memory as a vhost-user NIC needs it (shared with the engine); once per
+    /// VM, present when any interface attaches by vhost-user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_memory: Option<SharedMemory>,
     /// Plan-wide remarks: assumptions made, things left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// The guest's RAM as memory another process can map: what a vhost-user back end (the
+/// engine, or libvirt's passt) needs to reach the guest's virtqueues.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedMemory {
+    /// The guest's memory in MiB (rounded up): `domain.memory.guest`, else
+    /// `resources.requests.memory`, else `resources.limits.memory`; `None` when the
+    /// manifest gives none (then [`SharedMemory::qemu_args`] is empty and a note says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mib: Option<u64>,
+    /// `-object memory-backend-memfd,id=mem,size=<mib>M,share=on -machine
+    /// memory-backend=mem`: the backend sizes the guest's RAM, so a launcher's `-m`
+    /// must say the same or be left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qemu_args: Vec<String>,
+    /// `<memoryBacking>` with a memfd source and shared access, for under `<domain>`
+    /// (libvirt sizes it by the domain's `<memory>`).
+    pub libvirt_xml: String,
 }
 
 /// Everything about one VM interface.
@@ -397,8 +421,12 @@ pub struct RaConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsernetConfig {
-    /// Unix stream socket the engine listens on and QEMU connects to.
+    /// Unix socket the engine listens on and QEMU connects to.
     pub socket: String,
+    /// What QEMU speaks on `socket`. A plan written before this field existed meant a
+    /// stream socket, so that is what its absence reads as.
+    #[serde(default = "stream_attachment")]
+    pub attachment: UsernetAttachment,
     pub guest_mac: String,
     /// The pod's own addresses, given to the guest (so to everyone else it *is* the pod).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -425,6 +453,64 @@ pub struct UsernetConfig {
 
 /// How long the user-mode engine looks for events before it sleeps, by default (µs).
 pub const DEFAULT_BUSY_POLL_US: u32 = 200;
+
+/// How the guest NIC reaches the user-mode engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UsernetAttachment {
+    /// vhost-user: the engine reads and writes the NIC's virtqueues in the guest's
+    /// shared memory (`-netdev vhost-user`; libvirt `<interface type='vhostuser'>`).
+    #[default]
+    VhostUser,
+    /// QEMU's `-netdev stream`: each frame through the socket, after its length.
+    Stream,
+}
+
+impl UsernetAttachment {
+    /// As written in the plan and in the `netbind.io/usernet-attachment` annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsernetAttachment::VhostUser => "vhostUser",
+            UsernetAttachment::Stream => "stream",
+        }
+    }
+}
+
+fn stream_attachment() -> UsernetAttachment {
+    UsernetAttachment::Stream
+}
+
+/// Who starts the guest from the plan's devices, and so who starts the user-mode engine
+/// of a vhost-user NIC: QEMU on `qemuArgs` needs the engine `netbind up` runs; libvirt
+/// on `libvirtXml` (`<backend type='passt'/>`) starts netbind as its `passt` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Launcher {
+    #[default]
+    Qemu,
+    Libvirt,
+}
+
+impl Launcher {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Launcher::Qemu => "qemu",
+            Launcher::Libvirt => "libvirt",
+        }
+    }
+}
+
+impl InterfacePlan {
+    /// Whether `netbind up` runs this interface's user-mode engine when `launcher` starts
+    /// the guest: every engine for QEMU; for libvirt only a stream socket's (its
+    /// `<qemu:commandline>` connects to the plan's socket), since libvirt runs the
+    /// passt of a vhost-user NIC itself.
+    pub fn engine_run_by_up(&self, launcher: Launcher) -> bool {
+        self.usernet.is_some()
+            && !(launcher == Launcher::Libvirt
+                && matches!(self.guest.backend, GuestBackend::VhostUser { .. }))
+    }
+}
 
 fn default_busy_poll_us() -> u32 {
     DEFAULT_BUSY_POLL_US
@@ -504,6 +590,21 @@ pub enum GuestBackend {
     Hostdev { pci_address: String },
     /// A unix stream socket served by the user-mode engine.
     Stream { socket: String },
+    /// The user-mode engine as the NIC's vhost-user back end. QEMU's arguments connect
+    /// to `socket`, where the engine `netbind up` starts listens; libvirt's XML has
+    /// libvirt start netbind as its `passt` on a socket of libvirt's, serving the pod
+    /// link `source` and forwarding `port_forwards` (KubeVirt's shape of `passtBinding`).
+    #[serde(rename_all = "camelCase")]
+    VhostUser {
+        socket: String,
+        source: String,
+        /// The MAC libvirt is told: only a written `macAddress`, as KubeVirt (without
+        /// one libvirt picks a MAC, and its passt learns it from the guest's frames).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        libvirt_mac: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        port_forwards: Vec<PasstPortForward>,
+    },
     /// A macvtap in the pod (a `tap` plugin's CNI made it). QEMU cannot attach to a macvtap
     /// by name (`ifname=` only works for a tap): the launcher opens its character device
     /// `path` (`/dev/tap<ifindex>`) read-write and hands it to QEMU as descriptor `fd`
@@ -517,6 +618,26 @@ pub enum GuestBackend {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
     },
+}
+
+/// One `<portForward>` of libvirt's passt back end: a protocol and its ranges; no range
+/// forwards every port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasstPortForward {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<PasstPortRange>,
+}
+
+/// `<range start='N'/>`, or with `exclude='yes'` a port left out of the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasstPortRange {
+    pub start: u16,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclude: bool,
 }
 
 /// A descriptor the launcher opens and passes to QEMU (`--domain-out`'s `fds`).

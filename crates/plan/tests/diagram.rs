@@ -188,10 +188,30 @@ fn a_bridged_pod_link_shows_its_new_name_and_the_dummy_left_in_its_place() {
 
 #[test]
 fn the_user_mode_engine_sits_between_its_socket_and_the_pod_link() {
-    let p = picture(&plan(&vmi(
+    let passt = vmi(
         "[{name: default, passtBinding: {}}]",
         "[{name: default, pod: {}}]",
-    )));
+    );
+    let p = picture(&plan(&passt));
+    assert_eq!(
+        kinds(&p, 0),
+        [
+            Kind::Nic,
+            Kind::VhostUser,
+            Kind::Engine,
+            Kind::PodLink,
+            Kind::Network
+        ]
+    );
+    assert_eq!(
+        edge_labels(&p, 0),
+        ["vhost-user", "virtqueues", "sockets", ""]
+    );
+    let stream = passt.replace(
+        "namespace: ns1}",
+        "namespace: ns1, annotations: {netbind.io/usernet-attachment: stream}}",
+    );
+    let p = picture(&plan(&stream));
     assert_eq!(
         kinds(&p, 0),
         [

@@ -82,11 +82,17 @@ fn sriov_device_is_a_vfio_host_device() {
 }
 
 #[test]
-fn usernet_device_attaches_to_the_engine_socket() {
-    let p = plan(&vmi(
-        "[{name: default, passtBinding: {}, macAddress: \"02:aa:bb:cc:dd:ee\"}]",
-        POD,
-    ));
+fn usernet_stream_device_attaches_to_the_engine_socket() {
+    let p = plan(
+        &vmi(
+            "[{name: default, passtBinding: {}, macAddress: \"02:aa:bb:cc:dd:ee\"}]",
+            POD,
+        )
+        .replace(
+            "namespace: ns1}",
+            "namespace: ns1, annotations: {netbind.io/usernet-attachment: stream}}",
+        ),
+    );
     let g = &p.interfaces[0].guest;
     assert_eq!(
         g.qemu_args,

@@ -209,9 +209,21 @@ pub struct Domain {
     /// Only the topology is read (it sizes `networkInterfaceMultiqueue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
-    /// Only the CPU request and limit are read, for the same reason.
+    /// Only the CPU request and limit are read, for the same reason, and the memory
+    /// request and limit (the guest's memory when `memory.guest` is not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Only `guest` is read: a vhost-user NIC needs the guest's memory shared, and QEMU's
+    /// shared memory object is sized by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// `spec.domain.memory`: the memory the guest sees, a Kubernetes quantity as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Memory {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<serde_json::Value>,
 }
 
 /// `spec.domain.cpu`: the guest's CPU topology (0 or absent means 1), and whether its

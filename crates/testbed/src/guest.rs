@@ -437,6 +437,9 @@ pub enum GuestNic {
         mtu: Option<u32>,
     },
     /// Raw QEMU arguments (e.g. `NetworkPlan::qemu_args()`, or a `-netdev stream` pair).
+    /// With a `-netdev vhost-user` among them the guest's memory is made shared, unless
+    /// they name a `memory-backend` of their own (a plan's shared memory), which then
+    /// also sizes the guest's RAM (`GuestOptions::memory_mb` is not passed).
     Args(Vec<String>),
     /// A virtio-net NIC whose back end is the vhost-user server on `socket` (start it
     /// before booting), with `queues` queue pairs; the guest's memory is then a shared
@@ -561,6 +564,39 @@ impl Default for GuestOptions {
     }
 }
 
+/// Where the guest's RAM comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuestMemory {
+    /// QEMU's own (`-m`).
+    Private,
+    /// A shared memfd the testbed adds: a vhost-user back end maps it.
+    Shared,
+    /// The NICs' arguments bring a memory backend (a plan's shared memory).
+    FromArgs,
+}
+
+fn guest_memory(nics: &[GuestNic]) -> GuestMemory {
+    let args = || {
+        nics.iter().filter_map(|n| match n {
+            GuestNic::Args(a) => Some(a),
+            _ => None,
+        })
+    };
+    if args().flatten().any(|a| a.contains("memory-backend=")) {
+        return GuestMemory::FromArgs;
+    }
+    let vhost_user = nics.iter().any(|n| matches!(n, GuestNic::VhostUser { .. }))
+        || args().any(|a| {
+            a.windows(2)
+                .any(|w| w[0] == "-netdev" && w[1].starts_with("vhost-user,"))
+        });
+    if vhost_user {
+        GuestMemory::Shared
+    } else {
+        GuestMemory::Private
+    }
+}
+
 /// A running guest. Killed on drop.
 #[derive(Debug)]
 pub struct Guest {
@@ -599,12 +635,13 @@ impl Guest {
             source,
         })?;
         let console = dir.path().join("console.log");
-        let mut argv: Vec<String> = vec![
-            "qemu-system-x86_64".into(),
-            "-accel".into(),
-            "tcg".into(),
-            "-m".into(),
-            opts.memory_mb.to_string(),
+        let memory = guest_memory(nics);
+        let mut argv: Vec<String> =
+            vec!["qemu-system-x86_64".into(), "-accel".into(), "tcg".into()];
+        if memory != GuestMemory::FromArgs {
+            argv.extend(["-m".into(), opts.memory_mb.to_string()]);
+        }
+        argv.extend([
             "-smp".into(),
             opts.cpus.to_string(),
             "-nodefaults".into(),
@@ -621,8 +658,8 @@ impl Guest {
             format!("console=ttyS0 panic=-1 quiet {}", opts.append)
                 .trim()
                 .to_string(),
-        ];
-        if nics.iter().any(|n| matches!(n, GuestNic::VhostUser { .. })) {
+        ]);
+        if memory == GuestMemory::Shared {
             // A vhost-user back end maps the guest's memory: it must be shareable.
             argv.extend([
                 "-object".into(),
@@ -849,5 +886,33 @@ mod tests {
             a[3],
             format!("virtio-net-pci,netdev={id},mac=02:00:00:00:00:01")
         );
+    }
+
+    #[test]
+    fn vhost_user_nics_get_shared_memory_once() {
+        let args = |a: &[&str]| GuestNic::Args(a.iter().map(|s| s.to_string()).collect());
+        let vu = GuestNic::vhost_user(Path::new("/tmp/vu.sock"), "02:00:00:00:00:01");
+        assert_eq!(guest_memory(std::slice::from_ref(&vu)), GuestMemory::Shared);
+        let plan_vu = args(&[
+            "-chardev",
+            "socket,id=c,path=/x",
+            "-netdev",
+            "vhost-user,id=n,chardev=c",
+        ]);
+        assert_eq!(
+            guest_memory(std::slice::from_ref(&plan_vu)),
+            GuestMemory::Shared
+        );
+        let with_memory = args(&[
+            "-object",
+            "memory-backend-memfd,id=mem,size=256M,share=on",
+            "-machine",
+            "memory-backend=mem",
+            "-netdev",
+            "vhost-user,id=n,chardev=c",
+        ]);
+        assert_eq!(guest_memory(&[vu, with_memory]), GuestMemory::FromArgs);
+        let tap = GuestNic::tap("tap0", "02:00:00:00:00:01");
+        assert_eq!(guest_memory(&[tap]), GuestMemory::Private);
     }
 }

@@ -408,6 +408,7 @@ mod tests {
     fn usernet() -> UsernetConfig {
         UsernetConfig {
             socket: "/run/x.sock".into(),
+            attachment: netbind_plan::model::UsernetAttachment::VhostUser,
             guest_mac: "02:00:00:00:00:07".into(),
             guest_addresses: vec![
                 "10.244.1.5/32".parse().unwrap(),

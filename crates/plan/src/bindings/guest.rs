@@ -1,8 +1,8 @@
 //! The guest device of one interface: what QEMU or libvirt is given for the NIC the VM
 //! sees — alias, model and QEMU driver, MAC, MTU, queues, PCI address, boot order, ACPI
-//! index, link state and the backend it attaches to (a tap, the engine's stream socket, a
-//! macvtap descriptor, a VFIO host device) — and its two renderings, the libvirt
-//! `<interface>`/`<hostdev>` XML and the QEMU arguments ([`crate::render`]).
+//! index, link state and the backend it attaches to (a tap, the engine's vhost-user or
+//! stream socket, a macvtap descriptor, a VFIO host device) — and its two renderings, the
+//! libvirt `<interface>`/`<hostdev>` XML and the QEMU arguments ([`crate::render`]).
 //!
 //! It is assembled after the binding has planned the pod side, from the interface as
 //! written and what the binding decided ([`BindingPlan`]: the engine's socket, the tap
@@ -12,9 +12,9 @@
 
 use super::ctx::{BindingPlan, Ctx};
 use super::queues::virtio_queues;
-use super::tap;
+use super::{tap, usernet};
 use crate::error::PlanError;
-use crate::model::{GuestBackend, GuestDevice, LinkState, LinkStep, Method};
+use crate::model::{GuestBackend, GuestDevice, LinkState, LinkStep, Method, UsernetAttachment};
 use crate::render;
 
 /// Guest device from the interface and what its method decided; rendered.
@@ -60,13 +60,7 @@ pub(crate) fn guest_device(
         }
         _ => {
             let backend = match method {
-                Method::Usernet => GuestBackend::Stream {
-                    socket: bp
-                        .usernet
-                        .as_ref()
-                        .map(|u| u.socket.clone())
-                        .unwrap_or_default(),
-                },
+                Method::Usernet => usernet_backend(ctx, bp),
                 Method::Tap => tap::backend(ctx, next_fd),
                 _ => GuestBackend::Tap {
                     device: ctx.tap_name(),
@@ -83,7 +77,7 @@ pub(crate) fn guest_device(
         }
     };
     // Queues go with a tap this plan creates (`CreateTap` with the multiqueue flag);
-    // other attachments (a stream socket, a macvtap descriptor) carry one.
+    // other attachments (the engine's socket, a macvtap descriptor) carry one.
     let queues = match &backend {
         GuestBackend::Tap { device } => bp
             .links
@@ -129,6 +123,23 @@ pub(crate) fn guest_device(
     device.qemu_args = render::qemu::device_args(&device);
     notes.extend(render::qemu::caveats(&device));
     Ok((device, notes))
+}
+
+/// The engine's end of a usernet NIC, as the plan's attachment says.
+fn usernet_backend(ctx: &Ctx<'_>, bp: &BindingPlan) -> GuestBackend {
+    match &bp.usernet {
+        Some(u) if u.attachment == UsernetAttachment::VhostUser => GuestBackend::VhostUser {
+            socket: u.socket.clone(),
+            source: ctx.pod_link_name.clone(),
+            libvirt_mac: (ctx.iface.mac_address.as_deref())
+                .filter(|m| !m.is_empty())
+                .and(ctx.guest_mac.clone()),
+            port_forwards: usernet::passt_port_forwards(&u.tcp, &u.udp, ctx.istio),
+        },
+        u => GuestBackend::Stream {
+            socket: u.as_ref().map(|u| u.socket.clone()).unwrap_or_default(),
+        },
+    }
 }
 
 fn positive(

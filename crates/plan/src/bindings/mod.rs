@@ -13,6 +13,9 @@
 //! Imports run one way — this file → bindings → `ctx`/`shared`/`queues` — so a binding
 //! never imports the planner or another binding.
 //!
+//! Once every interface is planned, a VM with a vhost-user NIC gets its guest memory
+//! shared ([`memory`]): one setting for the whole domain, not per NIC.
+//!
 //! Interfaces with `state: absent` are left out (a plan note says so). Planning is pure
 //! and total: any input yields a plan or a [`PlanError`], never a panic.
 
@@ -20,6 +23,7 @@ pub mod bridge;
 pub mod ctx;
 mod guest;
 pub mod masquerade;
+pub mod memory;
 pub mod queues;
 pub mod shared;
 pub mod sriov;
@@ -178,6 +182,13 @@ pub fn plan(
             guest,
             notes: bp.notes,
         });
+    }
+    let vhost_user =
+        (plan.interfaces.iter()).any(|i| matches!(i.guest.backend, GuestBackend::VhostUser { .. }));
+    if vhost_user {
+        let (shared, note) = memory::shared_memory(obj);
+        plan.shared_memory = Some(shared);
+        plan.notes.extend(note);
     }
     Ok(plan)
 }

@@ -5,18 +5,29 @@
 //!   the tap netbind made and changes nothing about it; a macvtap (tap plugins) is the
 //!   same element — libvirt opens `/dev/tap<ifindex>` itself, no descriptor is passed;
 //! - SR-IOV: `<hostdev mode='subsystem' type='pci' managed='no'>` with the VF's address;
-//! - usernet: libvirt has no interface type that attaches to an existing unix stream
-//!   socket (`type='user'` with `<backend type='passt'/>` starts passt itself;
-//!   `type='vhostuser'` speaks vhost-user), so netbind hands libvirt the same QEMU
-//!   arguments through its QEMU command-line passthrough: a `<qemu:commandline>` element
-//!   that belongs directly under `<domain>` (the namespace is declared on the element).
+//! - usernet over vhost-user: KubeVirt's `passtBinding` element, `<interface
+//!   type='vhostuser'>` with `<source dev='<pod link>'/>`, `<model
+//!   type='virtio-non-transitional'/>` (other models as written), `<backend type='passt'
+//!   logFile='/var/run/kubevirt/passt.log'/>` and the `<portForward>` elements of the
+//!   plan's ports; `<mac>` only for a written `macAddress`, as KubeVirt. libvirt then
+//!   starts the binary named `passt` (netbind as passt) on a socket of its own and QEMU on
+//!   it, so `netbind up --launcher libvirt` runs no engine for it. The domain needs
+//!   [`memory_backing_xml`] under `<domain>` (`NetworkPlan::libvirt_domain_xml`). Beyond
+//!   KubeVirt: `<boot>` and `<link state='down'/>` when the interface asks for them;
+//! - usernet over a stream socket: libvirt has no interface type that attaches to an
+//!   existing unix stream socket, so netbind hands libvirt the same QEMU arguments
+//!   through its QEMU command-line passthrough: a `<qemu:commandline>` element that
+//!   belongs directly under `<domain>` (the namespace is declared on the element).
 //!
 //! Child order follows what `virsh dumpxml` prints. Every value is escaped.
 
 use super::{parse_pci, xml_escape as esc};
-use crate::model::{GuestBackend, GuestDevice};
+use crate::model::{GuestBackend, GuestDevice, PasstPortForward};
 
 pub const QEMU_XMLNS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+
+/// Where KubeVirt has libvirt's passt log (`<backend logFile>`).
+pub const PASST_LOG_FILE: &str = "/var/run/kubevirt/passt.log";
 
 pub fn device_xml(dev: &GuestDevice) -> String {
     match &dev.backend {
@@ -24,6 +35,12 @@ pub fn device_xml(dev: &GuestDevice) -> String {
             interface_xml(dev, device)
         }
         GuestBackend::Hostdev { pci_address } => hostdev_xml(dev, pci_address),
+        GuestBackend::VhostUser {
+            source,
+            libvirt_mac,
+            port_forwards,
+            ..
+        } => vhost_user_xml(dev, source, libvirt_mac.as_deref(), port_forwards),
         GuestBackend::Stream { .. } => {
             let mut out = format!("<qemu:commandline xmlns:qemu='{QEMU_XMLNS}'>\n");
             for arg in super::qemu::device_args(dev) {
@@ -64,6 +81,60 @@ fn interface_xml(dev: &GuestDevice, tap: &str) -> String {
     out.push_str(&guest_address(dev));
     out.push_str("</interface>\n");
     out
+}
+
+fn vhost_user_xml(
+    dev: &GuestDevice,
+    source: &str,
+    mac: Option<&str>,
+    forwards: &[PasstPortForward],
+) -> String {
+    let mut out = String::from("<interface type='vhostuser'>\n");
+    if let Some(mac) = mac {
+        out.push_str(&format!("  <mac address='{}'/>\n", esc(mac)));
+    }
+    out.push_str(&format!("  <source dev='{}'/>\n", esc(source)));
+    let model = match dev.model.as_str() {
+        "virtio" => "virtio-non-transitional",
+        other => other,
+    };
+    out.push_str(&format!("  <model type='{}'/>\n", esc(model)));
+    out.push_str(&format!(
+        "  <backend type='passt' logFile='{}'/>\n",
+        esc(PASST_LOG_FILE)
+    ));
+    for f in forwards {
+        if f.ranges.is_empty() {
+            out.push_str(&format!("  <portForward proto='{}'/>\n", esc(&f.proto)));
+            continue;
+        }
+        out.push_str(&format!("  <portForward proto='{}'>\n", esc(&f.proto)));
+        for r in &f.ranges {
+            let exclude = if r.exclude { " exclude='yes'" } else { "" };
+            out.push_str(&format!("    <range start='{}'{exclude}/>\n", r.start));
+        }
+        out.push_str("  </portForward>\n");
+    }
+    if let Some(order) = dev.boot_order {
+        out.push_str(&format!("  <boot order='{order}'/>\n"));
+    }
+    if dev.link_down {
+        out.push_str("  <link state='down'/>\n");
+    }
+    out.push_str(&format!("  <alias name='{}'/>\n", esc(&dev.alias)));
+    if let Some(index) = dev.acpi_index {
+        out.push_str(&format!("  <acpi index='{index}'/>\n"));
+    }
+    out.push_str(&guest_address(dev));
+    out.push_str("</interface>\n");
+    out
+}
+
+/// The guest's RAM as shared memfd memory, for directly under `<domain>`: what a
+/// vhost-user back end needs, as KubeVirt writes it for `passtBinding`.
+pub fn memory_backing_xml() -> String {
+    "<memoryBacking>\n  <source type='memfd'/>\n  <access mode='shared'/>\n</memoryBacking>\n"
+        .into()
 }
 
 fn hostdev_xml(dev: &GuestDevice, vf: &str) -> String {

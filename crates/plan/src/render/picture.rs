@@ -66,7 +66,10 @@ pub enum Kind {
     Nic,
     Tap,
     Macvtap,
+    /// The engine's stream socket.
     Socket,
+    /// The engine's vhost-user socket.
+    VhostUser,
     Vf,
     Bridge,
     Engine,
@@ -83,6 +86,7 @@ impl Kind {
             Kind::Tap => "tap",
             Kind::Macvtap => "macvtap",
             Kind::Socket => "socket",
+            Kind::VhostUser => "vhost-user",
             Kind::Vf => "vf",
             Kind::Bridge => "bridge",
             Kind::Engine => "engine",
@@ -96,7 +100,7 @@ impl Kind {
     pub fn fill(self) -> &'static str {
         match self {
             Kind::Nic => "#dbeafe",
-            Kind::Tap | Kind::Macvtap | Kind::Socket => "#e0e7ff",
+            Kind::Tap | Kind::Macvtap | Kind::Socket | Kind::VhostUser => "#e0e7ff",
             Kind::Vf => "#fde68a",
             Kind::Bridge => "#dcfce7",
             Kind::Engine => "#ccfbf1",
@@ -246,6 +250,12 @@ fn row(i: &InterfacePlan) -> Row {
             Stage::Device,
             Kind::Socket,
             vec!["unix socket".into(), socket.clone()],
+            false,
+        ),
+        GuestBackend::VhostUser { socket, .. } => put(
+            Stage::Device,
+            Kind::VhostUser,
+            vec!["vhost-user socket".into(), socket.clone()],
             false,
         ),
     }
@@ -469,6 +479,8 @@ fn edge_label(from: Kind, to: Kind) -> &'static str {
         (Kind::Nic, Kind::Vf) => "passthrough",
         (Kind::Nic, Kind::Socket) => "stream",
         (Kind::Socket, Kind::Engine) => "frames",
+        (Kind::Nic, Kind::VhostUser) => "vhost-user",
+        (Kind::VhostUser, Kind::Engine) => "virtqueues",
         (Kind::Tap | Kind::Macvtap, Kind::Bridge) => "port",
         (Kind::Bridge, Kind::Nat) => "routed",
         (Kind::Nat, Kind::PodLink) => "masquerade",

@@ -10,8 +10,14 @@
 //!   [`GuestBackend::Macvtap`], `NetworkPlan::passed_fds`, `--domain-out`'s `fds`), then
 //!   the same `-device`;
 //! - SR-IOV: `-device vfio-pci,host=<vf>,id=ua-sriov-<name>`;
-//! - usernet: `-netdev stream,id=…,server=off,addr.type=unix,addr.path=<socket>` (the
-//!   engine listens, QEMU connects) and the same `-device`.
+//! - usernet over vhost-user: `-chardev socket,id=charua-<name>,path=<socket>` (the
+//!   engine listens, QEMU connects), `-netdev vhost-user,id=…,chardev=charua-<name>` and
+//!   the same `-device`; the guest's RAM must be shared, which the plan says once for the
+//!   VM ([`shared_memory_args`]: `-object memory-backend-memfd,id=mem,size=<M>M,share=on
+//!   -machine memory-backend=mem`, first in `NetworkPlan::qemu_args`); a hot-plugged one
+//!   (`chardev-add`, `netdev_add`, `device_add`) needs a guest that booted with it;
+//! - usernet over a stream socket: `-netdev
+//!   stream,id=…,server=off,addr.type=unix,addr.path=<socket>` and the same `-device`.
 //!
 //! Then `bootindex`, `acpi-index` and `addr=<slot>.<function>` when given. Option values
 //! are escaped for QEMU's parser (`,` doubled). vhost-net is not requested: it needs
@@ -44,6 +50,18 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
             args.push(format!("tap,id={},fd={fd}", q(&netdev_id)));
             nic(dev, &netdev_id)
         }
+        GuestBackend::VhostUser { socket, .. } => {
+            let chardev = format!("char{}", dev.alias);
+            args.push("-chardev".to_string());
+            args.push(format!("socket,id={},path={}", q(&chardev), q(socket)));
+            args.push("-netdev".to_string());
+            args.push(format!(
+                "vhost-user,id={},chardev={}",
+                q(&netdev_id),
+                q(&chardev)
+            ));
+            nic(dev, &netdev_id)
+        }
         GuestBackend::Stream { socket } => {
             args.push("-netdev".to_string());
             args.push(format!(
@@ -69,6 +87,17 @@ pub fn device_args(dev: &GuestDevice) -> Vec<String> {
     args.push("-device".to_string());
     args.push(device);
     args
+}
+
+/// The guest's RAM as a shared memfd of `mib` MiB, which QEMU then sizes the machine by
+/// (a launcher's `-m` must say the same or be left out).
+pub fn shared_memory_args(mib: u64) -> Vec<String> {
+    vec![
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={mib}M,share=on"),
+        "-machine".into(),
+        "memory-backend=mem".into(),
+    ]
 }
 
 fn nic(dev: &GuestDevice, netdev_id: &str) -> String {

@@ -2,7 +2,8 @@
 //! label column. Only the plan's own data is printed, in its order, so the same plan
 //! gives the same bytes. With [`Options::show_device`] each block ends with the guest
 //! device as the hypervisor gets it: the QEMU arguments on one line, the libvirt element
-//! line by line.
+//! line by line. The guest memory a vhost-user NIC needs shared is the VM's, so it comes
+//! once, after the notes (its QEMU arguments and XML too with `show_device`).
 
 use std::fmt::Write;
 
@@ -26,6 +27,19 @@ pub fn render_with(plan: &NetworkPlan, options: Options) -> String {
     let _ = writeln!(out, "{}  (pod view: {})", plan.object, plan.pod_view);
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
+    }
+    if let Some(m) = &plan.shared_memory {
+        let size = m
+            .mib
+            .map_or_else(|| "size unknown".to_string(), |mib| format!("{mib} MiB"));
+        let mut lines = vec![format!("shared (memfd, for vhost-user): {size}")];
+        if options.show_device {
+            if !m.qemu_args.is_empty() {
+                lines.push(format!("qemu: {}", m.qemu_args.join(" ")));
+            }
+            lines.extend(m.libvirt_xml.lines().map(|l| format!("libvirt: {l}")));
+        }
+        row(&mut out, "memory", &lines);
     }
     if plan.interfaces.is_empty() {
         out.push_str("no interfaces\n");
@@ -162,7 +176,8 @@ fn interface(out: &mut String, i: &InterfacePlan) {
     }
     if let Some(u) = &i.usernet {
         services.push(format!(
-            "usernet {} mtu {} tcp {} udp {}",
+            "usernet {} {} mtu {} tcp {} udp {}",
+            u.attachment.as_str(),
             u.socket,
             u.mtu,
             forward(&u.tcp),
@@ -199,6 +214,9 @@ fn interface(out: &mut String, i: &InterfacePlan) {
         }
         GuestBackend::Stream { socket } => {
             let _ = write!(dev, " on socket {socket}");
+        }
+        GuestBackend::VhostUser { socket, .. } => {
+            let _ = write!(dev, " on vhost-user {socket}");
         }
     }
     if let Some(b) = g.boot_order {

@@ -249,6 +249,7 @@ def mig_state(flows, dns=(DNS4,)):
         body += mig_addr(GUEST4, port) + mig_addr(GW4, 80) + mig_addr(bytes([10, 88, 0, 5]), port) + mig_addr(bytes([10, 88, 0, 9]), 80)
         body += struct.pack("<IIII", 1000, 5000, 5000 + len(recvq) // 2, 65535)
         body += bytes([7, 7]) + struct.pack("<HH", 1460, 65480) + b"\x01"
+        body += b"\x01" + struct.pack("<II", 4242, 9191)
         body += struct.pack("<III", 777 + len(sendq), 999 + len(recvq), 1448) + bytes([7, 7, 9])
         body += struct.pack("<I", 123456) + struct.pack("<5I", 1, 65535, 65535, 65535, 999)
         body += struct.pack("<I", len(sendq)) + sendq + struct.pack("<I", len(recvq)) + recvq

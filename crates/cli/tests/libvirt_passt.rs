@@ -65,6 +65,19 @@ i=0
 while [ $i -lt 600 ] && [ ! -e /tmp/done ]; do usleep 100000; i=$((i + 1)); done
 "#;
 
+/// The ports an interface's `<portForward>`s list (`<range start='N'/>`); empty when a
+/// `<portForward>` forwards everything.
+fn forwarded_ports(interface: &str) -> std::collections::BTreeSet<u16> {
+    if interface.contains("proto='tcp'/>") || interface.contains("proto='udp'/>") {
+        return Default::default();
+    }
+    interface
+        .split("<range start='")
+        .skip(1)
+        .filter_map(|r| r.split('\'').next()?.parse().ok())
+        .collect()
+}
+
 /// The processes in `ns` running the netbind binary copied to `passt`.
 fn engines(ns: &Netns, passt: &Path) -> Vec<u32> {
     ns.pids()
@@ -311,6 +324,18 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
             interface.contains("type='vhostuser'"),
             "{round}: libvirt's command line: {argv:?}"
         );
+        // With `ports` (`<range start=…>`) only those are forwarded: the pod listens on
+        // them and on nothing else, TCP or UDP.
+        let wanted = forwarded_ports(&interface);
+        if !wanted.is_empty() {
+            let listening = pod.pod.sh("ss -tlnH; ss -ulnH").unwrap();
+            let ports: std::collections::BTreeSet<u16> = listening
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(3))
+                .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+                .collect();
+            assert_eq!(ports, wanted, "{round}: the pod listens on\n{listening}");
+        }
 
         eprintln!("{round}: created in {:?}", created.elapsed());
         let booted = Instant::now();

@@ -133,7 +133,11 @@ pub fn migration_state(data: &[u8]) {
     let Ok(state) = State::decode(data) else {
         return;
     };
-    assert_eq!(state.encode(), data, "a state read back must write the same bytes");
+    assert_eq!(
+        state.encode(),
+        data,
+        "a state read back must write the same bytes"
+    );
     let (_poll, mut engine) = guest_engine();
     let done = engine.import_state(state, None);
     assert_eq!(done.tcp_restored, 0);

@@ -463,9 +463,14 @@ pub mod tcp {
     }
 
     /// SYN options: MSS, window scale when `wscale` is given, SACK-permitted when `sack`.
-    pub fn syn_options(mss: u16, wscale: Option<u8>, sack: bool) -> ([u8; 12], usize) {
+    pub fn syn_options(
+        mss: u16,
+        wscale: Option<u8>,
+        sack: bool,
+        ts: Option<(u32, u32)>,
+    ) -> ([u8; 24], usize) {
         let m = mss.to_be_bytes();
-        let mut o = [0u8; 12];
+        let mut o = [0u8; 24];
         o[..4].copy_from_slice(&[2, 4, m[0], m[1]]);
         let mut n = 4;
         if let Some(ws) = wscale {
@@ -476,7 +481,22 @@ pub mod tcp {
             o[n..n + 4].copy_from_slice(&[1, 1, 4, 2]);
             n += 4;
         }
+        if let Some(t) = ts {
+            o[n..n + TS_LEN].copy_from_slice(&ts_option(t.0, t.1));
+            n += TS_LEN;
+        }
         (o, n)
+    }
+
+    /// Bytes the timestamps option takes (two NOPs for alignment, then kind 8).
+    pub const TS_LEN: usize = 12;
+
+    /// The timestamps option (RFC 7323) after two NOPs.
+    pub fn ts_option(tsval: u32, tsecr: u32) -> [u8; TS_LEN] {
+        let mut o = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+        o[4..8].copy_from_slice(&tsval.to_be_bytes());
+        o[8..].copy_from_slice(&tsecr.to_be_bytes());
+        o
     }
 
     /// Most SACK blocks an ACK carries: 3 fit beside other options, as Linux sends them.

@@ -12,7 +12,8 @@
 //! flow     guest address, remote address (as the guest sees it), the socket's local
 //!          and peer address (each: family u8 4|6, address 4|16 bytes, port u16)
 //!          | the relay's rcv_nxt, snd_una, snd_nxt, snd_wnd u32 | guest_ws, our_ws u8
-//!          | mss, our_mss u16 | sack u8 | the kernel's: send-queue end, receive-queue
+//!          | mss, our_mss u16 | sack u8 | timestamps: present u8, the guest's TSval to
+//!          echo u32, ours u32 (both 0 when absent) | the kernel's: send-queue end, receive-queue
 //!          end u32 | mss u32 | tcpi_options, snd_wscale, rcv_wscale u8 | timestamp u32
 //!          | window (snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup) 5 × u32
 //!          | send queue: length u32 + bytes | receive queue: length u32 + bytes
@@ -82,6 +83,8 @@ pub struct TcpState {
     pub mss: u16,
     pub our_mss: u16,
     pub sack: bool,
+    /// The timestamps option: the guest's TSval to echo, and ours now.
+    pub ts: Option<(u32, u32)>,
     pub sock: SockState,
 }
 
@@ -162,6 +165,10 @@ impl State {
             body.extend_from_slice(&f.mss.to_le_bytes());
             body.extend_from_slice(&f.our_mss.to_le_bytes());
             body.push(u8::from(f.sack));
+            let (present, (recent, tsval)) = (f.ts.is_some(), f.ts.unwrap_or((0, 0)));
+            body.push(u8::from(present));
+            body.extend_from_slice(&recent.to_le_bytes());
+            body.extend_from_slice(&tsval.to_le_bytes());
             let s = &f.sock;
             for v in [s.send_seq, s.recv_seq, s.mss] {
                 body.extend_from_slice(&v.to_le_bytes());
@@ -242,6 +249,13 @@ impl State {
                     "a window scale or sequence out of range",
                 ));
             }
+            let ts_present = r.present("flow")?;
+            let ts_pair = (r.u32("flow")?, r.u32("flow")?);
+            let ts = match (ts_present, ts_pair) {
+                (true, pair) => Some(pair),
+                (false, (0, 0)) => None,
+                (false, _) => return Err(FormatError::Invalid("timestamps given as absent")),
+            };
             let (send_seq, recv_seq, kmss) = (r.u32("socket")?, r.u32("socket")?, r.u32("socket")?);
             let (options, snd_wscale, rcv_wscale) =
                 (r.u8("socket")?, r.u8("socket")?, r.u8("socket")?);
@@ -264,6 +278,7 @@ impl State {
                 mss,
                 our_mss,
                 sack,
+                ts,
                 sock: SockState {
                     local,
                     peer,
@@ -449,6 +464,7 @@ mod tests {
                 mss: 1460,
                 our_mss: 65480,
                 sack: true,
+                ts: Some((77, 88)),
                 sock: SockState {
                     local: a("10.88.0.5:40000"),
                     peer: a("10.88.0.9:443"),

@@ -126,6 +126,7 @@ pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State
                     mss: c.mss,
                     our_mss: c.our_mss,
                     sack: c.sack,
+                    ts: c.ts.map(|t| (t.recent, t.tsval())),
                     sock: s,
                 }),
                 Err(e) => {
@@ -245,6 +246,12 @@ fn relay<G: GuestTx>(cx: &mut Ctx<G>, t: TcpState, sock: socket2::Socket) -> boo
     c.our_ws = t.our_ws;
     c.mss = t.mss;
     c.sack = t.sack;
+    // Our clock goes on from the source's TSval: the guest drops segments whose TSval
+    // goes back (PAWS).
+    c.ts = t.ts.map(|(recent, tsval)| crate::tcp::conn::Timestamps {
+        recent,
+        offset: tsval.wrapping_sub(crate::tcp::conn::ts_clock()),
+    });
     // What the guest has seen but not acknowledged stays at the head of the queue.
     let in_flight = t.snd_nxt.wrapping_sub(t.snd_una);
     if crate::sys::set_peek_off(c.sock.as_fd(), in_flight as i32).is_err() {

@@ -66,6 +66,7 @@ use super::held::{Held, HeldBudget, RING};
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment, before};
 use crate::frame::{GuestTx, Out, TxMeta};
 use crate::sys;
+use crate::wire::tcp::{TS_LEN, ts_option};
 use crate::wire::{ETH_HLEN, TCP_CHECKSUM, ip_hlen};
 
 pub const RTO_INIT: Duration = Duration::from_millis(200);
@@ -84,7 +85,7 @@ pub const PTO_MIN: Duration = Duration::from_millis(5);
 pub const OUR_WSCALE: u8 = 7;
 /// Largest payload of one segment to a guest side with offloads: the IP length field's
 /// limit less IPv6 and TCP headers.
-pub const MAX_SUPER_SEGMENT: u32 = 65535 - 40 - 20;
+pub const MAX_SUPER_SEGMENT: u32 = 65535 - 40 - 20 - TS_LEN as u32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -204,7 +205,45 @@ pub struct TcpConn {
     pub sack: bool,
     /// Guest data waiting for the socket (allocated while there is some).
     pub held: Option<Held>,
+    /// Both sides use the timestamps option (RFC 7323): then the guest can time every
+    /// round trip, its retransmissions' too, and its RTO stays true through a long
+    /// recovery (without them, Karn's rule leaves it backing off).
+    pub ts: Option<Timestamps>,
     pub stats: Stats,
+}
+
+/// The timestamps of a connection that uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamps {
+    /// The guest's TSval to echo: that of the last segment at or below the next byte
+    /// expected (RFC 7323 §4.3), so duplicate ACKs for a hole echo the time before it.
+    pub recent: u32,
+    /// Added to the engine's clock for our TSval (a migrated connection keeps the
+    /// source's clock: the guest discards segments whose TSval goes back).
+    pub offset: u32,
+}
+
+impl Timestamps {
+    pub fn new(recent: u32) -> Timestamps {
+        Timestamps { recent, offset: 0 }
+    }
+
+    /// Our TSval now.
+    pub fn tsval(&self) -> u32 {
+        ts_clock().wrapping_add(self.offset)
+    }
+
+    /// The option for a segment to the guest.
+    pub fn option(&self) -> [u8; TS_LEN] {
+        ts_option(self.tsval(), self.recent)
+    }
+}
+
+/// The engine's timestamp clock: milliseconds since the first use (RFC 7323 asks for a
+/// clock between 1 ms and 1 s per tick).
+pub fn ts_clock() -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u32
 }
 
 /// Where loss recovery stands (see `on_dup_ack`, `resend_holes`).
@@ -273,7 +312,28 @@ impl TcpConn {
             mem: SendMemory::default(),
             sack: false,
             held: None,
+            ts: None,
             stats: Stats::default(),
+        }
+    }
+
+    /// Keeps the guest's TSval to echo: from a segment at or below the next byte
+    /// expected, and not older than the one kept (RFC 7323 §4.3).
+    fn take_timestamp(&mut self, s: &Segment<'_>) {
+        if let (Some(t), Some((tsval, _))) = (self.ts.as_mut(), s.ts)
+            && !before(self.rcv_nxt, s.seq)
+            && !before(tsval, t.recent)
+        {
+            t.recent = tsval;
+        }
+    }
+
+    /// The guest's SYN (or SYN-ACK) carried timestamps: use them; segments carry 12
+    /// bytes of options more, so the payload of one is that much smaller.
+    pub fn use_timestamps(&mut self, guest_ts: Option<(u32, u32)>) {
+        self.ts = guest_ts.map(|(tsval, _)| Timestamps::new(tsval));
+        if self.ts.is_some() {
+            self.mss = self.mss.saturating_sub(TS_LEN as u16).max(64);
         }
     }
 
@@ -366,6 +426,17 @@ impl TcpConn {
         self.refresh_window();
         let h = self.header(seq, flags);
         let v6 = self.guest.is_ipv6();
+        let mut all = [0u8; 40];
+        let mut n = opts.len().min(40);
+        all[..n].copy_from_slice(&opts[..n]);
+        if let Some(t) = self
+            .ts
+            .filter(|_| flags & (SYN | RST) == 0 && n + TS_LEN <= 40)
+        {
+            all[n..n + TS_LEN].copy_from_slice(&t.option());
+            n += TS_LEN;
+        }
+        let opts = &all[..n];
         let sent = out.emit(segment::payload_offset(v6, opts.len()), |buf, mac| {
             segment::write(buf, mac, &h, opts, 0)
         });
@@ -390,7 +461,8 @@ impl TcpConn {
     }
 
     pub fn send_syn<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
-        let (opts, n) = segment::syn_options(self.our_mss, Some(OUR_WSCALE), true);
+        let (opts, n) =
+            segment::syn_options(self.our_mss, Some(OUR_WSCALE), true, Some((ts_clock(), 0)));
         self.send_flags(out, self.snd_una, SYN, &opts[..n]);
         self.snd_nxt = self.snd_una.wrapping_add(1);
         self.deadline = Some(now + self.rto);
@@ -398,7 +470,8 @@ impl TcpConn {
 
     pub fn send_synack<G: GuestTx>(&mut self, out: &mut Out<G>, now: Instant) {
         let ws = (self.our_ws > 0).then_some(self.our_ws);
-        let (opts, n) = segment::syn_options(self.our_mss, ws, self.sack);
+        let ts = self.ts.map(|t| (t.tsval(), t.recent));
+        let (opts, n) = segment::syn_options(self.our_mss, ws, self.sack, ts);
         self.send_flags(out, self.snd_una, SYN | ACK, &opts[..n]);
         self.snd_nxt = self.snd_una.wrapping_add(1);
         self.deadline = Some(now + self.rto);
@@ -447,6 +520,7 @@ impl TcpConn {
         if s.flags & RST != 0 {
             return self.on_rst(s, out);
         }
+        self.take_timestamp(s);
         if let Some(action) = self.on_handshake(s, out, now, discard) {
             return action;
         }
@@ -506,6 +580,7 @@ impl TcpConn {
                     }
                 }
                 self.mss = self.mss.min(s.mss.unwrap_or(536).max(64));
+                self.use_timestamps(s.ts);
                 self.snd_wnd = u32::from(s.window);
                 self.sack = s.sack_permitted;
                 self.established();
@@ -889,7 +964,9 @@ impl TcpConn {
         discard: &mut [u8],
     ) -> Option<std::io::Result<usize>> {
         let v6 = self.guest.is_ipv6();
-        let off = segment::payload_offset(v6, 0);
+        let ts = self.ts.map(|t| t.option());
+        let opts: &[u8] = ts.as_ref().map_or(&[], |o| &o[..]);
+        let off = segment::payload_offset(v6, opts.len());
         let offload = out.guest.offloads();
         let mss = self.mss;
         let mut h = self.header(seq, ACK);
@@ -913,9 +990,9 @@ impl TcpConn {
                             meta.gso_v6 = v6;
                             meta.hdr_len = off as u16;
                         }
-                        segment::write_partial(buf, mac, &h, n)
+                        segment::write_partial(buf, mac, &h, opts, n)
                     } else {
-                        segment::write(buf, mac, &h, &[], n)
+                        segment::write(buf, mac, &h, opts, n)
                     }
                 }
                 _ => 0,

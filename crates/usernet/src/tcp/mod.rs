@@ -218,6 +218,7 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, pkt: &IpPacket<'_>, s: &Segment<'_>, key: F
         conn.our_ws = 0;
     }
     conn.mss = conn.our_mss.min(s.mss.unwrap_or(536).max(64));
+    conn.use_timestamps(s.ts);
     conn.sack = s.sack_permitted;
     insert(cx, key, conn);
     cx.counters.tcp_opened += 1;

@@ -36,6 +36,8 @@ pub struct Segment<'a> {
     pub sack_permitted: bool,
     /// SACK blocks `[start, end)` (the first three).
     pub sack: [Option<(u32, u32)>; 3],
+    /// The timestamps option (RFC 7323): `(TSval, TSecr)`.
+    pub ts: Option<(u32, u32)>,
     pub payload: &'a [u8],
 }
 
@@ -46,14 +48,15 @@ impl<'a> Segment<'a> {
         if hl < TCP_HLEN || hl > l4.len() {
             return Err(SegmentError::Malformed);
         }
-        let (mss, wscale, sack_permitted, sack) = match packet.options_summary() {
+        let (mss, wscale, sack_permitted, sack, ts) = match packet.options_summary() {
             Ok(o) => (
                 o.max_segment_size,
                 o.window_scale,
                 o.sack_permitted,
                 o.sack_ranges,
+                o.timestamp,
             ),
-            Err(_) => (None, None, false, [None; 3]),
+            Err(_) => (None, None, false, [None; 3], None),
         };
         Ok(Segment {
             src_port: packet.src_port(),
@@ -66,6 +69,7 @@ impl<'a> Segment<'a> {
             wscale,
             sack_permitted,
             sack,
+            ts,
             payload: &l4[hl..],
         })
     }
@@ -126,10 +130,16 @@ pub fn write(buf: &mut [u8], mac: Macs, h: &Header, opts: &[u8], payload_len: us
     l4 + tcp_len
 }
 
-/// As [`write`] without options, leaving the checksum to the receiver: the field holds
-/// the pseudo-header sum (for a guest side with offloads, see `frame::TxMeta`).
-pub fn write_partial(buf: &mut [u8], mac: Macs, h: &Header, payload_len: usize) -> usize {
-    let (l4, tcp_len) = write_headers(buf, mac, h, &[], payload_len);
+/// As [`write`], leaving the checksum to the receiver: the field holds the
+/// pseudo-header sum (for a guest side with offloads, see `frame::TxMeta`).
+pub fn write_partial(
+    buf: &mut [u8],
+    mac: Macs,
+    h: &Header,
+    opts: &[u8],
+    payload_len: usize,
+) -> usize {
+    let (l4, tcp_len) = write_headers(buf, mac, h, opts, payload_len);
     let sum = pseudo_sum(h.from.ip(), h.to.ip(), PROTO_TCP, tcp_len);
     set_partial_checksum(buf, l4, TCP_CHECKSUM, sum);
     l4 + tcp_len
@@ -182,8 +192,17 @@ mod tests {
 
     #[test]
     fn syn_options_offer_sack_only_when_asked() {
-        let (o, n) = syn_options(1460, Some(7), true);
+        let (o, n) = syn_options(1460, Some(7), true, None);
         assert_eq!(&o[..n], &[2, 4, 5, 180, 1, 3, 3, 7, 1, 1, 4, 2]);
-        assert_eq!(syn_options(1460, None, false).1, 4);
+        assert_eq!(syn_options(1460, None, false, None).1, 4);
+    }
+
+    #[test]
+    fn syn_options_carry_both_timestamps_when_given() {
+        let (o, n) = syn_options(1460, None, false, Some((7, 9)));
+        assert_eq!(
+            &o[..n],
+            &[2, 4, 5, 180, 1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]
+        );
     }
 }

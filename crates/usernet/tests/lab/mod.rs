@@ -186,10 +186,10 @@ impl Lab {
                         cfg,
                         Attach::Fd(OwnedFd::from(engine_side)),
                         RunOptions {
-                            pcap: None,
+                            pcap: std::env::var_os("LAB_PCAP").map(Into::into),
                             signals: false,
                             stop,
-                            stats: None,
+                            stats: std::env::var_os("LAB_STATS").map(Into::into),
                             harden: None,
                             busy_poll: netbind_usernet::run::DEFAULT_BUSY_POLL,
                         },

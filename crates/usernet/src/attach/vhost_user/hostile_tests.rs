@@ -620,6 +620,17 @@ fn a_frame_longer_than_max_frame_is_dropped_and_counted_and_the_queue_goes_on() 
     );
 }
 
+#[test]
+fn a_descriptor_of_4_gib_runs_out_of_guest_memory_and_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let at = g.put(&hdr());
+    g.chain(TX, &[(at, 12, 0), (at, u32::MAX - 12, 0)]);
+    g.send_frame(&frame(60));
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+    assert_eq!(g.used_idx(TX), 0);
+}
+
 // The guest transmits broken chains: the transmit queue stops, counted once.
 
 #[test]
@@ -660,6 +671,42 @@ fn a_descriptor_whose_address_wraps_around_stops_the_transmit_queue() {
 }
 
 #[test]
+fn a_chain_that_loops_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let (h, data) = (g.put(&hdr()), g.put(&frame(60)));
+    g.desc(TX, 0, h, 12, NEXT, 1);
+    g.desc(TX, 1, data, 60, NEXT, 0);
+    g.offer(TX, 0);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+    assert_eq!(g.used_idx(TX), 0);
+}
+
+#[test]
+fn a_chain_longer_than_the_queue_stops_the_transmit_queue() {
+    let mut g = Setup::default().size(8).boot();
+    let data = g.put(&frame(100));
+    // Eight descriptors, each the next's: a chain without an end.
+    for i in 0..8 {
+        g.desc(TX, i, data, 100, NEXT, (i + 1) % 8);
+    }
+    g.offer(TX, 3);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn a_next_index_beyond_the_table_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let (h, data) = (g.put(&hdr()), g.put(&frame(60)));
+    g.desc(TX, 0, h, 12, NEXT, 1);
+    g.desc(TX, 1, data, 60, NEXT, 256);
+    g.offer(TX, 0);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
 fn a_head_index_beyond_the_queue_stops_the_transmit_queue() {
     let mut g = Guest::new();
     g.offer(TX, 256);
@@ -688,6 +735,75 @@ fn an_avail_index_of_exactly_the_queue_size_is_a_full_queue() {
     }
     assert_eq!(g.pop(), None);
     assert!(g.dev.running(TX));
+}
+
+#[test]
+fn two_descriptors_of_more_than_4_gib_in_all_stop_the_transmit_queue() {
+    let mut g = Guest::new();
+    let at = g.put(&frame(100));
+    g.chain(TX, &[(at, 100, 0), (at, u32::MAX, 0)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn an_indirect_table_pointing_at_itself_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let t = g.alloc(32);
+    g.write(t, &table(&[(t, 32, INDIRECT, 0), (t, 32, INDIRECT, 0)]));
+    g.chain(TX, &[(t, 32, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn an_indirect_table_inside_an_indirect_table_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let f = [hdr(), frame(60)].concat();
+    let data = g.put(&f);
+    let inner = g.put(&table(&[(data, 72, 0, 0)]));
+    // A whole frame, then a nested table: not the first 72 bytes as a frame.
+    let outer = g.put(&table(&[(data, 72, NEXT, 1), (inner, 16, INDIRECT, 0)]));
+    g.chain(TX, &[(outer, 32, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn an_indirect_table_of_no_descriptors_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let t = g.alloc(16);
+    g.chain(TX, &[(t, 0, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn an_indirect_table_of_a_length_not_a_multiple_of_16_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let data = g.put(&[hdr(), frame(60)].concat());
+    let t = g.put(&table(&[(data, 72, 0, 0), (data, 72, 0, 0)]));
+    g.chain(TX, &[(t, 20, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn an_indirect_table_outside_guest_memory_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    g.chain(TX, &[(NOWHERE, 64, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
+}
+
+#[test]
+fn a_chain_in_an_indirect_table_that_loops_stops_the_transmit_queue() {
+    let mut g = Guest::new();
+    let data = g.put(&frame(100));
+    let t = g.put(&table(&[(data, 12, NEXT, 1), (data, 100, NEXT, 0)]));
+    g.chain(TX, &[(t, 32, INDIRECT)]);
+    assert_eq!(g.pop(), None);
+    assert_stopped(&g, TX);
 }
 
 // To the guest: well-formed receive chains.
@@ -783,6 +899,56 @@ fn no_receive_buffers_is_no_room_and_no_error() {
 }
 
 // To the guest: broken receive chains stop the receive queue.
+
+#[test]
+fn a_receive_buffer_outside_guest_memory_stops_the_receive_queue() {
+    let mut g = Guest::new();
+    g.chain(RX, &[(NOWHERE, 2048, WRITE)]);
+    assert!(!g.dev.rx_room(HDR_LEN + 60));
+    assert!(!g.push(&frame(60)));
+    assert_stopped(&g, RX);
+    assert_eq!(g.used_idx(RX), 0);
+}
+
+#[test]
+fn a_receive_buffer_crossing_the_end_of_guest_memory_stops_the_receive_queue() {
+    let mut g = Guest::new();
+    // Room for 60 bytes would be inside; the buffer says 2048.
+    g.chain(RX, &[(A.end() - 100, 2048, WRITE)]);
+    assert!(!g.dev.rx_room(HDR_LEN + 60));
+    assert!(!g.push(&frame(60)));
+    assert_stopped(&g, RX);
+}
+
+#[test]
+fn a_receive_buffer_of_4_gib_stops_the_receive_queue() {
+    let mut g = Guest::new();
+    let at = g.alloc(2048);
+    g.chain(RX, &[(at, u32::MAX, WRITE)]);
+    assert!(!g.push(&frame(60)));
+    assert_stopped(&g, RX);
+    assert_eq!(g.read(at, 16), [0; 16], "nothing written");
+}
+
+#[test]
+fn a_receive_chain_that_loops_stops_the_receive_queue() {
+    let mut g = Guest::new();
+    let at = g.alloc(2048);
+    g.desc(RX, 0, at, 2048, WRITE | NEXT, 1);
+    g.desc(RX, 1, at, 2048, WRITE | NEXT, 0);
+    g.offer(RX, 0);
+    assert!(!g.dev.rx_room(HDR_LEN + 60));
+    assert_stopped(&g, RX);
+    assert_eq!(g.read(at, 16), [0; 16], "nothing written");
+}
+
+#[test]
+fn a_receive_head_beyond_the_queue_stops_the_receive_queue() {
+    let mut g = Guest::new();
+    g.offer(RX, 4096);
+    assert!(!g.dev.rx_room(HDR_LEN + 60));
+    assert_stopped(&g, RX);
+}
 
 #[test]
 fn an_avail_index_jumping_past_the_queue_size_stops_the_receive_queue() {

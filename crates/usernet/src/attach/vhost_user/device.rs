@@ -367,7 +367,7 @@ impl Device {
                     return false;
                 }
             }
-            match ring.queue.enable_notification(mem) {
+            match kick_at_next_chain(&mut ring.queue, mem) {
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {
@@ -931,4 +931,16 @@ impl Iterator for Checked<'_> {
         self.outside = !self.mem.check_range(d.addr(), d.len() as usize);
         (!self.outside).then_some(d)
     }
+}
+
+/// Asks the guest for a kick when it adds a chain; whether one came meanwhile. With event
+/// indices, `enable_notification` asks for the entry at `next_avail`: one the guest has
+/// offered already when the walk left chains too short for a frame, so no kick would come.
+fn kick_at_next_chain(queue: &mut Queue, mem: &Memory) -> Result<bool, virtio_queue::Error> {
+    let next = queue.next_avail();
+    let offered = queue.avail_idx(mem, std::sync::atomic::Ordering::Acquire)?;
+    queue.set_next_avail(offered.0);
+    let more = queue.enable_notification(mem);
+    queue.set_next_avail(next);
+    more
 }

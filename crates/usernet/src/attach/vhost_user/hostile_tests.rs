@@ -890,6 +890,23 @@ fn without_mergeable_buffers_a_frame_larger_than_the_first_chain_is_refused() {
 }
 
 #[test]
+fn a_frame_larger_than_every_offered_buffer_waits_for_more() {
+    let mut g = Guest::new();
+    g.post(&[1526]);
+    g.post(&[1526]);
+    assert!(!g.dev.rx_room(HDR_LEN + 4000));
+    assert!(!g.push(&frame(4000)));
+    assert_eq!(g.used_idx(RX), 0);
+    // A kick asked for at the next buffer the guest adds, not at one it added already.
+    assert_eq!(g.avail_event(RX), 2);
+    g.post(&[1526]);
+    assert!(g.dev.rx_room(HDR_LEN + 4000));
+    assert!(g.push(&frame(4000)));
+    assert_eq!(g.used_idx(RX), 3);
+    assert!(g.dev.running(RX));
+}
+
+#[test]
 fn no_receive_buffers_is_no_room_and_no_error() {
     let mut g = Guest::new();
     assert!(!g.dev.rx_room(HDR_LEN + 60));

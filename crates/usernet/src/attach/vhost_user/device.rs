@@ -675,6 +675,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         let mut regions = Vec::with_capacity(ctx.len());
         let mut mappings = Vec::with_capacity(ctx.len());
         for (region, file) in ctx.iter().zip(files) {
+            backed(region, &file)?;
             let mapped = GuestRegionMmap::new(
                 region.mmap_region::<DirtyLog>(file)?,
                 GuestAddress(region.guest_phys_addr),
@@ -943,4 +944,14 @@ fn kick_at_next_chain(queue: &mut Queue, mem: &Memory) -> Result<bool, virtio_qu
     let more = queue.enable_notification(mem);
     queue.set_next_avail(next);
     more
+}
+
+/// Whether `file` holds all of `region`: a mapping past its end faults (`SIGBUS`) at the
+/// first access there.
+fn backed(region: &VhostUserMemoryRegion, file: &File) -> VuResult<()> {
+    let len = file.metadata().map_err(VuError::ReqHandlerError)?.len();
+    match region.mmap_offset.checked_add(region.memory_size) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(VuError::InvalidParam),
+    }
 }

@@ -1154,6 +1154,24 @@ fn a_mem_table_with_overlapping_regions_is_refused_and_the_old_one_stays() {
 }
 
 #[test]
+fn a_mem_table_region_larger_than_its_file_is_refused() {
+    let mut g = Guest::new();
+    // Mapped, its pages past the file's end would fault at the first access.
+    let past_end = Region {
+        size: FILE_LEN,
+        ..B
+    };
+    assert!(g.set_mem_table(&[A, past_end]).is_err());
+    let wrapping = Region {
+        offset: u64::MAX - 0xfff,
+        ..B
+    };
+    assert!(g.set_mem_table(&[A, wrapping]).is_err());
+    g.send_frame(&frame(60));
+    assert_eq!(g.pop(), Some(frame(60)));
+}
+
+#[test]
 fn a_mem_table_region_of_no_bytes_or_past_the_top_of_memory_is_refused() {
     let mut g = Guest::new();
     assert!(g.set_mem_table(&[Region { size: 0, ..B }]).is_err());

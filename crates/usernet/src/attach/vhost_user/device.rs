@@ -513,7 +513,8 @@ impl Device {
             let queue = &mut self.rings[q].queue;
             queue.set_event_idx(event_idx);
             queue.set_ready(true);
-            queue.is_valid(mem)
+            // Rings QEMU never set are at 0, where `virtio_queue` serves no avail ring.
+            queue.is_valid(mem) && queue.avail_ring() != 0
         });
         let ring = &mut self.rings[q];
         ring.started = true;

@@ -60,6 +60,13 @@ const B: Region = Region {
     offset: PAGE + 0x10_0000 + PAGE,
     user: 0x7f80_0000_0000,
 };
+/// Low memory, where rings left at their defaults (address 0) would be.
+const LOW: Region = Region {
+    gpa: 0,
+    size: 0x10_0000,
+    offset: PAGE,
+    user: 0x7f00_0000_0000,
+};
 const FILE_LEN: u64 = B.offset + B.size + PAGE;
 /// What the memfd holds outside the regions of the table, checked at the end.
 const GUARD: u8 = 0xa5;
@@ -1091,6 +1098,23 @@ fn a_descriptor_table_running_past_the_end_of_guest_memory_keeps_the_queue_from_
             ..DeviceCounters::default()
         }
     );
+}
+
+#[test]
+fn rings_not_set_before_the_kick_keep_the_queue_stopped_until_they_are() {
+    // Low memory: the rings' default addresses (0) are inside it.
+    let mut g = Setup::default().regions(&[LOW]).bare();
+    g.dev.set_vring_num(1, 256).unwrap();
+    g.dev.set_vring_kick(1, Some(eventfd())).unwrap();
+    g.dev.set_vring_enable(1, true).unwrap();
+    assert!(!g.dev.running(TX));
+    assert_eq!(g.pop(), None);
+    assert_eq!(g.counters().queue_errors, 1);
+    // Set, and kicked again: it runs.
+    g.start(TX);
+    assert!(g.dev.running(TX));
+    g.send_frame(&frame(60));
+    assert_eq!(g.pop(), Some(frame(60)));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of fuzz/ for a bounded time (default 45 s each; the five
-# targets take under 4 minutes after the build). Needs a nightly toolchain (libFuzzer);
+# Runs every cargo-fuzz target of fuzz/ for a bounded time (default 45 s each; the seven
+# targets take under 6 minutes after the build). Needs a nightly toolchain (libFuzzer);
 # without one it says so and exits 0 — the corpora still replay on stable as tests of
 # crates/fuzz-targets. Installs cargo-fuzz when missing (`cargo install --locked`).
 # Each target starts from a temp copy of fuzz/corpus/<target>/, so what it finds never
@@ -14,7 +14,7 @@ seconds="${1:-${NETBIND_FUZZ_SECONDS:-45}}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest dhcp4 dhcp6 guest_frame journal migration_state)
+  targets=(manifest dhcp4 dhcp6 guest_frame journal migration_state vhost_user_queue)
 fi
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "scripts/fuzz.sh: SKIPPED fuzzing: no nightly toolchain (\`cargo +nightly --version\` fails; \`rustup toolchain install nightly\` enables it); the corpora were replayed on stable by crates/fuzz-targets' tests"

@@ -264,8 +264,130 @@ def migration_state_seeds():
     write("migration_state", "damaged", bytes(damaged))
 
 
+# vhost_user_queue: the queues' parameters, then guest memory from region A (layout in
+# crates/fuzz-targets/src/vhost_user.rs). Offsets below are from A's start.
+VU_A = 0x10000
+VU_A_SIZE = 0x10000
+VU_MRG, VU_EVENT_IDX, VU_INDIRECT, VU_PROTOCOL, VU_HOLE, VU_NO_CALL = 1, 2, 4, 8, 16, 32
+VU_ALL = VU_MRG | VU_EVENT_IDX | VU_INDIRECT | VU_PROTOCOL
+NEXT, WRITE, INDIRECT = 1, 2, 4
+# Sixteen entries per queue: receive rings at 0x000 (descriptors), 0x140 (used), 0x100
+# (avail); transmit at 0x200, 0x340, 0x300; buffers from 0x400.
+VU_RINGS = [(0x000, 0x140, 0x100), (0x200, 0x340, 0x300)]
+
+
+class GuestMem:
+    def __init__(self):
+        self.b = bytearray()
+
+    def put(self, off, data):
+        if len(self.b) < off + len(data):
+            self.b.extend(b"\0" * (off + len(data) - len(self.b)))
+        self.b[off:off + len(data)] = data
+
+    def desc(self, q, i, off, length, flags=0, nxt=0, absolute=False):
+        addr = off if absolute else VU_A + off
+        self.put(VU_RINGS[q][0] + 16 * i, struct.pack("<QIHH", addr, length, flags, nxt))
+
+    def avail(self, q, heads, idx=None):
+        ring = VU_RINGS[q][2]
+        idx = len(heads) if idx is None else idx
+        self.put(ring, struct.pack("<HH", 0, idx) + b"".join(struct.pack("<H", h) for h in heads))
+
+
+def vu_seed(flags, mem, frames=(60, 1000, 1500, 0xFFFF), sizes=(4, 4), rings=VU_RINGS, bases=(0, 0)):
+    head = bytes([flags, sizes[0], sizes[1]])
+    for r in rings:
+        head += struct.pack("<III", *r)
+    head += struct.pack("<HH", *bases) + struct.pack("<HHHH", *frames)
+    assert len(head) == 39
+    return head + bytes(mem.b)
+
+
+def vu_transmits(m):
+    """Three frames: header and data apart, in one descriptor, in an indirect table."""
+    vnet = b"\0" * 12
+    m.put(0x400, vnet)
+    m.put(0x410, eth(GW_MAC, 0x0800, ipv4(1, GUEST4, GW4, b"\x08\0" + b"\0" * 26)))
+    m.desc(1, 0, 0x400, 12, NEXT, 1)
+    m.desc(1, 1, 0x410, 60)
+    m.put(0x480, vnet + bytes(range(100)))
+    m.desc(1, 2, 0x480, 112)
+    m.put(0x500, struct.pack("<QIHH", VU_A + 0x400, 12, NEXT, 1) + struct.pack("<QIHH", VU_A + 0x410, 60, 0, 0))
+    m.desc(1, 3, 0x500, 32, INDIRECT)
+    m.avail(1, [0, 2, 3])
+
+
+def vu_receives(m, chains=8, size=512):
+    for i in range(chains):
+        m.desc(0, i, 0x1000 + i * size, size, WRITE)
+    m.avail(0, list(range(chains)))
+
+
+def vhost_user_queue_seeds():
+    m = GuestMem()
+    vu_transmits(m)
+    vu_receives(m)
+    write("vhost_user_queue", "well-formed", vu_seed(VU_ALL, m))
+    write("vhost_user_queue", "well-formed-no-event-idx-no-protocol", vu_seed(VU_MRG | VU_INDIRECT | VU_NO_CALL, m))
+    # Without mergeable buffers: chains of a header buffer and two of 1,000 bytes.
+    m = GuestMem()
+    vu_transmits(m)
+    for c in range(2):
+        base = 0x1000 + c * 0x800
+        m.desc(0, 3 * c, base, 12, WRITE | NEXT, 3 * c + 1)
+        m.desc(0, 3 * c + 1, base + 0x10, 1000, WRITE | NEXT, 3 * c + 2)
+        m.desc(0, 3 * c + 2, base + 0x400, 1000, WRITE)
+    m.avail(0, [0, 3])
+    write("vhost_user_queue", "no-mergeable", vu_seed(VU_EVENT_IDX | VU_INDIRECT | VU_PROTOCOL, m, frames=(60, 1900, 2000, 100)))
+    # A transmit chain that loops; a receive head beyond the queue.
+    m = GuestMem()
+    m.desc(1, 0, 0x400, 12, NEXT, 1)
+    m.desc(1, 1, 0x410, 60, NEXT, 0)
+    m.avail(1, [0])
+    m.avail(0, [99])
+    write("vhost_user_queue", "loop-and-bad-head", vu_seed(VU_ALL, m))
+    # An indirect table whose second entry is an indirect table: itself.
+    m = GuestMem()
+    m.put(0x500, struct.pack("<QIHH", VU_A + 0x400, 12, NEXT, 1) + struct.pack("<QIHH", VU_A + 0x500, 32, INDIRECT, 0))
+    m.desc(1, 0, 0x500, 32, INDIRECT)
+    m.avail(1, [0])
+    vu_receives(m)
+    write("vhost_user_queue", "indirect-in-indirect", vu_seed(VU_ALL, m))
+    # An avail index far past the queue's size, on both queues.
+    m = GuestMem()
+    vu_transmits(m)
+    vu_receives(m)
+    m.avail(1, [0, 2, 3], idx=100)
+    m.avail(0, list(range(8)), idx=0x8000)
+    write("vhost_user_queue", "avail-jump", vu_seed(VU_ALL, m))
+    # Buffers across the end of region A: into B (adjacent), or into a hole.
+    m = GuestMem()
+    m.desc(1, 0, 0x400, 12, NEXT, 1)
+    m.desc(1, 1, VU_A_SIZE - 30, 60)
+    m.avail(1, [0])
+    m.desc(0, 0, VU_A_SIZE - 100, 600, WRITE)
+    m.avail(0, [0])
+    write("vhost_user_queue", "across-regions", vu_seed(VU_ALL, m))
+    write("vhost_user_queue", "across-a-hole", vu_seed(VU_ALL | VU_HOLE, m))
+    # Descriptors of 4 GiB.
+    m = GuestMem()
+    vu_transmits(m)
+    m.desc(1, 1, 0x410, 0xFFFFFFFF)
+    vu_receives(m)
+    m.desc(0, 0, 0x1000, 0xFFFFFFFF, WRITE)
+    write("vhost_user_queue", "4-gib-descriptors", vu_seed(VU_ALL, m))
+    # Receive rings outside every region, transmit rings in region B; sizes refused.
+    m = GuestMem()
+    vu_transmits(m)
+    vu_receives(m)
+    write("vhost_user_queue", "rings-outside", vu_seed(VU_ALL, m, rings=[(0xFFFFF000, 8, 4), (0x10000, 0x10100, 0x10200)]))
+    write("vhost_user_queue", "sizes-refused", vu_seed(VU_ALL, m, sizes=(0x83, 0xFF)))
+
+
 if __name__ == "__main__":
     migration_state_seeds()
     dhcp4_seeds()
     dhcp6_seeds()
     guest_frame_seeds()
+    vhost_user_queue_seeds()

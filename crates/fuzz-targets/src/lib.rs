@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+mod vhost_user;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
@@ -20,6 +22,7 @@ use netbind_plan::model::{Dhcp4Config, Dhcp6Config};
 use netbind_plan::{NetworkPlan, PodView};
 use netbind_spec::{ClusterConfig, Document, defaults, parse_documents, validate};
 use netbind_usernet::{Engine, EngineConfig, MemTx};
+pub use vhost_user::{vhost_user_queue, vhost_user_run};
 
 /// A fuzz target's body: any bytes in, never a panic.
 pub type Body = fn(&[u8]);
@@ -33,6 +36,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("guest_frame", guest_frame),
     ("journal", journal),
     ("migration_state", migration_state),
+    ("vhost_user_queue", vhost_user_queue),
 ];
 
 /// Any bytes as a manifest: read, default, validate, plan and render (table, DOT, SVG).

@@ -85,6 +85,11 @@ fn migration_state_corpus() {
     replay("migration_state");
 }
 
+#[test]
+fn vhost_user_queue_corpus() {
+    replay("vhost_user_queue");
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     std::fs::read(corpus_dir(target).join(name)).unwrap()
 }
@@ -160,4 +165,29 @@ fn the_migration_seeds_are_read_and_the_damaged_one_refused() {
         State::decode(&seed("migration_state", "damaged")),
         Err(FormatError::Checksum)
     );
+}
+
+/// The vhost-user seeds reach the data path: the well-formed ones move frames both ways,
+/// each hostile one breaks the queues it means to.
+#[test]
+fn the_vhost_user_seeds_move_frames_or_stop_queues() {
+    use netbind_fuzz_targets::vhost_user_run;
+    // (seed, frames from the guest, frames to it, queues stopped)
+    for (name, from, to, errors) in [
+        ("well-formed", 3, 3, 0),
+        ("well-formed-no-event-idx-no-protocol", 3, 3, 0),
+        ("no-mergeable", 3, 2, 0),
+        ("across-regions", 1, 1, 0),
+        ("across-a-hole", 0, 0, 2),
+        ("loop-and-bad-head", 0, 0, 2),
+        ("indirect-in-indirect", 0, 3, 1),
+        ("avail-jump", 0, 0, 2),
+        ("4-gib-descriptors", 0, 0, 2),
+        ("rings-outside", 0, 0, 1),
+        ("sizes-refused", 3, 3, 0),
+    ] {
+        let c = vhost_user_run(&seed("vhost_user_queue", name));
+        let got = (c.frames_from_guest, c.frames_to_guest, c.queue_errors);
+        assert_eq!(got, (from, to, errors), "vhost_user_queue/{name}: {c:?}");
+    }
 }

@@ -296,7 +296,8 @@ impl Device {
             let mut skip = HDR_LEN;
             let mut len = 0usize;
             let mut fits = true;
-            for desc in chain.readable() {
+            let mut descs = Checked::new(chain, mem);
+            for desc in descs.by_ref().filter(|d| !d.is_write_only()) {
                 let n = desc.len() as usize;
                 let header = skip.min(n);
                 skip -= header;
@@ -314,6 +315,9 @@ impl Device {
                     return stop(ring, c, q, &OUTSIDE);
                 }
                 len += n - header;
+            }
+            if !descs.whole() {
+                return stop(ring, c, TX, &virtio_queue::Error::InvalidChain);
             }
             if let Err(e) = ring.queue.add_used(mem, head, 0) {
                 return stop(ring, c, q, &e);
@@ -363,7 +367,7 @@ impl Device {
                     return false;
                 }
             }
-            match ring.queue.enable_notification(mem) {
+            match kick_at_next_chain(&mut ring.queue, mem) {
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {
@@ -509,7 +513,8 @@ impl Device {
             let queue = &mut self.rings[q].queue;
             queue.set_event_idx(event_idx);
             queue.set_ready(true);
-            queue.is_valid(mem)
+            // Rings QEMU never set are at 0, where `virtio_queue` serves no avail ring.
+            queue.is_valid(mem) && queue.avail_ring() != 0
         });
         let ring = &mut self.rings[q];
         ring.started = true;
@@ -555,7 +560,14 @@ fn walk_rx(
         let Some(chain) = queue.iter(mem)?.next() else {
             break;
         };
-        let room: usize = chain.writable().map(|d| d.len() as usize).sum();
+        let mut descs = Checked::new(chain, mem);
+        let room: usize = (descs.by_ref())
+            .filter(|d| d.is_write_only())
+            .map(|d| d.len() as usize)
+            .sum();
+        if !descs.whole() {
+            return Err(virtio_queue::Error::InvalidChain);
+        }
         let take = room.min(len - walk.room);
         if let Some(t) = takes.as_deref_mut() {
             t[walk.chains] = take as u32;
@@ -664,6 +676,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         let mut regions = Vec::with_capacity(ctx.len());
         let mut mappings = Vec::with_capacity(ctx.len());
         for (region, file) in ctx.iter().zip(files) {
+            backed(region, &file)?;
             let mapped = GuestRegionMmap::new(
                 region.mmap_region::<DirtyLog>(file)?,
                 GuestAddress(region.guest_phys_addr),
@@ -875,5 +888,71 @@ impl VhostUserBackendReqHandlerMut for Device {
         }
         tracing::info!("vhost-user: QEMU logs the pages the engine writes (a migration)");
         Ok(())
+    }
+}
+
+/// A chain's descriptors, each wholly inside the guest's memory. `virtio_queue`'s walk
+/// ends quietly where it cannot go on (a loop, more descriptors than the table holds, a
+/// next index outside it, a nested or malformed indirect table, more than 4 GiB); that,
+/// a chain of no descriptors and a descriptor not inside the memory make it not whole.
+struct Checked<'m> {
+    chain: virtio_queue::DescriptorChain<&'m Memory>,
+    mem: &'m Memory,
+    /// The last descriptor said another follows (or none came yet).
+    more: bool,
+    outside: bool,
+}
+
+impl<'m> Checked<'m> {
+    fn new(chain: virtio_queue::DescriptorChain<&'m Memory>, mem: &'m Memory) -> Self {
+        Checked {
+            chain,
+            mem,
+            more: true,
+            outside: false,
+        }
+    }
+
+    /// Walks the rest: whether the chain ended where it said, inside the memory.
+    fn whole(mut self) -> bool {
+        while self.next().is_some() {}
+        !self.more && !self.outside
+    }
+}
+
+impl Iterator for Checked<'_> {
+    type Item = virtio_queue::desc::split::Descriptor;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use vm_memory::GuestMemoryBackend;
+        if self.outside {
+            return None;
+        }
+        let d = self.chain.next()?;
+        self.more = d.has_next();
+        self.outside = !self.mem.check_range(d.addr(), d.len() as usize);
+        (!self.outside).then_some(d)
+    }
+}
+
+/// Asks the guest for a kick when it adds a chain; whether one came meanwhile. With event
+/// indices, `enable_notification` asks for the entry at `next_avail`: one the guest has
+/// offered already when the walk left chains too short for a frame, so no kick would come.
+fn kick_at_next_chain(queue: &mut Queue, mem: &Memory) -> Result<bool, virtio_queue::Error> {
+    let next = queue.next_avail();
+    let offered = queue.avail_idx(mem, std::sync::atomic::Ordering::Acquire)?;
+    queue.set_next_avail(offered.0);
+    let more = queue.enable_notification(mem);
+    queue.set_next_avail(next);
+    more
+}
+
+/// Whether `file` holds all of `region`: a mapping past its end faults (`SIGBUS`) at the
+/// first access there.
+fn backed(region: &VhostUserMemoryRegion, file: &File) -> VuResult<()> {
+    let len = file.metadata().map_err(VuError::ReqHandlerError)?.len();
+    match region.mmap_offset.checked_add(region.memory_size) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(VuError::InvalidParam),
     }
 }

@@ -37,6 +37,8 @@
 //! engine hands it 64 KiB segments the same way (`frame::TxMeta`), as it does a tap.
 
 pub mod device;
+#[cfg(test)]
+mod hostile_tests;
 pub mod log;
 
 use std::io;

@@ -568,7 +568,11 @@ fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Dis
     if !ring.broken {
         ring.broken = true;
         c.queue_errors += 1;
-        let which = if q.is_multiple_of(2) { "receive" } else { "transmit" };
+        let which = if q.is_multiple_of(2) {
+            "receive"
+        } else {
+            "transmit"
+        };
         tracing::warn!(
             "vhost-user: the guest's {which} queue {q} is unusable ({e}); it stays stopped until the guest resets the device"
         );

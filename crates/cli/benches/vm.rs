@@ -20,7 +20,8 @@
 //! Settings (environment): `VM_BENCH_SECS` (iperf3 seconds per direction, default 5),
 //! `VM_BENCH_ROUNDS` (default 3), `VM_BENCH_CPUS` (vCPU counts, default `1 2`),
 //! `VM_BENCH_PASST` (default `/opt/netbind-peers/passt-2025_05_03/passt`, built by
-//! `scripts/install-deps.sh`).
+//! `scripts/install-deps.sh`), `VM_BENCH_ONLY` (only the contenders whose label contains
+//! it, e.g. `vhost-user`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -84,11 +85,13 @@ for d in up down; do echo "JSON $d"; cat /tmp/$d.json; echo "JSONEND $d"; done
 "#;
 
 /// One direction of one run.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Way {
     gbits: f64,
     /// Engine CPU seconds per 10^9 bytes received.
     cpu_per_gb: f64,
+    /// Per interval of the sender (for the progress lines).
+    intervals: Vec<f64>,
 }
 
 struct Sample {
@@ -127,8 +130,9 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// `(bytes, seconds)` the receiver counted, from the iperf3 report of direction `d`.
-fn iperf_result(console: &str, d: &str) -> Result<(f64, f64), String> {
+/// `(bytes, seconds)` the receiver counted, from the iperf3 report of direction `d`, and
+/// the rate of each interval (Gbit/s; a stall shows there).
+fn iperf_result(console: &str, d: &str) -> Result<(f64, f64, Vec<f64>), String> {
     let (begin, end) = (format!("JSON {d}\n"), format!("JSONEND {d}"));
     let json = console
         .split_once(&begin)
@@ -137,9 +141,18 @@ fn iperf_result(console: &str, d: &str) -> Result<(f64, f64), String> {
         .ok_or_else(|| format!("no iperf3 report for {d}"))?;
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("iperf3 {d}: {e}: {json}"))?;
+    let intervals = v["intervals"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["sum"]["bits_per_second"].as_f64())
+                .map(|b| b / 1e9)
+                .collect()
+        })
+        .unwrap_or_default();
     let r = &v["end"]["sum_received"];
     match (r["bytes"].as_f64(), r["seconds"].as_f64()) {
-        (Some(b), Some(s)) if b > 0.0 && s > 0.0 => Ok((b, s)),
+        (Some(b), Some(s)) if b > 0.0 && s > 0.0 => Ok((b, s, intervals)),
         _ => Err(format!("iperf3 {d} moved nothing: {json}")),
     }
 }
@@ -263,10 +276,11 @@ fn run_one(
         .map(|_| guest.console())
         .map_err(|e| fail(&guest, format!("{e:?}")))?;
     let way = |d: &'static str| -> Result<Way, String> {
-        let (bytes, seconds) = iperf_result(&console, d).map_err(|e| fail(&guest, e))?;
+        let (bytes, seconds, intervals) = iperf_result(&console, d).map_err(|e| fail(&guest, e))?;
         Ok(Way {
             gbits: bytes * 8.0 / seconds / 1e9,
             cpu_per_gb: (cpu[&(d, "END")] - cpu[&(d, "BEGIN")]) / (bytes / 1e9),
+            intervals,
         })
     };
     Ok(Sample {
@@ -346,6 +360,7 @@ fn main() {
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
         .collect();
+    let only = std::env::var("VM_BENCH_ONLY").unwrap_or_default();
     let passt = PathBuf::from(
         std::env::var("VM_BENCH_PASST")
             .unwrap_or_else(|_| "/opt/netbind-peers/passt-2025_05_03/passt".into()),
@@ -372,14 +387,25 @@ fn main() {
     let mut samples: BTreeMap<(u32, Link, Engine), Vec<Sample>> = BTreeMap::new();
     for round in 1..=rounds {
         for &cpus in &cpu_counts {
-            for c in CONTENDERS {
+            for c in CONTENDERS
+                .into_iter()
+                .filter(|c| label(c.0, c.1).contains(&only))
+            {
                 match run_one(&pod, peer, c, cpus, secs, &passt, ticks) {
                     Ok(s) => {
+                        let each = |w: &Way| {
+                            w.intervals
+                                .iter()
+                                .map(|g| format!("{g:.2}"))
+                                .collect::<Vec<_>>()
+                        };
                         eprintln!(
-                            "bench vm: round {round}, {cpus} vCPU, {}: {:.2} / {:.2} Gbit/s",
+                            "bench vm: round {round}, {cpus} vCPU, {}: {:.2} / {:.2} Gbit/s (each second: {} / {})",
                             label(c.0, c.1),
                             s.up.gbits,
-                            s.down.gbits
+                            s.down.gbits,
+                            each(&s.up).join(" "),
+                            each(&s.down).join(" ")
                         );
                         samples.entry((cpus, c.0, c.1)).or_default().push(s);
                     }

@@ -26,6 +26,8 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
 fi
 cargo fmt --all --check || { echo "scripts/test.sh: cargo fmt --all would change files" >&2; exit 1; }
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+# The benchmarks build (they print tables, tests assert: they are not run here).
+cargo build --workspace --benches --locked -q
 # No import circle among the modules of the engine, the applier and the planner.
 python3 scripts/use-graph.py crates/usernet/src crates/netns/src crates/plan/src
 start=$(date +%s)

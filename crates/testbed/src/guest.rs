@@ -37,6 +37,10 @@
 //!   `/etc/resolv.conf` (appending), saves `ip6 prefixlen6 dns6 search6` to
 //!   `/run/dhcp6-IFACE.env` and prints `DHCP6 IFACE <reason> ip6=…`. Without dhclient in
 //!   the image it prints why and fails.
+//!
+//! A boot can carry more of the host's programs ([`GuestOptions::host_binaries`], e.g.
+//! iperf3), with their shared libraries the same way, in its own archive: the base image
+//! stays as small as the tests need.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,19 +196,11 @@ exit 0
 /// Files for the image: `(path inside it, bytes)`.
 type ImageFiles = Vec<(String, Vec<u8>)>;
 
-/// The host's ISC dhclient and the files it needs (itself, its shared libraries and the
-/// dynamic loader, as `ldd` names them), as `(path in the image, bytes)`. `None` when
-/// the host has no dhclient.
-fn dhclient_files() -> Result<Option<ImageFiles>> {
-    let Some(bin) = ["/usr/sbin/dhclient", "/sbin/dhclient"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-    else {
-        return Ok(None);
-    };
-    let ldd = cmd::checked(Command::new("ldd").arg(&bin))?;
-    let mut files = vec![("sbin/dhclient".to_string(), bin.clone())];
+/// The host's program `bin` as `name` in the image, with the files it needs (its shared
+/// libraries and the dynamic loader, as `ldd` names them), as `(path in the image, bytes)`.
+fn host_binary_files(bin: &Path, name: &str) -> Result<ImageFiles> {
+    let ldd = cmd::checked(Command::new("ldd").arg(bin))?;
+    let mut files = vec![(name.to_string(), bin.to_path_buf())];
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
         let path = match line.split_once("=>") {
@@ -226,8 +222,28 @@ fn dhclient_files() -> Result<Option<ImageFiles>> {
                     source,
                 })
         })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+        .collect()
+}
+
+/// Adds `files` to `c` with their parent directories, except those every image has.
+fn add_files(c: &mut Cpio, files: &ImageFiles) {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (name, _) in files {
+        let mut d = Path::new(name).parent();
+        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.to_path_buf());
+            d = p.parent();
+        }
+    }
+    // Parents sort before children; the base directories exist already.
+    for d in dirs.iter().map(|d| d.display().to_string()) {
+        if !["sbin", "lib", "usr", "usr/sbin", "usr/bin", "bin"].contains(&d.as_str()) {
+            c.dir(&d);
+        }
+    }
+    for (name, bytes) in files {
+        c.file(name, 0o755, bytes);
+    }
 }
 
 /// The kernel and the base initramfs, built once per process.
@@ -351,24 +367,12 @@ impl GuestImage {
         );
         c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
         c.file("etc/group", 0o644, b"root:x:0:\n");
-        if let Some(files) = dhclient_files()? {
-            let mut dirs = std::collections::BTreeSet::new();
-            for (name, _) in &files {
-                let mut d = Path::new(name).parent();
-                while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
-                    dirs.insert(p.to_path_buf());
-                    d = p.parent();
-                }
-            }
-            // Parents sort before children; the base directories exist already.
-            for d in dirs.iter().map(|d| d.display().to_string()) {
-                if !["sbin", "lib", "usr", "usr/sbin", "usr/bin", "bin"].contains(&d.as_str()) {
-                    c.dir(&d);
-                }
-            }
-            for (name, bytes) in &files {
-                c.file(name, 0o755, bytes);
-            }
+        let dhclient = ["/usr/sbin/dhclient", "/sbin/dhclient"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file());
+        if let Some(bin) = dhclient {
+            add_files(&mut c, &host_binary_files(bin, "sbin/dhclient")?);
             c.dir("usr/share/dhclient");
             c.dir("var/lib");
             c.dir("var/lib/dhcp");
@@ -384,11 +388,25 @@ impl GuestImage {
 
     /// The base image followed by an archive holding `script` as `/test.sh`.
     pub fn initramfs_with(&self, script: &str) -> Vec<u8> {
+        self.initramfs_with_binaries(script, &[])
+            .expect("no binaries to read")
+    }
+
+    /// [`GuestImage::initramfs_with`], the archive also holding each of the host's
+    /// programs `binaries` under `/usr/bin/` with its shared libraries (see
+    /// [`GuestOptions::host_binaries`]).
+    pub fn initramfs_with_binaries(&self, script: &str, binaries: &[PathBuf]) -> Result<Vec<u8>> {
         let mut c = Cpio::new();
         c.file("test.sh", 0o755, script.as_bytes());
+        let mut files = BTreeMap::new();
+        for bin in binaries {
+            let name = bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy();
+            files.extend(host_binary_files(bin, &format!("usr/bin/{name}"))?);
+        }
+        add_files(&mut c, &files.into_iter().collect());
         let mut v = self.initramfs.clone();
         v.extend_from_slice(&c.finish());
-        v
+        Ok(v)
     }
 }
 
@@ -549,6 +567,9 @@ pub struct GuestOptions {
     /// A reboot in the guest resets the machine (else QEMU exits: `-no-reboot`).
     pub reboot: bool,
     pub cpus: u32,
+    /// Programs of the host to put in the guest as `/usr/bin/<name>`, each with the
+    /// shared libraries `ldd` names (e.g. `/usr/bin/iperf3`), in the boot's own archive.
+    pub host_binaries: Vec<PathBuf>,
 }
 
 impl Default for GuestOptions {
@@ -560,6 +581,7 @@ impl Default for GuestOptions {
             fds: Vec::new(),
             reboot: false,
             cpus: 1,
+            host_binaries: Vec::new(),
         }
     }
 }
@@ -629,7 +651,8 @@ impl Guest {
                 source,
             })?;
         let initrd = dir.path().join("initramfs.cpio");
-        std::fs::write(&initrd, image.initramfs_with(script)).map_err(|source| Error::Io {
+        let initramfs = image.initramfs_with_binaries(script, &opts.host_binaries)?;
+        std::fs::write(&initrd, initramfs).map_err(|source| Error::Io {
             what: "write",
             path: initrd.clone(),
             source,

@@ -743,7 +743,10 @@ fn serve(args: &PasstArgs) -> anyhow::Result<()> {
                 Attach::VhostUser {
                     listener,
                     one_off: run.one_off,
-                    repair: Some(netbind_usernet::migrate::repair::Repair::listen(&repair)?),
+                    repair: Some(netbind_usernet::migrate::repair::Repair::new(
+                        run::listen_unix(&repair)?,
+                        &repair,
+                    )),
                 }
             } else {
                 Attach::Listener {

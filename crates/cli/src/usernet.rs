@@ -133,7 +133,10 @@ pub fn usernet(args: &UsernetArgs) -> Result<Outcome> {
         Ok(Attach::VhostUser {
             listener: run::listen_unix(path)?,
             one_off: false,
-            repair: Some(netbind_usernet::migrate::repair::Repair::listen(&repair)?),
+            repair: Some(netbind_usernet::migrate::repair::Repair::new(
+                run::listen_unix(&repair)?,
+                &repair,
+            )),
         })
     };
     let attach = match (&args.socket, &args.netns, args.fd) {

@@ -2,7 +2,14 @@
 //! report. Handlers add to them through their context (`ctx.rs`); the transmit side
 //! keeps its own ([`TxCounters`]) and [`crate::Engine::counters`] puts them together.
 
-use crate::frame::TxCounters;
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    pub frames: u64,
+    pub bytes: u64,
+    pub dropped_full: u64,
+    /// Datagrams too big for the guest's MTU, sent as fragments.
+    pub fragmented: u64,
+}
 
 /// What a vhost-user device did (zero for other attachments).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

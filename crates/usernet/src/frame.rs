@@ -18,6 +18,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::counters::TxCounters;
 use crate::fragment;
 use crate::pcap::Pcap;
 use crate::wire::{self, UDP_CHECKSUM};
@@ -114,15 +115,6 @@ impl GuestTx for MemTx {
         self.frames.push(self.scratch[..len].to_vec());
         self.metas.push(meta);
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TxCounters {
-    pub frames: u64,
-    pub bytes: u64,
-    pub dropped_full: u64,
-    /// Datagrams too big for the guest's MTU, sent as fragments.
-    pub fragmented: u64,
 }
 
 /// The guest side plus what watches it.

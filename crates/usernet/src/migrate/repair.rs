@@ -53,11 +53,6 @@ pub struct Repair {
 }
 
 impl Repair {
-    /// Listens for the helper on `path` (a stale socket there is replaced).
-    pub fn listen(path: &Path) -> Result<Repair, crate::attach::AttachError> {
-        Ok(Repair::new(crate::attach::stream::listen_unix(path)?, path))
-    }
-
     /// Listens on `listener` (bound already) for the helper.
     pub fn new(listener: UnixListener, path: &Path) -> Repair {
         Repair {

@@ -47,8 +47,11 @@ impl Running {
             Nic::VhostUser => {
                 let mut repair = socket.as_os_str().to_owned();
                 repair.push(".repair");
-                let repair = netbind_usernet::migrate::repair::Repair::listen(repair.as_ref())
-                    .expect("repair socket");
+                let path: &Path = repair.as_ref();
+                let repair = netbind_usernet::migrate::repair::Repair::new(
+                    netbind_usernet::run::listen_unix(path).expect("repair socket"),
+                    path,
+                );
                 Attach::VhostUser {
                     listener,
                     one_off: false,

@@ -22,6 +22,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::pod::{Nic, Running, engine_config, engine_config_from};
@@ -64,124 +65,198 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// One migration's set-up: an engine for each side (with its repair helper, run as
+/// virt-handler runs passt-repair), the source QEMU booting the guest, the target QEMU
+/// started with `-incoming` when [`Switch::migrate`] is called. Everything ends on drop.
+struct Switch<'a> {
+    dir: tempfile::TempDir,
+    source_engine: Option<Running>,
+    target_engine: Option<Running>,
+    source: Option<Guest>,
+    target: Option<Guest>,
+    target_ns: &'a netbind_testbed::Netns,
+    script: String,
+    _helpers: (
+        std::thread::JoinHandle<std::io::Result<()>>,
+        std::thread::JoinHandle<std::io::Result<()>>,
+    ),
+}
+
+impl<'a> Switch<'a> {
+    /// Engines in `source.0` and `target.0` with their configurations; the source QEMU
+    /// boots `script`.
+    fn boot(
+        source: (&'a netbind_testbed::Netns, netbind_usernet::EngineConfig),
+        target: (&'a netbind_testbed::Netns, netbind_usernet::EngineConfig),
+        script: &str,
+    ) -> Switch<'a> {
+        let dir = tempfile::Builder::new()
+            .prefix("nbu-mig-")
+            .tempdir()
+            .unwrap();
+        for side in ["source", "target"] {
+            std::fs::create_dir_all(dir.path().join(side)).unwrap();
+        }
+        let sock = |side: &str| dir.path().join(side).join("vu.sock");
+        let source_engine = Running::start_in(
+            source.0,
+            source.1,
+            Nic::VhostUser,
+            &sock("source"),
+            &dir.path().join("source"),
+        );
+        let target_engine = Running::start_in(
+            target.0,
+            target.1,
+            Nic::VhostUser,
+            &sock("target"),
+            &dir.path().join("target"),
+        );
+        let helpers = (
+            repair_helper(&sock("source")),
+            repair_helper(&sock("target")),
+        );
+        let guest = Guest::boot_with(
+            source.0,
+            &[GuestNic::vhost_user(&sock("source"), MAC)],
+            script,
+            &GuestOptions {
+                extra_args: vec!["-qmp".into(), qmp_arg(&dir.path().join("source.qmp"))],
+                ..GuestOptions::default()
+            },
+        )
+        .expect("source guest boots");
+        Switch {
+            source_engine: Some(source_engine),
+            target_engine: Some(target_engine),
+            source: Some(guest),
+            target: None,
+            target_ns: target.0,
+            script: script.to_string(),
+            dir,
+            _helpers: helpers,
+        }
+    }
+
+    fn source(&self) -> &Guest {
+        self.source.as_ref().expect("the source QEMU runs")
+    }
+
+    fn target(&mut self) -> &mut Guest {
+        self.target.as_mut().expect("migrated")
+    }
+
+    /// Starts the target QEMU, calls `before` once it listens, migrates and waits until
+    /// the migration completed and the guest runs on the target (the source QEMU stays,
+    /// paused: take it to end it). QEMU's last `query-migrate`.
+    fn migrate(&mut self, before: impl FnOnce()) -> serde_json::Value {
+        let (src_qmp, dst_qmp, channel) = (
+            self.dir.path().join("source.qmp"),
+            self.dir.path().join("target.qmp"),
+            self.dir.path().join("migration.sock"),
+        );
+        let target = Guest::boot_with(
+            self.target_ns,
+            &[GuestNic::vhost_user(
+                &self.dir.path().join("target").join("vu.sock"),
+                MAC,
+            )],
+            &self.script,
+            &GuestOptions {
+                extra_args: vec![
+                    "-qmp".into(),
+                    qmp_arg(&dst_qmp),
+                    "-incoming".into(),
+                    format!("unix:{}", channel.display()),
+                ],
+                ..GuestOptions::default()
+            },
+        )
+        .expect("target QEMU starts");
+        self.target = Some(target);
+        // Its monitor answers once it listens for the migration.
+        let mut target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
+        let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+        before();
+        qmp.execute(
+            "migrate",
+            serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
+        )
+        .expect("migrate");
+        let mut status = serde_json::Value::Null;
+        wait_until("the migration completes", Duration::from_secs(120), || {
+            status = qmp
+                .execute("query-migrate", serde_json::json!({}))
+                .expect("query-migrate");
+            assert_ne!(
+                status["status"],
+                "failed",
+                "{status}\n{}",
+                self.source().qemu_stderr()
+            );
+            status["status"] == "completed"
+        });
+        eprintln!(
+            "downtime {} ms, total {} ms",
+            status["downtime"], status["total-time"]
+        );
+        let running = target_qmp
+            .execute("query-status", serde_json::json!({}))
+            .expect("query-status");
+        assert_eq!(running["status"], "running", "{running}");
+        status
+    }
+
+    /// Ends both QEMUs and both engines; the engines' counters (source, target).
+    fn stop(mut self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+        self.source = None;
+        self.target = None;
+        let dir = self.dir.path().to_path_buf();
+        let src = self.source_engine.take().unwrap().stop(&dir.join("source"));
+        let dst = self.target_engine.take().unwrap().stop(&dir.join("target"));
+        (src, dst)
+    }
+}
+
+fn qmp_arg(p: &std::path::Path) -> String {
+    format!("unix:{},server=on,wait=off", p.display())
+}
+
 #[test]
 fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
     require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
     let pod = PodFixture::new().expect("CNI pod");
     let (pod4, peer4) = (pod.pod_ip(false).unwrap(), pod.peer_ip(false).unwrap());
     let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
-    let dir = tempfile::Builder::new()
-        .prefix("nbu-mig-")
-        .tempdir()
-        .unwrap();
-    let (src_dir, dst_dir) = (dir.path().join("source"), dir.path().join("target"));
-    std::fs::create_dir_all(&src_dir).unwrap();
-    std::fs::create_dir_all(&dst_dir).unwrap();
-    let (src_sock, dst_sock) = (src_dir.join("vu.sock"), dst_dir.join("vu.sock"));
-    let source_engine = Running::start(
-        &pod,
-        engine_config(&pod, &[]),
-        Nic::VhostUser,
-        &src_sock,
-        &src_dir,
-    );
-    let target_engine = Running::start(
-        &pod,
-        engine_config(&pod, &[]),
-        Nic::VhostUser,
-        &dst_sock,
-        &dst_dir,
-    );
     let script = SCRIPT
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
         .replace("@TCP@", &AGENT_TCP.to_string());
-    let (src_qmp, dst_qmp, channel) = (
-        dir.path().join("source.qmp"),
-        dir.path().join("target.qmp"),
-        dir.path().join("migration.sock"),
-    );
-    let qmp_arg = |p: &std::path::Path| format!("unix:{},server=on,wait=off", p.display());
-    let source_opts = GuestOptions {
-        extra_args: vec!["-qmp".into(), qmp_arg(&src_qmp)],
-        ..GuestOptions::default()
-    };
-    let target_opts = GuestOptions {
-        extra_args: vec![
-            "-qmp".into(),
-            qmp_arg(&dst_qmp),
-            "-incoming".into(),
-            format!("unix:{}", channel.display()),
-        ],
-        ..GuestOptions::default()
-    };
-    let source = Guest::boot_with(
-        &pod.pod,
-        &[GuestNic::vhost_user(&src_sock, MAC)],
-        &script,
-        &source_opts,
-    )
-    .expect("source guest boots");
+    let cfg = || engine_config(&pod, &[]);
+    let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
     let answered = format!("{pod4} src={pod4}");
     wait_until(
         "the guest reaches its peer from the source",
         Duration::from_secs(150),
-        || ticks(&source.console(), &answered).len() >= 3,
+        || ticks(&switch.source().console(), &answered).len() >= 3,
     );
-    let target = Guest::boot_with(
-        &pod.pod,
-        &[GuestNic::vhost_user(&dst_sock, MAC)],
-        &script,
-        &target_opts,
-    )
-    .expect("target QEMU starts");
-    let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
-    let mut target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
-    let started = Instant::now();
-    qmp.execute(
-        "migrate",
-        serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
-    )
-    .expect("migrate");
-    let mut status = serde_json::Value::Null;
-    wait_until("the migration completes", Duration::from_secs(120), || {
-        status = qmp
-            .execute("query-migrate", serde_json::json!({}))
-            .expect("query-migrate");
-        assert_ne!(
-            status["status"],
-            "failed",
-            "{status}\n{}",
-            source.qemu_stderr()
-        );
-        status["status"] == "completed"
-    });
-    eprintln!(
-        "migrated in {:?}: downtime {} ms, total {} ms",
-        started.elapsed(),
-        status["downtime"],
-        status["total-time"]
-    );
-    let running = target_qmp
-        .execute("query-status", serde_json::json!({}))
-        .expect("query-status");
-    assert_eq!(running["status"], "running", "{running}");
-    let last_on_source = ticks(&source.console(), &answered).into_iter().max();
-    drop(source); // the source QEMU stays paused after a migration: end it
+    let mut last_on_source = None;
+    switch.migrate(|| {});
+    if let Some(source) = switch.source.take() {
+        last_on_source = ticks(&source.console(), &answered).into_iter().max();
+    }
     wait_until(
         "the guest reaches its peer from the target, five times",
         Duration::from_secs(60),
-        || ticks(&target.console(), &answered).len() >= 5,
+        || ticks(&switch.target().console(), &answered).len() >= 5,
     );
-    let console = target.console();
+    let console = switch.target().console();
     let first_on_target = ticks(&console, &answered).into_iter().min();
     assert!(
         first_on_target > last_on_source,
         "the count went on: {last_on_source:?} then {first_on_target:?}\n{console}"
     );
-    drop(target);
-    let src = source_engine.stop(&src_dir);
-    let dst = target_engine.stop(&dst_dir);
+    let (src, dst) = switch.stop();
     assert!(dst["vu_frames_from_guest"] > 0, "{dst:?}");
     assert_eq!(dst["vu_queue_errors"], 0, "{dst:?}");
     assert_eq!(src["vu_queue_errors"], 0, "{src:?}");
@@ -315,29 +390,6 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     let pod = PodFixture::new().expect("CNI pod");
     let peer4 = pod.peer_ip(false).unwrap();
     let mut peer = Peer::start(&pod);
-    let dir = tempfile::Builder::new()
-        .prefix("nbu-mig-")
-        .tempdir()
-        .unwrap();
-    let (src_dir, dst_dir) = (dir.path().join("source"), dir.path().join("target"));
-    std::fs::create_dir_all(&src_dir).unwrap();
-    std::fs::create_dir_all(&dst_dir).unwrap();
-    let (src_sock, dst_sock) = (src_dir.join("vu.sock"), dst_dir.join("vu.sock"));
-    let source_engine = Running::start(
-        &pod,
-        engine_config(&pod, &[]),
-        Nic::VhostUser,
-        &src_sock,
-        &src_dir,
-    );
-    let target_engine = Running::start(
-        &pod,
-        engine_config(&pod, &[]),
-        Nic::VhostUser,
-        &dst_sock,
-        &dst_dir,
-    );
-    let _helpers = (repair_helper(&src_sock), repair_helper(&dst_sock));
     let script = STREAMS
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
@@ -345,78 +397,30 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
         .replace("@SINK@", &SINK.to_string())
         .replace("@SOURCE@", &SOURCE.to_string())
         .replace("@PHASE@", &PHASE.to_string());
-    let (src_qmp, dst_qmp, channel) = (
-        dir.path().join("source.qmp"),
-        dir.path().join("target.qmp"),
-        dir.path().join("migration.sock"),
-    );
-    let qmp_arg = |p: &std::path::Path| format!("unix:{},server=on,wait=off", p.display());
-    let opts = |extra: Vec<String>| GuestOptions {
-        extra_args: extra,
-        ..GuestOptions::default()
-    };
-    let source = Guest::boot_with(
-        &pod.pod,
-        &[GuestNic::vhost_user(&src_sock, MAC)],
-        &script,
-        &opts(vec!["-qmp".into(), qmp_arg(&src_qmp)]),
-    )
-    .expect("source guest boots");
+    let cfg = || engine_config(&pod, &[]);
+    let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
     wait_until("the guest streams", Duration::from_secs(150), || {
-        source.console().lines().any(|l| l.trim() == "STREAMING")
+        switch
+            .source()
+            .console()
+            .lines()
+            .any(|l| l.trim() == "STREAMING")
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(peer.ask("check"), "IDLE 100 100", "before the migration");
-    let target = Guest::boot_with(
-        &pod.pod,
-        &[GuestNic::vhost_user(&dst_sock, MAC)],
-        &script,
-        &opts(vec![
-            "-qmp".into(),
-            qmp_arg(&dst_qmp),
-            "-incoming".into(),
-            format!("unix:{}", channel.display()),
-        ]),
-    )
-    .expect("target QEMU starts");
-    let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
-    let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
     // The peer's stream holds still over the switch (see the module's last paragraph).
-    peer.ask("pause");
-    qmp.execute(
-        "migrate",
-        serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
-    )
-    .expect("migrate");
-    let mut status = serde_json::Value::Null;
-    wait_until("the migration completes", Duration::from_secs(120), || {
-        status = qmp
-            .execute("query-migrate", serde_json::json!({}))
-            .expect("query-migrate");
-        assert_ne!(
-            status["status"],
-            "failed",
-            "{status}\n{}",
-            source.qemu_stderr()
-        );
-        status["status"] == "completed"
+    switch.migrate(|| {
+        peer.ask("pause");
     });
-    eprintln!("downtime {} ms", status["downtime"]);
     peer.ask("resume");
-    drop(source);
+    drop(switch.source.take());
     std::thread::sleep(Duration::from_secs(3));
     let idle_after = peer.ask("check");
     let streams = peer.ask("stop");
-    eprintln!("after: {idle_after}; streams: {streams}");
-    let results = {
-        let mut target = target;
-        let r = target.wait_done(Duration::from_secs(60));
-        let console = target.console();
-        r.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"))
-    };
-    let src = source_engine.stop(&src_dir);
-    let dst = target_engine.stop(&dst_dir);
-    eprintln!("source engine: {src:?}\ntarget engine: {dst:?}");
+    let results = switch.target().wait_done(Duration::from_secs(60));
+    let console = switch.target().console();
+    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (src, dst) = switch.stop();
     assert_eq!(idle_after, "IDLE 100 100", "after the migration");
     // 100 idle connections and the two streams, carried and taken over.
     assert_eq!(src["tcp_migrated_out"], 102, "{src:?}");
@@ -469,104 +473,36 @@ fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
     let (pod4, peer4) = (pod.pod_ip(false).unwrap(), pod.peer_ip(false).unwrap());
     let mut peer = Peer::start(&pod);
     let _agent = SourceAgent::start(&pod.peer, AGENT_TCP, AGENT_UDP).expect("peer agent");
-    let dir = tempfile::Builder::new()
-        .prefix("nbu-mig-")
-        .tempdir()
-        .unwrap();
-    let (src_dir, dst_dir) = (dir.path().join("source"), dir.path().join("target"));
-    std::fs::create_dir_all(&src_dir).unwrap();
-    std::fs::create_dir_all(&dst_dir).unwrap();
-    let (src_sock, dst_sock) = (src_dir.join("vu.sock"), dst_dir.join("vu.sock"));
-    let source_engine = Running::start(
-        &pod,
-        engine_config(&pod, &[]),
-        Nic::VhostUser,
-        &src_sock,
-        &src_dir,
-    );
-    let target_engine = Running::start_in(
-        &pod.peer,
-        engine_config_from(pod.peer_result(), &[]),
-        Nic::VhostUser,
-        &dst_sock,
-        &dst_dir,
-    );
-    let _helpers = (repair_helper(&src_sock), repair_helper(&dst_sock));
     let script = MOVED
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
         .replace("@ECHO@", &ECHO.to_string())
         .replace("@PHASE@", &PHASE.to_string())
         .replace("@TCP@", &AGENT_TCP.to_string());
-    let (src_qmp, dst_qmp, channel) = (
-        dir.path().join("source.qmp"),
-        dir.path().join("target.qmp"),
-        dir.path().join("migration.sock"),
-    );
-    let source = Guest::boot_with(
-        &pod.pod,
-        &[GuestNic::vhost_user(&src_sock, MAC)],
+    let mut switch = Switch::boot(
+        (&pod.pod, engine_config(&pod, &[])),
+        (&pod.peer, engine_config_from(pod.peer_result(), &[])),
         &script,
-        &GuestOptions {
-            extra_args: vec![
-                "-qmp".into(),
-                format!("unix:{},server=on,wait=off", src_qmp.display()),
-            ],
-            ..GuestOptions::default()
-        },
-    )
-    .expect("source guest boots");
+    );
     wait_until("the guest starts", Duration::from_secs(150), || {
-        source.console().lines().any(|l| l.trim() == "STARTED")
+        switch
+            .source()
+            .console()
+            .lines()
+            .any(|l| l.trim() == "STARTED")
     });
     let mut idle = String::new();
     wait_until("the idle connection is up", Duration::from_secs(20), || {
         idle = peer.ask("check");
         idle == "IDLE 1 1"
     });
-    let mut target = Guest::boot_with(
-        &pod.peer,
-        &[GuestNic::vhost_user(&dst_sock, MAC)],
-        &script,
-        &GuestOptions {
-            extra_args: vec![
-                "-qmp".into(),
-                format!("unix:{},server=on,wait=off", dst_qmp.display()),
-                "-incoming".into(),
-                format!("unix:{}", channel.display()),
-            ],
-            ..GuestOptions::default()
-        },
-    )
-    .expect("target QEMU starts");
-    // Its monitor answers once it listens for the migration.
-    let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
-    let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
-    qmp.execute(
-        "migrate",
-        serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
-    )
-    .expect("migrate");
-    wait_until("the migration completes", Duration::from_secs(120), || {
-        let status = qmp
-            .execute("query-migrate", serde_json::json!({}))
-            .expect("query-migrate");
-        assert_ne!(
-            status["status"],
-            "failed",
-            "{status}\n{}",
-            source.qemu_stderr()
-        );
-        status["status"] == "completed"
-    });
-    drop(source);
+    switch.migrate(|| {});
+    drop(switch.source.take());
     peer.ask("stop");
-    let results = target.wait_done(Duration::from_secs(60));
-    let console = target.console();
+    let results = switch.target().wait_done(Duration::from_secs(60));
+    let console = switch.target().console();
     let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
-    drop(target);
-    let dst = target_engine.stop(&dst_dir);
-    drop(source_engine);
+    let (_, dst) = switch.stop();
     assert_eq!(r.get("address"), Some(&pod4.to_string()), "{console}");
     assert_eq!(r.get("lease"), Some(&pod4.to_string()), "{console}");
     assert_eq!(

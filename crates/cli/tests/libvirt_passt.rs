@@ -9,10 +9,11 @@
 //! `ping_group_range` and unprivileged port start set as virt-handler sets them.
 //!
 //! The guest configures itself only from what netbind serves (DHCPv4, DHCPv6), reaches a
-//! peer pod over TCP and UDP on both families and by ping with the pod's own addresses as source, and
-//! a peer reaches the guest's listener on the forwarded port. `virsh destroy` ends the
-//! engine (`--one-off`) and the domain starts again over the socket and pidfile the first
-//! run left behind.
+//! peer pod over TCP and UDP on both families and by ping with the pod's own addresses as
+//! source, and a peer reaches the guest's listener on the forwarded port — the only port
+//! the pod listens on. The guest's poweroff, and in the second round `virsh destroy`,
+//! end the engine (`--one-off`) and free its ports; the second round starts over the
+//! socket and pidfile the first left behind.
 //!
 //! The interface is written by hand in KubeVirt's shapes (`type='user'`; `passtBinding`'s
 //! `type='vhostuser'`), and once as netbind's plan renders it: `netbind up --launcher
@@ -272,14 +273,24 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
         .replace("@TCP@", &AGENT_TCP.to_string())
         .replace("@UDP@", &AGENT_UDP.to_string())
         .replace("@FWD@", &FORWARDED.to_string());
-    std::fs::write(&initrd, image.initramfs_with(&script)).unwrap();
     let log = guest.join("passt.log");
     let interface = format!("    {interface}")
         .replace("@LOG@", &log.display().to_string())
         .replace("@MAC@", MAC)
         .replace("@FWD@", &FORWARDED.to_string());
 
-    for round in ["first start", "start over the stale socket and pidfile"] {
+    // The first round ends with the guest's poweroff, the second with `virsh destroy`
+    // while the guest still runs (its script then holds instead of ending).
+    for (round, destroy) in [
+        ("first start", false),
+        ("start over the stale socket and pidfile", true),
+    ] {
+        let (script, end) = if destroy {
+            (format!("{script}\necho HOLDING\nsleep 600\n"), "HOLDING")
+        } else {
+            (script.clone(), "DONE")
+        };
+        std::fs::write(&initrd, image.initramfs_with(&script)).unwrap();
         let console = guest.join(format!("console-{}.log", round.len()));
         let _ = std::fs::remove_file(&log); // each round's engine writes its own
         let xml = guest.join("domain.xml");
@@ -345,7 +356,7 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
         let inbound4 = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "from-peer4");
         let inbound6 = tcp_line(&pod.peer, SocketAddr::new(pod6, FORWARDED), "from-peer6");
         let done = tcp_line(&pod.peer, SocketAddr::new(pod4, FORWARDED), "done");
-        let text = wait_for(&console, "DONE", Duration::from_secs(60))
+        let text = wait_for(&console, end, Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{round}: {e}"));
         let r = parse_results(&text);
         let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("(none)");
@@ -385,8 +396,13 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
         );
 
         let ended = Instant::now();
-        // The guest powers off, the domain ends (`on_poweroff: destroy`), QEMU closes the
-        // socket: a one-off engine ends with it, freeing its ports.
+        // The guest powers off (`on_poweroff: destroy`) or the domain is destroyed; QEMU
+        // closes the socket: a one-off engine ends with it, freeing its ports.
+        if destroy {
+            libvirt
+                .virsh(&["destroy", "nbpasst"])
+                .unwrap_or_else(|e| panic!("{round}: virsh destroy: {e:?}"));
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         while !engines(&pod.pod, &passt).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -394,6 +410,11 @@ fn libvirt_runs_netbind_as_passt(interface: &str) {
         assert!(
             engines(&pod.pod, &passt).is_empty(),
             "{round}: the engine outlived its guest by 20 s"
+        );
+        let listening = pod.pod.sh("ss -tlnH; ss -ulnH").unwrap();
+        assert!(
+            listening.trim().is_empty(),
+            "{round}: ports still held after the engine ended:\n{listening}"
         );
         while libvirt
             .try_virsh(&["domstate", "nbpasst"])

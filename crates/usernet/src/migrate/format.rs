@@ -203,7 +203,9 @@ impl State {
         if version != VERSION {
             return Err(FormatError::Version(version));
         }
-        let _reserved = r.u16("header")?;
+        if r.u16("header")? != 0 {
+            return Err(FormatError::Invalid("the header's reserved field is not zero"));
+        }
         let len = r.u32("header")? as usize;
         let sum = r.u64("header")?;
         let body = r.take(len, "body")?;

@@ -204,7 +204,9 @@ impl State {
             return Err(FormatError::Version(version));
         }
         if r.u16("header")? != 0 {
-            return Err(FormatError::Invalid("the header's reserved field is not zero"));
+            return Err(FormatError::Invalid(
+                "the header's reserved field is not zero",
+            ));
         }
         let len = r.u32("header")? as usize;
         let sum = r.u64("header")?;

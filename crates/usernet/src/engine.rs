@@ -90,6 +90,9 @@ pub struct Engine<G> {
     next_timer: Option<Instant>,
     /// Migrated connections that could not be rebuilt, reset once the guest runs.
     pending_resets: Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u32)>,
+    /// After a migration's read-out: listeners that keep the kernel silent toward the
+    /// peers of the connections handed over (`migrate::hand_over`).
+    holds: Vec<socket2::Socket>,
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -115,6 +118,7 @@ impl<G: GuestTx> Engine<G> {
             frag: Reassembly::default(),
             next_timer: None,
             pending_resets: Vec::new(),
+            holds: Vec::new(),
         };
         if engine.cx.cfg.raw_ping && engine.cx.cfg.relay_icmp {
             engine.open_raw_ping()?;
@@ -180,7 +184,9 @@ impl<G: GuestTx> Engine<G> {
         &mut self,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::format::State {
-        crate::migrate::export(&mut self.cx, repair)
+        let listeners = self.listeners.iter().filter(|l| l.tcp);
+        crate::migrate::silence_listeners(listeners.map(|l| &l.sock));
+        crate::migrate::export(&mut self.cx, repair, &mut self.holds)
     }
 
     /// Takes over the state a migration's source handed over (before the guest runs).

@@ -20,6 +20,10 @@
 //!   helper), `TCP_INFO`'s option bits and window scales, and the queue lengths
 //!   (`FIONREAD`/`TIOCOUTQ` on a TCP socket: unread bytes, unacknowledged bytes), for
 //!   moving a connection's kernel state during a migration (`migrate/`).
+//! - `SO_ATTACH_FILTER` with a one-instruction program that keeps nothing: from then on
+//!   the kernel drops every segment for the socket before TCP sees it — none is
+//!   acknowledged, none answered with a reset — so the peer keeps it and sends it again
+//!   later (a migration's switch-over, `migrate/`).
 //!
 //! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
 //! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
@@ -306,6 +310,36 @@ pub fn tcp_get<const N: usize>(fd: BorrowedFd<'_>, name: i32) -> io::Result<[u32
         return Err(io::Error::last_os_error());
     }
     Ok(v)
+}
+
+/// Drops every packet for `fd` from now on, before its protocol sees it.
+pub fn drop_all_input(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut keep_nothing = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let program = libc::sock_fprog {
+        len: 1,
+        filter: keep_nothing.as_mut_ptr(),
+    };
+    // SAFETY: `program` and the instruction it points to are live for the call; the
+    // kernel copies the program and keeps no pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const program).cast(),
+            size_of_val(&program) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `TCP_INFO`'s `tcpi_options` and the window scales `(snd, rcv)`.

@@ -24,12 +24,14 @@
 //! as it runs there. Without a repair helper the view and the MAC move, and every
 //! connection ends that way.
 //!
-//! Known windows (both engines in one namespace): in repair mode the kernel still takes
-//! and acknowledges the peer's segments, so one that reaches a source socket between its
-//! read-out and its close is lost (each socket is closed right after it is read, to keep
-//! that window to microseconds); and a segment that arrives after the close and before
-//! the target rebuilt the connection draws a reset from the kernel. Closing both needs
-//! the peer's segments held back during the switch.
+//! No segment is lost or answered with a reset during the switch, though in repair mode
+//! the kernel still takes and acknowledges what the peer sends: before each socket is
+//! read, a socket filter makes the kernel drop the peer's segments unacknowledged (the
+//! peer sends them again, to the target); after its close, a hold — a listener on the
+//! connection's address with the same filter — keeps the kernel from resetting the
+//! peer while no socket has the connection (both engines in one namespace). The
+//! forwarded ports' listeners are silenced the same way. The target's rebuilt socket
+//! takes precedence over a hold, being established.
 
 pub mod format;
 pub mod repair;
@@ -62,8 +64,13 @@ pub struct Imported {
 }
 
 /// Reads the engine's movable state out (the source, its guest stopped); the TCP
-/// connections carried are closed silently.
-pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State {
+/// connections carried are closed silently, each leaving a hold in `holds` (kept until
+/// the engine ends).
+pub fn export<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    repair: Option<&mut Repair>,
+    holds: &mut Vec<socket2::Socket>,
+) -> State {
     let cfg = &cx.cfg;
     let mut state = State {
         guest_mac: cx.out.guest_mac,
@@ -108,12 +115,9 @@ pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State
         tracing::warn!("migration: {e}; the TCP connections cannot move");
         return state;
     }
-    // Each read out and closed at once (in repair mode a close sends nothing to the
-    // peer): a segment the kernel takes between the two is acknowledged and not in the
-    // state, so the two stay as close together as they can be.
     for slot in movable {
         if let Some(Flow::Tcp(c)) = cx.flows.get(slot) {
-            match sock::dump(&c.sock) {
+            match hand_over(&c.sock, holds) {
                 Ok(s) => state.tcp.push(TcpState {
                     guest: c.guest,
                     remote: c.remote,
@@ -139,6 +143,49 @@ pub fn export<G: GuestTx>(cx: &mut Ctx<G>, repair: Option<&mut Repair>) -> State
     cx.counters.tcp_migrated_out += state.tcp.len() as u64;
     tracing::info!("migration: {} TCP connections read out", state.tcp.len());
     state
+}
+
+/// One connection's kernel state, read out so that no segment of the peer's is lost or
+/// answered (`sock` in repair mode): from the filter on, the kernel drops the peer's
+/// segments unacknowledged, so what the state holds is all the peer was told arrived;
+/// the read is repeated until the queues' ends stand still (a segment already past the
+/// filter when it was attached may land during the first read). After the close a
+/// hold — a listener on the connection's address that drops everything — keeps the
+/// kernel from answering the peer with a reset until the target has rebuilt the
+/// connection (with both engines in one namespace; elsewhere it is harmless). A hold
+/// that cannot bind (the address is a forwarded port's: its listener is silenced
+/// instead, [`silence_listeners`]) is left out.
+fn hand_over(
+    sock: &socket2::Socket,
+    holds: &mut Vec<socket2::Socket>,
+) -> std::io::Result<format::SockState> {
+    crate::sys::drop_all_input(sock.as_fd())?;
+    let mut s = sock::dump(sock)?;
+    for _ in 0..3 {
+        let again = sock::dump(sock)?;
+        if (again.send_seq, again.recv_seq) == (s.send_seq, s.recv_seq) {
+            break;
+        }
+        s = again;
+    }
+    sock.set_reuse_address(true)?;
+    match sock::hold(s.local) {
+        Ok(h) => holds.push(h),
+        Err(e) => tracing::debug!("migration: no hold on {}: {e}", s.local),
+    }
+    Ok(s)
+}
+
+/// The forwarded ports' TCP listeners take nothing more (the source, its guest
+/// stopped): a connection attempt during the switch is dropped and tried again by the
+/// peer, reaching the target; a segment for a carried inbound connection meets silence,
+/// not a reset.
+pub fn silence_listeners<'a>(listeners: impl Iterator<Item = &'a socket2::Socket>) {
+    for l in listeners {
+        if let Err(e) = crate::sys::drop_all_input(l.as_fd()) {
+            tracing::warn!("migration: cannot silence a forwarded port's listener: {e}");
+        }
+    }
 }
 
 /// Takes over `state` (the target, before its guest runs).

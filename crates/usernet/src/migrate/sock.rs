@@ -88,6 +88,17 @@ pub fn dump(sock: &Socket) -> io::Result<SockState> {
     })
 }
 
+/// A listener on `local` that drops every segment: while a connection on `local` is
+/// between engines, the peer's segments for it get no reset from the kernel.
+pub fn hold(local: std::net::SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(local), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    crate::sys::drop_all_input(sock.as_fd())?;
+    sock.bind(&local.into())?;
+    sock.listen(1)?;
+    Ok(sock)
+}
+
 /// A fresh socket of `s`'s family, to be put in repair mode and then [`restore`]d.
 pub fn fresh(s: &SockState) -> io::Result<Socket> {
     let domain = if s.local.is_ipv4() {

@@ -83,6 +83,12 @@ pub struct Counters {
     pub tcp_migrated_out: u64,
     pub tcp_migrated_in: u64,
     pub tcp_migrate_failed: u64,
+    /// Bytes of the carried connections' socket queues, read out (source) and written
+    /// back or owed by the relay (target).
+    pub tcp_migrated_queue_out: u64,
+    pub tcp_migrated_queue_in: u64,
+    /// Bytes of send queues the rebuilt sockets could not take, sent after repair mode.
+    pub tcp_migrated_owed: u64,
     pub device: DeviceCounters,
 }
 
@@ -90,7 +96,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 48] = [
+        let fields: [(&str, u64); 51] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -130,6 +136,9 @@ impl Counters {
             ("tcp_migrated_out", self.tcp_migrated_out),
             ("tcp_migrated_in", self.tcp_migrated_in),
             ("tcp_migrate_failed", self.tcp_migrate_failed),
+            ("tcp_migrated_queue_out", self.tcp_migrated_queue_out),
+            ("tcp_migrated_queue_in", self.tcp_migrated_queue_in),
+            ("tcp_migrated_owed", self.tcp_migrated_owed),
             ("vu_frames_from_guest", d.frames_from_guest),
             ("vu_frames_to_guest", d.frames_to_guest),
             ("vu_largest_from_guest", d.largest_from_guest),

@@ -195,7 +195,8 @@ impl<G: GuestTx> Engine<G> {
         state: crate::migrate::format::State,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::Imported {
-        let done = crate::migrate::import(&mut self.cx, state, repair);
+        let budget = self.tcp.held_budget();
+        let done = crate::migrate::import(&mut self.cx, state, repair, budget);
         // DHCP and RA serve what the guest was told (the source's view, adopted).
         self.dhcp = DhcpServers::new(&self.cx.cfg);
         self.ra = Ra::new(&self.cx.cfg);

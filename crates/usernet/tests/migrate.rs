@@ -261,12 +261,13 @@ fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
 
 /// A peer for the connections that must survive: 100 idle ones (the guest echoes what
 /// they carry: `check` sends a line on each and counts the echoes), a sink that checks
-/// the guest's stream of consecutive numbers, a source that sends one until `stop`, and
-/// a phase port the guest polls for `stop`.
+/// the guest's stream of consecutive numbers (reading nothing between `hold` and
+/// `release`), a source that sends one until `stop`, and a phase port the guest polls
+/// for `stop`.
 const PEER: &str = r#"
 import socket, sys, threading, time
 E, S, R, P = map(int, sys.argv[1:5])
-idle, st = [], {"phase": "wait", "sink": 0, "gap": None, "sent": 0, "err": None}
+idle, st = [], {"phase": "wait", "sink": 0, "gap": None, "sent": 0, "err": None, "hold": False}
 def listen(port):
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind(("0.0.0.0", port)); l.listen(256); return l
@@ -276,6 +277,7 @@ def echoes():
 def sink():
     c, buf, n = listen(S).accept()[0], b"", 0
     while True:
+        if st["hold"]: time.sleep(0.01); continue
         try: d = c.recv(65536)
         except OSError as e: st["err"] = "sink: %s" % e; return
         if not d: return
@@ -309,6 +311,8 @@ for line in sys.stdin:
                 if c.recv(100) == b"ping %d\n" % i: ok += 1
             except OSError: pass
         print("IDLE %d %d" % (ok, len(idle)), flush=True)
+    elif line.strip() in ("hold", "release"):
+        st["hold"] = line.strip() == "hold"; print("OK", flush=True)
     elif line.strip() == "stop":
         st["phase"] = "stop"; time.sleep(2)
         print("SINK %d GAP %s SENT %d ERR %s" % (st["sink"], st["gap"], st["sent"], st["err"]), flush=True)
@@ -401,8 +405,13 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(peer.ask("check"), "IDLE 100 100", "before the migration");
+    // The sink stops reading: the guest's stream fills the source socket's send queue,
+    // which the target must take over whole.
+    assert_eq!(peer.ask("hold"), "OK");
+    std::thread::sleep(Duration::from_secs(3));
     switch.migrate(|| {});
     drop(switch.source.take());
+    assert_eq!(peer.ask("release"), "OK");
     std::thread::sleep(Duration::from_secs(3));
     let idle_after = peer.ask("check");
     let streams = peer.ask("stop");
@@ -415,6 +424,14 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     assert_eq!(src["tcp_migrated_out"], 102, "{src:?}");
     assert_eq!(dst["tcp_migrated_in"], 102, "{dst:?}");
     assert_eq!(dst["tcp_migrate_failed"], 0, "{dst:?}");
+    eprintln!(
+        "queues carried: {} bytes out, {} in, {} owed",
+        src["tcp_migrated_queue_out"], dst["tcp_migrated_queue_in"], dst["tcp_migrated_owed"]
+    );
+    assert_eq!(
+        src["tcp_migrated_queue_out"], dst["tcp_migrated_queue_in"],
+        "every queued byte rebuilt"
+    );
     // The guest's stream reached the sink whole, in order, and went on after the switch.
     let fields: Vec<&str> = streams.split_whitespace().collect();
     assert_eq!(fields[2..4], ["GAP", "None"], "{streams}");

@@ -46,6 +46,7 @@ use crate::flow::{Flow, FlowKey};
 use crate::frame::GuestTx;
 use crate::tcp::TcpConn;
 use crate::tcp::conn::{State as ConnState, flags};
+use crate::tcp::held::HeldBudget;
 use crate::wire::PROTO_TCP;
 use format::{GuestView, State, TcpState};
 use repair::{Mode, Repair};
@@ -141,6 +142,11 @@ pub fn export<G: GuestTx>(
         cx.remove_flow(slot);
     }
     cx.counters.tcp_migrated_out += state.tcp.len() as u64;
+    cx.counters.tcp_migrated_queue_out += state
+        .tcp
+        .iter()
+        .map(|t| (t.sock.send_queue.len() + t.sock.recv_queue.len()) as u64)
+        .sum::<u64>();
     tracing::info!("migration: {} TCP connections read out", state.tcp.len());
     state
 }
@@ -189,7 +195,12 @@ pub fn silence_listeners<'a>(listeners: impl Iterator<Item = &'a socket2::Socket
 }
 
 /// Takes over `state` (the target, before its guest runs).
-pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Repair>) -> Imported {
+pub fn import<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    state: State,
+    repair: Option<&mut Repair>,
+    budget: &HeldBudget,
+) -> Imported {
     let mut done = Imported::default();
     cx.out.guest_mac = state.guest_mac;
     adopt(&mut cx.cfg, state.view);
@@ -216,13 +227,13 @@ pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Rep
             Ok(r) => {
                 for (t, s) in fresh {
                     match sock::restore(&s, &t.sock) {
-                        Ok(()) => rebuilt.push((t, s)),
+                        Ok(taken) => rebuilt.push((t, s, taken)),
                         Err(e) => fail(&mut done, &t, &e),
                     }
                 }
-                let fds: Vec<_> = rebuilt.iter().map(|(_, s)| s.as_fd()).collect();
+                let fds: Vec<_> = rebuilt.iter().map(|(_, s, _)| s.as_fd()).collect();
                 if let Err(e) = r.set(&fds, Mode::Off) {
-                    for (t, _) in rebuilt.drain(..) {
+                    for (t, _, _) in rebuilt.drain(..) {
                         fail(&mut done, &t, &e);
                     }
                 }
@@ -234,9 +245,9 @@ pub fn import<G: GuestTx>(cx: &mut Ctx<G>, state: State, repair: Option<&mut Rep
             }
         }
     }
-    for (t, s) in rebuilt {
+    for (t, s, taken) in rebuilt {
         let (remote, guest, seq, ack) = (t.remote, t.guest, t.snd_nxt, t.rcv_nxt);
-        if relay(cx, t, s) {
+        if relay(cx, t, s, taken, budget) {
             done.tcp_restored += 1;
         } else {
             done.tcp_failed += 1;
@@ -273,11 +284,15 @@ fn adopt(cfg: &mut crate::config::EngineConfig, view: GuestView) {
     cfg.dns = view.dns;
 }
 
-/// A relay flow over a rebuilt socket, where the source's left off.
-fn relay<G: GuestTx>(cx: &mut Ctx<G>, t: TcpState, sock: socket2::Socket) -> bool {
-    if sock.set_nonblocking(true).is_err() {
-        return false;
-    }
+/// A relay flow over a rebuilt socket, where the source's left off; the part of the
+/// send queue past `taken` goes to the socket before the guest's next data.
+fn relay<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    t: TcpState,
+    sock: socket2::Socket,
+    taken: usize,
+    budget: &HeldBudget,
+) -> bool {
     let mut c = TcpConn::new(
         sock,
         t.guest,
@@ -300,6 +315,26 @@ fn relay<G: GuestTx>(cx: &mut Ctx<G>, t: TcpState, sock: socket2::Socket) -> boo
         offset: tsval.wrapping_sub(crate::tcp::conn::ts_clock()),
     });
     // What the guest has seen but not acknowledged stays at the head of the queue.
+    let owed = &t.sock.send_queue[taken..];
+    if !owed.is_empty() {
+        if !c.owe(owed, budget) {
+            tracing::warn!(
+                "migration: {} ↔ {}: no room for {} bytes of its send queue",
+                t.guest,
+                t.remote,
+                owed.len()
+            );
+            return false;
+        }
+        cx.counters.tcp_migrated_owed += owed.len() as u64;
+        tracing::info!(
+            "migration: {} ↔ {}: {} bytes of its send queue follow out of repair mode",
+            t.guest,
+            t.remote,
+            owed.len()
+        );
+    }
+    cx.counters.tcp_migrated_queue_in += (t.sock.send_queue.len() + t.sock.recv_queue.len()) as u64;
     let in_flight = t.snd_nxt.wrapping_sub(t.snd_una);
     if crate::sys::set_peek_off(c.sock.as_fd(), in_flight as i32).is_err() {
         c.flags |= flags::PEEK_FALLBACK;

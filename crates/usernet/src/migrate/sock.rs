@@ -12,7 +12,10 @@
 //! `net.core.wmem_max`/`rmem_max`), the queues' starting sequences, bind and connect (in repair mode, no handshake: the socket is established
 //! at once), the options, the timestamp clock, the queues' bytes written back (in
 //! repair mode a write to the send queue is taken as sent, one to the receive queue as
-//! received), the window state. Leaving repair mode with a window probe then tells the
+//! received), the window state. A send queue larger than the buffer the limits allow
+//! is written as far as it goes; the relay sends the rest as ordinary data once the
+//! socket is out of repair mode (the peer may have some of it already: TCP takes that
+//! as a retransmission). Leaving repair mode with a window probe then tells the
 //! peer where the connection stands, and unacknowledged data goes again on the
 //! kernel's own timers.
 
@@ -108,14 +111,20 @@ pub fn fresh(s: &SockState) -> io::Result<Socket> {
     };
     let sock = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    // A full queue answers EAGAIN instead of blocking (in repair mode nothing would
+    // ever drain it).
+    sock.set_nonblocking(true)?;
     // Room for the queues written back (the kernel doubles what is asked, and caps it).
     let _ = sock.set_send_buffer_size(s.send_queue.len().max(1 << 16));
     let _ = sock.set_recv_buffer_size(s.recv_queue.len().max(1 << 16));
     Ok(sock)
 }
 
-/// Rebuilds the connection `s` on `sock` (a [`fresh`] socket, in repair mode now).
-pub fn restore(sock: &Socket, s: &SockState) -> io::Result<()> {
+/// Rebuilds the connection `s` on `sock` (a [`fresh`] socket, in repair mode now); how
+/// many bytes of the send queue it took (the socket's buffer may be smaller than the
+/// source's was: the rest is the caller's to send once the socket is out of repair
+/// mode).
+pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     let fd = sock.as_fd();
     // The queues start where their bytes start; writing the bytes moves the ends.
     select(fd, r::SEND_QUEUE)?;
@@ -142,25 +151,42 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<()> {
     }
     sys::tcp_set(fd, r::TCP_REPAIR_OPTIONS, &opts)?;
     sys::tcp_set(fd, r::TCP_TIMESTAMP, &[s.timestamp])?;
-    for (queue, bytes) in [
-        (r::SEND_QUEUE, &s.send_queue),
-        (r::RECV_QUEUE, &s.recv_queue),
-    ] {
-        if bytes.is_empty() {
-            continue;
-        }
-        select(fd, queue)?;
-        let mut at = 0;
-        while at < bytes.len() {
-            match sock.send(&bytes[at..]) {
-                Ok(0) => return Err(io::Error::other("a socket queue took nothing")),
-                Ok(n) => at += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    // The receive queue whole, in pieces the kernel takes one at a time (it refuses
+    // a piece only once the queue is past the buffer's size).
+    select(fd, r::RECV_QUEUE)?;
+    for piece in s.recv_queue.chunks(RECV_PIECE) {
+        write_all(sock, piece)?;
+    }
+    // The send queue as far as the buffer goes; the engine keeps the rest.
+    select(fd, r::SEND_QUEUE)?;
+    let mut taken = 0;
+    while taken < s.send_queue.len() {
+        match sock.send(&s.send_queue[taken..]) {
+            Ok(0) => break,
+            Ok(n) => taken += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
     select(fd, r::NO_QUEUE)?;
     sys::tcp_set(fd, r::TCP_REPAIR_WINDOW, &s.window)?;
+    Ok(taken)
+}
+
+/// The most of a receive queue written back in one call (the kernel takes a call
+/// whole or not at all, and a large one not at all).
+const RECV_PIECE: usize = 256 << 10;
+
+fn write_all(sock: &Socket, bytes: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match sock.send(&bytes[at..]) {
+            Ok(0) => return Err(io::Error::other("a socket queue took nothing")),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }

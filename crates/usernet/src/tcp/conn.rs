@@ -795,6 +795,20 @@ impl TcpConn {
         }
     }
 
+    /// Guest data already acknowledged to the guest that the socket has not taken (a
+    /// migrated send queue larger than the rebuilt socket's buffer): it goes to the
+    /// socket before anything the guest sends next, `rcv_nxt` standing at its start
+    /// until then (the guest sees old acknowledgments, which it ignores). False when no
+    /// ring is left for it.
+    pub fn owe(&mut self, data: &[u8], budget: &HeldBudget) -> bool {
+        if data.len() > RING {
+            return false;
+        }
+        self.rcv_nxt = self.rcv_nxt.wrapping_sub(data.len() as u32);
+        self.flags |= WND_UPDATE; // flushed once the socket is writable
+        self.hold(self.rcv_nxt, data, budget)
+    }
+
     /// Holds guest data the socket cannot take yet; false when there is no room.
     fn hold(&mut self, seq: u32, data: &[u8], budget: &HeldBudget) -> bool {
         if self.held.is_none() {

@@ -116,6 +116,14 @@ pub struct TcpRelay {
     tx_blocked: Vec<usize>,
 }
 
+impl TcpRelay {
+    /// The rings guest data is held in, for a migration's send queue that a rebuilt
+    /// socket cannot take whole (`migrate::import`).
+    pub(crate) fn held_budget(&self) -> &HeldBudget {
+        &self.held_budget
+    }
+}
+
 impl Default for TcpRelay {
     fn default() -> Self {
         TcpRelay {

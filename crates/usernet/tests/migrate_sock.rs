@@ -1,0 +1,97 @@
+//! A connection's kernel state read out and rebuilt in repair mode (privileged: the test
+//! switches repair mode itself, as the helper would), on loopback in a namespace of its
+//! own.
+//!
+//! The case a migration's target meets when its buffers are smaller than the source's
+//! were: the rebuilt socket takes the send queue in part, and the rest, sent as ordinary
+//! data once out of repair mode, still reaches the peer once, in order.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use netbind_testbed::{Netns, require_privileges};
+use netbind_usernet::migrate::sock;
+use netbind_usernet::sys::{self, tcp_repair as r};
+
+fn repair(s: &socket2::Socket, on: bool) {
+    sys::tcp_set(s.as_fd(), r::TCP_REPAIR, &[u32::from(on)]).expect("TCP_REPAIR");
+}
+
+/// The pattern byte at stream offset `i` (a prime period: a shifted or repeated
+/// stretch does not match).
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+const CHUNK: usize = 251 * 256;
+
+#[test]
+fn a_send_queue_larger_than_the_rebuilt_buffer_reaches_the_peer_whole() {
+    require_privileges(&["ip"]).unwrap();
+    let ns = Netns::new("mig-sock").expect("namespace");
+    let path = ns.path();
+    std::thread::spawn(move || {
+        netbind_testbed::enter(&path).expect("enter the namespace");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let peer_addr = listener.local_addr().unwrap();
+        // The peer reads nothing yet: what the source writes stays in its send queue.
+        let source: socket2::Socket = TcpStream::connect(peer_addr).unwrap().into();
+        let (mut peer, _) = listener.accept().unwrap();
+        source.set_send_buffer_size(4 << 20).unwrap();
+        source.set_nonblocking(true).unwrap();
+        let mut written = 0;
+        let chunk: Vec<u8> = (0..CHUNK).map(pattern).collect();
+        loop {
+            match source.send(&chunk[written % CHUNK..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("source send: {e}"),
+            }
+        }
+        // The kernel may still be moving the first bytes into the peer's queue.
+        std::thread::sleep(Duration::from_millis(200));
+        repair(&source, true);
+        let state = sock::dump(&source).expect("dump");
+        drop(source); // in repair mode: nothing reaches the peer
+        assert!(
+            state.send_queue.len() > 1 << 20,
+            "the source's send queue holds {} bytes",
+            state.send_queue.len()
+        );
+
+        let target = sock::fresh(&state).expect("fresh socket");
+        target.set_send_buffer_size(64 << 10).unwrap();
+        repair(&target, true);
+        let taken = sock::restore(&target, &state).expect("restore");
+        assert!(
+            taken < state.send_queue.len(),
+            "a 64 KiB buffer took the whole {} bytes",
+            state.send_queue.len()
+        );
+        repair(&target, false);
+        // The rest as ordinary data, as the relay sends it.
+        target.set_nonblocking(false).unwrap();
+        let mut target: TcpStream = target.into();
+        let rest = state.send_queue[taken..].to_vec();
+        let writer = std::thread::spawn(move || target.write_all(&rest).map(|()| target));
+
+        peer.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut got = vec![0u8; written];
+        peer.read_exact(&mut got)
+            .expect("every byte reaches the peer");
+        let first_wrong = (0..written).find(|&i| got[i] != pattern(i));
+        assert_eq!(first_wrong, None, "{written} bytes, in order");
+        let target = writer.join().unwrap().expect("the rest is written");
+        drop(target);
+        let mut more = [0u8; 1];
+        assert_eq!(
+            peer.read(&mut more).unwrap(),
+            0,
+            "nothing more than was written"
+        );
+    })
+    .join()
+    .unwrap();
+}

@@ -242,11 +242,18 @@ fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
     if let Some(source) = switch.source.take() {
         last_on_source = ticks(&source.console(), &answered).into_iter().max();
     }
-    wait_until(
-        "the guest reaches its peer from the target, five times",
-        Duration::from_secs(60),
-        || ticks(&switch.target().console(), &answered).len() >= 5,
-    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while ticks(&switch.target().console(), &answered).len() < 5 {
+        if Instant::now() > deadline {
+            let console = switch.target().console();
+            let (src, dst) = switch.stop();
+            panic!(
+                "the guest reaches its peer from the target five times within 90 s\n\
+                 source engine {src:?}\ntarget engine {dst:?}\ntarget console:\n{console}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let console = switch.target().console();
     let first_on_target = ticks(&console, &answered).into_iter().min();
     assert!(
@@ -450,11 +457,15 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     );
 }
 
+/// The target pod's forwarded port, served by the guest after the migration.
+const FORWARDED: u16 = 7300;
+
 const MOVED: &str = r#"
 IF=$(nic_by_mac @MAC@)
 dhcp4 $IF
 nc @PEER4@ @ECHO@ -e /bin/cat &
 IDLE=$!
+echo forwarded | nc -l -p @FWD@ &
 echo STARTED
 while [ "$(nc @PEER4@ @PHASE@)" != stop ]; do sleep 1; done
 i=0
@@ -470,7 +481,7 @@ result tcp "$(echo hi | timeout 10 nc -w 5 @PEER4@ @TCP@)"
 /// The target's engine runs in another pod, with another address: the guest keeps the
 /// address, gateway and lease the source gave it; a connection that cannot move (its
 /// address is not the target's) is reset at once; new connections leave with the
-/// target pod's address. (The other pod is the fixture's peer: the target engine runs
+/// target pod's address, and the target pod's forwarded port reaches the guest. (The other pod is the fixture's peer: the target engine runs
 /// there, beside the peer's services.)
 #[test]
 fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
@@ -484,10 +495,14 @@ fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
         .replace("@PEER4@", &peer4.to_string())
         .replace("@ECHO@", &ECHO.to_string())
         .replace("@PHASE@", &PHASE.to_string())
-        .replace("@TCP@", &AGENT_TCP.to_string());
+        .replace("@TCP@", &AGENT_TCP.to_string())
+        .replace("@FWD@", &FORWARDED.to_string());
     let mut switch = Switch::boot(
         (&pod.pod, engine_config(&pod, &[])),
-        (&pod.peer, engine_config_from(pod.peer_result(), &[])),
+        (
+            &pod.peer,
+            engine_config_from(pod.peer_result(), &[FORWARDED]),
+        ),
         &script,
     );
     wait_until("the guest starts", Duration::from_secs(150), || {
@@ -504,6 +519,14 @@ fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
     });
     switch.migrate(|| {});
     drop(switch.source.take());
+    let client = format!(
+        "import socket; s = socket.create_connection(('{peer4}', {FORWARDED}), 10); \
+         s.settimeout(10); print(s.recv(100).decode().strip())"
+    );
+    let forwarded = pod
+        .pod
+        .exec(&["python3", "-c", &client])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     peer.ask("stop");
     let results = switch.target().wait_done(Duration::from_secs(60));
     let console = switch.target().console();
@@ -517,6 +540,11 @@ fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
         "{console}"
     );
     assert_eq!(r.get("tcp"), Some(&format!("src={peer4}")), "{console}");
+    assert_eq!(
+        forwarded.as_deref().ok(),
+        Some("forwarded"),
+        "the target's forwarded port: {forwarded:?}"
+    );
     assert_eq!(dst["tcp_migrate_failed"], 1, "{dst:?}");
     assert!(dst["rst_sent"] >= 1, "{dst:?}");
 }

@@ -104,12 +104,7 @@ pub fn hold(local: std::net::SocketAddr) -> io::Result<Socket> {
 
 /// A fresh socket of `s`'s family, to be put in repair mode and then [`restore`]d.
 pub fn fresh(s: &SockState) -> io::Result<Socket> {
-    let domain = if s.local.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let sock = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let sock = Socket::new(Domain::for_address(s.local), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     // A full queue answers EAGAIN instead of blocking (in repair mode nothing would
     // ever drain it).
@@ -155,20 +150,15 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     // a piece only once the queue is past the buffer's size).
     select(fd, r::RECV_QUEUE)?;
     for piece in s.recv_queue.chunks(RECV_PIECE) {
-        write_all(sock, piece)?;
+        if write(sock, piece)? < piece.len() {
+            return Err(io::Error::other(
+                "the receive queue does not fit the buffer",
+            ));
+        }
     }
     // The send queue as far as the buffer goes; the engine keeps the rest.
     select(fd, r::SEND_QUEUE)?;
-    let mut taken = 0;
-    while taken < s.send_queue.len() {
-        match sock.send(&s.send_queue[taken..]) {
-            Ok(0) => break,
-            Ok(n) => taken += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
+    let taken = write(sock, &s.send_queue)?;
     select(fd, r::NO_QUEUE)?;
     sys::tcp_set(fd, r::TCP_REPAIR_WINDOW, &s.window)?;
     Ok(taken)
@@ -178,15 +168,17 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
 /// whole or not at all, and a large one not at all).
 const RECV_PIECE: usize = 256 << 10;
 
-fn write_all(sock: &Socket, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to the selected queue until it is full; how many it took.
+fn write(sock: &Socket, bytes: &[u8]) -> io::Result<usize> {
     let mut at = 0;
     while at < bytes.len() {
         match sock.send(&bytes[at..]) {
-            Ok(0) => return Err(io::Error::other("a socket queue took nothing")),
+            Ok(0) => break,
             Ok(n) => at += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(at)
 }

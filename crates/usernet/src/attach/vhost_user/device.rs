@@ -282,14 +282,20 @@ impl Device {
         loop {
             let chain = match ring.queue.iter(mem) {
                 Ok(mut it) => it.next(),
-                Err(e) => return stop(ring, c, q, &e),
+                Err(e) => {
+                    stop(ring, c, q, &e);
+                    return Pop::Empty;
+                }
             };
             let Some(chain) = chain else {
                 // Nothing more: ask for a kick, unless more came meanwhile.
                 match ring.queue.enable_notification(mem) {
                     Ok(true) => continue,
                     Ok(false) => return Pop::Empty,
-                    Err(e) => return stop(ring, c, q, &e),
+                    Err(e) => {
+                        stop(ring, c, q, &e);
+                        return Pop::Empty;
+                    }
                 }
             };
             let head = chain.head_index();
@@ -309,18 +315,22 @@ impl Device {
                     break;
                 };
                 let Some(addr) = desc.addr().checked_add(header as u64) else {
-                    return stop(ring, c, q, &OUTSIDE);
+                    stop(ring, c, q, &OUTSIDE);
+                    return Pop::Empty;
                 };
                 if mem.read_slice(dst, addr).is_err() {
-                    return stop(ring, c, q, &OUTSIDE);
+                    stop(ring, c, q, &OUTSIDE);
+                    return Pop::Empty;
                 }
                 len += n - header;
             }
             if !descs.whole() {
-                return stop(ring, c, TX, &virtio_queue::Error::InvalidChain);
+                stop(ring, c, q, &virtio_queue::Error::InvalidChain);
+                return Pop::Empty;
             }
             if let Err(e) = ring.queue.add_used(mem, head, 0) {
-                return stop(ring, c, q, &e);
+                stop(ring, c, q, &e);
+                return Pop::Empty;
             }
             ring.used_added = true;
             if !fits || skip > 0 || len < crate::wire::ETH_HLEN {
@@ -418,7 +428,10 @@ impl Device {
         ) {
             Ok(w) if w.room >= frame.len() => w,
             Ok(_) => return false,
-            Err(e) => return stop(ring, c, q, &e).is_frame(),
+            Err(e) => {
+                stop(ring, c, q, &e);
+                return false;
+            }
         };
         frame[10..12].copy_from_slice(&(walk.chains as u16).to_le_bytes());
         // Second pass: the same chains again, written and marked used.
@@ -426,10 +439,14 @@ impl Device {
         for &take in &takes[..walk.chains] {
             let chain = match ring.queue.iter(mem) {
                 Ok(mut it) => it.next(),
-                Err(e) => return stop(ring, c, q, &e).is_frame(),
+                Err(e) => {
+                    stop(ring, c, q, &e);
+                    return false;
+                }
             };
             let Some(chain) = chain else {
-                return stop(ring, c, q, &CHANGED).is_frame();
+                stop(ring, c, q, &CHANGED);
+                return false;
             };
             let head = chain.head_index();
             let end = at + take as usize;
@@ -440,15 +457,18 @@ impl Device {
                 }
                 let n = (desc.len() as usize).min(end - pos);
                 if mem.write_slice(&frame[pos..pos + n], desc.addr()).is_err() {
-                    return stop(ring, c, q, &OUTSIDE).is_frame();
+                    stop(ring, c, q, &OUTSIDE);
+                    return false;
                 }
                 pos += n;
             }
             if pos != end {
-                return stop(ring, c, q, &CHANGED).is_frame();
+                stop(ring, c, q, &CHANGED);
+                return false;
             }
             if let Err(e) = ring.queue.add_used(mem, head, take) {
-                return stop(ring, c, q, &e).is_frame();
+                stop(ring, c, q, &e);
+                return false;
             }
             at = end;
         }
@@ -525,12 +545,6 @@ impl Device {
         } else if q == RX {
             self.counters.starts += 1;
         }
-    }
-}
-
-impl Pop {
-    fn is_frame(&self) -> bool {
-        matches!(self, Pop::Frame(_))
     }
 }
 
@@ -613,7 +627,7 @@ fn flow_hash(frame: &[u8]) -> u32 {
 }
 
 /// Stops a queue after a chain it could not use: counted, said once.
-fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Display) -> Pop {
+fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Display) {
     if !ring.broken {
         ring.broken = true;
         c.queue_errors += 1;
@@ -626,7 +640,6 @@ fn stop(ring: &mut Ring, c: &mut DeviceCounters, q: usize, e: &dyn std::fmt::Dis
             "vhost-user: the guest's {which} queue {q} is unusable ({e}); it stays stopped until the guest resets the device"
         );
     }
-    Pop::Empty
 }
 
 fn unsupported<T>() -> VuResult<T> {

@@ -68,6 +68,12 @@ fn interface_xml(dev: &GuestDevice, tap: &str) -> String {
     if let Some(mtu) = dev.mtu {
         out.push_str(&format!("  <mtu size='{mtu}'/>\n"));
     }
+    close_interface(out, dev)
+}
+
+/// What every `<interface>` ends with: boot order, link state, alias, ACPI index and
+/// PCI address, and the closing tag.
+fn close_interface(mut out: String, dev: &GuestDevice) -> String {
     if let Some(order) = dev.boot_order {
         out.push_str(&format!("  <boot order='{order}'/>\n"));
     }
@@ -115,19 +121,7 @@ fn vhost_user_xml(
         }
         out.push_str("  </portForward>\n");
     }
-    if let Some(order) = dev.boot_order {
-        out.push_str(&format!("  <boot order='{order}'/>\n"));
-    }
-    if dev.link_down {
-        out.push_str("  <link state='down'/>\n");
-    }
-    out.push_str(&format!("  <alias name='{}'/>\n", esc(&dev.alias)));
-    if let Some(index) = dev.acpi_index {
-        out.push_str(&format!("  <acpi index='{index}'/>\n"));
-    }
-    out.push_str(&guest_address(dev));
-    out.push_str("</interface>\n");
-    out
+    close_interface(out, dev)
 }
 
 /// The guest's RAM as shared memfd memory, for directly under `<domain>`: what a

@@ -83,6 +83,9 @@ pub struct Counters {
     pub tcp_migrated_out: u64,
     pub tcp_migrated_in: u64,
     pub tcp_migrate_failed: u64,
+    /// UDP flows handed to a migration's target, and taken over from a source.
+    pub udp_migrated_out: u64,
+    pub udp_migrated_in: u64,
     /// Bytes of the carried connections' socket queues, read out (source) and written
     /// back or owed by the relay (target).
     pub tcp_migrated_queue_out: u64,
@@ -96,7 +99,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 51] = [
+        let fields: [(&str, u64); 53] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -139,6 +142,8 @@ impl Counters {
             ("tcp_migrated_queue_out", self.tcp_migrated_queue_out),
             ("tcp_migrated_queue_in", self.tcp_migrated_queue_in),
             ("tcp_migrated_owed", self.tcp_migrated_owed),
+            ("udp_migrated_out", self.udp_migrated_out),
+            ("udp_migrated_in", self.udp_migrated_in),
             ("vu_frames_from_guest", d.frames_from_guest),
             ("vu_frames_to_guest", d.frames_to_guest),
             ("vu_largest_from_guest", d.largest_from_guest),

@@ -184,9 +184,7 @@ impl<G: GuestTx> Engine<G> {
         &mut self,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::format::State {
-        let listeners = self.listeners.iter().filter(|l| l.tcp);
-        crate::migrate::silence_listeners(listeners.map(|l| &l.sock));
-        crate::migrate::export(&mut self.cx, repair, &mut self.holds)
+        crate::migrate::export(&mut self.cx, &self.listeners, repair, &mut self.holds)
     }
 
     /// Takes over the state a migration's source handed over (before the guest runs).
@@ -196,7 +194,7 @@ impl<G: GuestTx> Engine<G> {
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::Imported {
         let budget = self.tcp.held_budget();
-        let done = crate::migrate::import(&mut self.cx, state, repair, budget);
+        let done = crate::migrate::import(&mut self.cx, &self.listeners, state, repair, budget);
         // DHCP and RA serve what the guest was told (the source's view, adopted).
         self.dhcp = DhcpServers::new(&self.cx.cfg);
         self.ra = Ra::new(&self.cx.cfg);

@@ -118,19 +118,49 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, pkt: &IpPacket<'_>) -> Option
         return None;
     }
     let target = route::outbound(&cx.cfg, key.remote.ip(), key.remote.port(), true);
+    let sock = match connected_socket(&cx.cfg, target, None) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(kind) = Unreachable::from_io(&e) {
+                send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);
+            }
+            return None;
+        }
+    };
+    insert_outbound(cx, key, sock, target)
+}
+
+/// A non-blocking socket connected to `target`, bound to `local` when given and this
+/// namespace has it (sharing it with whoever else reuses it), else as outbound sockets
+/// are.
+fn connected_socket(
+    cfg: &crate::config::EngineConfig,
+    target: SocketAddr,
+    local: Option<SocketAddr>,
+) -> std::io::Result<Socket> {
     let sock = Socket::new(
         Domain::for_address(target),
         Type::DGRAM.nonblocking().cloexec(),
         None,
-    )
-    .ok()?;
-    route::bind_outbound(&cx.cfg, &sock, target).ok()?;
-    if let Err(e) = sock.connect(&SockAddr::from(target)) {
-        if let Some(kind) = Unreachable::from_io(&e) {
-            send_unreachable(cx, kind, pkt.dst, pkt.src, pkt.packet);
-        }
-        return None;
+    )?;
+    let kept = local.is_some_and(|local| {
+        local.is_ipv6() == target.is_ipv6()
+            && sock.set_reuse_address(true).is_ok()
+            && sock.bind(&SockAddr::from(local)).is_ok()
+    });
+    if !kept {
+        route::bind_outbound(cfg, &sock, target)?;
     }
+    sock.connect(&SockAddr::from(target))?;
+    Ok(sock)
+}
+
+fn insert_outbound<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    key: FlowKey,
+    sock: Socket,
+    target: SocketAddr,
+) -> Option<usize> {
     let fd = sock.as_raw_fd();
     let _ = errqueue::enable(&sock, target.is_ipv6());
     let flow = UdpFlow {
@@ -147,6 +177,34 @@ fn open<G: GuestTx>(cx: &mut Ctx<G>, key: FlowKey, pkt: &IpPacket<'_>) -> Option
     }
     cx.counters.udp_opened += 1;
     Some(slot)
+}
+
+/// Takes over a flow a migration's source carried: an outbound one keeps the local
+/// address its peer knows where this pod has it too (a hold the source left there
+/// shares it: the connected socket is the one that receives), else leaves as a new
+/// flow would; an inbound one rides this engine's listener on the same port. False
+/// when it cannot be rebuilt (the guest's next datagram opens a flow anew).
+pub fn adopt<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    listeners: &[Listener],
+    u: &crate::migrate::format::UdpState,
+) -> bool {
+    let key = FlowKey {
+        proto: PROTO_UDP,
+        guest: u.guest,
+        remote: u.remote,
+    };
+    if let Some(peer) = u.inbound_peer {
+        let listener = listeners
+            .iter()
+            .position(|l| !l.tcp && l.port == u.local.port() && l.v6 == u.local.is_ipv6());
+        return listener.is_some_and(|index| inbound_flow(cx, index, u.guest, u.remote, peer));
+    }
+    let target = route::outbound(&cx.cfg, u.remote.ip(), u.remote.port(), true);
+    match connected_socket(&cx.cfg, target, Some(u.local)) {
+        Ok(sock) => insert_outbound(cx, key, sock, target).is_some(),
+        Err(_) => false,
+    }
 }
 
 /// Relays the ICMP errors queued on a flow's socket; whether there were any.

@@ -15,7 +15,9 @@
 //!
 //! The peer's stream goes on through the switch (a segment every 10 ms): segments that
 //! reach the source after its read-out must not be acknowledged there and lost, nor
-//! draw a reset while no engine has the connection.
+//! draw a reset while no engine has the connection. The sink stops reading before the
+//! switch, so the guest's stream arrives with a full send queue. A UDP flow (a TFTP
+//! download) keeps its source port and finishes whole on the target.
 
 mod common;
 
@@ -273,7 +275,7 @@ fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
 /// for `stop`.
 const PEER: &str = r#"
 import socket, sys, threading, time
-E, S, R, P = map(int, sys.argv[1:5])
+E, S, R, P, U = map(int, sys.argv[1:6])
 idle, st = [], {"phase": "wait", "sink": 0, "gap": None, "sent": 0, "err": None, "hold": False}
 def listen(port):
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -307,7 +309,29 @@ def phase():
     l = listen(P)
     while True:
         c = l.accept()[0]; c.sendall((st["phase"] + "\n").encode()); c.close()
-for f in (echoes, sink, source, phase): threading.Thread(target=f, daemon=True).start()
+udp = {"sources": set(), "blocks": 0, "md5": None}
+def tftp():
+    # One read request, answered from this port with blocks until `stop`, then a
+    # short last block; each block waits for the guest's ACK of the one before.
+    import hashlib, struct
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", U)); u.settimeout(0.5)
+    client, block, data, md5 = None, 0, b"", hashlib.md5()
+    while True:
+        try: d, a = u.recvfrom(2048)
+        except socket.timeout:
+            if client: u.sendto(struct.pack("!HH", 3, block) + data, client)
+            continue
+        udp["sources"].add(a)
+        op = struct.unpack("!H", d[:2])[0]
+        if op == 1 and client is None: client = a
+        elif op == 4 and a == client and struct.unpack("!H", d[2:4])[0] == block:
+            if len(data) < 512 and block > 0: udp["md5"] = md5.hexdigest(); return
+        else: continue
+        block = (block + 1) & 0xffff
+        data = b"" if st["phase"] == "stop" else (b"%07d " % udp["blocks"]) * 64
+        md5.update(data); udp["blocks"] += 1
+        u.sendto(struct.pack("!HH", 3, block) + data, client)
+for f in (echoes, sink, source, phase, tftp): threading.Thread(target=f, daemon=True).start()
 print("READY", flush=True)
 for line in sys.stdin:
     if line.strip() == "check":
@@ -318,6 +342,8 @@ for line in sys.stdin:
                 if c.recv(100) == b"ping %d\n" % i: ok += 1
             except OSError: pass
         print("IDLE %d %d" % (ok, len(idle)), flush=True)
+    elif line.strip() == "udp":
+        print("UDP %d %d %s" % (len(udp["sources"]), udp["blocks"], udp["md5"]), flush=True)
     elif line.strip() in ("hold", "release"):
         st["hold"] = line.strip() == "hold"; print("OK", flush=True)
     elif line.strip() == "stop":
@@ -328,6 +354,7 @@ const ECHO: u16 = 7200;
 const SINK: u16 = 7201;
 const SOURCE: u16 = 7202;
 const PHASE: u16 = 7203;
+const UDP_ECHO: u16 = 7204;
 
 const STREAMS: &str = r#"
 IF=$(nic_by_mac @MAC@)
@@ -335,12 +362,17 @@ dhcp4 $IF
 i=0
 while [ $i -lt 100 ]; do nc @PEER4@ @ECHO@ -e /bin/cat & i=$((i + 1)); done
 seq 1 100000000 | nc @PEER4@ @SINK@ &
+tftp -g -r stream -l /tmp/stream @PEER4@ @UDP@ > /dev/null 2>&1 &
+TFTP=$!
 sleep 100000 | nc @PEER4@ @SOURCE@ | awk 'BEGIN { n = 0; gap = "" } { if (gap == "" && $1 != n + 1) gap = n " then " $1; n = $1 } END { print "RESULT received " n; print "RESULT gap " (gap == "" ? "none" : gap) }' > /tmp/received &
 echo STREAMING
 while [ "$(nc @PEER4@ @PHASE@)" != stop ]; do sleep 1; done
 i=0
 while [ "$(wc -l < /tmp/received)" -lt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
 cat /tmp/received
+i=0
+while kill -0 $TFTP 2> /dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
+echo "RESULT tftp $(md5sum < /tmp/stream | cut -d' ' -f1)"
 "#;
 
 /// The test's end of the peer script: its commands and answers.
@@ -351,7 +383,7 @@ struct Peer {
 
 impl Peer {
     fn start(pod: &PodFixture) -> Peer {
-        let ports = [ECHO, SINK, SOURCE, PHASE].map(|p| p.to_string());
+        let ports = [ECHO, SINK, SOURCE, PHASE, UDP_ECHO].map(|p| p.to_string());
         let mut argv = vec!["python3", "-c", PEER];
         argv.extend(ports.iter().map(String::as_str));
         let mut c = pod.peer.command(&argv);
@@ -400,7 +432,8 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
         .replace("@ECHO@", &ECHO.to_string())
         .replace("@SINK@", &SINK.to_string())
         .replace("@SOURCE@", &SOURCE.to_string())
-        .replace("@PHASE@", &PHASE.to_string());
+        .replace("@PHASE@", &PHASE.to_string())
+        .replace("@UDP@", &UDP_ECHO.to_string());
     let cfg = || engine_config(&pod, &[]);
     let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
     wait_until("the guest streams", Duration::from_secs(150), || {
@@ -416,11 +449,13 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     // which the target must take over whole.
     assert_eq!(peer.ask("hold"), "OK");
     std::thread::sleep(Duration::from_secs(3));
+    let udp_before = peer.ask("udp");
     switch.migrate(|| {});
     drop(switch.source.take());
     assert_eq!(peer.ask("release"), "OK");
     std::thread::sleep(Duration::from_secs(3));
     let idle_after = peer.ask("check");
+    let udp_after = peer.ask("udp");
     let streams = peer.ask("stop");
     let results = switch.target().wait_done(Duration::from_secs(60));
     let console = switch.target().console();
@@ -443,6 +478,26 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     let fields: Vec<&str> = streams.split_whitespace().collect();
     assert_eq!(fields[2..4], ["GAP", "None"], "{streams}");
     assert_eq!(fields[6..], ["ERR", "None"], "{streams}");
+    // The guest's UDP flow (a TFTP download, block by block) kept its source port (the
+    // peer saw one), went on after the switch, and delivered every block once.
+    let udp: Vec<&str> = udp_after.split_whitespace().collect();
+    let blocks = |u: &str| -> u64 { u.split_whitespace().nth(2).unwrap().parse().unwrap() };
+    assert_eq!(
+        udp[1], "1",
+        "one source port for the guest's UDP flow: {udp_after}"
+    );
+    assert!(
+        blocks(&udp_after) > blocks(&udp_before) + 10,
+        "{udp_before} then {udp_after}"
+    );
+    let udp_end = peer.ask("udp");
+    let md5 = udp_end.split_whitespace().nth(3).unwrap();
+    assert_eq!(
+        results.get("tftp").map(String::as_str),
+        Some(md5),
+        "{udp_end}"
+    );
+    assert!(dst["udp_migrated_in"] >= 1, "{dst:?}");
     // The peer's stream reached the guest whole and in order.
     let sent = fields[5];
     assert_eq!(

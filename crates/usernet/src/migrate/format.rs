@@ -1,6 +1,7 @@
 //! The migration stream: what one engine hands the next, through QEMU.
 //!
-//! Layout (all integers little-endian; version 1):
+//! Layout (all integers little-endian; version 2 — version 1, without the UDP flows, is
+//! read too):
 //!
 //! ```text
 //! header   "NBMIGRAT" (8 bytes) | version u16 | reserved u16 = 0 | body length u32
@@ -17,6 +18,10 @@
 //!          end u32 | mss u32 | tcpi_options, snd_wscale, rcv_wscale u8 | timestamp u32
 //!          | window (snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup) 5 × u32
 //!          | send queue: length u32 + bytes | receive queue: length u32 + bytes
+//! then     UDP flow count u32 | that many UDP flows (version 2)
+//! udp      guest address, remote address, the engine's local address (the flow's
+//!          socket's, or the forwarded port's for an inbound flow) | inbound u8 0|1
+//!          | for inbound flows, the real peer's address
 //! ```
 //!
 //! Written by hand rather than by a serialization crate so that the layout is this table,
@@ -30,7 +35,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub const MAGIC: &[u8; 8] = b"NBMIGRAT";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The oldest version read.
+pub const OLDEST: u16 = 1;
 const HEADER: usize = 8 + 2 + 2 + 4 + 8;
 /// The most bytes one socket queue may carry (the kernel's own buffers are smaller).
 pub const MAX_QUEUE: usize = 64 << 20;
@@ -39,7 +46,7 @@ pub const MAX_QUEUE: usize = 64 << 20;
 pub enum FormatError {
     #[error("not a netbind migration stream (magic {0:02x?})")]
     Magic(Vec<u8>),
-    #[error("migration stream version {0}; this engine reads version {VERSION}")]
+    #[error("migration stream version {0}; this engine reads versions {OLDEST} to {VERSION}")]
     Version(u16),
     #[error("migration stream truncated: {0}")]
     Truncated(&'static str),
@@ -88,6 +95,17 @@ pub struct TcpState {
     pub sock: SockState,
 }
 
+/// One UDP flow: its ends, and the local address the peer knows it by (kept on the
+/// target where that address is the target's too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpState {
+    pub guest: SocketAddr,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// For a flow a peer opened through a forwarded port: that peer's real address.
+    pub inbound_peer: Option<SocketAddr>,
+}
+
 /// What the guest was told by the source (DHCP, RA): it keeps it on the target, whatever
 /// the target pod's own addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,6 +123,7 @@ pub struct State {
     pub guest_mac: [u8; 6],
     pub view: GuestView,
     pub tcp: Vec<TcpState>,
+    pub udp: Vec<UdpState>,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -183,6 +202,16 @@ impl State {
                 body.extend_from_slice(q);
             }
         }
+        body.extend_from_slice(&(self.udp.len() as u32).to_le_bytes());
+        for f in &self.udp {
+            for a in [f.guest, f.remote, f.local] {
+                put_addr(&mut body, a);
+            }
+            body.push(u8::from(f.inbound_peer.is_some()));
+            if let Some(peer) = f.inbound_peer {
+                put_addr(&mut body, peer);
+            }
+        }
         let mut out = Vec::with_capacity(HEADER + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -200,7 +229,7 @@ impl State {
             return Err(FormatError::Magic(magic.to_vec()));
         }
         let version = r.u16("header")?;
-        if version != VERSION {
+        if !(OLDEST..=VERSION).contains(&version) {
             return Err(FormatError::Version(version));
         }
         if r.u16("header")? != 0 {
@@ -299,6 +328,11 @@ impl State {
                 },
             });
         }
+        let udp = if version >= 2 {
+            r.udp_flows()?
+        } else {
+            Vec::new()
+        };
         if !r.0.is_empty() {
             return Err(FormatError::Invalid("bytes after the last flow"));
         }
@@ -306,6 +340,7 @@ impl State {
             guest_mac,
             view,
             tcp,
+            udp,
         })
     }
 }
@@ -432,6 +467,30 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn udp_flows(&mut self) -> Result<Vec<UdpState>, FormatError> {
+        let count = self.u32("UDP flow count")? as usize;
+        // Each flow takes at least 22 bytes: a count beyond that is a lie.
+        if count > self.0.len() / 22 {
+            return Err(FormatError::Invalid("more UDP flows than the body holds"));
+        }
+        (0..count)
+            .map(|_| {
+                let (guest, remote, local) = (self.addr()?, self.addr()?, self.addr()?);
+                let inbound_peer = if self.present("UDP flow")? {
+                    Some(self.addr()?)
+                } else {
+                    None
+                };
+                Ok(UdpState {
+                    guest,
+                    remote,
+                    local,
+                    inbound_peer,
+                })
+            })
+            .collect()
+    }
+
     fn queue(&mut self) -> Result<Vec<u8>, FormatError> {
         let len = self.u32("queue length")? as usize;
         if len > MAX_QUEUE {
@@ -484,7 +543,32 @@ mod tests {
                     recv_queue: b"to the guest".to_vec(),
                 },
             }],
+            udp: vec![
+                UdpState {
+                    guest: a("10.0.2.15:5353"),
+                    remote: a("10.96.0.10:53"),
+                    local: a("10.88.0.5:41000"),
+                    inbound_peer: None,
+                },
+                UdpState {
+                    guest: a("[fd00::5]:9000"),
+                    remote: a("[fd00::2]:9000"),
+                    local: a("[fd00:10:88::5]:9000"),
+                    inbound_peer: Some(a("[fd00:99::7]:51000")),
+                },
+            ],
         }
+    }
+
+    /// `body` under a header of `version`.
+    fn framed(version: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&fnv1a(body).to_le_bytes());
+        out.extend_from_slice(body);
+        out
     }
 
     #[test]
@@ -512,8 +596,18 @@ mod tests {
     #[test]
     fn another_version_is_refused_by_number() {
         let mut bytes = sample().encode();
-        bytes[8] = 2;
-        assert_eq!(State::decode(&bytes), Err(FormatError::Version(2)));
+        bytes[8] = 3;
+        assert_eq!(State::decode(&bytes), Err(FormatError::Version(3)));
+    }
+
+    #[test]
+    fn a_version_1_stream_reads_without_udp_flows() {
+        let mut s = sample();
+        s.udp.clear();
+        let v2 = s.encode();
+        // Version 1's body is version 2's without the (empty) UDP section at its end.
+        let v1 = framed(1, &v2[HEADER..v2.len() - 4]);
+        assert_eq!(State::decode(&v1), Ok(s));
     }
 
     #[test]

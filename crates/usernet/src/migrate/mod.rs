@@ -3,9 +3,11 @@
 //! How it works: QEMU asks the source's vhost-user back end for its state once the guest
 //! is stopped, and hands it to the target's before the guest runs there
 //! (`attach/vhost_user`: `SET_DEVICE_STATE_FD`, `CHECK_DEVICE_STATE`). The state is
-//! [`format::State`]: the guest's MAC and every established TCP connection — the relay's
+//! [`format::State`]: the guest's MAC, every established TCP connection — the relay's
 //! sequence numbers and windows toward the guest, and the kernel socket's own state,
-//! read in repair mode (`sock.rs`). The repair helper (`repair.rs`, passt-repair's
+//! read in repair mode (`sock.rs`) — and every UDP flow with the local address its peer
+//! knows (the target binds the same one where its pod has the address, so the peer
+//! sees the same source port). The repair helper (`repair.rs`, passt-repair's
 //! protocol) switches sockets in and out of repair mode, as the engine has no privilege.
 //!
 //! Source ([`export`]): established connections into repair mode, each read, then closed
@@ -43,12 +45,13 @@ use mio::Interest;
 
 use crate::ctx::Ctx;
 use crate::flow::{Flow, FlowKey};
+use crate::forward::Listener;
 use crate::frame::GuestTx;
 use crate::tcp::TcpConn;
 use crate::tcp::conn::{State as ConnState, flags};
 use crate::tcp::held::HeldBudget;
 use crate::wire::PROTO_TCP;
-use format::{GuestView, State, TcpState};
+use format::{GuestView, State, TcpState, UdpState};
 use repair::{Mode, Repair};
 
 pub use format::FormatError;
@@ -69,9 +72,12 @@ pub struct Imported {
 /// the engine ends).
 pub fn export<G: GuestTx>(
     cx: &mut Ctx<G>,
+    listeners: &[Listener],
     repair: Option<&mut Repair>,
     holds: &mut Vec<socket2::Socket>,
 ) -> State {
+    silence_listeners(listeners);
+    let udp = export_udp(cx, listeners, holds);
     let cfg = &cx.cfg;
     let mut state = State {
         guest_mac: cx.out.guest_mac,
@@ -83,6 +89,7 @@ pub fn export<G: GuestTx>(
             dns: cfg.dns.clone(),
         },
         tcp: Vec::new(),
+        udp,
     };
     let movable: Vec<usize> = cx
         .flows
@@ -175,28 +182,75 @@ fn hand_over(
         s = again;
     }
     sock.set_reuse_address(true)?;
-    match sock::hold(s.local) {
+    match sock::hold(s.local, true) {
         Ok(h) => holds.push(h),
         Err(e) => tracing::debug!("migration: no hold on {}: {e}", s.local),
     }
     Ok(s)
 }
 
-/// The forwarded ports' TCP listeners take nothing more (the source, its guest
-/// stopped): a connection attempt during the switch is dropped and tried again by the
-/// peer, reaching the target; a segment for a carried inbound connection meets silence,
-/// not a reset.
-pub fn silence_listeners<'a>(listeners: impl Iterator<Item = &'a socket2::Socket>) {
+/// The forwarded ports' listeners take nothing more (the source, its guest stopped): a
+/// connection attempt during the switch is dropped and tried again by the peer,
+/// reaching the target; a segment for a carried inbound connection meets silence, not
+/// a reset; a datagram is dropped, as the stopped guest could not take it.
+fn silence_listeners(listeners: &[Listener]) {
     for l in listeners {
-        if let Err(e) = crate::sys::drop_all_input(l.as_fd()) {
-            tracing::warn!("migration: cannot silence a forwarded port's listener: {e}");
+        if let Err(e) = crate::sys::drop_all_input(l.sock.as_fd()) {
+            tracing::warn!("migration: cannot silence forwarded port {}: {e}", l.port);
         }
     }
+}
+
+/// The UDP flows, each with the local address its peer knows (an outbound flow's
+/// socket's, an inbound flow's forwarded port's); an outbound flow's address keeps a
+/// hold ([`sock::hold`]) until the engine ends. The flows are closed.
+fn export_udp<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    listeners: &[Listener],
+    holds: &mut Vec<socket2::Socket>,
+) -> Vec<UdpState> {
+    let slots: Vec<usize> = cx
+        .flows
+        .slots()
+        .filter(|&slot| matches!(cx.flows.get(slot), Some(Flow::Udp(_))))
+        .collect();
+    let mut out = Vec::with_capacity(slots.len());
+    let local_of = |s: &socket2::Socket| s.local_addr().ok().and_then(|a| a.as_socket());
+    for slot in slots {
+        if let Some(Flow::Udp(f)) = cx.flows.get(slot) {
+            let local = match (&f.sock, f.via_listener) {
+                (Some(sock), _) => local_of(sock),
+                (None, Some((index, _))) => listeners.get(index).and_then(|l| local_of(&l.sock)),
+                (None, None) => None,
+            };
+            if let Some(local) = local {
+                if let Some(sock) = &f.sock {
+                    let hold = sock
+                        .set_reuse_address(true)
+                        .and_then(|()| sock::hold(local, false));
+                    match hold {
+                        Ok(h) => holds.push(h),
+                        Err(e) => tracing::debug!("migration: no hold on UDP {local}: {e}"),
+                    }
+                }
+                out.push(UdpState {
+                    guest: f.guest,
+                    remote: f.remote,
+                    local,
+                    inbound_peer: f.via_listener.map(|(_, peer)| peer),
+                });
+            }
+        }
+        cx.remove_flow(slot);
+    }
+    cx.counters.udp_migrated_out += out.len() as u64;
+    out
 }
 
 /// Takes over `state` (the target, before its guest runs).
 pub fn import<G: GuestTx>(
     cx: &mut Ctx<G>,
+    listeners: &[Listener],
     state: State,
     repair: Option<&mut Repair>,
     budget: &HeldBudget,
@@ -204,6 +258,13 @@ pub fn import<G: GuestTx>(
     let mut done = Imported::default();
     cx.out.guest_mac = state.guest_mac;
     adopt(&mut cx.cfg, state.view);
+    for u in &state.udp {
+        if crate::udp::adopt(cx, listeners, u) {
+            cx.counters.udp_migrated_in += 1;
+        } else {
+            tracing::debug!("migration: UDP {} ↔ {} not rebuilt", u.guest, u.remote);
+        }
+    }
     let fail = |done: &mut Imported, t: &TcpState, why: &dyn std::fmt::Display| {
         tracing::warn!("migration: {} ↔ {} not rebuilt: {why}", t.guest, t.remote);
         done.tcp_failed += 1;

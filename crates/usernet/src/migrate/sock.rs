@@ -91,14 +91,20 @@ pub fn dump(sock: &Socket) -> io::Result<SockState> {
     })
 }
 
-/// A listener on `local` that drops every segment: while a connection on `local` is
-/// between engines, the peer's segments for it get no reset from the kernel.
-pub fn hold(local: std::net::SocketAddr) -> io::Result<Socket> {
-    let sock = Socket::new(Domain::for_address(local), Type::STREAM, None)?;
+/// A socket on `local` that drops everything: while a connection (`tcp`: a listener)
+/// or a UDP flow on `local` is between engines, the kernel answers its peer with no
+/// reset or port unreachable. It shares the address (`SO_REUSEADDR`) with whoever
+/// takes the flow over in the same namespace; an established or connected socket
+/// there is preferred to it.
+pub fn hold(local: std::net::SocketAddr, tcp: bool) -> io::Result<Socket> {
+    let ty = if tcp { Type::STREAM } else { Type::DGRAM };
+    let sock = Socket::new(Domain::for_address(local), ty, None)?;
     sock.set_reuse_address(true)?;
     crate::sys::drop_all_input(sock.as_fd())?;
     sock.bind(&local.into())?;
-    sock.listen(1)?;
+    if tcp {
+        sock.listen(1)?;
+    }
     Ok(sock)
 }
 

@@ -83,6 +83,8 @@ pub struct Counters {
     pub tcp_migrated_out: u64,
     pub tcp_migrated_in: u64,
     pub tcp_migrate_failed: u64,
+    /// Migrations whose read-out was taken back: the guest ran on the source again.
+    pub migrations_taken_back: u64,
     /// UDP flows handed to a migration's target, and taken over from a source.
     pub udp_migrated_out: u64,
     pub udp_migrated_in: u64,
@@ -99,7 +101,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 53] = [
+        let fields: [(&str, u64); 54] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -142,6 +144,7 @@ impl Counters {
             ("tcp_migrated_queue_out", self.tcp_migrated_queue_out),
             ("tcp_migrated_queue_in", self.tcp_migrated_queue_in),
             ("tcp_migrated_owed", self.tcp_migrated_owed),
+            ("migrations_taken_back", self.migrations_taken_back),
             ("udp_migrated_out", self.udp_migrated_out),
             ("udp_migrated_in", self.udp_migrated_in),
             ("vu_frames_from_guest", d.frames_from_guest),

@@ -93,6 +93,9 @@ pub struct Engine<G> {
     /// After a migration's read-out: listeners that keep the kernel silent toward the
     /// peers of the connections handed over (`migrate::hand_over`).
     holds: Vec<socket2::Socket>,
+    /// What the last read-out handed over, until the guest runs again here (the
+    /// migration failed: it is taken back) or a new guest comes.
+    handed_over: Option<crate::migrate::format::State>,
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -119,6 +122,7 @@ impl<G: GuestTx> Engine<G> {
             next_timer: None,
             pending_resets: Vec::new(),
             holds: Vec::new(),
+            handed_over: None,
         };
         if engine.cx.cfg.raw_ping && engine.cx.cfg.relay_icmp {
             engine.open_raw_ping()?;
@@ -184,7 +188,9 @@ impl<G: GuestTx> Engine<G> {
         &mut self,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::format::State {
-        crate::migrate::export(&mut self.cx, &self.listeners, repair, &mut self.holds)
+        let state = crate::migrate::export(&mut self.cx, &self.listeners, repair, &mut self.holds);
+        self.handed_over = Some(state.clone());
+        state
     }
 
     /// Takes over the state a migration's source handed over (before the guest runs).
@@ -209,8 +215,32 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
+    /// The guest runs again after a pause, its device and flows as they were. After a
+    /// migration's read-out that means the migration failed (QEMU resumes the source):
+    /// what was handed over is taken back — the connections rebuilt from the state as
+    /// a target would rebuild them, the forwarded ports listening again, the holds let
+    /// go once the connections have their addresses back.
+    pub fn guest_resumed(&mut self, repair: Option<&mut crate::migrate::repair::Repair>) {
+        let Some(state) = self.handed_over.take() else {
+            tracing::info!("guest resumed");
+            return;
+        };
+        tracing::warn!("migration: the guest runs here again; taking its state back");
+        for l in &self.listeners {
+            if let Err(e) = crate::sys::detach_filter(std::os::fd::AsFd::as_fd(&l.sock)) {
+                tracing::warn!("migration: forwarded port {} stays silent: {e}", l.port);
+            }
+        }
+        self.import_state(state, repair);
+        self.holds.clear();
+        self.cx.counters.migrations_taken_back += 1;
+        self.migration_resumed();
+    }
+
     /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.
     pub fn guest_connected(&mut self) {
+        self.handed_over = None;
+        self.holds.clear();
         for slot in self.cx.flows.slots().collect::<Vec<_>>() {
             let gone = self.cx.abort_flow(slot);
             self.forget_ping(gone, slot);

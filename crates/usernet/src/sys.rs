@@ -23,7 +23,8 @@
 //! - `SO_ATTACH_FILTER` with a one-instruction program that keeps nothing: from then on
 //!   the kernel drops every segment for the socket before TCP sees it — none is
 //!   acknowledged, none answered with a reset — so the peer keeps it and sends it again
-//!   later (a migration's switch-over, `migrate/`).
+//!   later (a migration's switch-over, `migrate/`); `SO_DETACH_FILTER` takes it off again
+//!   (the migration failed and the guest runs here again).
 //!
 //! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
 //! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
@@ -333,6 +334,26 @@ pub fn drop_all_input(fd: BorrowedFd<'_>) -> io::Result<()> {
             libc::SO_ATTACH_FILTER,
             (&raw const program).cast(),
             size_of_val(&program) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Takes the filter [`drop_all_input`] attached off `fd` again.
+pub fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let unused: libc::c_int = 0;
+    // SAFETY: the option reads no argument; a live `int` is passed all the same.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_FILTER,
+            (&raw const unused).cast(),
+            size_of_val(&unused) as libc::socklen_t,
         )
     };
     if rc == 0 {

@@ -206,13 +206,71 @@ impl<'a> Switch<'a> {
         status
     }
 
+    /// A migration whose target fails: its engine ends once the target QEMU has
+    /// connected, so the target cannot take the device's state; then, as libvirt does
+    /// when the target did not finish, the source is told to go on (`cont`). The
+    /// source's last `query-migrate`.
+    fn fail_migration(&mut self) -> serde_json::Value {
+        let (src_qmp, dst_qmp, channel) = (
+            self.dir.path().join("source.qmp"),
+            self.dir.path().join("target.qmp"),
+            self.dir.path().join("migration.sock"),
+        );
+        let target = Guest::boot_with(
+            self.target_ns,
+            &[GuestNic::vhost_user(
+                &self.dir.path().join("target").join("vu.sock"),
+                MAC,
+            )],
+            &self.script,
+            &GuestOptions {
+                extra_args: vec![
+                    "-qmp".into(),
+                    qmp_arg(&dst_qmp),
+                    "-incoming".into(),
+                    format!("unix:{}", channel.display()),
+                ],
+                ..GuestOptions::default()
+            },
+        )
+        .expect("target QEMU starts");
+        self.target = Some(target);
+        let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
+        let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+        let dir = self.dir.path().join("target");
+        self.target_engine.take().unwrap().stop(&dir);
+        qmp.execute(
+            "migrate",
+            serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
+        )
+        .expect("migrate");
+        let mut status = serde_json::Value::Null;
+        wait_until("the migration ends", Duration::from_secs(120), || {
+            status = qmp
+                .execute("query-migrate", serde_json::json!({}))
+                .expect("query-migrate");
+            status["status"] == "completed" || status["status"] == "failed"
+        });
+        let run = qmp
+            .execute("query-status", serde_json::json!({}))
+            .expect("query-status");
+        if run["status"] != "running" {
+            qmp.execute("cont", serde_json::json!({})).expect("cont");
+        }
+        self.target = None;
+        status
+    }
+
     /// Ends both QEMUs and both engines; the engines' counters (source, target).
     fn stop(mut self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         self.source = None;
         self.target = None;
         let dir = self.dir.path().to_path_buf();
         let src = self.source_engine.take().unwrap().stop(&dir.join("source"));
-        let dst = self.target_engine.take().unwrap().stop(&dir.join("target"));
+        let dst = match self.target_engine.take() {
+            Some(e) => e.stop(&dir.join("target")),
+            None => common::pod::read_stats(&dir.join("target").join("stats")),
+        };
         (src, dst)
     }
 }
@@ -420,22 +478,19 @@ fn repair_helper(socket: &std::path::Path) -> std::thread::JoinHandle<std::io::R
     })
 }
 
-#[test]
-fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
-    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
-    let pod = PodFixture::new().expect("CNI pod");
-    let peer4 = pod.peer_ip(false).unwrap();
-    let mut peer = Peer::start(&pod);
+/// The guest of [`STREAMS`] booted on the source, streaming, its 100 idle connections
+/// answering.
+fn streaming<'a>(pod: &'a PodFixture, peer: &mut Peer) -> Switch<'a> {
     let script = STREAMS
         .replace("@MAC@", MAC)
-        .replace("@PEER4@", &peer4.to_string())
+        .replace("@PEER4@", &pod.peer_ip(false).unwrap().to_string())
         .replace("@ECHO@", &ECHO.to_string())
         .replace("@SINK@", &SINK.to_string())
         .replace("@SOURCE@", &SOURCE.to_string())
         .replace("@PHASE@", &PHASE.to_string())
         .replace("@UDP@", &UDP_ECHO.to_string());
-    let cfg = || engine_config(&pod, &[]);
-    let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
+    let cfg = || engine_config(pod, &[]);
+    let switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
     wait_until("the guest streams", Duration::from_secs(150), || {
         switch
             .source()
@@ -444,7 +499,34 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
             .any(|l| l.trim() == "STREAMING")
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(peer.ask("check"), "IDLE 100 100", "before the migration");
+    assert_eq!(peer.ask("check"), "IDLE 100 100", "before");
+    switch
+}
+
+/// Both streams, checked by their receivers once the peer is told to stop: every byte
+/// once, in order, no error.
+fn assert_streams_whole(streams: &str, results: &BTreeMap<String, String>) {
+    let fields: Vec<&str> = streams.split_whitespace().collect();
+    assert_eq!(fields[2..4], ["GAP", "None"], "{streams}");
+    assert_eq!(fields[6..], ["ERR", "None"], "{streams}");
+    assert_eq!(
+        results.get("gap").map(String::as_str),
+        Some("none"),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.get("received").map(String::as_str),
+        Some(fields[5]),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let mut peer = Peer::start(&pod);
+    let mut switch = streaming(&pod, &mut peer);
     // The sink stops reading: the guest's stream fills the source socket's send queue,
     // which the target must take over whole.
     assert_eq!(peer.ask("hold"), "OK");
@@ -474,10 +556,9 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
         src["tcp_migrated_queue_out"], dst["tcp_migrated_queue_in"],
         "every queued byte rebuilt"
     );
-    // The guest's stream reached the sink whole, in order, and went on after the switch.
-    let fields: Vec<&str> = streams.split_whitespace().collect();
-    assert_eq!(fields[2..4], ["GAP", "None"], "{streams}");
-    assert_eq!(fields[6..], ["ERR", "None"], "{streams}");
+    // The guest's stream reached the sink whole, in order, and went on after the
+    // switch; the peer's reached the guest the same way.
+    assert_streams_whole(&streams, &results);
     // The guest's UDP flow (a TFTP download, block by block) kept its source port (the
     // peer saw one), went on after the switch, and delivered every block once.
     let udp: Vec<&str> = udp_after.split_whitespace().collect();
@@ -498,18 +579,63 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
         "{udp_end}"
     );
     assert!(dst["udp_migrated_in"] >= 1, "{dst:?}");
-    // The peer's stream reached the guest whole and in order.
-    let sent = fields[5];
+}
+
+/// A paused VM (QMP `stop`, then `cont`: `virtctl pause` and `unpause`) stops and
+/// restarts its queues: the engine keeps its connections, and both streams go on whole.
+#[test]
+fn a_paused_guest_goes_on_with_its_connections() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let mut peer = Peer::start(&pod);
+    let mut switch = streaming(&pod, &mut peer);
+    let mut qmp = Qmp::connect(
+        &switch.dir.path().join("source.qmp"),
+        Duration::from_secs(10),
+    )
+    .expect("source QMP");
+    qmp.execute("stop", serde_json::json!({})).expect("stop");
+    std::thread::sleep(Duration::from_secs(2));
+    qmp.execute("cont", serde_json::json!({})).expect("cont");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(peer.ask("check"), "IDLE 100 100", "after the pause");
+    let streams = peer.ask("stop");
+    let guest = switch.source.as_mut().unwrap();
+    let results = guest.wait_done(Duration::from_secs(60));
+    let console = guest.console();
+    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (src, _) = switch.stop();
+    assert_streams_whole(&streams, &results);
+    assert_eq!(src["tcp_migrated_out"], 0, "{src:?}");
+}
+
+/// A migration whose target fails after the source read its state out: QEMU resumes
+/// the source, whose engine takes the state back — the connections rebuilt from what
+/// it read, the forwarded ports open again — so the 100 idle connections and both
+/// streams go on whole there.
+#[test]
+fn a_migration_whose_target_fails_leaves_the_guest_its_connections() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let mut peer = Peer::start(&pod);
+    let mut switch = streaming(&pod, &mut peer);
+    let status = switch.fail_migration();
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        results.get("gap").map(String::as_str),
-        Some("none"),
-        "{results:?}"
+        peer.ask("check"),
+        "IDLE 100 100",
+        "after the failed migration ({status})"
     );
-    assert_eq!(
-        results.get("received").map(String::as_str),
-        Some(sent),
-        "{results:?}"
-    );
+    let streams = peer.ask("stop");
+    let guest = switch.source.as_mut().unwrap();
+    let results = guest.wait_done(Duration::from_secs(60));
+    let console = guest.console();
+    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (src, _) = switch.stop();
+    assert_streams_whole(&streams, &results);
+    assert_eq!(src["migrations_taken_back"], 1, "{src:?}");
+    assert_eq!(src["tcp_migrated_out"], 102, "{src:?}");
+    assert_eq!(src["tcp_migrate_failed"], 0, "{src:?}");
 }
 
 /// The target pod's forwarded port, served by the guest after the migration.

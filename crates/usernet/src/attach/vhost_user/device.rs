@@ -170,6 +170,8 @@ pub struct Device {
     transfer_ok: bool,
     /// The transmit queue looked at first next time (queues take turns).
     next_tx: usize,
+    /// A queue was given a nonzero start since the queues last stopped ([`Device::resumed`]).
+    resumed: bool,
     counters: DeviceCounters,
 }
 
@@ -197,6 +199,7 @@ impl Device {
             rings: std::array::from_fn(|_| Ring::new()),
             transfer: None,
             transfer_ok: true,
+            resumed: false,
             next_tx: TX,
             counters: DeviceCounters::default(),
         }
@@ -213,6 +216,12 @@ impl Device {
 
     pub fn counters(&self) -> DeviceCounters {
         self.counters
+    }
+
+    /// Whether the queues started where they had stopped (a paused guest running again,
+    /// or a migrated one), not afresh (at 0: a new or reset device).
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Whether queue `q` is served now.
@@ -741,6 +750,7 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
         let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
+        self.resumed |= base != 0;
         let queue = &mut self.ring(index)?.queue;
         queue.set_next_avail(base);
         queue.set_next_used(base);
@@ -748,6 +758,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        self.resumed = false;
         let ring = self.ring(index)?;
         ring.started = false;
         ring.queue.set_ready(false);

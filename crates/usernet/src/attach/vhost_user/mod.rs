@@ -21,9 +21,11 @@
 //! Tokens: the control socket is [`CONTROL`], the listening socket [`LISTENER`], queue
 //! `q`'s kick `FIRST_KICK + q` — a transmit queue's means frames to read, a receive
 //! queue's that the guest added buffers (the engine may send again). The engine learns
-//! of a guest when its driver starts the first queue pair (boot, reset after a reboot),
-//! and of its end when QEMU closes the socket: with `one_off` the engine then ends, else
-//! it waits for the next QEMU.
+//! of a guest when its driver starts the first queue pair at index 0 (boot, reset after
+//! a reboot: its flows are forgotten), of a resumed one when the queues start again where
+//! they stopped (a paused VM continued: its flows go on; after a migration's read-out,
+//! the migration failed and the state is taken back), and of its end when QEMU closes
+//! the socket: with `one_off` the engine then ends, else it waits for the next QEMU.
 //!
 //! Multiqueue: up to four pairs (QEMU `queues=N`, the guest's driver enables as many as
 //! it has vCPUs). The guest picks the transmit queue (per CPU); the engine reads them in
@@ -285,12 +287,15 @@ impl VhostUserLink {
             }
         }
         let running = dev.running(RX) && dev.running(TX);
+        let resumed = dev.resumed();
         drop(dev);
         let started = running && !self.rx_running;
         self.rx_running = running;
         if started {
             if std::mem::take(&mut self.migrated_in) {
                 engine.migration_resumed();
+            } else if resumed {
+                engine.guest_resumed(self.repair.as_mut());
             } else {
                 engine.guest_connected();
             }
@@ -318,6 +323,7 @@ fn save(
     repair: Option<&mut Repair>,
 ) -> bool {
     use std::io::Write;
+    let began = std::time::Instant::now();
     let bytes = engine.export_state(repair).encode();
     let _ = nix::fcntl::fcntl(
         &file,
@@ -326,7 +332,11 @@ fn save(
     let mut file = file;
     match file.write_all(&bytes) {
         Ok(()) => {
-            tracing::info!("migration: {} bytes of state handed to QEMU", bytes.len());
+            tracing::info!(
+                "migration: {} bytes of state handed to QEMU in {:.3} ms",
+                bytes.len(),
+                began.elapsed().as_secs_f64() * 1e3
+            );
             true
         }
         Err(e) => {
@@ -343,6 +353,7 @@ fn load(
     repair: Option<&mut Repair>,
 ) -> bool {
     use std::io::Read;
+    let began = std::time::Instant::now();
     let _ = nix::fcntl::fcntl(
         &file,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
@@ -355,6 +366,11 @@ fn load(
     match State::decode(&bytes) {
         Ok(state) => {
             engine.import_state(state, repair);
+            tracing::info!(
+                "migration: {} bytes of state taken over in {:.3} ms",
+                bytes.len(),
+                began.elapsed().as_secs_f64() * 1e3
+            );
             true
         }
         Err(e) => {

@@ -332,6 +332,27 @@ fn run_one(
         std::fs::read_to_string(p("source.log")).unwrap_or_default(),
         std::fs::read_to_string(p("target.log")).unwrap_or_default(),
     );
+    if alive < n {
+        let said = |log: &str| {
+            log.lines()
+                .filter(|l| {
+                    let l = l.to_lowercase();
+                    l.contains("migrat")
+                        || l.contains("repair")
+                        || l.contains("warn")
+                        || l.contains("error")
+                })
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        eprintln!(
+            "bench migrate: {alive} of {n} connections alive after migrating with {}:\nsource engine:\n{}\ntarget engine:\n{}",
+            label(engine),
+            said(&src_log),
+            said(&dst_log)
+        );
+    }
     let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     Ok(Sample {
         downtime_ms: ms(&status["downtime"]),

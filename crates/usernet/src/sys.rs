@@ -343,6 +343,27 @@ pub fn drop_all_input(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// Whether `fd` has a socket filter (one a repair helper attached, say).
+pub fn has_filter(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut len: libc::socklen_t = 0;
+    // SAFETY: with a zero length the kernel writes no option value (a null pointer is
+    // what it expects then) and stores the filter's instruction count in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER, // SO_GET_FILTER
+            std::ptr::null_mut(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(len > 0)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Takes the filter [`drop_all_input`] attached off `fd` again.
 pub fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
     let unused: libc::c_int = 0;

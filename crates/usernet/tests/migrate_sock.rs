@@ -95,3 +95,58 @@ fn a_send_queue_larger_than_the_rebuilt_buffer_reaches_the_peer_whole() {
     .join()
     .unwrap();
 }
+
+/// The peer's data that reaches a source socket after it was made deaf and read out is
+/// not acknowledged there: the peer sends it again, and the socket rebuilt from the
+/// state gets every byte once, in order — with a socket filter, and with the padded
+/// receive queue an engine falls back to where it may not attach one.
+fn late_data_reaches_the_rebuilt_socket(may_filter: bool, want: sock::Deaf) {
+    require_privileges(&["ip"]).unwrap();
+    let ns = Netns::new("mig-deaf").expect("namespace");
+    let path = ns.path();
+    std::thread::spawn(move || {
+        netbind_testbed::enter(&path).expect("enter the namespace");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let source: socket2::Socket = TcpStream::connect(listener.local_addr().unwrap())
+            .unwrap()
+            .into();
+        let (mut peer, _) = listener.accept().unwrap();
+        let stream: Vec<u8> = (0..150_000).map(pattern).collect();
+        // Early data, unread in the source's receive queue; the late part follows the
+        // read-out.
+        peer.write_all(&stream[..100_000]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        repair(&source, true);
+        let (state, deaf) = sock::read_out(&source, may_filter).expect("read out");
+        assert_eq!(deaf, want);
+        assert_eq!(state.recv_queue, stream[..100_000], "the early data, as queued");
+        peer.write_all(&stream[100_000..]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let unacked = sys::socket_ioctl_int(peer.as_fd(), nix::libc::TIOCOUTQ).unwrap();
+        assert_eq!(unacked, 50_000, "the late data is not acknowledged by the source");
+        drop(source);
+
+        let target = sock::fresh(&state).expect("fresh socket");
+        repair(&target, true);
+        sock::restore(&target, &state).expect("restore");
+        repair(&target, false);
+        target.set_nonblocking(false).unwrap();
+        let mut target: TcpStream = target.into();
+        target.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = vec![0u8; stream.len()];
+        target.read_exact(&mut got).expect("every byte reaches the target");
+        assert!(got == stream, "every byte once, in order");
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn late_data_is_left_to_the_target_with_a_socket_filter() {
+    late_data_reaches_the_rebuilt_socket(true, sock::Deaf::Filter);
+}
+
+#[test]
+fn late_data_is_left_to_the_target_with_a_padded_receive_queue() {
+    late_data_reaches_the_rebuilt_socket(false, sock::Deaf::Padded);
+}

@@ -28,12 +28,16 @@
 //!
 //! No segment is lost or answered with a reset during the switch, though in repair mode
 //! the kernel still takes and acknowledges what the peer sends: before each socket is
-//! read, a socket filter makes the kernel drop the peer's segments unacknowledged (the
-//! peer sends them again, to the target); after its close, a hold — a listener on the
-//! connection's address with the same filter — keeps the kernel from resetting the
-//! peer while no socket has the connection (both engines in one namespace). The
-//! forwarded ports' listeners are silenced the same way. The target's rebuilt socket
-//! takes precedence over a hold, being established.
+//! read it is made deaf — a socket filter drops the peer's segments unacknowledged (the
+//! peer sends them again, to the target), attached by the repair helper (`netbind
+//! passt-repair`) or the engine itself; where neither can (upstream passt-repair, and a
+//! kernel that wants `CAP_NET_ADMIN` for socket filters), the receive queue is padded
+//! past the offered window so that all the peer sends is a duplicate. After its close,
+//! a hold — a listener on the connection's address with the same filter — keeps the
+//! kernel from resetting the peer while no socket has the connection. The forwarded
+//! ports' listeners are silenced the same way. The target's rebuilt socket takes
+//! precedence over a hold, being established. Without socket filters the close leaves
+//! that gap open (a reset if a segment comes before the target has the connection).
 
 pub mod format;
 pub mod repair;
@@ -123,9 +127,10 @@ pub fn export<G: GuestTx>(
         tracing::warn!("migration: {e}; the TCP connections cannot move");
         return state;
     }
+    let mut deafness = [0usize; 3];
     for slot in movable {
         if let Some(Flow::Tcp(c)) = cx.flows.get(slot) {
-            match hand_over(&c.sock, holds) {
+            match hand_over(&c.sock, holds, &mut deafness) {
                 Ok(s) => state.tcp.push(TcpState {
                     guest: c.guest,
                     remote: c.remote,
@@ -154,33 +159,31 @@ pub fn export<G: GuestTx>(
         .iter()
         .map(|t| (t.sock.send_queue.len() + t.sock.recv_queue.len()) as u64)
         .sum::<u64>();
-    tracing::info!("migration: {} TCP connections read out", state.tcp.len());
+    tracing::info!(
+        "migration: {} TCP connections read out ({} deaf by a socket filter, {} by a padded receive queue, {} not)",
+        state.tcp.len(),
+        deafness[sock::Deaf::Filter as usize],
+        deafness[sock::Deaf::Padded as usize],
+        deafness[sock::Deaf::Not as usize]
+    );
     state
 }
 
 /// One connection's kernel state, read out so that no segment of the peer's is lost or
-/// answered (`sock` in repair mode): from the filter on, the kernel drops the peer's
-/// segments unacknowledged, so what the state holds is all the peer was told arrived;
-/// the read is repeated until the queues' ends stand still (a segment already past the
-/// filter when it was attached may land during the first read). After the close a
-/// hold — a listener on the connection's address that drops everything — keeps the
-/// kernel from answering the peer with a reset until the target has rebuilt the
-/// connection (with both engines in one namespace; elsewhere it is harmless). A hold
-/// that cannot bind (the address is a forwarded port's: its listener is silenced
-/// instead, [`silence_listeners`]) is left out.
+/// answered (`sock` in repair mode): made deaf first ([`sock::read_out`]), so what the
+/// state holds is all the peer was told arrived (`deafness` counts how, by
+/// [`sock::Deaf`]). After the close a hold — a listener on the connection's address
+/// that drops everything — keeps the kernel from answering the peer with a reset until
+/// the target has rebuilt the connection. A hold that cannot be made (no socket filter
+/// allowed; the address is a forwarded port's, whose listener is silenced instead,
+/// [`silence_listeners`]) is left out.
 fn hand_over(
     sock: &socket2::Socket,
     holds: &mut Vec<socket2::Socket>,
+    deafness: &mut [usize; 3],
 ) -> std::io::Result<format::SockState> {
-    crate::sys::drop_all_input(sock.as_fd())?;
-    let mut s = sock::dump(sock)?;
-    for _ in 0..3 {
-        let again = sock::dump(sock)?;
-        if (again.send_seq, again.recv_seq) == (s.send_seq, s.recv_seq) {
-            break;
-        }
-        s = again;
-    }
+    let (s, deaf) = sock::read_out(sock, true)?;
+    deafness[deaf as usize] += 1;
     sock.set_reuse_address(true)?;
     match sock::hold(s.local, true) {
         Ok(h) => holds.push(h),
@@ -196,7 +199,7 @@ fn hand_over(
 fn silence_listeners(listeners: &[Listener]) {
     for l in listeners {
         if let Err(e) = crate::sys::drop_all_input(l.sock.as_fd()) {
-            tracing::warn!("migration: cannot silence forwarded port {}: {e}", l.port);
+            tracing::debug!("migration: cannot silence forwarded port {}: {e}", l.port);
         }
     }
 }

@@ -9,7 +9,11 @@
 //! answers with the same byte. A wrong or missing answer fails the batch.
 //!
 //! [`Repair`] is the engine's side (listening, the helper's connection once made);
-//! [`helper`] is the helper (`netbind passt-repair PATH`).
+//! [`helper`] is the helper (`netbind passt-repair PATH`). Beyond passt-repair, it keeps
+//! a socket in repair mode deaf: a socket filter that drops everything goes on with
+//! repair mode and off with it, so a peer's segment that reaches the source after the
+//! read-out is not acknowledged there (the engine attaches the same filter itself where
+//! the kernel lets it, and pads the receive queue where it does not: `sock.rs`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -175,6 +179,21 @@ pub fn helper(path: &Path, wait: Duration) -> io::Result<()> {
         for fd in &owned {
             if let Err(e) = sys::tcp_set(fd.as_fd(), tcp_repair::TCP_REPAIR, &[mode as u32]) {
                 eprintln!("passt-repair: TCP_REPAIR {mode}: {e}");
+                ok = false;
+            }
+            // Deaf while in repair mode: the peer's segments are dropped before TCP
+            // sees them (none acknowledged, none answered). An engine may not attach
+            // the filter itself where socket filters need CAP_NET_ADMIN.
+            let deaf = if mode == Mode::On as i32 {
+                sys::drop_all_input(fd.as_fd())
+            } else {
+                sys::detach_filter(fd.as_fd()).or_else(|e| match e.raw_os_error() {
+                    Some(nix::libc::ENOENT) => Ok(()),
+                    _ => Err(e),
+                })
+            };
+            if let Err(e) = deaf {
+                eprintln!("passt-repair: socket filter for TCP_REPAIR {mode}: {e}");
                 ok = false;
             }
         }

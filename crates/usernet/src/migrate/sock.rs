@@ -1,6 +1,7 @@
 //! A connected TCP socket's kernel state, read out and rebuilt in repair mode.
 //!
-//! Read ([`dump`], the socket in repair mode): both queues' ends (`TCP_QUEUE_SEQ` with the
+//! Read ([`read_out`], the socket in repair mode, made deaf to the peer first — see
+//! [`Deaf`] — then [`dump`]): both queues' ends (`TCP_QUEUE_SEQ` with the
 //! queue selected), the send queue (what the peer has not acknowledged: with the send
 //! queue selected, a peek reads it from its start) and the receive queue (what was not
 //! read: the relay only peeks, so this is also what the guest has not acknowledged),
@@ -91,6 +92,82 @@ pub fn dump(sock: &Socket) -> io::Result<SockState> {
     })
 }
 
+/// How a socket in repair mode was kept from taking more of the peer's data before it
+/// was read out ([`read_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deaf {
+    /// A socket filter drops the peer's segments before TCP sees them (the repair
+    /// helper's, or the engine's own where the kernel lets it attach one).
+    Filter,
+    /// The receive queue was padded past the right edge of the window the peer was
+    /// offered: whatever the peer sends now lies before the queue's end and is dropped
+    /// as a duplicate (its acknowledgments name bytes the peer never sent, which it
+    /// ignores). The padding is not part of the state.
+    Padded,
+    /// Neither worked: a segment that lands between the read and the close is lost.
+    Not,
+}
+
+/// Reads `sock`'s state (in repair mode) once it takes nothing more from the peer, so
+/// the state holds all the peer was told arrived: by a socket filter if one is there or
+/// (`may_filter`) can be attached, else by padding.
+pub fn read_out(sock: &Socket, may_filter: bool) -> io::Result<(SockState, Deaf)> {
+    let fd = sock.as_fd();
+    let filtered = sys::has_filter(fd).unwrap_or(false)
+        || may_filter && sys::drop_all_input(fd).is_ok();
+    if filtered {
+        // A segment already past the filter when it was attached may land during the
+        // first read: read until the queues' ends stand still.
+        let mut s = dump(sock)?;
+        for _ in 0..3 {
+            let again = dump(sock)?;
+            if (again.send_seq, again.recv_seq) == (s.send_seq, s.recv_seq) {
+                break;
+            }
+            s = again;
+        }
+        return Ok((s, Deaf::Filter));
+    }
+    // The window as it stood before the padding (an acknowledgment sent after it
+    // would name the padded end).
+    let window = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
+    let (pad, whole) = pad_past_window(sock)?;
+    let mut s = dump(sock)?;
+    if s.recv_queue.len() < pad {
+        return Err(io::Error::other("the receive queue lost its padding"));
+    }
+    s.recv_queue.truncate(s.recv_queue.len() - pad);
+    s.recv_seq = s.recv_seq.wrapping_sub(pad as u32);
+    s.window = window;
+    Ok((s, if whole { Deaf::Padded } else { Deaf::Not }))
+}
+
+/// Writes padding into the receive queue (repair mode) until its end lies past the
+/// offered window's right edge; the bytes written, and whether it got there.
+fn pad_past_window(sock: &Socket) -> io::Result<(usize, bool)> {
+    let fd = sock.as_fd();
+    let zeros = vec![0u8; RECV_PIECE];
+    let mut pad = 0;
+    let whole = loop {
+        let [_, _, _, rcv_wnd, rcv_wup] = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
+        select(fd, r::RECV_QUEUE)?;
+        let [rcv_nxt] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
+        // Bytes from the queue's end to the edge, inclusive; negative once past it.
+        let short = rcv_wup.wrapping_add(rcv_wnd).wrapping_sub(rcv_nxt) as i32;
+        if short < 0 {
+            break true;
+        }
+        let n = (short as usize + 1).min(RECV_PIECE);
+        let took = write(sock, &zeros[..n])?;
+        pad += took;
+        if took < n {
+            break false;
+        }
+    };
+    select(fd, r::NO_QUEUE)?;
+    Ok((pad, whole))
+}
+
 /// A socket on `local` that drops everything: while a connection (`tcp`: a listener)
 /// or a UDP flow on `local` is between engines, the kernel answers its peer with no
 /// reset or port unreachable. It shares the address (`SO_REUSEADDR`) with whoever
@@ -100,7 +177,13 @@ pub fn hold(local: std::net::SocketAddr, tcp: bool) -> io::Result<Socket> {
     let ty = if tcp { Type::STREAM } else { Type::DGRAM };
     let sock = Socket::new(Domain::for_address(local), ty, None)?;
     sock.set_reuse_address(true)?;
-    crate::sys::drop_all_input(sock.as_fd())?;
+    // A UDP hold that cannot drop what it gets still keeps the kernel from answering
+    // "port unreachable" (it only queues); a TCP one without the filter would reset.
+    if let Err(e) = crate::sys::drop_all_input(sock.as_fd())
+        && tcp
+    {
+        return Err(e);
+    }
     sock.bind(&local.into())?;
     if tcp {
         sock.listen(1)?;

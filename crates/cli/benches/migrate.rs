@@ -18,7 +18,8 @@
 //!
 //! Settings (environment): `MIGRATE_BENCH_ROUNDS` (default 3), `MIGRATE_BENCH_SIZES`
 //! (connection counts, default `1 100 1000`), `MIGRATE_BENCH_PASST` (default
-//! `/opt/netbind-peers/passt-2025_05_03/passt`, its `passt-repair` beside it).
+//! `/opt/netbind-peers/passt-2025_05_03/passt`, its `passt-repair` beside it),
+//! `MIGRATE_BENCH_ONLY` (only the contender whose name contains it).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -165,6 +166,8 @@ struct Sample {
     source_ms: f64,
     target_ms: f64,
     alive: usize,
+    /// What netbind's source engine said of its read-out (how long, how made deaf).
+    said: String,
 }
 
 /// The engine's part on one side, from its log.
@@ -360,6 +363,15 @@ fn run_one(
         source_ms: engine_ms(engine, &src_log, true),
         target_ms: engine_ms(engine, &dst_log, false),
         alive,
+        said: src_log
+            .lines()
+            .find(|l| l.contains("connections read out"))
+            .map(|l| {
+                l.split_once("migration: ")
+                    .map_or(l, |(_, r)| r)
+                    .to_string()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -404,24 +416,29 @@ fn main() {
         "{} or its passt-repair is missing: scripts/install-deps.sh builds them",
         passt.display()
     );
+    let only = std::env::var("MIGRATE_BENCH_ONLY").unwrap_or_default();
     let pod = PodFixture::new().expect("CNI pod");
     let peer_ip = pod.peer_ip(false).expect("peer address");
     let mut samples: BTreeMap<(usize, Engine), Vec<Sample>> = BTreeMap::new();
     for round in 1..=rounds {
         for &n in &sizes {
-            for engine in [Engine::Netbind, Engine::Passt] {
+            for engine in [Engine::Netbind, Engine::Passt]
+                .into_iter()
+                .filter(|e| label(*e).contains(&only))
+            {
                 // A fresh peer per migration: it counts only this guest's connections.
                 let mut peer = Peer::start(&pod);
                 match run_one(&pod, peer_ip, &mut peer, engine, n, &passt) {
                     Ok(s) => {
                         eprintln!(
-                            "bench migrate: round {round}, {n} connections, {}: downtime {:.0} ms, total {:.0} ms, engine {:.1} + {:.1} ms, {} of {n} alive",
+                            "bench migrate: round {round}, {n} connections, {}: downtime {:.0} ms, total {:.0} ms, engine {:.1} + {:.1} ms, {} of {n} alive {}",
                             label(engine),
                             s.downtime_ms,
                             s.total_ms,
                             s.source_ms,
                             s.target_ms,
-                            s.alive
+                            s.alive,
+                            s.said
                         );
                         samples.entry((n, engine)).or_default().push(s);
                     }

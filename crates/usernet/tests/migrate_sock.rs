@@ -117,13 +117,20 @@ fn late_data_reaches_the_rebuilt_socket(may_filter: bool, want: sock::Deaf) {
         peer.write_all(&stream[..100_000]).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         repair(&source, true);
-        let (state, deaf) = sock::read_out(&source, may_filter).expect("read out");
+        let (state, deaf, _) = sock::read_out(&source, may_filter).expect("read out");
         assert_eq!(deaf, want);
-        assert_eq!(state.recv_queue, stream[..100_000], "the early data, as queued");
+        assert_eq!(
+            state.recv_queue,
+            stream[..100_000],
+            "the early data, as queued"
+        );
         peer.write_all(&stream[100_000..]).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let unacked = sys::socket_ioctl_int(peer.as_fd(), nix::libc::TIOCOUTQ).unwrap();
-        assert_eq!(unacked, 50_000, "the late data is not acknowledged by the source");
+        assert_eq!(
+            unacked, 50_000,
+            "the late data is not acknowledged by the source"
+        );
         drop(source);
 
         let target = sock::fresh(&state).expect("fresh socket");
@@ -132,9 +139,13 @@ fn late_data_reaches_the_rebuilt_socket(may_filter: bool, want: sock::Deaf) {
         repair(&target, false);
         target.set_nonblocking(false).unwrap();
         let mut target: TcpStream = target.into();
-        target.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        target
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let mut got = vec![0u8; stream.len()];
-        target.read_exact(&mut got).expect("every byte reaches the target");
+        target
+            .read_exact(&mut got)
+            .expect("every byte reaches the target");
         assert!(got == stream, "every byte once, in order");
     })
     .join()

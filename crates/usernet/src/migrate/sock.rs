@@ -50,6 +50,11 @@ fn peek(sock: &Socket, len: usize) -> io::Result<Vec<u8>> {
 
 /// Reads the state of `sock`, which is in repair mode.
 pub fn dump(sock: &Socket) -> io::Result<SockState> {
+    dump_unpadded(sock, 0)
+}
+
+/// [`dump`] of a socket whose receive queue ends in `pad` bytes of padding, left out.
+fn dump_unpadded(sock: &Socket, pad: usize) -> io::Result<SockState> {
     let fd = sock.as_fd();
     let addr = |a: io::Result<SockAddr>| {
         a?.as_socket()
@@ -66,7 +71,10 @@ pub fn dump(sock: &Socket) -> io::Result<SockState> {
     let send_queue = peek(sock, unacked)?;
     select(fd, r::RECV_QUEUE)?;
     let [recv_seq] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
-    let unread = sys::socket_ioctl_int(fd, nix::libc::FIONREAD)? as usize;
+    let recv_seq = recv_seq.wrapping_sub(pad as u32);
+    let unread = (sys::socket_ioctl_int(fd, nix::libc::FIONREAD)? as usize)
+        .checked_sub(pad)
+        .ok_or_else(|| io::Error::other("the receive queue lost its padding"))?;
     let recv_queue = peek(sock, unread)?;
     select(fd, r::NO_QUEUE)?;
     let [mss] = sys::tcp_get::<1>(fd, nix::libc::TCP_MAXSEG)?;
@@ -111,10 +119,10 @@ pub enum Deaf {
 /// Reads `sock`'s state (in repair mode) once it takes nothing more from the peer, so
 /// the state holds all the peer was told arrived: by a socket filter if one is there or
 /// (`may_filter`) can be attached, else by padding.
-pub fn read_out(sock: &Socket, may_filter: bool) -> io::Result<(SockState, Deaf)> {
+pub fn read_out(sock: &Socket, may_filter: bool) -> io::Result<(SockState, Deaf, usize)> {
     let fd = sock.as_fd();
-    let filtered = sys::has_filter(fd).unwrap_or(false)
-        || may_filter && sys::drop_all_input(fd).is_ok();
+    let filtered =
+        sys::has_filter(fd).unwrap_or(false) || may_filter && sys::drop_all_input(fd).is_ok();
     if filtered {
         // A segment already past the filter when it was attached may land during the
         // first read: read until the queues' ends stand still.
@@ -126,27 +134,22 @@ pub fn read_out(sock: &Socket, may_filter: bool) -> io::Result<(SockState, Deaf)
             }
             s = again;
         }
-        return Ok((s, Deaf::Filter));
+        return Ok((s, Deaf::Filter, 0));
     }
     // The window as it stood before the padding (an acknowledgment sent after it
     // would name the padded end).
     let window = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
     let (pad, whole) = pad_past_window(sock)?;
-    let mut s = dump(sock)?;
-    if s.recv_queue.len() < pad {
-        return Err(io::Error::other("the receive queue lost its padding"));
-    }
-    s.recv_queue.truncate(s.recv_queue.len() - pad);
-    s.recv_seq = s.recv_seq.wrapping_sub(pad as u32);
+    let mut s = dump_unpadded(sock, pad)?;
     s.window = window;
-    Ok((s, if whole { Deaf::Padded } else { Deaf::Not }))
+    Ok((s, if whole { Deaf::Padded } else { Deaf::Not }, pad))
 }
 
 /// Writes padding into the receive queue (repair mode) until its end lies past the
 /// offered window's right edge; the bytes written, and whether it got there.
 fn pad_past_window(sock: &Socket) -> io::Result<(usize, bool)> {
+    static PAD: [u8; 64 << 10] = [0; 64 << 10];
     let fd = sock.as_fd();
-    let zeros = vec![0u8; RECV_PIECE];
     let mut pad = 0;
     let whole = loop {
         let [_, _, _, rcv_wnd, rcv_wup] = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
@@ -157,8 +160,8 @@ fn pad_past_window(sock: &Socket) -> io::Result<(usize, bool)> {
         if short < 0 {
             break true;
         }
-        let n = (short as usize + 1).min(RECV_PIECE);
-        let took = write(sock, &zeros[..n])?;
+        let n = (short as usize + 1).min(PAD.len());
+        let took = write(sock, &PAD[..n])?;
         pad += took;
         if took < n {
             break false;

@@ -180,17 +180,23 @@ fn engine_ms(engine: Engine, log: &str, source: bool) -> f64 {
                 "taken over in "
             };
             log.lines()
-                .filter_map(|l| l.split_once(what))
-                .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-                .last()
+                .rev()
+                .find_map(|l| {
+                    l.split_once(what)?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
                 .unwrap_or(f64::NAN)
         }
         Engine::Passt => {
             let stamp = |marker: &str| {
                 log.lines()
+                    .rev()
                     .filter(|l| l.contains(marker))
-                    .filter_map(|l| l.split_once(": ")?.0.trim().parse::<f64>().ok())
-                    .last()
+                    .find_map(|l| l.split_once(": ")?.0.trim().parse::<f64>().ok())
             };
             match (
                 stamp("Migration requested"),

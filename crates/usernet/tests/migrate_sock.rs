@@ -161,3 +161,57 @@ fn late_data_is_left_to_the_target_with_a_socket_filter() {
 fn late_data_is_left_to_the_target_with_a_padded_receive_queue() {
     late_data_reaches_the_rebuilt_socket(false, sock::Deaf::Padded);
 }
+
+/// Whether `s` is in repair mode (choosing a repair queue is refused otherwise).
+fn in_repair(s: &socket2::Socket) -> bool {
+    sys::tcp_set(s.as_fd(), r::TCP_REPAIR_QUEUE, &[r::NO_QUEUE as u32]).is_ok()
+}
+
+/// Upstream passt-repair (2025_05_03, as KubeVirt's virt-handler runs it) switches every
+/// socket of batches of any size in any order: it receives each message into the
+/// control buffer the previous one left, so a bigger batch after a smaller one would
+/// lose descriptors if the engine did not send every batch at one size.
+#[test]
+fn upstream_passt_repair_switches_every_socket_whatever_the_batch_sizes() {
+    require_privileges(&[]).unwrap();
+    let helper = std::path::Path::new("/opt/netbind-peers/passt-2025_05_03/passt-repair");
+    assert!(
+        helper.is_file(),
+        "{} is missing: run scripts/install-deps.sh",
+        helper.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.sock.repair");
+    let mut repair = netbind_usernet::migrate::repair::Repair::new(
+        netbind_usernet::run::listen_unix(&path).unwrap(),
+        &path,
+    );
+    let mut child = std::process::Command::new(helper)
+        .arg(&path)
+        .spawn()
+        .expect("passt-repair starts");
+    std::thread::sleep(Duration::from_millis(300));
+    let socks: Vec<socket2::Socket> = (0..300)
+        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+        .collect();
+    use netbind_usernet::migrate::repair::Mode;
+    for (count, mode) in [
+        (3, Mode::On),
+        (3, Mode::Off),
+        (70, Mode::On),
+        (300, Mode::On),
+        (1, Mode::Off),
+        (300, Mode::Off),
+    ] {
+        let fds: Vec<_> = socks[..count].iter().map(|s| s.as_fd()).collect();
+        repair.set(&fds, mode).expect("the helper answers");
+        let want = mode == Mode::On;
+        let wrong = socks[..count]
+            .iter()
+            .filter(|s| in_repair(s) != want)
+            .count();
+        assert_eq!(wrong, 0, "{count} sockets set to {mode:?}");
+    }
+    drop(repair);
+    let _ = child.wait();
+}

@@ -129,7 +129,7 @@ pub fn export<G: GuestTx>(
         return state;
     }
     let helper_took = began.elapsed();
-    let mut deafness = [0usize; 4];
+    let mut deafness = Deafness::default();
     for slot in movable {
         if let Some(Flow::Tcp(c)) = cx.flows.get(slot) {
             match hand_over(&c.sock, holds, &mut deafness) {
@@ -166,30 +166,44 @@ pub fn export<G: GuestTx>(
         state.tcp.len(),
         began.elapsed().as_secs_f64() * 1e3,
         helper_took.as_secs_f64() * 1e3,
-        deafness[sock::Deaf::Filter as usize],
-        deafness[sock::Deaf::Padded as usize],
-        deafness[sock::Deaf::Not as usize],
-        deafness[3]
+        deafness.filter,
+        deafness.padded,
+        deafness.not,
+        deafness.padding
     );
     state
 }
 
+/// How the connections read out were made deaf (for the log).
+#[derive(Default)]
+struct Deafness {
+    filter: usize,
+    padded: usize,
+    not: usize,
+    /// Bytes of padding written.
+    padding: usize,
+}
+
 /// One connection's kernel state, read out so that no segment of the peer's is lost or
 /// answered (`sock` in repair mode): made deaf first ([`sock::read_out`]), so what the
-/// state holds is all the peer was told arrived (`deafness` counts how, by
-/// [`sock::Deaf`]). After the close a hold — a listener on the connection's address
-/// that drops everything — keeps the kernel from answering the peer with a reset until
-/// the target has rebuilt the connection. A hold that cannot be made (no socket filter
-/// allowed; the address is a forwarded port's, whose listener is silenced instead,
-/// [`silence_listeners`]) is left out.
+/// state holds is all the peer was told arrived (`deafness` counts how). After the
+/// close a hold — a listener on the connection's address that drops everything — keeps
+/// the kernel from answering the peer with a reset until the target has rebuilt the
+/// connection. A hold that cannot be made (no socket filter allowed; the address is a
+/// forwarded port's, whose listener is silenced instead, [`silence_listeners`]) is left
+/// out.
 fn hand_over(
     sock: &socket2::Socket,
     holds: &mut Vec<socket2::Socket>,
-    deafness: &mut [usize; 4],
+    deafness: &mut Deafness,
 ) -> std::io::Result<format::SockState> {
     let (s, deaf, pad) = sock::read_out(sock, true)?;
-    deafness[deaf as usize] += 1;
-    deafness[3] += pad;
+    match deaf {
+        sock::Deaf::Filter => deafness.filter += 1,
+        sock::Deaf::Padded => deafness.padded += 1,
+        sock::Deaf::Not => deafness.not += 1,
+    }
+    deafness.padding += pad;
     sock.set_reuse_address(true)?;
     match sock::hold(s.local, true) {
         Ok(h) => holds.push(h),

@@ -6,7 +6,8 @@
 //! default). For each batch the engine sends one byte — the mode as a signed byte: 1 on,
 //! 0 off, -1 off without a window probe — with 1 to [`MAX_FDS`] socket descriptors
 //! attached (`SCM_RIGHTS`); the helper sets `TCP_REPAIR` to that value on every one and
-//! answers with the same byte. A wrong or missing answer fails the batch.
+//! answers with the same byte. A wrong or missing answer fails the batch. The engine
+//! sends every batch at one size, [`BATCH`] (see there why).
 //!
 //! [`Repair`] is the engine's side (listening, the helper's connection once made);
 //! [`helper`] is the helper (`netbind passt-repair PATH`). Beyond passt-repair, it keeps
@@ -27,6 +28,12 @@ use crate::sys::{self, tcp_repair};
 
 /// Descriptors per message (passt-repair's limit).
 pub const MAX_FDS: usize = 253;
+/// Descriptors in every message the engine sends: each batch is filled up to this with
+/// a spare socket. passt-repair (2025_05_03) receives each message into the control
+/// buffer the previous one left, so a message with more descriptors than the last had
+/// loses the extra ones — closed by the kernel, the sockets left in repair mode, and
+/// the batch still answered as done. Messages of one size never shrink the buffer.
+pub const BATCH: usize = 64;
 /// How long the helper may take to answer a batch.
 const ANSWER: Duration = Duration::from_secs(10);
 
@@ -54,6 +61,9 @@ pub struct Repair {
     path: String,
     listener: UnixListener,
     helper: Option<UnixStream>,
+    /// What fills a batch up to [`BATCH`]: a TCP socket never connected (repair mode on
+    /// or off changes nothing for it).
+    spare: Option<socket2::Socket>,
 }
 
 impl Repair {
@@ -63,6 +73,7 @@ impl Repair {
             path: path.display().to_string(),
             listener,
             helper: None,
+            spare: None,
         }
     }
 
@@ -89,9 +100,16 @@ impl Repair {
         let Some(h) = self.helper.as_ref() else {
             return Err(RepairError::NoHelper(self.path.clone()));
         };
+        if self.spare.is_none() {
+            let spare = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .map_err(RepairError::Helper)?;
+            self.spare = Some(spare);
+        }
+        let spare = self.spare.as_ref().map_or(-1, |s| s.as_raw_fd());
         let byte = [mode as i8 as u8];
-        for batch in socks.chunks(MAX_FDS) {
-            let fds: Vec<RawFd> = batch.iter().map(|f| f.as_raw_fd()).collect();
+        for batch in socks.chunks(BATCH) {
+            let mut fds: Vec<RawFd> = batch.iter().map(|f| f.as_raw_fd()).collect();
+            fds.resize(BATCH, spare);
             let cmsg = [ControlMessage::ScmRights(&fds)];
             sendmsg::<()>(
                 h.as_raw_fd(),

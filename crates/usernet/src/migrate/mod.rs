@@ -174,14 +174,30 @@ pub fn export<G: GuestTx>(
     state
 }
 
-/// How the connections read out were made deaf (for the log).
-#[derive(Default)]
+/// How the connections read out were made deaf (for the log), and whether this
+/// engine may attach socket filters (once refused, not tried again).
 struct Deafness {
     filter: usize,
     padded: usize,
     not: usize,
     /// Bytes of padding written.
     padding: usize,
+    may_filter: bool,
+    /// Holds are made until one is refused (they need a filter of the engine's own).
+    may_hold: bool,
+}
+
+impl Default for Deafness {
+    fn default() -> Self {
+        Deafness {
+            filter: 0,
+            padded: 0,
+            not: 0,
+            padding: 0,
+            may_filter: true,
+            may_hold: true,
+        }
+    }
 }
 
 /// One connection's kernel state, read out so that no segment of the peer's is lost or
@@ -197,17 +213,25 @@ fn hand_over(
     holds: &mut Vec<socket2::Socket>,
     deafness: &mut Deafness,
 ) -> std::io::Result<format::SockState> {
-    let (s, deaf, pad) = sock::read_out(sock, true)?;
+    let (s, deaf, pad) = sock::read_out(sock, deafness.may_filter)?;
     match deaf {
         sock::Deaf::Filter => deafness.filter += 1,
+        // The helper attached none, and the kernel refused the engine's own.
         sock::Deaf::Padded => deafness.padded += 1,
         sock::Deaf::Not => deafness.not += 1,
     }
+    deafness.may_filter &= deaf == sock::Deaf::Filter;
+    deafness.may_hold &= deafness.may_filter;
     deafness.padding += pad;
-    sock.set_reuse_address(true)?;
-    match sock::hold(s.local, true) {
-        Ok(h) => holds.push(h),
-        Err(e) => tracing::debug!("migration: no hold on {}: {e}", s.local),
+    if deafness.may_hold {
+        sock.set_reuse_address(true)?;
+        match sock::hold(s.local, true) {
+            Ok(h) => holds.push(h),
+            Err(e) => {
+                tracing::debug!("migration: no hold on {}: {e}", s.local);
+                deafness.may_hold = e.raw_os_error() != Some(nix::libc::EPERM);
+            }
+        }
     }
     Ok(s)
 }

@@ -33,7 +33,7 @@ pub const MAX_FDS: usize = 253;
 /// buffer the previous one left, so a message with more descriptors than the last had
 /// loses the extra ones — closed by the kernel, the sockets left in repair mode, and
 /// the batch still answered as done. Messages of one size never shrink the buffer.
-pub const BATCH: usize = 64;
+pub const BATCH: usize = 32;
 /// How long the helper may take to answer a batch.
 const ANSWER: Duration = Duration::from_secs(10);
 

@@ -11,8 +11,9 @@
 //! virt-handler runs it) serves both. A testbed guest (TCG, shared memfd memory) boots
 //! on the source, opens the connections (`nc … -e cat`: each echoes what it gets) and
 //! idles; a second QEMU waits with `-incoming`; QMP migrates over a unix socket with
-//! the bandwidth unlimited. Per migration: QEMU's own `downtime` and `total-time`, each
-//! engine's part (from its log: netbind says how long its save and load took; passt's
+//! the bandwidth unlimited. Per migration: QEMU's own `downtime` and `total-time` (the
+//! source's view), how much later the target runs (polled: the target's engine may still
+//! be taking the state over when the source is done), each engine's part (from its log: netbind says how long its save and load took; passt's
 //! debug log stamps "Migration requested" and "Closing migration channel" on each
 //! side), and how many connections still echo afterwards.
 //!
@@ -166,6 +167,8 @@ fn start_engine(
 struct Sample {
     downtime_ms: f64,
     total_ms: f64,
+    /// From the source's `completed` to the target's `running` (polled every 2 ms).
+    resumed_ms: f64,
     source_ms: f64,
     target_ms: f64,
     alive: usize,
@@ -343,10 +346,19 @@ fn run_one(
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     };
-    let running = q(&mut target_qmp, "query-status", serde_json::json!({}))?;
-    if running["status"] != "running" {
-        return Err(format!("the target does not run: {running}"));
-    }
+    // The target may still be loading (its engine taking the state over) when the
+    // source is done: how long until the guest runs there.
+    let completed = Instant::now();
+    let resumed_ms = loop {
+        let running = q(&mut target_qmp, "query-status", serde_json::json!({}))?;
+        if running["status"] == "running" {
+            break completed.elapsed().as_secs_f64() * 1e3;
+        }
+        if completed.elapsed() > Duration::from_secs(30) {
+            return Err(format!("the target does not run after 30 s: {running}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
     drop(guest); // the paused source
     std::thread::sleep(Duration::from_secs(2));
     let alive = peer.ask("check");
@@ -381,6 +393,7 @@ fn run_one(
     Ok(Sample {
         downtime_ms: ms(&status["downtime"]),
         total_ms: ms(&status["total-time"]),
+        resumed_ms,
         source_ms: engine_ms(engine, &src_log, true),
         target_ms: engine_ms(engine, &dst_log, false),
         alive,
@@ -452,10 +465,11 @@ fn main() {
                 match run_one(&pod, peer_ip, &mut peer, engine, n, &passt) {
                     Ok(s) => {
                         eprintln!(
-                            "bench migrate: round {round}, {n} connections, {}: downtime {:.0} ms, total {:.0} ms, engine {:.1} + {:.1} ms, {} of {n} alive {}",
+                            "bench migrate: round {round}, {n} connections, {}: downtime {:.0} ms, total {:.0} ms, target runs {:.0} ms later, engine {:.1} + {:.1} ms, {} of {n} alive {}",
                             label(engine),
                             s.downtime_ms,
                             s.total_ms,
+                            s.resumed_ms,
                             s.source_ms,
                             s.target_ms,
                             s.alive,
@@ -472,17 +486,18 @@ fn main() {
         }
     }
     println!(
-        "| connections | engine | QEMU downtime (ms) | QEMU total (ms) | engine, source (ms) | engine, target (ms) | connections alive after |"
+        "| connections | engine | QEMU downtime (ms) | QEMU total (ms) | target runs after (ms) | engine, source (ms) | engine, target (ms) | connections alive after |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for ((n, engine), s) in &samples {
         let m = |f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
         let alive: Vec<String> = s.iter().map(|s| s.alive.to_string()).collect();
         println!(
-            "| {n} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} of {n} (each run) |",
+            "| {n} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} of {n} (each run) |",
             label(*engine),
             m(|s| s.downtime_ms),
             m(|s| s.total_ms),
+            m(|s| s.resumed_ms),
             m(|s| s.source_ms),
             m(|s| s.target_ms),
             alive.join(", ")

@@ -199,10 +199,17 @@ impl<'a> Switch<'a> {
             "downtime {} ms, total {} ms",
             status["downtime"], status["total-time"]
         );
-        let running = target_qmp
-            .execute("query-status", serde_json::json!({}))
-            .expect("query-status");
-        assert_eq!(running["status"], "running", "{running}");
+        // The target may still be taking the state over when the source is done.
+        wait_until(
+            "the guest runs on the target",
+            Duration::from_secs(30),
+            || {
+                let running = target_qmp
+                    .execute("query-status", serde_json::json!({}))
+                    .expect("query-status");
+                running["status"] == "running"
+            },
+        );
         status
     }
 

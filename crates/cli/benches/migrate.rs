@@ -13,7 +13,8 @@
 //! idles; a second QEMU waits with `-incoming`; QMP migrates over a unix socket with
 //! the bandwidth unlimited. Per migration: QEMU's own `downtime` and `total-time` (the
 //! source's view), how much later the target runs (polled: the target's engine may still
-//! be taking the state over when the source is done), each engine's part (from its log: netbind says how long its save and load took; passt's
+//! be taking the state over when the source is done; the sum of the two is the pause the
+//! guest sees), each engine's part (from its log: netbind says how long its save and load took; passt's
 //! debug log stamps "Migration requested" and "Closing migration channel" on each
 //! side), and how many connections still echo afterwards.
 //!
@@ -486,18 +487,19 @@ fn main() {
         }
     }
     println!(
-        "| connections | engine | QEMU downtime (ms) | QEMU total (ms) | target runs after (ms) | engine, source (ms) | engine, target (ms) | connections alive after |"
+        "| connections | engine | QEMU downtime (ms) | target runs after (ms) | guest's pause (ms) | QEMU total (ms) | engine, source (ms) | engine, target (ms) | connections alive after |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for ((n, engine), s) in &samples {
         let m = |f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
         let alive: Vec<String> = s.iter().map(|s| s.alive.to_string()).collect();
         println!(
-            "| {n} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} of {n} (each run) |",
+            "| {n} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} of {n} (each run) |",
             label(*engine),
             m(|s| s.downtime_ms),
-            m(|s| s.total_ms),
             m(|s| s.resumed_ms),
+            m(|s| s.downtime_ms + s.resumed_ms),
+            m(|s| s.total_ms),
             m(|s| s.source_ms),
             m(|s| s.target_ms),
             alive.join(", ")

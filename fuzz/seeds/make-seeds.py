@@ -240,7 +240,8 @@ def mig_addr(ip, port):
     return (b"\x04" if len(ip) == 4 else b"\x06") + ip + struct.pack("<H", port)
 
 
-def mig_state(flows, dns=(DNS4,)):
+def mig_state(flows, dns=(DNS4,), udp=None):
+    """Version 1 without `udp`, version 2 with it: (guest port, remote port, local port, inbound peer port or None)."""
     body = GUEST_MAC
     body += b"\x01" + GUEST4 + b"\x18" + b"\x01" + GUEST6 + b"\x40" + b"\x01" + GW4 + b"\x00"
     body += bytes([len(dns)]) + b"".join((b"\x04" if len(d) == 4 else b"\x06") + d for d in dns)
@@ -253,12 +254,20 @@ def mig_state(flows, dns=(DNS4,)):
         body += struct.pack("<III", 777 + len(sendq), 999 + len(recvq), 1448) + bytes([7, 7, 9])
         body += struct.pack("<I", 123456) + struct.pack("<5I", 1, 65535, 65535, 65535, 999)
         body += struct.pack("<I", len(sendq)) + sendq + struct.pack("<I", len(recvq)) + recvq
-    return b"NBMIGRAT" + struct.pack("<HHIQ", 1, 0, len(body), fnv1a64(body)) + body
+    version = 1
+    if udp is not None:
+        version = 2
+        body += struct.pack("<I", len(udp))
+        for gport, rport, lport, peer in udp:
+            body += mig_addr(GUEST4, gport) + mig_addr(DNS4, rport) + mig_addr(bytes([10, 88, 0, 5]), lport)
+            body += b"\x00" if peer is None else b"\x01" + mig_addr(bytes([10, 88, 0, 9]), peer)
+    return b"NBMIGRAT" + struct.pack("<HHIQ", version, 0, len(body), fnv1a64(body)) + body
 
 
 def migration_state_seeds():
     write("migration_state", "no-connections", mig_state([]))
     write("migration_state", "two-connections", mig_state([(40000, b"to the peer", b"to the guest"), (40001, b"", b"x" * 300)]))
+    write("migration_state", "v2-connections-and-udp", mig_state([(40000, b"to the peer", b"to the guest")], udp=[(5353, 53, 41000, None), (9000, 9000, 9000, 51000)]))
     damaged = bytearray(mig_state([(40000, b"abc", b"def")]))
     damaged[-1] ^= 0xFF
     write("migration_state", "damaged", bytes(damaged))

@@ -23,6 +23,8 @@
 //! `/opt/netbind-peers/passt-2025_05_03/passt`, its `passt-repair` beside it),
 //! `MIGRATE_BENCH_ONLY` (only the contender whose name contains it).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{env_or, median};
 use netbind_testbed::qmp::Qmp;
 use netbind_testbed::{Guest, GuestNic, GuestOptions, PodFixture, Process, require_privileges};
 
@@ -408,23 +411,6 @@ fn run_one(
             })
             .unwrap_or_default(),
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

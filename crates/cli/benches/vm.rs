@@ -23,12 +23,15 @@
 //! `scripts/install-deps.sh`), `VM_BENCH_ONLY` (only the contenders whose label contains
 //! it, e.g. `vhost-user`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{env_or, median};
 use netbind_testbed::{Guest, GuestNic, GuestOptions, PodFixture, Process, require_privileges};
 
 const NETBIND: &str = env!("CARGO_BIN_EXE_netbind");
@@ -293,23 +296,6 @@ fn run_one(
             .cloned()
             .unwrap_or_default(),
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The version passt was built with (`2025_05_03.587980c`), found in the binary: into a

@@ -227,8 +227,12 @@ impl<G: GuestTx> Engine<G> {
         };
         tracing::warn!("migration: the guest runs here again; taking its state back");
         for l in &self.listeners {
-            if let Err(e) = crate::sys::detach_filter(std::os::fd::AsFd::as_fd(&l.sock)) {
-                tracing::warn!("migration: forwarded port {} stays silent: {e}", l.port);
+            match crate::sys::detach_filter(std::os::fd::AsFd::as_fd(&l.sock)) {
+                // ENOENT: it was never silenced (the kernel refused the filter).
+                Err(e) if e.raw_os_error() != Some(nix::libc::ENOENT) => {
+                    tracing::warn!("migration: forwarded port {} stays silent: {e}", l.port)
+                }
+                _ => {}
             }
         }
         self.import_state(state, repair);

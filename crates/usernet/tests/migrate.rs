@@ -145,15 +145,9 @@ impl<'a> Switch<'a> {
         self.target.as_mut().expect("migrated")
     }
 
-    /// Starts the target QEMU, calls `before` once it listens, migrates and waits until
-    /// the migration completed and the guest runs on the target (the source QEMU stays,
-    /// paused: take it to end it). QEMU's last `query-migrate`.
-    fn migrate(&mut self, before: impl FnOnce()) -> serde_json::Value {
-        let (src_qmp, dst_qmp, channel) = (
-            self.dir.path().join("source.qmp"),
-            self.dir.path().join("target.qmp"),
-            self.dir.path().join("migration.sock"),
-        );
+    /// Starts the target QEMU (`-incoming`); the source's and the target's monitors,
+    /// once the target's answers (it listens for the migration then).
+    fn start_target(&mut self) -> (Qmp, Qmp) {
         let target = Guest::boot_with(
             self.target_ns,
             &[GuestNic::vhost_user(
@@ -164,24 +158,39 @@ impl<'a> Switch<'a> {
             &GuestOptions {
                 extra_args: vec![
                     "-qmp".into(),
-                    qmp_arg(&dst_qmp),
+                    qmp_arg(&self.dir.path().join("target.qmp")),
                     "-incoming".into(),
-                    format!("unix:{}", channel.display()),
+                    format!("unix:{}", self.channel().display()),
                 ],
                 ..GuestOptions::default()
             },
         )
         .expect("target QEMU starts");
         self.target = Some(target);
-        // Its monitor answers once it listens for the migration.
-        let mut target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
-        let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+        let connect = |name: &str| {
+            Qmp::connect(&self.dir.path().join(name), Duration::from_secs(10)).expect(name)
+        };
+        let target_qmp = connect("target.qmp");
+        (connect("source.qmp"), target_qmp)
+    }
+
+    fn channel(&self) -> std::path::PathBuf {
+        self.dir.path().join("migration.sock")
+    }
+
+    fn start_migration(&self, qmp: &mut Qmp) {
+        let uri = format!("unix:{}", self.channel().display());
+        qmp.execute("migrate", serde_json::json!({ "uri": uri }))
+            .expect("migrate");
+    }
+
+    /// Starts the target QEMU, calls `before` once it listens, migrates and waits until
+    /// the migration completed and the guest runs on the target (the source QEMU stays,
+    /// paused: take it to end it). QEMU's last `query-migrate`.
+    fn migrate(&mut self, before: impl FnOnce()) -> serde_json::Value {
+        let (mut qmp, mut target_qmp) = self.start_target();
         before();
-        qmp.execute(
-            "migrate",
-            serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
-        )
-        .expect("migrate");
+        self.start_migration(&mut qmp);
         let mut status = serde_json::Value::Null;
         wait_until("the migration completes", Duration::from_secs(120), || {
             status = qmp
@@ -218,39 +227,10 @@ impl<'a> Switch<'a> {
     /// when the target did not finish, the source is told to go on (`cont`). The
     /// source's last `query-migrate`.
     fn fail_migration(&mut self) -> serde_json::Value {
-        let (src_qmp, dst_qmp, channel) = (
-            self.dir.path().join("source.qmp"),
-            self.dir.path().join("target.qmp"),
-            self.dir.path().join("migration.sock"),
-        );
-        let target = Guest::boot_with(
-            self.target_ns,
-            &[GuestNic::vhost_user(
-                &self.dir.path().join("target").join("vu.sock"),
-                MAC,
-            )],
-            &self.script,
-            &GuestOptions {
-                extra_args: vec![
-                    "-qmp".into(),
-                    qmp_arg(&dst_qmp),
-                    "-incoming".into(),
-                    format!("unix:{}", channel.display()),
-                ],
-                ..GuestOptions::default()
-            },
-        )
-        .expect("target QEMU starts");
-        self.target = Some(target);
-        let _target_qmp = Qmp::connect(&dst_qmp, Duration::from_secs(10)).expect("target QMP");
-        let mut qmp = Qmp::connect(&src_qmp, Duration::from_secs(10)).expect("source QMP");
+        let (mut qmp, _target_qmp) = self.start_target();
         let dir = self.dir.path().join("target");
         self.target_engine.take().unwrap().stop(&dir);
-        qmp.execute(
-            "migrate",
-            serde_json::json!({ "uri": format!("unix:{}", channel.display()) }),
-        )
-        .expect("migrate");
+        self.start_migration(&mut qmp);
         let mut status = serde_json::Value::Null;
         wait_until("the migration ends", Duration::from_secs(120), || {
             status = qmp

@@ -173,6 +173,11 @@ pub struct VhostUserLink {
     /// State came in from a migration's source: the queues' next start continues
     /// that guest, it is no new one.
     migrated_in: bool,
+    /// A migration's state (its length, when its reading began), read and checked, to
+    /// be taken over once QEMU has had its answer (`CHECK_DEVICE_STATE`): QEMU goes on
+    /// with the migration stream meanwhile, and the queues are served only after the
+    /// take-over (one thread).
+    incoming: Option<(State, usize, std::time::Instant)>,
     one_off: bool,
     repair: Option<Repair>,
 }
@@ -210,6 +215,7 @@ impl VhostUserLink {
             frame: vec![0; MAX_FRAME].into_boxed_slice(),
             rx_running: false,
             migrated_in: false,
+            incoming: None,
             one_off,
             repair: None,
         };
@@ -267,9 +273,9 @@ impl VhostUserLink {
                 let ok = if t.save {
                     save(t.file, engine, self.repair.as_mut())
                 } else {
-                    let ok = load(t.file, engine, self.repair.as_mut());
-                    self.migrated_in |= ok;
-                    ok
+                    self.incoming = load(t.file);
+                    self.migrated_in |= self.incoming.is_some();
+                    self.incoming.is_some()
                 };
                 lock(&self.device).transfer_done(ok);
             }
@@ -279,6 +285,13 @@ impl VhostUserLink {
     /// Registers kick descriptors that changed; tells the engine when the guest's
     /// driver started (or restarted) the device.
     fn after_control(&mut self, registry: &Registry, engine: &mut Engine<VhostUserTx>) -> Ready {
+        if let Some((state, len, began)) = self.incoming.take() {
+            engine.import_state(state, self.repair.as_mut());
+            tracing::info!(
+                "migration: {len} bytes of state taken over in {:.3} ms",
+                began.elapsed().as_secs_f64() * 1e3
+            );
+        }
         let mut dev = lock(&self.device);
         for (q, ring) in dev.take_kick_changes() {
             if let Some(k) = ring.kick() {
@@ -308,6 +321,7 @@ impl VhostUserLink {
     }
 
     fn drop_control(&mut self) {
+        self.incoming = None;
         self.control = None; // closes the socket (and with it its registration)
         self.control_fd = None;
         self.rx_running = false;
@@ -346,12 +360,9 @@ fn save(
     }
 }
 
-/// Reads the source's state (QEMU writes meanwhile) and takes it over.
-fn load(
-    file: std::fs::File,
-    engine: &mut Engine<VhostUserTx>,
-    repair: Option<&mut Repair>,
-) -> bool {
+/// Reads the source's state (QEMU writes meanwhile) and checks it; it is taken over
+/// once QEMU has its answer (`after_control`).
+fn load(file: std::fs::File) -> Option<(State, usize, std::time::Instant)> {
     use std::io::Read;
     let began = std::time::Instant::now();
     let _ = nix::fcntl::fcntl(
@@ -361,21 +372,13 @@ fn load(
     let mut bytes = Vec::new();
     if let Err(e) = file.take(MAX_STATE).read_to_end(&mut bytes) {
         tracing::warn!("migration: cannot read the state from QEMU: {e}");
-        return false;
+        return None;
     }
     match State::decode(&bytes) {
-        Ok(state) => {
-            engine.import_state(state, repair);
-            tracing::info!(
-                "migration: {} bytes of state taken over in {:.3} ms",
-                bytes.len(),
-                began.elapsed().as_secs_f64() * 1e3
-            );
-            true
-        }
+        Ok(state) => Some((state, bytes.len(), began)),
         Err(e) => {
             tracing::warn!("migration: the state from QEMU is refused: {e}");
-            false
+            None
         }
     }
 }

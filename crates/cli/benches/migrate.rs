@@ -32,13 +32,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{env_or, median};
+use common::{POD_USER, env_or, median, pod_user_dir};
 use netbind_testbed::qmp::Qmp;
 use netbind_testbed::{Guest, GuestNic, GuestOptions, PodFixture, Process, require_privileges};
 
 const NETBIND: &str = env!("CARGO_BIN_EXE_netbind");
 const MAC: &str = "02:00:00:be:4c:02";
-const POD_USER: &str = "107";
 const PORT: u16 = 7400;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -232,17 +231,7 @@ fn run_one(
     n: usize,
     passt: &Path,
 ) -> Result<Sample, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("nb-bench-mig-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    Command::new("chown")
-        .args([
-            &format!("{POD_USER}:{POD_USER}"),
-            &dir.path().display().to_string(),
-        ])
-        .status()
-        .map_err(|e| e.to_string())?;
+    let dir = pod_user_dir("nb-bench-mig-")?;
     let p = |name: &str| dir.path().join(name);
     let (src_sock, dst_sock) = (p("source.sock"), p("target.sock"));
     let source = start_engine(pod, engine, passt, &src_sock, &p("source.log"))?;

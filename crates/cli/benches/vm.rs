@@ -31,12 +31,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{env_or, median};
+use common::{POD_USER, env_or, median, pod_user_dir};
 use netbind_testbed::{Guest, GuestNic, GuestOptions, PodFixture, Process, require_privileges};
 
 const NETBIND: &str = env!("CARGO_BIN_EXE_netbind");
 const MAC: &str = "02:00:00:be:4c:01";
-const POD_USER: &str = "107";
 const PEER_PORT: u16 = 5201;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -224,18 +223,7 @@ fn run_one(
     passt: &Path,
     ticks: f64,
 ) -> Result<Sample, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("nb-bench-vm-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    // The engine, as the pod's user, makes its socket here; QEMU (root) connects.
-    Command::new("chown")
-        .args([
-            &format!("{POD_USER}:{POD_USER}"),
-            &dir.path().display().to_string(),
-        ])
-        .status()
-        .map_err(|e| e.to_string())?;
+    let dir = pod_user_dir("nb-bench-vm-")?;
     let socket = dir.path().join("engine.sock");
     let log = dir.path().join("engine.log");
     let engine_process = start_engine(pod, link, engine, passt, &socket, &log)?;

@@ -490,6 +490,16 @@ fn streaming<'a>(pod: &'a PodFixture, peer: &mut Peer) -> Switch<'a> {
     switch
 }
 
+/// Tells the peer to stop; what it says of the streams, and what `guest` reports of
+/// them once its script is done.
+fn stop_streams(peer: &mut Peer, guest: &mut Guest) -> (String, BTreeMap<String, String>) {
+    let streams = peer.ask("stop");
+    let results = guest.wait_done(Duration::from_secs(60));
+    let console = guest.console();
+    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    (streams, results)
+}
+
 /// Both streams, checked by their receivers once the peer is told to stop: every byte
 /// once, in order, no error.
 fn assert_streams_whole(streams: &str, results: &BTreeMap<String, String>) {
@@ -525,10 +535,7 @@ fn tcp_connections_survive_a_migration_with_every_byte_in_order() {
     std::thread::sleep(Duration::from_secs(3));
     let idle_after = peer.ask("check");
     let udp_after = peer.ask("udp");
-    let streams = peer.ask("stop");
-    let results = switch.target().wait_done(Duration::from_secs(60));
-    let console = switch.target().console();
-    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (streams, results) = stop_streams(&mut peer, switch.target());
     let (src, dst) = switch.stop();
     assert_eq!(idle_after, "IDLE 100 100", "after the migration");
     // 100 idle connections and the two streams, carried and taken over.
@@ -586,11 +593,7 @@ fn a_paused_guest_goes_on_with_its_connections() {
     qmp.execute("cont", serde_json::json!({})).expect("cont");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(peer.ask("check"), "IDLE 100 100", "after the pause");
-    let streams = peer.ask("stop");
-    let guest = switch.source.as_mut().unwrap();
-    let results = guest.wait_done(Duration::from_secs(60));
-    let console = guest.console();
-    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (streams, results) = stop_streams(&mut peer, switch.source.as_mut().unwrap());
     let (src, _) = switch.stop();
     assert_streams_whole(&streams, &results);
     assert_eq!(src["tcp_migrated_out"], 0, "{src:?}");
@@ -613,11 +616,7 @@ fn a_migration_whose_target_fails_leaves_the_guest_its_connections() {
         "IDLE 100 100",
         "after the failed migration ({status})"
     );
-    let streams = peer.ask("stop");
-    let guest = switch.source.as_mut().unwrap();
-    let results = guest.wait_done(Duration::from_secs(60));
-    let console = guest.console();
-    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    let (streams, results) = stop_streams(&mut peer, switch.source.as_mut().unwrap());
     let (src, _) = switch.stop();
     assert_streams_whole(&streams, &results);
     assert_eq!(src["migrations_taken_back"], 1, "{src:?}");

@@ -18,3 +18,24 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The uid and gid engines run as in the benchmarks: KubeVirt's qemu user, as a
+/// launcher pod runs them.
+pub const POD_USER: &str = "107";
+
+/// A temporary directory the pod's user owns: the engine makes its sockets there,
+/// QEMU (root) connects.
+pub fn pod_user_dir(prefix: &str) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    std::process::Command::new("chown")
+        .args([
+            &format!("{POD_USER}:{POD_USER}"),
+            &dir.path().display().to_string(),
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    Ok(dir)
+}

@@ -240,13 +240,14 @@ def mig_addr(ip, port):
     return (b"\x04" if len(ip) == 4 else b"\x06") + ip + struct.pack("<H", port)
 
 
-def mig_state(flows, dns=(DNS4,), udp=None):
-    """Version 1 without `udp`, version 2 with it: (guest port, remote port, local port, inbound peer port or None)."""
+def mig_state(flows, dns=(DNS4,), udp=None, ends=None):
+    """Version 1 without `udp`, version 2 with it: (guest port, remote port, local port, inbound peer port or None);
+    version 3 with `ends` too: each flow's ends byte."""
     body = GUEST_MAC
     body += b"\x01" + GUEST4 + b"\x18" + b"\x01" + GUEST6 + b"\x40" + b"\x01" + GW4 + b"\x00"
     body += bytes([len(dns)]) + b"".join((b"\x04" if len(d) == 4 else b"\x06") + d for d in dns)
     body += struct.pack("<I", len(flows))
-    for port, sendq, recvq in flows:
+    for i, (port, sendq, recvq) in enumerate(flows):
         body += mig_addr(GUEST4, port) + mig_addr(GW4, 80) + mig_addr(bytes([10, 88, 0, 5]), port) + mig_addr(bytes([10, 88, 0, 9]), 80)
         body += struct.pack("<IIII", 1000, 5000, 5000 + len(recvq) // 2, 65535)
         body += bytes([7, 7]) + struct.pack("<HH", 1460, 65480) + b"\x01"
@@ -254,9 +255,11 @@ def mig_state(flows, dns=(DNS4,), udp=None):
         body += struct.pack("<III", 777 + len(sendq), 999 + len(recvq), 1448) + bytes([7, 7, 9])
         body += struct.pack("<I", 123456) + struct.pack("<5I", 1, 65535, 65535, 65535, 999)
         body += struct.pack("<I", len(sendq)) + sendq + struct.pack("<I", len(recvq)) + recvq
+        if ends is not None:
+            body += bytes([ends[i]])
     version = 1
     if udp is not None:
-        version = 2
+        version = 2 if ends is None else 3
         body += struct.pack("<I", len(udp))
         for gport, rport, lport, peer in udp:
             body += mig_addr(GUEST4, gport) + mig_addr(DNS4, rport) + mig_addr(bytes([10, 88, 0, 5]), lport)
@@ -268,6 +271,8 @@ def migration_state_seeds():
     write("migration_state", "no-connections", mig_state([]))
     write("migration_state", "two-connections", mig_state([(40000, b"to the peer", b"to the guest"), (40001, b"", b"x" * 300)]))
     write("migration_state", "v2-connections-and-udp", mig_state([(40000, b"to the peer", b"to the guest")], udp=[(5353, 53, 41000, None), (9000, 9000, 9000, 51000)]))
+    # Open; the peer closed, its FIN sent to the guest and acknowledged; the guest closed.
+    write("migration_state", "v3-half-closed", mig_state([(40000, b"to the peer", b"to the guest"), (40001, b"", b"bye"), (40002, b"last", b"")], udp=[], ends=[0, 0b01101, 0b10010]))
     damaged = bytearray(mig_state([(40000, b"abc", b"def")]))
     damaged[-1] ^= 0xFF
     write("migration_state", "damaged", bytes(damaged))

@@ -208,11 +208,14 @@ impl<G: GuestTx> Engine<G> {
         done
     }
 
-    /// The migrated guest runs here now: connections that did not move are reset.
+    /// The migrated guest runs here now: connections that did not move are reset, those
+    /// whose peer had closed hear of it.
     pub fn migration_resumed(&mut self) {
         for (from, to, seq, ack) in std::mem::take(&mut self.pending_resets) {
             tcp::reset_guest(&mut self.cx, from, to, seq, ack);
         }
+        tcp::migrated_ends(&mut self.cx, &mut self.tcp);
+        self.flush();
     }
 
     /// The guest runs again after a pause, its device and flows as they were. After a

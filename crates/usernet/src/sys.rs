@@ -269,6 +269,13 @@ pub mod tcp_repair {
     pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
     pub const TCPI_OPT_SACK: u8 = 2;
     pub const TCPI_OPT_WSCALE: u8 = 4;
+    /// `tcpi_state` values (`include/net/tcp_states.h`).
+    pub const ESTABLISHED: u8 = 1;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    pub const CLOSING: u8 = 11;
 }
 
 /// Sets a TCP-level option from a plain array of `u32` (an `int`, a `struct
@@ -384,13 +391,27 @@ pub fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// `TCP_INFO`'s `tcpi_options` and the window scales `(snd, rcv)`.
-pub fn tcp_info_options(fd: BorrowedFd<'_>) -> io::Result<(u8, u8, u8)> {
+/// The head of `TCP_INFO`: the connection's state, its options and window scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfoHead {
+    /// `TCP_ESTABLISHED`, `TCP_CLOSE_WAIT`, ... (the kernel's numbering).
+    pub state: u8,
+    pub options: u8,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+}
+
+pub fn tcp_info_head(fd: BorrowedFd<'_>) -> io::Result<TcpInfoHead> {
     // `struct tcp_info` starts with state, ca_state, retransmits, probes, backoff,
     // options (u8 each), then snd_wscale:4 and rcv_wscale:4 in one byte.
     let w: [u32; 2] = tcp_get(fd, libc::TCP_INFO)?;
     let b = [w[0].to_ne_bytes(), w[1].to_ne_bytes()].concat();
-    Ok((b[5], b[6] & 0xf, b[6] >> 4))
+    Ok(TcpInfoHead {
+        state: b[0],
+        options: b[5],
+        snd_wscale: b[6] & 0xf,
+        rcv_wscale: b[6] >> 4,
+    })
 }
 
 /// An `int`-valued ioctl on a socket: `FIONREAD` (a TCP socket's unread bytes) or

@@ -12,6 +12,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use netbind_testbed::{Netns, require_privileges};
+use netbind_usernet::migrate::format::SockState;
 use netbind_usernet::migrate::sock;
 use netbind_usernet::sys::{self, tcp_repair as r};
 
@@ -214,4 +215,123 @@ fn upstream_passt_repair_switches_every_socket_whatever_the_batch_sizes() {
     }
     drop(repair);
     let _ = child.wait();
+}
+
+/// A connection read out of `source` (in repair mode), closed there and rebuilt on a
+/// fresh socket, out of repair mode again: the target.
+fn moved(source: socket2::Socket) -> (SockState, TcpStream) {
+    repair(&source, true);
+    let state = sock::dump(&source).expect("dump");
+    drop(source);
+    let target = sock::fresh(&state).expect("fresh socket");
+    repair(&target, true);
+    let taken = sock::restore(&target, &state).expect("restore");
+    assert_eq!(taken, state.send_queue.len(), "the send queue taken whole");
+    repair(&target, false);
+    target.set_nonblocking(false).unwrap();
+    (state, target.into())
+}
+
+/// A connected pair on loopback in a namespace of the test's own: `(source, peer)`.
+fn in_a_namespace(name: &str, test: impl FnOnce(socket2::Socket, TcpStream) + Send + 'static) {
+    require_privileges(&["ip"]).unwrap();
+    let ns = Netns::new(name).expect("namespace");
+    let path = ns.path();
+    std::thread::spawn(move || {
+        netbind_testbed::enter(&path).expect("enter the namespace");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let source = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        test(source.into(), peer);
+    })
+    .join()
+    .unwrap();
+}
+
+/// `TCP_INFO`'s state of `s`.
+fn tcp_state(s: &impl AsFd) -> u8 {
+    sys::tcp_info_head(s.as_fd()).unwrap().state
+}
+
+#[test]
+fn a_connection_the_peer_closed_moves_with_its_unread_data_and_goes_on_the_other_way() {
+    in_a_namespace("mig-cw", |source, mut peer| {
+        peer.write_all(b"bye").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(tcp_state(&source), r::CLOSE_WAIT);
+        let (state, mut target) = moved(source);
+        assert!(state.peer_fin && !state.our_fin, "{state:?}");
+        let mut got = [0u8; 3];
+        target.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"bye");
+        // The rebuilt socket never reports the end: the relay knows it from the state.
+        target.set_nonblocking(true).unwrap();
+        assert_eq!(
+            target.read(&mut got).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+        target.set_nonblocking(false).unwrap();
+        target.write_all(b"the reply after the move").unwrap();
+        target.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        peer.read_to_string(&mut reply)
+            .expect("the reply, then the end, and no reset");
+        assert_eq!(reply, "the reply after the move");
+    });
+}
+
+#[test]
+fn a_connection_the_source_closed_moves_and_still_takes_the_peers_data() {
+    in_a_namespace("mig-fw2", |source, mut peer| {
+        source.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut end = [0u8; 1];
+        assert_eq!(peer.read(&mut end).unwrap(), 0, "the peer has the FIN");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(tcp_state(&source), r::FIN_WAIT2);
+        let (state, mut target) = moved(source);
+        assert!(state.our_fin && !state.peer_fin, "{state:?}");
+        peer.write_all(b"the peer's late data").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = String::new();
+        target
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        target
+            .read_to_string(&mut got)
+            .expect("the data, then the end");
+        assert_eq!(got, "the peer's late data");
+        assert_eq!(peer.read(&mut end).unwrap(), 0, "still the end, no reset");
+    });
+}
+
+#[test]
+fn a_closing_connection_moves_with_its_send_queue_then_its_fin() {
+    in_a_namespace("mig-fw1", |source, mut peer| {
+        // The peer reads nothing yet: the send queue fills and the FIN waits behind it.
+        source.set_send_buffer_size(64 << 10).unwrap();
+        source.set_nonblocking(true).unwrap();
+        let chunk: Vec<u8> = (0..CHUNK).map(pattern).collect();
+        let mut written = 0;
+        loop {
+            match source.send(&chunk[written % CHUNK..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("source send: {e}"),
+            }
+        }
+        source.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(tcp_state(&source), r::FIN_WAIT1);
+        let (state, _target) = moved(source);
+        assert!(state.our_fin && !state.send_queue.is_empty(), "{state:?}");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)
+            .expect("everything, then the end");
+        assert_eq!(got.len(), written);
+        let first_wrong = (0..written).find(|&i| got[i] != pattern(i));
+        assert_eq!(first_wrong, None, "{written} bytes, in order");
+    });
 }

@@ -1,7 +1,7 @@
 //! The migration stream: what one engine hands the next, through QEMU.
 //!
-//! Layout (all integers little-endian; version 2 — version 1, without the UDP flows, is
-//! read too):
+//! Layout (all integers little-endian; version 3 — version 2, without the flows' ends,
+//! and version 1, without the UDP flows either, are read too):
 //!
 //! ```text
 //! header   "NBMIGRAT" (8 bytes) | version u16 | reserved u16 = 0 | body length u32
@@ -18,6 +18,9 @@
 //!          end u32 | mss u32 | tcpi_options, snd_wscale, rcv_wscale u8 | timestamp u32
 //!          | window (snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup) 5 × u32
 //!          | send queue: length u32 + bytes | receive queue: length u32 + bytes
+//!          | ends u8 (version 3; bits: 0 the kernel has the peer's FIN, its receive
+//!          end counts it; 1 the kernel queued our FIN, its send end counts it; 2 the relay sent the guest its FIN, 3 and the guest acknowledged
+//!          it; 4 the guest's FIN was taken — see `TcpState::ends_add_up`)
 //! then     UDP flow count u32 | that many UDP flows (version 2)
 //! udp      guest address, remote address, the engine's local address (the flow's
 //!          socket's, or the forwarded port's for an inbound flow) | inbound u8 0|1
@@ -35,7 +38,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub const MAGIC: &[u8; 8] = b"NBMIGRAT";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest version read.
 pub const OLDEST: u16 = 1;
 const HEADER: usize = 8 + 2 + 2 + 4 + 8;
@@ -74,6 +77,10 @@ pub struct SockState {
     /// Bytes the peer has not acknowledged, and bytes not read yet.
     pub send_queue: Vec<u8>,
     pub recv_queue: Vec<u8>,
+    /// The peer's FIN came (`recv_seq` counts it), and ours was queued (`send_seq`
+    /// counts it): a half-closed or closing connection.
+    pub peer_fin: bool,
+    pub our_fin: bool,
 }
 
 /// One TCP flow: the relay's side and the kernel's.
@@ -92,7 +99,24 @@ pub struct TcpState {
     pub sack: bool,
     /// The timestamps option: the guest's TSval to echo, and ours now.
     pub ts: Option<(u32, u32)>,
+    /// The relay sent the guest the peer's FIN (`snd_nxt` counts it), and the guest
+    /// acknowledged it; the guest's FIN was taken (`rcv_nxt` counts it).
+    pub fin_sent: bool,
+    pub fin_acked: bool,
+    pub guest_fin: bool,
     pub sock: SockState,
+}
+
+impl TcpState {
+    /// Whether the relay's FINs and the kernel's agree: the guest's FIN taken is our
+    /// FIN queued, a FIN sent to the guest is the peer's, acknowledged only once sent —
+    /// and the flow is not over (acknowledged both ways).
+    pub fn ends_add_up(&self) -> bool {
+        self.guest_fin == self.sock.our_fin
+            && (!self.fin_sent || self.sock.peer_fin)
+            && (!self.fin_acked || self.fin_sent)
+            && !(self.fin_acked && self.guest_fin)
+    }
 }
 
 /// One UDP flow: its ends, and the local address the peer knows it by (kept on the
@@ -201,6 +225,7 @@ impl State {
                 body.extend_from_slice(&(q.len() as u32).to_le_bytes());
                 body.extend_from_slice(q);
             }
+            body.push(ends(f));
         }
         body.extend_from_slice(&(self.udp.len() as u32).to_le_bytes());
         for f in &self.udp {
@@ -299,7 +324,9 @@ impl State {
             }
             let send_queue = r.queue()?;
             let recv_queue = r.queue()?;
-            tcp.push(TcpState {
+            let ends = if version >= 3 { r.u8("flow")? } else { 0 };
+            let bit = |b: u8| ends & (1 << b) != 0;
+            let t = TcpState {
                 guest,
                 remote,
                 rcv_nxt,
@@ -312,6 +339,9 @@ impl State {
                 our_mss,
                 sack,
                 ts,
+                fin_sent: bit(2),
+                fin_acked: bit(3),
+                guest_fin: bit(4),
                 sock: SockState {
                     local,
                     peer,
@@ -325,8 +355,14 @@ impl State {
                     window,
                     send_queue,
                     recv_queue,
+                    peer_fin: bit(0),
+                    our_fin: bit(1),
                 },
-            });
+            };
+            if ends >= 1 << 5 || !t.ends_add_up() {
+                return Err(FormatError::Invalid("a flow's ends do not add up"));
+            }
+            tcp.push(t);
         }
         let udp = if version >= 2 {
             r.udp_flows()?
@@ -343,6 +379,20 @@ impl State {
             udp,
         })
     }
+}
+
+/// A flow's `ends` byte (see the layout).
+fn ends(f: &TcpState) -> u8 {
+    [
+        f.sock.peer_fin,
+        f.sock.our_fin,
+        f.fin_sent,
+        f.fin_acked,
+        f.guest_fin,
+    ]
+    .iter()
+    .enumerate()
+    .fold(0, |b, (i, &set)| b | (u8::from(set) << i))
 }
 
 fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
@@ -528,6 +578,9 @@ mod tests {
                 our_mss: 65480,
                 sack: true,
                 ts: Some((77, 88)),
+                fin_sent: true,
+                fin_acked: false,
+                guest_fin: false,
                 sock: SockState {
                     local: a("10.88.0.5:40000"),
                     peer: a("10.88.0.9:443"),
@@ -541,6 +594,8 @@ mod tests {
                     window: [1, 2, 3, 4, 5],
                     send_queue: b"to the peer".to_vec(),
                     recv_queue: b"to the guest".to_vec(),
+                    peer_fin: true,
+                    our_fin: false,
                 },
             }],
             udp: vec![
@@ -596,18 +651,66 @@ mod tests {
     #[test]
     fn another_version_is_refused_by_number() {
         let mut bytes = sample().encode();
-        bytes[8] = 3;
-        assert_eq!(State::decode(&bytes), Err(FormatError::Version(3)));
+        bytes[8] = 4;
+        assert_eq!(State::decode(&bytes), Err(FormatError::Version(4)));
+    }
+
+    /// `s` with its one TCP flow open both ways (as versions 1 and 2 carried them).
+    fn open(mut s: State) -> State {
+        let t = &mut s.tcp[0];
+        (t.fin_sent, t.fin_acked, t.guest_fin) = (false, false, false);
+        (t.sock.peer_fin, t.sock.our_fin) = (false, false);
+        s
+    }
+
+    /// Where the one TCP flow's `ends` byte of an encoded `s` is: before the UDP
+    /// section, which starts with its count.
+    fn ends_at(s: &State) -> usize {
+        let without_udp = State {
+            udp: Vec::new(),
+            ..s.clone()
+        };
+        without_udp.encode().len() - 4 - 1
+    }
+
+    #[test]
+    fn a_version_2_stream_reads_with_every_flow_open() {
+        let s = open(sample());
+        let v3 = s.encode();
+        // Version 2's flows are version 3's without their ends byte.
+        let at = ends_at(&s);
+        assert_eq!(v3[at], 0);
+        let body = [&v3[HEADER..at], &v3[at + 1..]].concat();
+        assert_eq!(State::decode(&framed(2, &body)), Ok(s));
     }
 
     #[test]
     fn a_version_1_stream_reads_without_udp_flows() {
-        let mut s = sample();
+        let mut s = open(sample());
         s.udp.clear();
-        let v2 = s.encode();
-        // Version 1's body is version 2's without the (empty) UDP section at its end.
-        let v1 = framed(1, &v2[HEADER..v2.len() - 4]);
+        let v3 = s.encode();
+        // Version 1's body is version 3's without the ends byte and the (empty) UDP
+        // section at its end.
+        let v1 = framed(1, &v3[HEADER..v3.len() - 5]);
         assert_eq!(State::decode(&v1), Ok(s));
+    }
+
+    #[test]
+    fn ends_that_do_not_add_up_are_refused() {
+        let s = sample();
+        let at = ends_at(&s);
+        // A FIN acknowledged that was never sent; the guest's FIN without ours queued;
+        // the relay's FIN without the peer's; a bit beyond the five.
+        for bad in [0b01001, 0b10000, 0b00100, 0b100001] {
+            let mut bytes = s.encode();
+            bytes[at] = bad;
+            let body = bytes[HEADER..].to_vec();
+            assert_eq!(
+                State::decode(&framed(VERSION, &body)),
+                Err(FormatError::Invalid("a flow's ends do not add up")),
+                "ends {bad:#b}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! How it works: QEMU asks the source's vhost-user back end for its state once the guest
 //! is stopped, and hands it to the target's before the guest runs there
 //! (`attach/vhost_user`: `SET_DEVICE_STATE_FD`, `CHECK_DEVICE_STATE`). The state is
-//! [`format::State`]: the guest's MAC, every established TCP connection — the relay's
-//! sequence numbers and windows toward the guest, and the kernel socket's own state,
-//! read in repair mode (`sock.rs`) — and every UDP flow with the local address its peer
+//! [`format::State`]: the guest's MAC, every established TCP connection, half-closed
+//! ones too — the relay's sequence numbers, windows and FINs toward the guest, and the
+//! kernel socket's own state, read in repair mode (`sock.rs`) — and every UDP flow with the local address its peer
 //! knows (the target binds the same one where its pod has the address, so the peer
 //! sees the same source port). The repair helper (`repair.rs`, passt-repair's
 //! protocol) switches sockets in and out of repair mode, as the engine has no privilege.
@@ -17,8 +17,11 @@
 //! resends what it must), then a relay flow over it with the sequence numbers the
 //! guest knows. What the guest has not acknowledged is still in the receive queue, so
 //! the relay resends it as after any loss; guest data not acknowledged is resent by the
-//! guest. Connections that cannot move (not established, or failing to rebuild) are
-//! not carried: the guest's next segment for one draws an RST from the target.
+//! guest. A connection whose peer had closed knows it from the state (its rebuilt
+//! socket never reports that end): the relay sends the guest its FIN where the queue
+//! ends, once the guest runs. Connections that cannot move (still opening, or failing
+//! to rebuild) are not carried: the guest's next segment for one draws an RST from the
+//! target.
 //!
 //! The guest's view moves too (its addresses, gateways, DNS servers): the target serves
 //! the same DHCP lease and RA prefix whatever its own pod's addresses, and a
@@ -99,10 +102,10 @@ pub fn export<G: GuestTx>(
         .flows
         .slots()
         .filter(|&slot| match cx.flows.get(slot) {
+            // Half-closed ones too; one acknowledged both ways is being removed.
             Some(Flow::Tcp(c)) => {
                 c.state == ConnState::Established
-                    && !c.has(flags::FIN_SENT)
-                    && !c.has(flags::GUEST_FIN)
+                    && !(c.has(flags::FIN_ACKED) && c.has(flags::GUEST_FIN))
             }
             _ => false,
         })
@@ -133,21 +136,38 @@ pub fn export<G: GuestTx>(
     for slot in movable {
         if let Some(Flow::Tcp(c)) = cx.flows.get(slot) {
             match hand_over(&c.sock, holds, &mut deafness) {
-                Ok(s) => state.tcp.push(TcpState {
-                    guest: c.guest,
-                    remote: c.remote,
-                    rcv_nxt: c.rcv_nxt,
-                    snd_una: c.snd_una,
-                    snd_nxt: c.snd_nxt,
-                    snd_wnd: c.snd_wnd,
-                    guest_ws: c.guest_ws,
-                    our_ws: c.our_ws,
-                    mss: c.mss,
-                    our_mss: c.our_mss,
-                    sack: c.sack,
-                    ts: c.ts.map(|t| (t.recent, t.tsval())),
-                    sock: s,
-                }),
+                Ok(mut s) => {
+                    // Rebuilt by an earlier migration: the socket never had the FIN
+                    // (its receive end is past it all the same), the relay knows it.
+                    s.peer_fin |= c.has(flags::PEER_CLOSED);
+                    let t = TcpState {
+                        guest: c.guest,
+                        remote: c.remote,
+                        rcv_nxt: c.rcv_nxt,
+                        snd_una: c.snd_una,
+                        snd_nxt: c.snd_nxt,
+                        snd_wnd: c.snd_wnd,
+                        guest_ws: c.guest_ws,
+                        our_ws: c.our_ws,
+                        mss: c.mss,
+                        our_mss: c.our_mss,
+                        sack: c.sack,
+                        ts: c.ts.map(|t| (t.recent, t.tsval())),
+                        fin_sent: c.has(flags::FIN_SENT),
+                        fin_acked: c.has(flags::FIN_ACKED),
+                        guest_fin: c.has(flags::GUEST_FIN),
+                        sock: s,
+                    };
+                    if t.ends_add_up() {
+                        state.tcp.push(t);
+                    } else {
+                        tracing::warn!(
+                            "migration: {} ↔ {}: the relay's FINs and the socket's disagree; not carried",
+                            c.guest,
+                            c.remote
+                        );
+                    }
+                }
                 Err(e) => {
                     tracing::warn!("migration: cannot read {} ↔ {}: {e}", c.guest, c.remote)
                 }
@@ -416,6 +436,18 @@ fn relay<G: GuestTx>(
     c.our_ws = t.our_ws;
     c.mss = t.mss;
     c.sack = t.sack;
+    for (set, flag) in [
+        (t.fin_sent, flags::FIN_SENT),
+        (t.fin_acked, flags::FIN_ACKED),
+        (t.guest_fin, flags::GUEST_FIN),
+        // The rebuilt socket will not report the peer's FIN: the relay ends the stream
+        // where its queue ends (and peeks on after a short read, to find that end).
+        (t.sock.peer_fin, flags::PEER_CLOSED | flags::RD_CLOSED),
+    ] {
+        if set {
+            c.flags |= flag;
+        }
+    }
     // Our clock goes on from the source's TSval: the guest drops segments whose TSval
     // goes back (PAWS).
     c.ts = t.ts.map(|(recent, tsval)| crate::tcp::conn::Timestamps {
@@ -425,7 +457,8 @@ fn relay<G: GuestTx>(
     // What the guest has seen but not acknowledged stays at the head of the queue.
     let owed = &t.sock.send_queue[taken..];
     if !owed.is_empty() {
-        if !c.owe(owed, budget) {
+        // The guest's FIN, if taken, follows the rest (the socket has not queued it).
+        if !c.owe(owed, t.sock.our_fin, budget) {
             tracing::warn!(
                 "migration: {} ↔ {}: no room for {} bytes of its send queue",
                 t.guest,

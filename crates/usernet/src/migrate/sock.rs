@@ -6,7 +6,9 @@
 //! queue selected, a peek reads it from its start) and the receive queue (what was not
 //! read: the relay only peeks, so this is also what the guest has not acknowledged),
 //! the MSS, the options and window scales the handshake agreed, the timestamp clock and
-//! the window state.
+//! the window state — and whether either side's FIN is already in (a half-closed
+//! connection: the kernel's state says; each FIN counts one in its queue's end but is
+//! no byte of the queue).
 //!
 //! Rebuilt (a [`fresh`] socket, put in repair mode by the helper, then [`restore`]):
 //! buffers large enough for the queues (as far as the unprivileged limits allow:
@@ -16,9 +18,15 @@
 //! received), the window state. A send queue larger than the buffer the limits allow
 //! is written as far as it goes; the relay sends the rest as ordinary data once the
 //! socket is out of repair mode (the peer may have some of it already: TCP takes that
-//! as a retransmission). Leaving repair mode with a window probe then tells the
-//! peer where the connection stands, and unacknowledged data goes again on the
-//! kernel's own timers.
+//! as a retransmission). Our FIN, if it was queued, is queued again behind the send
+//! queue: a shutdown in repair mode, which takes it as sent — the kernel resends it on
+//! its timers if the peer never had it (a send queue not taken whole leaves the FIN to
+//! the relay, behind the rest). The peer's FIN is not rebuilt (a socket can only be
+//! made established): the rebuilt socket's receive end is past it as the source's was
+//! (so its acknowledgments are the source's; the queue's bytes sit one sequence number
+//! early, which nothing sees), and the relay knows the end from the state. Leaving repair mode with a window probe then tells the peer where
+//! the connection stands, and unacknowledged data goes again on the kernel's own
+//! timers.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -62,12 +70,23 @@ fn dump_unpadded(sock: &Socket, pad: usize) -> io::Result<SockState> {
     };
     let local = addr(sock.local_addr())?;
     let peer = addr(sock.peer_addr())?;
+    let info = sys::tcp_info_head(fd)?;
+    let (peer_fin, our_fin, our_fin_unacked) = match info.state {
+        r::ESTABLISHED => (false, false, false),
+        r::CLOSE_WAIT => (true, false, false),
+        r::FIN_WAIT1 => (false, true, true),
+        r::FIN_WAIT2 => (false, true, false),
+        r::CLOSING | r::LAST_ACK => (true, true, true),
+        _ => return Err(io::Error::other("the connection is over (closed or reset)")),
+    };
     // The receive queue from its head: the relay's peek offset would skip what the
     // guest has seen but not acknowledged.
     let _ = sys::set_peek_off(fd, 0);
     select(fd, r::SEND_QUEUE)?;
     let [send_seq] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
-    let unacked = sys::socket_ioctl_int(fd, nix::libc::TIOCOUTQ)? as usize;
+    // Unacknowledged: the queue's bytes and a FIN behind them.
+    let unacked = (sys::socket_ioctl_int(fd, nix::libc::TIOCOUTQ)? as usize)
+        .saturating_sub(usize::from(our_fin_unacked));
     let send_queue = peek(sock, unacked)?;
     select(fd, r::RECV_QUEUE)?;
     let [recv_seq] = sys::tcp_get::<1>(fd, r::TCP_QUEUE_SEQ)?;
@@ -78,7 +97,6 @@ fn dump_unpadded(sock: &Socket, pad: usize) -> io::Result<SockState> {
     let recv_queue = peek(sock, unread)?;
     select(fd, r::NO_QUEUE)?;
     let [mss] = sys::tcp_get::<1>(fd, nix::libc::TCP_MAXSEG)?;
-    let (options, snd_wscale, rcv_wscale) = sys::tcp_info_options(fd)?;
     let [timestamp] = sys::tcp_get::<1>(fd, r::TCP_TIMESTAMP)?;
     let window = sys::tcp_get::<5>(fd, r::TCP_REPAIR_WINDOW)?;
     if send_queue.len() != unacked || recv_queue.len() != unread {
@@ -90,13 +108,15 @@ fn dump_unpadded(sock: &Socket, pad: usize) -> io::Result<SockState> {
         send_seq,
         recv_seq,
         mss,
-        options,
-        snd_wscale,
-        rcv_wscale,
+        options: info.options,
+        snd_wscale: info.snd_wscale,
+        rcv_wscale: info.rcv_wscale,
         timestamp,
         window,
         send_queue,
         recv_queue,
+        peer_fin,
+        our_fin,
     })
 }
 
@@ -213,11 +233,14 @@ pub fn fresh(s: &SockState) -> io::Result<Socket> {
 /// mode).
 pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     let fd = sock.as_fd();
-    // The queues start where their bytes start; writing the bytes moves the ends.
+    // The queues start where their bytes start; writing the bytes moves the ends (our
+    // FIN is no byte: the shutdown below queues it).
     select(fd, r::SEND_QUEUE)?;
-    let send_start = s.send_seq.wrapping_sub(s.send_queue.len() as u32);
+    let send_end = s.send_seq.wrapping_sub(u32::from(s.our_fin));
+    let send_start = send_end.wrapping_sub(s.send_queue.len() as u32);
     sys::tcp_set(fd, r::TCP_QUEUE_SEQ, &[send_start])?;
     select(fd, r::RECV_QUEUE)?;
+    // The receive end stays past the peer's FIN, the queue's bytes just before it.
     let recv_start = s.recv_seq.wrapping_sub(s.recv_queue.len() as u32);
     sys::tcp_set(fd, r::TCP_QUEUE_SEQ, &[recv_start])?;
     select(fd, r::NO_QUEUE)?;
@@ -251,6 +274,9 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     // The send queue as far as the buffer goes; the engine keeps the rest.
     select(fd, r::SEND_QUEUE)?;
     let taken = write(sock, &s.send_queue)?;
+    if s.our_fin && taken == s.send_queue.len() {
+        sock.shutdown(std::net::Shutdown::Write)?;
+    }
     select(fd, r::NO_QUEUE)?;
     sys::tcp_set(fd, r::TCP_REPAIR_WINDOW, &s.window)?;
     Ok(taken)

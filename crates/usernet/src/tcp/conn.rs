@@ -101,43 +101,46 @@ pub enum State {
 /// Flag bits.
 pub mod flags {
     /// FIN sent to the guest (socket reached end of stream).
-    pub const FIN_SENT: u16 = 1 << 0;
+    pub const FIN_SENT: u32 = 1 << 0;
     /// The guest acknowledged our FIN.
-    pub const FIN_ACKED: u16 = 1 << 1;
+    pub const FIN_ACKED: u32 = 1 << 1;
     /// The guest's FIN arrived; the socket was shut down for writing.
-    pub const GUEST_FIN: u16 = 1 << 2;
+    pub const GUEST_FIN: u32 = 1 << 2;
     /// An ACK is owed to the guest (sent at the end of the batch).
-    pub const ACK_PENDING: u16 = 1 << 3;
+    pub const ACK_PENDING: u32 = 1 << 3;
     /// Queued in the engine's pending-ACK list.
-    pub const ACK_QUEUED: u16 = 1 << 4;
+    pub const ACK_QUEUED: u32 = 1 << 4;
     /// The guest side was full: resume sending when it has room.
-    pub const WANT_TX: u16 = 1 << 5;
+    pub const WANT_TX: u32 = 1 << 5;
     /// The socket refused guest data: when it drains, tell the guest (and make it resend).
-    pub const WND_UPDATE: u16 = 1 << 6;
+    pub const WND_UPDATE: u32 = 1 << 6;
     /// The kernel lacks TCP `SO_PEEK_OFF`: peek from the head, skipping what was sent.
-    pub const PEEK_FALLBACK: u16 = 1 << 7;
+    pub const PEEK_FALLBACK: u32 = 1 << 7;
     /// The window offered was small and the socket's write-space wakeup is armed: when
     /// it comes, send the guest a window update.
-    pub const WND_WAIT: u16 = 1 << 8;
+    pub const WND_WAIT: u32 = 1 << 8;
     /// Sending stopped with data left (the guest's window was full): an ACK or a window
     /// change from the guest resumes it.
-    pub const TX_STALLED: u16 = 1 << 9;
+    pub const TX_STALLED: u32 = 1 << 9;
     /// Resume sending after this segment (set from `TX_STALLED`, hence the next bit).
-    pub const TX_KICK: u16 = 1 << 10;
+    pub const TX_KICK: u32 = 1 << 10;
     /// The socket reported end of stream or an error (`EPOLLRDHUP`/`EPOLLERR`): a short
     /// peek must be followed by another, to see the end. Without it, a short peek means
     /// the queue is empty and the next data brings a new wakeup.
-    pub const RD_CLOSED: u16 = 1 << 11;
+    pub const RD_CLOSED: u32 = 1 << 11;
     /// Queued in the engine's list of flows waiting for room on the guest side.
-    pub const TX_QUEUED: u16 = 1 << 12;
+    pub const TX_QUEUED: u32 = 1 << 12;
     /// The ACK owed is for one lone small segment (pushed, nothing else owed): it may
     /// wait one round of the event loop, for a reply to carry it.
-    pub const ACK_DELAYABLE: u16 = 1 << 13;
+    pub const ACK_DELAYABLE: u32 = 1 << 13;
     /// Queued in the engine's delayed-ACK list.
-    pub const ACK_DELAYED: u16 = 1 << 14;
+    pub const ACK_DELAYED: u32 = 1 << 14;
     /// Guest data the socket refused could not be held: when the socket drains, the
     /// window update comes with duplicate ACKs, so the guest resends at once.
-    pub const REFUSED_DROPPED: u16 = 1 << 15;
+    pub const REFUSED_DROPPED: u32 = 1 << 15;
+    /// The peer's FIN came before a migration rebuilt the socket, which will never
+    /// report it: once the socket's queue is read, that is its end.
+    pub const PEER_CLOSED: u32 = 1 << 16;
 }
 
 /// The largest segment whose ACK may be delayed (a request, not part of a stream).
@@ -196,7 +199,7 @@ pub struct TcpConn {
     pub retries: u8,
     pub rto: Duration,
     pub deadline: Option<Instant>,
-    pub flags: u16,
+    pub flags: u32,
     /// The window last computed for the guest (bytes, before scaling).
     pub adv_wnd: u32,
     /// The send memory the last `SO_MEMINFO` found: the buffer and what was free.
@@ -337,7 +340,7 @@ impl TcpConn {
         }
     }
 
-    pub fn has(&self, f: u16) -> bool {
+    pub fn has(&self, f: u32) -> bool {
         self.flags & f != 0
     }
 
@@ -798,15 +801,26 @@ impl TcpConn {
     /// Guest data already acknowledged to the guest that the socket has not taken (a
     /// migrated send queue larger than the rebuilt socket's buffer): it goes to the
     /// socket before anything the guest sends next, `rcv_nxt` standing at its start
-    /// until then (the guest sees old acknowledgments, which it ignores). False when no
-    /// ring is left for it.
-    pub fn owe(&mut self, data: &[u8], budget: &HeldBudget) -> bool {
+    /// until then (the guest sees old acknowledgments, which it ignores) — and with
+    /// `fin`, the guest's FIN after it. False when no ring is left for it.
+    pub fn owe(&mut self, data: &[u8], fin: bool, budget: &HeldBudget) -> bool {
         if data.len() > RING {
             return false;
         }
+        if fin {
+            self.flags &= !GUEST_FIN;
+            self.rcv_nxt = self.rcv_nxt.wrapping_sub(1);
+        }
+        let end = self.rcv_nxt;
         self.rcv_nxt = self.rcv_nxt.wrapping_sub(data.len() as u32);
         self.flags |= WND_UPDATE; // flushed once the socket is writable
-        self.hold(self.rcv_nxt, data, budget)
+        if !self.hold(self.rcv_nxt, data, budget) {
+            return false;
+        }
+        if let Some(h) = self.held.as_mut().filter(|_| fin) {
+            h.fin = Some(end);
+        }
+        true
     }
 
     /// Holds guest data the socket cannot take yet; false when there is no room.
@@ -1151,12 +1165,18 @@ impl TcpConn {
                 return Action::Keep;
             }
             let result = self.emit_data(out, self.snd_nxt, want, inflight as usize, discard);
+            // The end of the stream: the socket says so, or (migrated) it was known.
+            let end = match &result {
+                Some(Ok(0)) => true,
+                Some(Err(e)) => e.kind() == std::io::ErrorKind::WouldBlock && self.has(PEER_CLOSED),
+                _ => false,
+            };
             match result {
                 None => {
                     self.flags |= WANT_TX;
                     return Action::Keep;
                 }
-                Some(Ok(0)) => {
+                _ if end => {
                     if self.has(PEEK_FALLBACK) && inflight > 0 {
                         self.flags |= TX_STALLED;
                         return Action::Keep; // EOF is seen once everything is acknowledged

@@ -451,6 +451,20 @@ pub fn resume_blocked<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
     relay.tx_blocked.drain(..done);
 }
 
+/// A migrated guest runs here now: the connections whose peer had closed send what is
+/// left and their FIN (their rebuilt sockets bring no wakeup for an end they never had).
+pub fn migrated_ends<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
+    for slot in 0..cx.flows.slot_count() {
+        let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+            continue;
+        };
+        if c.has(flags::PEER_CLOSED) && !c.has(flags::FIN_SENT) {
+            let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.discard);
+            after(cx, relay, slot, action);
+        }
+    }
+}
+
 /// Connections on inbound TCP listener `index`: each starts with a SYN to the guest.
 pub fn accept<G: GuestTx>(cx: &mut Ctx<G>, listeners: &[Listener], index: usize) {
     let Some(listener) = listeners.get(index) else {

@@ -2,7 +2,8 @@
 //! edge-triggered), tokens below `engine::FIRST_TOKEN` for the guest side, the unix
 //! socket listener and the signal descriptor.
 //!
-//! Each round: wait — first spinning for the busy-poll window (`busy_poll.rs`), then
+//! Each round: wait (not while guest frames are left from the last round's read, which
+//! stops at [`GUEST_BUDGET`]) — first spinning for the busy-poll window (`busy_poll.rs`), then
 //! sleeping at most [`TICK`] after activity, else until the next timer is due (at most
 //! [`IDLE_WAIT`]: an idle engine wakes once a second, open connections or not), or `engine::DELACK_WAIT` while ACKs are held for a reply to
 //! carry them — read every frame the guest has into the engine, hand socket readiness to
@@ -47,6 +48,10 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// The longest sleep (the stats file is rewritten and the CPUs checked every second).
 pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 const SIGNALS: Token = Token(1);
+/// The most guest frames read in one round: a guest that sends without pause must not
+/// hold off the sockets, the timers and the other direction. The rest is read first
+/// thing next round, which does not sleep (no new edge may come for what is waiting).
+pub const GUEST_BUDGET: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -134,6 +139,8 @@ pub struct EventLoop<A: Attachment> {
     /// Events since the last timer pass (which may have set new deadlines): until the
     /// next pass, the loop wakes every TICK.
     active: bool,
+    /// The guest had frames left when the last read stopped at [`GUEST_BUDGET`].
+    guest_more: bool,
 }
 
 impl<A: Attachment> EventLoop<A> {
@@ -177,6 +184,7 @@ impl<A: Attachment> EventLoop<A> {
             last_timers: now,
             last_second: now,
             active: true,
+            guest_more: false,
         })
     }
 
@@ -199,6 +207,15 @@ impl<A: Attachment> EventLoop<A> {
     fn round(&mut self, events: &mut Events) -> Result<Next, RunError> {
         self.wait(events)?;
         self.engine.set_now(Instant::now());
+        if self.guest_more {
+            let more = Ready {
+                readable: true,
+                ..Ready::default()
+            };
+            if self.on_ready(more) == Next::End {
+                return Ok(Next::End);
+            }
+        }
         for event in events.iter() {
             let next = match event.token() {
                 GUEST => self.on_guest(event),
@@ -252,6 +269,14 @@ impl<A: Attachment> EventLoop<A> {
     /// The wait: spinning for the busy-poll window, then asleep for [`Self::timeout`];
     /// counts how it ended (`busy_poll.rs`).
     fn wait(&mut self, events: &mut Events) -> Result<(), RunError> {
+        if self.guest_more {
+            // Frames are waiting: a look for events, no wait (and nothing to learn
+            // about waits).
+            match self.poll.poll(events, Some(Duration::ZERO)) {
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(RunError::Poll(e)),
+                _ => return Ok(()),
+            }
+        }
         let timeout = self.timeout();
         let started = Instant::now();
         let caught = spin(&mut self.poll, events, self.busy.window()).map_err(RunError::Poll)?;
@@ -289,7 +314,7 @@ impl<A: Attachment> EventLoop<A> {
     }
 
     /// The guest side: writable again (what is buffered goes out, stopped flows go on),
-    /// readable (every frame it has goes into the engine), or gone.
+    /// readable (the frames it has go into the engine, up to [`GUEST_BUDGET`]), or gone.
     fn on_ready(&mut self, ready: Ready) -> Next {
         if ready.closed {
             return self.disconnected();
@@ -302,12 +327,16 @@ impl<A: Attachment> EventLoop<A> {
         }
         if ready.readable {
             let mut closed = false;
-            loop {
+            self.guest_more = true;
+            for _ in 0..GUEST_BUDGET {
                 match self.link.next_frame() {
                     Read::Frame(f) => self.engine.guest_frame(f),
-                    Read::Empty => break,
+                    Read::Empty => {
+                        self.guest_more = false;
+                        break;
+                    }
                     Read::Closed => {
-                        closed = true;
+                        (closed, self.guest_more) = (true, false);
                         break;
                     }
                 }

@@ -83,6 +83,15 @@ fn a_vm_on_vhost_user_is_the_pod_to_everyone_else() {
     assert!(c["vu_frames_to_guest"] > 20, "{c:?}");
 }
 
+/// `netbind usernet --vhost-user --fd N`: the control connection handed over made.
+#[test]
+fn a_vm_on_a_vhost_user_connection_handed_over_is_the_pod_to_everyone_else() {
+    let c = vm_is_the_pod(Nic::VhostUserFd);
+    assert_eq!(c.get("vu_starts"), Some(&1), "{c:?}");
+    assert_eq!(c.get("vu_queue_errors"), Some(&0), "{c:?}");
+    assert!(c["vu_frames_from_guest"] > 20, "{c:?}");
+}
+
 /// Boots a guest on `nic` and checks it is the pod: addresses by DHCP, TCP, UDP and
 /// ping both families out, a forwarded port in. Returns the engine's counters.
 fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
@@ -125,7 +134,7 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
         .replace("@FWD@", &FORWARDED.to_string());
     let guest_nic = match nic {
         Nic::Stream => GuestNic::stream(&socket, MAC),
-        Nic::VhostUser => GuestNic::vhost_user(&socket, MAC),
+        Nic::VhostUser | Nic::VhostUserFd => GuestNic::vhost_user(&socket, MAC),
     };
     let mut guest = Guest::boot(&pod.pod, &[guest_nic], &script).expect("guest boots");
     if let Err(e) = guest.wait_for("LISTENING", Duration::from_secs(150)) {

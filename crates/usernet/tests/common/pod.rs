@@ -39,11 +39,19 @@ impl Running {
         dir: &Path,
     ) -> Running {
         let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
+        let stop = Arc::new(AtomicBool::new(false));
+        // QEMU connects once it starts: for `VhostUserFd` the engine's thread waits for
+        // that connection (or the stop) before it runs.
+        let mut waits_for = None;
         let attach = match nic {
-            Nic::Stream => Attach::Listener {
+            Nic::Stream => Some(Attach::Listener {
                 listener,
                 one_off: false,
-            },
+            }),
+            Nic::VhostUserFd => {
+                waits_for = Some(listener);
+                None
+            }
             Nic::VhostUser => {
                 let mut repair = socket.as_os_str().to_owned();
                 repair.push(".repair");
@@ -52,17 +60,24 @@ impl Running {
                     netbind_usernet::run::listen_unix(path).expect("repair socket"),
                     path,
                 );
-                Attach::VhostUser {
+                Some(Attach::VhostUser {
                     listener,
                     one_off: false,
                     repair: Some(repair),
-                }
+                })
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
         let (stopped, ns_path, stats) = (stop.clone(), ns.path(), dir.join("stats"));
         let engine = std::thread::spawn(move || {
             netbind_testbed::enter(ns_path).unwrap();
+            let attach = match (attach, waits_for) {
+                (Some(a), _) => a,
+                (None, Some(l)) => match accept_unless(&l, &stopped) {
+                    Some(conn) => Attach::VhostUserFd(conn.into()),
+                    None => return "engine never started: no QEMU connected".to_string(),
+                },
+                (None, None) => unreachable!("every NIC has its attachment"),
+            };
             let opts = RunOptions {
                 pcap: None,
                 signals: false,
@@ -90,6 +105,21 @@ impl Running {
         }
         read_stats(&dir.join("stats"))
     }
+}
+
+/// The first connection to `l`, unless `stop` is set first.
+fn accept_unless(
+    l: &std::os::unix::net::UnixListener,
+    stop: &AtomicBool,
+) -> Option<std::os::unix::net::UnixStream> {
+    l.set_nonblocking(true).ok()?;
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((conn, _)) => return conn.set_nonblocking(false).ok().map(|()| conn),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    None
 }
 
 /// The engine's stats file (`name value` lines).
@@ -154,4 +184,8 @@ pub enum Nic {
     Stream,
     /// `-netdev vhost-user`: the guest's virtqueues in shared memory.
     VhostUser,
+    /// The same, the engine handed QEMU's control connection already made (`--vhost-user
+    /// --fd N`, as QEMU's `-netdev passt` starts it): here the connection QEMU makes to
+    /// the socket is taken by the test and given to the engine.
+    VhostUserFd,
 }

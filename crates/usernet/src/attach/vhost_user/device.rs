@@ -588,7 +588,10 @@ fn walk_rx(
             .filter(|d| d.is_write_only())
             .map(|d| d.len() as usize)
             .sum();
-        if !descs.whole() {
+        // A receive chain the device can write nothing into breaks the rule that
+        // receive buffers are device-writable: the queue stops (and is counted), rather
+        // than wait for room that never comes.
+        if !descs.whole() || room == 0 {
             return Err(virtio_queue::Error::InvalidChain);
         }
         let take = room.min(len - walk.room);

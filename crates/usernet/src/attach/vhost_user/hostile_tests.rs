@@ -984,14 +984,26 @@ fn an_avail_index_jumping_past_the_queue_size_stops_the_receive_queue() {
 }
 
 #[test]
-fn a_receive_chain_of_readable_descriptors_only_has_no_room() {
+fn a_receive_chain_of_readable_descriptors_only_stops_the_receive_queue() {
     let mut g = Setup::default().features(FEATURES & !MRG_RXBUF).boot();
     let at = g.alloc(2048);
     g.chain(RX, &[(at, 2048, 0)]);
     assert!(!g.dev.rx_room(HDR_LEN + 60));
     assert!(!g.push(&frame(60)));
-    assert!(g.dev.running(RX));
+    assert!(!g.dev.running(RX));
+    assert_eq!(g.counters().queue_errors, 1);
     assert_eq!(g.read(at, 16), [0; 16], "nothing written");
+}
+
+#[test]
+fn a_mergeable_receive_chain_of_zero_length_writable_descriptors_stops_the_receive_queue() {
+    let mut g = Setup::default().boot();
+    let at = g.alloc(2048);
+    g.chain(RX, &[(at, 2048, WRITE)]);
+    g.chain(RX, &[(at, 0, WRITE), (at, 0, WRITE)]);
+    assert!(!g.dev.rx_room(4096));
+    assert!(!g.dev.running(RX));
+    assert_eq!(g.counters().queue_errors, 1);
 }
 
 // Notifications.

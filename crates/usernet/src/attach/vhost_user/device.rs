@@ -355,15 +355,16 @@ impl Device {
 
     /// Whether `len` bytes (header included) fit in the chains the guest offers on every
     /// running receive queue now (a frame may go to any: its flow picks). When one is
-    /// short, the guest is asked for a kick on it when it adds buffers.
+    /// short, the guest is asked for a kick on it when it adds buffers; one the walk
+    /// stops leaves the frames to the others.
     pub fn rx_room(&mut self, len: usize) -> bool {
         let mut any = false;
         for q in (0..MAX_QUEUES).step_by(2) {
             if self.running(q) {
-                if !self.room_in(q, len) {
+                if !self.room_in(q, len) && self.running(q) {
                     return false;
                 }
-                any = true;
+                any |= self.running(q);
             }
         }
         any

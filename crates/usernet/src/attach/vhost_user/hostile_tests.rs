@@ -82,10 +82,17 @@ struct Rings {
     used: u64,
 }
 
+/// Queue pairs the test guest can start (multiqueue): queues `RX`, `TX`, then `RX2`,
+/// `TX2`.
+const PAIRS: usize = 2;
+const RX2: usize = 2;
+const TX2: usize = 3;
+
 struct Setup {
     features: u64,
     size: u16,
     regions: Vec<Region>,
+    pairs: usize,
 }
 
 impl Default for Setup {
@@ -94,6 +101,7 @@ impl Default for Setup {
             features: FEATURES,
             size: 256,
             regions: vec![A],
+            pairs: 1,
         }
     }
 }
@@ -105,6 +113,11 @@ impl Setup {
 
     fn size(self, size: u16) -> Setup {
         Setup { size, ..self }
+    }
+
+    fn pairs(self, pairs: usize) -> Setup {
+        assert!((1..=PAIRS).contains(&pairs));
+        Setup { pairs, ..self }
     }
 
     fn regions(self, regions: &[Region]) -> Setup {
@@ -131,16 +144,16 @@ impl Setup {
             view,
             file,
             regions: self.regions,
-            rings: [0, 0x8000].map(|at| Rings {
+            rings: [0, 0x8000, 0x1_0000, 0x1_8000].map(|at| Rings {
                 size: self.size,
                 desc: base + at,
                 avail: base + at + 0x4000,
                 used: base + at + 0x5000,
             }),
-            avail: [0; 2],
-            free: [0; 2],
-            heap: base + 0x1_0000,
-            calls: [eventfd(), eventfd()],
+            avail: [0; PAIRS * 2],
+            free: [0; PAIRS * 2],
+            heap: base + 0x2_0000,
+            calls: std::array::from_fn(|_| eventfd()),
         };
         g.fill_guard();
         let d = &mut g.dev;
@@ -153,12 +166,14 @@ impl Setup {
         g
     }
 
-    /// And both queues started on their rings.
+    /// And the queues of every pair started on their rings.
     fn boot(self) -> Guest {
+        let pairs = self.pairs;
         let mut g = self.bare();
-        g.start(RX);
-        g.start(TX);
-        assert!(g.dev.running(RX) && g.dev.running(TX));
+        for q in 0..2 * pairs {
+            g.start(q);
+            assert!(g.dev.running(q), "queue {q} runs");
+        }
         g
     }
 }
@@ -175,14 +190,14 @@ struct Guest {
     view: GuestMemoryMmap,
     file: File,
     regions: Vec<Region>,
-    rings: [Rings; 2],
+    rings: [Rings; PAIRS * 2],
     /// Per queue: the guest's next avail index and next free descriptor.
-    avail: [u16; 2],
-    free: [u16; 2],
+    avail: [u16; PAIRS * 2],
+    free: [u16; PAIRS * 2],
     /// Where the next buffer goes (16-byte aligned).
     heap: u64,
     /// The call eventfds, the guest's side.
-    calls: [File; 2],
+    calls: [File; PAIRS * 2],
 }
 
 impl Drop for Guest {
@@ -1003,6 +1018,35 @@ fn a_mergeable_receive_chain_of_zero_length_writable_descriptors_stops_the_recei
     g.chain(RX, &[(at, 0, WRITE), (at, 0, WRITE)]);
     assert!(!g.dev.rx_room(4096));
     assert!(!g.dev.running(RX));
+    assert_eq!(g.counters().queue_errors, 1);
+}
+
+// Multiqueue: a queue the guest breaks stops alone; the other pair goes on.
+
+#[test]
+fn a_broken_chain_on_the_second_transmit_queue_stops_that_queue_only() {
+    let mut g = Setup::default().pairs(2).boot();
+    let h = g.put(&hdr());
+    g.chain(TX2, &[(h, 12, 0), (NOWHERE, 60, 0)]);
+    g.send_frame(&frame(60));
+    assert_eq!(g.pop(), Some(frame(60)));
+    assert_eq!(g.pop(), None);
+    assert!(!g.dev.running(TX2));
+    assert!(g.dev.running(TX) && g.dev.running(RX) && g.dev.running(RX2));
+    assert_eq!(g.counters().queue_errors, 1);
+}
+
+#[test]
+fn a_broken_buffer_on_the_second_receive_queue_leaves_the_frames_to_the_first() {
+    let mut g = Setup::default().pairs(2).boot();
+    g.chain(RX2, &[(NOWHERE, 2048, WRITE)]);
+    let at = g.post(&[2048]);
+    assert!(g.dev.rx_room(HDR_LEN + 60));
+    assert!(!g.dev.running(RX2));
+    assert!(g.dev.running(RX) && g.dev.running(TX) && g.dev.running(TX2));
+    assert!(g.push(&frame(60)));
+    assert_eq!(g.read(at[0] + HDR_LEN as u64, 60), frame(60));
+    assert_eq!(g.used_idx(RX), 1);
     assert_eq!(g.counters().queue_errors, 1);
 }
 

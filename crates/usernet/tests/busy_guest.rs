@@ -26,18 +26,6 @@ fn framed(frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An ARP request for the gateway: the engine answers it as it reads it.
-fn arp_for_the_gateway() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend(GUEST_MAC);
-    f.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend(GUEST_MAC);
-    f.extend(GUEST4.octets());
-    f.extend([0; 6]);
-    f.extend(GW4.octets());
-    f
-}
-
 /// What the engine sent the guest, in order, as far as this test tells it apart.
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -73,7 +61,8 @@ fn a_guest_sending_without_pause_still_gets_the_replies_its_sockets_bring() {
     for _ in 0..500_000 {
         queued.extend_from_slice(&noise);
     }
-    queued.extend(framed(&arp_for_the_gateway()));
+    // An ARP request for the gateway: the engine answers it as it reads it.
+    queued.extend(framed(&arp_request(GW4, GUEST4)));
     guest.set_nonblocking(true).unwrap();
     guest
         .write_all(&queued)

@@ -8,17 +8,6 @@ use common::*;
 use netbind_usernet::EngineConfig;
 use netbind_usernet::config::{ENGINE_LINK_LOCAL, ENGINE_MAC};
 
-fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend(GUEST_MAC);
-    f.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend(GUEST_MAC);
-    f.extend(sender.octets());
-    f.extend([0; 6]);
-    f.extend(target.octets());
-    f
-}
-
 #[test]
 fn arp_for_the_gateway_is_answered_with_the_engine_mac() {
     let mut h = Harness::new(config());

@@ -74,22 +74,61 @@ fn a_vm_on_the_stream_socket_is_the_pod_to_everyone_else() {
 
 #[test]
 fn a_vm_on_vhost_user_is_the_pod_to_everyone_else() {
-    let c = vm_is_the_pod(Nic::VhostUser);
-    // The frames went through the guest's queues, and with the offloads negotiated
-    // the guest sent TCP segments larger than its MTU (1500).
+    went_through_the_queues(&vm_is_the_pod(Nic::VhostUser));
+}
+
+/// `netbind usernet --vhost-user --fd N`: the control connection handed over made.
+#[test]
+fn a_vm_on_a_vhost_user_connection_handed_over_is_the_pod_to_everyone_else() {
+    went_through_the_queues(&vm_is_the_pod(Nic::VhostUserFd));
+}
+
+/// The frames went through the guest's queues, started once, none broken.
+fn went_through_the_queues(c: &BTreeMap<String, u64>) {
     assert_eq!(c.get("vu_starts"), Some(&1), "{c:?}");
     assert_eq!(c.get("vu_queue_errors"), Some(&0), "{c:?}");
     assert!(c["vu_frames_from_guest"] > 20, "{c:?}");
     assert!(c["vu_frames_to_guest"] > 20, "{c:?}");
 }
 
-/// `netbind usernet --vhost-user --fd N`: the control connection handed over made.
-#[test]
-fn a_vm_on_a_vhost_user_connection_handed_over_is_the_pod_to_everyone_else() {
-    let c = vm_is_the_pod(Nic::VhostUserFd);
-    assert_eq!(c.get("vu_starts"), Some(&1), "{c:?}");
-    assert_eq!(c.get("vu_queue_errors"), Some(&0), "{c:?}");
-    assert!(c["vu_frames_from_guest"] > 20, "{c:?}");
+/// What a vhost-user guest reported (its `RESULT` lines), its console, and the
+/// engine's counters.
+struct Ran {
+    results: BTreeMap<String, String>,
+    console: String,
+    counters: BTreeMap<String, u64>,
+}
+
+/// `script` on a guest of `opts` with one vhost-user NIC of `queues` pairs, on an engine
+/// of `cfg` in `pod`: booted, waited for until the script is done, both stopped.
+fn on_vhost_user(
+    pod: &PodFixture,
+    cfg: netbind_usernet::EngineConfig,
+    script: &str,
+    queues: u16,
+    opts: &netbind_testbed::GuestOptions,
+) -> Ran {
+    let dir = tempfile::Builder::new()
+        .prefix("nbu-vm-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("usernet.sock");
+    let running = Running::start(pod, cfg, Nic::VhostUser, &socket, dir.path());
+    let nic = GuestNic::VhostUser {
+        socket: socket.clone(),
+        mac: MAC.to_string(),
+        queues,
+    };
+    let mut guest = Guest::boot_with(&pod.pod, &[nic], script, opts).expect("guest boots");
+    let results = guest.wait_done(Duration::from_secs(180));
+    let console = guest.console();
+    let results = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
+    drop(guest);
+    Ran {
+        results,
+        console,
+        counters: running.stop(dir.path()),
+    }
 }
 
 /// Boots a guest on `nic` and checks it is the pod: addresses by DHCP, TCP, UDP and
@@ -261,25 +300,17 @@ fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways()
     let peer4 = pod.peer_ip(false).unwrap();
     let mut cfg = engine_config(&pod, &[FORWARDED]);
     cfg.mtu = 1500;
-    let dir = tempfile::Builder::new()
-        .prefix("nbu-vm-")
-        .tempdir()
-        .unwrap();
-    let socket = dir.path().join("usernet.sock");
     let _agent = BulkAgent::start(&pod, BULK);
-    let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
     let script = BULK_SCRIPT
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
         .replace("@DOWN@", &BULK_DOWN.to_string())
         .replace("@UP@", &BULK_UP.to_string());
-    let mut guest =
-        Guest::boot(&pod.pod, &[GuestNic::vhost_user(&socket, MAC)], &script).expect("guest boots");
-    let results = guest.wait_done(Duration::from_secs(180));
-    let console = guest.console();
-    let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
-    drop(guest);
-    let c = running.stop(dir.path());
+    let Ran {
+        results: r,
+        console,
+        counters: c,
+    } = on_vhost_user(&pod, cfg, &script, 1, &Default::default());
 
     assert_eq!(get(&r, "mtu", &console), "1500", "{console}");
     assert_eq!(get(&r, "down", &console), BULK.to_string(), "{console}");
@@ -368,13 +399,7 @@ fn a_vhost_user_guest_with_two_vcpus_uses_two_queue_pairs() {
     let pod = PodFixture::new().expect("CNI pod");
     let peer4 = pod.peer_ip(false).unwrap();
     let cfg = engine_config(&pod, &[FORWARDED]);
-    let dir = tempfile::Builder::new()
-        .prefix("nbu-vm-")
-        .tempdir()
-        .unwrap();
-    let socket = dir.path().join("usernet.sock");
     let _agent = BulkAgent::start(&pod, 256 << 10);
-    let running = Running::start(&pod, cfg, Nic::VhostUser, &socket, dir.path());
     let script = MQ_SCRIPT
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
@@ -384,17 +409,11 @@ fn a_vhost_user_guest_with_two_vcpus_uses_two_queue_pairs() {
         cpus: 2,
         ..Default::default()
     };
-    let nic = GuestNic::VhostUser {
-        socket: socket.clone(),
-        mac: MAC.to_string(),
-        queues: 2,
-    };
-    let mut guest = Guest::boot_with(&pod.pod, &[nic], &script, &opts).expect("guest boots");
-    let results = guest.wait_done(Duration::from_secs(180));
-    let console = guest.console();
-    let r = results.unwrap_or_else(|e| panic!("{e}\nconsole:\n{console}"));
-    drop(guest);
-    let c = running.stop(dir.path());
+    let Ran {
+        results: r,
+        console,
+        counters: c,
+    } = on_vhost_user(&pod, cfg, &script, 2, &opts);
     assert_eq!(get(&r, "queues", &console), "2", "{console}");
     assert_eq!(
         get(&r, "down", &console).trim(),

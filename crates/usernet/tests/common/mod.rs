@@ -241,6 +241,18 @@ pub fn udp_frame(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     ip_frame(from.ip(), to.ip(), PROTO_UDP, &l4, 64)
 }
 
+/// An ARP request from the guest (`sender`) for `target`, broadcast.
+pub fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend(GUEST_MAC);
+    f.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend(GUEST_MAC);
+    f.extend(sender.octets());
+    f.extend([0; 6]);
+    f.extend(target.octets());
+    f
+}
+
 /// A DHCPDISCOVER from the guest, broadcast.
 pub fn dhcp_discover() -> Vec<u8> {
     use dhcproto::{Encodable, Encoder, v4};

@@ -22,6 +22,9 @@ pub struct DeviceCounters {
     pub largest_to_guest: u64,
     /// Receive buffers a frame used beyond its first (mergeable buffers).
     pub rx_merged_buffers: u64,
+    /// Frames to the guest whose payload the kernel wrote straight into the guest's
+    /// buffers (a socket's data, one copy).
+    pub rx_in_place: u64,
     /// Chains that could not be read or written: the queue was stopped.
     pub queue_errors: u64,
     /// Transmit chains too short or too long for a frame (dropped, given back).
@@ -101,7 +104,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 54] = [
+        let fields: [(&str, u64); 55] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -152,6 +155,7 @@ impl Counters {
             ("vu_largest_from_guest", d.largest_from_guest),
             ("vu_largest_to_guest", d.largest_to_guest),
             ("vu_rx_merged_buffers", d.rx_merged_buffers),
+            ("vu_rx_in_place", d.rx_in_place),
             ("vu_queue_errors", d.queue_errors),
             ("vu_bad_frames", d.bad_frames),
             ("vu_notifies", d.notifies),

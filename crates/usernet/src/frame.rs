@@ -5,7 +5,9 @@
 //! attachment's write buffer, right after the 4-byte length), the handler writes the
 //! frame there — TCP payload goes straight from the socket into it — and `emit` commits
 //! it, recording it in the pcap file first. There is no per-frame allocation and one
-//! copy from a socket to the guest.
+//! copy from a socket to the guest side. Where the guest side is the guest's own memory
+//! (vhost-user, [`InPlace`]), a TCP segment's payload goes from the socket straight into
+//! the guest's receive buffers ([`Out::emit_in_place`]): one copy, the kernel's.
 //!
 //! Headers are written by `wire` (Ethernet + IPv4/IPv6, the L4 headers, the one
 //! checksum helper; re-exported here for the tests). IPv4 packets go out with DF and TTL
@@ -50,6 +52,38 @@ pub trait GuestTx {
     fn device_counters(&self) -> Option<crate::counters::DeviceCounters> {
         None
     }
+    /// The guest's own buffers, where frames can be written in them ([`InPlace`]).
+    fn in_place(&mut self) -> Option<&mut dyn InPlace> {
+        None
+    }
+}
+
+/// How a frame is written in place: `fill` gets the frame's headers as they stand and
+/// the room after them, writes the payload into the room (the kernel, from a socket)
+/// and the final headers over the old, and returns the payload's length (0: nothing to
+/// send) and how the frame is to be finished.
+pub type Fill<'f> = dyn FnMut(&mut [u8], &crate::sys::GuestIov<'_>) -> (usize, TxMeta) + 'f;
+
+/// What became of a frame to be written in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// It went to the guest.
+    Sent,
+    /// `fill` had nothing to send.
+    Nothing,
+    /// No room: the guest side is full.
+    Full,
+    /// Not in place here (no such guest side, a capture running, the guest's buffers in
+    /// too many pieces): build it in [`GuestTx::reserve`]'s room.
+    Elsewhere,
+}
+
+/// A guest side whose frames can be written straight into the guest's own buffers
+/// (vhost-user).
+pub trait InPlace {
+    /// Writes one frame of headers `head` (the guest side picks the guest's queue by
+    /// their addresses) and up to `max` bytes of payload (see [`Fill`]).
+    fn emit_in_place(&mut self, head: &mut [u8], max: usize, fill: &mut Fill<'_>) -> Placed;
 }
 
 /// How the receiver finishes a frame the engine left unfinished on purpose: the
@@ -200,6 +234,34 @@ impl<G: GuestTx> Out<G> {
         };
         self.big = big;
         sent
+    }
+
+    /// A frame written straight into the guest's buffers ([`InPlace`]): `head` holds its
+    /// headers as they stand, `fill` as there. While a capture runs, `Elsewhere` (the
+    /// capture records frames as the engine builds them, in [`Out::emit_meta`]).
+    pub fn emit_in_place(&mut self, head: &mut [u8], max: usize, fill: &mut Fill<'_>) -> Placed {
+        if self.pcap.is_some() {
+            return Placed::Elsewhere;
+        }
+        let Some(guest) = self.guest.in_place() else {
+            return Placed::Elsewhere;
+        };
+        let mut len = 0;
+        let mut counted = |head: &mut [u8], room: &crate::sys::GuestIov<'_>| {
+            let (n, meta) = fill(head, room);
+            len = n;
+            (n, meta)
+        };
+        let placed = guest.emit_in_place(head, max, &mut counted);
+        match placed {
+            Placed::Full => self.counters.dropped_full += 1,
+            Placed::Sent => {
+                self.counters.frames += 1;
+                self.counters.bytes += (head.len() + len) as u64;
+            }
+            Placed::Nothing | Placed::Elsewhere => {}
+        }
+        placed
     }
 
     /// As `emit`, for a frame the guest side finishes as `build` says (see [`TxMeta`];

@@ -26,6 +26,9 @@
 //!   later (a migration's switch-over, `migrate/`); `SO_DETACH_FILTER` takes it off again
 //!   (the migration failed and the guest runs here again).
 //!
+//! - `recvmsg(MSG_PEEK)` into a vhost-user guest's own receive buffers ([`GuestIov`],
+//!   [`peek_into`]): a socket's data goes to the guest in one copy, the kernel's.
+//!
 //! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
 //! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
 //!
@@ -424,4 +427,82 @@ pub fn socket_ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<
         return Err(io::Error::last_os_error());
     }
     u32::try_from(v).map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
+/// The most slices of guest memory one [`peek_into`] writes.
+pub const GUEST_IOV_MAX: usize = 64;
+
+/// Slices of a vhost-user guest's memory for the kernel to write a socket's data into
+/// ([`peek_into`]); it borrows the memory they lie in, so the mapping outlives it.
+pub struct GuestIov<'a> {
+    iov: [libc::iovec; GUEST_IOV_MAX],
+    n: usize,
+    len: usize,
+    _memory: std::marker::PhantomData<&'a ()>,
+}
+
+impl Default for GuestIov<'_> {
+    fn default() -> Self {
+        GuestIov {
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; GUEST_IOV_MAX],
+            n: 0,
+            len: 0,
+            _memory: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a> GuestIov<'a> {
+    /// Adds `slice`; None when [`GUEST_IOV_MAX`] are there already.
+    pub fn push<B: vm_memory::bitmap::BitmapSlice>(
+        &mut self,
+        slice: &vm_memory::VolatileSlice<'a, B>,
+    ) -> Option<()> {
+        let at = self.iov.get_mut(self.n)?;
+        // The memory is an mmap of the guest's memfd (no Xen grant mapping, whose guard
+        // would unmap it on drop): the pointer stays valid while the slice's borrow does.
+        *at = libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        };
+        self.n += 1;
+        self.len += slice.len();
+        Some(())
+    }
+
+    /// The bytes the slices hold.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Peeks at a TCP socket's receive queue (from `SO_PEEK_OFF`) into the guest's memory
+/// `into`; how many bytes came.
+pub fn peek_into(fd: BorrowedFd<'_>, into: &GuestIov<'_>) -> io::Result<usize> {
+    // SAFETY: an all-zero `msghdr` is a valid one (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = into.iov.as_ptr().cast_mut();
+    msg.msg_iovlen = into.n;
+    // SAFETY: each of the `n` iovecs points into a guest memory mapping `into` borrows
+    // (live for the call), of the stated length; the kernel writes at most that much
+    // into each and keeps no pointer. The guest may write the same memory meanwhile:
+    // the bytes are the guest's, nothing here reads them.
+    let n = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &raw mut msg,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

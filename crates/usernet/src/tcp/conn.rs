@@ -64,7 +64,7 @@ use socket2::Socket;
 
 use super::held::{Held, HeldBudget, RING};
 use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment, before};
-use crate::frame::{GuestTx, Out, TxMeta};
+use crate::frame::{GuestTx, Out, Placed, TxMeta};
 use crate::sys;
 use crate::wire::tcp::{TS_LEN, ts_option};
 use crate::wire::{ETH_HLEN, TCP_CHECKSUM, ip_hlen};
@@ -982,7 +982,8 @@ impl TcpConn {
     /// Builds one data segment with sequence number `seq` from a peek at the socket of
     /// up to `want` bytes; `skipped` bytes precede it in the queue (passed over by the
     /// peek on kernels without `SO_PEEK_OFF`; elsewhere the peek offset is already
-    /// there). `None`: the guest side had no room.
+    /// there). Where the guest side has the guest's own buffers, the payload is peeked
+    /// straight into them. `None`: the guest side had no room.
     fn emit_data<G: GuestTx>(
         &self,
         out: &mut Out<G>,
@@ -1001,6 +1002,35 @@ impl TcpConn {
         let fallback = self.has(PEEK_FALLBACK);
         let fd = self.sock.as_fd();
         let mut result: Option<std::io::Result<usize>> = None;
+        if offload && !fallback {
+            let mac = out.macs();
+            let mut head = [0u8; segment::MAX_HEADERS];
+            let head = &mut head[..off];
+            // The headers as they stand say where the frame goes; the payload's length
+            // comes with the peek.
+            segment::write_partial(head, mac, &h, opts, want);
+            let mut fill = |head: &mut [u8], room: &sys::GuestIov<'_>| {
+                let r = sys::peek_into(fd, room);
+                let n = match r {
+                    Ok(n) if n > 0 => n.min(want),
+                    r => {
+                        result = Some(r);
+                        return (0, TxMeta::default());
+                    }
+                };
+                if n < want {
+                    h.flags |= PSH;
+                }
+                segment::write_partial(head, mac, &h, opts, n);
+                result = Some(Ok(n));
+                (n, offload_meta(v6, off, mss, n))
+            };
+            match out.emit_in_place(head, want, &mut fill) {
+                Placed::Elsewhere => {}
+                Placed::Full => return None,
+                Placed::Sent | Placed::Nothing => return result,
+            }
+        }
         out.emit_meta(off + want, |buf, mac| {
             let skip = fallback.then(|| &mut discard[..skipped]);
             let r = peek(fd, &mut buf[off..off + want], skip);
@@ -1011,13 +1041,7 @@ impl TcpConn {
                         h.flags |= PSH;
                     }
                     if offload {
-                        meta.csum_start = (ETH_HLEN + ip_hlen(v6)) as u16;
-                        meta.csum_offset = TCP_CHECKSUM as u16;
-                        if n > usize::from(mss) {
-                            meta.gso_size = mss;
-                            meta.gso_v6 = v6;
-                            meta.hdr_len = off as u16;
-                        }
+                        meta = offload_meta(v6, off, mss, n);
                         segment::write_partial(buf, mac, &h, opts, n)
                     } else {
                         segment::write(buf, mac, &h, opts, n)
@@ -1334,6 +1358,23 @@ impl TcpConn {
             }
         }
     }
+}
+
+/// How a guest side with offloads finishes a data segment of `n` payload bytes after
+/// `off` bytes of headers: the checksum from the L4 header on, and cut at `mss` when
+/// larger.
+fn offload_meta(v6: bool, off: usize, mss: u16, n: usize) -> TxMeta {
+    let mut meta = TxMeta {
+        csum_start: (ETH_HLEN + ip_hlen(v6)) as u16,
+        csum_offset: TCP_CHECKSUM as u16,
+        ..TxMeta::default()
+    };
+    if n > usize::from(mss) {
+        meta.gso_size = mss;
+        meta.gso_v6 = v6;
+        meta.hdr_len = off as u16;
+    }
+    meta
 }
 
 /// Writes `a` then `b` to the socket; a full socket takes 0 bytes.

@@ -100,6 +100,10 @@ pub fn before(a: u32, b: u32) -> bool {
 }
 
 /// Where the payload of a segment with `opt_len` bytes of options starts in the frame.
+/// The most header bytes a data segment to the guest has: Ethernet, IPv6, TCP and the
+/// timestamps option.
+pub const MAX_HEADERS: usize = ETH_HLEN + 40 + TCP_HLEN + 12;
+
 pub fn payload_offset(v6: bool, opt_len: usize) -> usize {
     ETH_HLEN + ip_hlen(v6) + TCP_HLEN + opt_len
 }

@@ -12,8 +12,12 @@
 //! The data path (one thread; the event loop calls in): [`Device::pop_frame`] copies the
 //! next chain the guest offers on the transmit queue into a buffer and gives it back at
 //! once; [`Device::rx_room`] walks the receive queue's offered chains (then puts them
-//! back) to tell whether a frame fits; [`Device::push_frame`] writes a frame across as
-//! many chains as it needs (mergeable buffers) and marks them used; [`Device::notify`]
+//! back) to tell whether a frame fits; [`Device::place_rx`] walks them once for a frame
+//! and keeps where its bytes go (each writable descriptor a piece), [`Device::write_placed`]
+//! and the kernel ([`Device::payload_room`]: a socket's data peeked straight into the
+//! pieces) fill them, [`Device::commit_rx`] marks the chains used and the bytes dirty
+//! for a migration's log; [`Device::push_frame`] is those three for a frame built
+//! elsewhere (mergeable buffers: a frame takes as many chains as it needs); [`Device::notify`]
 //! signals the guest when the queue's event index says it waits for it. Every guest
 //! address goes through `vm_memory`'s checked accessors and every chain through
 //! `virtio_queue`'s bounded walk (length, loops, nested indirect tables): a hostile
@@ -47,6 +51,8 @@ use vm_memory::{
 };
 
 use super::log::{DirtyLog, LogMap, RegionLog};
+use crate::sys::GuestIov;
+use vm_memory::bitmap::Bitmap;
 
 /// The guest's memory as mapped here: every write through it (frames, used rings)
 /// marks its pages in QEMU's dirty log once QEMU gave one (`SET_LOG_BASE`, migration).
@@ -379,7 +385,7 @@ impl Device {
         };
         // Twice at most: buffers may come between a short walk and the kick request.
         for _ in 0..2 {
-            match walk_rx(&mut ring.queue, mem, len, mergeable, None) {
+            match walk_rx(&mut ring.queue, mem, len, mergeable) {
                 Ok(Walk { room, .. }) if room >= len => return true,
                 Ok(_) => {}
                 Err(e) => {
@@ -406,87 +412,123 @@ impl Device {
         if frame.len() < HDR_LEN {
             return false;
         }
-        // The flow's queue: one of the running receive queues, by a hash of the
-        // frame's addresses and ports (a flow stays on one queue: no reordering).
-        let running: [bool; MAX_QUEUES / 2] = std::array::from_fn(|p| self.running(2 * p));
-        let count = running.iter().filter(|r| **r).count();
-        if count == 0 {
-            return false;
-        }
-        let pick = flow_hash(&frame[HDR_LEN..]) as usize % count;
-        let Some(q) = (0..MAX_QUEUES / 2)
-            .filter(|p| running[*p])
-            .nth(pick)
-            .map(|p| 2 * p)
-        else {
+        let Some(place) = self.place_rx(flow_hash(&frame[HDR_LEN..]), frame.len()) else {
             return false;
         };
+        let chains = place.chains_for(frame.len());
+        frame[10..12].copy_from_slice(&(chains as u16).to_le_bytes());
+        self.write_placed(&place, 0, frame) && self.commit_rx(&place, frame.len())
+    }
+
+    /// Room for a frame of `len` bytes (header included) in the receive chains the
+    /// guest offers on the queue `hash` picks (a flow stays on one queue: no
+    /// reordering), found by one walk and not taken yet: [`Self::write_placed`] and
+    /// [`Self::payload_room`] write into it, [`Self::commit_rx`] hands it to the guest.
+    /// None when it does not fit (the guest is asked for a kick when it adds buffers)
+    /// or when the walk stopped the queue (a broken chain, or a frame that would span
+    /// more than [`MAX_PIECES`] descriptors).
+    pub fn place_rx(&mut self, hash: u32, len: usize) -> Option<RxPlace> {
+        let running: [bool; MAX_QUEUES / 2] = std::array::from_fn(|p| self.running(2 * p));
+        let count = running.iter().filter(|r| **r).count();
+        let pick = (hash as usize).checked_rem(count)?;
+        let q = 2 * (0..MAX_QUEUES / 2).filter(|p| running[*p]).nth(pick)?;
         let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
         let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
         else {
-            return false;
+            return None;
         };
-        // First pass: how many chains the frame takes, and how much of it each holds
-        // (the header must say how many before the frame is written).
-        let mut takes = [0u32; MAX_MERGED];
-        let walk = match walk_rx(
-            &mut ring.queue,
-            mem,
-            frame.len(),
-            mergeable,
-            Some(&mut takes),
-        ) {
-            Ok(w) if w.room >= frame.len() => w,
-            Ok(_) => return false,
+        let mut place = RxPlace::new(q);
+        match place_chains(&mut ring.queue, mem, len, mergeable, &mut place) {
+            Ok(()) if place.room >= len => Some(place),
+            Ok(()) => {
+                if let Err(e) = kick_at_next_chain(&mut ring.queue, mem) {
+                    stop(ring, c, q, &e);
+                }
+                None
+            }
             Err(e) => {
                 stop(ring, c, q, &e);
-                return false;
+                None
             }
+        }
+    }
+
+    /// Writes `bytes` at offset `at` of the room `place` found; false (the queue
+    /// stopped) when the memory is no longer there.
+    pub fn write_placed(&mut self, place: &RxPlace, at: usize, bytes: &[u8]) -> bool {
+        let (Some(mem), ring, c) = (
+            self.mem.as_ref(),
+            &mut self.rings[place.q],
+            &mut self.counters,
+        ) else {
+            return false;
         };
-        frame[10..12].copy_from_slice(&(walk.chains as u16).to_le_bytes());
-        // Second pass: the same chains again, written and marked used.
-        let mut at = 0usize;
-        for &take in &takes[..walk.chains] {
-            let chain = match ring.queue.iter(mem) {
-                Ok(mut it) => it.next(),
-                Err(e) => {
-                    stop(ring, c, q, &e);
-                    return false;
-                }
-            };
-            let Some(chain) = chain else {
-                stop(ring, c, q, &CHANGED);
-                return false;
-            };
-            let head = chain.head_index();
-            let end = at + take as usize;
-            let mut pos = at;
-            for desc in chain.writable() {
-                if pos == end {
-                    break;
-                }
-                let n = (desc.len() as usize).min(end - pos);
-                if mem.write_slice(&frame[pos..pos + n], desc.addr()).is_err() {
-                    stop(ring, c, q, &OUTSIDE);
-                    return false;
-                }
-                pos += n;
-            }
-            if pos != end {
-                stop(ring, c, q, &CHANGED);
+        for (addr, len, off) in place.span(at, bytes.len()) {
+            if mem.write_slice(&bytes[off..off + len], addr).is_err() {
+                stop(ring, c, place.q, &OUTSIDE);
                 return false;
             }
-            if let Err(e) = ring.queue.add_used(mem, head, take) {
-                stop(ring, c, q, &e);
+        }
+        true
+    }
+
+    /// The `len` bytes at offset `at` of the room `place` found, as slices of the
+    /// guest's memory for the kernel to write into (a socket's data, straight from its
+    /// queue); marked dirty for a migration's log by [`Self::commit_rx`].
+    pub fn payload_room(&self, place: &RxPlace, at: usize, len: usize) -> Option<GuestIov<'_>> {
+        let mem = self.mem.as_ref()?;
+        let mut iov = GuestIov::default();
+        for (addr, n, _) in place.span(at, len) {
+            for slice in mem.get_slices(addr, n) {
+                iov.push(&slice.ok()?)?;
+            }
+        }
+        Some(iov)
+    }
+
+    /// One more frame whose payload the kernel wrote in place.
+    pub fn count_in_place(&mut self) {
+        self.counters.rx_in_place += 1;
+    }
+
+    /// Hands the first `len` bytes of the room `place` found to the guest: the chains
+    /// they take marked used, the written part of each marked dirty.
+    pub fn commit_rx(&mut self, place: &RxPlace, len: usize) -> bool {
+        let (Some(mem), ring, c) = (
+            self.mem.as_ref(),
+            &mut self.rings[place.q],
+            &mut self.counters,
+        ) else {
+            return false;
+        };
+        for (addr, n, _) in place.span(0, len) {
+            for slice in mem.get_slices(addr, n) {
+                match slice {
+                    Ok(slice) => slice.bitmap().mark_dirty(0, slice.len()),
+                    Err(_) => {
+                        stop(ring, c, place.q, &OUTSIDE);
+                        return false;
+                    }
+                }
+            }
+        }
+        let chains = place.chains_for(len);
+        let mut left = len;
+        for i in 0..chains {
+            let take = left.min(place.rooms[i] as usize);
+            left -= take;
+            ring.queue
+                .set_next_avail(ring.queue.next_avail().wrapping_add(1));
+            if let Err(e) = ring.queue.add_used(mem, place.heads[i], take as u32) {
+                stop(ring, c, place.q, &e);
                 return false;
             }
-            at = end;
         }
         ring.used_added = true;
         c.frames_to_guest += 1;
-        c.queue_frames[q] += 1;
-        c.largest_to_guest = c.largest_to_guest.max((frame.len() - HDR_LEN) as u64);
-        c.rx_merged_buffers += walk.chains as u64 - 1;
+        c.queue_frames[place.q] += 1;
+        c.largest_to_guest = c.largest_to_guest.max(len.saturating_sub(HDR_LEN) as u64);
+        c.rx_merged_buffers += chains.saturating_sub(1) as u64;
         true
     }
 
@@ -561,59 +603,147 @@ impl Device {
 /// Chains one frame may take on the receive queue (64 KiB in 1,500-byte buffers is 44).
 const MAX_MERGED: usize = 64;
 const OUTSIDE: &str = "a descriptor points outside the guest's memory";
-const CHANGED: &str = "a receive chain changed while the engine wrote to it";
 
 /// What the walk over the offered receive chains found.
 struct Walk {
     room: usize,
-    chains: usize,
 }
 
 /// Walks the receive chains the guest offers until `len` bytes fit (or, without
-/// mergeable buffers, the first chain), noting in `takes` how much of the frame each
-/// chain gets; the queue's position is put back after.
+/// mergeable buffers, the first chain); the queue's position is put back after.
 fn walk_rx(
     queue: &mut Queue,
     mem: &Memory,
     len: usize,
     mergeable: bool,
-    mut takes: Option<&mut [u32; MAX_MERGED]>,
 ) -> Result<Walk, virtio_queue::Error> {
-    let mut walk = Walk { room: 0, chains: 0 };
-    while walk.room < len && walk.chains < MAX_MERGED {
-        let Some(chain) = queue.iter(mem)?.next() else {
-            break;
-        };
-        let mut descs = Checked::new(chain, mem);
-        let room: usize = (descs.by_ref())
-            .filter(|d| d.is_write_only())
-            .map(|d| d.len() as usize)
-            .sum();
-        // A receive chain the device can write nothing into breaks the rule that
-        // receive buffers are device-writable: the queue stops (and is counted), rather
-        // than wait for room that never comes.
-        if !descs.whole() || room == 0 {
-            return Err(virtio_queue::Error::InvalidChain);
-        }
-        let take = room.min(len - walk.room);
-        if let Some(t) = takes.as_deref_mut() {
-            t[walk.chains] = take as u32;
-        }
-        walk.room += take;
-        walk.chains += 1;
-        if !mergeable {
-            break;
+    let mut place = RxPlace::new(0);
+    place.counting = true;
+    place_chains(queue, mem, len, mergeable, &mut place)?;
+    Ok(Walk { room: place.room })
+}
+
+/// Pieces of guest memory one frame written in place may span (one per writable
+/// descriptor of the chains it takes; a Linux guest's take one per chain, or one per
+/// page without mergeable buffers). A guest whose chains need more for one frame is
+/// broken or hostile: its queue stops.
+pub const MAX_PIECES: usize = 256;
+
+/// Room for one frame in the receive chains of queue `q`, in the order it fills them:
+/// each chain's head and room, each writable descriptor a piece (see
+/// [`Device::place_rx`]).
+pub struct RxPlace {
+    q: usize,
+    room: usize,
+    chains: usize,
+    heads: [u16; MAX_MERGED],
+    rooms: [u32; MAX_MERGED],
+    pieces: [(GuestAddress, u32); MAX_PIECES],
+    n_pieces: usize,
+    /// Only the room is wanted (no pieces kept).
+    counting: bool,
+}
+
+impl RxPlace {
+    fn new(q: usize) -> RxPlace {
+        RxPlace {
+            q,
+            room: 0,
+            chains: 0,
+            heads: [0; MAX_MERGED],
+            rooms: [0; MAX_MERGED],
+            pieces: [(GuestAddress(0), 0); MAX_PIECES],
+            n_pieces: 0,
+            counting: false,
         }
     }
-    for _ in 0..walk.chains {
+
+    /// How many chains the first `len` bytes take.
+    pub fn chains_for(&self, len: usize) -> usize {
+        let mut have = 0usize;
+        for (i, &r) in self.rooms[..self.chains].iter().enumerate() {
+            have += r as usize;
+            if have >= len {
+                return i + 1;
+            }
+        }
+        self.chains
+    }
+
+    /// The pieces under bytes `[at, at + len)`: each one's guest address, its length
+    /// and where it starts in that span.
+    fn span(
+        &self,
+        at: usize,
+        len: usize,
+    ) -> impl Iterator<Item = (GuestAddress, usize, usize)> + '_ {
+        let mut start = 0usize;
+        self.pieces[..self.n_pieces]
+            .iter()
+            .filter_map(move |&(addr, n)| {
+                let (lo, hi) = (start, start + n as usize);
+                start = hi;
+                let (from, to) = (lo.max(at), hi.min(at + len));
+                (from < to).then(|| (addr.unchecked_add((from - lo) as u64), to - from, from - at))
+            })
+    }
+}
+
+/// Walks the receive chains the guest offers until `len` bytes fit into `place` (or,
+/// without mergeable buffers, the first chain); the queue's position is put back
+/// after, so nothing is taken yet.
+fn place_chains(
+    queue: &mut Queue,
+    mem: &Memory,
+    len: usize,
+    mergeable: bool,
+    place: &mut RxPlace,
+) -> Result<(), virtio_queue::Error> {
+    let mut walked = 0;
+    let result = (|| {
+        while place.room < len && place.chains < MAX_MERGED {
+            let Some(chain) = queue.iter(mem)?.next() else {
+                break;
+            };
+            walked += 1;
+            let head = chain.head_index();
+            let mut descs = Checked::new(chain, mem);
+            let mut room = 0usize;
+            for d in descs.by_ref().filter(|d| d.is_write_only() && d.len() > 0) {
+                room += d.len() as usize;
+                let Some(p) = place.pieces.get_mut(place.n_pieces) else {
+                    return Err(virtio_queue::Error::InvalidChain);
+                };
+                if !place.counting {
+                    *p = (d.addr(), d.len());
+                }
+                place.n_pieces += 1;
+            }
+            // A receive chain the device can write nothing into breaks the rule that
+            // receive buffers are device-writable: the queue stops (and is counted),
+            // rather than wait for room that never comes.
+            if !descs.whole() || room == 0 {
+                return Err(virtio_queue::Error::InvalidChain);
+            }
+            place.heads[place.chains] = head;
+            place.rooms[place.chains] = u32::try_from(room).unwrap_or(u32::MAX);
+            place.room += room;
+            place.chains += 1;
+            if !mergeable {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    for _ in 0..walked {
         queue.go_to_previous_position();
     }
-    Ok(walk)
+    result
 }
 
 /// A hash of a frame's IP addresses and TCP/UDP ports (0 for anything else): FNV-1a,
 /// enough to spread flows over queues.
-fn flow_hash(frame: &[u8]) -> u32 {
+pub fn flow_hash(frame: &[u8]) -> u32 {
     let ethertype = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
     let (addrs, proto, l4) = match ethertype {
         Some(0x0800) => {

@@ -892,6 +892,40 @@ fn a_64_kib_frame_to_the_guest_spans_mergeable_buffers_with_num_buffers_set() {
 }
 
 #[test]
+fn a_sockets_data_peeked_into_the_placed_room_lands_across_the_mergeable_buffers() {
+    let mut g = Guest::new();
+    let bufs: Vec<u64> = (0..8).map(|_| g.post(&[1526])[0]).collect();
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    std::io::Write::write_all(&mut ours, &data).unwrap();
+    let head = frame(54)[..54].to_vec();
+    let at = HDR_LEN + head.len();
+    let place = g
+        .dev
+        .place_rx(super::device::flow_hash(&head), at + data.len())
+        .expect("room");
+    let room = g
+        .dev
+        .payload_room(&place, at, data.len())
+        .expect("in pieces");
+    let fd = std::os::fd::AsFd::as_fd(&theirs);
+    assert_eq!(crate::sys::peek_into(fd, &room).unwrap(), data.len());
+    assert!(g.dev.write_placed(&place, HDR_LEN, &head));
+    assert!(g.dev.commit_rx(&place, at + data.len()));
+    let chains = place.chains_for(at + data.len());
+    assert_eq!((chains, g.used_idx(RX)), (3, 3));
+    let got: Vec<u8> = bufs[..3].iter().flat_map(|&b| g.read(b, 1526)).collect();
+    assert_eq!(&got[HDR_LEN..at], &head[..]);
+    assert_eq!(&got[at..at + data.len()], &data[..]);
+    // A peek: the socket still holds it all.
+    let mut left = vec![0; data.len() + 1];
+    assert_eq!(
+        std::io::Read::read(&mut &theirs, &mut left).unwrap(),
+        data.len()
+    );
+}
+
+#[test]
 fn without_mergeable_buffers_a_frame_larger_than_the_first_chain_is_refused() {
     let mut g = Setup::default().features(FEATURES & !MRG_RXBUF).boot();
     g.post(&[1000]);

@@ -55,7 +55,7 @@ use vhost::vhost_user::BackendReqHandler;
 
 use super::{AttachError, Attachment, LISTENER, Read, Ready};
 use crate::engine::Engine;
-use crate::frame::{GuestTx, TxMeta};
+use crate::frame::{Fill, GuestTx, InPlace, Placed, TxMeta};
 use crate::migrate::format::State;
 use crate::migrate::repair::Repair;
 use device::{Device, HDR_LEN, MAX_FRAME, MAX_QUEUES, Pop, RX, TX};
@@ -134,22 +134,7 @@ impl GuestTx for VhostUserTx {
         if !std::mem::take(&mut self.reserved) {
             return;
         }
-        let h = &mut self.buf[..HDR_LEN];
-        h.fill(0);
-        if meta.csum_start != 0 {
-            h[0] = VNET_F_NEEDS_CSUM;
-            h[6..8].copy_from_slice(&meta.csum_start.to_le_bytes());
-            h[8..10].copy_from_slice(&meta.csum_offset.to_le_bytes());
-        }
-        if meta.gso_size != 0 {
-            h[1] = if meta.gso_v6 {
-                VNET_GSO_TCPV6
-            } else {
-                VNET_GSO_TCPV4
-            };
-            h[2..4].copy_from_slice(&meta.hdr_len.to_le_bytes());
-            h[4..6].copy_from_slice(&meta.gso_size.to_le_bytes());
-        }
+        self.buf[..HDR_LEN].copy_from_slice(&vnet_header(meta));
         // The room was checked at `reserve`; a guest that took its buffers back since
         // loses this frame (as on a full link).
         let _ = lock(&self.device).push_frame(&mut self.buf[..HDR_LEN + len]);
@@ -158,6 +143,66 @@ impl GuestTx for VhostUserTx {
     fn device_counters(&self) -> Option<DeviceCounters> {
         Some(VhostUserTx::device_counters(self))
     }
+
+    fn in_place(&mut self) -> Option<&mut dyn InPlace> {
+        Some(self)
+    }
+}
+
+impl InPlace for VhostUserTx {
+    /// The frame's room found on the guest's receive queue by one walk, the payload
+    /// written there by `fill` (the kernel), then the virtio-net header and the frame's
+    /// headers, then the chains handed over.
+    fn emit_in_place(&mut self, head: &mut [u8], max: usize, fill: &mut Fill<'_>) -> Placed {
+        let at = HDR_LEN + head.len();
+        if at + max > HDR_LEN + MAX_FRAME {
+            return Placed::Elsewhere;
+        }
+        let mut dev = lock(&self.device);
+        let Some(place) = dev.place_rx(device::flow_hash(head), at + max) else {
+            return Placed::Full;
+        };
+        let Some(room) = dev.payload_room(&place, at, max) else {
+            return Placed::Elsewhere;
+        };
+        let (n, meta) = fill(head, &room);
+        if n == 0 {
+            return Placed::Nothing;
+        }
+        let total = at + n.min(max);
+        let mut vnet = vnet_header(meta);
+        vnet[10..12].copy_from_slice(&(place.chains_for(total) as u16).to_le_bytes());
+        // A guest that took its buffers back meanwhile loses this frame (as on a full
+        // link; its queue stopped).
+        let sent = dev.write_placed(&place, 0, &vnet)
+            && dev.write_placed(&place, HDR_LEN, head)
+            && dev.commit_rx(&place, total);
+        if !sent {
+            return Placed::Nothing;
+        }
+        dev.count_in_place();
+        Placed::Sent
+    }
+}
+
+/// `struct virtio_net_hdr_v1` for a frame `meta` says how to finish (`num_buffers` 0).
+fn vnet_header(meta: TxMeta) -> [u8; HDR_LEN] {
+    let mut h = [0u8; HDR_LEN];
+    if meta.csum_start != 0 {
+        h[0] = VNET_F_NEEDS_CSUM;
+        h[6..8].copy_from_slice(&meta.csum_start.to_le_bytes());
+        h[8..10].copy_from_slice(&meta.csum_offset.to_le_bytes());
+    }
+    if meta.gso_size != 0 {
+        h[1] = if meta.gso_v6 {
+            VNET_GSO_TCPV6
+        } else {
+            VNET_GSO_TCPV4
+        };
+        h[2..4].copy_from_slice(&meta.hdr_len.to_le_bytes());
+        h[4..6].copy_from_slice(&meta.gso_size.to_le_bytes());
+    }
+    h
 }
 
 /// The vhost-user attachment (see the module's theory of operation).

@@ -6,7 +6,7 @@
 //! stops at [`GUEST_BUDGET`]) — first spinning for the busy-poll window (`busy_poll.rs`), then
 //! sleeping at most [`TICK`] after activity, else until the next timer is due (at most
 //! [`IDLE_WAIT`]: an idle engine wakes once a second, open connections or not), or `engine::DELACK_WAIT` while ACKs are held for a reply to
-//! carry them — read every frame the guest has into the engine, hand socket readiness to
+//! carry them — read the guest's frames into the engine (at most [`GUEST_BUDGET`]), hand socket readiness to
 //! the engine, send the owed ACKs, write the guest side out, run timers. `SIGUSR1` prints
 //! the counters (and rewrites the `stats` file, kept every second too); `SIGINT`/`SIGTERM`
 //! (or the `stop` flag) end the loop, which returns the counters. Before the first round,

@@ -168,6 +168,21 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     let (obj, manifest, doc) = the_located_object(&args.file, &cluster)?;
     let dir = state_dir(args.state_dir.as_ref(), &obj);
     let state = StateDir::new(&dir);
+    let recorded = state.launcher().context("reading the recorded launcher")?;
+    let launcher = match (args.launcher.map(Launcher::from), recorded.as_deref()) {
+        (Some(given), Some(was)) if given.as_str() != was => {
+            output::stderr(&format!(
+                "{file}: {}: --launcher {}: its guest was set up for --launcher {was} ({}); give that, or run `netbind down` first\n",
+                obj.display_name(),
+                given.as_str(),
+                dir.display()
+            ));
+            return Ok(Outcome::Unreadable);
+        }
+        (Some(given), _) => given,
+        (None, Some("libvirt")) => Launcher::Libvirt,
+        (None, _) => Launcher::Qemu,
+    };
     let mut _fresh = None;
     let view = match state.pod_view().context("reading the saved pod view")? {
         // A later run: the saved view, plus what CNI added since (a hot-plugged network).
@@ -230,6 +245,9 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
     for note in &applied.notes {
         tracing::info!("note: {note}");
     }
+    state
+        .save_launcher(launcher.as_str())
+        .context("recording the launcher in the state dir")?;
     // Links undone (unplugged, or made anew): whatever served them serves nothing now.
     for name in &applied.plan_changes.relinked {
         state.forget_server(name);
@@ -264,7 +282,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Outcome> {
 
     let out = DomainOut {
         path: args.domain_out.as_deref(),
-        launcher: args.launcher.into(),
+        launcher,
     };
     if args.no_serve {
         write_domain(&plan, out)?;

@@ -97,9 +97,10 @@ struct UpArgs {
     /// Who starts the guest from --domain-out: `qemu` (its qemuArgs; `up` runs every
     /// user-mode engine) or `libvirt` (its libvirtXml, whose vhost-user interfaces
     /// libvirt serves by starting netbind as its `passt`; `up` runs only the engines of
-    /// stream sockets). Give the same one to every `up` of the VM.
-    #[arg(long, value_enum, default_value_t = LauncherArg::Qemu)]
-    launcher: LauncherArg,
+    /// stream sockets). Recorded in the state dir: a later `up` of the VM keeps it, and
+    /// refuses another [default: the recorded one, else qemu].
+    #[arg(long, value_enum)]
+    launcher: Option<LauncherArg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1245,3 +1245,41 @@ spec:
     );
     assert_eq!(s.snapshot(), cni, "nothing changed in the pod");
 }
+
+/// The launcher is the VM's, not the run's: a later `up` (a hot-plug) without
+/// `--launcher` keeps the recorded one, one with another is refused before anything
+/// changes, and after `down` the VM starts afresh.
+#[test]
+fn a_later_up_keeps_the_recorded_launcher_and_refuses_another() {
+    let s = setup(BRIDGE, false);
+    let launcher_of = |out: &Output, domain: &std::path::Path| {
+        assert_eq!(code(out), 0, "{}", stderr(out));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(domain).unwrap()).unwrap();
+        json["launcher"].as_str().unwrap().to_string()
+    };
+    let domain = s.dir.path().join("domain.json");
+    let up = |extra: &[&str]| {
+        let mut cmd = s.up_command();
+        cmd.arg("--no-serve")
+            .arg("--domain-out")
+            .arg(&domain)
+            .args(extra);
+        cmd.output().expect("run netbind up")
+    };
+    assert_eq!(
+        launcher_of(&up(&["--launcher", "libvirt"]), &domain),
+        "libvirt"
+    );
+    assert_eq!(launcher_of(&up(&[]), &domain), "libvirt");
+    let other = up(&["--launcher", "qemu"]);
+    assert_eq!(code(&other), 2, "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("set up for --launcher libvirt"),
+        "{}",
+        stderr(&other)
+    );
+    assert_eq!(code(&s.down()), 0);
+    assert_eq!(launcher_of(&up(&["--launcher", "qemu"]), &domain), "qemu");
+    assert_eq!(code(&s.down()), 0);
+}

@@ -45,6 +45,9 @@ use crate::nft::TableBefore;
 
 pub const JOURNAL: &str = "journal.json";
 pub const POD_VIEW: &str = "podview.json";
+/// Who starts the guest (`qemu`, `libvirt`): what the first `up` was told, which the
+/// later ones of the VM keep to.
+pub const LAUNCHER: &str = "launcher";
 /// The plan the user-mode engines read (written by `netbind up` when it starts them).
 pub const PLAN: &str = "plan.json";
 /// One file per served interface, holding the PID of the `netbind up` serving it.
@@ -462,6 +465,21 @@ impl StateDir {
         read_json(&self.dir.join(POD_VIEW))
     }
 
+    /// The launcher an earlier `up` of the VM recorded ([`LAUNCHER`]).
+    pub fn launcher(&self) -> Result<Option<String>, JournalError> {
+        let path = self.dir.join(LAUNCHER);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(JournalError::Read { path, source }),
+        }
+    }
+
+    pub fn save_launcher(&self, launcher: &str) -> Result<(), JournalError> {
+        self.create()?;
+        write_atomically(&self.dir, LAUNCHER, format!("{launcher}\n").as_bytes())
+    }
+
     pub fn save_pod_view(&self, view: &PodView) -> Result<(), JournalError> {
         self.create()?;
         let bytes = serde_json::to_vec_pretty(view).unwrap_or_default();
@@ -594,7 +612,7 @@ impl StateDir {
                 }
             }
         }
-        for name in [JOURNAL, POD_VIEW, PLAN, LOCK] {
+        for name in [JOURNAL, POD_VIEW, PLAN, LAUNCHER, LOCK] {
             for n in [name.to_string(), format!("{name}.tmp")] {
                 let path = self.dir.join(n);
                 match std::fs::remove_file(&path) {

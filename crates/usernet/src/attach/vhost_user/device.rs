@@ -231,6 +231,12 @@ impl Device {
     }
 
     /// Whether queue `q` is served now.
+    /// Queue `q`'s ring beside the memory and the counters (one borrow of each), once
+    /// QEMU gave the memory.
+    fn queue_parts(&mut self, q: usize) -> Option<(&Memory, &mut Ring, &mut DeviceCounters)> {
+        Some((self.mem.as_ref()?, &mut self.rings[q], &mut self.counters))
+    }
+
     pub fn running(&self, q: usize) -> bool {
         let r = &self.rings[q];
         r.started && r.enabled && !r.broken && self.mem.is_some()
@@ -290,8 +296,7 @@ impl Device {
         if !self.running(q) {
             return Pop::Empty;
         }
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
-        else {
+        let Some((mem, ring, c)) = self.queue_parts(q) else {
             return Pop::Empty;
         };
         loop {
@@ -379,14 +384,13 @@ impl Device {
     /// As [`Self::rx_room`], for receive queue `q`.
     fn room_in(&mut self, q: usize, len: usize) -> bool {
         let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
-        else {
+        let Some((mem, ring, c)) = self.queue_parts(q) else {
             return false;
         };
         // Twice at most: buffers may come between a short walk and the kick request.
         for _ in 0..2 {
-            match walk_rx(&mut ring.queue, mem, len, mergeable) {
-                Ok(Walk { room, .. }) if room >= len => return true,
+            match place_chains(&mut ring.queue, mem, len, mergeable, None) {
+                Ok(room) if room >= len => return true,
                 Ok(_) => {}
                 Err(e) => {
                     stop(ring, c, q, &e);
@@ -433,14 +437,11 @@ impl Device {
         let pick = (hash as usize).checked_rem(count)?;
         let q = 2 * (0..MAX_QUEUES / 2).filter(|p| running[*p]).nth(pick)?;
         let mergeable = self.acked & bit(VIRTIO_NET_F_MRG_RXBUF) != 0;
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
-        else {
-            return None;
-        };
+        let (mem, ring, c) = self.queue_parts(q)?;
         let mut place = RxPlace::new(q);
-        match place_chains(&mut ring.queue, mem, len, mergeable, &mut place) {
-            Ok(()) if place.room >= len => Some(place),
-            Ok(()) => {
+        match place_chains(&mut ring.queue, mem, len, mergeable, Some(&mut place)) {
+            Ok(room) if room >= len => Some(place),
+            Ok(_) => {
                 if let Err(e) = kick_at_next_chain(&mut ring.queue, mem) {
                     stop(ring, c, q, &e);
                 }
@@ -456,11 +457,7 @@ impl Device {
     /// Writes `bytes` at offset `at` of the room `place` found; false (the queue
     /// stopped) when the memory is no longer there.
     pub fn write_placed(&mut self, place: &RxPlace, at: usize, bytes: &[u8]) -> bool {
-        let (Some(mem), ring, c) = (
-            self.mem.as_ref(),
-            &mut self.rings[place.q],
-            &mut self.counters,
-        ) else {
+        let Some((mem, ring, c)) = self.queue_parts(place.q) else {
             return false;
         };
         for (addr, len, off) in place.span(at, bytes.len()) {
@@ -494,11 +491,7 @@ impl Device {
     /// Hands the first `len` bytes of the room `place` found to the guest: the chains
     /// they take marked used, the written part of each marked dirty.
     pub fn commit_rx(&mut self, place: &RxPlace, len: usize) -> bool {
-        let (Some(mem), ring, c) = (
-            self.mem.as_ref(),
-            &mut self.rings[place.q],
-            &mut self.counters,
-        ) else {
+        let Some((mem, ring, c)) = self.queue_parts(place.q) else {
             return false;
         };
         for (addr, n, _) in place.span(0, len) {
@@ -534,8 +527,7 @@ impl Device {
 
     /// Signals the guest on queue `q` if it added used entries the guest waits for.
     pub fn notify(&mut self, q: usize) {
-        let (Some(mem), ring, c) = (self.mem.as_ref(), &mut self.rings[q], &mut self.counters)
-        else {
+        let Some((mem, ring, c)) = self.queue_parts(q) else {
             return;
         };
         if !std::mem::take(&mut ring.used_added) {
@@ -604,25 +596,6 @@ impl Device {
 const MAX_MERGED: usize = 64;
 const OUTSIDE: &str = "a descriptor points outside the guest's memory";
 
-/// What the walk over the offered receive chains found.
-struct Walk {
-    room: usize,
-}
-
-/// Walks the receive chains the guest offers until `len` bytes fit (or, without
-/// mergeable buffers, the first chain); the queue's position is put back after.
-fn walk_rx(
-    queue: &mut Queue,
-    mem: &Memory,
-    len: usize,
-    mergeable: bool,
-) -> Result<Walk, virtio_queue::Error> {
-    let mut place = RxPlace::new(0);
-    place.counting = true;
-    place_chains(queue, mem, len, mergeable, &mut place)?;
-    Ok(Walk { room: place.room })
-}
-
 /// Pieces of guest memory one frame written in place may span (one per writable
 /// descriptor of the chains it takes; a Linux guest's take one per chain, or one per
 /// page without mergeable buffers). A guest whose chains need more for one frame is
@@ -640,8 +613,6 @@ pub struct RxPlace {
     rooms: [u32; MAX_MERGED],
     pieces: [(GuestAddress, u32); MAX_PIECES],
     n_pieces: usize,
-    /// Only the room is wanted (no pieces kept).
-    counting: bool,
 }
 
 impl RxPlace {
@@ -654,7 +625,6 @@ impl RxPlace {
             rooms: [0; MAX_MERGED],
             pieces: [(GuestAddress(0), 0); MAX_PIECES],
             n_pieces: 0,
-            counting: false,
         }
     }
 
@@ -689,19 +659,20 @@ impl RxPlace {
     }
 }
 
-/// Walks the receive chains the guest offers until `len` bytes fit into `place` (or,
-/// without mergeable buffers, the first chain); the queue's position is put back
-/// after, so nothing is taken yet.
+/// Walks the receive chains the guest offers until `len` bytes fit (or, without
+/// mergeable buffers, the first chain), keeping in `place`, when given, where the bytes
+/// would go; the room found. The queue's position is put back after, so nothing is
+/// taken yet.
 fn place_chains(
     queue: &mut Queue,
     mem: &Memory,
     len: usize,
     mergeable: bool,
-    place: &mut RxPlace,
-) -> Result<(), virtio_queue::Error> {
-    let mut walked = 0;
+    mut place: Option<&mut RxPlace>,
+) -> Result<usize, virtio_queue::Error> {
+    let (mut total, mut chains, mut pieces, mut walked) = (0usize, 0usize, 0usize, 0);
     let result = (|| {
-        while place.room < len && place.chains < MAX_MERGED {
+        while total < len && chains < MAX_MERGED {
             let Some(chain) = queue.iter(mem)?.next() else {
                 break;
             };
@@ -711,13 +682,13 @@ fn place_chains(
             let mut room = 0usize;
             for d in descs.by_ref().filter(|d| d.is_write_only() && d.len() > 0) {
                 room += d.len() as usize;
-                let Some(p) = place.pieces.get_mut(place.n_pieces) else {
+                if pieces == MAX_PIECES {
                     return Err(virtio_queue::Error::InvalidChain);
-                };
-                if !place.counting {
-                    *p = (d.addr(), d.len());
                 }
-                place.n_pieces += 1;
+                if let Some(p) = place.as_deref_mut() {
+                    p.pieces[pieces] = (d.addr(), d.len());
+                }
+                pieces += 1;
             }
             // A receive chain the device can write nothing into breaks the rule that
             // receive buffers are device-writable: the queue stops (and is counted),
@@ -725,10 +696,12 @@ fn place_chains(
             if !descs.whole() || room == 0 {
                 return Err(virtio_queue::Error::InvalidChain);
             }
-            place.heads[place.chains] = head;
-            place.rooms[place.chains] = u32::try_from(room).unwrap_or(u32::MAX);
-            place.room += room;
-            place.chains += 1;
+            if let Some(p) = place.as_deref_mut() {
+                p.heads[chains] = head;
+                p.rooms[chains] = u32::try_from(room).unwrap_or(u32::MAX);
+            }
+            total += room;
+            chains += 1;
             if !mergeable {
                 break;
             }
@@ -738,7 +711,11 @@ fn place_chains(
     for _ in 0..walked {
         queue.go_to_previous_position();
     }
-    result
+    result?;
+    if let Some(p) = place {
+        (p.room, p.chains, p.n_pieces) = (total, chains, pieces);
+    }
+    Ok(total)
 }
 
 /// A hash of a frame's IP addresses and TCP/UDP ports (0 for anything else): FNV-1a,

@@ -25,6 +25,7 @@ use std::os::fd::OwnedFd;
 use netbind_usernet::attach::vhost_user::device::{
     Device, DeviceCounters, FEATURES, HDR_LEN, MAX_FRAME, Pop, RX, TX,
 };
+use netbind_usernet::sys::{GuestIov, copy_from_guest};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use vhost::vhost_user::VhostUserBackendReqHandlerMut;
@@ -170,10 +171,29 @@ pub fn vhost_user_run(data: &[u8]) -> DeviceCounters {
 /// Takes every frame the transmit queue offers. A queue holds 1,024 at most; the device's
 /// own writes (used entries over a ring the guest made overlap) may offer a few more, not
 /// an endless stream.
+/// Frames are taken in turn copied whole and split (headers copied, the rest left in
+/// guest memory and copied out here, as the engine does when it must).
 fn drain(dev: &mut Device, buf: &mut [u8]) {
-    for _ in 0..65536 {
-        match dev.pop_frame(buf) {
+    let mut rest = vec![0u8; MAX_FRAME];
+    for i in 0..65536 {
+        let Some(mem) = dev.memory() else { return };
+        let mut tail = GuestIov::default();
+        let got = if i % 2 == 0 {
+            dev.pop_frame(buf)
+        } else {
+            dev.pop_split(buf, &mem, &mut tail)
+        };
+        match got {
             Pop::Frame(n) => assert!((14..=MAX_FRAME).contains(&n), "a frame of {n} bytes"),
+            Pop::Split(n) => {
+                let whole = n + tail.len();
+                assert!(
+                    n <= MAX_FRAME && (14..=MAX_FRAME).contains(&whole),
+                    "{n} + {tail:?}"
+                );
+                assert_eq!(copy_from_guest(&tail, 0, &mut rest), tail.len());
+                dev.release_tx();
+            }
             Pop::Empty => return,
         }
     }

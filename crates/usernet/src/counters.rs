@@ -66,6 +66,9 @@ pub struct Counters {
     pub tcp_send_refused: u64,
     /// Guest TCP segments held for the socket: after a hole, or refused in part.
     pub tcp_segments_held: u64,
+    /// Guest TCP segments (vhost-user) relayed with their data left in the guest's
+    /// memory: what the socket took of it, it took from there.
+    pub tcp_segments_in_place: u64,
     pub tcp_bytes_from_guest: u64,
     pub tcp_bytes_to_guest: u64,
     pub udp_bytes_from_guest: u64,
@@ -104,7 +107,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 55] = [
+        let fields: [(&str, u64); 56] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -119,6 +122,7 @@ impl Counters {
             ("retransmits", self.retransmits),
             ("tcp_send_refused", self.tcp_send_refused),
             ("tcp_segments_held", self.tcp_segments_held),
+            ("tcp_segments_in_place", self.tcp_segments_in_place),
             ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
             ("tcp_bytes_to_guest", self.tcp_bytes_to_guest),
             ("udp_bytes_from_guest", self.udp_bytes_from_guest),

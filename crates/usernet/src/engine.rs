@@ -1,8 +1,9 @@
 //! The engine: one guest NIC joined to the socket layer of the namespace it runs in —
 //! the public API and the dispatcher.
 //!
-//! How it works: [`Engine::guest_frame`] takes one Ethernet frame from the guest, checks
-//! it with smoltcp's bounds-checked views, puts fragments back together (`fragment.rs`)
+//! How it works: [`Engine::guest_frame`] takes one Ethernet frame from the guest (or
+//! [`Engine::guest_frame_split`], one whose TCP data stays in a vhost-user guest's memory
+//! for its socket to send from), checks it with smoltcp's bounds-checked views, puts fragments back together (`fragment.rs`)
 //! and hands it by protocol to `arp::from_guest`, `ndp` (neighbour and router
 //! solicitations), `icmp::echo_from_guest`, `udp::from_guest` (which serves DHCP through
 //! `dhcp`) or `tcp::from_guest`. Those either answer at once (ARP, NDP, DHCP) or find or
@@ -47,6 +48,7 @@ use crate::ndp::{self, ICMPV6_NS, ICMPV6_RS, RA_INTERVAL, Ra};
 use crate::pcap::Pcap;
 use crate::ping_raw::RawPing;
 use crate::route;
+use crate::sys::GuestIov;
 use crate::tcp::{self, TcpRelay};
 use crate::udp;
 use crate::wire::{
@@ -96,6 +98,62 @@ pub struct Engine<G> {
     /// What the last read-out handed over, until the guest runs again here (the
     /// migration failed: it is taken back) or a new guest comes.
     handed_over: Option<crate::migrate::format::State>,
+    /// Where a frame from guest memory is put together ([`Engine::guest_frame_split`]);
+    /// sized at the first such frame.
+    whole: Vec<u8>,
+}
+
+/// The largest frame put together from guest memory: a 64 KiB segment and its headers.
+const WHOLE_FRAME: usize = 65536 + 256;
+
+/// A frame of `head` and `tail` as a TCP segment whose headers are all in `head` (IPv4
+/// not fragmented, or IPv6 with TCP as the first header after the fixed one) and whose
+/// IP length covers exactly both; None for anything else (it is put together instead).
+fn tcp_in_head<'a>(head: &'a [u8], tail: &'a GuestIov<'a>) -> Option<IpPacket<'a>> {
+    let eth = EthernetFrame::new_checked(head).ok()?;
+    let src_mac = eth.src_addr().0;
+    let bytes = head.get(wire::ETH_HLEN..)?;
+    let whole = bytes.len() + tail.len();
+    let (src, dst, hop, l4) = match u16::from(eth.ethertype()) {
+        ETHERTYPE_IPV4 if bytes.len() >= IPV4_HLEN => {
+            let ip = Ipv4Packet::new_unchecked(bytes);
+            let hl = usize::from(ip.header_len());
+            let whole_ok = usize::from(ip.total_len()) == whole;
+            let plain = ip.version() == 4 && hl >= IPV4_HLEN && hl <= bytes.len();
+            let tcp = u8::from(ip.next_header()) == PROTO_TCP;
+            if !(whole_ok && plain && tcp && !ip.more_frags() && ip.frag_offset() == 0) {
+                return None;
+            }
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            (IpAddr::V4(s), IpAddr::V4(d), ip.hop_limit(), hl)
+        }
+        ETHERTYPE_IPV6 if bytes.len() >= IPV6_HLEN => {
+            let ip = Ipv6Packet::new_unchecked(bytes);
+            let whole_ok = IPV6_HLEN + usize::from(ip.payload_len()) == whole;
+            let tcp = u8::from(ip.next_header()) == PROTO_TCP;
+            if !(whole_ok && ip.version() == 6 && tcp) {
+                return None;
+            }
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            (IpAddr::V6(s), IpAddr::V6(d), ip.hop_limit(), IPV6_HLEN)
+        }
+        _ => return None,
+    };
+    let segment = &bytes[l4..];
+    let data_offset = usize::from(*segment.get(12)? >> 4) * 4;
+    if segment.len() < wire::TCP_HLEN || data_offset > segment.len() {
+        return None;
+    }
+    Some(IpPacket {
+        src_mac,
+        src,
+        dst,
+        proto: PROTO_TCP,
+        hop,
+        payload: segment,
+        packet: bytes,
+        tail: Some(tail),
+    })
 }
 
 impl<G: GuestTx> Engine<G> {
@@ -123,6 +181,7 @@ impl<G: GuestTx> Engine<G> {
             pending_resets: Vec::new(),
             holds: Vec::new(),
             handed_over: None,
+            whole: Vec::new(),
         };
         if engine.cx.cfg.raw_ping && engine.cx.cfg.relay_icmp {
             engine.open_raw_ping()?;
@@ -282,15 +341,50 @@ impl<G: GuestTx> Engine<G> {
             return;
         };
         let src_mac = eth.src_addr().0;
-        if eth.src_addr().is_unicast() && src_mac != self.cx.out.engine_mac && src_mac != [0; 6] {
-            self.cx.out.guest_mac = src_mac;
-        }
+        self.learn_mac(src_mac);
         let payload = eth.payload();
         match u16::from(eth.ethertype()) {
             ETHERTYPE_ARP => arp::from_guest(&mut self.cx, payload),
             ETHERTYPE_IPV4 => self.ipv4_from_guest(payload, src_mac),
             ETHERTYPE_IPV6 => self.ipv6_from_guest(payload, src_mac),
             _ => self.cx.counters.rx_unsupported += 1,
+        }
+    }
+
+    /// One Ethernet frame from the guest whose end lies in the guest's own memory
+    /// (vhost-user): `head` its first bytes, `tail` the rest. A TCP segment whose headers
+    /// are all in `head` goes to its connection with its data left where it is — the
+    /// socket sends it from the guest's memory, the one copy it takes; anything else (and
+    /// everything while a capture runs) is put together in one buffer first.
+    pub fn guest_frame_split(&mut self, head: &[u8], tail: &GuestIov<'_>) {
+        if self.cx.out.pcap.is_none()
+            && let Some(pkt) = tcp_in_head(head, tail)
+        {
+            let c = &mut self.cx.counters;
+            c.rx_frames += 1;
+            c.rx_bytes += (head.len() + tail.len()) as u64;
+            c.tcp_segments_in_place += 1;
+            self.learn_mac(pkt.src_mac);
+            return tcp::from_guest(&mut self.cx, &mut self.tcp, &pkt);
+        }
+        let n = head.len() + tail.len();
+        let mut whole = std::mem::take(&mut self.whole);
+        whole.resize(WHOLE_FRAME, 0); // once
+        if let Some(dst) = whole.get_mut(..n) {
+            dst[..head.len()].copy_from_slice(head);
+            crate::sys::copy_from_guest(tail, 0, &mut dst[head.len()..]);
+            self.guest_frame(&whole[..n]);
+        } else {
+            self.cx.counters.rx_malformed += 1;
+        }
+        self.whole = whole;
+    }
+
+    /// The guest's MAC address, learnt from what it sends.
+    fn learn_mac(&mut self, src_mac: [u8; 6]) {
+        let unicast = src_mac[0] & 1 == 0;
+        if unicast && src_mac != self.cx.out.engine_mac && src_mac != [0; 6] {
+            self.cx.out.guest_mac = src_mac;
         }
     }
 
@@ -333,6 +427,7 @@ impl<G: GuestTx> Engine<G> {
             hop: ip.hop_limit(),
             payload: &bytes[hl..total],
             packet: &bytes[..total],
+            tail: None,
         };
         self.ip_from_guest(&pkt);
     }
@@ -384,6 +479,7 @@ impl<G: GuestTx> Engine<G> {
             hop: ip.hop_limit(),
             payload: &bytes[l4..total],
             packet: &bytes[..total],
+            tail: None,
         };
         self.ip_from_guest(&pkt);
     }
@@ -406,6 +502,7 @@ impl<G: GuestTx> Engine<G> {
             hop: d.hop,
             payload: d.payload(),
             packet: d.packet(),
+            tail: None,
         };
         self.ip_from_guest(&pkt);
         self.frag.put_back(slot, d);

@@ -338,8 +338,12 @@ pub struct IpPacket<'a> {
     pub hop: u8,
     /// The L4 bytes (bounded by the IP length fields, not the frame).
     pub payload: &'a [u8],
-    /// The whole IP packet, for ICMP errors that quote it.
+    /// The whole IP packet, for ICMP errors that quote it (its first bytes only, when
+    /// the rest is in `tail`).
     pub packet: &'a [u8],
+    /// TCP data following `payload` in a vhost-user guest's own memory
+    /// (`Engine::guest_frame_split`).
+    pub tail: Option<&'a crate::sys::GuestIov<'a>>,
 }
 
 impl IpPacket<'_> {

@@ -36,7 +36,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 pub use crate::attach::open::Attach;
 pub use crate::attach::stream::listen_unix;
-use crate::attach::{AttachError, Attachment, Driver, GUEST, LINK_TOKENS, LISTENER, Read, Ready};
+use crate::attach::{AttachError, Attachment, Driver, GUEST, Got, LINK_TOKENS, LISTENER, Ready};
 use crate::busy_poll::{BusyPoll, Wait};
 use crate::config::EngineConfig;
 use crate::engine::{Counters, DELACK_WAIT, Engine, EngineError};
@@ -329,13 +329,13 @@ impl<A: Attachment> EventLoop<A> {
             let mut closed = false;
             self.guest_more = true;
             for _ in 0..GUEST_BUDGET {
-                match self.link.next_frame() {
-                    Read::Frame(f) => self.engine.guest_frame(f),
-                    Read::Empty => {
+                match self.link.read_into(&mut self.engine) {
+                    Got::Frame => {}
+                    Got::Empty => {
                         self.guest_more = false;
                         break;
                     }
-                    Read::Closed => {
+                    Got::Closed => {
                         (closed, self.guest_more) = (true, false);
                         break;
                     }

@@ -27,7 +27,10 @@
 //!   (the migration failed and the guest runs here again).
 //!
 //! - `recvmsg(MSG_PEEK)` into a vhost-user guest's own receive buffers ([`GuestIov`],
-//!   [`peek_into`]): a socket's data goes to the guest in one copy, the kernel's.
+//!   [`peek_into`]): a socket's data goes to the guest in one copy, the kernel's; and
+//!   `sendmsg` from its transmit buffers ([`send_from_guest`]): the guest's data goes to
+//!   a socket in one copy too. Where the engine must keep such bytes (a segment the
+//!   socket did not take whole), [`copy_from_guest`] reads them out.
 //!
 //! The tun/tap ioctls (`TUNSETIFF`, `TUNGETIFF`, `TUNSETOFFLOAD`) are not here: they are
 //! `netbind-tun`'s, shared with `netbind-netns` (see `attach/tap.rs`).
@@ -432,13 +435,21 @@ pub fn socket_ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<
 /// The most slices of guest memory one [`peek_into`] writes.
 pub const GUEST_IOV_MAX: usize = 64;
 
-/// Slices of a vhost-user guest's memory for the kernel to write a socket's data into
-/// ([`peek_into`]); it borrows the memory they lie in, so the mapping outlives it.
+/// Slices of a vhost-user guest's memory, for the kernel to write a socket's data into
+/// ([`peek_into`]) or to send from ([`send_from_guest`]); it borrows the memory they lie
+/// in, so the mapping outlives it. The guest may write the same memory at any time: its
+/// bytes are never made a Rust slice, only handed to the kernel or copied out.
 pub struct GuestIov<'a> {
     iov: [libc::iovec; GUEST_IOV_MAX],
     n: usize,
     len: usize,
     _memory: std::marker::PhantomData<&'a ()>,
+}
+
+impl std::fmt::Debug for GuestIov<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GuestIov({} slices, {} bytes)", self.n, self.len)
+    }
 }
 
 impl Default for GuestIov<'_> {
@@ -473,6 +484,11 @@ impl<'a> GuestIov<'a> {
         Some(())
     }
 
+    /// Empty again.
+    pub fn clear(&mut self) {
+        (self.n, self.len) = (0, 0);
+    }
+
     /// The bytes the slices hold.
     pub fn len(&self) -> usize {
         self.len
@@ -481,6 +497,83 @@ impl<'a> GuestIov<'a> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The slices from byte `from` on: each slice's address and length.
+    fn from(&self, from: usize) -> impl Iterator<Item = (*mut u8, usize)> + '_ {
+        let mut skip = from;
+        self.iov[..self.n].iter().filter_map(move |v| {
+            let s = skip.min(v.iov_len);
+            skip -= s;
+            // `s` is within the slice: the pointer stays inside it (or one past its end).
+            (s < v.iov_len).then(|| (v.iov_base.cast::<u8>().wrapping_add(s), v.iov_len - s))
+        })
+    }
+}
+
+/// Sends `head`, then the guest's bytes `tail` holds from byte `tail_from` on, in one
+/// `sendmsg` (non-blocking, no SIGPIPE); how many bytes the socket took.
+pub fn send_from_guest(
+    fd: BorrowedFd<'_>,
+    head: &[u8],
+    tail: &GuestIov<'_>,
+    tail_from: usize,
+) -> io::Result<usize> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; GUEST_IOV_MAX + 1];
+    let mut n = 0;
+    if !head.is_empty() {
+        iov[0] = libc::iovec {
+            iov_base: head.as_ptr().cast_mut().cast(),
+            iov_len: head.len(),
+        };
+        n = 1;
+    }
+    for (at, (base, len)) in iov[n..].iter_mut().zip(tail.from(tail_from)) {
+        *at = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        n += 1;
+    }
+    // SAFETY: an all-zero `msghdr` is a valid one (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = n;
+    // SAFETY: the first iovec is `head`, a live slice; the others point into the guest
+    // memory mapping `tail` borrows (live for the call), each within its slice. The
+    // kernel only reads them and keeps no pointer.
+    let rc = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &raw const msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Copies the guest's bytes `tail` holds from byte `from` on into `dst`, as many as fit;
+/// how many it copied.
+pub fn copy_from_guest(tail: &GuestIov<'_>, from: usize, dst: &mut [u8]) -> usize {
+    let mut done = 0;
+    for (base, len) in tail.from(from) {
+        let n = len.min(dst.len() - done);
+        if n == 0 {
+            break;
+        }
+        // SAFETY: `base` points at `len >= n` bytes of the guest memory mapping `tail`
+        // borrows, `dst[done..]` has room for `n`, and the two cannot overlap (guest
+        // memory is never a Rust object). The guest may write those bytes meanwhile: any
+        // value of a byte is a valid `u8`, and nothing here assumes they stay put.
+        unsafe { std::ptr::copy_nonoverlapping(base, dst[done..].as_mut_ptr(), n) };
+        done += n;
+    }
+    done
 }
 
 /// Peeks at a TCP socket's receive queue (from `SO_PEEK_OFF`) into the guest's memory

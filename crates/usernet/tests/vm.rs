@@ -235,9 +235,10 @@ fn vm_is_the_pod(nic: Nic) -> BTreeMap<String, u64> {
 }
 
 /// A peer that sends `BULK` bytes to every connection on its first port and takes
-/// whatever comes on its second, both until the other side closes.
+/// whatever comes on its second, both until the other side closes; for each connection
+/// on the second it prints `UP <bytes> <sha256>` of what came.
 const BULK_AGENT: &str = r#"
-import socket, sys, threading
+import hashlib, socket, sys, threading
 def serve(port, fn):
     l = socket.socket(socket.AF_INET); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind(("0.0.0.0", port)); l.listen(4)
@@ -246,16 +247,24 @@ def serve(port, fn):
 def source(c):
     c.sendall(b"x" * int(sys.argv[3])); c.close()
 def sink(c):
-    while c.recv(1 << 16): pass
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b: break
+        h.update(b); n += len(b)
     c.close()
+    print("UP", n, h.hexdigest(), flush=True)
 threading.Thread(target=serve, args=(int(sys.argv[2]), sink), daemon=True).start()
 print("READY", flush=True)
 serve(int(sys.argv[1]), source)
 "#;
 const BULK: usize = 4 << 20;
 
-/// [`BULK_AGENT`] running in the peer pod (killed on drop).
-struct BulkAgent(#[allow(dead_code)] netbind_testbed::Process);
+/// [`BULK_AGENT`] running in the peer pod (killed on drop), and the lines it prints.
+struct BulkAgent {
+    _process: netbind_testbed::Process,
+    lines: std::sync::mpsc::Receiver<String>,
+}
 
 impl BulkAgent {
     /// Sends `bytes` per download connection on [`BULK_DOWN`], sinks [`BULK_UP`].
@@ -271,12 +280,37 @@ impl BulkAgent {
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         let mut agent = pod.peer.spawn_command(c).expect("bulk agent");
-        let mut ready = String::new();
-        if let Some(out) = agent.child().stdout.take() {
-            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready);
+        let out = agent.child().stdout.take().expect("the agent's stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let ready = lines.recv_timeout(Duration::from_secs(10));
+        assert_eq!(
+            ready.as_deref(),
+            Ok("READY"),
+            "the bulk agent did not start"
+        );
+        BulkAgent {
+            _process: agent,
+            lines,
         }
-        assert_eq!(ready.trim(), "READY", "the bulk agent did not start");
-        BulkAgent(agent)
+    }
+
+    /// What the next upload brought: `(bytes, sha256)`.
+    fn uploaded(&self) -> (String, String) {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the bulk agent reported no upload within 30 s");
+        let mut words = line.split_whitespace().skip(1).map(String::from);
+        (
+            words.next().unwrap_or_default(),
+            words.next().unwrap_or_default(),
+        )
     }
 }
 const BULK_DOWN: u16 = 7100;
@@ -287,8 +321,8 @@ IF=$(nic_by_mac @MAC@)
 dhcp4 $IF
 result mtu "$(cat /sys/class/net/$IF/mtu)"
 result down "$(timeout 60 nc @PEER4@ @DOWN@ < /dev/null | wc -c)"
-dd if=/dev/zero bs=65536 count=64 2>/dev/null | timeout 60 nc @PEER4@ @UP@ > /dev/null
-result up done
+seq 1 500000 | timeout 60 nc @PEER4@ @UP@ > /dev/null
+result up "$(seq 1 500000 | wc -c) $(seq 1 500000 | sha256sum | cut -d' ' -f1)"
 "#;
 
 /// With the offloads negotiated, a guest at MTU 1500 sends TCP segments of many MTUs and
@@ -300,7 +334,7 @@ fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways()
     let peer4 = pod.peer_ip(false).unwrap();
     let mut cfg = engine_config(&pod, &[FORWARDED]);
     cfg.mtu = 1500;
-    let _agent = BulkAgent::start(&pod, BULK);
+    let agent = BulkAgent::start(&pod, BULK);
     let script = BULK_SCRIPT
         .replace("@MAC@", MAC)
         .replace("@PEER4@", &peer4.to_string())
@@ -314,12 +348,24 @@ fn a_vhost_user_guest_at_mtu_1500_moves_segments_larger_than_its_mtu_both_ways()
 
     assert_eq!(get(&r, "mtu", &console), "1500", "{console}");
     assert_eq!(get(&r, "down", &console), BULK.to_string(), "{console}");
-    assert_eq!(get(&r, "up", &console), "done", "{console}");
-    assert!(c["tcp_bytes_from_guest"] >= BULK as u64, "{c:?}");
+    // Every byte the guest sent arrived once and in order (the numbers 1 to 500,000).
+    let (bytes, sha) = agent.uploaded();
+    assert_eq!(
+        get(&r, "up", &console),
+        format!("{bytes} {sha}"),
+        "{console}"
+    );
+    assert!(c["tcp_bytes_from_guest"] >= 3 << 20, "{c:?}");
     // Larger than one MTU-sized frame (1514): segmentation offload both ways.
     assert!(c["vu_largest_from_guest"] > 3 * 1514, "{c:?}");
     assert!(c["vu_largest_to_guest"] > 3 * 1514, "{c:?}");
     assert!(c["vu_rx_merged_buffers"] > 0, "{c:?}");
+    // The guest's data went to the engine's sockets straight from the guest's memory:
+    // segments of at most 64 KiB enough to carry most of it.
+    assert!(
+        c["tcp_segments_in_place"] >= c["tcp_bytes_from_guest"] / 65536 / 2,
+        "{c:?}"
+    );
     // The peer's data went from the engine's sockets straight into the guest's buffers:
     // frames of at most 64 KiB enough to carry all of it were written in place.
     assert!(

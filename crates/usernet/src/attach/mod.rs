@@ -83,6 +83,15 @@ pub enum Read<'a> {
     Closed,
 }
 
+/// What [`Attachment::read_into`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Got {
+    /// A frame went to the engine.
+    Frame,
+    Empty,
+    Closed,
+}
+
 /// What an event means for the guest side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ready {
@@ -108,6 +117,20 @@ pub trait Attachment {
 
     /// The next frame from the guest.
     fn next_frame(&mut self) -> Read<'_>;
+
+    /// Hands the next frame from the guest to `engine` (what the loop calls): by default
+    /// the one [`Self::next_frame`] gives. An attachment whose frames may stay where the
+    /// guest wrote them (vhost-user) hands those over itself, as head and guest memory.
+    fn read_into(&mut self, engine: &mut Engine<Self::Tx>) -> Got {
+        match self.next_frame() {
+            Read::Frame(f) => {
+                engine.guest_frame(f);
+                Got::Frame
+            }
+            Read::Empty => Got::Empty,
+            Read::Closed => Got::Closed,
+        }
+    }
 
     /// Writes out what the transmit side holds; false when the guest is gone.
     fn flush(tx: &mut Self::Tx) -> bool;

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use super::held::{Held, HeldBudget, RING};
-use super::segment::{self, ACK, FIN, Header, PSH, RST, SYN, Segment, before};
+use super::segment::{self, ACK, FIN, Header, PSH, Payload, RST, SYN, Segment, before};
 use crate::frame::{GuestTx, Out, Placed, TxMeta};
 use crate::sys;
 use crate::wire::tcp::{TS_LEN, ts_option};
@@ -713,7 +713,7 @@ impl TcpConn {
             self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
             return Ok(());
         }
-        let data = &s.payload[already as usize..];
+        let data = s.payload.after(already as usize);
         // A lone small pushed segment, with nothing else owed: its ACK may wait for the
         // reply (one loop round). A second segment is acknowledged at once.
         let lone = !self.has(ACK_PENDING)
@@ -722,12 +722,12 @@ impl TcpConn {
             && data.len() <= DELACK_MAX
             && self.held.is_none();
         self.flags &= !ACK_DELAYABLE;
-        let Ok(took) = send(&self.sock, data, &[]) else {
+        let Ok(took) = data.send(&self.sock) else {
             return Err(Action::Reset);
         };
         self.took(took);
         if took < data.len() {
-            self.refused(&data[took..], budget);
+            self.refused(data.after(took), budget);
             return Ok(());
         }
         if lone {
@@ -789,7 +789,7 @@ impl TcpConn {
     /// `send()` took only part of a segment: the window promised more than the socket
     /// takes, so it is measured anew and closed until the socket drains (`on_ready`);
     /// the `rest` is held, or, without a ring, left for the guest to resend.
-    fn refused(&mut self, rest: &[u8], budget: &HeldBudget) {
+    fn refused(&mut self, rest: Payload<'_>, budget: &HeldBudget) {
         self.flags |= WND_UPDATE;
         self.mem = SendMemory::default();
         self.stats.refused += 1;
@@ -814,7 +814,7 @@ impl TcpConn {
         let end = self.rcv_nxt;
         self.rcv_nxt = self.rcv_nxt.wrapping_sub(data.len() as u32);
         self.flags |= WND_UPDATE; // flushed once the socket is writable
-        if !self.hold(self.rcv_nxt, data, budget) {
+        if !self.hold(self.rcv_nxt, Payload::bytes(data), budget) {
             return false;
         }
         if let Some(h) = self.held.as_mut().filter(|_| fin) {
@@ -824,14 +824,14 @@ impl TcpConn {
     }
 
     /// Holds guest data the socket cannot take yet; false when there is no room.
-    fn hold(&mut self, seq: u32, data: &[u8], budget: &HeldBudget) -> bool {
+    fn hold(&mut self, seq: u32, data: Payload<'_>, budget: &HeldBudget) -> bool {
         if self.held.is_none() {
             self.held = Held::new(budget);
         }
         let Some(h) = self.held.as_mut() else {
             return false;
         };
-        let held = h.insert(self.rcv_nxt, seq, data);
+        let held = h.insert_payload(self.rcv_nxt, seq, data);
         self.stats.held += u64::from(held);
         if h.is_empty() {
             self.held = None;

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::segment::before;
+use super::segment::{Payload, before};
 
 /// Bytes one connection may hold (a power of two: positions are `seq % RING`): as much
 /// as the window offered to the guest may reach (it is capped to this; Linux's largest
@@ -111,6 +111,11 @@ impl Held {
     /// Holds `data` (sequence number `seq`) as far as it falls in the ring's window
     /// from `rcv_nxt`; returns whether any of it is held now.
     pub fn insert(&mut self, rcv_nxt: u32, seq: u32, data: &[u8]) -> bool {
+        self.insert_payload(rcv_nxt, seq, Payload::bytes(data))
+    }
+
+    /// As [`Held::insert`], for a segment's payload (which may lie in guest memory).
+    pub fn insert_payload(&mut self, rcv_nxt: u32, seq: u32, data: Payload<'_>) -> bool {
         self.forget_before(rcv_nxt);
         let (mut seq, mut data) = (seq, data);
         if before(seq, rcv_nxt) {
@@ -118,15 +123,15 @@ impl Held {
             if skip >= data.len() {
                 return false;
             }
-            data = &data[skip..];
+            data = data.after(skip);
             seq = rcv_nxt;
         }
         let off = seq.wrapping_sub(rcv_nxt) as usize;
         if off >= RING || data.is_empty() {
             return false;
         }
-        data = &data[..data.len().min(RING - off)];
-        let end = seq.wrapping_add(data.len() as u32);
+        let len = data.len().min(RING - off);
+        let end = seq.wrapping_add(len as u32);
         // Where the new range goes, and which ranges it touches or overlaps.
         let rel = |s: u32| s.wrapping_sub(rcv_nxt);
         let first = self.ranges.partition_point(|&(_, e)| rel(e) < rel(seq));
@@ -135,9 +140,9 @@ impl Held {
             return false;
         }
         let pos = seq as usize % RING;
-        let n = data.len().min(RING - pos);
-        self.ring[pos..pos + n].copy_from_slice(&data[..n]);
-        self.ring[..data.len() - n].copy_from_slice(&data[n..]);
+        let n = len.min(RING - pos);
+        data.copy_to(0, &mut self.ring[pos..pos + n]);
+        data.copy_to(n, &mut self.ring[..len - n]);
         let (mut start, mut stop) = (seq, end);
         if first < last {
             if before(self.ranges[first].0, start) {
@@ -206,6 +211,19 @@ mod tests {
     fn ready(h: &mut Held, rcv_nxt: u32) -> Vec<u8> {
         let (a, b) = h.ready(rcv_nxt);
         [a, b].concat()
+    }
+
+    #[test]
+    fn a_segment_partly_in_guest_memory_is_held_whole_across_the_ring_end() {
+        let mut h = held();
+        let mut rest = b"-memory".to_vec();
+        let mut tail = crate::sys::GuestIov::default();
+        tail.push(&vm_memory::VolatileSlice::from(&mut rest[..]))
+            .unwrap();
+        let data = Payload::bytes(b"guest").with_tail(Some(&tail));
+        let start = RING as u32 - 4; // wraps in the ring
+        assert!(h.insert_payload(start - 1, start, data));
+        assert_eq!(ready(&mut h, start), b"guest-memory");
     }
 
     #[test]

@@ -156,10 +156,11 @@ pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPac
         cx.counters.rx_disabled += 1;
         return;
     }
-    let Ok(s) = Segment::parse(pkt.payload) else {
+    let Ok(mut s) = Segment::parse(pkt.payload) else {
         cx.counters.rx_malformed += 1;
         return;
     };
+    s.payload = s.payload.with_tail(pkt.tail);
     let key = FlowKey {
         proto: PROTO_TCP,
         guest: SocketAddr::new(pkt.src, s.src_port),

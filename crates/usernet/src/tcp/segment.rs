@@ -6,8 +6,11 @@
 //! from the socket) and only the 20-byte header, a few options and the checksum remain.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 
 use smoltcp::wire::TcpPacket;
+
+use crate::sys::{self, GuestIov};
 
 pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SACK_BLOCKS, SYN, sack_option, syn_options};
 use crate::wire::{
@@ -38,7 +41,75 @@ pub struct Segment<'a> {
     pub sack: [Option<(u32, u32)>; 3],
     /// The timestamps option (RFC 7323): `(TSval, TSecr)`.
     pub ts: Option<(u32, u32)>,
-    pub payload: &'a [u8],
+    pub payload: Payload<'a>,
+}
+
+/// A segment's data: bytes of the frame and — from a vhost-user guest — those that
+/// follow them in the guest's own memory (`tail`), which the engine hands to the kernel
+/// ([`Payload::send`]) or copies out ([`Payload::copy_to`]) but never reads in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    head: &'a [u8],
+    tail: Option<&'a GuestIov<'a>>,
+    /// Where the payload starts in `tail` once `head` is used up.
+    tail_from: usize,
+}
+
+impl<'a> Payload<'a> {
+    pub fn bytes(head: &'a [u8]) -> Payload<'a> {
+        Payload {
+            head,
+            tail: None,
+            tail_from: 0,
+        }
+    }
+
+    /// The same, with `tail` following.
+    pub fn with_tail(self, tail: Option<&'a GuestIov<'a>>) -> Payload<'a> {
+        Payload { tail, ..self }
+    }
+
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.map_or(0, |t| t.len() - self.tail_from)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload without its first `n` bytes (all of them, when `n` is longer).
+    pub fn after(self, n: usize) -> Payload<'a> {
+        let h = n.min(self.head.len());
+        let rest = self.tail.map_or(0, |t| t.len() - self.tail_from);
+        Payload {
+            head: &self.head[h..],
+            tail_from: self.tail_from + (n - h).min(rest),
+            ..self
+        }
+    }
+
+    /// Writes it to `sock` (non-blocking): how much the socket took, 0 when it is full.
+    pub fn send(&self, sock: &socket2::Socket) -> std::io::Result<usize> {
+        let r = match self.tail {
+            None => sock.send(self.head),
+            Some(t) => sys::send_from_guest(sock.as_fd(), self.head, t, self.tail_from),
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            r => r,
+        }
+    }
+
+    /// Copies `dst.len()` bytes from byte `from` on into `dst` (as many as there are).
+    pub fn copy_to(&self, from: usize, dst: &mut [u8]) {
+        let h = from.min(self.head.len());
+        let n = (self.head.len() - h).min(dst.len());
+        dst[..n].copy_from_slice(&self.head[h..h + n]);
+        if let Some(t) = self.tail {
+            let skip = self.tail_from + (from - h);
+            sys::copy_from_guest(t, skip, &mut dst[n..]);
+        }
+    }
 }
 
 impl<'a> Segment<'a> {
@@ -70,7 +141,7 @@ impl<'a> Segment<'a> {
             sack_permitted,
             sack,
             ts,
-            payload: &l4[hl..],
+            payload: Payload::bytes(&l4[hl..]),
         })
     }
 
@@ -173,6 +244,48 @@ fn write_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `head` in the frame, `parts` in (what stands for) guest memory.
+    fn with_tail<'a>(parts: &'a mut [Vec<u8>]) -> GuestIov<'a> {
+        let mut tail = GuestIov::default();
+        for p in parts.iter_mut() {
+            tail.push(&vm_memory::VolatileSlice::from(&mut p[..]))
+                .unwrap();
+        }
+        tail
+    }
+
+    #[test]
+    fn a_payload_in_guest_memory_copies_out_from_any_offset() {
+        let mut parts = [b"defg".to_vec(), b"hij".to_vec()];
+        let tail = with_tail(&mut parts);
+        let p = Payload::bytes(b"abc").with_tail(Some(&tail));
+        assert_eq!(p.len(), 10);
+        let mut all = [0u8; 10];
+        p.copy_to(0, &mut all);
+        assert_eq!(&all, b"abcdefghij");
+        let mut some = [0u8; 3];
+        p.after(2).copy_to(3, &mut some);
+        assert_eq!(&some, b"fgh");
+        assert_eq!(p.after(5).len(), 5);
+        p.after(5).copy_to(0, &mut some);
+        assert_eq!(&some, b"fgh");
+        assert!(p.after(10).is_empty() && p.after(99).is_empty());
+    }
+
+    #[test]
+    fn a_payload_in_guest_memory_is_sent_from_where_it_starts() {
+        let (a, b) =
+            socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        let mut parts = [b"defg".to_vec(), b"hij".to_vec()];
+        let tail = with_tail(&mut parts);
+        let p = Payload::bytes(b"abc").with_tail(Some(&tail));
+        assert_eq!(p.after(1).send(&a).unwrap(), 9);
+        assert_eq!(p.after(5).send(&a).unwrap(), 5);
+        let mut got = [0u8; 14];
+        std::io::Read::read_exact(&mut &b, &mut got).unwrap();
+        assert_eq!(&got, b"bcdefghijfghij");
+    }
 
     #[test]
     fn short_or_lying_headers_are_refused() {

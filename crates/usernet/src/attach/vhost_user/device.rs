@@ -11,7 +11,9 @@
 //!
 //! The data path (one thread; the event loop calls in): [`Device::pop_frame`] copies the
 //! next chain the guest offers on the transmit queue into a buffer and gives it back at
-//! once; [`Device::rx_room`] walks the receive queue's offered chains (then puts them
+//! once; [`Device::pop_split`] copies its first [`SPLIT_AT`] bytes and leaves the rest
+//! as slices of guest memory, the chain kept from the guest until
+//! [`Device::release_tx`] (at the latest before the next pop or QEMU's next request); [`Device::rx_room`] walks the receive queue's offered chains (then puts them
 //! back) to tell whether a frame fits; [`Device::place_rx`] walks them once for a frame
 //! and keeps where its bytes go (each writable descriptor a piece), [`Device::write_placed`]
 //! and the kernel ([`Device::payload_room`]: a socket's data peeked straight into the
@@ -26,6 +28,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::Arc;
 
 use vhost::VhostUserMemoryRegionBase;
 use vhost::vhost_user::message::{
@@ -56,7 +59,7 @@ use vm_memory::bitmap::Bitmap;
 
 /// The guest's memory as mapped here: every write through it (frames, used rings)
 /// marks its pages in QEMU's dirty log once QEMU gave one (`SET_LOG_BASE`, migration).
-type Memory = GuestMemoryMmap<DirtyLog>;
+pub type Memory = GuestMemoryMmap<DirtyLog>;
 
 pub use crate::counters::DeviceCounters;
 
@@ -167,7 +170,7 @@ pub struct Device {
     acked: u64,
     features_set: bool,
     protocol: u64,
-    mem: Option<Memory>,
+    mem: Option<Arc<Memory>>,
     mappings: Vec<Mapping>,
     rings: [Ring; MAX_QUEUES],
     /// A transfer asked for and not yet done; how the last one went (for
@@ -176,6 +179,8 @@ pub struct Device {
     transfer_ok: bool,
     /// The transmit queue looked at first next time (queues take turns).
     next_tx: usize,
+    /// The chain of the last [`Pop::Split`], the guest's once released: `(queue, head)`.
+    held_tx: Option<(usize, u16)>,
     /// A queue was given a nonzero start since the queues last stopped ([`Device::resumed`]).
     resumed: bool,
     counters: DeviceCounters,
@@ -185,7 +190,88 @@ pub struct Device {
 pub enum Pop {
     /// A frame of this many bytes is in the buffer.
     Frame(usize),
+    /// A frame whose first this many bytes are in the buffer and the rest in the guest's
+    /// memory ([`Device::pop_split`]); its chain stays the guest's until
+    /// [`Device::release_tx`].
+    Split(usize),
     Empty,
+}
+
+/// Bytes of a transmit chain copied before the rest may stay in the guest's memory
+/// ([`Device::pop_split`]): the headers of any TCP segment (Ethernet, IPv4 with
+/// options, TCP with options) fit.
+pub const SPLIT_AT: usize = 14 + 60 + 60;
+
+/// How a walk over a transmit chain ended.
+enum Walk {
+    /// `len` bytes copied (the rest, if split, in the tail); `fits`: within
+    /// [`MAX_FRAME`] and past the virtio-net header.
+    Done { len: usize, fits: bool },
+    /// The chain has more pieces than a tail holds: walk it again, copying.
+    Overflow,
+    /// The chain reaches outside the guest's memory.
+    Outside,
+}
+
+/// Walks a transmit chain's readable descriptors past the virtio-net header: with
+/// `split`, copies the first [`SPLIT_AT`] bytes into `buf` and leaves the rest in the
+/// guest's memory as slices of `split`'s memory (the device's own, as the caller holds
+/// it); without, copies all.
+fn walk_tx<'m>(
+    descs: &mut Checked<'_>,
+    mem: &Memory,
+    buf: &mut [u8],
+    mut split: Option<(&'m Memory, &mut GuestIov<'m>)>,
+) -> Walk {
+    let mut skip = HDR_LEN;
+    let mut len = 0usize;
+    for desc in descs.by_ref().filter(|d| !d.is_write_only()) {
+        let n = desc.len() as usize;
+        let header = skip.min(n);
+        skip -= header;
+        if n == header {
+            continue;
+        }
+        let Some(addr) = desc.addr().checked_add(header as u64) else {
+            return Walk::Outside;
+        };
+        let n = n - header;
+        // Copied: all, or what the first SPLIT_AT bytes still want; the rest stays.
+        let copy = if split.is_some() {
+            n.min(SPLIT_AT.saturating_sub(len))
+        } else {
+            n
+        };
+        if copy > 0 {
+            let Some(dst) = buf.get_mut(len..len + copy) else {
+                return Walk::Done { len, fits: false };
+            };
+            if mem.read_slice(dst, addr).is_err() {
+                return Walk::Outside;
+            }
+            len += copy;
+        }
+        if let Some((tmem, tail)) = split.as_mut().filter(|_| copy < n) {
+            if len + tail.len() + (n - copy) > MAX_FRAME {
+                return Walk::Done { len, fits: false };
+            }
+            let Some(rest) = addr.checked_add(copy as u64) else {
+                return Walk::Outside;
+            };
+            for slice in tmem.get_slices(rest, n - copy) {
+                let Ok(slice) = slice else {
+                    return Walk::Outside;
+                };
+                if tail.push(&slice).is_none() {
+                    return Walk::Overflow;
+                }
+            }
+        }
+    }
+    Walk::Done {
+        len,
+        fits: skip == 0,
+    }
 }
 
 impl Default for Device {
@@ -206,6 +292,7 @@ impl Device {
             transfer: None,
             transfer_ok: true,
             resumed: false,
+            held_tx: None,
             next_tx: TX,
             counters: DeviceCounters::default(),
         }
@@ -234,7 +321,7 @@ impl Device {
     /// Queue `q`'s ring beside the memory and the counters (one borrow of each), once
     /// QEMU gave the memory.
     fn queue_parts(&mut self, q: usize) -> Option<(&Memory, &mut Ring, &mut DeviceCounters)> {
-        Some((self.mem.as_ref()?, &mut self.rings[q], &mut self.counters))
+        Some((self.mem.as_deref()?, &mut self.rings[q], &mut self.counters))
     }
 
     pub fn running(&self, q: usize) -> bool {
@@ -277,22 +364,70 @@ impl Device {
             .filter(move |(q, _)| changed[*q])
     }
 
-    /// The next frame the guest transmits on any of its transmit queues (they take
-    /// turns), copied into `buf` without its virtio-net header; its chain goes back to
-    /// the guest at once.
+    /// The next frame the guest offers on its transmit queues (they take turns), copied
+    /// into `buf`; its chain goes back to the guest at once.
     pub fn pop_frame(&mut self, buf: &mut [u8]) -> Pop {
+        self.pop_any(buf, None)
+    }
+
+    /// As [`Self::pop_frame`], but past its first [`SPLIT_AT`] bytes the frame may stay
+    /// in the guest's memory: [`Pop::Split`], the rest as slices of `mem` (the device's
+    /// memory, [`Self::memory`], which the caller holds meanwhile) in `tail`. Its chain
+    /// stays the guest's until [`Self::release_tx`], so the guest leaves those bytes be.
+    pub fn pop_split<'m>(
+        &mut self,
+        buf: &mut [u8],
+        mem: &'m Memory,
+        tail: &mut GuestIov<'m>,
+    ) -> Pop {
+        self.pop_any(buf, Some((mem, tail)))
+    }
+
+    /// The guest's memory as mapped now.
+    pub fn memory(&self) -> Option<Arc<Memory>> {
+        self.mem.clone()
+    }
+
+    /// Gives the guest back the chain of the last [`Pop::Split`] (its bytes went where
+    /// they go). Done before anything else touches the queues.
+    pub fn release_tx(&mut self) {
+        let Some((q, head)) = self.held_tx.take() else {
+            return;
+        };
+        let Some((mem, ring, c)) = self.queue_parts(q) else {
+            return;
+        };
+        if let Err(e) = ring.queue.add_used(mem, head, 0) {
+            stop(ring, c, q, &e);
+            return;
+        }
+        ring.used_added = true;
+    }
+
+    fn pop_any<'m>(
+        &mut self,
+        buf: &mut [u8],
+        mut split: Option<(&'m Memory, &mut GuestIov<'m>)>,
+    ) -> Pop {
+        self.release_tx();
         for turn in 0..MAX_QUEUES / 2 {
             let q = (self.next_tx + 2 * turn) % MAX_QUEUES;
-            if let Pop::Frame(n) = self.pop_from(q, buf) {
+            let got = self.pop_from(q, buf, split.as_mut().map(|(m, t)| (*m, &mut **t)));
+            if !matches!(got, Pop::Empty) {
                 self.next_tx = (q + 2) % MAX_QUEUES;
-                return Pop::Frame(n);
+                return got;
             }
         }
         Pop::Empty
     }
 
-    /// As [`Self::pop_frame`], from transmit queue `q`.
-    fn pop_from(&mut self, q: usize, buf: &mut [u8]) -> Pop {
+    /// As [`Self::pop_any`], from transmit queue `q`.
+    fn pop_from<'m>(
+        &mut self,
+        q: usize,
+        buf: &mut [u8],
+        mut split: Option<(&'m Memory, &mut GuestIov<'m>)>,
+    ) -> Pop {
         if !self.running(q) {
             return Pop::Empty;
         }
@@ -319,47 +454,52 @@ impl Device {
                 }
             };
             let head = chain.head_index();
-            let mut skip = HDR_LEN;
-            let mut len = 0usize;
-            let mut fits = true;
-            let mut descs = Checked::new(chain, mem);
-            for desc in descs.by_ref().filter(|d| !d.is_write_only()) {
-                let n = desc.len() as usize;
-                let header = skip.min(n);
-                skip -= header;
-                if n == header {
-                    continue;
+            let mut descs = Checked::new(chain.clone(), mem);
+            let tail = split.as_mut().map(|(m, t)| {
+                t.clear();
+                (*m, &mut **t)
+            });
+            let mut walk = walk_tx(&mut descs, mem, buf, tail);
+            if matches!(walk, Walk::Overflow) {
+                if let Some((_, t)) = split.as_mut() {
+                    t.clear();
                 }
-                let Some(dst) = buf.get_mut(len..len + n - header) else {
-                    fits = false;
-                    break;
-                };
-                let Some(addr) = desc.addr().checked_add(header as u64) else {
-                    stop(ring, c, q, &OUTSIDE);
-                    return Pop::Empty;
-                };
-                if mem.read_slice(dst, addr).is_err() {
-                    stop(ring, c, q, &OUTSIDE);
-                    return Pop::Empty;
-                }
-                len += n - header;
+                descs = Checked::new(chain, mem);
+                walk = walk_tx(&mut descs, mem, buf, None);
             }
+            let (len, fits) = match walk {
+                Walk::Done { len, fits } => (len, fits),
+                Walk::Overflow | Walk::Outside => {
+                    stop(ring, c, q, &OUTSIDE);
+                    return Pop::Empty;
+                }
+            };
             if !descs.whole() {
                 stop(ring, c, q, &virtio_queue::Error::InvalidChain);
                 return Pop::Empty;
+            }
+            let tail_len = split.as_ref().map_or(0, |(_, t)| t.len());
+            if !fits || len + tail_len < crate::wire::ETH_HLEN {
+                if let Err(e) = ring.queue.add_used(mem, head, 0) {
+                    stop(ring, c, q, &e);
+                    return Pop::Empty;
+                }
+                ring.used_added = true;
+                c.bad_frames += 1;
+                continue;
+            }
+            c.frames_from_guest += 1;
+            c.queue_frames[q] += 1;
+            c.largest_from_guest = c.largest_from_guest.max((len + tail_len) as u64);
+            if tail_len > 0 {
+                self.held_tx = Some((q, head));
+                return Pop::Split(len);
             }
             if let Err(e) = ring.queue.add_used(mem, head, 0) {
                 stop(ring, c, q, &e);
                 return Pop::Empty;
             }
             ring.used_added = true;
-            if !fits || skip > 0 || len < crate::wire::ETH_HLEN {
-                c.bad_frames += 1;
-                continue;
-            }
-            c.frames_from_guest += 1;
-            c.queue_frames[q] += 1;
-            c.largest_from_guest = c.largest_from_guest.max(len as u64);
             return Pop::Frame(len);
         }
     }
@@ -473,7 +613,7 @@ impl Device {
     /// guest's memory for the kernel to write into (a socket's data, straight from its
     /// queue); marked dirty for a migration's log by [`Self::commit_rx`].
     pub fn payload_room(&self, place: &RxPlace, at: usize, len: usize) -> Option<GuestIov<'_>> {
-        let mem = self.mem.as_ref()?;
+        let mem = self.mem.as_deref()?;
         let mut iov = GuestIov::default();
         for (addr, n, _) in place.span(at, len) {
             for slice in mem.get_slices(addr, n) {
@@ -573,7 +713,7 @@ impl Device {
     /// A queue starts when it has its kick (and its rings are valid).
     fn start(&mut self, q: usize) {
         let event_idx = self.acked & bit(VIRTIO_RING_F_EVENT_IDX) != 0;
-        let valid = self.mem.as_ref().is_some_and(|mem| {
+        let valid = self.mem.as_deref().is_some_and(|mem| {
             let queue = &mut self.rings[q].queue;
             queue.set_event_idx(event_idx);
             queue.set_ready(true);
@@ -824,7 +964,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         }
         let mem = GuestMemoryMmap::from_regions(regions)
             .map_err(|e| VuError::ReqHandlerError(io::Error::other(e)))?;
-        self.mem = Some(mem);
+        self.mem = Some(Arc::new(mem));
         self.mappings = mappings;
         Ok(None)
     }

@@ -6,11 +6,14 @@
 //! hands over a connected one (`--fd`). Over it come QEMU's requests — features, the
 //! memory table, each queue's rings and eventfds — handled by `vhost`'s protocol layer
 //! into [`device::Device`]. Frames then move without the socket: the guest's transmit
-//! queue is read when its kick eventfd fires (a copy per frame, into a buffer the engine
-//! reads as from any other attachment; the chain goes back to the guest at once), and
-//! frames to the guest are built in [`VhostUserTx`]'s buffer and written across the
-//! receive queue's chains (mergeable buffers), the guest signalled at the end of the
-//! round if its event index asks for it.
+//! queue is read when its kick eventfd fires. With offloads (the guest sends 64 KiB TCP
+//! segments as headers and pages) a frame's first bytes are copied and the rest stays in
+//! the guest's memory for the engine's socket to send from (`read_into`; the chain goes
+//! back to the guest once the engine is done with it); without, each frame is copied
+//! into a buffer and its chain goes back at once. Frames to the guest are built in
+//! [`VhostUserTx`]'s buffer, or written in place (a socket's data peeked straight into
+//! the guest's buffers), across the receive queue's chains (mergeable buffers), the
+//! guest signalled at the end of the round if its event index asks for it.
 //!
 //! Why not `vhost-user-backend`'s daemon: it runs a thread per queue set and a thread
 //! for the socket, with the device behind locks; the engine is one thread that owns its
@@ -53,11 +56,12 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use vhost::vhost_user::BackendReqHandler;
 
-use super::{AttachError, Attachment, LISTENER, Read, Ready};
+use super::{AttachError, Attachment, Got, LISTENER, Read, Ready};
 use crate::engine::Engine;
 use crate::frame::{Fill, GuestTx, InPlace, Placed, TxMeta};
 use crate::migrate::format::State;
 use crate::migrate::repair::Repair;
+use crate::sys::GuestIov;
 use device::{Device, HDR_LEN, MAX_FRAME, MAX_QUEUES, Pop, RX, TX};
 
 pub use device::DeviceCounters;
@@ -228,6 +232,27 @@ pub struct VhostUserLink {
 }
 
 impl VhostUserLink {
+    /// [`Attachment::read_into`] for a guest without offloads: its frames (at most an
+    /// MTU) are copied whole.
+    fn read_copied(&mut self, engine: &mut Engine<VhostUserTx>) -> Got {
+        match self.next_frame() {
+            Read::Frame(f) => {
+                engine.guest_frame(f);
+                Got::Frame
+            }
+            Read::Empty => Got::Empty,
+            Read::Closed => Got::Closed,
+        }
+    }
+
+    /// Nothing more to read: each transmit queue signals the used chains and asks the
+    /// guest for a kick.
+    fn ask_kicks(dev: &mut Device) {
+        for q in (TX..MAX_QUEUES).step_by(2) {
+            dev.notify(q);
+        }
+    }
+
     /// Guests' QEMUs connect to `listener` (bound already); with `one_off` the first
     /// that leaves ends the engine.
     pub fn listening(listener: UnixListener, one_off: bool) -> (VhostUserLink, VhostUserTx) {
@@ -291,6 +316,8 @@ impl VhostUserLink {
         let (Some(handler), Some(fd)) = (self.control.as_mut(), self.control_fd) else {
             return false;
         };
+        // No request finds a transmit chain still out (`read_into` gives each back).
+        lock(&self.device).release_tx();
         loop {
             match waiting(fd) {
                 Ok(true) => {}
@@ -503,15 +530,44 @@ impl Attachment for VhostUserLink {
     fn next_frame(&mut self) -> Read<'_> {
         let mut dev = lock(&self.device);
         match dev.pop_frame(&mut self.frame) {
-            Pop::Frame(n) => {
+            // (`pop_frame` copies every frame whole: no `Split`.)
+            Pop::Frame(n) | Pop::Split(n) => {
                 drop(dev);
                 Read::Frame(&self.frame[..n])
             }
             Pop::Empty => {
-                for q in (TX..MAX_QUEUES).step_by(2) {
-                    dev.notify(q);
-                }
+                Self::ask_kicks(&mut dev);
                 Read::Empty
+            }
+        }
+    }
+
+    /// A frame of many pieces (a TCP segment the guest handed over as its headers and
+    /// pages: with offloads, up to 64 KiB) goes to the engine as its first bytes and the
+    /// rest where it lies in the guest's memory, so its data is copied once, by the
+    /// socket; its chain goes back to the guest once the engine is done with it.
+    fn read_into(&mut self, engine: &mut Engine<VhostUserTx>) -> Got {
+        let mut dev = lock(&self.device);
+        let Some(mem) = dev.memory().filter(|_| dev.guest_offloads()) else {
+            drop(dev);
+            return self.read_copied(engine);
+        };
+        let mut tail = GuestIov::default();
+        match dev.pop_split(&mut self.frame, &mem, &mut tail) {
+            Pop::Split(n) => {
+                drop(dev);
+                engine.guest_frame_split(&self.frame[..n], &tail);
+                lock(&self.device).release_tx();
+                Got::Frame
+            }
+            Pop::Frame(n) => {
+                drop(dev);
+                engine.guest_frame(&self.frame[..n]);
+                Got::Frame
+            }
+            Pop::Empty => {
+                Self::ask_kicks(&mut dev);
+                Got::Empty
             }
         }
     }

@@ -8,8 +8,8 @@
 # iperf3 -s, a QEMU TCG guest with the host's iperf3. Per contender and vCPU count: iperf3
 # guest→peer and peer→guest, the engine's CPU time per GB (utime+stime) and its memory.
 #
-# Usage (as root): scripts/bench-vm.sh [SECONDS] [ROUNDS] [VCPU COUNTS]
-#   defaults 5, 3 and "1 2"; needs what scripts/install-deps.sh installs (QEMU, iperf3,
+# Usage (as root): scripts/bench-vm.sh [SECONDS] [ROUNDS] [VCPU COUNTS] [GUEST MTUS]
+#   defaults 5, 3, "1 2" and "65520 1500"; needs what scripts/install-deps.sh installs (QEMU, iperf3,
 #   the guest kernel, and passt 2025_05_03 in /opt/netbind-peers); builds the netbind
 #   binary in the bench (release) profile.
 set -euo pipefail
@@ -22,5 +22,6 @@ for t in qemu-system-x86_64 iperf3 setpriv ip busybox; do command -v $t >/dev/nu
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 echo "bench-vm: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-VM_BENCH_SECS=${1:-5} VM_BENCH_ROUNDS=${2:-3} VM_BENCH_CPUS=${3:-1 2} VM_BENCH_PASST=$PASST \
+VM_BENCH_SECS=${1:-5} VM_BENCH_ROUNDS=${2:-3} VM_BENCH_CPUS=${3:-1 2} VM_BENCH_MTUS=${4:-65520 1500} \
+  VM_BENCH_PASST=$PASST \
   cargo bench --locked -q -p netbind-cli --bench vm

@@ -3,8 +3,8 @@
 //!
 //! How it works: [`Engine::guest_frame`] takes one Ethernet frame from the guest (or
 //! [`Engine::guest_frame_split`], one whose TCP data stays in a vhost-user guest's memory
-//! for its socket to send from), checks it with smoltcp's bounds-checked views, puts fragments back together (`fragment.rs`)
-//! and hands it by protocol to `arp::from_guest`, `ndp` (neighbour and router
+//! for its socket to send from), checks it with smoltcp's bounds-checked views, puts
+//! fragments back together (`fragment.rs`) and hands it by protocol to `arp::from_guest`, `ndp` (neighbour and router
 //! solicitations), `icmp::echo_from_guest`, `udp::from_guest` (which serves DHCP through
 //! `dhcp`) or `tcp::from_guest`. Those either answer at once (ARP, NDP, DHCP) or find or
 //! open a *flow* — a socket of the namespace standing for the guest's conversation — and
@@ -99,7 +99,7 @@ pub struct Engine<G> {
     /// migration failed: it is taken back) or a new guest comes.
     handed_over: Option<crate::migrate::format::State>,
     /// Where a frame from guest memory is put together ([`Engine::guest_frame_split`]);
-    /// sized at the first such frame.
+    /// allocated at the first such frame.
     whole: Vec<u8>,
 }
 

@@ -3,13 +3,14 @@
 //! table (run it with `scripts/bench-vm.sh`, as root).
 //!
 //! How it works: one CNI pod of the testbed ([`PodFixture`]: the pod and a peer on the
-//! cluster bridge); the peer runs `iperf3 -s`. For each round, each vCPU count and each
+//! cluster bridge), the peer running `iperf3 -s`. For each round, each vCPU count and each
 //! contender in turn (netbind over vhost-user, the same without busy polling, passt over
 //! vhost-user, netbind over the stream socket, passt over the stream socket) the engine
 //! starts in the pod's namespace as the pod's user (uid 107, KubeVirt's qemu user, as a
 //! launcher pod runs it) listening on a unix socket; a testbed guest (QEMU TCG, Debian's
 //! kernel, busybox, the host's iperf3) boots on it, takes its address from the engine by
-//! DHCP and runs iperf3 to the peer, guest→peer then peer→guest (`-R`). The guest prints a
+//! DHCP and runs iperf3 to the peer (a server started for that boot), guest→peer then
+//! peer→guest (`-R`). The guest prints a
 //! marker on its console before and after each run; at each marker the bench reads the
 //! engine's utime+stime (`/proc/PID/stat`), so the CPU time per GB is the engine's CPU time
 //! during the run over the bytes the receiving iperf3 counted. Memory is read at the end of
@@ -86,7 +87,7 @@ result mtu "$(cat /sys/class/net/$IF/mtu)"
 for d in up down; do
   if [ $d = down ]; then R=-R; else R=; fi
   echo "BEGIN $d"
-  iperf3 -c @PEER@ -p @PORT@ -t @SECS@ -J $R > /tmp/$d.json 2>&1
+  timeout $((@SECS@ + 30)) iperf3 -c @PEER@ -p @PORT@ -t @SECS@ --connect-timeout 5000 -J $R > /tmp/$d.json 2>&1
   echo "END $d"
 done
 for d in up down; do echo "JSON $d"; cat /tmp/$d.json; echo "JSONEND $d"; done
@@ -231,6 +232,13 @@ fn run_one(
     passt: &Path,
     ticks: f64,
 ) -> Result<Sample, String> {
+    // A server of its own per boot: a run that hangs (it happens, to either engine)
+    // leaves no busy server to the next.
+    let port = PEER_PORT.to_string();
+    let _server = (pod.peer)
+        .spawn(&["iperf3", "-s", "-p", &port])
+        .map_err(|e| format!("iperf3 -s in the peer: {e:?}"))?;
+    std::thread::sleep(Duration::from_millis(300));
     let dir = pod_user_dir("nb-bench-vm-")?;
     let socket = dir.path().join("engine.sock");
     let log = dir.path().join("engine.log");
@@ -364,12 +372,6 @@ fn main() {
 
     let pod = PodFixture::new().expect("CNI pod");
     let peer = pod.peer_ip(false).expect("peer address");
-    let port = PEER_PORT.to_string();
-    let _server = pod
-        .peer
-        .spawn(&["iperf3", "-s", "-p", &port])
-        .expect("iperf3 -s in the peer");
-    std::thread::sleep(Duration::from_millis(300));
 
     let cells: Vec<(u32, u16)> = cpu_counts
         .iter()

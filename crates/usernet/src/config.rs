@@ -87,6 +87,11 @@ pub struct EngineConfig {
     /// Inbound listeners bound to a specific address may bind it before the namespace
     /// has it (`IP_FREEBIND`/`IPV6_FREEBIND`; passt's `--freebind`).
     pub freebind: bool,
+    /// The listed forwarded ports are bound so that another engine of the same user may
+    /// bind them too (`SO_REUSEPORT`), and one another engine holds already waits for the
+    /// guest to come here (`forward.rs`, shared ports): a live migration's source and
+    /// target in one namespace. Set by the event loop for attachments that migrate.
+    pub share_ports: bool,
     /// Where the guest's outbound flows of each family leave from (passt's `--outbound`,
     /// `--outbound-if4`, `--outbound-if6`; default: wherever the namespace's routes say).
     pub outbound4: Outbound,
@@ -146,6 +151,7 @@ impl Default for EngineConfig {
             listen4: Ipv4Addr::UNSPECIFIED,
             listen6: Ipv6Addr::UNSPECIFIED,
             freebind: false,
+            share_ports: false,
             outbound4: Outbound::default(),
             outbound6: Outbound::default(),
             udp_idle: Duration::from_secs(180),

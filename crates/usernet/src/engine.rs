@@ -82,6 +82,9 @@ pub struct Engine<G> {
     cx: Ctx<G>,
     tcp: TcpRelay,
     listeners: Vec<Listener>,
+    /// Forwarded ports another engine holds (a migration's source in this namespace),
+    /// opened when the guest comes here (`forward.rs`, shared ports).
+    waiting: Vec<forward::Waiting>,
     /// Shared raw ICMP sockets, when pings go through them (`cfg.raw_ping`).
     raw_ping: Option<RawPing>,
     dhcp: DhcpServers,
@@ -168,11 +171,12 @@ impl<G: GuestTx> Engine<G> {
         let out = Out::new(guest, macs, cfg.mtu);
         let (dhcp, ra) = (DhcpServers::new(&cfg), Ra::new(&cfg));
         let cx = Ctx::new(cfg, out, registry);
-        let listeners = forward::open_listeners(&cx)?;
+        let forward::Opened { listeners, waiting } = forward::open_listeners(&cx)?;
         let mut engine = Engine {
             cx,
             tcp: TcpRelay::default(),
             listeners,
+            waiting,
             raw_ping: None,
             dhcp,
             ra,
@@ -258,8 +262,13 @@ impl<G: GuestTx> Engine<G> {
         state: crate::migrate::format::State,
         repair: Option<&mut crate::migrate::repair::Repair>,
     ) -> crate::migrate::Imported {
+        // Shared ports: UDP's before the flows (inbound ones ride them), TCP's after the
+        // connections (a listener would answer a carried connection's segment with a
+        // reset before its socket is rebuilt).
+        self.open_waiting(false);
         let budget = self.tcp.held_budget();
         let done = crate::migrate::import(&mut self.cx, &self.listeners, state, repair, budget);
+        self.open_waiting(true);
         // DHCP and RA serve what the guest was told (the source's view, adopted).
         self.dhcp = DhcpServers::new(&self.cx.cfg);
         self.ra = Ra::new(&self.cx.cfg);
@@ -305,6 +314,8 @@ impl<G: GuestTx> Engine<G> {
 
     /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.
     pub fn guest_connected(&mut self) {
+        self.open_waiting(false);
+        self.open_waiting(true);
         self.handed_over = None;
         self.holds.clear();
         for slot in self.cx.flows.slots().collect::<Vec<_>>() {
@@ -316,6 +327,23 @@ impl<G: GuestTx> Engine<G> {
         if self.ra.enabled() {
             ndp::send_ra(&mut self.cx, &self.ra, None);
             self.ra.next = Some(self.cx.now + RA_INTERVAL);
+        }
+    }
+
+    /// QEMU went away. After a hand-over the guest runs elsewhere now (a migration's
+    /// source): the forwarded ports are closed, for the target to have them alone, and
+    /// wait for a guest to come here again.
+    pub fn guest_gone(&mut self) {
+        if self.handed_over.is_some() {
+            forward::close_all(&mut self.listeners, &mut self.waiting);
+            tracing::info!("migrated away: the forwarded ports are the target's now");
+        }
+    }
+
+    /// Shared ports of one protocol waiting for the guest: opened if free.
+    fn open_waiting(&mut self, tcp: bool) {
+        if !self.waiting.is_empty() {
+            forward::open_waiting(&self.cx, &mut self.waiting, &mut self.listeners, tcp);
         }
     }
 

@@ -15,7 +15,19 @@
 //! `IP_FREEBIND`/`IPV6_FREEBIND` first: the address need not be the namespace's yet
 //! (connections arrive once it is).
 //!
-//! What holds: listeners are opened once, at start; a listed port that cannot be bound is
+//! Shared ports (`share_ports`, vhost-user engines): a live migration may have its source
+//! and target engine in one namespace, both told to forward the same ports. Each listed
+//! port is bound with `SO_REUSEPORT`, so the target can bind it beside the source. A
+//! port found held at start (a bind without `SO_REUSEPORT` fails, one with it succeeds:
+//! another engine of this user has it) is not opened but kept [`Waiting`]: bound and
+//! listening meanwhile, it would take a share of the connections and datagrams meant for
+//! the guest still running on the source. It opens, beside the source's, once the guest
+//! comes here ([`open_waiting`]: a migration's state arrived, or a guest booted here);
+//! the source closes its forwarded ports once QEMU left after handing the guest over
+//! ([`close_all`]), so until then a peer whose connection the kernel hands to the
+//! source's silenced listener tries again.
+//!
+//! What holds: listeners are opened at start (shared ports: when the guest comes); a listed port that cannot be bound is
 //! an error naming it and where (another process has it, the address is not the
 //! namespace's and `freebind` is off, or privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and
 //! so is an address of a family the guest has no address in. A set of every port (`all`, exclusions alone:
@@ -65,13 +77,26 @@ pub struct Listener {
     /// The guest port connections and datagrams on `port` go to.
     pub guest_port: u16,
     pub v6: bool,
+    /// A shared port: what to open again when it waits for another guest.
+    wanted: Option<Want>,
 }
 
 /// Descriptors kept free for flows and the engine's own use when "every port" would take
 /// more than the limit leaves: at least this many, or a quarter of the limit.
 const RESERVE_MIN: usize = 1024;
 
+/// A listed forwarded port another engine holds, opened when the guest comes here
+/// (see the theory of operation, shared ports).
+pub struct Waiting(Want);
+
+/// The listeners opened, and the shared ports waiting for the guest.
+pub struct Opened {
+    pub listeners: Vec<Listener>,
+    pub waiting: Vec<Waiting>,
+}
+
 /// One socket to open: a port of a spec, on one address.
+#[derive(Clone)]
 struct Want {
     tcp: bool,
     port: u16,
@@ -84,7 +109,7 @@ struct Want {
 /// ports first (each must bind), then the free ones of "every port" specs — the well-known
 /// ports of both protocols, then TCP's, then UDP's, lowest first — as many as the
 /// descriptor limit allows after a reserve for flows. What "every port" leaves out for the limit is logged by range.
-pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
+pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Opened, ForwardError> {
     let ephemeral = ephemeral_range();
     // A protocol the engine does not relay has no forwards either.
     let tcp_specs = cx.cfg.tcp_ports.iter().filter(|_| cx.cfg.relay_tcp);
@@ -114,10 +139,23 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
             }
         }
     }
-    let freebind = cx.cfg.freebind;
+    let (freebind, share) = (cx.cfg.freebind, cx.cfg.share_ports);
     let mut opened = Vec::with_capacity(listed.len());
+    let mut waiting = Vec::new();
     for want in &listed {
-        opened.push(open(want, freebind).map_err(|source| listen_error(want, source))?);
+        let how = if share { Bind::Shared } else { Bind::Alone };
+        match open(want, freebind, how).map_err(|source| listen_error(want, source))? {
+            Some(l) => opened.push(l),
+            None => waiting.push(Waiting(want.clone())),
+        }
+    }
+    let listed_open = opened.len();
+    if !waiting.is_empty() {
+        let held: Vec<Want> = waiting.iter().map(|w| w.0.clone()).collect();
+        tracing::warn!(
+            "inbound: another engine holds {} (a migration's source?): forwarded once the guest comes here",
+            describe(&held)
+        );
     }
     // What a limit leaves room for goes to the well-known ports of both protocols first,
     // then TCP's (services are mostly TCP), then UDP's, each from the lowest port up.
@@ -133,12 +171,12 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
     let budget = descriptor_budget(every.len(), cx.cfg.max_flows);
     let mut left_out = Vec::new();
     for want in every {
-        if opened.len() - listed.len() >= budget {
+        if opened.len() - listed_open >= budget {
             left_out.push(want);
             continue;
         }
-        match open(&want, freebind) {
-            Ok(l) => opened.push(l),
+        match open(&want, freebind, Bind::Alone) {
+            Ok(l) => opened.extend(l),
             // Taken by another socket: "every port" means the free ones.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
             Err(source) => return Err(listen_error(&want, source)),
@@ -157,36 +195,114 @@ pub fn open_listeners<G>(cx: &Ctx<G>) -> Result<Vec<Listener>, ForwardError> {
         tracing::info!(tcp, udp, "inbound: {tcp} TCP and {udp} UDP listeners");
     }
     for (index, listener) in opened.iter().enumerate() {
-        cx.register_fd(
-            listener.sock.as_raw_fd(),
-            Ctx::<G>::listener_token(index),
-            Interest::READABLE,
-        )
-        .map_err(ForwardError::Register)?;
+        register(cx, index, listener)?;
     }
-    Ok(opened)
+    Ok(Opened {
+        listeners: opened,
+        waiting,
+    })
+}
+
+fn register<G>(cx: &Ctx<G>, index: usize, listener: &Listener) -> Result<(), ForwardError> {
+    cx.register_fd(
+        listener.sock.as_raw_fd(),
+        Ctx::<G>::listener_token(index),
+        Interest::READABLE,
+    )
+    .map_err(ForwardError::Register)
+}
+
+/// The guest came here: opens the waiting shared ports of one protocol (`tcp`) beside
+/// whatever engine still holds them, after the listeners (each gets the token of its
+/// place). One that cannot be opened (another program has it now) is said and dropped.
+pub fn open_waiting<G>(
+    cx: &Ctx<G>,
+    waiting: &mut Vec<Waiting>,
+    listeners: &mut Vec<Listener>,
+    tcp: bool,
+) {
+    let (now, later): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|w| w.0.tcp == tcp);
+    *waiting = later;
+    for Waiting(want) in now {
+        let opened = match open(&want, cx.cfg.freebind, Bind::Join) {
+            Ok(Some(l)) => register(cx, listeners.len(), &l).map(|()| l),
+            Ok(None) => continue, // (only `Bind::Shared` leaves a port closed)
+            Err(source) => Err(listen_error(&want, source)),
+        };
+        match opened {
+            Ok(l) => {
+                tracing::info!("inbound: {} port {} forwarded now", proto_name(tcp), l.port);
+                listeners.push(l);
+            }
+            Err(e) => tracing::warn!("inbound: {e}; not forwarded"),
+        }
+    }
+}
+
+/// The guest moved away for good: every listed shared port is closed and waits again
+/// (a later guest here opens it); the ports of "every port" specs are closed too, not
+/// kept.
+pub fn close_all(listeners: &mut Vec<Listener>, waiting: &mut Vec<Waiting>) {
+    for l in listeners.drain(..) {
+        if let Some(want) = l.wanted {
+            waiting.push(Waiting(want));
+        }
+    }
 }
 
 fn proto_name(tcp: bool) -> &'static str {
     if tcp { "TCP" } else { "UDP" }
 }
 
-fn open(want: &Want, freebind: bool) -> std::io::Result<Listener> {
+/// How a forwarded port is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bind {
+    Alone,
+    /// Shareable (`SO_REUSEPORT`); not opened when another engine holds it already.
+    Shared,
+    /// Shareable, and opened beside another engine holding it (the guest came here).
+    Join,
+}
+
+/// Opens `want`'s socket as `how` says; None when, [`Bind::Shared`], another engine
+/// holds the port already (see shared ports).
+fn open(want: &Want, freebind: bool, how: Bind) -> std::io::Result<Option<Listener>> {
     let freebind = freebind && !want.addr.is_unspecified();
-    let sock = bind(
-        want.addr,
-        want.dev.as_deref(),
-        want.port,
-        want.tcp,
-        freebind,
-    )?;
-    Ok(Listener {
+    let bind = |reuse_port: bool, listen: bool| {
+        let at = SocketAddr::new(want.addr, want.port);
+        bind(
+            at,
+            want.dev.as_deref(),
+            want.tcp,
+            freebind,
+            reuse_port,
+            listen,
+        )
+    };
+    if how == Bind::Shared {
+        // Held? A bind without SO_REUSEPORT says (it does not listen); then one with it
+        // tells an engine sharing the port from any other holder (an error).
+        match bind(false, false) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                bind(true, false)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let shared = how != Bind::Alone;
+    let sock = bind(shared, true)?;
+    Ok(Some(Listener {
         sock,
         tcp: want.tcp,
         port: want.port,
         guest_port: want.guest_port,
         v6: want.addr.is_ipv6(),
-    })
+        wanted: shared.then(|| want.clone()),
+    }))
 }
 
 fn listen_error(want: &Want, source: std::io::Error) -> ForwardError {
@@ -298,12 +414,14 @@ fn ephemeral_range() -> std::ops::RangeInclusive<u16> {
 }
 
 fn bind(
-    addr: IpAddr,
+    at: SocketAddr,
     dev: Option<&str>,
-    port: u16,
     tcp: bool,
     freebind: bool,
+    reuse_port: bool,
+    listen: bool,
 ) -> std::io::Result<Socket> {
+    let addr = at.ip();
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -317,6 +435,9 @@ fn bind(
     if tcp {
         sock.set_reuse_address(true)?;
     }
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     match (freebind, addr.is_ipv6()) {
         (false, _) => {}
         (true, false) => sock.set_freebind_v4(true)?,
@@ -326,8 +447,8 @@ fn bind(
         // Without CAP_NET_RAW since Linux 5.7, as long as the socket is not yet bound.
         sock.bind_device(Some(dev.as_bytes()))?;
     }
-    sock.bind(&SockAddr::from(SocketAddr::new(addr, port)))?;
-    if tcp {
+    sock.bind(&SockAddr::from(at))?;
+    if tcp && listen {
         sock.listen(1024)?;
     }
     Ok(sock)

@@ -146,7 +146,13 @@ pub struct EventLoop<A: Attachment> {
 impl<A: Attachment> EventLoop<A> {
     /// The set-up: poll, the attachment's registration, the capture, the engine, the
     /// signal descriptor, then hardening (everything that needs a privilege is open).
-    fn new(cfg: EngineConfig, mut link: A, tx: A::Tx, opts: RunOptions) -> Result<Self, RunError> {
+    fn new(
+        mut cfg: EngineConfig,
+        mut link: A,
+        tx: A::Tx,
+        opts: RunOptions,
+    ) -> Result<Self, RunError> {
+        cfg.share_ports = link.can_migrate();
         let poll = Poll::new().map_err(RunError::Poll)?;
         let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
         let connected = link.register(poll.registry()).map_err(RunError::Poll)?;

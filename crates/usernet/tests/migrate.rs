@@ -104,6 +104,12 @@ impl<'a> Switch<'a> {
             &sock("source"),
             &dir.path().join("source"),
         );
+        // The target's engine starts once the source's runs (its forwarded ports bound),
+        // as a migration's target starts long after its source.
+        let source_stats = dir.path().join("source").join("stats");
+        wait_until("the source engine runs", Duration::from_secs(10), || {
+            source_stats.exists()
+        });
         let target_engine = Running::start_in(
             target.0,
             target.1,
@@ -311,6 +317,94 @@ fn a_guest_migrated_to_another_engine_goes_on_reaching_its_peer() {
     assert!(dst["vu_frames_from_guest"] > 0, "{dst:?}");
     assert_eq!(dst["vu_queue_errors"], 0, "{dst:?}");
     assert_eq!(src["vu_queue_errors"], 0, "{src:?}");
+}
+
+/// The port both engines forward (two engines in one namespace share it).
+const SHARED: u16 = 7301;
+
+const SERVES: &str = r#"
+IF=$(nic_by_mac @MAC@)
+dhcp4 $IF
+nc -ll -p @FWD@ -e /bin/echo forwarded &
+echo STARTED
+sleep 600
+"#;
+
+/// From the peer pod, `n` connections one after another to `addr`:`port`, each tried
+/// up to `tries` times (a second apart); how many were answered `forwarded`.
+fn forwarded_answers(pod: &PodFixture, addr: std::net::IpAddr, n: u32, tries: u32) -> String {
+    let client = format!(
+        "import socket, time\n\
+         ok = 0\n\
+         for i in range({n}):\n\
+         \x20   for t in range({tries}):\n\
+         \x20       try:\n\
+         \x20           s = socket.create_connection(('{addr}', {SHARED}), 5); s.settimeout(5)\n\
+         \x20           if s.recv(100).decode().strip() == 'forwarded': ok += 1; break\n\
+         \x20       except OSError: pass\n\
+         \x20       time.sleep(1)\n\
+         print(ok)"
+    );
+    pod.peer
+        .exec(&["python3", "-c", &client])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("{e:?}"))
+}
+
+/// Both engines in one namespace forward the same port: the target's waits while the
+/// guest runs on the source (every connection reaches the guest there, none the target
+/// that has no guest yet), opens beside the source's once the guest runs on the target,
+/// and has the port alone once the source QEMU is gone: every connection reaches the
+/// guest there, at the first try.
+#[test]
+fn a_port_both_engines_forward_reaches_the_guest_before_and_after_the_migration() {
+    require_privileges(&["ip", "qemu-system-x86_64", "busybox", "python3"]).unwrap();
+    let pod = PodFixture::new().expect("CNI pod");
+    let pod4 = pod.pod_ip(false).unwrap();
+    let script = SERVES
+        .replace("@MAC@", MAC)
+        .replace("@FWD@", &SHARED.to_string());
+    let cfg = || engine_config(&pod, &[SHARED]);
+    let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
+    wait_until("the guest starts", Duration::from_secs(150), || {
+        switch
+            .source()
+            .console()
+            .lines()
+            .any(|l| l.trim() == "STARTED")
+    });
+    // Each connection tried once: one the target's engine took would go unanswered.
+    let listening = || {
+        let out = pod
+            .pod
+            .exec(&["ss", "-Hltn", &format!("sport = :{SHARED}")]);
+        out.map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().count())
+    };
+    let alone = listening();
+    let before = forwarded_answers(&pod, pod4, 6, 1);
+    switch.migrate(|| {});
+    let shared = listening();
+    drop(switch.source.take());
+    // The source lets go of the port once its QEMU left; then no connection can meet
+    // its silenced listener.
+    wait_until(
+        "the source closes its forwarded port",
+        Duration::from_secs(20),
+        || listening() == alone,
+    );
+    let after = forwarded_answers(&pod, pod4, 6, 1);
+    let console = switch.target().console();
+    let (src, dst) = switch.stop();
+    assert!(
+        alone > 0 && shared == 2 * alone,
+        "listeners: {alone}, then {shared}"
+    );
+    assert_eq!(before, "6", "on the source\nsource engine {src:?}");
+    assert_eq!(
+        after, "6",
+        "on the target\ntarget engine {dst:?}\n{console}"
+    );
+    assert!(dst["tcp_accepted"] >= 6, "{dst:?}");
 }
 
 /// A peer for the connections that must survive: 100 idle ones (the guest echoes what

@@ -150,6 +150,12 @@ pub trait Attachment {
         Ready::default()
     }
 
+    /// Whether a guest here may migrate to another engine (which then may share the
+    /// engine's namespace: `EngineConfig::share_ports`).
+    fn can_migrate(&self) -> bool {
+        false
+    }
+
     /// The guest went away. Returns true when the loop should end (no other guest can
     /// come).
     fn disconnect(&mut self, engine: &mut Engine<Self::Tx>) -> bool;

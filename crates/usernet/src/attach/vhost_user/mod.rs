@@ -637,7 +637,12 @@ impl Attachment for VhostUserLink {
         }
     }
 
-    fn disconnect(&mut self, _engine: &mut Engine<VhostUserTx>) -> bool {
+    fn can_migrate(&self) -> bool {
+        true
+    }
+
+    fn disconnect(&mut self, engine: &mut Engine<VhostUserTx>) -> bool {
+        engine.guest_gone();
         if self.one_off || self.listener.is_none() {
             return true;
         }

@@ -18,10 +18,15 @@
 //! - no event came at all (the sleep ran to its timeout): the traffic stopped, the
 //!   window closes.
 //!
-//! Spinning pays only while the event can happen on another CPU meanwhile: when the
-//! engine may run on one CPU only ([`BusyPoll::set_cpus`], checked by the loop every
-//! second and whenever the window is about to open), each spin only delays the peer it
-//! waits for, so the window stays closed.
+//! Spinning pays only while the event can happen on another CPU meanwhile, one no
+//! other thread wants: when the engine may run on one CPU only ([`BusyPoll::set_cpus`],
+//! checked by the loop every second and whenever the window is about to open), each
+//! spin only delays the peer it waits for; when the engine's CPUs are busy — it waited,
+//! runnable, for a CPU more than [`CONTENDED`] of the last second
+//! ([`BusyPoll::set_run_delay`], from `/proc/thread-self/schedstat`) — each spin takes
+//! the CPU from a thread that wants it (a VM's vCPUs, the peer's receiver, others in the
+//! pod's CPU quota). Either way the window stays closed until the check finds it
+//! otherwise.
 //!
 //! `max` is capped at [`MAX`]: a spin delays the loop's timers and signals, so it stays
 //! well below the loop's 20 ms tick.
@@ -37,6 +42,8 @@ use std::time::Duration;
 pub const START: Duration = Duration::from_micros(10);
 /// The longest window allowed.
 pub const MAX: Duration = Duration::from_millis(5);
+/// The share of the time the engine may wait for a CPU and still find one spare.
+pub const CONTENDED: f64 = 0.05;
 
 /// How one wait of the event loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +61,10 @@ pub enum Wait {
 pub struct BusyPoll {
     max: Duration,
     window: Duration,
-    /// False while the engine may run on one CPU only.
+    /// False while the engine may run on one CPU only, or its CPUs are busy.
     spare_cpu: bool,
+    one_cpu: bool,
+    busy_cpus: bool,
 }
 
 impl BusyPoll {
@@ -66,12 +75,25 @@ impl BusyPoll {
             max: max.min(MAX),
             window: Duration::ZERO,
             spare_cpu: true,
+            one_cpu: false,
+            busy_cpus: false,
         }
     }
 
     /// How many CPUs the engine may run on (its affinity mask).
     pub fn set_cpus(&mut self, cpus: usize) {
-        self.spare_cpu = cpus > 1;
+        self.one_cpu = cpus <= 1;
+        self.spare();
+    }
+
+    /// How long the engine waited, runnable, for a CPU over the last `elapsed`.
+    pub fn set_run_delay(&mut self, delay: Duration, elapsed: Duration) {
+        self.busy_cpus = delay.as_secs_f64() > CONTENDED * elapsed.as_secs_f64();
+        self.spare();
+    }
+
+    fn spare(&mut self) {
+        self.spare_cpu = !self.one_cpu && !self.busy_cpus;
         if !self.spare_cpu {
             self.window = Duration::ZERO;
         }
@@ -178,6 +200,31 @@ mod tests {
         p.set_cpus(2);
         p.record(SOON);
         assert_eq!(p.window(), START);
+    }
+
+    #[test]
+    fn while_the_engine_waits_for_a_cpu_the_window_closes_and_stays_closed() {
+        let mut p = opened();
+        let second = Duration::from_secs(1);
+        p.set_run_delay(Duration::from_millis(40), second);
+        assert_eq!(p.window(), LIMIT, "4% of the time: a CPU to spare");
+        p.set_run_delay(Duration::from_millis(60), second);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.record(SOON);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.set_run_delay(Duration::ZERO, second);
+        p.record(SOON);
+        assert_eq!(p.window(), START);
+    }
+
+    #[test]
+    fn busy_cpus_freed_leave_a_single_cpu_closed() {
+        let mut p = opened();
+        p.set_cpus(1);
+        p.set_run_delay(Duration::from_millis(100), Duration::from_secs(1));
+        p.set_run_delay(Duration::ZERO, Duration::from_secs(1));
+        p.record(SOON);
+        assert_eq!(p.window(), Duration::ZERO);
     }
 
     #[test]

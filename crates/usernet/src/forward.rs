@@ -27,17 +27,18 @@
 //! ([`close_all`]), so until then a peer whose connection the kernel hands to the
 //! source's silenced listener tries again.
 //!
-//! What holds: listeners are opened at start (shared ports: when the guest comes); a listed port that cannot be bound is
-//! an error naming it and where (another process has it, the address is not the
-//! namespace's and `freebind` is off, or privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and
-//! so is an address of a family the guest has no address in. A set of every port (`all`, exclusions alone:
-//! [`PortSet::every`](crate::PortSet)) takes what is free, as passt does: ports in the
-//! namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where the engine's own
-//! outbound sockets get their ports) and ports another socket holds are left out. That is
-//! still tens of thousands of sockets per protocol and family, more than a descriptor limit
-//! often allows (passt then refuses to start): the engine raises its soft limit to the hard
-//! one, keeps a reserve for flows, binds the well-known ports first, then TCP's before
-//! UDP's, and logs, by range, what it leaves out.
+//! What holds: listeners are opened at start (a shared port held by another engine: when
+//! the guest comes); a listed port that cannot be bound is an error naming it and where
+//! (another process has it, the address is not the namespace's and `freebind` is off, or
+//! privileges for ports below `net.ipv4.ip_unprivileged_port_start`), and so is an
+//! address of a family the guest has no address in. A set of every port (`all`,
+//! exclusions alone: [`PortSet::every`](crate::PortSet)) takes what is free, as passt
+//! does: ports in the namespace's ephemeral range (`net.ipv4.ip_local_port_range`, where
+//! the engine's own outbound sockets get their ports) and ports another socket holds are
+//! left out. That is still tens of thousands of sockets per protocol and family, more
+//! than a descriptor limit often allows (passt then refuses to start): the engine raises
+//! its soft limit to the hard one, keeps a reserve for flows, binds the well-known ports
+//! first, then TCP's before UDP's, and logs, by range, what it leaves out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;

@@ -136,6 +136,8 @@ pub struct EventLoop<A: Attachment> {
     busy: BusyPoll,
     last_timers: Instant,
     last_second: Instant,
+    /// The loop thread's run delay at `last_second` (busy polling: are its CPUs busy?).
+    run_delay: Duration,
     /// Events since the last timer pass (which may have set new deadlines): until the
     /// next pass, the loop wakes every TICK.
     active: bool,
@@ -189,6 +191,7 @@ impl<A: Attachment> EventLoop<A> {
             busy,
             last_timers: now,
             last_second: now,
+            run_delay: run_delay().unwrap_or_default(),
             active: true,
             guest_more: false,
         })
@@ -400,9 +403,24 @@ impl<A: Attachment> EventLoop<A> {
             if let Ok(n) = crate::sys::cpus_allowed() {
                 self.busy.set_cpus(n);
             }
+            if let Some(delay) = run_delay() {
+                let waited = delay.saturating_sub(self.run_delay);
+                self.busy
+                    .set_run_delay(waited, now.duration_since(self.last_second));
+                self.run_delay = delay;
+            }
             self.last_second = now;
         }
     }
+}
+
+/// How long this thread has waited, runnable, for a CPU since it started (the second
+/// field of `/proc/thread-self/schedstat`, in ns); None where the kernel keeps no such
+/// count.
+fn run_delay() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Blocks SIGUSR1, SIGINT and SIGTERM and registers a descriptor that reads them.

@@ -147,6 +147,15 @@ impl<'a> Switch<'a> {
         self.source.as_ref().expect("the source QEMU runs")
     }
 
+    /// Waits (up to 150 s: the boot under TCG) until the source guest printed `line`.
+    fn source_says(&self, line: &str) {
+        wait_until(
+            &format!("the guest says {line}"),
+            Duration::from_secs(150),
+            || self.source().console().lines().any(|l| l.trim() == line),
+        );
+    }
+
     fn target(&mut self) -> &mut Guest {
         self.target.as_mut().expect("migrated")
     }
@@ -366,13 +375,7 @@ fn a_port_both_engines_forward_reaches_the_guest_before_and_after_the_migration(
         .replace("@FWD@", &SHARED.to_string());
     let cfg = || engine_config(&pod, &[SHARED]);
     let mut switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
-    wait_until("the guest starts", Duration::from_secs(150), || {
-        switch
-            .source()
-            .console()
-            .lines()
-            .any(|l| l.trim() == "STARTED")
-    });
+    switch.source_says("STARTED");
     // Each connection tried once: one the target's engine took would go unanswered.
     let listening = || {
         let out = pod
@@ -584,13 +587,7 @@ fn streaming<'a>(pod: &'a PodFixture, peer: &mut Peer) -> Switch<'a> {
         .replace("@UDP@", &UDP_ECHO.to_string());
     let cfg = || engine_config(pod, &[]);
     let switch = Switch::boot((&pod.pod, cfg()), (&pod.pod, cfg()), &script);
-    wait_until("the guest streams", Duration::from_secs(150), || {
-        switch
-            .source()
-            .console()
-            .lines()
-            .any(|l| l.trim() == "STREAMING")
-    });
+    switch.source_says("STREAMING");
     // The guest forks its 100 connections in the background; under TCG that can take
     // longer than its line on the console.
     all_idle_answer(peer, "before the migration", Duration::from_secs(60));
@@ -796,13 +793,7 @@ fn a_guest_migrated_to_a_pod_with_another_address_keeps_its_own() {
         ),
         &script,
     );
-    wait_until("the guest starts", Duration::from_secs(150), || {
-        switch
-            .source()
-            .console()
-            .lines()
-            .any(|l| l.trim() == "STARTED")
-    });
+    switch.source_says("STARTED");
     let mut idle = String::new();
     wait_until("the idle connection is up", Duration::from_secs(20), || {
         idle = peer.ask("check");

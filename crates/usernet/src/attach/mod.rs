@@ -121,15 +121,11 @@ pub trait Attachment {
     /// Hands the next frame from the guest to `engine` (what the loop calls): by default
     /// the one [`Self::next_frame`] gives. An attachment whose frames may stay where the
     /// guest wrote them (vhost-user) hands those over itself, as head and guest memory.
-    fn read_into(&mut self, engine: &mut Engine<Self::Tx>) -> Got {
-        match self.next_frame() {
-            Read::Frame(f) => {
-                engine.guest_frame(f);
-                Got::Frame
-            }
-            Read::Empty => Got::Empty,
-            Read::Closed => Got::Closed,
-        }
+    fn read_into(&mut self, engine: &mut Engine<Self::Tx>) -> Got
+    where
+        Self: Sized,
+    {
+        read_copied(self, engine)
     }
 
     /// Writes out what the transmit side holds; false when the guest is gone.
@@ -159,6 +155,19 @@ pub trait Attachment {
     /// The guest went away. Returns true when the loop should end (no other guest can
     /// come).
     fn disconnect(&mut self, engine: &mut Engine<Self::Tx>) -> bool;
+}
+
+/// [`Attachment::read_into`] as most attachments do it: the frame
+/// [`Attachment::next_frame`] gives, to `engine`.
+pub fn read_copied<A: Attachment>(link: &mut A, engine: &mut Engine<A::Tx>) -> Got {
+    match link.next_frame() {
+        Read::Frame(f) => {
+            engine.guest_frame(f);
+            Got::Frame
+        }
+        Read::Empty => Got::Empty,
+        Read::Closed => Got::Closed,
+    }
 }
 
 /// What runs the event loop over an attachment of any kind (`run.rs`).

@@ -232,19 +232,6 @@ pub struct VhostUserLink {
 }
 
 impl VhostUserLink {
-    /// [`Attachment::read_into`] for a guest without offloads: its frames (at most an
-    /// MTU) are copied whole.
-    fn read_copied(&mut self, engine: &mut Engine<VhostUserTx>) -> Got {
-        match self.next_frame() {
-            Read::Frame(f) => {
-                engine.guest_frame(f);
-                Got::Frame
-            }
-            Read::Empty => Got::Empty,
-            Read::Closed => Got::Closed,
-        }
-    }
-
     /// Nothing more to read: each transmit queue signals the used chains and asks the
     /// guest for a kick.
     fn ask_kicks(dev: &mut Device) {
@@ -549,8 +536,9 @@ impl Attachment for VhostUserLink {
     fn read_into(&mut self, engine: &mut Engine<VhostUserTx>) -> Got {
         let mut dev = lock(&self.device);
         let Some(mem) = dev.memory().filter(|_| dev.guest_offloads()) else {
+            // Without offloads its frames are at most an MTU: copied whole.
             drop(dev);
-            return self.read_copied(engine);
+            return super::read_copied(self, engine);
         };
         let mut tail = GuestIov::default();
         match dev.pop_split(&mut self.frame, &mem, &mut tail) {

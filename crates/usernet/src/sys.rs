@@ -537,10 +537,7 @@ pub fn send_from_guest(
         };
         n += 1;
     }
-    // SAFETY: an all-zero `msghdr` is a valid one (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = n;
+    let msg = msghdr(&iov[..n]);
     // SAFETY: the first iovec is `head`, a live slice; the others point into the guest
     // memory mapping `tail` borrows (live for the call), each within its slice. The
     // kernel only reads them and keeps no pointer.
@@ -555,6 +552,15 @@ pub fn send_from_guest(
         return Err(io::Error::last_os_error());
     }
     Ok(rc as usize)
+}
+
+/// A `msghdr` of no name and no control data over `iov` (valid while `iov` is).
+fn msghdr(iov: &[libc::iovec]) -> libc::msghdr {
+    // SAFETY: an all-zero `msghdr` is a valid one (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len();
+    msg
 }
 
 /// Copies the guest's bytes `tail` holds from byte `from` on into `dst`, as many as fit;
@@ -579,10 +585,7 @@ pub fn copy_from_guest(tail: &GuestIov<'_>, from: usize, dst: &mut [u8]) -> usiz
 /// Peeks at a TCP socket's receive queue (from `SO_PEEK_OFF`) into the guest's memory
 /// `into`; how many bytes came.
 pub fn peek_into(fd: BorrowedFd<'_>, into: &GuestIov<'_>) -> io::Result<usize> {
-    // SAFETY: an all-zero `msghdr` is a valid one (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = into.iov.as_ptr().cast_mut();
-    msg.msg_iovlen = into.n;
+    let mut msg = msghdr(&into.iov[..into.n]);
     // SAFETY: each of the `n` iovecs points into a guest memory mapping `into` borrows
     // (live for the call), of the stated length; the kernel writes at most that much
     // into each and keeps no pointer. The guest may write the same memory meanwhile:

@@ -851,7 +851,7 @@ impl TcpConn {
             if want == 0 {
                 break;
             }
-            let took = send(&self.sock, a, b).map_err(|_| ())?;
+            let took = segment::send(&self.sock, a, b).map_err(|_| ())?;
             self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
             self.stats.from_guest += took as u64;
             self.flags = (self.flags | ACK_PENDING) & !ACK_DELAYABLE;
@@ -1375,19 +1375,6 @@ fn offload_meta(v6: bool, off: usize, mss: u16, n: usize) -> TxMeta {
         meta.hdr_len = off as u16;
     }
     meta
-}
-
-/// Writes `a` then `b` to the socket; a full socket takes 0 bytes.
-fn send(sock: &Socket, a: &[u8], b: &[u8]) -> std::io::Result<usize> {
-    let r = if b.is_empty() {
-        sock.send(a)
-    } else {
-        sock.send_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
-    };
-    match r {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-        r => r,
-    }
 }
 
 /// Peeks at the socket's receive queue: at `SO_PEEK_OFF`, or after `skip` bytes on

@@ -90,13 +90,14 @@ impl<'a> Payload<'a> {
 
     /// Writes it to `sock` (non-blocking): how much the socket took, 0 when it is full.
     pub fn send(&self, sock: &socket2::Socket) -> std::io::Result<usize> {
-        let r = match self.tail {
-            None => sock.send(self.head),
-            Some(t) => sys::send_from_guest(sock.as_fd(), self.head, t, self.tail_from),
-        };
-        match r {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-            r => r,
+        match self.tail {
+            None => send(sock, self.head, &[]),
+            Some(t) => full_is_zero(sys::send_from_guest(
+                sock.as_fd(),
+                self.head,
+                t,
+                self.tail_from,
+            )),
         }
     }
 
@@ -162,6 +163,23 @@ impl<'a> Segment<'a> {
         self.payload.len() as u32
             + u32::from(self.flags & SYN != 0)
             + u32::from(self.flags & FIN != 0)
+    }
+}
+
+/// Writes `a` then `b` to the socket; a full socket takes 0 bytes.
+pub fn send(sock: &socket2::Socket, a: &[u8], b: &[u8]) -> std::io::Result<usize> {
+    full_is_zero(if b.is_empty() {
+        sock.send(a)
+    } else {
+        sock.send_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+    })
+}
+
+/// A send the full socket refused took 0 bytes.
+fn full_is_zero(r: std::io::Result<usize>) -> std::io::Result<usize> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        r => r,
     }
 }
 

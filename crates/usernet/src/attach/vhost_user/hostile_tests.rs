@@ -388,6 +388,15 @@ impl Guest {
         self.chain(TX, &descs)
     }
 
+    /// Frame `f` as a driver with offloads hands it over: its virtio-net header and
+    /// first `head` bytes in one descriptor, the rest in descriptors of `piece` bytes.
+    fn send_in_pieces(&mut self, f: &[u8], head: usize, piece: usize) -> u16 {
+        let h = [hdr(), f[..head].to_vec()].concat();
+        let mut pieces: Vec<&[u8]> = vec![&h];
+        pieces.extend(f[head..].chunks(piece));
+        self.send(&pieces)
+    }
+
     /// A frame with its virtio-net header, in one descriptor.
     fn send_frame(&mut self, frame: &[u8]) -> u16 {
         self.send(&[&[hdr(), frame.to_vec()].concat()])
@@ -595,10 +604,7 @@ fn a_64_kib_segment_from_the_guest_is_taken_whole() {
 fn a_segment_in_pages_stays_in_guest_memory_past_its_headers() {
     let mut g = Guest::new();
     let f = frame(66 + 15 * 4096);
-    let h = [hdr(), f[..66].to_vec()].concat();
-    let mut pieces: Vec<&[u8]> = vec![&h];
-    pieces.extend(f[66..].chunks(4096));
-    g.send(&pieces);
+    g.send_in_pieces(&f, 66, 4096);
     assert_eq!(g.pop_split(), Some((f.clone(), f.len() - SPLIT_AT)));
     assert_eq!(g.used_idx(TX), 1);
 }
@@ -607,10 +613,7 @@ fn a_segment_in_pages_stays_in_guest_memory_past_its_headers() {
 fn a_chain_of_more_pieces_than_a_tail_holds_is_copied_whole() {
     let mut g = Guest::new();
     let f = frame(SPLIT_AT + 100 * 100);
-    let h = [hdr(), f[..SPLIT_AT].to_vec()].concat();
-    let mut pieces: Vec<&[u8]> = vec![&h];
-    pieces.extend(f[SPLIT_AT..].chunks(100));
-    g.send(&pieces);
+    g.send_in_pieces(&f, SPLIT_AT, 100);
     assert_eq!(g.pop_split(), Some((f, 0)));
 }
 
@@ -618,10 +621,7 @@ fn a_chain_of_more_pieces_than_a_tail_holds_is_copied_whole() {
 fn a_frame_from_a_guest_without_offloads_is_copied_whole() {
     let mut g = Guest::new();
     let f = frame(66 + 4 * 4096);
-    let h = [hdr(), f[..66].to_vec()].concat();
-    let mut pieces: Vec<&[u8]> = vec![&h];
-    pieces.extend(f[66..].chunks(4096));
-    g.send(&pieces);
+    g.send_in_pieces(&f, 66, 4096);
     assert_eq!(g.pop_copied(), Some(f));
     assert_eq!(g.used_idx(TX), 1);
 }

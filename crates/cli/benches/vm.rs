@@ -59,11 +59,12 @@ enum Link {
     Stream,
 }
 
-const CONTENDERS: [(Link, Engine); 5] = [
+const CONTENDERS: [(Link, Engine); 6] = [
     (Link::VhostUser, Engine::Netbind),
     (Link::VhostUser, Engine::NetbindNoPoll),
     (Link::VhostUser, Engine::Passt),
     (Link::Stream, Engine::Netbind),
+    (Link::Stream, Engine::NetbindNoPoll),
     (Link::Stream, Engine::Passt),
 ];
 

@@ -156,11 +156,17 @@ pub fn migration_state(data: &[u8]) {
 
 /// Feeds the frames of a `guest_frame` input to `engine`, then flushes what it sends.
 /// Every other frame longer than a vhost-user split goes in as one from guest memory
-/// would (its first bytes, the rest in two slices standing for guest memory).
+/// would (its first bytes, the rest in two slices standing for guest memory); the others
+/// as from a stream socket's buffer, most with more frames said to follow (so TCP data
+/// is gathered into runs), every third without.
 pub fn feed(engine: &mut Engine<MemTx>, data: &[u8]) {
     const SPLIT_AT: usize = netbind_usernet::attach::vhost_user::device::SPLIT_AT;
-    for (i, frame) in frames(data).into_iter().enumerate() {
+    let frames = frames(data);
+    let n = frames.len();
+    for (i, frame) in frames.into_iter().enumerate() {
+        engine.frames_follow(i + 1 < n && i % 3 != 2);
         if i % 2 == 1 && frame.len() > SPLIT_AT {
+            engine.frames_follow(false);
             let (head, rest) = frame.split_at(SPLIT_AT);
             let (mut a, mut b) = (
                 rest[..rest.len() / 2].to_vec(),

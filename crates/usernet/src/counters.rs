@@ -69,6 +69,9 @@ pub struct Counters {
     /// Guest TCP segments (vhost-user) relayed with their data left in the guest's
     /// memory: what the socket took of it, it took from there.
     pub tcp_segments_in_place: u64,
+    /// Guest TCP segments whose data went to their socket in a run with the ones that
+    /// followed them (`tcp/gather.rs`): one `send()` for all.
+    pub tcp_segments_gathered: u64,
     pub tcp_bytes_from_guest: u64,
     pub tcp_bytes_to_guest: u64,
     pub udp_bytes_from_guest: u64,
@@ -107,7 +110,7 @@ impl Counters {
     /// One `name value` line per counter, for `--stats FILE` and scripts.
     pub fn lines(&self) -> String {
         let d = &self.device;
-        let fields: [(&str, u64); 56] = [
+        let fields: [(&str, u64); 57] = [
             ("flows_now", self.flows_now),
             ("flows_cap", self.flows_cap),
             ("tcp_opened", self.tcp_opened),
@@ -123,6 +126,7 @@ impl Counters {
             ("tcp_send_refused", self.tcp_send_refused),
             ("tcp_segments_held", self.tcp_segments_held),
             ("tcp_segments_in_place", self.tcp_segments_in_place),
+            ("tcp_segments_gathered", self.tcp_segments_gathered),
             ("tcp_bytes_from_guest", self.tcp_bytes_from_guest),
             ("tcp_bytes_to_guest", self.tcp_bytes_to_guest),
             ("udp_bytes_from_guest", self.udp_bytes_from_guest),

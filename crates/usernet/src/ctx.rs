@@ -44,6 +44,10 @@ pub struct Ctx<G> {
     pub registry: Registry,
     /// One datagram read from a socket (UDP, ping, an error queue).
     pub scratch: Box<[u8]>,
+    /// More of the guest's frames, read already, follow the one being handled (the
+    /// attachment says so, `Engine::frames_follow`): TCP data may wait for theirs, to go
+    /// to its socket in one `send()` (`tcp/gather.rs`).
+    pub frames_follow: bool,
     rng: u64,
 }
 
@@ -62,6 +66,7 @@ impl<G> Ctx<G> {
             now: Instant::now(),
             registry,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            frames_follow: false,
             rng: seed,
             cfg,
         }

@@ -592,12 +592,21 @@ impl<G: GuestTx> Engine<G> {
         }
     }
 
-    /// The end of a batch of guest frames (and of each round of the loop): send the ACKs
-    /// owed. An ACK for a lone small segment waits for the next round instead — the
+    /// The end of a batch of guest frames (and of each round of the loop): the guest
+    /// data gathered goes to its socket ([`Engine::frames_follow`]), the ACKs owed go
+    /// out. An ACK for a lone small segment waits for the next round instead — the
     /// reply, if the socket has one by then, carries it, which saves a frame and the
     /// guest's handling of it per request; the round after sends it regardless.
     pub fn flush(&mut self) {
+        self.cx.frames_follow = false;
         tcp::flush_acks(&mut self.cx, &mut self.tcp);
+    }
+
+    /// Whether more of the guest's frames, read already, follow the next one handed
+    /// over: consecutive TCP segments of a connection then go to its socket in one
+    /// `send()` (`tcp/gather.rs`), at the latest when [`Engine::flush`] ends the batch.
+    pub fn frames_follow(&mut self, follows: bool) {
+        self.cx.frames_follow = follows;
     }
 
     /// Whether ACKs are being held for the next round: the loop should then wait at

@@ -651,6 +651,177 @@ fn bulk_transfer_both_ways_keeps_every_byte_in_order() {
     assert!(received == data, "bytes differ");
 }
 
+/// Segments the guest sent together (read at once by the attachment, so that each but
+/// the last has frames following) go to their socket in one `send()`: the peer receives
+/// a few large segments, not one per guest segment, and nothing is left waiting when
+/// the batch ends.
+#[test]
+fn segments_read_together_go_to_the_socket_together() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40030), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let data: Vec<u8> = (0..16_000).map(|i: u32| (i % 251) as u8).collect();
+    let mut batch: Vec<Vec<u8>> = data.chunks(1000).map(|d| c.seg(ACK, d)).collect();
+    // The batch ends with no data for this connection: its end sends the run.
+    batch.push(c.seg(ACK, &[]));
+    h.send_batch(&batch);
+    assert_eq!(h.engine.counters().tcp_segments_gathered, 16);
+    let engine_side = tcp_info(&format!("dport = :{port}"));
+    assert!(
+        !engine_side.contains("notsent:"),
+        "data left waiting in the engine's socket: {engine_side}"
+    );
+    let mut got = vec![0; data.len()];
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.read_exact(&mut got).unwrap();
+    assert!(got == data, "bytes differ");
+    let peer_side = tcp_info(&format!("sport = :{port}"));
+    let segs: u64 = peer_side
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("segs_in:")?.parse().ok())
+        .unwrap_or_else(|| panic!("no segs_in in `ss -ti`: {peer_side}"));
+    assert!(
+        segs < 8,
+        "{segs} segments (the handshake's too) for 16 guest segments"
+    );
+}
+
+/// A FIN right behind a run: the run goes to the socket first, then the end of stream.
+#[test]
+fn a_fin_behind_a_run_reaches_the_peer_after_the_run() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40031), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let data: Vec<u8> = (0..8_000).map(|i: u32| (i % 253) as u8).collect();
+    let mut batch: Vec<Vec<u8>> = data.chunks(1000).map(|d| c.seg(ACK, d)).collect();
+    batch.push(c.seg(FIN | ACK, &[]));
+    h.send_batch(&batch);
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(
+        got == data,
+        "{} bytes before the end, {} sent",
+        got.len(),
+        data.len()
+    );
+    let ack = from_server(&mut h, "ACK of the FIN", |t| t.ack == c.snd_nxt);
+    assert_eq!(ack.ack, c.snd_nxt);
+}
+
+/// Two connections' segments interleaved in one batch: each run ends when the other
+/// connection's segment comes, and both streams arrive whole and in order.
+#[test]
+fn interleaved_connections_in_one_batch_keep_their_streams_apart() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut a = connect(&mut h, guest4(40032), gw4(port), 1460, Some(7));
+    let (mut sa, _) = l.accept().unwrap();
+    let mut b = connect(&mut h, guest4(40033), gw4(port), 1460, Some(7));
+    let (mut sb, _) = l.accept().unwrap();
+    let mut batch = Vec::new();
+    for i in 0..20u8 {
+        batch.push(a.seg(ACK, &[b'a', i]));
+        batch.push(a.seg(ACK, &[b'A', i]));
+        batch.push(b.seg(ACK, &[b'b', i]));
+    }
+    h.send_batch(&batch);
+    let want = |x: u8, y: Option<u8>| -> Vec<u8> {
+        (0..20u8)
+            .flat_map(|i| [[x, i].to_vec(), y.map_or(vec![], |y| vec![y, i])].concat())
+            .collect()
+    };
+    for (sock, expect) in [
+        (&mut sa, want(b'a', Some(b'A'))),
+        (&mut sb, want(b'b', None)),
+    ] {
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = vec![0; expect.len()];
+        sock.read_exact(&mut got).unwrap();
+        assert_eq!(got, expect);
+    }
+    let acks: Vec<Tcp> = h.take().into_iter().map(|g| g.tcp()).collect();
+    assert!(
+        acks.iter()
+            .any(|t| t.dst_port == 40032 && t.ack == a.snd_nxt)
+    );
+    assert!(
+        acks.iter()
+            .any(|t| t.dst_port == 40033 && t.ack == b.snd_nxt)
+    );
+}
+
+/// A guest that sends runs past what the socket takes (nobody reads on the other side):
+/// every byte acknowledged reaches the peer, in order, once it reads.
+#[test]
+fn runs_the_socket_refuses_in_part_acknowledge_only_what_reaches_the_peer() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40034), gw4(port), 1460, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    let stream = |at: u32| (at % 251) as u8;
+    let start = c.snd_nxt;
+    let mut acked = start;
+    for _ in 0..1000 {
+        if h.engine.counters().tcp_send_refused > 0 {
+            break;
+        }
+        // The guest ignores the window: batches of 64 segments from where it was acked.
+        c.snd_nxt = acked;
+        let batch: Vec<Vec<u8>> = (0..64)
+            .map(|_| {
+                let at = c.snd_nxt.wrapping_sub(start);
+                let data: Vec<u8> = (at..at + 1000).map(stream).collect();
+                c.seg(ACK, &data)
+            })
+            .collect();
+        h.send_batch(&batch);
+        for t in h.take().into_iter().filter(|g| g.proto == PROTO_TCP) {
+            acked = acked.max(t.tcp().ack);
+        }
+    }
+    assert!(
+        h.engine.counters().tcp_send_refused > 0,
+        "the socket never refused"
+    );
+    // The peer reads everything; the engine moves on what it held.
+    s.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        h.pump(Duration::from_millis(5));
+        for t in h.take().into_iter().filter(|g| g.proto == PROTO_TCP) {
+            acked = acked.max(t.tcp().ack);
+        }
+        if got.len() as u32 >= acked.wrapping_sub(start) {
+            break;
+        }
+    }
+    let acked = acked.wrapping_sub(start) as usize;
+    assert!(
+        got.len() >= acked,
+        "{acked} bytes acknowledged, {} reached the peer",
+        got.len()
+    );
+    let expect: Vec<u8> = (0..got.len() as u32).map(stream).collect();
+    assert!(got == expect, "the peer's bytes are not the guest's stream");
+}
+
+/// `ss -ti` of the established loopback sockets `filter` selects.
+fn tcp_info(filter: &str) -> String {
+    let out = std::process::Command::new("ss")
+        .args(["-Htin", "state", "established", filter])
+        .output()
+        .expect("ss runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The window offered to the guest is what the socket will take: a guest that fills it
 /// while nobody reads on the other side loses nothing (a refused byte would cost it a
 /// loss recovery), and when the reader drains the socket the guest hears at once that

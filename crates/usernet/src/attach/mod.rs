@@ -76,7 +76,9 @@ pub enum AttachError {
 
 /// What a read from the guest gave.
 pub enum Read<'a> {
-    Frame(&'a [u8]),
+    /// A frame, and whether another whole one is read already behind it
+    /// (`Engine::frames_follow`).
+    Frame(&'a [u8], bool),
     /// Nothing more for now.
     Empty,
     /// The guest went away (stream closed, or it spoke nonsense).
@@ -161,7 +163,8 @@ pub trait Attachment {
 /// [`Attachment::next_frame`] gives, to `engine`.
 pub fn read_copied<A: Attachment>(link: &mut A, engine: &mut Engine<A::Tx>) -> Got {
     match link.next_frame() {
-        Read::Frame(f) => {
+        Read::Frame(f, follows) => {
+            engine.frames_follow(follows);
             engine.guest_frame(f);
             Got::Frame
         }

@@ -144,6 +144,15 @@ impl StreamRx {
         self.end = 0;
     }
 
+    /// Whether a whole frame is in the buffer.
+    fn holds_frame(&self) -> bool {
+        let avail = &self.buf[self.start..self.end];
+        avail.len() >= LEN_PREFIX && {
+            let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+            avail.len() >= LEN_PREFIX + len
+        }
+    }
+
     pub fn next_frame(&mut self) -> Read<'_> {
         loop {
             let avail = self.end - self.start;
@@ -157,7 +166,8 @@ impl StreamRx {
                 if avail >= LEN_PREFIX + len {
                     let frame = self.start + LEN_PREFIX..self.start + LEN_PREFIX + len;
                     self.start += LEN_PREFIX + len;
-                    return Read::Frame(&self.buf[frame]);
+                    let follows = self.holds_frame();
+                    return Read::Frame(&self.buf[frame], follows);
                 }
             }
             if self.start > 0 && self.buf.len() - self.end < MAX_FRAME + LEN_PREFIX {
@@ -337,8 +347,8 @@ mod tests {
         assert!(tx.flush());
         let mut rx = StreamRx::new();
         rx.set_conn(Some(b));
-        assert!(matches!(rx.next_frame(), Read::Frame(f) if f == b"hello"));
-        assert!(matches!(rx.next_frame(), Read::Frame(f) if f.len() == 1500));
+        assert!(matches!(rx.next_frame(), Read::Frame(f, true) if f == b"hello"));
+        assert!(matches!(rx.next_frame(), Read::Frame(f, false) if f.len() == 1500));
         assert!(matches!(rx.next_frame(), Read::Empty));
     }
 

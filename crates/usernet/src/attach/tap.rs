@@ -121,7 +121,7 @@ impl TapRx {
         loop {
             match nix::unistd::read(self.fd.as_fd(), &mut self.buf) {
                 Ok(0) => return Read::Closed,
-                Ok(n) => return Read::Frame(self.buf.get(self.hdr..n).unwrap_or(&[])),
+                Ok(n) => return Read::Frame(self.buf.get(self.hdr..n).unwrap_or(&[]), false),
                 Err(nix::errno::Errno::EAGAIN) => return Read::Empty,
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return Read::Closed,

@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use super::gather::Gather;
 use super::held::{Held, HeldBudget, RING};
 use super::segment::{self, ACK, FIN, Header, PSH, Payload, RST, SYN, Segment, before};
 use crate::frame::{GuestTx, Out, Placed, TxMeta};
@@ -170,6 +171,8 @@ pub struct Stats {
     pub refused: u64,
     /// Guest segments held for later (after a hole, or refused in part).
     pub held: u64,
+    /// Guest segments whose data went to the socket in a run (`gather.rs`).
+    pub gathered: u64,
 }
 
 pub struct TcpConn {
@@ -519,7 +522,14 @@ impl TcpConn {
         now: Instant,
         discard: &mut [u8],
         budget: &HeldBudget,
+        gather: &mut Gather,
     ) -> Action {
+        if !gather.is_empty()
+            && !self.continues(s, gather)
+            && let Err(action) = self.send_gathered(gather, budget)
+        {
+            return action;
+        }
         if s.flags & RST != 0 {
             return self.on_rst(s, out);
         }
@@ -536,7 +546,7 @@ impl TcpConn {
             return action;
         }
         if !s.payload.is_empty()
-            && let Err(action) = self.on_data(s, out, budget)
+            && let Err(action) = self.on_data(s, out, budget, gather)
         {
             return action;
         }
@@ -689,14 +699,20 @@ impl TcpConn {
 
     /// The data rows: after a hole it is held (and a duplicate ACK says what we
     /// expect); already had, or after the guest's FIN, it is acknowledged again; in
-    /// order it goes to the socket. `Err` when the socket failed (reset).
+    /// order it goes to the socket — gathered with the segments that follow it, when
+    /// frames do (`gather.rs`). `Err` when the socket failed (reset).
     fn on_data<G: GuestTx>(
         &mut self,
         s: &Segment<'_>,
         out: &mut Out<G>,
         budget: &HeldBudget,
+        gather: &mut Gather,
     ) -> Result<(), Action> {
-        let already = self.rcv_nxt.wrapping_sub(s.seq);
+        // A run in `gather` goes on exactly here (`on_segment` ended any other).
+        let already = self
+            .rcv_nxt
+            .wrapping_add(gather.len() as u32)
+            .wrapping_sub(s.seq);
         if (already as i32) < 0 {
             // A hole before this segment: hold it until the hole is filled, and say
             // what we expect (a duplicate ACK, with SACK blocks for what we hold).
@@ -714,6 +730,17 @@ impl TcpConn {
             return Ok(());
         }
         let data = s.payload.after(already as usize);
+        let starts_run =
+            s.more && s.flags & FIN == 0 && self.held.is_none() && data.len() <= gather.room();
+        if !gather.is_empty() || starts_run {
+            gather.push(data);
+            self.stats.gathered += 1;
+            return if s.more {
+                Ok(())
+            } else {
+                self.send_gathered(gather, budget)
+            };
+        }
         // A lone small pushed segment, with nothing else owed: its ACK may wait for the
         // reply (one loop round). A second segment is acknowledged at once.
         let lone = !self.has(ACK_PENDING)
@@ -772,6 +799,35 @@ impl TcpConn {
             self.send_ack(out);
         }
         Action::Keep
+    }
+
+    /// Whether `s` continues the run in `gather`: the next bytes, room for them, and
+    /// no SYN, FIN or RST (a pure ACK continues it too).
+    fn continues(&self, s: &Segment<'_>, gather: &Gather) -> bool {
+        s.flags & (SYN | FIN | RST) == 0
+            && s.seq == self.rcv_nxt.wrapping_add(gather.len() as u32)
+            && s.payload.len() <= gather.room()
+    }
+
+    /// Ends the run in `gather`: one `send()` of it; what the socket refuses is held
+    /// (or left for the guest to resend), as for one segment. `Err` when the socket
+    /// failed (reset).
+    pub fn send_gathered(
+        &mut self,
+        gather: &mut Gather,
+        budget: &HeldBudget,
+    ) -> Result<(), Action> {
+        let run = gather.bytes();
+        let sent = segment::send(&self.sock, run, &[]);
+        if let Ok(took) = sent {
+            self.flags &= !ACK_DELAYABLE;
+            self.took(took);
+            if took < run.len() {
+                self.refused(Payload::bytes(&run[took..]), budget);
+            }
+        }
+        gather.clear();
+        sent.map(|_| ()).map_err(|_| Action::Reset)
     }
 
     /// Counts `took` bytes the socket accepted from the guest; they are owed an ACK.

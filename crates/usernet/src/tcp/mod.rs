@@ -71,6 +71,7 @@
 //! delayed ACKs, the flows waiting for room on the guest side, the rings' budget).
 
 pub mod conn;
+pub mod gather;
 pub mod held;
 pub mod segment;
 
@@ -83,6 +84,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 pub use conn::TcpConn;
 use conn::{Action, State, flags};
+use gather::Gather;
 use held::HeldBudget;
 use segment::{ACK, RST, SYN, Segment};
 
@@ -106,6 +108,8 @@ pub struct TcpRelay {
     discard: Box<[u8]>,
     /// Rings for guest TCP data held until the socket takes it (`held.rs`).
     held_budget: HeldBudget,
+    /// The run of one connection's guest data being gathered for one `send()`.
+    gather: Gather,
     ack_pending: Vec<usize>,
     /// ACKs for lone small segments, held for one round of the loop ([`flush_acks`]).
     ack_delayed: Vec<usize>,
@@ -129,6 +133,7 @@ impl Default for TcpRelay {
         TcpRelay {
             discard: Vec::new().into_boxed_slice(),
             held_budget: HeldBudget::default(),
+            gather: Gather::default(),
             ack_pending: Vec::with_capacity(1024),
             ack_delayed: Vec::with_capacity(1024),
             delayed_round: 0,
@@ -161,6 +166,7 @@ pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPac
         return;
     };
     s.payload = s.payload.with_tail(pkt.tail);
+    s.more = cx.frames_follow;
     let key = FlowKey {
         proto: PROTO_TCP,
         guest: SocketAddr::new(pkt.src, s.src_port),
@@ -170,11 +176,32 @@ pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPac
         open(cx, pkt, &s, key);
         return;
     };
+    if relay.gather.owner().is_some_and(|o| o != slot) {
+        end_run(cx, relay); // one connection's run at a time
+    }
     let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
         return;
     };
-    let budget = &relay.held_budget;
-    let action = c.on_segment(&s, &mut cx.out, cx.now, &mut relay.discard, budget);
+    let (budget, gather) = (&relay.held_budget, &mut relay.gather);
+    let action = c.on_segment(&s, &mut cx.out, cx.now, &mut relay.discard, budget, gather);
+    gather.claim(slot);
+    after(cx, relay, slot, action);
+}
+
+/// Sends the run of guest data gathered (`gather.rs`), if any, to its connection's
+/// socket.
+fn end_run<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
+    let Some(slot) = relay.gather.owner() else {
+        return;
+    };
+    let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
+        relay.gather.clear(); // not acknowledged: the guest sends it again
+        return;
+    };
+    let action = match c.send_gathered(&mut relay.gather, &relay.held_budget) {
+        Ok(()) => Action::Keep,
+        Err(action) => action,
+    };
     after(cx, relay, slot, action);
 }
 
@@ -310,6 +337,7 @@ fn after<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, slot: usize, action:
     cx.counters.retransmits += st.retransmits;
     cx.counters.tcp_send_refused += st.refused;
     cx.counters.tcp_segments_held += st.held;
+    cx.counters.tcp_segments_gathered += st.gathered;
     if c.has(flags::ACK_PENDING) && !c.has(flags::ACK_QUEUED) {
         c.flags |= flags::ACK_QUEUED;
         relay.ack_pending.push(slot);
@@ -317,6 +345,9 @@ fn after<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, slot: usize, action:
     if c.has(flags::WANT_TX) && !c.has(flags::TX_QUEUED) {
         c.flags |= flags::TX_QUEUED;
         relay.tx_blocked.push(slot);
+    }
+    if !matches!(action, Action::Keep) && relay.gather.owner() == Some(slot) {
+        relay.gather.clear(); // its run goes with it, unacknowledged
     }
     match action {
         Action::Keep => {}
@@ -391,9 +422,11 @@ pub fn timer<G: GuestTx>(
     }
 }
 
-/// The end of a batch of guest frames: the ACKs owed go out, but for a lone small
-/// segment's, which waits one round (a reply may carry it); the round after sends it.
+/// The end of a batch of guest frames: a run of guest data still gathered goes to its
+/// socket (`gather.rs`), then the ACKs owed go out, but for a lone small segment's,
+/// which waits one round (a reply may carry it); the round after sends it.
 pub fn flush_acks<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
+    end_run(cx, relay);
     // ACKs held in an earlier round go now, unless a reply carried them meanwhile.
     let mut delayed = std::mem::take(&mut relay.ack_delayed);
     if relay.delayed_round != relay.round {

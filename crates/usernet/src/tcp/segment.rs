@@ -42,6 +42,9 @@ pub struct Segment<'a> {
     /// The timestamps option (RFC 7323): `(TSval, TSecr)`.
     pub ts: Option<(u32, u32)>,
     pub payload: Payload<'a>,
+    /// More of the guest's frames, read already, follow this one (`Ctx::frames_follow`):
+    /// its data may wait to go to the socket with theirs (`gather.rs`).
+    pub more: bool,
 }
 
 /// A segment's data: bytes of the frame and — from a vhost-user guest — those that
@@ -143,6 +146,7 @@ impl<'a> Segment<'a> {
             sack,
             ts,
             payload: Payload::bytes(&l4[hl..]),
+            more: false,
         })
     }
 

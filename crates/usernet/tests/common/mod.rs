@@ -356,6 +356,17 @@ impl Harness {
         self.engine.flush();
     }
 
+    /// Frames read from the guest together, handed over as the stream attachment does:
+    /// each but the last with more following, then the end of the batch.
+    pub fn send_batch(&mut self, frames: &[Vec<u8>]) {
+        self.engine.set_now(Instant::now());
+        for (i, f) in frames.iter().enumerate() {
+            self.engine.frames_follow(i + 1 < frames.len());
+            self.engine.guest_frame(f);
+        }
+        self.engine.flush();
+    }
+
     /// Runs the event loop for a while.
     pub fn pump(&mut self, d: Duration) {
         let end = Instant::now() + d;

@@ -520,7 +520,7 @@ impl Attachment for VhostUserLink {
             // (`pop_frame` copies every frame whole: no `Split`.)
             Pop::Frame(n) | Pop::Split(n) => {
                 drop(dev);
-                Read::Frame(&self.frame[..n])
+                Read::Frame(&self.frame[..n], false)
             }
             Pop::Empty => {
                 Self::ask_kicks(&mut dev);

@@ -21,12 +21,16 @@
 //! Spinning pays only while the event can happen on another CPU meanwhile, one no
 //! other thread wants: when the engine may run on one CPU only ([`BusyPoll::set_cpus`],
 //! checked by the loop every second and whenever the window is about to open), each
-//! spin only delays the peer it waits for; when the engine's CPUs are busy — it waited,
-//! runnable, for a CPU more than [`CONTENDED`] of the last second
-//! ([`BusyPoll::set_run_delay`], from `/proc/thread-self/schedstat`) — each spin takes
-//! the CPU from a thread that wants it (a VM's vCPUs, the peer's receiver, others in the
-//! pod's CPU quota). Either way the window stays closed until the check finds it
-//! otherwise.
+//! spin only delays the peer it waits for; when the engine's CPUs are busy, each spin
+//! takes the CPU from a thread that wants it (a VM's vCPUs, the peer's receiver, others
+//! in the pod's CPU quota). Busy is either of: the engine waited, runnable, for a CPU
+//! more than [`CONTENDED`] of the last second ([`BusyPoll::set_run_delay`], from
+//! `/proc/thread-self/schedstat`); or its CPUs' idle time and its own time on them
+//! together came to less than [`SPARE`] of one CPU over the last second
+//! ([`BusyPoll::set_spare_time`], from `/proc/stat`): the other threads then keep all
+//! CPUs but the one the engine spins on busy, and would take that one too (a
+//! two-vCPU guest on two cores: its vCPUs yield to the spinning engine, and run
+//! slower). Either way the window stays closed until the check finds it otherwise.
 //!
 //! `max` is capped at [`MAX`]: a spin delays the loop's timers and signals, so it stays
 //! well below the loop's 20 ms tick.
@@ -44,6 +48,8 @@ pub const START: Duration = Duration::from_micros(10);
 pub const MAX: Duration = Duration::from_millis(5);
 /// The share of the time the engine may wait for a CPU and still find one spare.
 pub const CONTENDED: f64 = 0.05;
+/// The share of one CPU that must be idle or the engine's for the engine to spin.
+pub const SPARE: f64 = 0.9;
 
 /// How one wait of the event loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +71,7 @@ pub struct BusyPoll {
     spare_cpu: bool,
     one_cpu: bool,
     busy_cpus: bool,
+    no_spare_time: bool,
 }
 
 impl BusyPoll {
@@ -77,6 +84,7 @@ impl BusyPoll {
             spare_cpu: true,
             one_cpu: false,
             busy_cpus: false,
+            no_spare_time: false,
         }
     }
 
@@ -92,8 +100,15 @@ impl BusyPoll {
         self.spare();
     }
 
+    /// The engine's CPUs' idle time plus its own time on them, over the last `elapsed`
+    /// (the time it spun would have been idle had it slept).
+    pub fn set_spare_time(&mut self, spare: Duration, elapsed: Duration) {
+        self.no_spare_time = spare.as_secs_f64() < SPARE * elapsed.as_secs_f64();
+        self.spare();
+    }
+
     fn spare(&mut self) {
-        self.spare_cpu = !self.one_cpu && !self.busy_cpus;
+        self.spare_cpu = !self.one_cpu && !self.busy_cpus && !self.no_spare_time;
         if !self.spare_cpu {
             self.window = Duration::ZERO;
         }
@@ -213,6 +228,25 @@ mod tests {
         p.record(SOON);
         assert_eq!(p.window(), Duration::ZERO);
         p.set_run_delay(Duration::ZERO, second);
+        p.record(SOON);
+        assert_eq!(p.window(), START);
+    }
+
+    #[test]
+    fn without_most_of_one_cpu_idle_or_the_engines_the_window_closes_and_stays_closed() {
+        let mut p = opened();
+        let second = Duration::from_secs(1);
+        p.set_spare_time(Duration::from_millis(950), second);
+        assert_eq!(
+            p.window(),
+            LIMIT,
+            "95% of a CPU idle or the engine's: spare"
+        );
+        p.set_spare_time(Duration::from_millis(500), second);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.record(SOON);
+        assert_eq!(p.window(), Duration::ZERO);
+        p.set_spare_time(Duration::from_millis(1500), second);
         p.record(SOON);
         assert_eq!(p.window(), START);
     }

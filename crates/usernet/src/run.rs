@@ -136,8 +136,9 @@ pub struct EventLoop<A: Attachment> {
     busy: BusyPoll,
     last_timers: Instant,
     last_second: Instant,
-    /// The loop thread's run delay at `last_second` (busy polling: are its CPUs busy?).
-    run_delay: Duration,
+    /// The loop thread's and its CPUs' times at `last_second` (busy polling: are its
+    /// CPUs busy?).
+    cpu_times: CpuTimes,
     /// Events since the last timer pass (which may have set new deadlines): until the
     /// next pass, the loop wakes every TICK.
     active: bool,
@@ -191,7 +192,7 @@ impl<A: Attachment> EventLoop<A> {
             busy,
             last_timers: now,
             last_second: now,
-            run_delay: run_delay().unwrap_or_default(),
+            cpu_times: CpuTimes::now(),
             active: true,
             guest_more: false,
         })
@@ -403,24 +404,80 @@ impl<A: Attachment> EventLoop<A> {
             if let Ok(n) = crate::sys::cpus_allowed() {
                 self.busy.set_cpus(n);
             }
-            if let Some(delay) = run_delay() {
-                let waited = delay.saturating_sub(self.run_delay);
-                self.busy
-                    .set_run_delay(waited, now.duration_since(self.last_second));
-                self.run_delay = delay;
+            let times = CpuTimes::now();
+            let elapsed = now.duration_since(self.last_second);
+            let since = |t: fn(&CpuTimes) -> Option<Duration>| {
+                Some(t(&times)?.saturating_sub(t(&self.cpu_times)?))
+            };
+            if let Some(waited) = since(|t| t.run_delay) {
+                self.busy.set_run_delay(waited, elapsed);
             }
+            if let (Some(idle), Some(own)) = (since(|t| t.idle), since(|t| t.on_cpu)) {
+                self.busy.set_spare_time(idle + own, elapsed);
+            }
+            self.cpu_times = times;
             self.last_second = now;
         }
     }
 }
 
-/// How long this thread has waited, runnable, for a CPU since it started (the second
-/// field of `/proc/thread-self/schedstat`, in ns); None where the kernel keeps no such
-/// count.
-fn run_delay() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
+/// What busy polling asks of the CPUs each second (`busy_poll.rs`), as totals; None
+/// where the kernel keeps no such count.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuTimes {
+    /// This thread's time on a CPU (`/proc/thread-self/schedstat`, first field).
+    on_cpu: Option<Duration>,
+    /// This thread's time waiting, runnable, for a CPU (its second field).
+    run_delay: Option<Duration>,
+    /// The idle time (idle and iowait) of the CPUs this thread may run on (`/proc/stat`).
+    idle: Option<Duration>,
+}
+
+impl CpuTimes {
+    fn now() -> CpuTimes {
+        let sched = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let field = |i| {
+            Some(Duration::from_nanos(
+                sched.split_whitespace().nth(i)?.parse().ok()?,
+            ))
+        };
+        let idle = crate::sys::allowed_cpus().ok().and_then(|cpus| {
+            let stat = std::fs::read_to_string("/proc/stat").ok()?;
+            idle_time(
+                &stat,
+                |n| cpus.is_set(n).unwrap_or(false),
+                crate::sys::clock_ticks(),
+            )
+        });
+        CpuTimes {
+            on_cpu: field(0),
+            run_delay: field(1),
+            idle,
+        }
+    }
+}
+
+/// The idle time of the CPUs `allowed` says yes to, from `/proc/stat` text (its `cpuN`
+/// lines: the fourth and fifth numbers, idle and iowait, in clock ticks of `tick` per
+/// second). None when no line is for an allowed CPU.
+fn idle_time(stat: &str, allowed: impl Fn(usize) -> bool, tick: u64) -> Option<Duration> {
+    let mut ticks = None;
+    for line in stat.lines() {
+        let mut words = line.split_whitespace();
+        let Some(n) = words
+            .next()
+            .and_then(|w| w.strip_prefix("cpu")?.parse().ok())
+        else {
+            continue;
+        };
+        if !allowed(n) {
+            continue;
+        }
+        let mut numbers = words.skip(3).map(|w| w.parse::<u64>().unwrap_or(0));
+        let idle = numbers.next().unwrap_or(0) + numbers.next().unwrap_or(0);
+        ticks = Some(ticks.unwrap_or(0) + idle);
+    }
+    Some(Duration::from_secs_f64(ticks? as f64 / tick.max(1) as f64))
 }
 
 /// Blocks SIGUSR1, SIGINT and SIGTERM and registers a descriptor that reads them.
@@ -459,4 +516,37 @@ fn spin(poll: &mut Poll, events: &mut Events, window: Duration) -> io::Result<bo
 /// Takes ownership of an inherited descriptor number (`--fd N`).
 pub fn inherited_fd(n: i32) -> io::Result<OwnedFd> {
     crate::sys::take_inherited_fd(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  900 0 300 5000 70 0 10 0 0 0
+cpu0 400 0 100 2000 30 0 5 0 0 0
+cpu1 500 0 200 3000 40 0 5 0 0 0
+intr 12345
+";
+
+    #[test]
+    fn idle_time_counts_idle_and_iowait_of_the_allowed_cpus_only() {
+        let only_cpu1 = idle_time(STAT, |n| n == 1, 100);
+        assert_eq!(only_cpu1, Some(Duration::from_millis(30_400)));
+        let both = idle_time(STAT, |_| true, 100);
+        assert_eq!(
+            both,
+            Some(Duration::from_millis(50_700)),
+            "not the `cpu` total twice"
+        );
+        assert_eq!(idle_time(STAT, |n| n == 7, 100), None);
+    }
+
+    #[test]
+    fn this_machine_reports_the_times_busy_polling_needs() {
+        let t = CpuTimes::now();
+        assert!(
+            t.on_cpu.is_some() && t.run_delay.is_some() && t.idle.is_some(),
+            "{t:?}"
+        );
+    }
 }

@@ -190,10 +190,25 @@ pub fn release_file_range(start: usize, len: usize) {
 
 /// How many CPUs this thread may run on.
 pub fn cpus_allowed() -> io::Result<usize> {
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    let set = allowed_cpus()?;
     Ok((0..nix::sched::CpuSet::count())
         .filter(|&i| set.is_set(i).unwrap_or(false))
         .count())
+}
+
+/// The CPUs this thread may run on.
+pub fn allowed_cpus() -> io::Result<nix::sched::CpuSet> {
+    Ok(nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(
+        0,
+    ))?)
+}
+
+/// Clock ticks per second, the unit of `/proc/stat`'s times.
+pub fn clock_ticks() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    }
 }
 
 /// `len` bytes of private anonymous memory: zero, and costing memory only for the pages

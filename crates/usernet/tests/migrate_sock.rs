@@ -335,3 +335,31 @@ fn a_closing_connection_moves_with_its_send_queue_then_its_fin() {
         assert_eq!(first_wrong, None, "{written} bytes, in order");
     });
 }
+
+/// An idle connection (empty queues) is rebuilt with the kernel's own buffers: sizing
+/// them would fix them for good, and a bulk transfer after the move would be held to
+/// the size set (128 KiB) instead of the kernel growing them.
+#[test]
+fn an_idle_connection_moves_with_buffers_the_kernel_still_grows() {
+    in_a_namespace("mig-idle", |source, mut peer| {
+        let (state, mut target) = moved(source);
+        assert!(state.send_queue.is_empty() && state.recv_queue.is_empty());
+        let reader = std::thread::spawn(move || {
+            let mut sink = vec![0u8; 1 << 20];
+            let mut n = 0;
+            while n < 32 << 20 {
+                n += peer.read(&mut sink).expect("the peer reads");
+            }
+        });
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..32 {
+            target.write_all(&chunk).unwrap();
+        }
+        reader.join().unwrap();
+        let sndbuf = socket2::SockRef::from(&target).send_buffer_size().unwrap();
+        assert!(
+            sndbuf > 128 << 10,
+            "the send buffer stayed at {sndbuf} bytes"
+        );
+    });
+}

@@ -11,8 +11,10 @@
 //! no byte of the queue).
 //!
 //! Rebuilt (a [`fresh`] socket, put in repair mode by the helper, then [`restore`]):
-//! buffers large enough for the queues (as far as the unprivileged limits allow:
-//! `net.core.wmem_max`/`rmem_max`), the queues' starting sequences, bind and connect (in repair mode, no handshake: the socket is established
+//! buffers large enough for the queues where a new socket's are not (as far as the
+//! unprivileged limits allow: `net.core.wmem_max`/`rmem_max`; a size set is fixed, so
+//! the queues of an idle connection leave the kernel's autotuning alone), the queues'
+//! starting sequences, bind and connect (in repair mode, no handshake: the socket is established
 //! at once), the options, the timestamp clock, the queues' bytes written back (in
 //! repair mode a write to the send queue is taken as sent, one to the receive queue as
 //! received), the window state. A send queue larger than the buffer the limits allow
@@ -216,16 +218,33 @@ pub fn hold(local: std::net::SocketAddr, tcp: bool) -> io::Result<Socket> {
 
 /// A fresh socket of `s`'s family, to be put in repair mode and then [`restore`]d.
 pub fn fresh(s: &SockState) -> io::Result<Socket> {
-    let sock = Socket::new(Domain::for_address(s.local), Type::STREAM, None)?;
+    // Non-blocking: a full queue answers EAGAIN instead of blocking (in repair mode
+    // nothing would ever drain it).
+    let sock = Socket::new(
+        Domain::for_address(s.local),
+        Type::STREAM.nonblocking(),
+        None,
+    )?;
     sock.set_reuse_address(true)?;
-    // A full queue answers EAGAIN instead of blocking (in repair mode nothing would
-    // ever drain it).
-    sock.set_nonblocking(true)?;
-    // Room for the queues written back (the kernel doubles what is asked, and caps it).
-    let _ = sock.set_send_buffer_size(s.send_queue.len().max(1 << 16));
-    let _ = sock.set_recv_buffer_size(s.recv_queue.len().max(1 << 16));
+    // Room for queues larger than a new socket's buffers surely take (the kernel
+    // doubles what is asked, and caps it). Only then: a buffer size set is fixed for
+    // good, and the connection would never get the larger buffers the kernel's
+    // autotuning gives a busy one (an idle connection, the common case, has empty
+    // queues).
+    if s.send_queue.len() > DEFAULT_SEND_ROOM {
+        let _ = sock.set_send_buffer_size(s.send_queue.len());
+    }
+    if s.recv_queue.len() > DEFAULT_RECV_ROOM {
+        let _ = sock.set_recv_buffer_size(s.recv_queue.len());
+    }
     Ok(sock)
 }
+
+/// What a new socket's send buffer takes in repair mode without being sized (Linux's
+/// default `tcp_wmem` is 16 KiB; a send queue not taken whole is sent by the relay).
+const DEFAULT_SEND_ROOM: usize = 8 << 10;
+/// The same for its receive buffer (default `tcp_rmem` 128 KiB).
+const DEFAULT_RECV_ROOM: usize = 64 << 10;
 
 /// Rebuilds the connection `s` on `sock` (a [`fresh`] socket, in repair mode now); how
 /// many bytes of the send queue it took (the socket's buffer may be smaller than the
@@ -243,7 +262,8 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     // The receive end stays past the peer's FIN, the queue's bytes just before it.
     let recv_start = s.recv_seq.wrapping_sub(s.recv_queue.len() as u32);
     sys::tcp_set(fd, r::TCP_QUEUE_SEQ, &[recv_start])?;
-    select(fd, r::NO_QUEUE)?;
+    // The receive queue stays selected for its bytes below: binding, connecting and
+    // the options take no queue.
     sock.bind(&s.local.into())?;
     sock.connect(&s.peer.into())?;
     let mut opts = vec![r::OPT_MSS, s.mss];
@@ -263,7 +283,6 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
     sys::tcp_set(fd, r::TCP_TIMESTAMP, &[s.timestamp])?;
     // The receive queue whole, in pieces the kernel takes one at a time (it refuses
     // a piece only once the queue is past the buffer's size).
-    select(fd, r::RECV_QUEUE)?;
     for piece in s.recv_queue.chunks(RECV_PIECE) {
         if write(sock, piece)? < piece.len() {
             return Err(io::Error::other(
@@ -272,10 +291,13 @@ pub fn restore(sock: &Socket, s: &SockState) -> io::Result<usize> {
         }
     }
     // The send queue as far as the buffer goes; the engine keeps the rest.
-    select(fd, r::SEND_QUEUE)?;
-    let taken = write(sock, &s.send_queue)?;
-    if s.our_fin && taken == s.send_queue.len() {
-        sock.shutdown(std::net::Shutdown::Write)?;
+    let mut taken = 0;
+    if !s.send_queue.is_empty() || s.our_fin {
+        select(fd, r::SEND_QUEUE)?;
+        taken = write(sock, &s.send_queue)?;
+        if s.our_fin && taken == s.send_queue.len() {
+            sock.shutdown(std::net::Shutdown::Write)?;
+        }
     }
     select(fd, r::NO_QUEUE)?;
     sys::tcp_set(fd, r::TCP_REPAIR_WINDOW, &s.window)?;

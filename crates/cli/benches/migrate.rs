@@ -175,7 +175,8 @@ struct Sample {
     source_ms: f64,
     target_ms: f64,
     alive: usize,
-    /// What netbind's source engine said of its read-out (how long, how made deaf).
+    /// What netbind's engines said of the read-out (how long, how made deaf) and of the
+    /// rebuild (how long).
     said: String,
 }
 
@@ -183,21 +184,27 @@ struct Sample {
 fn engine_ms(engine: Engine, log: &str, source: bool) -> f64 {
     match engine {
         Engine::Netbind => {
-            let what = if source {
-                "handed to QEMU in "
+            // The target's part is in two: the state taken over while QEMU waits, the
+            // connections out of repair mode once the guest's queues run.
+            let parts: &[&str] = if source {
+                &["handed to QEMU in "]
             } else {
-                "taken over in "
+                &["taken over in ", "out of repair mode and relayed in "]
             };
-            log.lines()
-                .rev()
-                .find_map(|l| {
+            let ms = |what: &str| {
+                log.lines().rev().find_map(|l| {
                     l.split_once(what)?
                         .1
                         .split_whitespace()
                         .next()?
-                        .parse()
+                        .parse::<f64>()
                         .ok()
                 })
+            };
+            parts
+                .iter()
+                .map(|p| ms(p))
+                .sum::<Option<f64>>()
                 .unwrap_or(f64::NAN)
         }
         Engine::Passt => {
@@ -390,15 +397,22 @@ fn run_one(
         source_ms: engine_ms(engine, &src_log, true),
         target_ms: engine_ms(engine, &dst_log, false),
         alive,
-        said: src_log
-            .lines()
-            .find(|l| l.contains("connections read out"))
-            .map(|l| {
+        said: [
+            (&src_log, "connections read out"),
+            (&dst_log, "connections rebuilt"),
+            (&dst_log, "out of repair mode"),
+        ]
+        .iter()
+        .filter_map(|(log, what)| {
+            let l = log.lines().find(|l| l.contains(what))?;
+            Some(
                 l.split_once("migration: ")
                     .map_or(l, |(_, r)| r)
-                    .to_string()
-            })
-            .unwrap_or_default(),
+                    .to_string(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; "),
     })
 }
 

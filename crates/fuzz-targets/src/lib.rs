@@ -151,7 +151,7 @@ pub fn migration_state(data: &[u8]) {
     let (_poll, mut engine) = guest_engine();
     let done = engine.import_state(state, None);
     assert_eq!(done.tcp_restored, 0);
-    engine.migration_resumed();
+    engine.migration_resumed(None);
 }
 
 /// Feeds the frames of a `guest_frame` input to `engine`, then flushes what it sends.

@@ -95,6 +95,8 @@ pub struct Engine<G> {
     next_timer: Option<Instant>,
     /// Migrated connections that could not be rebuilt, reset once the guest runs.
     pending_resets: Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u32)>,
+    /// Connections a migration's state rebuilt, in repair mode until the guest runs.
+    rebuilt: crate::migrate::Rebuilt,
     /// After a migration's read-out: listeners that keep the kernel silent toward the
     /// peers of the connections handed over (`migrate::hand_over`).
     holds: Vec<socket2::Socket>,
@@ -183,6 +185,7 @@ impl<G: GuestTx> Engine<G> {
             frag: Reassembly::default(),
             next_timer: None,
             pending_resets: Vec::new(),
+            rebuilt: Default::default(),
             holds: Vec::new(),
             handed_over: None,
             whole: Vec::new(),
@@ -266,9 +269,8 @@ impl<G: GuestTx> Engine<G> {
         // connections (a listener would answer a carried connection's segment with a
         // reset before its socket is rebuilt).
         self.open_waiting(false);
-        let budget = self.tcp.held_budget();
-        let done = crate::migrate::import(&mut self.cx, &self.listeners, state, repair, budget);
-        self.open_waiting(true);
+        let (done, rebuilt) = crate::migrate::import(&mut self.cx, &self.listeners, state, repair);
+        self.rebuilt = rebuilt;
         // DHCP and RA serve what the guest was told (the source's view, adopted).
         self.dhcp = DhcpServers::new(&self.cx.cfg);
         self.ra = Ra::new(&self.cx.cfg);
@@ -276,9 +278,16 @@ impl<G: GuestTx> Engine<G> {
         done
     }
 
-    /// The migrated guest runs here now: connections that did not move are reset, those
-    /// whose peer had closed hear of it.
-    pub fn migration_resumed(&mut self) {
+    /// The migrated guest runs here now (before the engine reads its first frame): the
+    /// connections rebuilt come out of repair mode and are relayed (`migrate::switch_out`),
+    /// the shared TCP ports open; connections that did not move are reset, those whose
+    /// peer had closed hear of it.
+    pub fn migration_resumed(&mut self, repair: Option<&mut crate::migrate::repair::Repair>) {
+        let rebuilt = std::mem::take(&mut self.rebuilt);
+        let budget = self.tcp.held_budget();
+        let resets = &mut self.pending_resets;
+        crate::migrate::switch_out(&mut self.cx, rebuilt, repair, budget, resets);
+        self.open_waiting(true);
         for (from, to, seq, ack) in std::mem::take(&mut self.pending_resets) {
             tcp::reset_guest(&mut self.cx, from, to, seq, ack);
         }
@@ -306,10 +315,11 @@ impl<G: GuestTx> Engine<G> {
                 _ => {}
             }
         }
-        self.import_state(state, repair);
+        let mut repair = repair;
+        self.import_state(state, repair.as_deref_mut());
         self.holds.clear();
         self.cx.counters.migrations_taken_back += 1;
-        self.migration_resumed();
+        self.migration_resumed(repair);
     }
 
     /// A (new) guest is on the line: forget the old one's flows, greet it with an RA.

@@ -78,7 +78,7 @@ impl Opened {
         let mut target = Harness::new(config());
         let done = target.engine.import_state(state, Some(&mut to));
         assert_eq!((done.tcp_restored, done.tcp_failed), (1, 0), "{done:?}");
-        target.engine.migration_resumed();
+        target.engine.migration_resumed(Some(&mut to));
         target
     }
 

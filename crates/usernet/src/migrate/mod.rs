@@ -12,10 +12,12 @@
 //!
 //! Source ([`export`]): established connections into repair mode, each read, then closed
 //! — in repair mode a close sends nothing, so the peer sees no FIN or RST. Target
-//! ([`import`]): for each connection a fresh socket into repair mode, rebuilt, out of
-//! repair mode with a window probe (the peer learns where the connection stands and
-//! resends what it must), then a relay flow over it with the sequence numbers the
-//! guest knows. What the guest has not acknowledged is still in the receive queue, so
+//! ([`import`], while QEMU waits): for each connection a fresh socket into repair mode,
+//! rebuilt ([`Rebuilt`]); then ([`switch_out`], once QEMU has started the guest's
+//! queues: the guest may run, but its frames wait until this is done) out of repair mode
+//! with a window probe (the peer learns where the connection stands and resends what it
+//! must) — a round trip to the peer per connection, which the guest's pause need not
+//! wait for — and a relay flow over each with the sequence numbers the guest knows. What the guest has not acknowledged is still in the receive queue, so
 //! the relay resends it as after any loss; guest data not acknowledged is resent by the
 //! guest. A connection whose peer had closed knows it from the state (its rebuilt
 //! socket never reports that end): the relay sends the guest its FIN where the queue
@@ -314,14 +316,30 @@ fn export_udp<G: GuestTx>(
     out
 }
 
-/// Takes over `state` (the target, before its guest runs).
+/// Connections rebuilt in repair mode by [`import`], for [`switch_out`].
+#[derive(Debug, Default)]
+pub struct Rebuilt(Vec<(TcpState, socket2::Socket, usize)>);
+
+impl Rebuilt {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Takes over `state` (the target, before its guest runs): the guest's view and MAC,
+/// the UDP flows, and the TCP connections rebuilt in repair mode, returned for
+/// [`switch_out`] (their count in `tcp_restored`; those that could not be rebuilt are
+/// `tcp_failed`, with their resets).
 pub fn import<G: GuestTx>(
     cx: &mut Ctx<G>,
     listeners: &[Listener],
     state: State,
     repair: Option<&mut Repair>,
-    budget: &HeldBudget,
-) -> Imported {
+) -> (Imported, Rebuilt) {
     let mut done = Imported::default();
     cx.out.guest_mac = state.guest_mac;
     adopt(&mut cx.cfg, state.view);
@@ -337,6 +355,8 @@ pub fn import<G: GuestTx>(
         done.tcp_failed += 1;
         done.resets.push((t.remote, t.guest, t.snd_nxt, t.rcv_nxt));
     };
+    let began = std::time::Instant::now();
+    let mut helper_took = std::time::Duration::ZERO;
     let mut fresh = Vec::with_capacity(state.tcp.len());
     for t in state.tcp {
         match sock::fresh(&t.sock) {
@@ -347,22 +367,18 @@ pub fn import<G: GuestTx>(
     let mut rebuilt = Vec::with_capacity(fresh.len());
     if !fresh.is_empty() {
         let fds: Vec<_> = fresh.iter().map(|(_, s)| s.as_fd()).collect();
+        let asked = std::time::Instant::now();
         let on = match repair {
-            Some(r) => r.set(&fds, Mode::On).map(|()| r),
+            Some(r) => r.set(&fds, Mode::On),
             None => Err(RepairError::NoHelper("(no repair socket)".into())),
         };
+        helper_took = asked.elapsed();
         match on {
-            Ok(r) => {
+            Ok(()) => {
                 for (t, s) in fresh {
                     match sock::restore(&s, &t.sock) {
                         Ok(taken) => rebuilt.push((t, s, taken)),
                         Err(e) => fail(&mut done, &t, &e),
-                    }
-                }
-                let fds: Vec<_> = rebuilt.iter().map(|(_, s, _)| s.as_fd()).collect();
-                if let Err(e) = r.set(&fds, Mode::Off) {
-                    for (t, _, _) in rebuilt.drain(..) {
-                        fail(&mut done, &t, &e);
                     }
                 }
             }
@@ -373,23 +389,55 @@ pub fn import<G: GuestTx>(
             }
         }
     }
-    for (t, s, taken) in rebuilt {
-        let (remote, guest, seq, ack) = (t.remote, t.guest, t.snd_nxt, t.rcv_nxt);
-        if relay(cx, t, s, taken, budget) {
-            done.tcp_restored += 1;
-        } else {
-            done.tcp_failed += 1;
-            done.resets.push((remote, guest, seq, ack));
-        }
-    }
-    cx.counters.tcp_migrated_in += done.tcp_restored as u64;
+    done.tcp_restored = rebuilt.len();
     cx.counters.tcp_migrate_failed += done.tcp_failed as u64;
     tracing::info!(
-        "migration: {} TCP connections rebuilt, {} not",
+        "migration: {} TCP connections rebuilt in {:.3} ms, {:.3} of them waiting for the repair helper; {} not",
         done.tcp_restored,
+        began.elapsed().as_secs_f64() * 1e3,
+        helper_took.as_secs_f64() * 1e3,
         done.tcp_failed
     );
-    done
+    (done, Rebuilt(rebuilt))
+}
+
+/// The connections [`import`] rebuilt, out of repair mode (with a window probe each)
+/// and relayed — or, where that fails, reset toward the guest: those are added to
+/// `resets`. How many are relayed.
+pub fn switch_out<G: GuestTx>(
+    cx: &mut Ctx<G>,
+    rebuilt: Rebuilt,
+    repair: Option<&mut Repair>,
+    budget: &HeldBudget,
+    resets: &mut Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u32)>,
+) -> usize {
+    if rebuilt.is_empty() {
+        return 0;
+    }
+    let began = std::time::Instant::now();
+    let fds: Vec<_> = rebuilt.0.iter().map(|(_, s, _)| s.as_fd()).collect();
+    let off = match repair {
+        Some(r) => r.set(&fds, Mode::Off),
+        None => Err(RepairError::NoHelper("(no repair socket)".into())),
+    };
+    let mut relayed = 0;
+    for (t, s, taken) in rebuilt.0 {
+        let (remote, guest, seq, ack) = (t.remote, t.guest, t.snd_nxt, t.rcv_nxt);
+        if let Err(e) = &off {
+            tracing::warn!("migration: {guest} ↔ {remote} not rebuilt: {e}");
+        } else if relay(cx, t, s, taken, budget) {
+            relayed += 1;
+            continue;
+        }
+        cx.counters.tcp_migrate_failed += 1;
+        resets.push((remote, guest, seq, ack));
+    }
+    cx.counters.tcp_migrated_in += relayed as u64;
+    tracing::info!(
+        "migration: {relayed} TCP connections out of repair mode and relayed in {:.3} ms",
+        began.elapsed().as_secs_f64() * 1e3
+    );
+    relayed
 }
 
 /// The guest keeps what it was told: its addresses, gateways and DNS servers stay

@@ -365,7 +365,7 @@ impl VhostUserLink {
         self.rx_running = running;
         if started {
             if std::mem::take(&mut self.migrated_in) {
-                engine.migration_resumed();
+                engine.migration_resumed(self.repair.as_mut());
             } else if resumed {
                 engine.guest_resumed(self.repair.as_mut());
             } else {
@@ -534,6 +534,11 @@ impl Attachment for VhostUserLink {
     /// rest where it lies in the guest's memory, so its data is copied once, by the
     /// socket; its chain goes back to the guest once the engine is done with it.
     fn read_into(&mut self, engine: &mut Engine<VhostUserTx>) -> Got {
+        if self.migrated_in {
+            // The migrated connections are relayed once both queues run
+            // (`Engine::migration_resumed`); a frame read before would find none.
+            return Got::Empty;
+        }
         let mut dev = lock(&self.device);
         let Some(mem) = dev.memory().filter(|_| dev.guest_offloads()) else {
             // Without offloads its frames are at most an MTU: copied whole.

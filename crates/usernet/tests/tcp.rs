@@ -813,6 +813,50 @@ fn runs_the_socket_refuses_in_part_acknowledge_only_what_reaches_the_peer() {
     assert!(got == expect, "the peer's bytes are not the guest's stream");
 }
 
+/// To a guest without offloads, data goes in runs of MSS-sized segments from one peek;
+/// a guest side that fills in the middle of a run loses nothing: the rest follows, in
+/// order and once, when it has room again.
+#[test]
+fn a_run_cut_short_by_a_full_guest_side_goes_on_where_it_stopped() {
+    let (l, port) = server();
+    let mut h = Harness::new(config());
+    let mut c = connect(&mut h, guest4(40035), gw4(port), 1000, Some(7));
+    let (mut s, _) = l.accept().unwrap();
+    h.take();
+    let data: Vec<u8> = (0..20_000).map(|i: u32| (i % 251) as u8).collect();
+    s.write_all(&data).unwrap();
+    h.engine.guest_mut().limit = Some(5);
+    h.pump(Duration::from_millis(50));
+    let mut segs = h.take();
+    assert_eq!(segs.len(), 5, "the guest side took five frames");
+    h.engine.guest_mut().limit = None;
+    h.engine.guest_writable();
+    h.engine.flush();
+    segs.extend(h.take());
+    let mut got = Vec::new();
+    for g in segs.iter().filter(|g| g.proto == PROTO_TCP) {
+        let t = g.tcp();
+        assert_eq!(
+            t.seq,
+            c.rcv_nxt.wrapping_add(got.len() as u32),
+            "in order, once"
+        );
+        assert!(
+            t.payload.len() <= 1000,
+            "{} bytes: more than the MSS",
+            t.payload.len()
+        );
+        got.extend_from_slice(&t.payload);
+    }
+    assert!(
+        got == data,
+        "{} of {} bytes, or not the same",
+        got.len(),
+        data.len()
+    );
+    c.rcv_nxt = c.rcv_nxt.wrapping_add(got.len() as u32);
+}
+
 /// `ss -ti` of the established loopback sockets `filter` selects.
 fn tcp_info(filter: &str) -> String {
     let out = std::process::Command::new("ss")

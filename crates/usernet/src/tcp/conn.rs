@@ -520,7 +520,7 @@ impl TcpConn {
         s: &Segment<'_>,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
         budget: &HeldBudget,
         gather: &mut Gather,
     ) -> Action {
@@ -534,14 +534,14 @@ impl TcpConn {
             return self.on_rst(s, out);
         }
         self.take_timestamp(s);
-        if let Some(action) = self.on_handshake(s, out, now, discard) {
+        if let Some(action) = self.on_handshake(s, out, now, scratch) {
             return action;
         }
         if s.flags & SYN != 0 {
             return Action::Keep;
         }
         if s.flags & ACK != 0
-            && let Err(action) = self.on_ack(s, out, now, discard)
+            && let Err(action) = self.on_ack(s, out, now, scratch)
         {
             return action;
         }
@@ -562,7 +562,7 @@ impl TcpConn {
         // Only when this segment may have let more data go: peeking a socket that has
         // nothing costs a system call per guest segment.
         if self.has(TX_KICK) {
-            self.data_from_sock(out, now, discard)
+            self.data_from_sock(out, now, scratch)
         } else {
             Action::Keep
         }
@@ -575,7 +575,7 @@ impl TcpConn {
         s: &Segment<'_>,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Option<Action> {
         match self.state {
             State::Connecting => Some(Action::Keep),
@@ -598,7 +598,7 @@ impl TcpConn {
                 self.sack = s.sack_permitted;
                 self.established();
                 self.send_ack(out);
-                Some(self.data_from_sock(out, now, discard))
+                Some(self.data_from_sock(out, now, scratch))
             }
             State::SynAckSent => {
                 if s.flags & SYN != 0 && s.flags & ACK == 0 {
@@ -624,13 +624,13 @@ impl TcpConn {
         s: &Segment<'_>,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Result<(), Action> {
         let wnd = u32::from(s.window) << self.guest_ws;
         let acked = s.ack.wrapping_sub(self.snd_una);
         let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
         if acked > 0 && acked <= inflight {
-            self.on_new_ack(s, acked, out, now, discard)?;
+            self.on_new_ack(s, acked, out, now, scratch)?;
         } else if acked == 0 && inflight == 0 {
             // Nothing outstanding: an answer to a zero-window probe (or a window
             // update). The guest is alive; probing goes on as long as it answers.
@@ -644,7 +644,7 @@ impl TcpConn {
             && (wnd == self.snd_wnd || (self.sack && s.sack[0].is_some()))
             && !s.dsack()
         {
-            self.on_dup_ack(s, out, discard);
+            self.on_dup_ack(s, out, scratch);
         }
         if wnd != self.snd_wnd {
             self.flags |= (self.flags & TX_STALLED) << 1; // TX_STALLED → TX_KICK
@@ -662,14 +662,14 @@ impl TcpConn {
         acked: u32,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Result<(), Action> {
         let mut data = acked;
         if self.has(FIN_SENT) && s.ack == self.snd_nxt {
             data -= 1;
             self.flags |= FIN_ACKED;
         }
-        if data > 0 && !self.discard(data as usize) {
+        if data > 0 && !self.scratch(data as usize) {
             return Err(Action::Reset);
         }
         self.snd_una = s.ack;
@@ -689,7 +689,7 @@ impl TcpConn {
         match self.rec.recover {
             Some(r) if before(self.snd_una, r) && self.sack => {
                 // A partial ACK in recovery: the next holes go at once.
-                self.resend_holes(s, out, discard);
+                self.resend_holes(s, out, scratch);
             }
             Some(r) if before(self.snd_una, r) => {}
             _ => self.rec.recover = None,
@@ -947,7 +947,7 @@ impl TcpConn {
     /// is still there means that resend was lost too, and it goes again. Without SACK,
     /// three duplicates go back to the first unacknowledged byte; in the recovery,
     /// duplicates answer our resends and start nothing.
-    fn on_dup_ack<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
+    fn on_dup_ack<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, scratch: &mut [u8]) {
         let sacked_to = s
             .sack
             .iter()
@@ -967,7 +967,7 @@ impl TcpConn {
                 self.rec.recover.get_or_insert(self.snd_nxt);
                 self.rec.resent_to = self.snd_una;
             }
-            self.resend_holes(s, out, discard);
+            self.resend_holes(s, out, scratch);
             return;
         }
         if self.rec.recover.is_some() {
@@ -990,7 +990,7 @@ impl TcpConn {
     }
 
     /// Drops `n` acknowledged bytes from the socket's receive queue.
-    fn discard(&mut self, n: usize) -> bool {
+    fn scratch(&mut self, n: usize) -> bool {
         let mut left = n;
         while left > 0 {
             match sys::recv_discard(self.sock.as_fd(), left) {
@@ -1046,7 +1046,7 @@ impl TcpConn {
         seq: u32,
         want: usize,
         skipped: usize,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Option<std::io::Result<usize>> {
         let v6 = self.guest.is_ipv6();
         let ts = self.ts.map(|t| t.option());
@@ -1088,7 +1088,7 @@ impl TcpConn {
             }
         }
         out.emit_meta(off + want, |buf, mac| {
-            let skip = fallback.then(|| &mut discard[..skipped]);
+            let skip = fallback.then(|| &mut scratch[..skipped]);
             let r = peek(fd, &mut buf[off..off + want], skip);
             let mut meta = TxMeta::default();
             let len = match r {
@@ -1111,9 +1111,69 @@ impl TcpConn {
         result
     }
 
+    /// Whether data goes to the guest in runs ([`TcpConn::emit_run`]): segments of at
+    /// most the MSS (no offloads), written by the engine (not in place), peeked with
+    /// `SO_PEEK_OFF`.
+    fn runs<G: GuestTx>(&self, out: &mut Out<G>) -> bool {
+        !out.guest.offloads() && !self.has(PEEK_FALLBACK) && out.guest.in_place().is_none()
+    }
+
+    /// Sends up to `len` bytes as segments of the MSS from one peek into `scratch` (a
+    /// system call per run, not per segment, where the guest takes MTU-sized frames:
+    /// the stream socket; the copy into the frames costs less). Where the guest side
+    /// fills before the run is out, the peek offset goes back to what was sent.
+    /// `inflight` bytes are sent already. `None` when the guest side had no room, else
+    /// how many bytes went and how many the peek got.
+    fn emit_run<G: GuestTx>(
+        &self,
+        out: &mut Out<G>,
+        len: usize,
+        inflight: usize,
+        scratch: &mut [u8],
+    ) -> Option<std::io::Result<(usize, usize)>> {
+        let fd = self.sock.as_fd();
+        let got = match peek(fd, &mut scratch[..len], None) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let ts = self.ts.map(|t| t.option());
+        let opts: &[u8] = ts.as_ref().map_or(&[], |o| &o[..]);
+        let off = segment::payload_offset(self.guest.is_ipv6(), opts.len());
+        let mut sent = 0;
+        for piece in scratch[..got].chunks(usize::from(self.mss.max(1))) {
+            let mut h = self.header(self.snd_nxt.wrapping_add(sent as u32), ACK);
+            if sent + piece.len() == got && got < len {
+                h.flags |= PSH;
+            }
+            let went = out.emit_meta(off + piece.len(), |buf, mac| {
+                buf[off..off + piece.len()].copy_from_slice(piece);
+                (
+                    segment::write(buf, mac, &h, opts, piece.len()),
+                    TxMeta::default(),
+                )
+            });
+            if !went {
+                break;
+            }
+            sent += piece.len();
+        }
+        if sent < got {
+            // Peeked but not sent: the next peek starts after what went.
+            if sys::set_peek_off(fd, (inflight + sent) as i32).is_err() {
+                return Some(Err(std::io::Error::other(
+                    "cannot move the peek offset back",
+                )));
+            }
+        }
+        if got > 0 && sent == 0 {
+            return None;
+        }
+        Some(Ok((sent, got)))
+    }
+
     /// Sends the bytes `[from, from + len)` again (a hole the guest reported), without
     /// moving `snd_nxt`; the peek offset is put back where new data continues.
-    fn resend<G: GuestTx>(&mut self, out: &mut Out<G>, from: u32, len: u32, discard: &mut [u8]) {
+    fn resend<G: GuestTx>(&mut self, out: &mut Out<G>, from: u32, len: u32, scratch: &mut [u8]) {
         let fin = u32::from(self.has(FIN_SENT));
         let data_end = self.snd_nxt.wrapping_sub(fin);
         let len = len.min(data_end.wrapping_sub(from));
@@ -1138,7 +1198,7 @@ impl TcpConn {
                 from.wrapping_add(at),
                 want,
                 (head + at) as usize,
-                discard,
+                scratch,
             ) {
                 Some(Ok(n)) if n > 0 => at += n as u32,
                 None => {
@@ -1163,7 +1223,7 @@ impl TcpConn {
     /// at most [`RESEND_BURST`] bytes per ACK (the blocks name only the latest ranges
     /// the guest holds, so a gap may hold data it has; it reports that as a duplicate).
     /// Without blocks, the first MSS after `snd_una`.
-    fn resend_holes<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, discard: &mut [u8]) {
+    fn resend_holes<G: GuestTx>(&mut self, s: &Segment<'_>, out: &mut Out<G>, scratch: &mut [u8]) {
         let una = self.snd_una;
         let flight = self.snd_nxt.wrapping_sub(una);
         let mut blocks = [(0u32, 0u32); 3];
@@ -1183,7 +1243,7 @@ impl TcpConn {
         }
         if blocks.is_empty() {
             if cursor == 0 {
-                self.resend(out, una, u32::from(self.mss), discard);
+                self.resend(out, una, u32::from(self.mss), scratch);
                 self.rec.resent_to = una.wrapping_add(u32::from(self.mss));
             }
             return;
@@ -1192,7 +1252,7 @@ impl TcpConn {
         for &(a, b) in blocks.iter() {
             if a > cursor && budget > 0 {
                 let len = (a - cursor).min(budget);
-                self.resend(out, una.wrapping_add(cursor), len, discard);
+                self.resend(out, una.wrapping_add(cursor), len, scratch);
                 budget -= len;
                 if len < a - cursor {
                     cursor += len;
@@ -1210,16 +1270,16 @@ impl TcpConn {
         &mut self,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Action {
         self.flags &= !(TX_STALLED | TX_KICK);
         if let Some((from, len)) = self.rec.pending_resend.take() {
             // What is still unacknowledged of a resend the full guest side held up.
             let acked = self.snd_una.wrapping_sub(from);
             if (acked as i32) <= 0 {
-                self.resend(out, from, len, discard);
+                self.resend(out, from, len, scratch);
             } else if acked < len {
-                self.resend(out, self.snd_una, len - acked, discard);
+                self.resend(out, self.snd_una, len - acked, scratch);
             }
             if self.rec.pending_resend.is_some() {
                 return Action::Keep;
@@ -1234,7 +1294,7 @@ impl TcpConn {
             let inflight = self.snd_nxt.wrapping_sub(self.snd_una);
             let mut room = self.snd_wnd.saturating_sub(inflight);
             if self.has(PEEK_FALLBACK) {
-                room = room.min((discard.len() as u32).saturating_sub(inflight));
+                room = room.min((scratch.len() as u32).saturating_sub(inflight));
             }
             let want = room.min(max_seg) as usize;
             if want == 0 {
@@ -1244,10 +1304,23 @@ impl TcpConn {
                 }
                 return Action::Keep;
             }
-            let result = self.emit_data(out, self.snd_nxt, want, inflight as usize, discard);
+            // Without offloads, several segments' worth comes from one peek (`emit_run`).
+            let run = (room as usize).min(scratch.len());
+            let asked = if self.runs(out) && run >= 2 * want {
+                run
+            } else {
+                want
+            };
+            // What went, and what the peek got (a run may send less than it peeked).
+            let result = if asked > want {
+                self.emit_run(out, asked, inflight as usize, scratch)
+            } else {
+                let r = self.emit_data(out, self.snd_nxt, want, inflight as usize, scratch);
+                r.map(|r| r.map(|n| (n, n)))
+            };
             // The end of the stream: the socket says so, or (migrated) it was known.
             let end = match &result {
-                Some(Ok(0)) => true,
+                Some(Ok((0, 0))) => true,
                 Some(Err(e)) => e.kind() == std::io::ErrorKind::WouldBlock && self.has(PEER_CLOSED),
                 _ => false,
             };
@@ -1269,7 +1342,7 @@ impl TcpConn {
                     }
                     return Action::Keep;
                 }
-                Some(Ok(n)) => {
+                Some(Ok((n, peeked))) => {
                     self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
                     self.stats.to_guest += n as u64;
                     self.flags &= !ACK_PENDING;
@@ -1282,8 +1355,11 @@ impl TcpConn {
                     // A short read emptied the queue: data arriving later brings a new
                     // (edge-triggered) wakeup, so peeking again would only say EAGAIN —
                     // unless the socket already reported its end, which no later wakeup
-                    // repeats: then peek on, to the 0 that becomes our FIN.
-                    if n < want && !self.has(RD_CLOSED) && !self.has(PEEK_FALLBACK) {
+                    // repeats: then peek on, to the 0 that becomes our FIN. (A run the
+                    // full guest side cut short is no short read: the next round of the
+                    // loop finds the guest side full.)
+                    let short = peeked < asked && n == peeked;
+                    if short && !self.has(RD_CLOSED) && !self.has(PEEK_FALLBACK) {
                         return Action::Keep;
                     }
                 }
@@ -1301,7 +1377,7 @@ impl TcpConn {
         error: bool,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Action {
         if error {
             self.flags |= RD_CLOSED;
@@ -1344,7 +1420,7 @@ impl TcpConn {
                     self.send_ack(out); // the window reopened
                 }
                 if readable || error {
-                    return self.data_from_sock(out, now, discard);
+                    return self.data_from_sock(out, now, scratch);
                 }
                 Action::Keep
             }
@@ -1356,7 +1432,7 @@ impl TcpConn {
         &mut self,
         out: &mut Out<G>,
         now: Instant,
-        discard: &mut [u8],
+        scratch: &mut [u8],
     ) -> Action {
         let Some(deadline) = self.deadline else {
             return Action::Keep;
@@ -1368,7 +1444,7 @@ impl TcpConn {
         if self.state == State::Established && inflight > 0 && self.probes < PROBES {
             self.probes += 1;
             let una = self.snd_una;
-            self.resend(out, una, u32::from(self.mss), discard);
+            self.resend(out, una, u32::from(self.mss), scratch);
             self.deadline = Some(now + self.data_timeout());
             return Action::Keep;
         }
@@ -1406,7 +1482,7 @@ impl TcpConn {
                     self.rewind();
                     self.stats.retransmits += 1;
                 }
-                let action = self.data_from_sock(out, now, discard);
+                let action = self.data_from_sock(out, now, scratch);
                 if self.deadline.is_none() && self.snd_nxt != self.snd_una {
                     self.deadline = Some(now + self.rto);
                 }

@@ -100,12 +100,15 @@ use crate::wire::{PROTO_TCP, TCP_HLEN, ip_hlen, tcp};
 /// Size of the buffer bytes already sent are peeked into on kernels without
 /// `SO_PEEK_OFF` for TCP (caps the bytes in flight to the guest there).
 pub(crate) const DISCARD: usize = 1 << 20;
+/// The most one peek takes for a run of segments to a guest without offloads
+/// (`TcpConn::emit_run`).
+const RUN: usize = 64 << 10;
 
 /// The relay's state beside the flow table: what is owed across connections.
 pub struct TcpRelay {
-    /// Where bytes already sent are peeked into without `SO_PEEK_OFF` (made when first
-    /// needed).
-    discard: Box<[u8]>,
+    /// Where peeks land that are not frames yet: bytes already sent, passed over
+    /// without `SO_PEEK_OFF`, and runs of segments (made when first needed).
+    scratch: Box<[u8]>,
     /// Rings for guest TCP data held until the socket takes it (`held.rs`).
     held_budget: HeldBudget,
     /// The run of one connection's guest data being gathered for one `send()`.
@@ -131,7 +134,7 @@ impl TcpRelay {
 impl Default for TcpRelay {
     fn default() -> Self {
         TcpRelay {
-            discard: Vec::new().into_boxed_slice(),
+            scratch: Vec::new().into_boxed_slice(),
             held_budget: HeldBudget::default(),
             gather: Gather::default(),
             ack_pending: Vec::with_capacity(1024),
@@ -183,7 +186,7 @@ pub fn from_guest<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay, pkt: &IpPac
         return;
     };
     let (budget, gather) = (&relay.held_budget, &mut relay.gather);
-    let action = c.on_segment(&s, &mut cx.out, cx.now, &mut relay.discard, budget, gather);
+    let action = c.on_segment(&s, &mut cx.out, cx.now, &mut relay.scratch, budget, gather);
     gather.claim(slot);
     after(cx, relay, slot, action);
 }
@@ -387,8 +390,17 @@ pub fn ready<G: GuestTx>(
     let Some(Flow::Tcp(c)) = cx.flows.get_mut(slot) else {
         return;
     };
-    if c.has(flags::PEEK_FALLBACK) && relay.discard.is_empty() {
-        relay.discard = vec![0; DISCARD].into_boxed_slice();
+    // Made when first needed: the peeks of bytes already sent without SO_PEEK_OFF
+    // (up to DISCARD in flight), or runs of segments to a guest without offloads.
+    let need = if c.has(flags::PEEK_FALLBACK) {
+        DISCARD
+    } else if cx.out.guest.offloads() {
+        0
+    } else {
+        RUN
+    };
+    if relay.scratch.len() < need {
+        relay.scratch = vec![0; need].into_boxed_slice();
     }
     let action = c.on_ready(
         readable,
@@ -396,7 +408,7 @@ pub fn ready<G: GuestTx>(
         error,
         &mut cx.out,
         cx.now,
-        &mut relay.discard,
+        &mut relay.scratch,
     );
     after(cx, relay, slot, action);
 }
@@ -413,7 +425,7 @@ pub fn timer<G: GuestTx>(
         return None;
     };
     if c.deadline.is_some_and(|d| now >= d) {
-        let action = c.on_timer(&mut cx.out, now, &mut relay.discard);
+        let action = c.on_timer(&mut cx.out, now, &mut relay.scratch);
         after(cx, relay, slot, action);
     }
     match cx.flows.get_mut(slot) {
@@ -479,7 +491,7 @@ pub fn resume_blocked<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
             continue;
         }
         c.flags &= !(flags::WANT_TX | flags::TX_QUEUED);
-        let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.discard);
+        let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.scratch);
         after(cx, relay, slot, action);
     }
     relay.tx_blocked.drain(..done);
@@ -493,7 +505,7 @@ pub fn migrated_ends<G: GuestTx>(cx: &mut Ctx<G>, relay: &mut TcpRelay) {
             continue;
         };
         if c.has(flags::PEER_CLOSED) && !c.has(flags::FIN_SENT) {
-            let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.discard);
+            let action = c.data_from_sock(&mut cx.out, cx.now, &mut relay.scratch);
             after(cx, relay, slot, action);
         }
     }

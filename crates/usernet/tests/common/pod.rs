@@ -38,6 +38,12 @@ impl Running {
         socket: &Path,
         dir: &Path,
     ) -> Running {
+        // The engines' log on the test's stderr (shown when a test fails); the first
+        // engine of the test process sets it up.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
         let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
         let stop = Arc::new(AtomicBool::new(false));
         // QEMU connects once it starts: for `VhostUserFd` the engine's thread waits for

@@ -820,7 +820,7 @@ fn runs_the_socket_refuses_in_part_acknowledge_only_what_reaches_the_peer() {
 fn a_run_cut_short_by_a_full_guest_side_goes_on_where_it_stopped() {
     let (l, port) = server();
     let mut h = Harness::new(config());
-    let mut c = connect(&mut h, guest4(40035), gw4(port), 1000, Some(7));
+    let c = connect(&mut h, guest4(40035), gw4(port), 1000, Some(7));
     let (mut s, _) = l.accept().unwrap();
     h.take();
     let data: Vec<u8> = (0..20_000).map(|i: u32| (i % 251) as u8).collect();
@@ -854,7 +854,6 @@ fn a_run_cut_short_by_a_full_guest_side_goes_on_where_it_stopped() {
         got.len(),
         data.len()
     );
-    c.rcv_nxt = c.rcv_nxt.wrapping_add(got.len() as u32);
 }
 
 /// `ss -ti` of the established loopback sockets `filter` selects.

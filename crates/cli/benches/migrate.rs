@@ -184,12 +184,17 @@ struct Sample {
 fn engine_ms(engine: Engine, log: &str, source: bool) -> f64 {
     match engine {
         Engine::Netbind => {
-            // The target's part is in two: the state taken over while QEMU waits, the
-            // connections out of repair mode once the guest's queues run.
+            // The target's part is in three: the state read while QEMU sends it, then,
+            // once QEMU has started the guest's queues, the state taken over (the
+            // connections rebuilt in repair mode) and the connections out of repair mode.
             let parts: &[&str] = if source {
                 &["handed to QEMU in "]
             } else {
-                &["taken over in ", "out of repair mode and relayed in "]
+                &[
+                    "bytes of state read in ",
+                    "taken over in ",
+                    "out of repair mode and relayed in ",
+                ]
             };
             let ms = |what: &str| {
                 log.lines().rev().find_map(|l| {

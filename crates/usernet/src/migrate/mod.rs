@@ -17,9 +17,9 @@
 //! queues: the guest may run, but its frames wait until this is done) out of repair mode
 //! with a window probe (the peer learns where the connection stands and resends what it
 //! must) — a round trip to the peer per connection, which the guest's pause need not
-//! wait for — and a relay flow over each with the sequence numbers the guest knows. What the guest has not acknowledged is still in the receive queue, so
-//! the relay resends it as after any loss; guest data not acknowledged is resent by the
-//! guest. A connection whose peer had closed knows it from the state (its rebuilt
+//! wait for — and a relay flow over each with the sequence numbers the guest knows.
+//! What the guest has not acknowledged is still in the receive queue, so the relay
+//! resends it as after any loss; guest data not acknowledged is resent by the guest. A connection whose peer had closed knows it from the state (its rebuilt
 //! socket never reports that end): the relay sends the guest its FIN where the queue
 //! ends, once the guest runs. Connections that cannot move (still opening, or failing
 //! to rebuild) are not carried: the guest's next segment for one draws an RST from the

@@ -669,7 +669,7 @@ impl TcpConn {
             data -= 1;
             self.flags |= FIN_ACKED;
         }
-        if data > 0 && !self.scratch(data as usize) {
+        if data > 0 && !self.discard(data as usize) {
             return Err(Action::Reset);
         }
         self.snd_una = s.ack;
@@ -990,7 +990,7 @@ impl TcpConn {
     }
 
     /// Drops `n` acknowledged bytes from the socket's receive queue.
-    fn scratch(&mut self, n: usize) -> bool {
+    fn discard(&mut self, n: usize) -> bool {
         let mut left = n;
         while left > 0 {
             match sys::recv_discard(self.sock.as_fd(), left) {

@@ -4,7 +4,8 @@
 //! relay that translates between the two sequence spaces (passt's way):
 //!
 //! - **guest → socket**: an in-order segment is written to the socket with `send()`; what
-//!   the kernel accepted is acknowledged to the guest. A segment after a hole (a frame
+//!   the kernel accepted is acknowledged to the guest. Segments of one connection that
+//!   the attachment read together go in one `send()` (`gather.rs`). A segment after a hole (a frame
 //!   lost or reordered on the way) is *held* (`held.rs`: a ring per connection, allocated
 //!   only while something is held, from an engine-wide budget) and answered at once with
 //!   a duplicate ACK carrying SACK blocks for what is held, so the guest resends just the
@@ -24,7 +25,9 @@
 //!   round of the event loop (at most `DELACK_WAIT`): a reply from the socket in that
 //!   round carries it, and a request/response costs one frame to the guest, not two.
 //! - **socket → guest**: data is *peeked* (`MSG_PEEK` with `SO_PEEK_OFF`) straight into
-//!   frames in the guest side's buffer, never consumed until the guest acknowledges it;
+//!   frames in the guest side's buffer (for a guest side without offloads, a run of
+//!   MSS-sized segments from one peek into a scratch buffer, copied into the frames),
+//!   never consumed until the guest acknowledges it;
 //!   then `recv(MSG_TRUNC)` drops exactly the acknowledged bytes — at once: left in the
 //!   queue to be dropped in batches, a few KiB can hold the window toward the peer shut
 //!   (Linux offers no window while the free space is under one MSS, 64 KiB on loopback),

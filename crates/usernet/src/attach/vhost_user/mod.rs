@@ -222,11 +222,11 @@ pub struct VhostUserLink {
     /// State came in from a migration's source: the queues' next start continues
     /// that guest, it is no new one.
     migrated_in: bool,
-    /// A migration's state (its length, when its reading began), read and checked, to
-    /// be taken over once QEMU has had its answer (`CHECK_DEVICE_STATE`): QEMU goes on
-    /// with the migration stream meanwhile, and the queues are served only after the
-    /// take-over (one thread).
-    incoming: Option<(State, usize, std::time::Instant)>,
+    /// A migration's state (and its length), read and checked, to be taken over once
+    /// QEMU has started the queues: QEMU's requests until then (its answer to
+    /// `CHECK_DEVICE_STATE`, the rest of the migration stream, the queues' start) do not
+    /// wait for the take-over, and the guest's frames wait for it (one thread).
+    incoming: Option<(State, usize)>,
     one_off: bool,
     repair: Option<Repair>,
 }
@@ -344,13 +344,6 @@ impl VhostUserLink {
     /// Registers kick descriptors that changed; tells the engine when the guest's
     /// driver started (or restarted) the device.
     fn after_control(&mut self, registry: &Registry, engine: &mut Engine<VhostUserTx>) -> Ready {
-        if let Some((state, len, began)) = self.incoming.take() {
-            engine.import_state(state, self.repair.as_mut());
-            tracing::info!(
-                "migration: {len} bytes of state taken over in {:.3} ms",
-                began.elapsed().as_secs_f64() * 1e3
-            );
-        }
         let mut dev = lock(&self.device);
         for (q, ring) in dev.take_kick_changes() {
             if let Some(k) = ring.kick() {
@@ -365,6 +358,17 @@ impl VhostUserLink {
         self.rx_running = running;
         if started {
             if std::mem::take(&mut self.migrated_in) {
+                // QEMU has started the queues (its requests meanwhile were not held up
+                // by the take-over): the state goes into the engine, then its
+                // connections out of repair mode, before the first frame is read.
+                if let Some((state, len)) = self.incoming.take() {
+                    let began = std::time::Instant::now();
+                    engine.import_state(state, self.repair.as_mut());
+                    tracing::info!(
+                        "migration: {len} bytes of state taken over in {:.3} ms",
+                        began.elapsed().as_secs_f64() * 1e3
+                    );
+                }
                 engine.migration_resumed(self.repair.as_mut());
             } else if resumed {
                 engine.guest_resumed(self.repair.as_mut());
@@ -421,7 +425,7 @@ fn save(
 
 /// Reads the source's state (QEMU writes meanwhile) and checks it; it is taken over
 /// once QEMU has its answer (`after_control`).
-fn load(file: std::fs::File) -> Option<(State, usize, std::time::Instant)> {
+fn load(file: std::fs::File) -> Option<(State, usize)> {
     use std::io::Read;
     let began = std::time::Instant::now();
     let _ = nix::fcntl::fcntl(
@@ -434,7 +438,14 @@ fn load(file: std::fs::File) -> Option<(State, usize, std::time::Instant)> {
         return None;
     }
     match State::decode(&bytes) {
-        Ok(state) => Some((state, bytes.len(), began)),
+        Ok(state) => {
+            tracing::info!(
+                "migration: {} bytes of state read in {:.3} ms",
+                bytes.len(),
+                began.elapsed().as_secs_f64() * 1e3
+            );
+            Some((state, bytes.len()))
+        }
         Err(e) => {
             tracing::warn!("migration: the state from QEMU is refused: {e}");
             None

@@ -259,7 +259,8 @@ impl<G: GuestTx> Engine<G> {
         state
     }
 
-    /// Takes over the state a migration's source handed over (before the guest runs).
+    /// Takes over the state a migration's source handed over (before the engine reads
+    /// the guest's first frame; [`Engine::migration_resumed`] follows).
     pub fn import_state(
         &mut self,
         state: crate::migrate::format::State,

@@ -11,13 +11,13 @@
 //! protocol) switches sockets in and out of repair mode, as the engine has no privilege.
 //!
 //! Source ([`export`]): established connections into repair mode, each read, then closed
-//! — in repair mode a close sends nothing, so the peer sees no FIN or RST. Target
-//! ([`import`], while QEMU waits): for each connection a fresh socket into repair mode,
-//! rebuilt ([`Rebuilt`]); then ([`switch_out`], once QEMU has started the guest's
-//! queues: the guest may run, but its frames wait until this is done) out of repair mode
-//! with a window probe (the peer learns where the connection stands and resends what it
-//! must) — a round trip to the peer per connection, which the guest's pause need not
-//! wait for — and a relay flow over each with the sequence numbers the guest knows.
+//! — in repair mode a close sends nothing, so the peer sees no FIN or RST. Target, once
+//! QEMU has started the guest's queues (the guest may run; its frames wait until this
+//! is done, and QEMU's requests do not wait for it): [`import`], for each connection a
+//! fresh socket into repair mode, rebuilt ([`Rebuilt`]); then [`switch_out`], out of
+//! repair mode with a window probe (the peer learns where the connection stands and
+//! resends what it must) and a relay flow over each with the sequence numbers the guest
+//! knows.
 //! What the guest has not acknowledged is still in the receive queue, so the relay
 //! resends it as after any loss; guest data not acknowledged is resent by the guest. A connection whose peer had closed knows it from the state (its rebuilt
 //! socket never reports that end): the relay sends the guest its FIN where the queue
@@ -330,7 +330,7 @@ impl Rebuilt {
     }
 }
 
-/// Takes over `state` (the target, before its guest runs): the guest's view and MAC,
+/// Takes over `state` (the target, before its guest's first frame): the guest's view and MAC,
 /// the UDP flows, and the TCP connections rebuilt in repair mode, returned for
 /// [`switch_out`] (their count in `tcp_restored`; those that could not be rebuilt are
 /// `tcp_failed`, with their resets).

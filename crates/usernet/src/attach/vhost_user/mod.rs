@@ -424,7 +424,7 @@ fn save(
 }
 
 /// Reads the source's state (QEMU writes meanwhile) and checks it; it is taken over
-/// once QEMU has its answer (`after_control`).
+/// once QEMU has started the queues (`after_control`).
 fn load(file: std::fs::File) -> Option<(State, usize)> {
     use std::io::Read;
     let began = std::time::Instant::now();

@@ -38,10 +38,11 @@ impl Running {
         socket: &Path,
         dir: &Path,
     ) -> Running {
-        // The engines' log on the test's stderr (shown when a test fails); the first
+        // The engines' log in the test's captured output (shown when a test fails: the
+        // engine's thread inherits the capture of the test that spawns it); the first
         // engine of the test process sets it up.
         let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
+            .with_test_writer()
             .with_ansi(false)
             .try_init();
         let listener = netbind_usernet::run::listen_unix(socket).expect("listen");
